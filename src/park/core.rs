@@ -1,0 +1,901 @@
+//! The state machine itself. See the module docs in `park/mod.rs`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::config::PolicySet;
+use crate::orbit::{FreeSet, Orbit, OrbitRange, OrbitTable};
+
+use super::types::*;
+
+/// The orbits one pool owns, with which of them are free.
+#[derive(Debug, Clone)]
+pub struct PoolOrbits {
+    ranges: Vec<(OrbitRange, FreeSet)>,
+}
+
+impl PoolOrbits {
+    pub fn new(table: &OrbitTable, pool: &str) -> PoolOrbits {
+        PoolOrbits {
+            ranges: table
+                .pool_ranges(pool)
+                .map(|r| (r.clone(), FreeSet::new(r.span.len())))
+                .collect(),
+        }
+    }
+
+    /// The lowest free orbit, ranges taken in table order; only ranges of `lot` when given.
+    pub fn allocate(&mut self, lot: Option<&str>) -> Option<Orbit> {
+        for (r, free) in &mut self.ranges {
+            if lot.is_some() && r.lot.as_deref() != lot {
+                continue;
+            }
+            if let Some(i) = free.take_lowest() {
+                return r.span.at(i);
+            }
+        }
+        None
+    }
+
+    /// Takes a named orbit (directed park, restore). `None`: not ours; `Some(false)`: in use.
+    pub fn take(&mut self, orbit: Orbit) -> Option<bool> {
+        let (r, free) = self
+            .ranges
+            .iter_mut()
+            .find(|(r, _)| r.span.contains(orbit))?;
+        Some(free.take(r.span.index_of(orbit)?))
+    }
+
+    /// Frees an orbit; false if it was not held.
+    pub fn release(&mut self, orbit: Orbit) -> bool {
+        match self.ranges.iter_mut().find(|(r, _)| r.span.contains(orbit)) {
+            Some((r, free)) => r.span.index_of(orbit).is_some_and(|i| free.release(i)),
+            None => false,
+        }
+    }
+
+    pub fn owns(&self, orbit: Orbit) -> bool {
+        self.ranges.iter().any(|(r, _)| r.span.contains(orbit))
+    }
+
+    /// (range, used, free) per range.
+    pub fn usage(&self) -> impl Iterator<Item = (&OrbitRange, u64, u64)> {
+        self.ranges
+            .iter()
+            .map(|(r, f)| (r, f.len() - f.free(), f.free()))
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.ranges.iter().map(|(_, f)| f.heap_bytes()).sum()
+    }
+}
+
+/// What role a channel plays for a parked call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Parked,
+    Leg,
+}
+
+/// The park state machine of one pool.
+#[derive(Debug)]
+pub struct ParkCore {
+    settings: Settings,
+    policies: PolicySet,
+    orbits: PoolOrbits,
+    calls: HashMap<ChannelId, ParkedCall>,
+    by_orbit: HashMap<Orbit, ChannelId>,
+    /// Every channel the core knows: parked channels and their legs, to the parked channel.
+    channels: HashMap<ChannelId, (ChannelId, Role)>,
+    deadlines: BTreeSet<(Millis, ChannelId)>,
+    dirty: Vec<ChannelId>,
+    log: Vec<LogEvent>,
+}
+
+impl ParkCore {
+    pub fn new(settings: Settings, policies: PolicySet, orbits: PoolOrbits) -> ParkCore {
+        ParkCore {
+            settings,
+            policies,
+            orbits,
+            calls: HashMap::new(),
+            by_orbit: HashMap::new(),
+            channels: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            dirty: Vec::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the core from stored calls after a restart. Calls whose orbit is no longer in
+    /// the table (the configuration changed) or already taken are returned, not restored.
+    pub fn restore(
+        settings: Settings,
+        policies: PolicySet,
+        orbits: PoolOrbits,
+        stored: Vec<ParkedCall>,
+    ) -> (ParkCore, Vec<ParkedCall>) {
+        let mut core = ParkCore::new(settings, policies, orbits);
+        let mut rejected = Vec::new();
+        for call in stored {
+            if let Some(o) = call.orbit {
+                if core.orbits.take(o) != Some(true) {
+                    rejected.push(call);
+                    continue;
+                }
+                core.by_orbit.insert(o, call.channel.clone());
+            }
+            core.index(&call);
+            core.calls.insert(call.channel.clone(), call);
+        }
+        (core, rejected)
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn orbits(&self) -> &PoolOrbits {
+        &self.orbits
+    }
+
+    pub fn calls(&self) -> impl Iterator<Item = &ParkedCall> {
+        self.calls.values()
+    }
+
+    pub fn call(&self, channel: &ChannelId) -> Option<&ParkedCall> {
+        self.calls.get(channel)
+    }
+
+    pub fn call_on(&self, orbit: Orbit) -> Option<&ParkedCall> {
+        self.by_orbit.get(&orbit).and_then(|c| self.calls.get(c))
+    }
+
+    /// Whether the core has anything to do with this channel.
+    pub fn knows(&self, channel: &ChannelId) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// The earliest deadline, for the service's timer.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Changes to persist since the last call.
+    pub fn drain_changes(&mut self) -> Vec<Change> {
+        let mut seen = std::collections::HashSet::new();
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter(|c| seen.insert(c.clone()))
+            .map(|c| match self.calls.get(&c) {
+                Some(call) => Change::Upsert(call.clone()),
+                None => Change::Remove(c),
+            })
+            .collect()
+    }
+
+    /// Log entries since the last call.
+    pub fn drain_log(&mut self) -> Vec<LogEvent> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Handles one PBX event at time `now`.
+    pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Command> {
+        let mut out = Vec::new();
+        match event {
+            Event::Park {
+                channel,
+                caller,
+                parker,
+                announce_to,
+                lot,
+                orbit,
+            } => self.on_park(
+                now,
+                channel,
+                caller,
+                parker,
+                announce_to,
+                lot,
+                orbit,
+                &mut out,
+            ),
+            Event::Retrieve { channel, orbit, by } => {
+                self.on_retrieve(now, channel, orbit, by, &mut out)
+            }
+            Event::Answered { channel } => self.on_answered(now, channel, &mut out),
+            Event::OriginateFailed { channel, reason } => {
+                self.on_leg_failed(now, channel, &reason, &mut out)
+            }
+            Event::Bridged { channel } => self.on_bridged(now, channel, &mut out),
+            Event::Hangup { channel } => self.on_hangup(now, channel, &mut out),
+        }
+        out
+    }
+
+    /// Fires every deadline at or before `now`.
+    pub fn handle_timeout(&mut self, now: Millis) -> Vec<Command> {
+        let mut out = Vec::new();
+        while let Some((t, ch)) = self.deadlines.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.deadlines.remove(&(t, ch.clone()));
+            self.on_deadline(now, ch, &mut out);
+        }
+        out
+    }
+
+    // ----- bookkeeping -------------------------------------------------------------------
+
+    fn index(&mut self, call: &ParkedCall) {
+        self.channels
+            .insert(call.channel.clone(), (call.channel.clone(), Role::Parked));
+        if let Some(leg) = leg_of(&call.state) {
+            self.channels
+                .insert(leg.clone(), (call.channel.clone(), Role::Leg));
+        }
+        self.deadlines.insert((call.deadline, call.channel.clone()));
+    }
+
+    fn unindex(&mut self, call: &ParkedCall) {
+        self.channels.remove(&call.channel);
+        if let Some(leg) = leg_of(&call.state) {
+            self.channels.remove(leg);
+        }
+        self.deadlines
+            .remove(&(call.deadline, call.channel.clone()));
+    }
+
+    /// Applies `f` to a call, keeping the indexes and the dirty list true.
+    fn update(&mut self, ch: &ChannelId, f: impl FnOnce(&mut ParkedCall)) {
+        let Some(mut call) = self.calls.remove(ch) else {
+            return;
+        };
+        self.unindex(&call);
+        f(&mut call);
+        self.index(&call);
+        self.calls.insert(ch.clone(), call);
+        self.dirty.push(ch.clone());
+    }
+
+    /// Ends a call's park: frees its orbit (exactly once) and forgets it.
+    fn finish(
+        &mut self,
+        now: Millis,
+        ch: &ChannelId,
+        kind: LogKind,
+        detail: String,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(call) = self.calls.remove(ch) else {
+            return;
+        };
+        self.unindex(&call);
+        if let Some(o) = call.orbit {
+            self.by_orbit.remove(&o);
+            let freed = self.orbits.release(o);
+            debug_assert!(freed, "orbit {o} freed twice");
+            out.push(Command::Lamp {
+                orbit: o,
+                in_use: false,
+            });
+        }
+        self.dirty.push(ch.clone());
+        self.push_log(now, kind, ch, call.orbit, detail);
+    }
+
+    fn push_log(
+        &mut self,
+        at: Millis,
+        kind: LogKind,
+        ch: &ChannelId,
+        orbit: Option<Orbit>,
+        detail: String,
+    ) {
+        self.log.push(LogEvent {
+            at,
+            kind,
+            channel: ch.clone(),
+            orbit,
+            detail,
+        });
+    }
+
+    fn start_moh(&self, ch: &ChannelId, out: &mut Vec<Command>) {
+        if self.settings.moh != Moh::Off {
+            out.push(Command::StartMoh {
+                channel: ch.clone(),
+                moh: self.settings.moh.clone(),
+            });
+        }
+    }
+
+    fn stop_moh(&self, ch: &ChannelId, out: &mut Vec<Command>) {
+        if self.settings.moh != Moh::Off {
+            out.push(Command::StopMoh {
+                channel: ch.clone(),
+            });
+        }
+    }
+
+    // ----- events -----------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_park(
+        &mut self,
+        now: Millis,
+        ch: ChannelId,
+        caller: Party,
+        parker: Parker,
+        announce_to: Option<ChannelId>,
+        lot: Option<String>,
+        wanted: Option<Orbit>,
+        out: &mut Vec<Command>,
+    ) {
+        if self.channels.contains_key(&ch) {
+            return; // a repeated park of a call we hold already
+        }
+        let orbit = if !self.policies.allows(parker.ids.iter().map(String::as_str)) {
+            Err(RefuseReason::NotAllowed)
+        } else if let Some(o) = wanted {
+            match self.orbits.take(o) {
+                None => Err(RefuseReason::NotOurOrbit),
+                Some(false) => Err(RefuseReason::OrbitBusy),
+                Some(true) => Ok(o),
+            }
+        } else {
+            self.orbits
+                .allocate(lot.as_deref())
+                .ok_or(RefuseReason::Full)
+        };
+        let orbit = match orbit {
+            Ok(o) => o,
+            Err(reason) => {
+                return self.refuse(now, ch, caller, parker, announce_to, lot, reason, out);
+            }
+        };
+        out.push(Command::Answer {
+            channel: ch.clone(),
+        });
+        out.push(Command::Lamp {
+            orbit,
+            in_use: true,
+        });
+        if let Some(a) = &announce_to {
+            out.push(Command::Announce {
+                channel: a.clone(),
+                orbit,
+            });
+        }
+        self.start_moh(&ch, out);
+        if let Some(ep) = &parker.endpoint {
+            out.push(Command::Notify {
+                endpoint: ep.clone(),
+                text: format!("Call from {} parked on {orbit}", party_label(&caller)),
+            });
+        }
+        let detail = format!("by {} from {}", parker.display, party_label(&caller));
+        let call = ParkedCall {
+            channel: ch.clone(),
+            orbit: Some(orbit),
+            caller,
+            parker,
+            lot,
+            parked_at: now,
+            deadline: now + self.settings.pickup_timeout,
+            attempts: 0,
+            fallback_tried: false,
+            state: CallState::Parked,
+        };
+        self.by_orbit.insert(orbit, ch.clone());
+        self.index(&call);
+        self.calls.insert(ch.clone(), call);
+        self.dirty.push(ch.clone());
+        self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &mut self,
+        now: Millis,
+        ch: ChannelId,
+        caller: Party,
+        parker: Parker,
+        announce_to: Option<ChannelId>,
+        lot: Option<String>,
+        reason: RefuseReason,
+        out: &mut Vec<Command>,
+    ) {
+        let detail = format!("{}: {}", parker.display, reason.as_str());
+        self.push_log(now, LogKind::Refused, &ch, None, detail);
+        out.push(Command::Answer {
+            channel: ch.clone(),
+        });
+        // The parker is on this very line (park code dialled directly, or an attended
+        // transfer not completed): tell it and give the call back to the dialplan.
+        let parker_on_line = announce_to.is_some();
+        let Some(endpoint) = parker.endpoint.clone().filter(|_| !parker_on_line) else {
+            out.push(Command::Refuse {
+                channel: ch.clone(),
+                reason,
+            });
+            if !parker_on_line {
+                // Nobody to give the call back to: it is hung up, and the log says why.
+                self.push_log(
+                    now,
+                    LogKind::Disconnected,
+                    &ch,
+                    None,
+                    "refused and the parker is unknown".into(),
+                );
+            }
+            return;
+        };
+        // A transferred call: ring its parker back at once, as a timed-out park would.
+        out.push(Command::Notify {
+            endpoint: endpoint.clone(),
+            text: format!(
+                "Call from {} could not be parked: {}",
+                party_label(&caller),
+                reason.as_str()
+            ),
+        });
+        self.start_moh(&ch, out);
+        let leg = ch.leg("ret");
+        out.push(Command::Originate {
+            channel: leg.clone(),
+            target: Target::Endpoint(endpoint),
+            caller_id: Party {
+                name: "Park failed".into(),
+                number: caller.number.clone(),
+            },
+            timeout_ms: self.settings.ringback_ring_time,
+            purpose: LegPurpose::Return,
+        });
+        let call = ParkedCall {
+            channel: ch.clone(),
+            orbit: None,
+            caller,
+            parker,
+            lot,
+            parked_at: now,
+            deadline: now + self.settings.ringback_ring_time,
+            attempts: 0,
+            fallback_tried: false,
+            state: CallState::Returning { leg, reason },
+        };
+        self.index(&call);
+        self.calls.insert(ch.clone(), call);
+        self.dirty.push(ch);
+    }
+
+    fn on_retrieve(
+        &mut self,
+        now: Millis,
+        ch: ChannelId,
+        orbit: Orbit,
+        by: Party,
+        out: &mut Vec<Command>,
+    ) {
+        let parked = self.by_orbit.get(&orbit).cloned();
+        let Some(parked) = parked.filter(|p| {
+            matches!(
+                self.calls.get(p).map(|c| &c.state),
+                Some(CallState::Parked | CallState::Ringback { .. } | CallState::Fallback { .. })
+            )
+        }) else {
+            // Empty orbit, or another retriever won the race: exactly one is bridged.
+            out.push(Command::Answer {
+                channel: ch.clone(),
+            });
+            out.push(Command::OrbitEmpty {
+                channel: ch.clone(),
+                orbit,
+            });
+            self.push_log(now, LogKind::OrbitEmpty, &ch, Some(orbit), party_label(&by));
+            return;
+        };
+        let call = &self.calls[&parked];
+        let resume = match &call.state {
+            CallState::Parked => call.deadline,
+            _ => now + self.settings.pickup_timeout,
+        };
+        if let Some(leg) = leg_of(&call.state) {
+            out.push(Command::Hangup {
+                channel: leg.clone(),
+            });
+        }
+        out.push(Command::Answer {
+            channel: ch.clone(),
+        });
+        self.stop_moh(&parked, out);
+        out.push(Command::Bridge {
+            parked: parked.clone(),
+            other: ch.clone(),
+        });
+        self.push_log(
+            now,
+            LogKind::RetrieveStarted,
+            &parked,
+            Some(orbit),
+            party_label(&by),
+        );
+        let deadline = now + self.settings.bridge_timeout;
+        self.update(&parked, |c| {
+            c.state = CallState::Connecting {
+                leg: ch,
+                via: Via::Retrieve { by },
+                resume,
+            };
+            c.deadline = deadline;
+        });
+    }
+
+    fn on_answered(&mut self, now: Millis, leg: ChannelId, out: &mut Vec<Command>) {
+        let Some((parked, Role::Leg)) = self.channels.get(&leg).cloned() else {
+            return;
+        };
+        let call = &self.calls[&parked];
+        let via = match &call.state {
+            CallState::Ringback { attempt, .. } => Via::Ringback { attempt: *attempt },
+            CallState::Fallback { .. } => Via::Fallback,
+            CallState::Returning { .. } => Via::Return,
+            // A retriever is already answered; a second answer changes nothing.
+            CallState::Connecting { .. } | CallState::Parked => return,
+        };
+        self.stop_moh(&parked, out);
+        out.push(Command::Bridge {
+            parked: parked.clone(),
+            other: leg.clone(),
+        });
+        let deadline = now + self.settings.bridge_timeout;
+        let resume = now + self.settings.pickup_timeout;
+        self.update(&parked, |c| {
+            c.state = CallState::Connecting { leg, via, resume };
+            c.deadline = deadline;
+        });
+    }
+
+    fn on_bridged(&mut self, now: Millis, ch: ChannelId, out: &mut Vec<Command>) {
+        let Some((parked, _)) = self.channels.get(&ch).cloned() else {
+            return;
+        };
+        let call = &self.calls[&parked];
+        let CallState::Connecting { via, leg, .. } = &call.state else {
+            return;
+        };
+        let (kind, detail) = match via {
+            Via::Retrieve { by } => (LogKind::Retrieved, format!("by {}", party_label(by))),
+            Via::Ringback { attempt } => (
+                LogKind::Reconnected,
+                format!("parker answered ringback {attempt}"),
+            ),
+            Via::Fallback => (LogKind::FallbackAnswered, destination_label(&self.settings)),
+            Via::Return => (LogKind::Returned, "parker answered".into()),
+        };
+        if let (Via::Retrieve { by }, Some(ep), Some(o)) = (via, &call.parker.endpoint, call.orbit)
+        {
+            out.push(Command::Notify {
+                endpoint: ep.clone(),
+                text: format!(
+                    "Call from {} on {o} was retrieved by {}",
+                    party_label(&call.caller),
+                    party_label(by)
+                ),
+            });
+        }
+        let _ = leg;
+        self.finish(now, &parked, kind, detail, out);
+    }
+
+    fn on_leg_failed(&mut self, now: Millis, leg: ChannelId, reason: &str, out: &mut Vec<Command>) {
+        let Some((parked, Role::Leg)) = self.channels.get(&leg).cloned() else {
+            return;
+        };
+        self.leg_lost(now, &parked, reason, false, out);
+    }
+
+    /// A leg is gone: it failed, was not answered in time, or hung up.
+    fn leg_lost(
+        &mut self,
+        now: Millis,
+        parked: &ChannelId,
+        reason: &str,
+        hang_up_leg: bool,
+        out: &mut Vec<Command>,
+    ) {
+        let call = &self.calls[parked];
+        if hang_up_leg {
+            if let Some(leg) = leg_of(&call.state) {
+                out.push(Command::Hangup {
+                    channel: leg.clone(),
+                });
+            }
+        }
+        match call.state.clone() {
+            CallState::Parked => {}
+            CallState::Ringback { attempt, .. } => {
+                self.push_log(
+                    now,
+                    LogKind::RingbackMissed,
+                    parked,
+                    call.orbit,
+                    format!("ringback {attempt}: {reason}"),
+                );
+                self.after_missed_ringback(now, parked, out);
+            }
+            CallState::Fallback { .. } => {
+                self.push_log(
+                    now,
+                    LogKind::FallbackMissed,
+                    parked,
+                    call.orbit,
+                    reason.to_string(),
+                );
+                out.push(Command::Hangup {
+                    channel: parked.clone(),
+                });
+                self.finish(
+                    now,
+                    parked,
+                    LogKind::Disconnected,
+                    "nobody answered at the fallback".into(),
+                    out,
+                );
+            }
+            CallState::Returning { .. } => {
+                out.push(Command::Hangup {
+                    channel: parked.clone(),
+                });
+                self.finish(
+                    now,
+                    parked,
+                    LogKind::Disconnected,
+                    format!("refused call not answered by its parker: {reason}"),
+                    out,
+                );
+            }
+            CallState::Connecting { via, resume, .. } => match via {
+                Via::Retrieve { by } => {
+                    // The retriever left before the bridge: the call stays parked.
+                    self.push_log(
+                        now,
+                        LogKind::RetrieveAbandoned,
+                        parked,
+                        call.orbit,
+                        party_label(&by),
+                    );
+                    self.start_moh(parked, out);
+                    let deadline = resume.max(now);
+                    self.update(parked, |c| {
+                        c.state = CallState::Parked;
+                        c.deadline = deadline;
+                    });
+                }
+                Via::Ringback { attempt } => {
+                    self.push_log(
+                        now,
+                        LogKind::RingbackMissed,
+                        parked,
+                        call.orbit,
+                        format!("ringback {attempt}: {reason}"),
+                    );
+                    self.start_moh(parked, out);
+                    self.after_missed_ringback(now, parked, out);
+                }
+                Via::Fallback => {
+                    out.push(Command::Hangup {
+                        channel: parked.clone(),
+                    });
+                    self.finish(
+                        now,
+                        parked,
+                        LogKind::Disconnected,
+                        format!("fallback left before the bridge: {reason}"),
+                        out,
+                    );
+                }
+                Via::Return => {
+                    out.push(Command::Hangup {
+                        channel: parked.clone(),
+                    });
+                    self.finish(
+                        now,
+                        parked,
+                        LogKind::Disconnected,
+                        format!("parker left before the bridge: {reason}"),
+                        out,
+                    );
+                }
+            },
+        }
+    }
+
+    /// After a missed ringback: park again until the attempts are spent, then the fallback.
+    fn after_missed_ringback(&mut self, now: Millis, parked: &ChannelId, out: &mut Vec<Command>) {
+        let call = &self.calls[parked];
+        if call.attempts < self.settings.max_pickup_attempts {
+            let deadline = now + self.settings.pickup_timeout;
+            self.update(parked, |c| {
+                c.state = CallState::Parked;
+                c.deadline = deadline;
+            });
+        } else {
+            self.go_fallback(now, parked, out);
+        }
+    }
+
+    fn go_fallback(&mut self, now: Millis, parked: &ChannelId, out: &mut Vec<Command>) {
+        let call = &self.calls[parked];
+        match self.settings.on_timeout.clone() {
+            Some(dest) if !call.fallback_tried => {
+                let leg = parked.leg("fb");
+                out.push(Command::Originate {
+                    channel: leg.clone(),
+                    target: Target::Destination(dest.clone()),
+                    caller_id: orbit_caller_id(call),
+                    timeout_ms: self.settings.ringback_ring_time,
+                    purpose: LegPurpose::Fallback,
+                });
+                self.push_log(
+                    now,
+                    LogKind::FallbackStarted,
+                    parked,
+                    call.orbit,
+                    dest.to_string(),
+                );
+                let deadline = now + self.settings.ringback_ring_time;
+                self.update(parked, |c| {
+                    c.state = CallState::Fallback { leg };
+                    c.fallback_tried = true;
+                    c.deadline = deadline;
+                });
+            }
+            _ => {
+                out.push(Command::Hangup {
+                    channel: parked.clone(),
+                });
+                let why = if self.settings.on_timeout.is_some() {
+                    "nobody answered at the fallback"
+                } else {
+                    "every ringback missed and no on_timeout destination is set"
+                };
+                self.finish(now, parked, LogKind::Disconnected, why.into(), out);
+            }
+        }
+    }
+
+    fn on_hangup(&mut self, now: Millis, ch: ChannelId, out: &mut Vec<Command>) {
+        let Some((parked, role)) = self.channels.get(&ch).cloned() else {
+            return;
+        };
+        match role {
+            Role::Parked => {
+                // The parked caller left: cancel whatever rings for it.
+                let call = &self.calls[&parked];
+                match &call.state {
+                    CallState::Connecting {
+                        leg,
+                        via: Via::Retrieve { .. },
+                        ..
+                    } => {
+                        if let Some(o) = call.orbit {
+                            out.push(Command::OrbitEmpty {
+                                channel: leg.clone(),
+                                orbit: o,
+                            });
+                        }
+                    }
+                    state => {
+                        if let Some(leg) = leg_of(state) {
+                            out.push(Command::Hangup {
+                                channel: leg.clone(),
+                            });
+                        }
+                    }
+                }
+                self.finish(
+                    now,
+                    &parked,
+                    LogKind::Abandoned,
+                    "the parked caller hung up".into(),
+                    out,
+                );
+            }
+            Role::Leg => self.leg_lost(now, &parked, "hung up", false, out),
+        }
+    }
+
+    fn on_deadline(&mut self, now: Millis, parked: ChannelId, out: &mut Vec<Command>) {
+        let Some(call) = self.calls.get(&parked) else {
+            return;
+        };
+        match &call.state {
+            CallState::Parked => {
+                let endpoint = call.parker.endpoint.clone();
+                match endpoint {
+                    Some(ep) if call.attempts < self.settings.max_pickup_attempts => {
+                        let attempt = call.attempts + 1;
+                        let leg = parked.leg(&format!("rb{attempt}"));
+                        out.push(Command::Originate {
+                            channel: leg.clone(),
+                            target: Target::Endpoint(ep),
+                            caller_id: orbit_caller_id(call),
+                            timeout_ms: self.settings.ringback_ring_time,
+                            purpose: LegPurpose::Ringback { attempt },
+                        });
+                        self.push_log(
+                            now,
+                            LogKind::RingbackStarted,
+                            &parked,
+                            call.orbit,
+                            format!(
+                                "ringback {attempt} of {}",
+                                self.settings.max_pickup_attempts
+                            ),
+                        );
+                        let deadline = now + self.settings.ringback_ring_time;
+                        self.update(&parked, |c| {
+                            c.attempts = attempt;
+                            c.state = CallState::Ringback { leg, attempt };
+                            c.deadline = deadline;
+                        });
+                    }
+                    _ => self.go_fallback(now, &parked, out),
+                }
+            }
+            CallState::Ringback { .. }
+            | CallState::Fallback { .. }
+            | CallState::Returning { .. } => {
+                self.leg_lost(now, &parked, "not answered in time", true, out);
+            }
+            CallState::Connecting { .. } => {
+                self.leg_lost(
+                    now,
+                    &parked,
+                    "the bridge did not come up in time",
+                    true,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+fn leg_of(state: &CallState) -> Option<&ChannelId> {
+    match state {
+        CallState::Parked => None,
+        CallState::Ringback { leg, .. }
+        | CallState::Fallback { leg }
+        | CallState::Returning { leg, .. }
+        | CallState::Connecting { leg, .. } => Some(leg),
+    }
+}
+
+fn party_label(p: &Party) -> String {
+    match (p.name.is_empty(), p.number.is_empty()) {
+        (false, false) => format!("{} <{}>", p.name, p.number),
+        (false, true) => p.name.clone(),
+        (true, false) => p.number.clone(),
+        (true, true) => "an unknown caller".into(),
+    }
+}
+
+fn destination_label(s: &Settings) -> String {
+    s.on_timeout
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+/// What a ringback shows: "Parked 701" and the parked caller's number.
+fn orbit_caller_id(call: &ParkedCall) -> Party {
+    Party {
+        name: match call.orbit {
+            Some(o) => format!("Parked {o}"),
+            None => "Parked call".into(),
+        },
+        number: call.caller.number.clone(),
+    }
+}

@@ -1,0 +1,411 @@
+//! Values that flow in and out of the park state machine.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::orbit::Orbit;
+
+/// Milliseconds since the Unix epoch. Deadlines are absolute so that a restart resumes them.
+pub type Millis = i64;
+
+/// A PBX channel id (ARI channel id, FreeSWITCH uuid), opaque to the core.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelId(pub String);
+
+impl ChannelId {
+    pub fn new(s: impl Into<String>) -> ChannelId {
+        ChannelId(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of a channel originated on behalf of this one (ringback, fallback, return).
+    /// Derived, not random, so the core stays deterministic and the id survives a restart.
+    pub fn leg(&self, tag: &str) -> ChannelId {
+        ChannelId(format!("{}-{}", self.0, tag))
+    }
+}
+
+impl fmt::Display for ChannelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Caller id of a party.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub name: String,
+    pub number: String,
+}
+
+/// Who parked the call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parker {
+    /// The ids voice policies are matched against (caller number, endpoint, SIP URI).
+    pub ids: Vec<String>,
+    /// Where ringbacks go, as the PBX dials it (`PJSIP/alice`); `None` when unknown.
+    pub endpoint: Option<String>,
+    /// A printable name for logs and notifications.
+    pub display: String,
+}
+
+/// Where a call goes when every ringback was missed (Lync's OnTimeoutURI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Destination {
+    /// `exten:0@from-internal`: an extension in a dialplan context.
+    Exten { exten: String, context: String },
+    /// `sip:operator@example.com`.
+    Sip(String),
+    /// A raw PBX dial string (`PJSIP/operator`, `sofia/internal/1000@example.com`).
+    Dial(String),
+}
+
+impl Destination {
+    pub fn parse(s: &str) -> Result<Destination, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(
+                "is empty: give `exten:EXTEN@CONTEXT`, a `sip:` URI or a dial string".into(),
+            );
+        }
+        if s.chars().any(char::is_whitespace) {
+            return Err(format!("`{s}` contains white space"));
+        }
+        if let Some(rest) = s.strip_prefix("exten:") {
+            return match rest.split_once('@') {
+                Some((e, c)) if !e.is_empty() && !c.is_empty() => Ok(Destination::Exten {
+                    exten: e.into(),
+                    context: c.into(),
+                }),
+                _ => Err(format!(
+                    "`{s}`: write an extension as `exten:EXTEN@CONTEXT`"
+                )),
+            };
+        }
+        if s.starts_with("sip:") || s.starts_with("sips:") {
+            return if s.contains('@') {
+                Ok(Destination::Sip(s.into()))
+            } else {
+                Err(format!(
+                    "`{s}`: a SIP URI needs a user and a host, like sip:operator@example.com"
+                ))
+            };
+        }
+        if s.contains('/') {
+            return Ok(Destination::Dial(s.into()));
+        }
+        Err(format!(
+            "`{s}` is neither `exten:EXTEN@CONTEXT`, a `sip:` URI nor a dial string like `PJSIP/operator`"
+        ))
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Exten { exten, context } => write!(f, "exten:{exten}@{context}"),
+            Destination::Sip(s) | Destination::Dial(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Music on hold for parked calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Moh {
+    /// Silence (`music_on_hold = false`).
+    Off,
+    /// The PBX's class; `None` is its default class.
+    Class(Option<String>),
+    /// A custom file, by the path the PBX can read.
+    File(String),
+}
+
+/// The settings the state machine needs, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub pickup_timeout: Millis,
+    pub max_pickup_attempts: u8,
+    pub ringback_ring_time: Millis,
+    pub on_timeout: Option<Destination>,
+    pub moh: Moh,
+    /// How long a requested bridge may take before it counts as failed.
+    pub bridge_timeout: Millis,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            pickup_timeout: 90_000,
+            max_pickup_attempts: 1,
+            ringback_ring_time: 20_000,
+            on_timeout: None,
+            moh: Moh::Class(None),
+            bridge_timeout: 10_000,
+        }
+    }
+}
+
+/// Why a park request was turned down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// No voice policy enables call park for the parker.
+    NotAllowed,
+    /// Every orbit of the pool (or lot) is in use.
+    Full,
+    /// A directed park named an orbit that is held by another call.
+    OrbitBusy,
+    /// A directed park named an orbit this pool does not own.
+    NotOurOrbit,
+}
+
+impl RefuseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefuseReason::NotAllowed => {
+                "call park is not enabled for this user by any voice policy"
+            }
+            RefuseReason::Full => "every orbit is in use",
+            RefuseReason::OrbitBusy => "the requested orbit is in use",
+            RefuseReason::NotOurOrbit => "the requested orbit is not one of this pool's orbits",
+        }
+    }
+}
+
+/// What a PBX tells the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A call arrived at the park code.
+    Park {
+        channel: ChannelId,
+        caller: Party,
+        parker: Parker,
+        /// The channel that should hear the orbit spoken, when the parker is on the line
+        /// (the park code dialled directly, or an attended transfer not yet completed).
+        announce_to: Option<ChannelId>,
+        /// Parking lot asked for; `None` takes any range of the pool.
+        lot: Option<String>,
+        /// Directed park: this orbit and no other.
+        orbit: Option<Orbit>,
+    },
+    /// Someone dialled an orbit.
+    Retrieve {
+        channel: ChannelId,
+        orbit: Orbit,
+        by: Party,
+    },
+    /// A channel the core originated (ringback, fallback, return) was answered.
+    Answered { channel: ChannelId },
+    /// A channel the core originated failed before answer (busy, no answer, congestion).
+    OriginateFailed { channel: ChannelId, reason: String },
+    /// The bridge the core asked for is up; `channel` is either of its two channels.
+    Bridged { channel: ChannelId },
+    /// A channel hung up or vanished.
+    Hangup { channel: ChannelId },
+}
+
+/// Why an originated leg is placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LegPurpose {
+    /// Ringback `attempt` (1-based) to the parker.
+    Ringback { attempt: u8 },
+    /// OnTimeoutURI.
+    Fallback,
+    /// Giving a refused call back to its parker.
+    Return,
+}
+
+/// Where an originated leg dials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Endpoint(String),
+    Destination(Destination),
+}
+
+/// What the core asks a PBX to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Answer {
+        channel: ChannelId,
+    },
+    StartMoh {
+        channel: ChannelId,
+        moh: Moh,
+    },
+    StopMoh {
+        channel: ChannelId,
+    },
+    /// Speak the orbit to a channel (the parker on the line).
+    Announce {
+        channel: ChannelId,
+        orbit: Orbit,
+    },
+    /// Text to the parker's endpoint (SIP MESSAGE where the PBX can).
+    Notify {
+        endpoint: String,
+        text: String,
+    },
+    /// Place a call whose channel gets the id `channel`; events for it use that id.
+    Originate {
+        channel: ChannelId,
+        target: Target,
+        caller_id: Party,
+        timeout_ms: Millis,
+        purpose: LegPurpose,
+    },
+    Bridge {
+        parked: ChannelId,
+        other: ChannelId,
+    },
+    Hangup {
+        channel: ChannelId,
+    },
+    /// Tell a retriever the orbit holds no call, then hang it up.
+    OrbitEmpty {
+        channel: ChannelId,
+        orbit: Orbit,
+    },
+    /// Tell a caller why its park was refused, then hand it back to the dialplan.
+    Refuse {
+        channel: ChannelId,
+        reason: RefuseReason,
+    },
+    /// Busy-lamp state of an orbit.
+    Lamp {
+        orbit: Orbit,
+        in_use: bool,
+    },
+}
+
+/// Where a parked call is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallState {
+    /// Waiting on its orbit; the deadline starts the next ringback (or the fallback).
+    Parked,
+    /// The parker's phone rings; the orbit stays retrievable. Deadline: end of ring time.
+    Ringback { leg: ChannelId, attempt: u8 },
+    /// OnTimeoutURI rings; the orbit stays retrievable. Deadline: end of ring time.
+    Fallback { leg: ChannelId },
+    /// Park was refused; the parker is called back. Deadline: end of ring time.
+    Returning {
+        leg: ChannelId,
+        reason: RefuseReason,
+    },
+    /// A bridge with `leg` was asked for. Deadline: bridge timeout.
+    Connecting {
+        leg: ChannelId,
+        via: Via,
+        /// Deadline to go back to when a retriever leaves before the bridge.
+        resume: Millis,
+    },
+}
+
+/// Who the parked call is being connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Via {
+    Retrieve { by: Party },
+    Ringback { attempt: u8 },
+    Fallback,
+    Return,
+}
+
+/// One parked (or returning) call: everything needed to resume it after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedCall {
+    pub channel: ChannelId,
+    /// `None` only for a refused call being returned.
+    pub orbit: Option<Orbit>,
+    pub caller: Party,
+    pub parker: Parker,
+    pub lot: Option<String>,
+    pub parked_at: Millis,
+    pub deadline: Millis,
+    /// Ringbacks placed so far.
+    pub attempts: u8,
+    /// Whether the fallback was tried.
+    pub fallback_tried: bool,
+    pub state: CallState,
+}
+
+/// How a call's park ended, or a step on the way; written to the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    Parked,
+    Refused,
+    RingbackStarted,
+    RingbackMissed,
+    FallbackStarted,
+    FallbackMissed,
+    RetrieveStarted,
+    RetrieveAbandoned,
+    OrbitEmpty,
+    /// Ended: bridged to a retriever.
+    Retrieved,
+    /// Ended: the parker answered a ringback.
+    Reconnected,
+    /// Ended: answered at the fallback destination.
+    FallbackAnswered,
+    /// Ended: a refused call was answered by its parker.
+    Returned,
+    /// Ended: nobody answered anywhere; the call was hung up.
+    Disconnected,
+    /// Ended: the parked caller hung up.
+    Abandoned,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Parked => "parked",
+            LogKind::Refused => "refused",
+            LogKind::RingbackStarted => "ringback_started",
+            LogKind::RingbackMissed => "ringback_missed",
+            LogKind::FallbackStarted => "fallback_started",
+            LogKind::FallbackMissed => "fallback_missed",
+            LogKind::RetrieveStarted => "retrieve_started",
+            LogKind::RetrieveAbandoned => "retrieve_abandoned",
+            LogKind::OrbitEmpty => "orbit_empty",
+            LogKind::Retrieved => "retrieved",
+            LogKind::Reconnected => "reconnected",
+            LogKind::FallbackAnswered => "fallback_answered",
+            LogKind::Returned => "returned",
+            LogKind::Disconnected => "disconnected",
+            LogKind::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether the call's park is over (and its orbit, if any, freed).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            LogKind::Retrieved
+                | LogKind::Reconnected
+                | LogKind::FallbackAnswered
+                | LogKind::Returned
+                | LogKind::Disconnected
+                | LogKind::Abandoned
+        )
+    }
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    pub at: Millis,
+    pub kind: LogKind,
+    pub channel: ChannelId,
+    pub orbit: Option<Orbit>,
+    pub detail: String,
+}
+
+/// A change to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Upsert(ParkedCall),
+    Remove(ChannelId),
+}
