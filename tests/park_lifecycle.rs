@@ -1,0 +1,738 @@
+//! The park state machine, path by path (Lync's behaviour), and property tests over random
+//! interleavings of PBX events and timer expiries.
+
+use std::collections::{HashMap, HashSet};
+
+use callpark::config::{PolicyConfig, PolicyRule, PolicySet};
+use callpark::orbit::{Orbit, OrbitRange, OrbitTable};
+use callpark::park::*;
+use proptest::prelude::*;
+
+fn o(s: &str) -> Orbit {
+    s.parse().unwrap()
+}
+
+fn ch(s: &str) -> ChannelId {
+    ChannelId::new(s)
+}
+
+fn table(spans: &[&str]) -> OrbitTable {
+    OrbitTable::new(
+        spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| OrbitRange {
+                name: format!("r{i}"),
+                span: s.parse().unwrap(),
+                pool: "pbx".into(),
+                lot: None,
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn everyone() -> PolicySet {
+    PolicySet::new(vec![
+        PolicyRule::new(&PolicyConfig {
+            name: "all".into(),
+            enable_call_park: true,
+            users: vec![],
+            patterns: vec![".*".into()],
+        })
+        .unwrap(),
+    ])
+}
+
+fn core_with(settings: Settings, spans: &[&str]) -> ParkCore {
+    ParkCore::new(settings, everyone(), PoolOrbits::new(&table(spans), "pbx"))
+}
+
+fn settings(attempts: u8, fallback: bool) -> Settings {
+    Settings {
+        pickup_timeout: 90_000,
+        max_pickup_attempts: attempts,
+        ringback_ring_time: 20_000,
+        on_timeout: fallback.then(|| Destination::parse("exten:0@operator").unwrap()),
+        moh: Moh::Class(None),
+        bridge_timeout: 10_000,
+    }
+}
+
+fn park_event(c: &str, user: &str) -> Event {
+    Event::Park {
+        channel: ch(c),
+        caller: Party {
+            name: "Bob".into(),
+            number: "200".into(),
+        },
+        parker: Parker {
+            ids: vec![user.into()],
+            endpoint: Some(format!("PJSIP/{user}")),
+            display: user.into(),
+        },
+        announce_to: None,
+        lot: None,
+        orbit: None,
+    }
+}
+
+fn announced(mut e: Event, to: &str) -> Event {
+    if let Event::Park { announce_to, .. } = &mut e {
+        *announce_to = Some(ch(to));
+    }
+    e
+}
+
+fn retrieve(c: &str, orbit: &str) -> Event {
+    Event::Retrieve {
+        channel: ch(c),
+        orbit: o(orbit),
+        by: Party {
+            name: "Carol".into(),
+            number: "300".into(),
+        },
+    }
+}
+
+fn kinds(core: &mut ParkCore) -> Vec<LogKind> {
+    core.drain_log().into_iter().map(|e| e.kind).collect()
+}
+
+fn originates(cmds: &[Command]) -> Vec<(ChannelId, LegPurpose)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Originate {
+                channel, purpose, ..
+            } => Some((channel.clone(), purpose.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn park_answers_holds_announces_and_lights_the_lamp() {
+    let mut core = core_with(settings(1, false), &["*700-*702"]);
+    let cmds = core.handle(1_000, announced(park_event("bob", "alice"), "alice-line"));
+    assert_eq!(cmds[0], Command::Answer { channel: ch("bob") });
+    assert!(cmds.contains(&Command::Lamp {
+        orbit: o("*700"),
+        in_use: true
+    }));
+    assert!(cmds.contains(&Command::Announce {
+        channel: ch("alice-line"),
+        orbit: o("*700")
+    }));
+    assert!(cmds.contains(&Command::StartMoh {
+        channel: ch("bob"),
+        moh: Moh::Class(None)
+    }));
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Notify { endpoint, text }
+        if endpoint == "PJSIP/alice" && text.contains("*700")))
+    );
+    assert_eq!(core.next_deadline(), Some(91_000));
+    assert_eq!(kinds(&mut core), vec![LogKind::Parked]);
+    let changes = core.drain_changes();
+    assert!(
+        matches!(&changes[..], [Change::Upsert(c)] if c.orbit == Some(o("*700")) && c.deadline == 91_000)
+    );
+}
+
+#[test]
+fn music_on_hold_off_gives_silence() {
+    let mut s = settings(1, false);
+    s.moh = Moh::Off;
+    let mut core = core_with(s, &["700-709"]);
+    let cmds = core.handle(0, park_event("bob", "alice"));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::StartMoh { .. })));
+}
+
+#[test]
+fn parked_then_retrieved_frees_the_orbit_and_notifies_the_parker() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    let cmds = core.handle(5_000, retrieve("carol", "700"));
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("bob"),
+        other: ch("carol")
+    }));
+    assert!(cmds.contains(&Command::StopMoh { channel: ch("bob") }));
+    // Orbit held until the bridge is up.
+    assert!(core.call_on(o("700")).is_some());
+    let cmds = core.handle(
+        5_100,
+        Event::Bridged {
+            channel: ch("carol"),
+        },
+    );
+    assert!(cmds.contains(&Command::Lamp {
+        orbit: o("700"),
+        in_use: false
+    }));
+    assert!(cmds.iter().any(
+        |c| matches!(c, Command::Notify { text, .. } if text.contains("retrieved by Carol <300>"))
+    ));
+    assert!(core.call_on(o("700")).is_none());
+    assert_eq!(core.next_deadline(), None);
+    assert_eq!(
+        kinds(&mut core),
+        vec![
+            LogKind::Parked,
+            LogKind::RetrieveStarted,
+            LogKind::Retrieved
+        ]
+    );
+    // Freed: the next park takes the lowest orbit again.
+    core.handle(6_000, park_event("dave", "alice"));
+    assert_eq!(core.call(&ch("dave")).unwrap().orbit, Some(o("700")));
+}
+
+#[test]
+fn timeout_rings_back_with_orbit_caller_id_and_parker_answers() {
+    let mut core = core_with(settings(2, false), &["*701-*709"]);
+    core.handle(0, park_event("bob", "alice"));
+    let cmds = core.handle_timeout(90_000);
+    let [
+        Command::Originate {
+            channel,
+            target,
+            caller_id,
+            timeout_ms,
+            purpose,
+        },
+    ] = &cmds[..]
+    else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(channel, &ch("bob-rb1"));
+    assert_eq!(target, &Target::Endpoint("PJSIP/alice".into()));
+    assert_eq!(caller_id.name, "Parked *701");
+    assert_eq!(
+        (*timeout_ms, purpose),
+        (20_000, &LegPurpose::Ringback { attempt: 1 })
+    );
+    // The orbit stays retrievable while the parker's phone rings.
+    assert!(core.call_on(o("*701")).is_some());
+    let cmds = core.handle(
+        95_000,
+        Event::Answered {
+            channel: ch("bob-rb1"),
+        },
+    );
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("bob"),
+        other: ch("bob-rb1")
+    }));
+    core.handle(95_100, Event::Bridged { channel: ch("bob") });
+    assert!(core.call_on(o("*701")).is_none());
+    assert_eq!(
+        kinds(&mut core),
+        vec![
+            LogKind::Parked,
+            LogKind::RingbackStarted,
+            LogKind::Reconnected
+        ]
+    );
+}
+
+#[test]
+fn missed_ringbacks_park_again_then_fallback_then_disconnect() {
+    let mut core = core_with(settings(2, true), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    assert_eq!(originates(&core.handle_timeout(90_000)).len(), 1);
+    // Not answered within ring time: hung up, parked again for another pickup timeout.
+    let cmds = core.handle_timeout(110_000);
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("bob-rb1")
+    }));
+    assert_eq!(core.call(&ch("bob")).unwrap().state, CallState::Parked);
+    assert_eq!(core.next_deadline(), Some(200_000));
+    let cmds = core.handle_timeout(200_000);
+    assert_eq!(originates(&cmds)[0].1, LegPurpose::Ringback { attempt: 2 });
+    // Busy this time: straight to the fallback, since both attempts are spent.
+    let cmds = core.handle(
+        201_000,
+        Event::OriginateFailed {
+            channel: ch("bob-rb2"),
+            reason: "busy".into(),
+        },
+    );
+    let orig = originates(&cmds);
+    assert_eq!(orig, vec![(ch("bob-fb"), LegPurpose::Fallback)]);
+    assert!(cmds.iter().any(|c| matches!(c, Command::Originate { target: Target::Destination(Destination::Exten { exten, context }), .. } if exten == "0" && context == "operator")));
+    // Nobody at the fallback: disconnected, orbit freed.
+    let cmds = core.handle_timeout(221_000);
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("bob-fb")
+    }));
+    assert!(cmds.contains(&Command::Hangup { channel: ch("bob") }));
+    assert!(cmds.contains(&Command::Lamp {
+        orbit: o("700"),
+        in_use: false
+    }));
+    assert_eq!(
+        kinds(&mut core),
+        vec![
+            LogKind::Parked,
+            LogKind::RingbackStarted,
+            LogKind::RingbackMissed,
+            LogKind::RingbackStarted,
+            LogKind::RingbackMissed,
+            LogKind::FallbackStarted,
+            LogKind::FallbackMissed,
+            LogKind::Disconnected
+        ]
+    );
+}
+
+#[test]
+fn fallback_answered_is_bridged() {
+    let mut core = core_with(settings(1, true), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    core.handle_timeout(90_000);
+    core.handle_timeout(110_000);
+    assert!(matches!(
+        core.call(&ch("bob")).unwrap().state,
+        CallState::Fallback { .. }
+    ));
+    let cmds = core.handle(
+        111_000,
+        Event::Answered {
+            channel: ch("bob-fb"),
+        },
+    );
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("bob"),
+        other: ch("bob-fb")
+    }));
+    core.handle(
+        111_100,
+        Event::Bridged {
+            channel: ch("bob-fb"),
+        },
+    );
+    assert_eq!(kinds(&mut core).last(), Some(&LogKind::FallbackAnswered));
+    assert_eq!(core.calls().count(), 0);
+}
+
+#[test]
+fn no_fallback_configured_disconnects_after_last_ringback() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    core.handle_timeout(90_000);
+    let cmds = core.handle_timeout(110_000);
+    assert!(cmds.contains(&Command::Hangup { channel: ch("bob") }));
+    assert_eq!(kinds(&mut core).last(), Some(&LogKind::Disconnected));
+}
+
+#[test]
+fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    let cmds = core.handle(1_000, Event::Hangup { channel: ch("bob") });
+    assert_eq!(
+        cmds,
+        vec![Command::Lamp {
+            orbit: o("700"),
+            in_use: false
+        }]
+    );
+    core.handle(2_000, park_event("dan", "alice"));
+    core.handle_timeout(92_000);
+    let cmds = core.handle(93_000, Event::Hangup { channel: ch("dan") });
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("dan-rb1")
+    }));
+    assert!(
+        core.drain_log()
+            .iter()
+            .filter(|e| e.kind == LogKind::Abandoned)
+            .count()
+            == 2
+    );
+    assert_eq!(core.next_deadline(), None);
+}
+
+#[test]
+fn retriever_leaving_before_the_bridge_leaves_the_call_parked() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    core.handle(10_000, retrieve("carol", "700"));
+    let cmds = core.handle(
+        10_500,
+        Event::Hangup {
+            channel: ch("carol"),
+        },
+    );
+    assert!(cmds.contains(&Command::StartMoh {
+        channel: ch("bob"),
+        moh: Moh::Class(None)
+    }));
+    let call = core.call_on(o("700")).unwrap();
+    assert_eq!(call.state, CallState::Parked);
+    // The original pickup deadline still holds.
+    assert_eq!(call.deadline, 90_000);
+}
+
+#[test]
+fn two_retrieves_of_one_orbit_exactly_one_wins() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    let first = core.handle(1_000, retrieve("carol", "700"));
+    let second = core.handle(1_000, retrieve("erin", "700"));
+    assert!(first.iter().any(|c| matches!(c, Command::Bridge { .. })));
+    assert!(!second.iter().any(|c| matches!(c, Command::Bridge { .. })));
+    assert!(second.contains(&Command::OrbitEmpty {
+        channel: ch("erin"),
+        orbit: o("700")
+    }));
+}
+
+#[test]
+fn retrieve_while_ringback_rings_cancels_the_ringback() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    core.handle_timeout(90_000);
+    let cmds = core.handle(95_000, retrieve("carol", "700"));
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("bob-rb1")
+    }));
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("bob"),
+        other: ch("carol")
+    }));
+    // A late answer of the cancelled ringback changes nothing.
+    let cmds = core.handle(
+        95_001,
+        Event::Answered {
+            channel: ch("bob-rb1"),
+        },
+    );
+    assert!(cmds.is_empty());
+}
+
+#[test]
+fn empty_orbit_and_unknown_orbit() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    let cmds = core.handle(0, retrieve("carol", "705"));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Answer {
+                channel: ch("carol")
+            },
+            Command::OrbitEmpty {
+                channel: ch("carol"),
+                orbit: o("705")
+            }
+        ]
+    );
+    let cmds = core.handle(0, retrieve("carol2", "999"));
+    assert!(cmds.contains(&Command::OrbitEmpty {
+        channel: ch("carol2"),
+        orbit: o("999")
+    }));
+}
+
+#[test]
+fn full_range_returns_the_call_to_the_parker() {
+    let mut core = core_with(settings(1, false), &["700-701"]);
+    core.handle(0, park_event("a", "alice"));
+    core.handle(0, park_event("b", "alice"));
+    let cmds = core.handle(0, park_event("c", "alice"));
+    assert!(cmds.iter().any(
+        |c| matches!(c, Command::Notify { text, .. } if text.contains("every orbit is in use"))
+    ));
+    assert_eq!(originates(&cmds), vec![(ch("c-ret"), LegPurpose::Return)]);
+    assert_eq!(core.drain_log().last().unwrap().kind, LogKind::Refused);
+    // The parker answers: the call is back, nothing lost.
+    core.handle(
+        1_000,
+        Event::Answered {
+            channel: ch("c-ret"),
+        },
+    );
+    core.handle(
+        1_100,
+        Event::Bridged {
+            channel: ch("c-ret"),
+        },
+    );
+    assert_eq!(kinds(&mut core), vec![LogKind::Returned]);
+    assert!(core.call(&ch("c")).is_none());
+    // Orbits of the two parked calls untouched.
+    assert_eq!(core.call(&ch("a")).unwrap().orbit, Some(o("700")));
+}
+
+#[test]
+fn park_refused_by_policy() {
+    let policies = PolicySet::new(vec![
+        PolicyRule::new(&PolicyConfig {
+            name: "reception".into(),
+            enable_call_park: true,
+            users: vec!["alice".into()],
+            patterns: vec![],
+        })
+        .unwrap(),
+    ]);
+    let mut core = ParkCore::new(
+        settings(1, false),
+        policies,
+        PoolOrbits::new(&table(&["700-709"]), "pbx"),
+    );
+    // Park code dialled directly by a user no policy covers: told on the line.
+    let cmds = core.handle(0, announced(park_event("mallory", "mallory"), "mallory"));
+    assert!(cmds.contains(&Command::Refuse {
+        channel: ch("mallory"),
+        reason: RefuseReason::NotAllowed
+    }));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Lamp { .. })));
+    let log = core.drain_log();
+    assert_eq!(log[0].kind, LogKind::Refused);
+    assert!(log[0].detail.contains("not enabled"));
+    // Transferred by a user without policy: the call rings back to them.
+    let cmds = core.handle(0, park_event("bob", "mallory"));
+    assert_eq!(originates(&cmds), vec![(ch("bob-ret"), LegPurpose::Return)]);
+    // Allowed user parks fine.
+    core.handle(0, park_event("carl", "alice"));
+    assert_eq!(core.call(&ch("carl")).unwrap().orbit, Some(o("700")));
+}
+
+#[test]
+fn directed_park_takes_the_named_orbit_or_refuses() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    let ev = |c: &str, orbit: &str| {
+        let mut e = announced(park_event(c, "alice"), c);
+        if let Event::Park { orbit: want, .. } = &mut e {
+            *want = Some(o(orbit));
+        }
+        e
+    };
+    core.handle(0, ev("a", "705"));
+    assert_eq!(core.call(&ch("a")).unwrap().orbit, Some(o("705")));
+    let cmds = core.handle(0, ev("b", "705"));
+    assert!(cmds.contains(&Command::Refuse {
+        channel: ch("b"),
+        reason: RefuseReason::OrbitBusy
+    }));
+    let cmds = core.handle(0, ev("c", "800"));
+    assert!(cmds.contains(&Command::Refuse {
+        channel: ch("c"),
+        reason: RefuseReason::NotOurOrbit
+    }));
+    // Lowest free skips the directed one.
+    core.handle(0, park_event("d", "alice"));
+    assert_eq!(core.call(&ch("d")).unwrap().orbit, Some(o("700")));
+}
+
+#[test]
+fn restore_resumes_timers_and_holds_orbits() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("a", "alice"));
+    core.handle(1_000, park_event("b", "alice"));
+    core.handle_timeout(90_000); // a rings back
+    let saved: Vec<ParkedCall> = core.calls().cloned().collect();
+    drop(core);
+    let (mut core, rejected) = ParkCore::restore(
+        settings(1, false),
+        everyone(),
+        PoolOrbits::new(&table(&["700-709"]), "pbx"),
+        saved,
+    );
+    assert!(rejected.is_empty());
+    assert_eq!(core.next_deadline(), Some(91_000));
+    // Deadline passed while down: fires at once with the original state.
+    let cmds = core.handle_timeout(200_000);
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("a-rb1")
+    }));
+    assert_eq!(
+        originates(&cmds),
+        vec![(ch("b-rb1"), LegPurpose::Ringback { attempt: 1 })]
+    );
+    core.handle(0, park_event("c", "alice"));
+    assert_eq!(core.call(&ch("c")).unwrap().orbit, Some(o("700")));
+}
+
+// ----- property tests ----------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Step {
+    Park,
+    Retrieve(u8),
+    HangupParked(u8),
+    AnswerLeg(u8),
+    FailLeg(u8),
+    HangupLeg(u8),
+    Bridge(u8),
+    Advance(u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => Just(Step::Park),
+        2 => any::<u8>().prop_map(Step::Retrieve),
+        1 => any::<u8>().prop_map(Step::HangupParked),
+        2 => any::<u8>().prop_map(Step::AnswerLeg),
+        1 => any::<u8>().prop_map(Step::FailLeg),
+        1 => any::<u8>().prop_map(Step::HangupLeg),
+        2 => any::<u8>().prop_map(Step::Bridge),
+        3 => (0u32..120_000).prop_map(Step::Advance),
+    ]
+}
+
+/// Watches every command and log entry and checks the invariants as they happen.
+#[derive(Default)]
+struct Checker {
+    lamps: HashMap<Orbit, bool>,
+    ringbacks: HashMap<ChannelId, u8>,
+    ended: HashMap<ChannelId, usize>,
+    parked: HashSet<ChannelId>,
+    legs: Vec<ChannelId>,
+    /// Ringbacks owed before a fallback: none when the parker's endpoint is unknown.
+    owed: u8,
+}
+
+impl Checker {
+    fn see(&mut self, core: &mut ParkCore, cmds: &[Command], max: u8) -> Result<(), TestCaseError> {
+        for c in cmds {
+            match c {
+                Command::Lamp { orbit, in_use } => {
+                    let was = self.lamps.insert(*orbit, *in_use).unwrap_or(false);
+                    prop_assert_ne!(was, *in_use, "orbit {} taken or freed twice", orbit);
+                }
+                Command::Originate {
+                    channel, purpose, ..
+                } => {
+                    let parked = ChannelId::new(channel.as_str().rsplit_once('-').unwrap().0);
+                    match purpose {
+                        LegPurpose::Ringback { attempt } => {
+                            let n = self.ringbacks.entry(parked).or_default();
+                            *n += 1;
+                            prop_assert_eq!(*n, *attempt);
+                            prop_assert!(*n <= max, "ringback {} of {}", n, max);
+                        }
+                        LegPurpose::Fallback => {
+                            let n = self.ringbacks.get(&parked).copied().unwrap_or(0);
+                            prop_assert_eq!(n, self.owed, "fallback before the last ringback");
+                        }
+                        LegPurpose::Return => {}
+                    }
+                    self.legs.push(channel.clone());
+                }
+                _ => {}
+            }
+        }
+        for e in core.drain_log() {
+            if e.kind == LogKind::Parked {
+                prop_assert!(self.parked.insert(e.channel.clone()));
+            }
+            if e.kind.is_final() {
+                *self.ended.entry(e.channel.clone()).or_default() += 1;
+            }
+        }
+        // No orbit is ever held by two calls, and the allocator agrees with the calls.
+        let mut held = HashSet::new();
+        for call in core.calls() {
+            if let Some(o) = call.orbit {
+                prop_assert!(held.insert(o), "orbit {} held twice", o);
+                prop_assert_eq!(self.lamps.get(&o), Some(&true));
+            }
+        }
+        let used: u64 = core.orbits().usage().map(|(_, used, _)| used).sum();
+        prop_assert_eq!(used, held.len() as u64);
+        Ok(())
+    }
+}
+
+fn pick<T: Clone>(items: &[T], i: u8) -> Option<T> {
+    (!items.is_empty()).then(|| items[i as usize % items.len()].clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn random_interleavings_keep_every_invariant(
+        steps in prop::collection::vec(step(), 1..120),
+        max in 1u8..=3,
+        fallback in any::<bool>(),
+        known_parker in any::<bool>(),
+    ) {
+        let mut core = core_with(settings(max, fallback), &["700-703"]);
+        let mut chk = Checker { owed: if known_parker { max } else { 0 }, ..Checker::default() };
+        let mut now: Millis = 0;
+        let mut next = 0u32;
+        let mut retrievers = Vec::new();
+        let ev_park = |c: &str| {
+            let mut e = park_event(c, "alice");
+            if let Event::Park { parker, .. } = &mut e {
+                if !known_parker { parker.endpoint = None; }
+            }
+            e
+        };
+        for s in steps {
+            let calls: Vec<ParkedCall> = core.calls().cloned().collect();
+            let legs: Vec<ChannelId> = calls.iter().filter_map(|c| match &c.state {
+                CallState::Ringback { leg, .. } | CallState::Fallback { leg } | CallState::Returning { leg, .. } => Some(leg.clone()),
+                _ => None,
+            }).collect();
+            let connecting: Vec<ChannelId> = calls.iter().filter_map(|c| match &c.state {
+                CallState::Connecting { leg, .. } => Some(leg.clone()),
+                _ => None,
+            }).collect();
+            let cmds = match s {
+                Step::Park => { next += 1; core.handle(now, ev_park(&format!("p{next}"))) }
+                Step::Retrieve(i) => {
+                    next += 1;
+                    let r = format!("r{next}");
+                    retrievers.push(ChannelId::new(r.clone()));
+                    let orbit = o(&format!("{}", 700 + (i % 5) as u32)); // 704 is never ours
+                    core.handle(now, retrieve(&r, &orbit.to_string()))
+                }
+                Step::HangupParked(i) => match pick(&calls, i) {
+                    Some(c) => core.handle(now, Event::Hangup { channel: c.channel }),
+                    None => vec![],
+                },
+                Step::AnswerLeg(i) => match pick(&legs, i) {
+                    Some(l) => core.handle(now, Event::Answered { channel: l }),
+                    None => vec![],
+                },
+                Step::FailLeg(i) => match pick(&legs, i) {
+                    Some(l) => core.handle(now, Event::OriginateFailed { channel: l, reason: "busy".into() }),
+                    None => vec![],
+                },
+                Step::HangupLeg(i) => match pick(&connecting, i).or_else(|| pick(&legs, i)) {
+                    Some(l) => core.handle(now, Event::Hangup { channel: l }),
+                    None => vec![],
+                },
+                Step::Bridge(i) => match pick(&connecting, i) {
+                    Some(l) => core.handle(now, Event::Bridged { channel: l }),
+                    None => vec![],
+                },
+                Step::Advance(ms) => { now += ms as i64; core.handle_timeout(now) }
+            };
+            chk.see(&mut core, &cmds, max)?;
+            // Events for channels that are gone change nothing.
+            let stale = core.handle(now, Event::Answered { channel: ChannelId::new("gone") });
+            prop_assert!(stale.is_empty());
+        }
+        // Let time run with nobody answering: every call must end.
+        for _ in 0..10_000 {
+            match core.next_deadline() {
+                Some(t) => { now = now.max(t); let cmds = core.handle_timeout(now); chk.see(&mut core, &cmds, max)?; }
+                None => break,
+            }
+        }
+        prop_assert_eq!(core.calls().count(), 0, "calls left: {:?}", core.calls().collect::<Vec<_>>());
+        prop_assert!(chk.lamps.values().all(|on| !on), "an orbit was never freed");
+        for p in &chk.parked {
+            prop_assert_eq!(chk.ended.get(p).copied(), Some(1), "call {} did not end exactly once", p);
+        }
+        for (c, n) in &chk.ended {
+            prop_assert_eq!(*n, 1, "call {} ended {} times", c, n);
+        }
+    }
+}
