@@ -5,3 +5,7 @@
 pub mod config;
 pub mod orbit;
 pub mod park;
+pub mod store;
+pub mod pbx;
+pub mod service;
+pub mod cli;

@@ -231,7 +231,7 @@ impl ParkCore {
     fn index(&mut self, call: &ParkedCall) {
         self.channels
             .insert(call.channel.clone(), (call.channel.clone(), Role::Parked));
-        if let Some(leg) = leg_of(&call.state) {
+        if let Some(leg) = call.state.leg() {
             self.channels
                 .insert(leg.clone(), (call.channel.clone(), Role::Leg));
         }
@@ -240,7 +240,7 @@ impl ParkCore {
 
     fn unindex(&mut self, call: &ParkedCall) {
         self.channels.remove(&call.channel);
-        if let Some(leg) = leg_of(&call.state) {
+        if let Some(leg) = call.state.leg() {
             self.channels.remove(leg);
         }
         self.deadlines
@@ -501,7 +501,7 @@ impl ParkCore {
             CallState::Parked => call.deadline,
             _ => now + self.settings.pickup_timeout,
         };
-        if let Some(leg) = leg_of(&call.state) {
+        if let Some(leg) = call.state.leg() {
             out.push(Command::Hangup {
                 channel: leg.clone(),
             });
@@ -607,7 +607,7 @@ impl ParkCore {
     ) {
         let call = &self.calls[parked];
         if hang_up_leg {
-            if let Some(leg) = leg_of(&call.state) {
+            if let Some(leg) = call.state.leg() {
                 out.push(Command::Hangup {
                     channel: leg.clone(),
                 });
@@ -788,7 +788,7 @@ impl ParkCore {
                         }
                     }
                     state => {
-                        if let Some(leg) = leg_of(state) {
+                        if let Some(leg) = state.leg() {
                             out.push(Command::Hangup {
                                 channel: leg.clone(),
                             });
@@ -860,16 +860,6 @@ impl ParkCore {
                 );
             }
         }
-    }
-}
-
-fn leg_of(state: &CallState) -> Option<&ChannelId> {
-    match state {
-        CallState::Parked => None,
-        CallState::Ringback { leg, .. }
-        | CallState::Fallback { leg }
-        | CallState::Returning { leg, .. }
-        | CallState::Connecting { leg, .. } => Some(leg),
     }
 }
 

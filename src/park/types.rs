@@ -304,6 +304,19 @@ pub enum CallState {
     },
 }
 
+impl CallState {
+    /// The other channel the call is waiting on, if any.
+    pub fn leg(&self) -> Option<&ChannelId> {
+        match self {
+            CallState::Parked => None,
+            CallState::Ringback { leg, .. }
+            | CallState::Fallback { leg }
+            | CallState::Returning { leg, .. }
+            | CallState::Connecting { leg, .. } => Some(leg),
+        }
+    }
+}
+
 /// Who the parked call is being connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Via {

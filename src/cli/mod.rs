@@ -1,0 +1,170 @@
+//! The `callpark` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::service::{self, media, now_ms};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "callpark", version, about = "Lync Server 2013 style call park for Asterisk and FreeSWITCH")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, env = "CALLPARK_CONFIG", default_value = "/etc/callpark/callpark.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the service.
+    Run,
+    /// Check the configuration and the orbit table; exit 2 when something is wrong.
+    CheckConfig,
+    /// The orbit table with used and free orbits per range.
+    Orbits,
+    /// The calls parked now, read from the store.
+    Parked,
+    /// The newest entries of the event log.
+    Log {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Copy the database and the custom music-on-hold files into DIR, checksums verified.
+    Backup { dir: PathBuf },
+}
+
+/// Exit codes: 0 fine, 1 failure at run time, 2 bad configuration or input.
+pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if matches!(e, ConfigError::Read { .. }) {
+                eprintln!("hint: pass --config FILE (or set CALLPARK_CONFIG); contrib/callpark.example.toml is a start");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match cli.command {
+        Cmd::CheckConfig => {
+            check_config(&cfg);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Orbits => orbits(&cfg).await,
+        Cmd::Parked => parked(&cfg).await,
+        Cmd::Log { limit } => {
+            let store = Store::open(&cfg.database_path()).await?;
+            for r in store.log(limit).await? {
+                println!(
+                    "{}  {:<8} {:<18} {:<10} {:<24} {}",
+                    fmt_ms(r.at),
+                    r.pool,
+                    r.kind,
+                    r.orbit.unwrap_or_default(),
+                    r.channel,
+                    r.detail
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Backup { dir } => {
+            let store = Store::open(&cfg.database_path()).await?;
+            for p in media::backup(&store, &dir).await? {
+                println!("{}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run => crate::cli::run::run(cfg).await,
+    }
+}
+
+mod run;
+
+fn check_config(cfg: &Config) {
+    let file = cfg.file.as_deref().unwrap_or(Path::new("-")).display();
+    println!("{file}: OK");
+    println!(
+        "park: pickup_timeout {}, max_pickup_attempts {}, ringback_ring_time {}, on_timeout {}, music_on_hold {}",
+        humantime::format_duration(cfg.park.pickup_timeout),
+        cfg.park.max_pickup_attempts,
+        humantime::format_duration(cfg.park.ringback_ring_time),
+        cfg.park.on_timeout.as_deref().unwrap_or("(none)"),
+        if cfg.park.music_on_hold { "on" } else { "off" },
+    );
+    for p in &cfg.pbx {
+        println!("pbx {}: {:?} at {}", p.name, p.kind, p.address);
+    }
+    for r in cfg.orbits.ranges() {
+        println!("orbit_range {}: {} ({} orbits) pool {}", r.name, r.span, r.span.len(), r.pool);
+    }
+    if cfg.policies.rules().iter().all(|r| !r.enable_call_park) {
+        println!("warning: no [[policy]] enables call park, so nobody can park");
+    }
+}
+
+async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&cfg.database_path()).await?;
+    let used: Vec<crate::orbit::Orbit> = store
+        .used_per_orbit()
+        .await?
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    println!("{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}", "RANGE", "POOL", "ORBITS", "SIZE", "USED", "FREE");
+    for r in cfg.orbits.ranges() {
+        let n = used.iter().filter(|o| r.span.contains(**o)).count() as u64;
+        println!(
+            "{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}",
+            r.name,
+            r.pool,
+            r.span.to_string(),
+            r.span.len(),
+            n,
+            r.span.len() - n
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&cfg.database_path()).await?;
+    let now = now_ms();
+    println!("{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>8}", "ORBIT", "POOL", "CHANNEL", "CALLER", "STATE", "ATTEMPT", "NEXT IN");
+    for (pool, c) in store.parked(None).await? {
+        println!(
+            "{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>7}s",
+            c.orbit.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+            pool,
+            c.channel.as_str(),
+            format!("{} {}", c.caller.name, c.caller.number),
+            format!("{:?}", c.state).split([' ', '{']).next().unwrap_or(""),
+            c.attempts,
+            ((c.deadline - now).max(0)) / 1000
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_ms(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Reads the settings and the stored media a pool's core needs.
+pub(crate) async fn core_settings(cfg: &Config, store: &Store) -> anyhow::Result<crate::park::Settings> {
+    let moh_file = match (&cfg.park.music_on_hold_file, cfg.park.music_on_hold) {
+        (Some(f), true) => Some(
+            media::keep_moh_file(store, &cfg.service.data_dir, f, now_ms())
+                .await?
+                .display()
+                .to_string(),
+        ),
+        _ => None,
+    };
+    Ok(service::settings_from(cfg, moh_file))
+}

@@ -1,0 +1,52 @@
+//! `callpark run`: open the store, restore every pool's parked calls, start the adapters.
+
+use std::process::ExitCode;
+
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::config::{Config, PbxKind};
+use crate::service;
+use crate::store::Store;
+
+pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&cfg.database_path()).await?;
+    store.save_orbit_table(&cfg.orbits).await?;
+    let problems = service::media::verify_media(&store).await?;
+    for p in &problems {
+        error!("music on hold: {p}");
+    }
+    let settings = super::core_settings(&cfg, &store).await?;
+    if cfg.pbx.is_empty() {
+        anyhow::bail!("no [[pbx]] is configured: add one so callpark has a PBX to drive");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for pbx in &cfg.pbx {
+        let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
+        match pbx.kind {
+            PbxKind::Asterisk => {
+                let adapter = crate::pbx::asterisk::Asterisk::new(pbx, &cfg)?;
+                tasks.spawn(service::run_pool(core, store.clone(), adapter, stop_rx.clone()));
+            }
+            PbxKind::Freeswitch => {
+                anyhow::bail!("pbx `{}`: the FreeSWITCH adapter is not built yet; use kind = \"asterisk\"", pbx.name)
+            }
+        }
+        info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
+    }
+    let code = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { info!("stopping"); ExitCode::SUCCESS }
+        Some(res) = tasks.join_next() => {
+            match res {
+                Ok(Ok(_)) => ExitCode::SUCCESS,
+                Ok(Err(e)) => { error!("{e}"); ExitCode::FAILURE }
+                Err(e) => { error!("pool task failed: {e}"); ExitCode::FAILURE }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    store.close().await;
+    Ok(code)
+}

@@ -1,0 +1,187 @@
+//! The running service: one task per pool drives that pool's [`ParkCore`] with the events of
+//! its PBX adapter and the clock, writes every step to the store before the PBX carries out the
+//! step's commands, and resumes every stored call at start.
+
+pub mod media;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::park::{ChannelId, Command, Event, Millis, Moh, ParkCore, PoolOrbits, Settings};
+use crate::pbx::{Pbx, PbxError, PbxEvent};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pbx(#[from] PbxError),
+    #[error("pool {0}: the PBX adapter stopped")]
+    AdapterGone(String),
+}
+
+/// Wall-clock time in ms since the Unix epoch: the only clock the service reads.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// The core's settings from the configuration; `moh_file` is the stored copy of a custom file.
+pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
+    let p = &cfg.park;
+    let moh = if !p.music_on_hold {
+        Moh::Off
+    } else if let Some(f) = moh_file {
+        Moh::File(f)
+    } else {
+        Moh::Class(p.music_on_hold_class.clone())
+    };
+    Settings {
+        pickup_timeout: p.pickup_timeout.as_millis() as Millis,
+        max_pickup_attempts: p.max_pickup_attempts,
+        ringback_ring_time: p.ringback_ring_time.as_millis() as Millis,
+        on_timeout: p
+            .on_timeout
+            .as_deref()
+            .map(|d| crate::park::Destination::parse(d).expect("validated at load")),
+        moh,
+        bridge_timeout: 10_000,
+    }
+}
+
+/// Builds a pool's core from the store: every stored call of the pool is restored with its
+/// deadline. Calls whose orbit left the configuration are ended and logged.
+pub async fn restore_core(
+    store: &Store,
+    cfg: &Config,
+    pool: &str,
+    settings: Settings,
+) -> Result<ParkCore, StoreError> {
+    let stored = store.parked(Some(pool)).await?;
+    let n = stored.len();
+    let (core, rejected) = ParkCore::restore(
+        settings,
+        cfg.policies.clone(),
+        PoolOrbits::new(&cfg.orbits, pool),
+        stored.into_iter().map(|(_, c)| c).collect(),
+    );
+    if !rejected.is_empty() {
+        warn!(pool, count = rejected.len(), "stored calls whose orbit is no longer configured were dropped");
+        store
+            .drop_calls(pool, &rejected, now_ms(), "orbit no longer in the configuration")
+            .await?;
+    }
+    info!(pool, restored = n - rejected.len(), "parked calls restored");
+    Ok(core)
+}
+
+/// Drives one pool until `shutdown` turns true. Returns the core so callers (tests) can look.
+pub async fn run_pool<P: Pbx>(
+    mut core: ParkCore,
+    store: Store,
+    pbx: P,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<ParkCore, ServiceError> {
+    let pool = pbx.name().to_string();
+    let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(4096);
+    let adapter = tokio::spawn(pbx.run(ev_tx, cmd_rx));
+    let mut run = PoolRun {
+        pool: &pool,
+        store: &store,
+        commands: &cmd_tx,
+    };
+    // Deadlines that passed while callpark was down fire at once.
+    let cmds = core.handle_timeout(now_ms());
+    run.step(&mut core, cmds).await?;
+    loop {
+        let sleep = match core.next_deadline() {
+            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            ev = ev_rx.recv() => match ev {
+                Some(PbxEvent::Call(e)) => {
+                    debug!(pool, event = ?e, "pbx event");
+                    let cmds = core.handle(now_ms(), e);
+                    run.step(&mut core, cmds).await?;
+                }
+                Some(PbxEvent::Connected { channels }) => {
+                    info!(pool, channels = channels.len(), "PBX connected; reconciling");
+                    run.reconcile(&mut core, &channels).await?;
+                }
+                Some(PbxEvent::Disconnected { reason }) => {
+                    warn!(pool, %reason, "PBX connection lost; parked calls keep their timers");
+                }
+                None => {
+                    return match adapter.await {
+                        Ok(Err(e)) => Err(e.into()),
+                        _ => Err(ServiceError::AdapterGone(pool.clone())),
+                    };
+                }
+            },
+            _ = tokio::time::sleep(sleep) => {
+                let cmds = core.handle_timeout(now_ms());
+                run.step(&mut core, cmds).await?;
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; }
+            }
+        }
+    }
+    drop(cmd_tx);
+    let _ = adapter.await;
+    Ok(core)
+}
+
+struct PoolRun<'a> {
+    pool: &'a str,
+    store: &'a Store,
+    commands: &'a mpsc::Sender<Command>,
+}
+
+impl PoolRun<'_> {
+    /// Persists the step, then hands its commands to the adapter (write-ahead: a crash between
+    /// the two leaves the store ahead of the PBX, which reconciliation mends).
+    async fn step(&mut self, core: &mut ParkCore, cmds: Vec<Command>) -> Result<(), ServiceError> {
+        let changes = core.drain_changes();
+        let log = core.drain_log();
+        for e in &log {
+            info!(pool = self.pool, kind = e.kind.as_str(), channel = %e.channel,
+                  orbit = e.orbit.map(|o| o.to_string()).unwrap_or_default(), detail = %e.detail, "park event");
+        }
+        self.store.apply(self.pool, &changes, &log).await?;
+        for c in cmds {
+            if self.commands.send(c).await.is_err() {
+                return Err(ServiceError::AdapterGone(self.pool.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends what vanished from the PBX while we were not looking.
+    async fn reconcile(&mut self, core: &mut ParkCore, live: &HashSet<ChannelId>) -> Result<(), ServiceError> {
+        let mut gone = Vec::new();
+        for call in core.calls() {
+            if !live.contains(&call.channel) {
+                gone.push(call.channel.clone());
+            } else if let Some(leg) = call.state.leg().filter(|l| !live.contains(*l)) {
+                gone.push(leg.clone());
+            }
+        }
+        for ch in gone {
+            warn!(pool = self.pool, channel = %ch, "channel vanished while disconnected");
+            let cmds = core.handle(now_ms(), Event::Hangup { channel: ch });
+            self.step(core, cmds).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Configuration rules: bounds, orbit format, global uniqueness, and errors that name the key
+//! and its line.
+
+use std::time::Duration;
+
+use callpark::config::{Config, ConfigError};
+
+const BASE: &str = r#"
+[[pbx]]
+name = "pbx-a"
+kind = "asterisk"
+address = "http://127.0.0.1:8088"
+
+[[pbx]]
+name = "pbx-b"
+kind = "asterisk"
+address = "http://127.0.0.1:8089"
+"#;
+
+fn load(extra: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(&format!("{extra}\n{BASE}"), "test.toml")
+}
+
+fn invalid(extra: &str) -> (String, Option<usize>, String) {
+    match load(extra) {
+        Err(ConfigError::Invalid(i)) => (i.key, i.line, i.message),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_are_lyncs() {
+    let c = load("").unwrap();
+    assert_eq!(c.park.pickup_timeout, Duration::from_secs(90));
+    assert_eq!(c.park.max_pickup_attempts, 1);
+    assert_eq!(c.park.ringback_ring_time, Duration::from_secs(20));
+    assert!(c.park.music_on_hold);
+    assert!(c.park.on_timeout.is_none());
+    // Park is off for everyone without a policy.
+    assert!(!c.policies.allows(["100", "PJSIP/alice"]));
+}
+
+#[test]
+fn humane_durations_and_bounds() {
+    let c = load("[park]\npickup_timeout = \"2m\"\nringback_ring_time = \"15s\"").unwrap();
+    assert_eq!(c.park.pickup_timeout, Duration::from_secs(120));
+    let (key, line, msg) = invalid("[park]\npickup_timeout = \"9s\"");
+    assert_eq!((key.as_str(), line), ("park.pickup_timeout", Some(2)));
+    assert!(msg.contains("10s to 10m"), "{msg}");
+    let (key, _, _) = invalid("[park]\npickup_timeout = \"11m\"");
+    assert_eq!(key, "park.pickup_timeout");
+    load("[park]\npickup_timeout = \"10s\"").unwrap();
+    load("[park]\npickup_timeout = \"10m\"").unwrap();
+    for bad in ["0", "11"] {
+        let (key, _, msg) = invalid(&format!("[park]\nmax_pickup_attempts = {bad}"));
+        assert_eq!(key, "park.max_pickup_attempts");
+        assert!(msg.contains("1 to 10"));
+    }
+    load("[park]\nmax_pickup_attempts = 10").unwrap();
+    let (key, _, _) = invalid("[park]\nringback_ring_time = \"1s\"");
+    assert_eq!(key, "park.ringback_ring_time");
+}
+
+#[test]
+fn type_and_syntax_errors_name_the_file_and_key() {
+    let e = load("[park]\nmax_pickup_attempts = \"many\"").unwrap_err().to_string();
+    assert!(e.contains("test.toml") && e.contains("max_pickup_attempts"), "{e}");
+    let e = load("[park]\npickup_timeout = \"ninety\"").unwrap_err().to_string();
+    assert!(e.contains("pickup_timeout"), "{e}");
+    let e = load("[park\n").unwrap_err().to_string();
+    assert!(e.contains("test.toml") && e.contains("line 1"), "{e}");
+    let e = load("[park]\npickup_timout = \"90s\"").unwrap_err().to_string();
+    assert!(e.contains("pickup_timout"), "{e}");
+}
+
+#[test]
+fn on_timeout_forms() {
+    for ok in ["exten:0@from-internal", "sip:operator@example.com", "PJSIP/operator", "sofia/internal/1000@example.com"] {
+        load(&format!("[park]\non_timeout = \"{ok}\"")).unwrap();
+    }
+    for bad in ["operator", "exten:0", "sip:operator", ""] {
+        let (key, _, _) = invalid(&format!("[park]\non_timeout = \"{bad}\""));
+        assert_eq!(key, "park.on_timeout", "{bad}");
+    }
+}
+
+#[test]
+fn moh_settings_must_agree() {
+    let (key, _, _) = invalid("[park]\nmusic_on_hold = false\nmusic_on_hold_class = \"jazz\"");
+    assert_eq!(key, "park.music_on_hold");
+    let (key, _, _) = invalid("[park]\nmusic_on_hold_class = \"jazz\"\nmusic_on_hold_file = \"/x.wav\"");
+    assert_eq!(key, "park.music_on_hold_file");
+}
+
+fn range(name: &str, first: &str, last: &str, pool: &str) -> String {
+    format!("[[orbit_range]]\nname = \"{name}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"{pool}\"\n")
+}
+
+#[test]
+fn orbit_format_rules_name_range_and_line() {
+    let cases = [
+        ("*100", "*199", "above 100"),
+        ("#0700", "#0799", "starts with 0"),
+        ("*123456789", "*123456789", "too many digits"),
+        ("1234567890", "1234567890", "too many digits"),
+        ("*700", "#799", "same prefix"),
+        ("700", "7000", "same number of digits"),
+        ("799", "700", "is above last"),
+        ("7a0", "799", "not a digit"),
+    ];
+    for (first, last, why) in cases {
+        let (key, line, msg) = invalid(&format!("{}{}", range("ok", "500", "599", "pbx-a"), range("bad", first, last, "pbx-a")));
+        assert!(key.starts_with("orbit_range[1]."), "{key}");
+        assert!(line == Some(8) || line == Some(9), "{first}-{last}: line {line:?}");
+        assert!(msg.contains("range `bad`") && msg.contains(why), "{first}-{last}: {msg}");
+    }
+}
+
+#[test]
+fn overlapping_ranges_across_pools_name_both_and_first_shared_orbit() {
+    let (key, line, msg) = invalid(&format!(
+        "{}{}",
+        range("sales", "*7000", "*7999", "pbx-a"),
+        range("support", "*7500", "*8500", "pbx-b")
+    ));
+    assert_eq!(key, "orbit_range[1]");
+    assert_eq!(line, Some(6));
+    assert!(msg.contains("`sales`") && msg.contains("`support`") && msg.contains("`*7500`"), "{msg}");
+    assert!(msg.contains("pbx-a") && msg.contains("pbx-b"), "{msg}");
+    // Same digits, different prefix or length: no overlap.
+    load(&format!(
+        "{}{}{}",
+        range("a", "*7000", "*7999", "pbx-a"),
+        range("b", "#7000", "#7999", "pbx-b"),
+        range("c", "7000", "7999", "pbx-b")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn range_size_and_pool_rules() {
+    let (_, _, msg) = invalid(&range("huge", "100000000", "101000000", "pbx-a"));
+    assert!(msg.contains("at most 1000000"), "{msg}");
+    let (key, _, msg) = invalid(&range("lost", "700", "799", "pbx-z"));
+    assert_eq!(key, "orbit_range[0].pool");
+    assert!(msg.contains("pbx-z"));
+}
+
+#[test]
+fn whole_table_of_ten_million_orbits_loads() {
+    let mut text = String::new();
+    for i in 0..10 {
+        text += &range(&format!("r{i}"), &format!("{}000000", 10 + i), &format!("{}999999", 10 + i), "pbx-a");
+    }
+    let c = load(&text).unwrap();
+    assert_eq!(c.orbits.total(), 10_000_000);
+}
+
+#[test]
+fn policies_first_match_decides() {
+    let c = load(
+        "[[policy]]\nname = \"lobby\"\nenable_call_park = false\nusers = [\"150\"]\n\
+         [[policy]]\nname = \"staff\"\nenable_call_park = true\npatterns = [\"1[0-9]{2}\"]\n",
+    )
+    .unwrap();
+    assert!(c.policies.allows(["120"]));
+    assert!(!c.policies.allows(["150"]));
+    assert!(!c.policies.allows(["1200"]));
+    let (key, _, _) = invalid("[[policy]]\nname = \"x\"\nenable_call_park = true\npatterns = [\"(\"]");
+    assert_eq!(key, "policy[0].patterns");
+}
+
+#[test]
+fn secrets_come_from_file_or_environment() {
+    let (key, _, msg) = invalid(
+        "[[pbx]]\nname = \"pbx-c\"\nkind = \"asterisk\"\naddress = \"x\"\npassword_env = \"CALLPARK_TEST_NO_SUCH_VAR\"\n",
+    );
+    assert_eq!(key, "pbx[0].password");
+    assert!(msg.contains("CALLPARK_TEST_NO_SUCH_VAR"));
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = std::fs::read_to_string("contrib/callpark.example.toml").unwrap();
+    let c = Config::from_toml(&text, "contrib/callpark.example.toml");
+    // Its secret comes from the environment; without it the error names that variable.
+    match c {
+        Ok(c) => assert_eq!(c.orbits.ranges().len(), 2),
+        Err(e) => assert!(e.to_string().contains("CALLPARK_ARI_PASSWORD"), "{e}"),
+    }
+}
