@@ -2,10 +2,10 @@
 //!
 //! See ARCHITECTURE.md for how a park flows through these modules.
 
+pub mod cli;
 pub mod config;
 pub mod orbit;
 pub mod park;
-pub mod store;
 pub mod pbx;
 pub mod service;
-pub mod cli;
+pub mod store;

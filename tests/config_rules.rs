@@ -63,19 +63,33 @@ fn humane_durations_and_bounds() {
 
 #[test]
 fn type_and_syntax_errors_name_the_file_and_key() {
-    let e = load("[park]\nmax_pickup_attempts = \"many\"").unwrap_err().to_string();
-    assert!(e.contains("test.toml") && e.contains("max_pickup_attempts"), "{e}");
-    let e = load("[park]\npickup_timeout = \"ninety\"").unwrap_err().to_string();
+    let e = load("[park]\nmax_pickup_attempts = \"many\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("test.toml") && e.contains("max_pickup_attempts"),
+        "{e}"
+    );
+    let e = load("[park]\npickup_timeout = \"ninety\"")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pickup_timeout"), "{e}");
     let e = load("[park\n").unwrap_err().to_string();
     assert!(e.contains("test.toml") && e.contains("line 1"), "{e}");
-    let e = load("[park]\npickup_timout = \"90s\"").unwrap_err().to_string();
+    let e = load("[park]\npickup_timout = \"90s\"")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("pickup_timout"), "{e}");
 }
 
 #[test]
 fn on_timeout_forms() {
-    for ok in ["exten:0@from-internal", "sip:operator@example.com", "PJSIP/operator", "sofia/internal/1000@example.com"] {
+    for ok in [
+        "exten:0@from-internal",
+        "sip:operator@example.com",
+        "PJSIP/operator",
+        "sofia/internal/1000@example.com",
+    ] {
         load(&format!("[park]\non_timeout = \"{ok}\"")).unwrap();
     }
     for bad in ["operator", "exten:0", "sip:operator", ""] {
@@ -88,12 +102,15 @@ fn on_timeout_forms() {
 fn moh_settings_must_agree() {
     let (key, _, _) = invalid("[park]\nmusic_on_hold = false\nmusic_on_hold_class = \"jazz\"");
     assert_eq!(key, "park.music_on_hold");
-    let (key, _, _) = invalid("[park]\nmusic_on_hold_class = \"jazz\"\nmusic_on_hold_file = \"/x.wav\"");
+    let (key, _, _) =
+        invalid("[park]\nmusic_on_hold_class = \"jazz\"\nmusic_on_hold_file = \"/x.wav\"");
     assert_eq!(key, "park.music_on_hold_file");
 }
 
 fn range(name: &str, first: &str, last: &str, pool: &str) -> String {
-    format!("[[orbit_range]]\nname = \"{name}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"{pool}\"\n")
+    format!(
+        "[[orbit_range]]\nname = \"{name}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"{pool}\"\n"
+    )
 }
 
 #[test]
@@ -109,10 +126,20 @@ fn orbit_format_rules_name_range_and_line() {
         ("7a0", "799", "not a digit"),
     ];
     for (first, last, why) in cases {
-        let (key, line, msg) = invalid(&format!("{}{}", range("ok", "500", "599", "pbx-a"), range("bad", first, last, "pbx-a")));
+        let (key, line, msg) = invalid(&format!(
+            "{}{}",
+            range("ok", "500", "599", "pbx-a"),
+            range("bad", first, last, "pbx-a")
+        ));
         assert!(key.starts_with("orbit_range[1]."), "{key}");
-        assert!(line == Some(8) || line == Some(9), "{first}-{last}: line {line:?}");
-        assert!(msg.contains("range `bad`") && msg.contains(why), "{first}-{last}: {msg}");
+        assert!(
+            line == Some(8) || line == Some(9),
+            "{first}-{last}: line {line:?}"
+        );
+        assert!(
+            msg.contains("range `bad`") && msg.contains(why),
+            "{first}-{last}: {msg}"
+        );
     }
 }
 
@@ -125,7 +152,10 @@ fn overlapping_ranges_across_pools_name_both_and_first_shared_orbit() {
     ));
     assert_eq!(key, "orbit_range[1]");
     assert_eq!(line, Some(6));
-    assert!(msg.contains("`sales`") && msg.contains("`support`") && msg.contains("`*7500`"), "{msg}");
+    assert!(
+        msg.contains("`sales`") && msg.contains("`support`") && msg.contains("`*7500`"),
+        "{msg}"
+    );
     assert!(msg.contains("pbx-a") && msg.contains("pbx-b"), "{msg}");
     // Same digits, different prefix or length: no overlap.
     load(&format!(
@@ -150,7 +180,12 @@ fn range_size_and_pool_rules() {
 fn whole_table_of_ten_million_orbits_loads() {
     let mut text = String::new();
     for i in 0..10 {
-        text += &range(&format!("r{i}"), &format!("{}000000", 10 + i), &format!("{}999999", 10 + i), "pbx-a");
+        text += &range(
+            &format!("r{i}"),
+            &format!("{}000000", 10 + i),
+            &format!("{}999999", 10 + i),
+            "pbx-a",
+        );
     }
     let c = load(&text).unwrap();
     assert_eq!(c.orbits.total(), 10_000_000);
@@ -166,7 +201,8 @@ fn policies_first_match_decides() {
     assert!(c.policies.allows(["120"]));
     assert!(!c.policies.allows(["150"]));
     assert!(!c.policies.allows(["1200"]));
-    let (key, _, _) = invalid("[[policy]]\nname = \"x\"\nenable_call_park = true\npatterns = [\"(\"]");
+    let (key, _, _) =
+        invalid("[[policy]]\nname = \"x\"\nenable_call_park = true\npatterns = [\"(\"]");
     assert_eq!(key, "policy[0].patterns");
 }
 

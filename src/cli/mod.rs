@@ -10,10 +10,20 @@ use crate::service::{self, media, now_ms};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "callpark", version, about = "Lync Server 2013 style call park for Asterisk and FreeSWITCH")]
+#[command(
+    name = "callpark",
+    version,
+    about = "Lync Server 2013 style call park for Asterisk and FreeSWITCH"
+)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(long, short, global = true, env = "CALLPARK_CONFIG", default_value = "/etc/callpark/callpark.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CALLPARK_CONFIG",
+        default_value = "/etc/callpark/callpark.toml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Cmd,
@@ -45,7 +55,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(e) => {
             eprintln!("error: {e}");
             if matches!(e, ConfigError::Read { .. }) {
-                eprintln!("hint: pass --config FILE (or set CALLPARK_CONFIG); contrib/callpark.example.toml is a start");
+                eprintln!(
+                    "hint: pass --config FILE (or set CALLPARK_CONFIG); contrib/callpark.example.toml is a start"
+                );
             }
             return Ok(ExitCode::from(2));
         }
@@ -100,7 +112,13 @@ fn check_config(cfg: &Config) {
         println!("pbx {}: {:?} at {}", p.name, p.kind, p.address);
     }
     for r in cfg.orbits.ranges() {
-        println!("orbit_range {}: {} ({} orbits) pool {}", r.name, r.span, r.span.len(), r.pool);
+        println!(
+            "orbit_range {}: {} ({} orbits) pool {}",
+            r.name,
+            r.span,
+            r.span.len(),
+            r.pool
+        );
     }
     if cfg.policies.rules().iter().all(|r| !r.enable_call_park) {
         println!("warning: no [[policy]] enables call park, so nobody can park");
@@ -115,7 +133,10 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();
-    println!("{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}", "RANGE", "POOL", "ORBITS", "SIZE", "USED", "FREE");
+    println!(
+        "{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}",
+        "RANGE", "POOL", "ORBITS", "SIZE", "USED", "FREE"
+    );
     for r in cfg.orbits.ranges() {
         let n = used.iter().filter(|o| r.span.contains(**o)).count() as u64;
         println!(
@@ -134,7 +155,10 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
 async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
     let store = Store::open(&cfg.database_path()).await?;
     let now = now_ms();
-    println!("{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>8}", "ORBIT", "POOL", "CHANNEL", "CALLER", "STATE", "ATTEMPT", "NEXT IN");
+    println!(
+        "{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>8}",
+        "ORBIT", "POOL", "CHANNEL", "CALLER", "STATE", "ATTEMPT", "NEXT IN"
+    );
     for (pool, c) in store.parked(None).await? {
         println!(
             "{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>7}s",
@@ -142,7 +166,10 @@ async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
             pool,
             c.channel.as_str(),
             format!("{} {}", c.caller.name, c.caller.number),
-            format!("{:?}", c.state).split([' ', '{']).next().unwrap_or(""),
+            format!("{:?}", c.state)
+                .split([' ', '{'])
+                .next()
+                .unwrap_or(""),
             c.attempts,
             ((c.deadline - now).max(0)) / 1000
         );
@@ -156,7 +183,10 @@ fn fmt_ms(ms: i64) -> String {
 }
 
 /// Reads the settings and the stored media a pool's core needs.
-pub(crate) async fn core_settings(cfg: &Config, store: &Store) -> anyhow::Result<crate::park::Settings> {
+pub(crate) async fn core_settings(
+    cfg: &Config,
+    store: &Store,
+) -> anyhow::Result<crate::park::Settings> {
     let moh_file = match (&cfg.park.music_on_hold_file, cfg.park.music_on_hold) {
         (Some(f), true) => Some(
             media::keep_moh_file(store, &cfg.service.data_dir, f, now_ms())

@@ -27,10 +27,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         match pbx.kind {
             PbxKind::Asterisk => {
                 let adapter = crate::pbx::asterisk::Asterisk::new(pbx, &cfg)?;
-                tasks.spawn(service::run_pool(core, store.clone(), adapter, stop_rx.clone()));
+                tasks.spawn(service::run_pool(
+                    core,
+                    store.clone(),
+                    adapter,
+                    stop_rx.clone(),
+                ));
             }
             PbxKind::Freeswitch => {
-                anyhow::bail!("pbx `{}`: the FreeSWITCH adapter is not built yet; use kind = \"asterisk\"", pbx.name)
+                anyhow::bail!(
+                    "pbx `{}`: the FreeSWITCH adapter is not built yet; use kind = \"asterisk\"",
+                    pbx.name
+                )
             }
         }
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");

@@ -27,7 +27,12 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64), std::io::Error> {
 
 /// Keeps `source` in `<data_dir>/moh/` and returns the kept copy's path. The copy is named by
 /// its checksum, so a changed file gets a new name and an unchanged one is not copied again.
-pub async fn keep_moh_file(store: &Store, data_dir: &Path, source: &Path, now: i64) -> Result<PathBuf, StoreError> {
+pub async fn keep_moh_file(
+    store: &Store,
+    data_dir: &Path,
+    source: &Path,
+    now: i64,
+) -> Result<PathBuf, StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }
@@ -62,7 +67,10 @@ pub async fn verify_media(store: &Store) -> Result<Vec<String>, StoreError> {
     for m in store.media().await? {
         match sha256_file(Path::new(&m.path)) {
             Ok((sum, _)) if sum == m.sha256 => {}
-            Ok((sum, _)) => problems.push(format!("{}: checksum {sum} differs from the stored {}", m.path, m.sha256)),
+            Ok((sum, _)) => problems.push(format!(
+                "{}: checksum {sum} differs from the stored {}",
+                m.path, m.sha256
+            )),
             Err(e) => problems.push(format!("{}: {e}", m.path)),
         }
     }

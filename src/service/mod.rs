@@ -74,9 +74,18 @@ pub async fn restore_core(
         stored.into_iter().map(|(_, c)| c).collect(),
     );
     if !rejected.is_empty() {
-        warn!(pool, count = rejected.len(), "stored calls whose orbit is no longer configured were dropped");
+        warn!(
+            pool,
+            count = rejected.len(),
+            "stored calls whose orbit is no longer configured were dropped"
+        );
         store
-            .drop_calls(pool, &rejected, now_ms(), "orbit no longer in the configuration")
+            .drop_calls(
+                pool,
+                &rejected,
+                now_ms(),
+                "orbit no longer in the configuration",
+            )
             .await?;
     }
     info!(pool, restored = n - rejected.len(), "parked calls restored");
@@ -168,7 +177,11 @@ impl PoolRun<'_> {
     }
 
     /// Ends what vanished from the PBX while we were not looking.
-    async fn reconcile(&mut self, core: &mut ParkCore, live: &HashSet<ChannelId>) -> Result<(), ServiceError> {
+    async fn reconcile(
+        &mut self,
+        core: &mut ParkCore,
+        live: &HashSet<ChannelId>,
+    ) -> Result<(), ServiceError> {
         let mut gone = Vec::new();
         for call in core.calls() {
             if !live.contains(&call.channel) {

@@ -25,7 +25,9 @@ pub enum StoreError {
     },
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
-    #[error("database: stored call {channel} cannot be read ({source}); was it written by a newer callpark?")]
+    #[error(
+        "database: stored call {channel} cannot be read ({source}); was it written by a newer callpark?"
+    )]
     Corrupt {
         channel: String,
         source: serde_json::Error,
@@ -110,7 +112,12 @@ impl Store {
     }
 
     /// Writes one step of a pool's core (its changed calls and log entries) atomically.
-    pub async fn apply(&self, pool: &str, changes: &[Change], log: &[LogEvent]) -> Result<(), StoreError> {
+    pub async fn apply(
+        &self,
+        pool: &str,
+        changes: &[Change],
+        log: &[LogEvent],
+    ) -> Result<(), StoreError> {
         if changes.is_empty() && log.is_empty() {
             return Ok(());
         }
@@ -165,7 +172,10 @@ impl Store {
     }
 
     /// Calls held now, of one pool or of all, ordered by orbit.
-    pub async fn parked(&self, pool: Option<&str>) -> Result<Vec<(String, ParkedCall)>, StoreError> {
+    pub async fn parked(
+        &self,
+        pool: Option<&str>,
+    ) -> Result<Vec<(String, ParkedCall)>, StoreError> {
         let rows = sqlx::query(
             "SELECT pool, channel, record FROM parked_call WHERE (?1 IS NULL OR pool = ?1) ORDER BY parked_at, channel",
         )
@@ -184,8 +194,17 @@ impl Store {
     }
 
     /// Drops calls the core would not take back (their orbit left the table), logging why.
-    pub async fn drop_calls(&self, pool: &str, calls: &[ParkedCall], now: Millis, why: &str) -> Result<(), StoreError> {
-        let changes: Vec<Change> = calls.iter().map(|c| Change::Remove(c.channel.clone())).collect();
+    pub async fn drop_calls(
+        &self,
+        pool: &str,
+        calls: &[ParkedCall],
+        now: Millis,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<Change> = calls
+            .iter()
+            .map(|c| Change::Remove(c.channel.clone()))
+            .collect();
         let log: Vec<LogEvent> = calls
             .iter()
             .map(|c| LogEvent {
@@ -225,7 +244,9 @@ impl Store {
     /// Records the orbit table as configured now.
     pub async fn save_orbit_table(&self, table: &OrbitTable) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM orbit_range").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM orbit_range")
+            .execute(&mut *tx)
+            .await?;
         for r in table.ranges() {
             sqlx::query("INSERT INTO orbit_range (name, first, last, pool, lot, size) VALUES (?, ?, ?, ?, ?, ?)")
                 .bind(&r.name)
