@@ -77,7 +77,7 @@ enum Role {
 }
 
 /// The park state machine of one pool.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ParkCore {
     settings: Settings,
     policies: PolicySet,
@@ -168,7 +168,7 @@ impl ParkCore {
             .into_iter()
             .filter(|c| seen.insert(c.clone()))
             .map(|c| match self.calls.get(&c) {
-                Some(call) => Change::Upsert(call.clone()),
+                Some(call) => Change::Upsert(Box::new(call.clone())),
                 None => Change::Remove(c),
             })
             .collect()

@@ -419,6 +419,6 @@ pub struct LogEvent {
 /// A change to persist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Upsert(ParkedCall),
+    Upsert(Box<ParkedCall>),
     Remove(ChannelId),
 }

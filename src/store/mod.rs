@@ -133,7 +133,7 @@ impl Store {
         }
         for c in changes {
             if let Change::Upsert(call) = c {
-                let record = serde_json::to_string(call).expect("a parked call serializes");
+                let record = serde_json::to_string(&**call).expect("a parked call serializes");
                 sqlx::query(
                     "INSERT INTO parked_call (channel, pool, orbit, parker, caller, parked_at, deadline, attempt, state, record)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
