@@ -46,6 +46,21 @@ pub enum Cmd {
     },
     /// Copy the database and the custom music-on-hold files into DIR, checksums verified.
     Backup { dir: PathBuf },
+    /// Print the dialplan include file for a PBX.
+    Dialplan {
+        #[command(subcommand)]
+        kind: DialplanKind,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DialplanKind {
+    /// `callpark.conf` for Asterisk's extensions.conf.
+    Asterisk {
+        /// The pool (`[[pbx]]` name) the file is for; the first Asterisk pool by default.
+        #[arg(long)]
+        pool: Option<String>,
+    },
 }
 
 /// Exit codes: 0 fine, 1 failure at run time, 2 bad configuration or input.
@@ -92,6 +107,22 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run => crate::cli::run::run(cfg).await,
+        Cmd::Dialplan {
+            kind: DialplanKind::Asterisk { pool },
+        } => {
+            let pool = pool.or_else(|| {
+                cfg.pbx
+                    .iter()
+                    .find(|p| p.kind == crate::config::PbxKind::Asterisk)
+                    .map(|p| p.name.clone())
+            });
+            let Some(pool) = pool.filter(|p| cfg.pbx.iter().any(|x| &x.name == p)) else {
+                eprintln!("error: name an Asterisk pool with --pool (a [[pbx]] name)");
+                return Ok(ExitCode::from(2));
+            };
+            print!("{}", crate::pbx::asterisk::dialplan::generate(&cfg, &pool));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -149,6 +149,9 @@ pub struct PbxConfig {
     /// Dial string other pools use to reach this pool's orbits; `{orbit}` is replaced.
     #[serde(default)]
     pub reach: Option<String>,
+    /// Asterisk: the PJSIP endpoint through which `sip:` URIs (on_timeout) are dialled.
+    #[serde(default)]
+    pub sip_endpoint: Option<String>,
 }
 
 fn default_app() -> String {
@@ -226,6 +229,14 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// The `CALLPARK_SECTION__KEY` variables. Variables without a double underscore
+/// (`CALLPARK_CONFIG`, `CALLPARK_LOG`, secrets named by `password_env`) are not overrides.
+fn overrides() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CALLPARK_") && k["CALLPARK_".len()..].contains("__"))
+        .collect()
+}
+
 impl Config {
     /// Loads `path` (TOML) with `CALLPARK_*` overrides (`CALLPARK_PARK__PICKUP_TIMEOUT=2m`:
     /// sections and keys joined by a double underscore).
@@ -241,7 +252,8 @@ impl Config {
                 config::Environment::with_prefix("CALLPARK")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(overrides())),
             )
             .build()
             .and_then(|c| c.try_deserialize::<RawConfig>())
@@ -270,6 +282,16 @@ impl Config {
     /// Checks every rule; `text` is the file's text, used to find the line of a key.
     pub fn validate(raw: RawConfig, file: &str, text: Option<&str>) -> Result<Config, ConfigError> {
         let bad = |key: String, message: String| {
+            // A value from the environment has no line in the file: name the variable instead.
+            let var = format!("CALLPARK_{}", key.replace('.', "__").to_uppercase());
+            if std::env::var_os(&var).is_some() {
+                return ConfigError::Invalid(Invalid {
+                    file: file.to_string(),
+                    line: None,
+                    key: format!("{key} (from {var})"),
+                    message,
+                });
+            }
             let line = text.and_then(|t| locate::line_of(t, &key));
             ConfigError::Invalid(Invalid {
                 file: file.to_string(),

@@ -1,0 +1,179 @@
+//! A small ARI REST client over reqwest.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::model::{AriMessage, Bridge, Channel, Variable};
+
+/// A failed ARI request.
+#[derive(Debug, thiserror::Error)]
+pub enum AriError {
+    #[error("ARI {method} {path}: cannot reach Asterisk: {source}")]
+    Transport {
+        method: Method,
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("ARI {method} {path}: {status}: {message}")]
+    Status {
+        method: Method,
+        path: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("ARI {method} {path}: unexpected answer: {source}")]
+    Decode {
+        method: Method,
+        path: String,
+        source: reqwest::Error,
+    },
+}
+
+impl AriError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            AriError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Ari {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    pass: String,
+}
+
+impl Ari {
+    /// `base` is Asterisk's HTTP server, e.g. `http://127.0.0.1:8088`.
+    pub fn new(base: &str, user: &str, pass: &str) -> Ari {
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(8)
+            .build()
+            .expect("a plain HTTP client builds");
+        Ari {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            user: user.into(),
+            pass: pass.into(),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The websocket URL for the events of `app`.
+    pub fn events_url(&self, app: &str) -> String {
+        let ws = self.base.replacen("http", "ws", 1);
+        format!("{ws}/ari/events?app={app}&subscribeAll=false")
+    }
+
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.user, &self.pass)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response, AriError> {
+        let url = format!("{}/ari{}", self.base, path);
+        let resp = self
+            .http
+            .request(method.clone(), &url)
+            .basic_auth(&self.user, Some(&self.pass))
+            .query(query)
+            .send()
+            .await
+            .map_err(|source| AriError::Transport {
+                method: method.clone(),
+                path: path.into(),
+                source,
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<AriMessage>(&body)
+            .map(|m| m.message)
+            .unwrap_or(body);
+        Err(AriError::Status {
+            method,
+            path: path.into(),
+            status,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, AriError> {
+        let resp = self.send(method.clone(), path, query).await?;
+        resp.json().await.map_err(|source| AriError::Decode {
+            method,
+            path: path.into(),
+            source,
+        })
+    }
+
+    pub async fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
+        self.send(Method::POST, path, query).await.map(drop)
+    }
+
+    pub async fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
+        self.send(Method::DELETE, path, query).await.map(drop)
+    }
+
+    pub async fn put(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
+        self.send(Method::PUT, path, query).await.map(drop)
+    }
+
+    pub async fn info(&self) -> Result<serde_json::Value, AriError> {
+        self.json(Method::GET, "/asterisk/info", &[]).await
+    }
+
+    pub async fn channels(&self) -> Result<Vec<Channel>, AriError> {
+        self.json(Method::GET, "/channels", &[]).await
+    }
+
+    pub async fn variable(&self, channel: &str, var: &str) -> Result<Option<String>, AriError> {
+        match self
+            .json::<Variable>(
+                Method::GET,
+                &format!("/channels/{channel}/variable"),
+                &[("variable", var)],
+            )
+            .await
+        {
+            Ok(v) => Ok(Some(v.value).filter(|v| !v.is_empty())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create_bridge(&self, id: &str) -> Result<Bridge, AriError> {
+        self.json(
+            Method::POST,
+            &format!("/bridges/{id}"),
+            &[("type", "mixing")],
+        )
+        .await
+    }
+}
