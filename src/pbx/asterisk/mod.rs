@@ -320,7 +320,7 @@ impl Runner {
                     Some(Ok(o)) => Some(o),
                     Some(Err(e)) => {
                         warn!(pbx = %self.name, channel = %ch.name, "directed park to a bad orbit: {e}");
-                        self.play_then(&ch.id, SOUND_PARK_FAILED, |c| AfterPlayback::Continue(c))
+                        self.play_then(&ch.id, SOUND_PARK_FAILED, AfterPlayback::Continue)
                             .await;
                         return true;
                     }
@@ -387,7 +387,7 @@ impl Runner {
                 }
                 other => {
                     warn!(pbx = %self.name, channel = %ch.name, "retrieve of a bad orbit: {other:?}");
-                    self.play_then(&ch.id, SOUND_ORBIT_EMPTY, |c| AfterPlayback::Hangup(c))
+                    self.play_then(&ch.id, SOUND_ORBIT_EMPTY, AfterPlayback::Hangup)
                         .await;
                     true
                 }

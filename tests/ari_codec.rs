@@ -1,0 +1,105 @@
+//! The ARI event codec on real frames captured from Asterisk 22.10.1 (`../shared/asterisk`).
+
+use std::path::PathBuf;
+
+use callpark::pbx::asterisk::model::{AriEvent, decode_event, endpoint_of};
+
+fn shared() -> PathBuf {
+    let p = std::env::var_os("CALLPARK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    assert!(
+        p.join("asterisk/ari-events").is_dir(),
+        "captured ARI events not found under {}: set CALLPARK_SHARED to the shared/ folder",
+        p.display()
+    );
+    p
+}
+
+fn event(name: &str) -> AriEvent {
+    let path = shared().join("asterisk/ari-events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    decode_event(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_captured_frame_decodes() {
+    let dir = shared().join("asterisk/ari-events");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ev = decode_event(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.file_stem().unwrap().to_str().unwrap();
+        let kind = name.rsplit_once('-').unwrap().0;
+        let modelled = matches!(
+            kind,
+            "StasisStart"
+                | "StasisEnd"
+                | "ChannelDestroyed"
+                | "ChannelHangupRequest"
+                | "ChannelStateChange"
+                | "ChannelEnteredBridge"
+                | "ChannelLeftBridge"
+                | "BridgeDestroyed"
+        );
+        assert_eq!(ev != AriEvent::Other, modelled, "{name}: {ev:?}");
+        n += 1;
+    }
+    assert!(n >= 25, "only {n} frames");
+}
+
+#[test]
+fn park_and_retrieve_stasis_starts() {
+    let AriEvent::StasisStart {
+        args,
+        channel,
+        replace_channel,
+    } = event("StasisStart-1.json")
+    else {
+        panic!()
+    };
+    assert_eq!(args, vec!["park"]);
+    assert_eq!(channel.id, "1795360454.4");
+    assert_eq!(
+        (channel.caller.name.as_str(), channel.caller.number.as_str()),
+        ("Alice", "100")
+    );
+    assert_eq!(
+        endpoint_of(&channel.name).as_deref(),
+        Some("Local/answer@phones")
+    );
+    assert!(replace_channel.is_none());
+    let AriEvent::StasisStart { args, .. } = event("StasisStart-2.json") else {
+        panic!()
+    };
+    assert_eq!(args, vec!["retrieve", "701"]);
+}
+
+#[test]
+fn ringback_no_answer_is_a_destroyed_channel_with_cause_19() {
+    let AriEvent::ChannelDestroyed {
+        channel,
+        cause,
+        cause_txt,
+    } = event("ChannelDestroyed-1.json")
+    else {
+        panic!()
+    };
+    assert_eq!(cause, 19);
+    assert_eq!(cause_txt, "User alerting, no answer");
+    assert_eq!(channel.caller.name, "Parked 701");
+}
+
+#[test]
+fn bridge_events_carry_the_bridge_members() {
+    let AriEvent::ChannelEnteredBridge { bridge, channel } = event("ChannelEnteredBridge-2.json")
+    else {
+        panic!()
+    };
+    assert!(bridge.channels.contains(&channel.id));
+    assert_eq!(bridge.channels.len(), 2, "{bridge:?}");
+}
