@@ -180,6 +180,10 @@ sync_config() {
     rm -f "$ROOT/etc/asterisk/users.conf"
     chown -R root:root "$ROOT/etc/asterisk"
     mkdir -p "$ROOT/run/asterisk" "$ROOT/var/cache/asterisk"
+    # Host paths under the chroot resolve inside it too ($ROOT$ROOT -> /), so callpark (on the
+    # host) can hand Asterisk the path of a file it keeps in a data_dir under $ROOT.
+    mkdir -p "$ROOT$(dirname "$ROOT")"
+    [ -L "$ROOT$ROOT" ] || ln -sfn / "$ROOT$ROOT"
     # The callpark-custom music class must have a file, or Asterisk drops the class.
     local moh=$ROOT$CALLPARK_TESTBED_MOH_CUSTOM_DIR
     mkdir -p "$moh"

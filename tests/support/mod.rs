@@ -1,0 +1,615 @@
+//! The real Asterisk testbed, seen from a test: its connection facts (testbed.env), an ARI and
+//! an AMI client to act as phones, and a `callpark run` process with a configuration of the
+//! test's own. Nothing here stands in for Asterisk: a test that cannot reach it fails.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use callpark::park::ParkedCall;
+use callpark::store::{LogRow, Store};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, MutexGuard, Notify};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// testbed.env, parsed; `CALLPARK_TESTBED_ROOT` from the environment wins.
+pub fn testbed_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = Path::new(REPO).join("contrib/testbed/asterisk/testbed.env");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut m: HashMap<String, String> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let root = std::env::var("CALLPARK_TESTBED_ROOT")
+            .unwrap_or_else(|_| m["CALLPARK_TESTBED_DEFAULT_ROOT"].clone());
+        m.insert("CALLPARK_TESTBED_ROOT".into(), root);
+        m
+    })
+}
+
+pub fn tb(key: &str) -> String {
+    testbed_env()
+        .get(&format!("CALLPARK_TESTBED_{key}"))
+        .unwrap_or_else(|| panic!("testbed.env has no CALLPARK_TESTBED_{key}"))
+        .clone()
+}
+
+/// One Asterisk serves every test; they take turns.
+pub async fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    LOCK.get_or_init(|| Mutex::new(())).lock().await
+}
+
+/// Waits until `f` gives `Some`, polling every 100 ms; panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if t0.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ----- ARI ---------------------------------------------------------------------------------
+
+#[derive(Clone)]
+pub struct Ari {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    pass: String,
+}
+
+impl Ari {
+    pub fn testbed() -> Ari {
+        Ari {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            base: format!("{}/ari", tb("ARI_URL")),
+            user: tb("ARI_USER"),
+            pass: tb("ARI_PASSWORD"),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.pass))
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (s, v) = self
+            .call(reqwest::Method::GET, path, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s < 300, "GET {path}: {s} {v}");
+        v
+    }
+
+    pub async fn post(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let (s, v) = self
+            .call(reqwest::Method::POST, path, query)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s < 300, "POST {path} {query:?}: {s} {v}");
+        v
+    }
+
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.call(reqwest::Method::DELETE, path, &[])
+            .await
+            .map(|(s, _)| s)
+            .unwrap_or(0)
+    }
+
+    pub async fn answers(&self) -> bool {
+        matches!(
+            self.call(reqwest::Method::GET, "/asterisk/info", &[]).await,
+            Ok((200, _))
+        )
+    }
+
+    pub async fn channels(&self) -> Vec<Value> {
+        self.get("/channels")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The channel whose name starts with `prefix` and ends with `suffix`.
+    pub async fn channel_named(&self, prefix: &str, suffix: &str) -> Option<Value> {
+        self.channels().await.into_iter().find(|c| {
+            let n = c["name"].as_str().unwrap_or("");
+            n.starts_with(prefix) && n.ends_with(suffix)
+        })
+    }
+
+    pub async fn channel_exists(&self, id: &str) -> bool {
+        matches!(
+            self.call(reqwest::Method::GET, &format!("/channels/{id}"), &[])
+                .await,
+            Ok((200, _))
+        )
+    }
+
+    pub async fn bridges(&self) -> Vec<Value> {
+        self.get("/bridges")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The bridge holding both channels, if any.
+    pub async fn bridge_with(&self, a: &str, b: &str) -> Option<Value> {
+        self.bridges().await.into_iter().find(|br| {
+            let chs: Vec<&str> = br["channels"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            chs.contains(&a) && chs.contains(&b)
+        })
+    }
+
+    /// A Local channel into `exten@context` whose other half runs `then_exten@then_context`
+    /// (the "phone" that placed the call). Returns the originated (;1) channel.
+    pub async fn originate_local(
+        &self,
+        exten: &str,
+        context: &str,
+        then: (&str, &str),
+        caller_id: &str,
+    ) -> Value {
+        let ep = format!("Local/{exten}@{context}");
+        self.post(
+            "/channels",
+            &[
+                ("endpoint", ep.as_str()),
+                ("extension", then.0),
+                ("context", then.1),
+                ("priority", "1"),
+                ("callerId", caller_id),
+                ("timeout", "30"),
+            ],
+        )
+        .await
+    }
+
+    pub async fn device_state(&self, device: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/deviceStates/{}", device.replace('#', "%23")),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .1;
+        v["state"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Hangs up every channel and turns every callpark lamp off: each test starts clean.
+    pub async fn reset(&self) {
+        for c in self.channels().await {
+            if let Some(id) = c["id"].as_str() {
+                self.delete(&format!("/channels/{id}")).await;
+            }
+        }
+        wait_for("every channel gone", Duration::from_secs(10), || async {
+            self.channels().await.is_empty().then_some(())
+        })
+        .await;
+        for b in self.bridges().await {
+            if let Some(id) = b["id"].as_str() {
+                self.delete(&format!("/bridges/{id}")).await;
+            }
+        }
+    }
+}
+
+// ----- AMI ---------------------------------------------------------------------------------
+
+pub type AmiMsg = HashMap<String, String>;
+
+/// A small AMI client: actions with their responses, and every event kept for inspection.
+#[derive(Clone)]
+pub struct Ami {
+    write: Arc<Mutex<tokio::net::tcp::OwnedWriteHalf>>,
+    msgs: Arc<std::sync::Mutex<Vec<AmiMsg>>>,
+    news: Arc<Notify>,
+    seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Ami {
+    pub async fn connect() -> Ami {
+        let addr = format!("{}:{}", tb("AMI_HOST"), tb("AMI_PORT"));
+        let s = TcpStream::connect(&addr)
+            .await
+            .unwrap_or_else(|e| panic!("AMI at {addr}: {e} (is the testbed up?)"));
+        let (r, w) = s.into_split();
+        let ami = Ami {
+            write: Arc::new(Mutex::new(w)),
+            msgs: Default::default(),
+            news: Arc::new(Notify::new()),
+            seq: Default::default(),
+        };
+        let (msgs, news) = (ami.msgs.clone(), ami.news.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(r).lines();
+            let mut cur = AmiMsg::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line = line.trim_end();
+                if line.is_empty() {
+                    if !cur.is_empty() {
+                        msgs.lock().unwrap().push(std::mem::take(&mut cur));
+                        news.notify_waiters();
+                    }
+                } else if let Some((k, v)) = line.split_once(": ") {
+                    cur.insert(k.to_string(), v.to_string());
+                }
+            }
+        });
+        let r = ami
+            .action(
+                "Login",
+                &[
+                    ("Username", &tb("AMI_USER")),
+                    ("Secret", &tb("AMI_SECRET")),
+                    ("Events", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "{r:?}"
+        );
+        ami
+    }
+
+    pub async fn action(&self, action: &str, fields: &[(&str, &str)]) -> AmiMsg {
+        let id = format!(
+            "t{}",
+            self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let mut text = format!("Action: {action}\r\nActionID: {id}\r\n");
+        for (k, v) in fields {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.write
+            .lock()
+            .await
+            .write_all(text.as_bytes())
+            .await
+            .expect("AMI write");
+        let what = format!("AMI response to {action}");
+        wait_for(&what, Duration::from_secs(10), || async {
+            self.msgs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.get("ActionID") == Some(&id) && m.contains_key("Response"))
+                .cloned()
+        })
+        .await
+    }
+
+    /// Events seen so far with this name.
+    pub fn events(&self, name: &str) -> Vec<AmiMsg> {
+        self.msgs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("Event").map(String::as_str) == Some(name))
+            .cloned()
+            .collect()
+    }
+
+    /// How a simulated `dev-NAME` phone behaves from now on (answer, noanswer, busy, ...).
+    pub async fn set_phone(&self, name: &str, mode: &str) {
+        let r = self
+            .action(
+                "DBPut",
+                &[("Family", "phone"), ("Key", name), ("Val", mode)],
+            )
+            .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "{r:?}"
+        );
+    }
+
+    pub async fn blind_transfer(&self, channel: &str, exten: &str, context: &str) {
+        let r = self
+            .action(
+                "BlindTransfer",
+                &[("Channel", channel), ("Exten", exten), ("Context", context)],
+            )
+            .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "BlindTransfer of {channel}: {r:?}"
+        );
+    }
+}
+
+// ----- callpark ----------------------------------------------------------------------------
+
+/// `callpark run` against the testbed, with a configuration of the test's own.
+pub struct Callpark {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The `[park]` and `[[policy]]` part of a test's configuration; the rest is the testbed's.
+pub struct Setup {
+    pub park: String,
+    pub policy: String,
+    /// Orbit ranges of pool pbx-a (must lie in the testbed dialplan's 701-799 / *7000-*7099).
+    pub ranges: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            park:
+                "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"5s\"\n"
+                    .into(),
+            policy:
+                "[[policy]]\nname = \"everyone\"\nenable_call_park = true\npatterns = [\".*\"]\n"
+                    .into(),
+            ranges: vec![("701", "799")],
+        }
+    }
+}
+
+impl Callpark {
+    /// Writes the configuration into a data directory under the chroot (so the chrooted
+    /// Asterisk can read files callpark keeps there) and starts the service.
+    pub async fn start(setup: &Setup) -> Callpark {
+        let root = PathBuf::from(tb("ROOT"));
+        let base = root.join("var/lib/callpark-tests");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("t")
+            .tempdir_in(&base)
+            .unwrap();
+        let mut text = format!(
+            "[service]\ndata_dir = \"{}\"\n\n[park]\n{}\n{}\n",
+            dir.path().join("data").display(),
+            setup.park,
+            setup.policy
+        );
+        text.push_str(&format!(
+            "[[pbx]]\nname = \"pbx-a\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\napp = \"{}\"\n",
+            tb("ARI_URL"),
+            tb("ARI_USER"),
+            tb("ARI_PASSWORD"),
+            tb("ARI_APP")
+        ));
+        for (i, (first, last)) in setup.ranges.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[orbit_range]]\nname = \"r{i}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"pbx-a\"\n"
+            ));
+        }
+        let config = dir.path().join("callpark.toml");
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("callpark.log");
+        let mut cp = Callpark {
+            dir,
+            config,
+            log,
+            child: None,
+        };
+        cp.spawn().await;
+        cp
+    }
+
+    /// Starts (again) the process and waits until it is connected to ARI.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let before = std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("connected to ARI")
+            .count();
+        let child = Command::new(env!("CARGO_BIN_EXE_callpark"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("CALLPARK_LOG", "callpark=debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start callpark");
+        self.child = Some(child);
+        let path = self.log.clone();
+        wait_for(
+            "callpark to connect to ARI",
+            Duration::from_secs(20),
+            || async {
+                let t = std::fs::read_to_string(&path).unwrap_or_default();
+                (t.matches("connected to ARI").count() > before).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: nothing in memory survives, nothing is flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data/callpark.db")
+    }
+
+    async fn store(&self) -> Store {
+        Store::open(&self.db()).await.expect("open the store")
+    }
+
+    pub async fn parked(&self) -> Vec<ParkedCall> {
+        let s = self.store().await;
+        let v = s.parked(None).await.unwrap();
+        s.close().await;
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+
+    pub async fn log_rows(&self) -> Vec<LogRow> {
+        let s = self.store().await;
+        let v = s.log(10_000).await.unwrap();
+        s.close().await;
+        v
+    }
+
+    /// Log kinds of one channel, oldest first.
+    pub async fn kinds_of(&self, channel: &str) -> Vec<String> {
+        let mut rows: Vec<LogRow> = self
+            .log_rows()
+            .await
+            .into_iter()
+            .filter(|r| r.channel == channel)
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows.into_iter().map(|r| r.kind).collect()
+    }
+
+    /// Waits for the call parked on `orbit`.
+    pub async fn wait_parked_on(&self, orbit: &str) -> ParkedCall {
+        wait_for(
+            &format!("a call parked on {orbit}"),
+            Duration::from_secs(10),
+            || async {
+                self.parked()
+                    .await
+                    .into_iter()
+                    .find(|c| c.orbit.map(|o| o.to_string()).as_deref() == Some(orbit))
+            },
+        )
+        .await
+    }
+
+    /// Waits until the event log has `kind` for `channel`.
+    pub async fn wait_log(&self, channel: &str, kind: &str, timeout: Duration) {
+        wait_for(
+            &format!("log entry {kind} for {channel}"),
+            timeout,
+            || async {
+                self.kinds_of(channel)
+                    .await
+                    .iter()
+                    .any(|k| k == kind)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Callpark {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- callpark log ({}) ----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// Asterisk's verbose log (the testbed's `full`), to see what a channel heard.
+pub fn asterisk_log() -> String {
+    let p = Path::new(&tb("ROOT")).join("var/log/asterisk/full");
+    std::fs::read_to_string(&p).unwrap_or_default()
+}
+
+/// The testbed must answer; when it does not, `testbed.sh up` is tried once (the test command
+/// in README does it before the tests). A testbed that cannot be started fails the test.
+pub async fn testbed() -> (Ari, Ami) {
+    let ari = Ari::testbed();
+    if !ari.answers().await {
+        static UP: OnceLock<Result<(), String>> = OnceLock::new();
+        let r = UP.get_or_init(|| {
+            let script = Path::new(REPO).join("contrib/testbed/asterisk/testbed.sh");
+            let out = Command::new("bash").arg(&script).arg("up").output();
+            match out {
+                Ok(o) if o.status.success() => Ok(()),
+                Ok(o) => Err(format!(
+                    "{} up failed:\n{}{}",
+                    script.display(),
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )),
+                Err(e) => Err(format!("cannot run {}: {e}", script.display())),
+            }
+        });
+        if let Err(e) = r {
+            panic!(
+                "the Asterisk testbed is not reachable at {}: {e}",
+                tb("ARI_URL")
+            );
+        }
+        assert!(
+            ari.answers().await,
+            "testbed started but ARI does not answer"
+        );
+    }
+    ari.reset().await;
+    let ami = Ami::connect().await;
+    (ari, ami)
+}
