@@ -125,3 +125,405 @@ async fn park_by_blind_transfer_music_lamp_then_retrieve_bridges_and_frees() {
     let call2 = cp.wait_parked_on("701").await;
     assert_eq!(call2.channel.as_str(), id(&caller2));
 }
+
+fn setup(park: &str) -> Setup {
+    Setup {
+        park: park.into(),
+        ..Setup::default()
+    }
+}
+
+/// The log kinds of a channel, waiting until the last one is `last`.
+async fn kinds_until(cp: &Callpark, channel: &str, last: &str, timeout: Duration) -> Vec<String> {
+    cp.wait_log(channel, last, timeout).await;
+    cp.kinds_of(channel).await
+}
+
+#[tokio::test]
+async fn timeout_rings_back_the_parker_showing_the_orbit_and_answer_reconnects() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    let call = cp.wait_parked_on("701").await;
+
+    let ringback = format!("{}-rb1", id(&caller));
+    let rb = wait_for("the ringback channel", S(15), || async {
+        ari.channels()
+            .await
+            .into_iter()
+            .find(|c| c["id"] == ringback.as_str())
+    })
+    .await;
+    let at = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "ringback_started")
+        .expect("ringback logged")
+        .at;
+    assert!(
+        (at - call.deadline).abs() < 1_500,
+        "ringback at its deadline: {at} vs {}",
+        call.deadline
+    );
+    assert_eq!(
+        rb["caller"]["name"], "Parked 701",
+        "caller id shows the orbit"
+    );
+    assert!(
+        name(&rb).starts_with("Local/to-dev-alice@calls-"),
+        "the ringback dials the parker's own endpoint: {}",
+        name(&rb)
+    );
+    wait_for("the parked call bridged to the parker", S(10), || async {
+        ari.bridge_with(id(&caller), &ringback).await
+    })
+    .await;
+    let kinds = kinds_until(&cp, id(&caller), "reconnected", S(5)).await;
+    assert_eq!(kinds, ["parked", "ringback_started", "reconnected"]);
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn missed_ringbacks_then_fallback_answers() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 2\nringback_ring_time = \"5s\"\non_timeout = \"exten:answer@phones\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    // From now on alice's phone rings and nobody picks up.
+    ami.set_phone("alice", "noanswer").await;
+
+    let kinds = kinds_until(&cp, id(&caller), "fallback_answered", S(45)).await;
+    assert_eq!(
+        kinds,
+        [
+            "parked",
+            "ringback_started",
+            "ringback_missed",
+            "ringback_started",
+            "ringback_missed",
+            "fallback_started",
+            "fallback_answered"
+        ]
+    );
+    let fallback = format!("{}-fb", id(&caller));
+    let leg = wait_for("the fallback leg", S(5), || async {
+        ari.channels()
+            .await
+            .into_iter()
+            .find(|c| c["id"].as_str().is_some_and(|i| i.starts_with(&fallback)))
+    })
+    .await;
+    assert!(
+        name(&leg).starts_with("Local/answer@phones-"),
+        "{}",
+        name(&leg)
+    );
+    wait_for(
+        "the parked call bridged to the fallback destination",
+        S(5),
+        || async { ari.bridge_with(id(&caller), id(&leg)).await },
+    )
+    .await;
+    assert!(cp.parked().await.is_empty(), "the orbit is freed");
+}
+
+#[tokio::test]
+async fn nobody_answers_anywhere_the_call_is_disconnected() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"5s\"\non_timeout = \"exten:noanswer@phones\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    ami.set_phone("alice", "noanswer").await;
+    let kinds = kinds_until(&cp, id(&caller), "disconnected", S(35)).await;
+    assert_eq!(
+        kinds,
+        [
+            "parked",
+            "ringback_started",
+            "ringback_missed",
+            "fallback_started",
+            "fallback_missed",
+            "disconnected"
+        ]
+    );
+    wait_for("the parked channel hung up", S(5), || async {
+        (!ari.channel_exists(id(&caller)).await).then_some(())
+    })
+    .await;
+    assert!(cp.parked().await.is_empty());
+    wait_for("busy lamp of 701 off", S(5), || async {
+        (ari.device_state("Stasis:callpark-701").await == "NOT_INUSE").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retrieve_while_the_ringback_rings_cancels_the_ringback() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"20s\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    ami.set_phone("alice", "noanswer").await;
+    let ringback = format!("{}-rb1", id(&caller));
+    wait_for("the ringback channel", S(15), || async {
+        ari.channel_exists(&ringback).await.then_some(())
+    })
+    .await;
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("bridged to the retriever", S(10), || async {
+        ari.bridge_with(id(&caller), id(&retriever)).await
+    })
+    .await;
+    wait_for("the ringback cancelled", S(5), || async {
+        (!ari.channel_exists(&ringback).await).then_some(())
+    })
+    .await;
+    let kinds = kinds_until(&cp, id(&caller), "retrieved", S(5)).await;
+    assert_eq!(kinds.first().map(String::as_str), Some("parked"));
+    assert!(kinds.contains(&"ringback_started".to_string()));
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"20s\"\n",
+    ))
+    .await;
+    let (first, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let (second, _) = park_by_transfer(&ari, &ami, "bob", "\"Eve\" <5550000>").await;
+    cp.wait_parked_on("702").await;
+    ami.set_phone("bob", "noanswer").await;
+
+    // The first caller gives up while parked.
+    ari.delete(&format!("/channels/{}", id(&first))).await;
+    let kinds = kinds_until(&cp, id(&first), "abandoned", S(5)).await;
+    assert_eq!(kinds, ["parked", "abandoned"]);
+    wait_for("busy lamp of 701 off", S(5), || async {
+        (ari.device_state("Stasis:callpark-701").await == "NOT_INUSE").then_some(())
+    })
+    .await;
+
+    // The second gives up while its parker's phone rings.
+    let ringback = format!("{}-rb1", id(&second));
+    wait_for("the ringback channel", S(15), || async {
+        ari.channel_exists(&ringback).await.then_some(())
+    })
+    .await;
+    ari.delete(&format!("/channels/{}", id(&second))).await;
+    let kinds = kinds_until(&cp, id(&second), "abandoned", S(5)).await;
+    assert_eq!(kinds, ["parked", "ringback_started", "abandoned"]);
+    wait_for("the ringback cancelled", S(5), || async {
+        (!ari.channel_exists(&ringback).await).then_some(())
+    })
+    .await;
+    assert!(cp.parked().await.is_empty(), "both orbits are free");
+}
+
+#[tokio::test]
+async fn two_retrieves_of_one_orbit_at_once_exactly_one_wins() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&Setup::default()).await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let (a, b) = tokio::join!(
+        ari.originate_local("701", "park-in", ("answer", "phones"), "\"Dave\" <202>"),
+        ari.originate_local("701", "park-in", ("answer", "phones"), "\"Fay\" <203>"),
+    );
+    let _ = (a, b);
+    let retrievers: Vec<Value> = wait_for("two retrievers", S(5), || async {
+        let v: Vec<Value> = ari
+            .channels()
+            .await
+            .into_iter()
+            .filter(|c| {
+                let n = c["name"].as_str().unwrap_or("");
+                n.starts_with("Local/701@park-in-") && n.ends_with(";2")
+            })
+            .collect();
+        (v.len() == 2).then_some(v)
+    })
+    .await;
+    cp.wait_log(id(&caller), "retrieved", S(10)).await;
+    let winners: Vec<&Value> = {
+        let mut w = Vec::new();
+        for r in &retrievers {
+            if ari.bridge_with(id(&caller), id(r)).await.is_some() {
+                w.push(r);
+            }
+        }
+        w
+    };
+    assert_eq!(winners.len(), 1, "exactly one retriever is bridged");
+    let loser = retrievers
+        .iter()
+        .find(|r| r["id"] != winners[0]["id"])
+        .unwrap();
+    cp.wait_log(id(loser), "orbit_empty", S(5)).await;
+    let heard = format!("<{}> Playing 'pbx-invalidpark", name(loser));
+    wait_for("the loser hears that the orbit is empty", S(5), || async {
+        asterisk_log().contains(&heard).then_some(())
+    })
+    .await;
+    wait_for("the loser hung up", S(10), || async {
+        (!ari.channel_exists(id(loser)).await).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn empty_orbit_full_range_and_policy_refusal() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    // Two orbits only, and park allowed for the `dev-` phones but not for `to-dev-mallory`.
+    let cp = Callpark::start(&Setup {
+        policy: "[[policy]]\nname = \"no-mallory\"\nenable_call_park = false\npatterns = [\".*mallory.*\"]\n\n[[policy]]\nname = \"phones\"\nenable_call_park = true\npatterns = [\"Local/to-dev-.*\"]\n".into(),
+        ranges: vec![("701", "702")],
+        ..Setup::default()
+    })
+    .await;
+
+    // Nothing is parked on 750: the caller hears so and is hung up.
+    let empty = dial_orbit(&ari, "750", "\"Dave\" <202>").await;
+    cp.wait_log(id(&empty), "orbit_empty", S(5)).await;
+    wait_for("the caller of an empty orbit hung up", S(10), || async {
+        (!ari.channel_exists(id(&empty)).await).then_some(())
+    })
+    .await;
+
+    // Fill both orbits; the third park is refused and the call rings its parker again.
+    park_by_transfer(&ari, &ami, "alice", "\"C1\" <5550001>").await;
+    cp.wait_parked_on("701").await;
+    park_by_transfer(&ari, &ami, "bob", "\"C2\" <5550002>").await;
+    cp.wait_parked_on("702").await;
+    let (third, _) = park_by_transfer(&ari, &ami, "carol", "\"C3\" <5550003>").await;
+    let kinds = kinds_until(&cp, id(&third), "returned", S(10)).await;
+    assert_eq!(kinds, ["refused", "returned"]);
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "refused" && r.channel == id(&third))
+        .unwrap();
+    assert!(
+        row.detail.contains("every orbit is in use"),
+        "{}",
+        row.detail
+    );
+    let back = format!("{}-ret", id(&third));
+    wait_for("the refused call back with its parker", S(5), || async {
+        ari.bridge_with(id(&third), &back).await
+    })
+    .await;
+    assert_eq!(cp.parked().await.len(), 2, "nothing else changed");
+
+    // A parker no policy enables.
+    let (refused, _) = park_by_transfer(&ari, &ami, "mallory", "\"C4\" <5550004>").await;
+    let kinds = kinds_until(&cp, id(&refused), "returned", S(10)).await;
+    assert_eq!(kinds, ["refused", "returned"]);
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "refused" && r.channel == id(&refused))
+        .unwrap();
+    assert!(row.detail.contains("not enabled"), "{}", row.detail);
+}
+
+#[tokio::test]
+async fn music_on_hold_off_class_and_custom_file() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+
+    // music_on_hold = false: silence.
+    let cp = Callpark::start(&setup("pickup_timeout = \"60s\"\nmusic_on_hold = false\n")).await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    tokio::time::sleep(S(2)).await;
+    assert!(
+        !asterisk_log().contains(&format!("on channel '{}'", name(&caller))),
+        "no music on hold when music_on_hold = false"
+    );
+    drop(cp);
+    ari.reset().await;
+
+    // A class of the PBX.
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"60s\"\nmusic_on_hold_class = \"callpark-custom\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let want = format!(
+        "Started music on hold, class 'callpark-custom', on channel '{}'",
+        name(&caller)
+    );
+    wait_for("the configured class", S(5), || async {
+        asterisk_log().contains(&want).then_some(())
+    })
+    .await;
+    drop(cp);
+    ari.reset().await;
+
+    // A custom file: kept in the data directory under its checksum and played from there.
+    let src =
+        std::path::Path::new(&tb("ROOT")).join("usr/share/asterisk/moh/macroform-robot_dity.wav");
+    assert!(
+        src.exists(),
+        "{} is shipped by asterisk-moh-opsound-wav",
+        src.display()
+    );
+    let cp = Callpark::start(&setup(&format!(
+        "pickup_timeout = \"60s\"\nmusic_on_hold_file = \"{}\"\n",
+        src.display()
+    )))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let kept = std::fs::read_dir(cp.dir.path().join("data/moh"))
+        .expect("the kept copy")
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("one kept file");
+    let stem = kept.with_extension("");
+    let inside = stem
+        .strip_prefix(tb("ROOT"))
+        .map(|p| format!("/{}", p.display()))
+        .unwrap();
+    let heard = format!("<{}> Playing '", name(&caller));
+    wait_for(
+        "the custom file played to the parked call",
+        S(5),
+        || async {
+            asterisk_log()
+                .lines()
+                .any(|l| {
+                    l.contains(&heard)
+                        && (l.contains(&stem.display().to_string()) || l.contains(&inside))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
