@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod lint;
 pub mod orbit;
 pub mod park;
 pub mod pbx;

@@ -51,6 +51,8 @@ pub enum Cmd {
         #[command(subcommand)]
         kind: DialplanKind,
     },
+    /// Check that dial-plan normalization leaves every orbit untouched (no service needed).
+    Lint(crate::lint::cli::LintArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +67,10 @@ pub enum DialplanKind {
 
 /// Exit codes: 0 fine, 1 failure at run time, 2 bad configuration or input.
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The lint runs standalone: with --orbits it needs no configuration file at all.
+    if let Cmd::Lint(args) = &cli.command {
+        return Ok(crate::lint::cli::run(args, &cli.config));
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -107,6 +113,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run => crate::cli::run::run(cfg).await,
+        Cmd::Lint(_) => unreachable!("dispatched before the configuration is loaded"),
         Cmd::Dialplan {
             kind: DialplanKind::Asterisk { pool },
         } => {

@@ -1,0 +1,209 @@
+//! Patterns that match exactly a run of numbers, for the fixes the lint proposes.
+
+use super::automaton::NumRange;
+use super::runs::RunSet;
+
+/// One digit position: the inclusive digit range it accepts.
+type Class = (u8, u8);
+
+/// Splits `[lo, hi]` (both `width` digits) into sequences of digit classes whose union is
+/// exactly the range: the classic split at the first digit where the bounds differ.
+pub fn range_pieces(width: u32, lo: u64, hi: u64) -> Vec<Vec<Class>> {
+    let lo = format!("{lo:0w$}", w = width as usize).into_bytes();
+    let hi = format!("{hi:0w$}", w = width as usize).into_bytes();
+    let mut out = Vec::new();
+    split(
+        &lo.iter().map(|b| b - b'0').collect::<Vec<_>>(),
+        &hi.iter().map(|b| b - b'0').collect::<Vec<_>>(),
+        &mut Vec::new(),
+        &mut out,
+    );
+    out
+}
+
+fn split(lo: &[u8], hi: &[u8], head: &mut Vec<Class>, out: &mut Vec<Vec<Class>>) {
+    let Some((&l, lrest)) = lo.split_first() else {
+        out.push(head.clone());
+        return;
+    };
+    let (&h, hrest) = hi.split_first().expect("same width");
+    let any = |head: &Vec<Class>, a: u8, b: u8, n: usize| {
+        let mut v = head.clone();
+        v.push((a, b));
+        v.extend(std::iter::repeat_n((0, 9), n));
+        v
+    };
+    if l == h {
+        head.push((l, l));
+        split(lrest, hrest, head, out);
+        head.pop();
+        return;
+    }
+    let all_lo = lrest.iter().all(|&d| d == 0);
+    let all_hi = hrest.iter().all(|&d| d == 9);
+    let (mut first, mut last) = (l, h);
+    if !all_lo {
+        head.push((l, l));
+        split(lrest, &vec![9; lrest.len()], head, out);
+        head.pop();
+        first += 1;
+    }
+    if !all_hi {
+        last -= 1;
+    }
+    if first <= last {
+        out.push(any(head, first, last, lrest.len()));
+    }
+    if !all_hi {
+        head.push((h, h));
+        split(&vec![0; hrest.len()], hrest, head, out);
+        head.pop();
+    }
+}
+
+fn regex_class(c: Class) -> String {
+    match c {
+        (a, b) if a == b => ((b'0' + a) as char).to_string(),
+        (0, 9) => r"\d".into(),
+        (a, b) if b == a + 1 => format!("[{a}{b}]"),
+        (a, b) => format!("[{a}-{b}]"),
+    }
+}
+
+fn regex_piece(p: &[Class]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < p.len() {
+        let mut j = i;
+        while j < p.len() && p[j] == p[i] {
+            j += 1;
+        }
+        let c = regex_class(p[i]);
+        match j - i {
+            1 => s.push_str(&c),
+            2 if c.len() == 1 => {
+                s.push_str(&c);
+                s.push_str(&c);
+            }
+            n => s.push_str(&format!("{c}{{{n}}}")),
+        }
+        i = j;
+    }
+    s
+}
+
+/// Escapes the orbit prefix (`*`, `#`) for a regex.
+pub fn regex_prefix(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| match c {
+            '*' => r"\*".to_string(),
+            '#' => "#".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Alternatives (prefix included) that together match exactly the numbers of `runs`.
+pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
+    let prefix = regex_prefix(&range.prefix);
+    runs.runs()
+        .iter()
+        .flat_map(|&(a, b)| range_pieces(range.width, a, b))
+        .map(|p| format!("{prefix}{}", regex_piece(&p)))
+        .collect()
+}
+
+/// A regex (no anchors, no capture group) matching exactly the numbers of `runs` in `range`.
+pub fn runs_regex(range: &NumRange, runs: &RunSet) -> String {
+    let alts = runs_alternatives(range, runs);
+    if alts.len() == 1 {
+        alts[0].clone()
+    } else {
+        format!("(?:{})", alts.join("|"))
+    }
+}
+
+/// A whole-string .NET/PCRE pattern for several ranges' runs; group 1 is the whole orbit.
+pub fn protecting_regex(parts: &[(NumRange, RunSet)]) -> String {
+    let alts: Vec<String> = parts
+        .iter()
+        .flat_map(|(r, s)| runs_alternatives(r, s))
+        .collect();
+    format!("^({})$", alts.join("|"))
+}
+
+/// Asterisk extension patterns (or plain extensions) matching exactly `runs` of `range`.
+pub fn asterisk_patterns(range: &NumRange, runs: &RunSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for &(a, b) in runs.runs() {
+        for p in range_pieces(range.width, a, b) {
+            let mut s = range.prefix.clone();
+            let mut literal = true;
+            for c in p {
+                match c {
+                    (a, b) if a == b => s.push((b'0' + a) as char),
+                    (0, 9) => {
+                        s.push('X');
+                        literal = false;
+                    }
+                    (1, 9) => {
+                        s.push('Z');
+                        literal = false;
+                    }
+                    (2, 9) => {
+                        s.push('N');
+                        literal = false;
+                    }
+                    (a, b) => {
+                        s.push_str(&format!("[{a}-{b}]"));
+                        literal = false;
+                    }
+                }
+            }
+            out.push(if literal { s } else { format!("_{s}") });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_exactly() {
+        for (w, lo, hi) in [
+            (3, 701, 799),
+            (4, 7000, 7099),
+            (3, 123, 876),
+            (4, 1999, 2000),
+            (2, 10, 99),
+            (1, 4, 7),
+            (4, 5500, 5599),
+        ] {
+            let r = NumRange::new("*", w, lo, hi);
+            let set = RunSet::single(lo, hi);
+            let re = regex::Regex::new(&format!("^{}$", runs_regex(&r, &set))).unwrap();
+            for v in 0..10u64.pow(w) {
+                assert_eq!(
+                    re.is_match(&r.text(v)),
+                    (lo..=hi).contains(&v),
+                    "{w} {lo} {hi} {v}"
+                );
+            }
+        }
+        let r = NumRange::new("", 3, 701, 799);
+        assert_eq!(runs_regex(&r, &r.all()), r"(?:70[1-9]|7[1-9]\d)");
+        assert_eq!(
+            protecting_regex(&[(r.clone(), r.all())]),
+            r"^(70[1-9]|7[1-9]\d)$"
+        );
+        assert_eq!(
+            asterisk_patterns(&r, &r.all()),
+            vec!["_70Z".to_string(), "_7ZX".to_string()]
+        );
+        let r = NumRange::new("*", 4, 7000, 7099);
+        assert_eq!(protecting_regex(&[(r.clone(), r.all())]), r"^(\*70\d{2})$");
+    }
+}

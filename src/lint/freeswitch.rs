@@ -1,0 +1,676 @@
+//! FreeSWITCH dialplan XML: which extension takes each orbit in a context.
+//!
+//! FreeSWITCH tries the extensions of a context in document order. Within one, conditions run
+//! in order: a true condition queues its actions, a false one its anti-actions, and `break`
+//! (`on-false` by default, `on-true`, `always`, `never`) says whether to go on. An extension
+//! that queued anything takes the call and ends the hunt, unless it has `continue="true"`;
+//! then only what it routes or rewrites (transfer, bridge, `set destination_number`...) takes
+//! the orbit. Conditions on fields other than `destination_number` (caller, time, variables)
+//! cannot be decided here, so what they lead to is "may catch".
+//!
+//! Callpark's extension is one named `callpark...` or whose actions name callpark (for
+//! example `transfer $1 XML callpark`, or a `socket` to callpark's address with `callpark` in
+//! its data).
+
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::{BytesStart, Event};
+
+use super::automaton::{Dialect, Matcher, NumRange};
+use super::fix;
+use super::runs::RunSet;
+use super::{Certainty, LintError, Report, Source};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub application: String,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Break {
+    OnFalse,
+    OnTrue,
+    Always,
+    Never,
+}
+
+/// What a condition tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Test {
+    /// `field="destination_number"` with a PCRE expression.
+    Destination(String),
+    /// Nothing to test: always true.
+    Always,
+    /// Another field, time of day, or several regexes: the lint cannot know.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub test: Test,
+    pub brk: Break,
+    pub actions: Vec<Action>,
+    pub anti_actions: Vec<Action>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    pub name: String,
+    pub cont: bool,
+    pub conditions: Vec<Condition>,
+    pub file: String,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsContext {
+    pub name: String,
+    pub extensions: Vec<Extension>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dialplan {
+    pub contexts: Vec<FsContext>,
+}
+
+/// One line of the preprocessed document and where it came from.
+struct Src {
+    file: String,
+    line: usize,
+}
+
+fn attr(e: &BytesStart, name: &str) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.as_ref().eq_ignore_ascii_case(name.as_bytes()))
+        .map(|a| {
+            a.unescape_value()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| String::from_utf8_lossy(&a.value).to_string())
+        })
+}
+
+fn glob_files(dir: &Path, spec: &str) -> Vec<PathBuf> {
+    let p = Path::new(spec);
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    };
+    let Some(name) = p.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return Vec::new();
+    };
+    if !name.contains(['*', '?']) {
+        return if p.exists() { vec![p] } else { Vec::new() };
+    }
+    let parent = p.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| glob(name.as_bytes(), n.to_string_lossy().as_bytes()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+/// FreeSWITCH's preprocessor: `<X-PRE-PROCESS cmd="include" data="..."/>` (glob, relative to
+/// the including file) and `cmd="set"` variables used as `$${name}`.
+fn preprocess(
+    path: &Path,
+    vars: &mut Vec<(String, String)>,
+    out: &mut Vec<(String, Src)>,
+    stack: &mut Vec<PathBuf>,
+    from: Option<(&str, usize)>,
+) -> Result<(), LintError> {
+    let canon = path.canonicalize().unwrap_or(path.to_path_buf());
+    let file = path.display().to_string();
+    if stack.contains(&canon) {
+        let (f, l) = from.unwrap_or(("", 0));
+        return Err(LintError::parse(f, l, format!("{file} includes itself")));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| match from {
+        Some((f, l)) => LintError::parse(f, l, format!("include {file}: {e}")),
+        None => LintError::Read {
+            file: file.clone(),
+            msg: e.to_string(),
+        },
+    })?;
+    stack.push(canon);
+    let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let t = raw.trim();
+        if t.starts_with("<X-PRE-PROCESS") || t.starts_with("<x-pre-process") {
+            let get = |k: &str| {
+                let at = t.find(&format!("{k}=\""))? + k.len() + 2;
+                let end = t[at..].find('"')? + at;
+                Some(t[at..end].to_string())
+            };
+            let cmd = get("cmd").unwrap_or_default();
+            let data = get("data").unwrap_or_default();
+            match cmd.as_str() {
+                "include" => {
+                    let files = glob_files(&dir, &subst(&data, vars));
+                    for f in files {
+                        preprocess(&f, vars, out, stack, Some((&file, line)))?;
+                    }
+                }
+                "set" => {
+                    if let Some((k, v)) = data.split_once('=') {
+                        vars.push((k.trim().to_string(), subst(v, vars)));
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        out.push((
+            subst(raw, vars),
+            Src {
+                file: file.clone(),
+                line,
+            },
+        ));
+    }
+    stack.pop();
+    Ok(())
+}
+
+fn subst(s: &str, vars: &[(String, String)]) -> String {
+    if !s.contains("$${") {
+        return s.to_string();
+    }
+    let mut out = s.to_string();
+    for (k, v) in vars.iter().rev() {
+        out = out.replace(&format!("$${{{k}}}"), v);
+    }
+    out
+}
+
+/// Reads `path` and what it includes.
+pub fn load(path: &Path) -> Result<Dialplan, LintError> {
+    let mut lines = Vec::new();
+    preprocess(path, &mut Vec::new(), &mut lines, &mut Vec::new(), None)?;
+    parse_lines(&lines)
+}
+
+/// Parses a document given as text (no preprocessing).
+pub fn parse_str(text: &str, file: &str) -> Result<Dialplan, LintError> {
+    let lines: Vec<(String, Src)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                l.to_string(),
+                Src {
+                    file: file.to_string(),
+                    line: i + 1,
+                },
+            )
+        })
+        .collect();
+    parse_lines(&lines)
+}
+
+fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
+    let mut text = String::new();
+    let mut starts = Vec::with_capacity(lines.len());
+    for (l, _) in lines {
+        starts.push(text.len());
+        text.push_str(l);
+        text.push('\n');
+    }
+    let at = |pos: usize| -> (&str, usize) {
+        let i = starts.partition_point(|&s| s <= pos).saturating_sub(1);
+        lines
+            .get(i)
+            .map(|(_, s)| (s.file.as_str(), s.line))
+            .unwrap_or(("", 0))
+    };
+    let mut reader = quick_xml::Reader::from_str(&text);
+    reader.config_mut().trim_text(true);
+    let mut dp = Dialplan::default();
+    let mut ctx: Option<FsContext> = None;
+    let mut ext: Option<Extension> = None;
+    let mut cond: Option<Condition> = None;
+    // `<regex>` children of a condition with `regex="any|all|xor"`.
+    let mut regexes = 0usize;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let tag_pos = text[before..]
+            .find('<')
+            .map(|p| before + p)
+            .unwrap_or(before);
+        let ev = reader.read_event().map_err(|e| {
+            let (f, l) = at(reader.error_position() as usize);
+            LintError::parse(f, l, format!("XML: {e}"))
+        })?;
+        let (file, line) = at(tag_pos);
+        let (start, empty) = match &ev {
+            Event::Start(e) => (Some(e.clone()), false),
+            Event::Empty(e) => (Some(e.clone()), true),
+            _ => (None, false),
+        };
+        if let Some(e) = start {
+            let name = String::from_utf8_lossy(e.name().as_ref()).to_ascii_lowercase();
+            match name.as_str() {
+                "context" => {
+                    ctx = Some(FsContext {
+                        name: attr(&e, "name").unwrap_or_default(),
+                        extensions: Vec::new(),
+                    });
+                    if empty {
+                        dp.contexts.push(ctx.take().unwrap());
+                    }
+                }
+                "extension" => {
+                    ext = Some(Extension {
+                        name: attr(&e, "name").unwrap_or_default(),
+                        cont: attr(&e, "continue").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                        conditions: Vec::new(),
+                        file: file.to_string(),
+                        line,
+                    });
+                    if empty && let (Some(c), Some(x)) = (ctx.as_mut(), ext.take()) {
+                        c.extensions.push(x);
+                    }
+                }
+                "condition" => {
+                    let field = attr(&e, "field");
+                    let expr = attr(&e, "expression");
+                    let brk = match attr(&e, "break")
+                        .as_deref()
+                        .map(str::to_ascii_lowercase)
+                        .as_deref()
+                    {
+                        Some("on-true") => Break::OnTrue,
+                        Some("always") => Break::Always,
+                        Some("never") => Break::Never,
+                        _ => Break::OnFalse,
+                    };
+                    const TIME: [&str; 13] = [
+                        "year",
+                        "yday",
+                        "mon",
+                        "mday",
+                        "week",
+                        "mweek",
+                        "wday",
+                        "hour",
+                        "minute",
+                        "minute-of-day",
+                        "time-of-day",
+                        "date-time",
+                        "tod",
+                    ];
+                    let timed = TIME.iter().any(|k| attr(&e, k).is_some());
+                    let test = match (field.as_deref(), expr) {
+                        _ if attr(&e, "regex").is_some() => {
+                            Test::Unknown("several regexes (regex=\"any|all|xor\")".into())
+                        }
+                        (Some(f), Some(x))
+                            if f.eq_ignore_ascii_case("destination_number")
+                                || f.eq_ignore_ascii_case("${destination_number}") =>
+                        {
+                            if timed {
+                                Test::Unknown("a time of day as well".into())
+                            } else {
+                                Test::Destination(x)
+                            }
+                        }
+                        (Some(f), _) => Test::Unknown(format!("field `{f}`")),
+                        (None, _) if timed => Test::Unknown("the time of day".into()),
+                        (None, _) => Test::Always,
+                    };
+                    regexes = 0;
+                    cond = Some(Condition {
+                        test,
+                        brk,
+                        actions: Vec::new(),
+                        anti_actions: Vec::new(),
+                        line,
+                    });
+                    if empty && let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
+                        x.conditions.push(c);
+                    }
+                }
+                "regex" => regexes += 1,
+                "action" | "anti-action" => {
+                    let a = Action {
+                        application: attr(&e, "application").unwrap_or_default(),
+                        data: attr(&e, "data").unwrap_or_default(),
+                    };
+                    if let Some(c) = cond.as_mut() {
+                        if name == "action" {
+                            c.actions.push(a);
+                        } else {
+                            c.anti_actions.push(a);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match ev {
+            Event::End(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).to_ascii_lowercase();
+                match name.as_str() {
+                    "condition" => {
+                        if let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
+                            let _ = regexes;
+                            x.conditions.push(c);
+                        }
+                    }
+                    "extension" => {
+                        if let (Some(c), Some(x)) = (ctx.as_mut(), ext.take()) {
+                            c.extensions.push(x);
+                        }
+                    }
+                    "context" => {
+                        if let Some(c) = ctx.take() {
+                            dp.contexts.push(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(dp)
+}
+
+/// Applications that only set or log something; anything else routes, answers or plays.
+const PASSIVE: [&str; 12] = [
+    "set",
+    "export",
+    "unset",
+    "multiset",
+    "push",
+    "unshift",
+    "log",
+    "info",
+    "event",
+    "set_global",
+    "hash",
+    "set_profile_var",
+];
+
+/// Whether an action routes the call or rewrites the number.
+fn routes(a: &Action) -> bool {
+    let app = a.application.to_ascii_lowercase();
+    if PASSIVE.contains(&app.as_str()) {
+        let d = a.data.trim_start().to_ascii_lowercase();
+        return d.starts_with("destination_number=") || d.starts_with("effective_destination");
+    }
+    true
+}
+
+fn is_callpark(x: &Extension) -> bool {
+    x.name.to_ascii_lowercase().starts_with("callpark")
+        || x.conditions.iter().any(|c| {
+            c.actions.iter().chain(&c.anti_actions).any(|a| {
+                a.data.to_ascii_lowercase().contains("callpark")
+                    || a.application.to_ascii_lowercase().contains("callpark")
+            })
+        })
+}
+
+/// For one extension: orbits for which it surely / maybe takes the call (`.0`, `.1`), and
+/// surely / maybe routes or rewrites (`.2`, `.3`).
+fn evaluate(
+    x: &Extension,
+    matchers: &mut [Option<Result<Matcher, String>>],
+    range: &NumRange,
+    undecided: &mut Option<String>,
+) -> (RunSet, RunSet, RunSet, RunSet) {
+    let all = range.all();
+    let (mut ay, mut am) = (all.clone(), all.clone());
+    let (mut qy, mut qm, mut ry, mut rm) =
+        (RunSet::new(), RunSet::new(), RunSet::new(), RunSet::new());
+    for (c, m) in x.conditions.iter().zip(matchers.iter_mut()) {
+        let (ty, tm, fy, fm) = match (&c.test, m) {
+            (Test::Always, _) => (ay.clone(), am.clone(), RunSet::new(), RunSet::new()),
+            (Test::Destination(_), Some(Ok(m))) => match m.matching(range) {
+                Ok(t) => (
+                    ay.intersect(&t),
+                    am.intersect(&t),
+                    ay.difference(&t),
+                    am.difference(&t),
+                ),
+                Err(w) => {
+                    *undecided = Some(w.0);
+                    (RunSet::new(), am.clone(), RunSet::new(), am.clone())
+                }
+            },
+            (Test::Destination(_), Some(Err(e))) => {
+                *undecided = Some(e.clone());
+                (RunSet::new(), am.clone(), RunSet::new(), am.clone())
+            }
+            _ => (RunSet::new(), am.clone(), RunSet::new(), am.clone()),
+        };
+        if !c.actions.is_empty() {
+            qy = qy.union(&ty);
+            qm = qm.union(&tm);
+            if c.actions.iter().any(routes) {
+                ry = ry.union(&ty);
+                rm = rm.union(&tm);
+            }
+        }
+        if !c.anti_actions.is_empty() {
+            qy = qy.union(&fy);
+            qm = qm.union(&fm);
+            if c.anti_actions.iter().any(routes) {
+                ry = ry.union(&fy);
+                rm = rm.union(&fm);
+            }
+        }
+        match c.brk {
+            Break::OnFalse => (ay, am) = (ty, tm),
+            Break::OnTrue => (ay, am) = (fy, fm),
+            Break::Always => (ay, am) = (RunSet::new(), RunSet::new()),
+            Break::Never => {}
+        }
+    }
+    (qy, qm, ry, rm)
+}
+
+/// Checks the orbits dialled in `context`.
+pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), LintError> {
+    let ctxs: Vec<&FsContext> = dp.contexts.iter().filter(|c| c.name == context).collect();
+    if ctxs.is_empty() {
+        return Err(LintError::Usage(format!(
+            "no <context name=\"{context}\"> in the FreeSWITCH dialplan"
+        )));
+    }
+    let exts: Vec<&Extension> = ctxs.iter().flat_map(|c| &c.extensions).collect();
+    report.rules += exts.len();
+    let mut matchers: Vec<Vec<Option<Result<Matcher, String>>>> = exts
+        .iter()
+        .map(|x| {
+            x.conditions
+                .iter()
+                .map(|c| match &c.test {
+                    Test::Destination(e) => Some(Matcher::new(e, Dialect::Pcre)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let cp = exts.iter().position(|x| is_callpark(x));
+    for ti in 0..report.targets.len() {
+        let range = report.targets[ti].range.clone();
+        let mut remaining = range.all();
+        for (k, x) in exts.iter().enumerate() {
+            if remaining.is_empty() {
+                break;
+            }
+            let mut undecided = None;
+            let (qy, qm, ry, rm) = evaluate(x, &mut matchers[k], &range, &mut undecided);
+            let (sure, maybe) = if x.cont { (ry, rm) } else { (qy, qm) };
+            let sure = sure.intersect(&remaining);
+            let maybe = maybe.intersect(&remaining).difference(&sure);
+            if Some(k) == cp {
+                remaining = remaining.difference(&sure);
+                continue;
+            }
+            if let Some(w) = undecided {
+                report.add_finding(
+                    Source::FreeSwitch,
+                    &x.file,
+                    x.line,
+                    &x.name,
+                    context,
+                    Certainty::Undecided,
+                    ti,
+                    maybe.clone(),
+                    Some(w),
+                );
+            } else {
+                let why = x.conditions.iter().find_map(|c| match &c.test {
+                    Test::Unknown(w) => Some(format!("depends on {w}")),
+                    _ => None,
+                });
+                report.add_finding(
+                    Source::FreeSwitch,
+                    &x.file,
+                    x.line,
+                    &x.name,
+                    context,
+                    Certainty::MayCatch,
+                    ti,
+                    maybe,
+                    why,
+                );
+            }
+            report.add_finding(
+                Source::FreeSwitch,
+                &x.file,
+                x.line,
+                &x.name,
+                context,
+                Certainty::Caught,
+                ti,
+                sure.clone(),
+                None,
+            );
+            remaining = remaining.difference(&sure);
+        }
+        let (file, line) = exts
+            .first()
+            .map(|x| (x.file.clone(), x.line))
+            .unwrap_or_default();
+        report.add_finding(
+            Source::FreeSwitch,
+            &file,
+            line,
+            "(no extension)",
+            context,
+            Certainty::Caught,
+            ti,
+            remaining,
+            Some("no extension of this context takes these orbits".into()),
+        );
+    }
+    let targets = report.targets.clone();
+    for f in report
+        .findings
+        .iter_mut()
+        .filter(|f| f.source == Source::FreeSwitch && f.scope == context && f.fix.is_empty())
+    {
+        f.fix = fix_for(f, &exts, cp, &targets);
+    }
+    Ok(())
+}
+
+fn fix_for(
+    f: &super::Finding,
+    exts: &[&Extension],
+    cp: Option<usize>,
+    targets: &[super::Target],
+) -> String {
+    if let Some(c) = cp.map(|i| exts[i])
+        && f.rule != "(no extension)"
+    {
+        return format!(
+            "move <extension name=\"{}\"> ({}:{}) above <extension name=\"{}\"> ({}:{})",
+            c.name, c.file, c.line, f.rule, f.file, f.line
+        );
+    }
+    let parts: Vec<(NumRange, RunSet)> = f
+        .caught
+        .iter()
+        .map(|(t, s)| {
+            let r = &targets[*t].range;
+            if s.runs().len() > 8 {
+                (r.clone(), r.all())
+            } else {
+                (r.clone(), s.clone())
+            }
+        })
+        .collect();
+    let re = fix::protecting_regex(&parts);
+    let re = re.replace('&', "&amp;").replace('<', "&lt;");
+    let place = if f.rule == "(no extension)" {
+        "add to the context".to_string()
+    } else {
+        format!(
+            "put before <extension name=\"{}\"> ({}:{})",
+            f.rule, f.file, f.line
+        )
+    };
+    format!(
+        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"$1 XML callpark\"/>\n  </condition>\n</extension>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_extensions_in_order() {
+        let dp = parse_str(
+            r#"<include>
+  <context name="default">
+    <extension name="local" continue="false">
+      <condition field="destination_number" expression="^(7\d\d)$" break="on-false">
+        <action application="bridge" data="user/$1"/>
+        <anti-action application="log" data="no"/>
+      </condition>
+    </extension>
+    <extension name="callpark-orbits">
+      <condition field="destination_number" expression="^(\*70\d\d)$"/>
+    </extension>
+  </context>
+</include>"#,
+            "default.xml",
+        )
+        .unwrap();
+        let c = &dp.contexts[0];
+        assert_eq!(c.extensions.len(), 2);
+        assert_eq!(c.extensions[0].line, 3);
+        assert_eq!(c.extensions[0].conditions[0].line, 4);
+        assert_eq!(c.extensions[0].conditions[0].anti_actions.len(), 1);
+        assert!(is_callpark(&c.extensions[1]));
+    }
+}

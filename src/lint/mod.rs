@@ -1,0 +1,297 @@
+//! `callpark lint`: does dial-plan normalization leave every orbit untouched?
+//!
+//! Each source (Lync/Skype/Teams normalization rules, Asterisk `extensions.conf`, FreeSWITCH
+//! dialplan XML) is parsed from text into rules with file and line (`lync`, `asterisk`,
+//! `freeswitch`), then checked against the orbit table by a pure engine: every pattern is
+//! intersected with each orbit range on automata (`automaton`), the first-match-wins order of
+//! the platform is applied to sets of runs (`runs`), and each orbit that a rule other than
+//! callpark's takes becomes a finding with a fix that can be pasted (`fix`). `report` prints.
+
+pub mod asterisk;
+pub mod automaton;
+pub mod cli;
+pub mod fix;
+pub mod freeswitch;
+pub mod lync;
+pub mod report;
+pub mod runs;
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::orbit::{OrbitRange, OrbitTable};
+use automaton::NumRange;
+use runs::RunSet;
+
+/// An input the lint could not read or parse (exit 2).
+#[derive(Debug, Error)]
+pub enum LintError {
+    #[error("{file}: {msg}")]
+    Read { file: String, msg: String },
+    #[error("{file}:{line}: {msg}")]
+    Parse {
+        file: String,
+        line: usize,
+        msg: String,
+    },
+    #[error("orbits: {0}")]
+    Orbits(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl LintError {
+    pub fn parse(file: &str, line: usize, msg: impl Into<String>) -> LintError {
+        LintError::Parse {
+            file: file.to_string(),
+            line,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Which platform a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Lync,
+    Asterisk,
+    FreeSwitch,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Lync => "lync",
+            Source::Asterisk => "asterisk",
+            Source::FreeSwitch => "freeswitch",
+        }
+    }
+}
+
+/// How sure a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Certainty {
+    /// The rule takes these orbits.
+    Caught,
+    /// The rule takes them under conditions the lint cannot see (caller, time, channel).
+    MayCatch,
+    /// The lint could not decide; `reason` says why. Never counted as a pass.
+    Undecided,
+}
+
+impl Certainty {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Certainty::Caught => "caught",
+            Certainty::MayCatch => "may catch",
+            Certainty::Undecided => "undecided",
+        }
+    }
+}
+
+/// One orbit range to check, in the engine's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub range: NumRange,
+}
+
+impl Target {
+    pub fn from_table(table: &OrbitTable) -> Vec<Target> {
+        let mut t: Vec<Target> = table
+            .ranges()
+            .iter()
+            .map(|r| Target {
+                name: r.name.clone(),
+                range: NumRange::from_span(&r.span),
+            })
+            .collect();
+        t.sort_by(|a, b| {
+            (&a.range.prefix, a.range.width, a.range.lo).cmp(&(
+                &b.range.prefix,
+                b.range.width,
+                b.range.lo,
+            ))
+        });
+        t
+    }
+}
+
+/// A rule that takes orbits away from callpark.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub source: Source,
+    pub file: String,
+    pub line: usize,
+    /// The rule's name, or its pattern when it has none.
+    pub rule: String,
+    /// The Lync dial plan, Asterisk context or FreeSWITCH context checked.
+    pub scope: String,
+    pub certainty: Certainty,
+    /// Per target index, the orbits concerned.
+    pub caught: Vec<(usize, RunSet)>,
+    pub reason: Option<String>,
+    pub fix: String,
+}
+
+/// Orbits that a rule keeps as they are, ahead of rules that would change them.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    pub source: Source,
+    pub file: String,
+    pub line: usize,
+    pub rule: String,
+    pub scope: String,
+    pub kept: Vec<(usize, RunSet)>,
+    /// The rules below it that would have changed some of these orbits.
+    pub shields: Vec<String>,
+}
+
+/// Everything one lint run found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub targets: Vec<Target>,
+    pub rules: usize,
+    pub findings: Vec<Finding>,
+    pub protections: Vec<Protection>,
+    /// Things the user should know that are not findings (e.g. an option the lint models).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn new(targets: Vec<Target>) -> Report {
+        Report {
+            targets,
+            ..Report::default()
+        }
+    }
+
+    pub fn orbit_count(&self) -> u64 {
+        self.targets.iter().map(|t| t.range.len()).sum()
+    }
+
+    /// Orbits `runs` of a (target, dial plan) text, e.g. `*7000-*7049`.
+    pub fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
+        let r = &self.targets[target].range;
+        (r.text(lo), r.text(hi))
+    }
+
+    /// Adds orbits to the finding with the same rule, scope and certainty, or a new one.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_finding(
+        &mut self,
+        source: Source,
+        file: &str,
+        line: usize,
+        rule: &str,
+        scope: &str,
+        certainty: Certainty,
+        target: usize,
+        runs: RunSet,
+        reason: Option<String>,
+    ) {
+        if runs.is_empty() {
+            return;
+        }
+        if let Some(f) = self.findings.iter_mut().find(|f| {
+            f.source == source
+                && f.file == file
+                && f.line == line
+                && f.rule == rule
+                && f.scope == scope
+                && f.certainty == certainty
+        }) {
+            merge_into(&mut f.caught, target, runs);
+            if f.reason.is_none() {
+                f.reason = reason;
+            }
+            return;
+        }
+        self.findings.push(Finding {
+            source,
+            file: file.to_string(),
+            line,
+            rule: rule.to_string(),
+            scope: scope.to_string(),
+            certainty,
+            caught: vec![(target, runs)],
+            reason,
+            fix: String::new(),
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_protection(
+        &mut self,
+        source: Source,
+        file: &str,
+        line: usize,
+        rule: &str,
+        scope: &str,
+        target: usize,
+        runs: RunSet,
+    ) {
+        if runs.is_empty() {
+            return;
+        }
+        if let Some(p) = self
+            .protections
+            .iter_mut()
+            .find(|p| p.source == source && p.file == file && p.line == line && p.scope == scope)
+        {
+            merge_into(&mut p.kept, target, runs);
+            return;
+        }
+        self.protections.push(Protection {
+            source,
+            file: file.to_string(),
+            line,
+            rule: rule.to_string(),
+            scope: scope.to_string(),
+            kept: vec![(target, runs)],
+            shields: Vec::new(),
+        });
+    }
+}
+
+fn merge_into(list: &mut Vec<(usize, RunSet)>, target: usize, runs: RunSet) {
+    if let Some(e) = list.iter_mut().find(|(t, _)| *t == target) {
+        e.1 = e.1.union(&runs);
+    } else {
+        list.push((target, runs));
+        list.sort_by_key(|(t, _)| *t);
+    }
+}
+
+impl Finding {
+    pub fn count(&self) -> u64 {
+        self.caught.iter().map(|(_, r)| r.count()).sum()
+    }
+}
+
+/// Builds the orbit table of `--orbits "*700-*799,5500-5599"`; ranges are named by their text.
+pub fn orbits_from_list(list: &str) -> Result<OrbitTable, LintError> {
+    let mut ranges = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let span = part
+            .parse()
+            .map_err(|e: crate::orbit::SpanParseError| LintError::Orbits(e.to_string()))?;
+        ranges.push(OrbitRange {
+            name: part.to_string(),
+            span,
+            pool: "lint".into(),
+            lot: None,
+        });
+    }
+    if ranges.is_empty() {
+        return Err(LintError::Orbits("--orbits names no range".into()));
+    }
+    OrbitTable::new(ranges).map_err(|e| LintError::Orbits(e.to_string()))
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.range, self.name)
+    }
+}
