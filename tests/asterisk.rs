@@ -527,3 +527,133 @@ async fn music_on_hold_off_class_and_custom_file() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn sigkill_with_20_parked_calls_loses_nothing_and_timers_keep_their_deadlines() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let mut cp = Callpark::start(&setup(
+        "pickup_timeout = \"25s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+    ))
+    .await;
+    let mut callers = Vec::new();
+    for i in 1..=20 {
+        let (caller, _) = park_by_transfer(
+            &ari,
+            &ami,
+            &format!("p{i}"),
+            &format!("\"C{i}\" <55500{i:02}>"),
+        )
+        .await;
+        cp.wait_parked_on(&format!("{}", 700 + i)).await;
+        callers.push(caller);
+    }
+    let mut before = cp.parked().await;
+    before.sort_by_key(|c| c.orbit);
+    assert_eq!(before.len(), 20);
+
+    cp.kill();
+    tokio::time::sleep(S(2)).await;
+    for c in &callers {
+        assert!(
+            ari.channel_exists(id(c)).await,
+            "Asterisk keeps the parked channel"
+        );
+    }
+    cp.spawn().await;
+
+    let mut after = cp.parked().await;
+    after.sort_by_key(|c| c.orbit);
+    assert_eq!(
+        before, after,
+        "same calls, same orbits, same deadlines after the restart"
+    );
+
+    // Retrievable after the restart.
+    let retriever = dial_orbit(&ari, "705", "\"Dave\" <202>").await;
+    wait_for("orbit 705 retrieved after the restart", S(10), || async {
+        ari.bridge_with(id(&callers[4]), id(&retriever)).await
+    })
+    .await;
+
+    // Every other call rings its parker back at the deadline stored before the kill.
+    let pending: Vec<_> = before
+        .iter()
+        .filter(|c| c.channel.as_str() != id(&callers[4]))
+        .collect();
+    let last = pending.iter().map(|c| c.deadline).max().unwrap();
+    let wait = (last - callpark::service::now_ms()).max(0) as u64 + 3_000;
+    for c in &pending {
+        cp.wait_log(
+            c.channel.as_str(),
+            "ringback_started",
+            Duration::from_millis(wait),
+        )
+        .await;
+    }
+    let rows = cp.log_rows().await;
+    for c in &pending {
+        let at = rows
+            .iter()
+            .find(|r| r.kind == "ringback_started" && r.channel == c.channel.as_str())
+            .unwrap()
+            .at;
+        assert!(
+            (at - c.deadline).abs() < 1_500,
+            "ringback of {} at {at}, deadline {}",
+            c.channel,
+            c.deadline
+        );
+    }
+    for c in &pending {
+        cp.wait_log(c.channel.as_str(), "reconnected", S(15)).await;
+    }
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn ari_connection_lost_and_back_without_restart_loses_nothing() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cutter = Cutter::start(tb("ARI_URL").trim_start_matches("http://").to_string()).await;
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"60s\"\n".into(),
+        ari_url: Some(format!("http://127.0.0.1:{}", cutter.port)),
+        ..Setup::default()
+    })
+    .await;
+    let (stays, _) = park_by_transfer(&ari, &ami, "alice", "\"C1\" <5550001>").await;
+    cp.wait_parked_on("701").await;
+    let (leaves, _) = park_by_transfer(&ari, &ami, "bob", "\"C2\" <5550002>").await;
+    cp.wait_parked_on("702").await;
+
+    let connects = cp.log_text().matches("connected to ARI").count();
+    cutter.cut();
+    wait_for("callpark to notice the lost connection", S(10), || async {
+        cp.log_text().contains("ARI connection lost").then_some(())
+    })
+    .await;
+    // While callpark cannot hear Asterisk, one parked caller hangs up.
+    ari.delete(&format!("/channels/{}", id(&leaves))).await;
+    tokio::time::sleep(S(2)).await;
+    cutter.restore();
+    wait_for("callpark to reconnect", S(15), || async {
+        (cp.log_text().matches("connected to ARI").count() > connects).then_some(())
+    })
+    .await;
+
+    // Reconciliation ended the call that vanished and freed its orbit; the other is untouched.
+    cp.wait_log(id(&leaves), "abandoned", S(5)).await;
+    let parked = cp.parked().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].channel.as_str(), id(&stays));
+    wait_for("busy lamp of 702 off", S(5), || async {
+        (ari.device_state("Stasis:callpark-702").await == "NOT_INUSE").then_some(())
+    })
+    .await;
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("701 retrieved after the reconnect", S(10), || async {
+        ari.bridge_with(id(&stays), id(&retriever)).await
+    })
+    .await;
+}

@@ -388,6 +388,8 @@ pub struct Setup {
     pub policy: String,
     /// Orbit ranges of pool pbx-a (must lie in the testbed dialplan's 701-799 / *7000-*7099).
     pub ranges: Vec<(&'static str, &'static str)>,
+    /// ARI base URL when not the testbed's own (a [`Cutter`] in front of it).
+    pub ari_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -400,6 +402,7 @@ impl Default for Setup {
                 "[[policy]]\nname = \"everyone\"\nenable_call_park = true\npatterns = [\".*\"]\n"
                     .into(),
             ranges: vec![("701", "799")],
+            ari_url: None,
         }
     }
 }
@@ -423,7 +426,7 @@ impl Callpark {
         );
         text.push_str(&format!(
             "[[pbx]]\nname = \"pbx-a\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\napp = \"{}\"\n",
-            tb("ARI_URL"),
+            setup.ari_url.clone().unwrap_or_else(|| tb("ARI_URL")),
             tb("ARI_USER"),
             tb("ARI_PASSWORD"),
             tb("ARI_APP")
@@ -612,4 +615,54 @@ pub async fn testbed() -> (Ari, Ami) {
     ari.reset().await;
     let ami = Ami::connect().await;
     (ari, ami)
+}
+
+// ----- a cuttable TCP path -------------------------------------------------------------------
+
+/// A TCP forwarder on 127.0.0.1 in front of Asterisk's HTTP port: the test can cut every
+/// connection through it and refuse new ones for a while, as a network outage would.
+pub struct Cutter {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cutter {
+    pub async fn start(target: String) -> Cutter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let is_open = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let target = target.clone();
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.mark_unchanged(); // only cuts from now on end this connection
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Cutter { port, cut, open }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Cutter::restore`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -229,8 +229,8 @@ impl Runner {
             .upgrade()
             .send()
             .await
-            .map_err(|e| e.to_string())?;
-        resp.into_websocket().await.map_err(|e| e.to_string())
+            .map_err(|e| error_chain(&e))?;
+        resp.into_websocket().await.map_err(|e| error_chain(&e))
     }
 
     async fn emit(&self, e: Event) -> bool {
@@ -715,6 +715,18 @@ impl Runner {
             }
         }
     }
+}
+
+/// An error with its causes: reqwest's own message alone ("error sending request") hides why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Percent-encodes what may not stand raw in a URL path segment (`#` above all).
