@@ -657,3 +657,111 @@ async fn ari_connection_lost_and_back_without_restart_loses_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn park_code_dialled_directly_speaks_the_orbit_then_music() {
+    let _turn = exclusive().await;
+    let (ari, _ami) = testbed().await;
+    let cp = Callpark::start(&Setup::default()).await;
+    ari.originate_local("park", "park-in", ("answer", "phones"), "\"Zed\" <209>")
+        .await;
+    let ch = wait_for("the caller in Stasis", S(5), || async {
+        ari.channel_named("Local/park@park-in-", ";2").await
+    })
+    .await;
+    let call = cp.wait_parked_on("701").await;
+    assert_eq!(call.channel.as_str(), id(&ch));
+    assert_eq!(call.parker.endpoint, None, "nobody else to ring back");
+    let spoken: Vec<String> = ["7", "0", "1"]
+        .iter()
+        .map(|d| format!("<{}> Playing 'digits/{d}.", name(&ch)))
+        .collect();
+    let moh = format!(
+        "Started music on hold, class 'default', on channel '{}'",
+        name(&ch)
+    );
+    wait_for("7, 0, 1 spoken, then music", S(10), || async {
+        let log = asterisk_log();
+        let pos: Vec<Option<usize>> = spoken
+            .iter()
+            .chain(std::iter::once(&moh))
+            .map(|s| log.find(s.as_str()))
+            .collect();
+        (pos.iter().all(Option::is_some) && pos.windows(2).all(|w| w[0] < w[1])).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn attended_transfer_to_the_park_code_tells_the_parker_and_parks_the_caller() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+    ))
+    .await;
+    ami.set_phone("alice", "answer").await;
+    ari.originate_local(
+        "to-dev-alice",
+        "calls",
+        ("answer", "phones"),
+        "\"Carol\" <5551234>",
+    )
+    .await;
+    let (transferer, transferee) = wait_for("alice's call up", S(10), || async {
+        let t = ari.channel_named("Local/to-dev-alice@calls-", ";2").await?;
+        let c = ari.channel_named("Local/dev-alice@phones-", ";1").await?;
+        ari.bridge_with(id(&t), id(&c)).await.map(|_| (t, c))
+    })
+    .await;
+    // Alice presses her attended-transfer key and dials the numeric park code.
+    let r = ami
+        .action(
+            "Atxfer",
+            &[
+                ("Channel", name(&transferer)),
+                ("Exten", "6000"),
+                ("Context", "park-in"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        r.get("Response").map(String::as_str),
+        Some("Success"),
+        "{r:?}"
+    );
+    let consult = wait_for("the consultation call in Stasis", S(10), || async {
+        ari.channel_named("Local/6000@park-in-", ";2").await
+    })
+    .await;
+    let call = cp.wait_parked_on("701").await;
+    assert_eq!(call.channel.as_str(), id(&consult));
+    assert_eq!(
+        call.parker.endpoint.as_deref(),
+        Some("Local/to-dev-alice@calls"),
+        "ATTENDEDTRANSFER names the parker, so ringbacks can reach her"
+    );
+    let spoken = format!("<{}> Playing 'digits/1.", name(&consult));
+    wait_for("alice hears the orbit", S(10), || async {
+        asterisk_log().contains(&spoken).then_some(())
+    })
+    .await;
+
+    // Alice hangs up: the transfer completes and her caller waits on 701.
+    ari.delete(&format!("/channels/{}", id(&transferer))).await;
+    tokio::time::sleep(S(1)).await;
+    assert!(
+        ari.channel_exists(id(&transferee)).await,
+        "the caller is still there"
+    );
+    assert!(ari.channel_exists(id(&consult)).await, "and still parked");
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("701 retrieved", S(10), || async {
+        ari.bridge_with(id(&consult), id(&retriever)).await
+    })
+    .await;
+    assert!(
+        ari.channel_exists(id(&transferee)).await,
+        "the caller talks to Dave"
+    );
+}

@@ -325,34 +325,20 @@ impl Runner {
                         return true;
                     }
                 };
-                let transferer = match self.ari.variable(&ch.id, "BLINDTRANSFER").await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        warn!(pbx = %self.name, "cannot read BLINDTRANSFER: {e}");
-                        None
-                    }
+                // Who parked: a blind transfer names the transferer in BLINDTRANSFER (it has
+                // left); an attended one in ATTENDEDTRANSFER (it is still on this line and
+                // hears the orbit). Neither: the park code was dialled directly.
+                let blind = self.read_var(&ch.id, "BLINDTRANSFER").await;
+                let attended = match blind {
+                    Some(_) => None,
+                    None => self.read_var(&ch.id, "ATTENDEDTRANSFER").await,
                 };
-                let (parker, announce_to) = match transferer {
-                    // Blind transfer: the transferer has left; ringbacks go to its endpoint.
-                    Some(t) => {
-                        let ep = endpoint_of(&t).unwrap_or(t.clone());
-                        let user = ep
-                            .split_once('/')
-                            .map(|(_, u)| u.split('@').next().unwrap_or(u).to_string());
-                        let mut ids = vec![ep.clone()];
-                        ids.extend(user);
-                        (
-                            Parker {
-                                ids,
-                                endpoint: Some(ep.clone()),
-                                display: ep,
-                            },
-                            None,
-                        )
-                    }
-                    // The park code dialled directly: the caller parks itself and hears the
-                    // orbit; there is no other phone to ring back.
-                    None => {
+                let (parker, announce_to) = match (blind, attended) {
+                    (Some(t), _) => (transferer(&t), None),
+                    (None, Some(t)) => (transferer(&t), Some(id.clone())),
+                    // The caller parks itself and hears the orbit; there is no other phone
+                    // to ring back.
+                    (None, None) => {
                         let ep = endpoint_of(&ch.name);
                         let mut ids = vec![caller.number.clone()];
                         ids.extend(ep.clone());
@@ -403,6 +389,17 @@ impl Runner {
                     .post(&format!("/channels/{}/continue", ch.id), &[])
                     .await;
                 true
+            }
+        }
+    }
+
+    /// A channel variable; `None` when unset or unreadable (logged).
+    async fn read_var(&self, ch: &str, var: &str) -> Option<String> {
+        match self.ari.variable(ch, var).await {
+            Ok(v) => v.filter(|v| !v.is_empty()),
+            Err(e) => {
+                warn!(pbx = %self.name, "cannot read {var} of {ch}: {e}");
+                None
             }
         }
     }
@@ -714,6 +711,22 @@ impl Runner {
                 self.log_err("busy lamp", r);
             }
         }
+    }
+}
+
+/// The parker named by a transfer variable (a channel name like `PJSIP/alice-00000012`):
+/// ringbacks go to its endpoint; policies match the endpoint and its user.
+fn transferer(channel: &str) -> Parker {
+    let ep = endpoint_of(channel).unwrap_or_else(|| channel.to_string());
+    let user = ep
+        .split_once('/')
+        .map(|(_, u)| u.split('@').next().unwrap_or(u).to_string());
+    let mut ids = vec![ep.clone()];
+    ids.extend(user);
+    Parker {
+        ids,
+        endpoint: Some(ep.clone()),
+        display: ep,
     }
 }
 
