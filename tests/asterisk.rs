@@ -765,3 +765,94 @@ async fn attended_transfer_to_the_park_code_tells_the_parker_and_parks_the_calle
         "the caller talks to Dave"
     );
 }
+
+/// A real SIP phone call from `alice` (PJSIP) to a caller, blind transferred to the park code.
+async fn sip_park(ari: &Ari, ami: &Ami) -> Value {
+    ari.post(
+        "/channels",
+        &[
+            ("endpoint", "PJSIP/alice"),
+            ("extension", "bob"),
+            ("context", "calls"),
+            ("priority", "1"),
+            ("callerId", "\"Carol\" <5551234>"),
+            ("timeout", "10"),
+        ],
+    )
+    .await;
+    let (alice, caller) = wait_for("alice's SIP call up", S(10), || async {
+        let a = ari.channel_named("PJSIP/alice-", "").await?;
+        let c = ari.channel_named("Local/answer@phones-", ";1").await?;
+        ari.bridge_with(id(&a), id(&c)).await.map(|_| (a, c))
+    })
+    .await;
+    ami.blind_transfer(name(&alice), "park", "park-in").await;
+    caller
+}
+
+#[tokio::test]
+async fn sip_parker_learns_orbit_and_retrieve_by_sip_message_and_rings_back_with_the_orbit() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let phone = sip::SipPhone::start(&tb("SIP_ALICE_CONTACT")).await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+    ))
+    .await;
+
+    let caller = sip_park(&ari, &ami).await;
+    let call = cp.wait_parked_on("701").await;
+    assert_eq!(call.channel.as_str(), id(&caller));
+    assert_eq!(call.parker.endpoint.as_deref(), Some("PJSIP/alice"));
+    wait_for("a SIP MESSAGE with the orbit", S(5), || async {
+        phone
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.contains("parked on 701"))
+            .cloned()
+    })
+    .await;
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("701 retrieved", S(10), || async {
+        ari.bridge_with(id(&caller), id(&retriever)).await
+    })
+    .await;
+    let msg = wait_for("a SIP MESSAGE saying who retrieved", S(5), || async {
+        phone
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.contains("retrieved by"))
+            .cloned()
+    })
+    .await;
+    assert!(msg.contains("Dave"), "{msg}");
+    ari.reset().await;
+
+    // The next one times out: alice's phone rings showing the orbit, and she answers.
+    let invites_before = phone.invites.lock().unwrap().len();
+    let caller = sip_park(&ari, &ami).await;
+    cp.wait_parked_on("701").await;
+    let invite = wait_for("the ringback INVITE to alice", S(15), || async {
+        phone
+            .invites
+            .lock()
+            .unwrap()
+            .get(invites_before + 1)
+            .cloned()
+    })
+    .await;
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        from.contains("Parked 701"),
+        "caller id on the phone: {from}"
+    );
+    cp.wait_log(id(&caller), "reconnected", S(10)).await;
+}

@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
+pub mod sip;
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// testbed.env, parsed; `CALLPARK_TESTBED_ROOT` from the environment wins.
