@@ -723,10 +723,19 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         .iter()
         .map(|e| exten_regex(&e.exten.name).and_then(|r| Matcher::new(&r, Dialect::Rust).ok()))
         .collect();
+    // Where callpark's extensions live: reached from here, or at least defined somewhere.
     let cp_ctx = order
         .iter()
         .find(|e| is_callpark(&e.context.name, e.exten.app1.as_deref().unwrap_or("")))
-        .map(|e| e.context.name.clone());
+        .map(|e| e.context.name.clone())
+        .or_else(|| {
+            dp.contexts
+                .iter()
+                .find(|c| {
+                    c.name.to_ascii_lowercase().starts_with("callpark") && !c.extens.is_empty()
+                })
+                .map(|c| c.name.clone())
+        });
     for ti in 0..report.targets.len() {
         let range = report.targets[ti].range.clone();
         let mut remaining = range.all();
@@ -744,7 +753,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                         Source::Asterisk,
                         &e.exten.file,
                         e.exten.line,
-                        &e.exten.name,
+                        &format!("{}@{}", e.exten.name, e.context.name),
                         &root.name,
                         Certainty::Undecided,
                         ti,
@@ -758,7 +767,8 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 continue;
             }
             let app = e.exten.app1.as_deref().unwrap_or("");
-            let label = format!("{} ({})", e.exten.name, e.context.name);
+            // Asterisk's own notation: extension@context.
+            let label = format!("{}@{}", e.exten.name, e.context.name);
             if is_callpark(&e.context.name, app) {
                 if e.exten.cid.is_none() && !e.timed {
                     remaining = remaining.difference(&hit);
@@ -841,10 +851,11 @@ fn fix_for(
             ),
         };
     }
-    let Some(catcher) = order
-        .iter()
-        .find(|e| e.exten.file == f.file && e.exten.line == f.line)
-    else {
+    let Some(catcher) = order.iter().find(|e| {
+        e.exten.file == f.file
+            && e.exten.line == f.line
+            && f.rule == format!("{}@{}", e.exten.name, e.context.name)
+    }) else {
         return String::new();
     };
     // Callpark's extension for these orbits, later in the search order, if any.
@@ -894,6 +905,21 @@ fn fix_for(
         catcher.exten.name,
         lines.join("\n")
     )
+}
+
+/// The extension Asterisk runs for `dialled` in `context` (the default matcher), with the
+/// context it lives in; caller-id and time conditions are taken as met.
+pub fn winner<'a>(
+    dp: &'a Dialplan,
+    context: &str,
+    dialled: &str,
+) -> Option<(&'a Context, &'a Exten)> {
+    let span: crate::orbit::Span = dialled.parse().ok()?;
+    let one = NumRange::from_span(&span);
+    search_order(dp, context)
+        .into_iter()
+        .find(|e| !exten_matches(&e.exten.name, &one).is_empty())
+        .map(|e| (e.context, e.exten))
 }
 
 /// `RunSet` of the numbers of `range` an extension name matches (for tests and tools).

@@ -147,9 +147,14 @@ pub fn lint(args: &LintArgs, table: &OrbitTable) -> Result<Report, LintError> {
         ));
     }
     let mut report = Report::new(Target::from_table(table));
+    // Rules of one dial plan may come from several files (say, protecting rules and an
+    // export): they are checked together, equal priorities in the order of the files.
+    let mut rules = Vec::new();
     for p in &args.lync {
         let file = p.display().to_string();
-        let rules = lync::parse(&read(p)?, &file)?;
+        rules.extend(lync::parse(&read(p)?, &file)?);
+    }
+    if !rules.is_empty() {
         lync::check(&rules, &mut report);
     }
     for (p, ctx) in &args.asterisk {
