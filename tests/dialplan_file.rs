@@ -1,0 +1,90 @@
+//! The shipped `dialplan/asterisk/callpark.conf` is exactly what `callpark dialplan asterisk`
+//! prints for the example configuration, so the file and the generator cannot drift apart.
+
+use std::process::Command;
+
+#[test]
+fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .args(["--config", &format!("{repo}/contrib/callpark.example.toml")])
+        .args(["dialplan", "asterisk"])
+        .env("CALLPARK_ARI_PASSWORD", "unused")
+        .output()
+        .expect("run callpark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let shipped =
+        std::fs::read_to_string(format!("{repo}/dialplan/asterisk/callpark.conf")).unwrap();
+    assert_eq!(
+        shipped, generated,
+        "regenerate: callpark --config contrib/callpark.example.toml dialplan asterisk > dialplan/asterisk/callpark.conf"
+    );
+    for line in [
+        "exten => park,1,Stasis(callpark,park)",
+        "exten => _70[1-9],1,Stasis(callpark,retrieve,${EXTEN})",
+        "exten => _7[1-9]X,1,Stasis(callpark,retrieve,${EXTEN})",
+        "exten => _*70XX,1,Stasis(callpark,retrieve,${EXTEN})",
+        "exten => 701,hint,Stasis:callpark-701",
+        "exten => *7099,hint,Stasis:callpark-*7099",
+    ] {
+        assert!(generated.contains(line), "missing: {line}");
+    }
+}
+
+#[test]
+fn orbits_of_other_pools_are_routed_through_their_reach_dial_string() {
+    let cfg = callpark::config::Config::from_toml(
+        r#"
+[[pbx]]
+name = "hq"
+kind = "asterisk"
+address = "http://127.0.0.1:8088"
+username = "callpark"
+password = "x"
+[[pbx]]
+name = "branch"
+kind = "asterisk"
+address = "http://10.1.1.1:8088"
+username = "callpark"
+password = "x"
+reach = "PJSIP/{orbit}@branch-trunk"
+[[orbit_range]]
+name = "hq"
+first = "*700"
+last = "*749"
+pool = "hq"
+[[orbit_range]]
+name = "branch"
+first = "*750"
+last = "*799"
+pool = "branch"
+"#,
+        "two-pools.toml",
+    )
+    .unwrap();
+    let hq = callpark::pbx::asterisk::dialplan::generate(&cfg, "hq");
+    assert!(
+        hq.contains("exten => _*7[0-4]X,1,Stasis(callpark,retrieve,${EXTEN})"),
+        "{hq}"
+    );
+    assert!(
+        hq.contains("exten => _*7[5-9]X,1,Dial(PJSIP/${EXTEN}@branch-trunk)"),
+        "{hq}"
+    );
+    assert!(hq.contains("exten => *749,hint,Stasis:callpark-*749"));
+    assert!(
+        !hq.contains("hint,Stasis:callpark-*750"),
+        "no lamps for orbits of other pools"
+    );
+    let branch = callpark::pbx::asterisk::dialplan::generate(&cfg, "branch");
+    assert!(branch.contains("exten => _*7[5-9]X,1,Stasis(callpark,retrieve,${EXTEN})"));
+    assert!(
+        branch.contains("(pool hq sets no `reach` dial string"),
+        "{branch}"
+    );
+}
