@@ -141,12 +141,29 @@ fn ps_words(s: &str) -> Vec<String> {
     words
 }
 
+/// The part of a line before a `#` comment (quotes respected).
+fn code_part(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '#' && prev_space => return &line[..i],
+            None => {}
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
 /// Joins lines continued with a trailing backtick; yields (first line number, statement).
 fn ps_statements(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut cur: Option<(usize, String)> = None;
     for (i, line) in text.lines().enumerate() {
-        let t = line.trim_end();
+        let t = code_part(line).trim_end();
         let (body, cont) = match t.strip_suffix('`') {
             Some(b) => (b, true),
             None => (t, false),
@@ -984,7 +1001,7 @@ fn lync_fix(f: &super::Finding, targets: &[super::Target], rules: &[LyncRule]) -
         .map(|r| r.priority)
         .unwrap_or(0);
     format!(
-        "New-CsVoiceNormalizationRule -Parent {} -Name {} -Pattern {} -Translation '$1' -Priority {priority}   # above `{}`",
+        "New-CsVoiceNormalizationRule -Parent {} -Name {} -Pattern {} -Translation '$1' -Priority {priority}   # above rule '{}'",
         ps_quote(&f.scope),
         ps_quote(&name),
         ps_quote(&pattern),
