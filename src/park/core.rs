@@ -358,10 +358,6 @@ impl ParkCore {
         out.push(Command::Answer {
             channel: ch.clone(),
         });
-        out.push(Command::Lamp {
-            orbit,
-            in_use: true,
-        });
         if let Some(a) = &announce_to {
             out.push(Command::Announce {
                 channel: a.clone(),
@@ -369,6 +365,11 @@ impl ParkCore {
             });
         }
         self.start_moh(&ch, out);
+        // The lamp after the media: the parked caller should not wait on busy-lamp updates.
+        out.push(Command::Lamp {
+            orbit,
+            in_use: true,
+        });
         if let Some(ep) = &parker.endpoint {
             out.push(Command::Notify {
                 endpoint: ep.clone(),

@@ -249,6 +249,17 @@ impl Ari {
 
 pub type AmiMsg = HashMap<String, String>;
 
+/// The instant AMI arrival times count from.
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// When an AMI message arrived.
+pub fn arrived(m: &AmiMsg) -> Instant {
+    epoch() + Duration::from_micros(m["_t_us"].parse().unwrap())
+}
+
 /// A small AMI client: actions with their responses, and every event kept for inspection.
 #[derive(Clone)]
 pub struct Ami {
@@ -265,6 +276,7 @@ impl Ami {
             .await
             .unwrap_or_else(|e| panic!("AMI at {addr}: {e} (is the testbed up?)"));
         let (r, w) = s.into_split();
+        epoch();
         let ami = Ami {
             write: Arc::new(Mutex::new(w)),
             msgs: Default::default(),
@@ -279,6 +291,9 @@ impl Ami {
                 let line = line.trim_end();
                 if line.is_empty() {
                     if !cur.is_empty() {
+                        // When it arrived, for latency figures (µs since the first client).
+                        let t = epoch().elapsed().as_micros().to_string();
+                        cur.insert("_t_us".into(), t);
                         msgs.lock().unwrap().push(std::mem::take(&mut cur));
                         news.notify_waiters();
                     }
@@ -331,6 +346,37 @@ impl Ami {
                 .cloned()
         })
         .await
+    }
+
+    /// How many messages have arrived: events after this mark are new.
+    pub fn mark(&self) -> usize {
+        self.msgs.lock().unwrap().len()
+    }
+
+    /// The first event named `name` after `mark` that `pred` accepts, woken by each arrival.
+    pub async fn wait_event(
+        &self,
+        mark: usize,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&AmiMsg) -> bool,
+    ) -> AmiMsg {
+        let end = Instant::now() + timeout;
+        loop {
+            let notified = self.news.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(m) = self.msgs.lock().unwrap()[mark..]
+                .iter()
+                .find(|m| m.get("Event").map(String::as_str) == Some(name) && pred(m))
+            {
+                return m.clone();
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                panic!("timed out after {timeout:?} waiting for AMI event {name}");
+            }
+        }
     }
 
     /// Events seen so far with this name.
@@ -484,6 +530,10 @@ impl Callpark {
             },
         )
         .await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: nothing in memory survives, nothing is flushed.

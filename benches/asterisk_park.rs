@@ -1,0 +1,285 @@
+//! callpark against Asterisk's own res_parking, side by side on the same testbed Asterisk:
+//! park -> parked-and-on-hold latency, park+retrieve cycles, and 500 calls parked at once
+//! through callpark (CPU and memory of the callpark process).
+//!
+//! Run: `cargo bench --bench asterisk_park` (needs the testbed: contrib/testbed/asterisk).
+//! Under `cargo test` it runs a few cycles of each only, so the code cannot rot.
+//!
+//! Both systems park the same way, by Asterisk's blind transfer of a bridged pair (AMI
+//! BlindTransfer): to `park@park-in` (callpark) or to `800@resparking` (`Park()`). "Parked and
+//! on hold" is Asterisk's own MusicOnHoldStart event for the parked channel; a retrieve is
+//! done when the retrieving channel's BridgeEnter event arrives. Times are taken from the
+//! arrival of those AMI events, measured from just before the transfer action is sent.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Callpark,
+    ResParking,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            System::Callpark => "callpark",
+            System::ResParking => "res_parking",
+        }
+    }
+
+    fn park_target(self) -> (&'static str, &'static str) {
+        match self {
+            System::Callpark => ("park", "park-in"),
+            System::ResParking => ("800", "resparking"),
+        }
+    }
+}
+
+const T: Duration = Duration::from_secs(20);
+
+/// A bridged pair for iteration `tag`; returns the transferer's channel name.
+async fn pair(ari: &Ari, ami: &Ami, tag: &str) -> String {
+    let mark = ami.mark();
+    let ep = format!("Local/to-dev-{tag}@calls");
+    let a = format!("{tag}-a");
+    let b = format!("{tag}-b");
+    ari.post(
+        "/channels",
+        &[
+            ("endpoint", ep.as_str()),
+            ("extension", "answer"),
+            ("context", "phones"),
+            ("priority", "1"),
+            ("callerId", "\"Bench\" <5550100>"),
+            ("channelId", a.as_str()),
+            ("otherChannelId", b.as_str()),
+        ],
+    )
+    .await;
+    let callee = format!("Local/dev-{tag}@phones-");
+    ami.wait_event(mark, "BridgeEnter", T, |m| {
+        m.get("Channel").is_some_and(|c| c.starts_with(&callee))
+    })
+    .await;
+    ami.wait_event(mark, "BridgeEnter", T, |m| {
+        m.get("Uniqueid").map(String::as_str) == Some(b.as_str())
+    })
+    .await["Channel"]
+        .clone()
+}
+
+/// Parks the far party of a fresh pair; returns the latency to its music on hold and its
+/// parking space (from res_parking's ParkedCall event, or callpark's lowest free orbit).
+async fn park(ari: &Ari, ami: &Ami, sys: System, tag: &str) -> (Duration, String) {
+    let transferer = pair(ari, ami, tag).await;
+    let mark = ami.mark();
+    let callee = format!("Local/dev-{tag}@phones-");
+    let (exten, context) = sys.park_target();
+    let t0 = Instant::now();
+    ami.blind_transfer(&transferer, exten, context).await;
+    let moh = ami
+        .wait_event(mark, "MusicOnHoldStart", T, |m| {
+            m.get("Channel").is_some_and(|c| c.starts_with(&callee))
+        })
+        .await;
+    let latency = arrived(&moh).saturating_duration_since(t0);
+    let space = match sys {
+        System::Callpark => "701".to_string(),
+        System::ResParking => ami
+            .wait_event(mark, "ParkedCall", T, |m| {
+                m.get("ParkeeChannel")
+                    .is_some_and(|c| c.starts_with(&callee))
+            })
+            .await["ParkingSpace"]
+            .clone(),
+    };
+    (latency, space)
+}
+
+/// Dials the space and waits until the retriever is bridged; returns the time it took.
+async fn retrieve(ari: &Ari, ami: &Ami, sys: System, tag: &str, space: &str) -> Duration {
+    let mark = ami.mark();
+    let context = match sys {
+        System::Callpark => "park-in",
+        System::ResParking => "resparking",
+    };
+    let ep = format!("Local/{space}@{context}");
+    let a = format!("{tag}-r");
+    let b = format!("{tag}-r2");
+    let t0 = Instant::now();
+    ari.post(
+        "/channels",
+        &[
+            ("endpoint", ep.as_str()),
+            ("extension", "answer"),
+            ("context", "phones"),
+            ("priority", "1"),
+            ("callerId", "\"Retriever\" <5550200>"),
+            ("channelId", a.as_str()),
+            ("otherChannelId", b.as_str()),
+        ],
+    )
+    .await;
+    let entered = ami
+        .wait_event(mark, "BridgeEnter", T, |m| {
+            m.get("Uniqueid").map(String::as_str) == Some(b.as_str())
+        })
+        .await;
+    let took = arrived(&entered).saturating_duration_since(t0);
+    ari.delete(&format!("/channels/{a}")).await;
+    ari.delete(&format!("/channels/{tag}-a")).await;
+    took
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// utime + stime of a process, in seconds, and its resident and peak memory in KiB.
+fn proc_usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is [0], utime [11], stime [12] (clock ticks).
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kib("VmRSS:"), kib("VmHWM:"))
+}
+
+#[tokio::main]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (rounds, concurrent) = if full { (200, 500) } else { (3, 20) };
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"10m\"\n".into(),
+        ranges: vec![("701", "799"), ("5000", "5999")],
+        ..Setup::default()
+    })
+    .await;
+    let pid = cp.pid().expect("callpark runs");
+
+    // 1 and 2: latency and cycles, the two systems interleaved so both see the same Asterisk.
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut cyc = [Vec::new(), Vec::new()];
+    for i in 0..rounds {
+        for (k, sys) in [System::Callpark, System::ResParking]
+            .into_iter()
+            .enumerate()
+        {
+            let tag = format!("b{}{i}", &sys.label()[..1]);
+            let t0 = Instant::now();
+            let (l, space) = park(&ari, &ami, sys, &tag).await;
+            let r = retrieve(&ari, &ami, sys, &tag, &space).await;
+            let _ = t0;
+            lat[k].push(l);
+            cyc[k].push(l + r);
+        }
+    }
+    ari.reset().await;
+    println!("park -> parked and on hold ({rounds} parks each, blind transfer):");
+    for (k, sys) in [System::Callpark, System::ResParking]
+        .into_iter()
+        .enumerate()
+    {
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}",
+            sys.label(),
+            ms(pct(&lat[k], 0.5)),
+            ms(pct(&lat[k], 0.99))
+        );
+    }
+    println!(
+        "  p99 ratio callpark/res_parking: {:.2}",
+        pct(&lat[0], 0.99).as_secs_f64() / pct(&lat[1], 0.99).as_secs_f64()
+    );
+    println!("park + retrieve cycle (transfer -> on hold -> dial -> bridged), sequential:");
+    for (k, sys) in [System::Callpark, System::ResParking]
+        .into_iter()
+        .enumerate()
+    {
+        let total: Duration = cyc[k].iter().sum();
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}  {:.1} cycles/s",
+            sys.label(),
+            ms(pct(&cyc[k], 0.5)),
+            ms(pct(&cyc[k], 0.99)),
+            rounds as f64 / total.as_secs_f64()
+        );
+    }
+
+    // 3: many calls parked at once through callpark.
+    let (cpu0, _, _) = proc_usage(pid);
+    let t0 = Instant::now();
+    let mut parked = 0usize;
+    let batch = 10;
+    let mut i = 0;
+    while i < concurrent {
+        let n = batch.min(concurrent - i);
+        let futs = (i..i + n).map(|j| {
+            let (ari, ami) = (ari.clone(), ami.clone());
+            async move {
+                let tag = format!("m{j}");
+                let transferer = pair(&ari, &ami, &tag).await;
+                ami.blind_transfer(&transferer, "park", "park-in").await;
+            }
+        });
+        futures_util::future::join_all(futs).await;
+        i += n;
+        parked = wait_for("the batch parked", T, || async {
+            let n = cp.parked().await.len();
+            (n >= i).then_some(n)
+        })
+        .await;
+    }
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(if full { 10 } else { 1 })).await;
+    let calls = cp.parked().await;
+    let mut alive = 0;
+    for c in &calls {
+        if ari.channel_exists(c.channel.as_str()).await {
+            alive += 1;
+        }
+    }
+    let (cpu1, rss, hwm) = proc_usage(pid);
+    let log = cp.log_text();
+    let problems = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count();
+    println!(
+        "{concurrent} calls parked at once through callpark: parked {parked} in {:.1} s, {} in the store after holding, {alive} alive in Asterisk, {problems} warnings/errors in callpark's log",
+        took.as_secs_f64(),
+        calls.len()
+    );
+    println!(
+        "  callpark process: {:.2} s CPU for the parking phase, RSS {} KiB, peak RSS {} KiB",
+        cpu1 - cpu0,
+        rss,
+        hwm
+    );
+    assert_eq!(calls.len(), concurrent, "every call parked");
+    assert_eq!(alive, concurrent, "every parked call still up in Asterisk");
+    assert_eq!(problems, 0, "callpark logged warnings:\n{log}");
+    ari.reset().await;
+}
