@@ -1,0 +1,293 @@
+//! Asterisk: the extension order (confirmed on the real testbed, see
+//! tests/data/lint/asterisk_order/README.md), pattern matching against an independent
+//! per-character matcher, and the findings and fixes on the example extensions.conf.
+
+use std::path::{Path, PathBuf};
+
+use callpark::lint::asterisk::{self, Dialplan};
+use callpark::lint::automaton::NumRange;
+use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+use proptest::prelude::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(dp: &Dialplan, ctx: &str, orbits: &str) -> Report {
+    let table = orbits_from_list(orbits).unwrap();
+    let mut r = Report::new(Target::from_table(&table));
+    asterisk::check(dp, ctx, &mut r).unwrap();
+    r
+}
+
+#[test]
+fn order_matches_what_the_testbed_runs() {
+    let dir = root().join("tests/data/lint/asterisk_order");
+    let mut plans = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "conf") {
+            plans.push(asterisk::load(&p).unwrap());
+        }
+    }
+    let expected = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
+    let mut n = 0;
+    for line in expected.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [orbit, ctx, wctx, wext] = f[..] else {
+            panic!("bad line {line}")
+        };
+        let dp = plans
+            .iter()
+            .find(|d| d.context(ctx).is_some())
+            .unwrap_or_else(|| panic!("no context {ctx}"));
+        let got = asterisk::winner(dp, ctx, orbit)
+            .map(|(c, e)| format!("{} {}", c.name, e.name))
+            .unwrap_or_else(|| "- -".into());
+        assert_eq!(got, format!("{wctx} {wext}"), "{orbit}@{ctx}");
+        n += 1;
+    }
+    assert!(n >= 20);
+}
+
+/// Asterisk's matching rules, written out per character (as `_extension_match_core` reads).
+fn ast_match(pattern: &str, data: &str) -> bool {
+    let Some(p) = pattern.strip_prefix('_') else {
+        return pattern.replace('-', "") == data;
+    };
+    let p: Vec<char> = p.chars().collect();
+    let d: Vec<char> = data.chars().collect();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        // `-` is decoration between positions (inside a set it means a range).
+        while p.get(i) == Some(&'-') {
+            i += 1;
+        }
+        if j == d.len() {
+            return i == p.len() || p[i] == '!';
+        }
+        if i == p.len() {
+            return false;
+        }
+        let c = d[j];
+        match p[i] {
+            '.' => return true,
+            '!' => return true,
+            'X' | 'x' if c.is_ascii_digit() => {}
+            'Z' | 'z' if ('1'..='9').contains(&c) => {}
+            'N' | 'n' if ('2'..='9').contains(&c) => {}
+            '[' => {
+                let end = i + p[i..].iter().position(|&x| x == ']').unwrap();
+                let set = &p[i + 1..end];
+                let mut k = 0;
+                let mut hit = false;
+                while k < set.len() {
+                    if k + 2 < set.len() && set[k + 1] == '-' {
+                        hit |= set[k] <= c && c <= set[k + 2];
+                        k += 3;
+                    } else {
+                        hit |= set[k] == c;
+                        k += 1;
+                    }
+                }
+                if !hit {
+                    return false;
+                }
+                i = end;
+            }
+            x if x == c && !"XxZzNn".contains(x) => {}
+            _ => return false,
+        }
+        i += 1;
+        j += 1;
+    }
+}
+
+fn ext_pattern() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        (0u8..10).prop_map(|d| d.to_string()),
+        Just("X".to_string()),
+        Just("Z".to_string()),
+        Just("N".to_string()),
+        Just("*".to_string()),
+        Just("-".to_string()),
+        (0u8..10, 0u8..10).prop_map(|(a, b)| format!("[{}-{}]", a.min(b), a.max(b))),
+        (0u8..10, 0u8..10).prop_map(|(a, b)| format!("[{a}{b}]")),
+    ];
+    (
+        prop::collection::vec(piece, 1..6),
+        prop_oneof![Just(""), Just("."), Just("!")],
+    )
+        .prop_map(|(v, end)| format!("_{}{end}", v.concat()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn pattern_sets_equal_per_orbit_matching(
+        p in ext_pattern(),
+        prefix in prop_oneof![Just(""), Just("*")],
+        w in 1u32..5,
+        a in any::<u64>(),
+        b in any::<u64>(),
+    ) {
+        let n = 10u64.pow(w);
+        let (a, b) = ((a % n).min(b % n), (a % n).max(b % n));
+        let r = NumRange::new(prefix, w, a, b);
+        let set = asterisk::exten_matches(&p, &r);
+        for v in a..=b {
+            prop_assert_eq!(set.contains(v), ast_match(&p, &r.text(v)), "{} vs {}", p, r.text(v));
+        }
+    }
+}
+
+fn example() -> Dialplan {
+    asterisk::load(&root().join("normalization/examples/asterisk/extensions.conf")).unwrap()
+}
+
+#[test]
+fn example_internal_phones() {
+    let dp = example();
+    let r = check(&dp, "internal-phones", "701-799,*7000-*7099");
+    let got: Vec<(String, Certainty, Vec<(String, String)>, usize)> = r
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.rule.clone(),
+                f.certainty,
+                callpark::lint::report::caught_texts(&r, &f.caught),
+                f.line,
+            )
+        })
+        .collect();
+    // By hand: the context's own _7XX beats every include; [features] comes before [callpark];
+    // [after-hours] too, but only at night.
+    assert_eq!(
+        got,
+        [
+            (
+                "_7XX@internal-phones".to_string(),
+                Certainty::Caught,
+                vec![("701".to_string(), "799".to_string())],
+                15
+            ),
+            (
+                "_*70[0-4]X@features".to_string(),
+                Certainty::Caught,
+                vec![("*7000".to_string(), "*7049".to_string())],
+                27
+            ),
+            (
+                "_*7XXX@after-hours".to_string(),
+                Certainty::MayCatch,
+                vec![("*7050".to_string(), "*7099".to_string())],
+                32
+            ),
+        ]
+    );
+    assert_eq!(
+        r.findings[0].fix,
+        "in [internal-phones] add (Asterisk sorts these before `_7XX`):\n\
+         exten => _70Z,1,Goto(callpark,${EXTEN},1)\n\
+         exten => _7ZX,1,Goto(callpark,${EXTEN},1)"
+    );
+    assert!(
+        r.findings[1]
+            .fix
+            .contains("move `include => callpark` above `include => features` (line 20)"),
+        "{}",
+        r.findings[1].fix
+    );
+}
+
+#[test]
+fn example_lobby_is_clean() {
+    let r = check(&example(), "lobby", "701-799,*7000-*7099");
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+/// The fixes, applied to the file, leave no finding.
+#[test]
+fn fixes_applied_clear_the_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("normalization/examples/asterisk");
+    std::fs::copy(src.join("callpark.conf"), dir.path().join("callpark.conf")).unwrap();
+    std::fs::copy(
+        root().join("normalization/asterisk/callpark-orbits.conf"),
+        dir.path().join("callpark-orbits.conf"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(src.join("extensions.conf"))
+        .unwrap()
+        // The shipped template first, then callpark above the other includes.
+        .replace(
+            "#include callpark.conf",
+            "#include callpark.conf\n#include callpark-orbits.conf",
+        )
+        .replace("[internal-phones]", "[internal-phones](callpark-orbits)")
+        .replace(
+            "include => features\n",
+            "include => callpark\ninclude => features\n",
+        );
+    let file = dir.path().join("extensions.conf");
+    std::fs::write(&file, text).unwrap();
+    let dp = asterisk::load(&file).unwrap();
+    let r = check(&dp, "internal-phones", "701-799,*7000-*7099");
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn no_callpark_extension_is_a_finding() {
+    let dp = asterisk::parse_str(
+        "[phones]\nexten => _5XXX,1,Dial(PJSIP/${EXTEN})\n",
+        "x.conf",
+    )
+    .unwrap();
+    let r = check(&dp, "phones", "701-799");
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(r.findings[0].rule, "(no extension)");
+    assert_eq!(r.findings[0].count(), 99);
+    assert!(r.findings[0].fix.contains("include => callpark"));
+}
+
+#[test]
+fn caller_id_extensions_may_catch() {
+    let dp = asterisk::parse_str(
+        "[phones]\n\
+         exten => _7XX/5551234,1,Dial(PJSIP/boss)\n\
+         exten => _7XX,1,Stasis(callpark,retrieve,${EXTEN})\n",
+        "x.conf",
+    )
+    .unwrap();
+    let r = check(&dp, "phones", "701-799");
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(r.findings[0].certainty, Certainty::MayCatch);
+    assert_eq!(r.findings[0].line, 2);
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extensions.conf");
+    std::fs::write(&file, "[a]\nexten => 1,1,NoOp()\n#include missing.conf\n").unwrap();
+    let e = asterisk::load(&file).unwrap_err().to_string();
+    assert!(
+        e.ends_with("extensions.conf:3: #include missing.conf: no such file"),
+        "{e}"
+    );
+    let e = asterisk::parse_str("[a]\nexten => 701,one,NoOp()\n", "b.conf")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "b.conf:2: priority `one` is not a number, n or hint");
+    assert!(
+        asterisk::load(Path::new("/nonexistent/extensions.conf"))
+            .unwrap_err()
+            .to_string()
+            .starts_with("/nonexistent/extensions.conf: ")
+    );
+}

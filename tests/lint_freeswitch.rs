@@ -1,0 +1,217 @@
+//! FreeSWITCH dialplan XML: document order, conditions with `break`, anti-actions,
+//! `continue`, conditions on other fields ("may catch"), and X-PRE-PROCESS includes.
+
+use std::path::PathBuf;
+
+use callpark::lint::freeswitch::{self, Dialplan};
+use callpark::lint::report::caught_texts;
+use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+
+fn check(dp: &Dialplan, orbits: &str) -> Report {
+    let table = orbits_from_list(orbits).unwrap();
+    let mut r = Report::new(Target::from_table(&table));
+    freeswitch::check(dp, "default", &mut r).unwrap();
+    r
+}
+
+fn summary(r: &Report) -> Vec<(String, Certainty, Vec<(String, String)>)> {
+    r.findings
+        .iter()
+        .map(|f| (f.rule.clone(), f.certainty, caught_texts(r, &f.caught)))
+        .collect()
+}
+
+fn run(s: &str, e: &str) -> (String, Certainty, Vec<(String, String)>) {
+    (
+        s.to_string(),
+        Certainty::Caught,
+        vec![(
+            e.split('-').next().unwrap().to_string(),
+            e.split('-').nth(1).unwrap().to_string(),
+        )],
+    )
+}
+
+fn context(body: &str) -> Dialplan {
+    freeswitch::parse_str(
+        &format!("<include>\n<context name=\"default\">\n{body}\n</context>\n</include>\n"),
+        "t.xml",
+    )
+    .unwrap()
+}
+
+const CALLPARK: &str = r#"<extension name="callpark-orbits">
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="$1 XML callpark"/>
+  </condition>
+</extension>"#;
+
+#[test]
+fn example_default_xml() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("normalization/examples/freeswitch/default.xml");
+    let dp = freeswitch::load(&path).unwrap();
+    let r = check(&dp, "701-799,*7000-*7099");
+    // By hand: unloop tests other fields (may catch all); set-domain continues and only sets;
+    // Local_Extension ($${local_ext} = ^(7[0-4]\d)$) bridges 701-749; the night rule may take
+    // every *7xxx; the included pickup groups take *7000-*7019; callpark-orbits the rest.
+    let got = summary(&r);
+    assert_eq!(
+        got,
+        [
+            (
+                "unloop".to_string(),
+                Certainty::MayCatch,
+                vec![
+                    ("701".to_string(), "799".to_string()),
+                    ("*7000".to_string(), "*7099".to_string())
+                ]
+            ),
+            run("Local_Extension", "701-749"),
+            (
+                "night-star-codes".to_string(),
+                Certainty::MayCatch,
+                vec![("*7000".to_string(), "*7099".to_string())]
+            ),
+            run("pickup-groups", "*7000-*7019"),
+        ]
+    );
+    let pickup = &r.findings[3];
+    assert!(pickup.file.ends_with("default/01_feature_codes.xml"));
+    assert_eq!(pickup.line, 3);
+    assert!(
+        r.findings[1]
+            .fix
+            .starts_with("move <extension name=\"callpark-orbits\">")
+    );
+}
+
+#[test]
+fn shipped_extension_first_clears_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("normalization");
+    std::fs::create_dir(dir.path().join("default")).unwrap();
+    std::fs::copy(
+        root.join("examples/freeswitch/default/01_feature_codes.xml"),
+        dir.path().join("default/01_feature_codes.xml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("freeswitch/callpark-orbits.xml"),
+        dir.path().join("callpark-orbits.xml"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(root.join("examples/freeswitch/default.xml"))
+        .unwrap()
+        .replace(
+            "<context name=\"default\">",
+            "<context name=\"default\">\n    <X-PRE-PROCESS cmd=\"include\" data=\"callpark-orbits.xml\"/>",
+        );
+    std::fs::write(dir.path().join("default.xml"), text).unwrap();
+    let dp = freeswitch::load(&dir.path().join("default.xml")).unwrap();
+    let r = check(&dp, "701-799,*7000-*7099");
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn break_and_anti_actions() {
+    // on-true: a true first condition stops the extension, so only non-matching numbers go on
+    // to the second condition; anti-actions of a false condition run.
+    let dp = context(&format!(
+        r#"<extension name="odd">
+  <condition field="destination_number" expression="^7[0-4]\d$" break="on-true"/>
+  <condition field="destination_number" expression="^(7[5-7]\d)$">
+    <action application="log" data="INFO late"/>
+    <anti-action application="bridge" data="user/operator"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    // 750-779 queue the log (the extension takes them); 780-799 queue the anti-action bridge;
+    // 701-749 stop at the first condition with nothing queued and reach callpark.
+    assert_eq!(summary(&r), [run("odd", "750-799")]);
+
+    // break="never" goes on after a false condition; "always" stops after any.
+    let dp = context(&format!(
+        r#"<extension name="never">
+  <condition field="destination_number" expression="^70\d$" break="never"/>
+  <condition field="destination_number" expression="^(71\d)$">
+    <action application="bridge" data="user/$1"/>
+  </condition>
+</extension>
+<extension name="always">
+  <condition field="destination_number" expression="^72\d$" break="always"/>
+  <condition field="destination_number" expression="^(72\d|73\d)$">
+    <action application="bridge" data="user/$1"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(summary(&r), [run("never", "710-719")]);
+}
+
+#[test]
+fn continue_true_only_routes_count() {
+    let dp = context(&format!(
+        r#"<extension name="vars" continue="true">
+  <condition field="destination_number" expression="^(\d+)$">
+    <action application="set" data="called=$1"/>
+  </condition>
+</extension>
+<extension name="rewrite" continue="true">
+  <condition field="destination_number" expression="^(79\d)$">
+    <action application="set" data="destination_number=1$1"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(summary(&r), [run("rewrite", "790-799")]);
+}
+
+#[test]
+fn pcre_lookaround_falls_back_and_callerid_may_catch() {
+    let dp = context(&format!(
+        r#"<extension name="not-70x">
+  <condition field="destination_number" expression="^(?!70)(7\d\d)$">
+    <action application="bridge" data="user/$1"/>
+  </condition>
+</extension>
+<extension name="vip">
+  <condition field="caller_id_number" expression="^1000$"/>
+  <condition field="destination_number" expression="^(70\d)$">
+    <action application="bridge" data="user/vip"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(
+        summary(&r),
+        [
+            run("not-70x", "710-799"),
+            (
+                "vip".to_string(),
+                Certainty::MayCatch,
+                vec![("701".to_string(), "709".to_string())]
+            )
+        ]
+    );
+    assert_eq!(
+        r.findings[1].reason.as_deref(),
+        Some("depends on field `caller_id_number`")
+    );
+}
+
+#[test]
+fn bad_xml_names_file_and_line() {
+    let e = freeswitch::parse_str(
+        "<include>\n<context name=\"default\">\n<extension name=\"x\">\n</context>\n",
+        "bad.xml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("bad.xml:4: XML"), "{e}");
+}
