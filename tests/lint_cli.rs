@@ -1,0 +1,189 @@
+//! `callpark lint` end to end: exit codes 0/1/2, the JSON object, argument pairing.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const ORBITS: &str = "701-799,*7000-*7099";
+
+fn ex(p: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("normalization")
+        .join(p)
+        .display()
+        .to_string()
+}
+
+fn lint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .arg("lint")
+        .args(args)
+        .env_remove("CALLPARK_CONFIG")
+        .env_remove("CALLPARK_ARI_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+#[test]
+fn clean_rules_exit_0() {
+    let o = lint(&[
+        "--orbits",
+        ORBITS,
+        "--lync",
+        &ex("examples/lync/teams-dialplan.json"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no orbit is caught"));
+}
+
+#[test]
+fn findings_exit_1_with_the_json_object() {
+    let o = lint(&[
+        "--orbits",
+        ORBITS,
+        "--lync",
+        &ex("examples/lync/site-redmond.ps1"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["orbits"], 199);
+    assert_eq!(v["rules"], 12);
+    let f = &v["findings"][1];
+    assert_eq!(f["source"], "lync");
+    assert!(f["file"].as_str().unwrap().ends_with("site-redmond.ps1"));
+    assert_eq!(f["line"], 13);
+    assert_eq!(f["rule"], "Feature codes *70xx");
+    assert_eq!(
+        f["caught"],
+        serde_json::json!([{"first": "*7000", "last": "*7049"}])
+    );
+    assert_eq!(f["count"], 50);
+    assert_eq!(f["example"], "*7000");
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("New-CsVoiceNormalizationRule -Parent 'Site:Redmond'")
+    );
+}
+
+#[test]
+fn each_file_takes_the_context_after_it() {
+    let o = lint(&[
+        "--orbits",
+        ORBITS,
+        "--asterisk",
+        &ex("examples/asterisk/extensions.conf"),
+        "--context",
+        "lobby",
+        "--freeswitch",
+        &ex("examples/freeswitch/default.xml"),
+        "--context",
+        "default",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sources: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["source"].as_str().unwrap())
+        .collect();
+    // The lobby context is clean; all findings are FreeSWITCH's.
+    assert!(!sources.is_empty() && sources.iter().all(|s| *s == "freeswitch"));
+}
+
+#[test]
+fn orbit_table_from_the_config() {
+    let o = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .args([
+            "--config",
+            "contrib/callpark.example.toml",
+            "lint",
+            "--lync",
+        ])
+        .arg(ex("examples/lync/global-export.csv"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CALLPARK_CONFIG")
+        .env("CALLPARK_ARI_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("checked 199 orbits (701-799, *7000-*7099)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unreadable_inputs_exit_2() {
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--lync".into(), "/nonexistent/rules.ps1".into()],
+            "/nonexistent/rules.ps1: ",
+        ),
+        (
+            vec!["--asterisk".into(), ex("examples/asterisk/extensions.conf")],
+            "give its --context NAME after it",
+        ),
+        (
+            vec![
+                "--asterisk".into(),
+                ex("examples/asterisk/extensions.conf"),
+                "--context".into(),
+                "nowhere".into(),
+            ],
+            "no context [nowhere]",
+        ),
+        (vec![], "nothing to check"),
+    ];
+    for (args, msg) in cases {
+        let mut all = vec!["--orbits".to_string(), ORBITS.to_string()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let o = lint(&refs);
+        assert_eq!(code(&o), 2, "{all:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(msg), "{all:?}: {err}");
+    }
+    // A parse error names file and line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.xml");
+    std::fs::write(&bad, "<include>\n<context name=\"default\">\n</include>\n").unwrap();
+    let o = lint(&[
+        "--orbits",
+        ORBITS,
+        "--freeswitch",
+        bad.to_str().unwrap(),
+        "--context",
+        "default",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.xml:3: XML"));
+    // The orbit table's own rules come first: overlapping ranges.
+    let o = lint(&[
+        "--orbits",
+        "701-799,750-760",
+        "--lync",
+        &ex("lync/protect-orbits.ps1"),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("globally unique"));
+    // No --orbits and no readable config.
+    let o = lint(&[
+        "--config",
+        "/nonexistent/callpark.toml",
+        "--lync",
+        &ex("lync/protect-orbits.ps1"),
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--orbits"));
+}
