@@ -153,7 +153,8 @@ fn example() -> Dialplan {
 fn example_internal_phones() {
     let dp = example();
     let r = check(&dp, "internal-phones", "701-799,*7000-*7099");
-    let got: Vec<(String, Certainty, Vec<(String, String)>, usize)> = r
+    type Seen = (String, Certainty, Vec<(String, String)>, usize);
+    let got: Vec<Seen> = r
         .findings
         .iter()
         .map(|f| {

@@ -14,14 +14,17 @@ fn check(dp: &Dialplan, orbits: &str) -> Report {
     r
 }
 
-fn summary(r: &Report) -> Vec<(String, Certainty, Vec<(String, String)>)> {
+/// (rule, certainty, runs of orbits as text).
+type Seen = (String, Certainty, Vec<(String, String)>);
+
+fn summary(r: &Report) -> Vec<Seen> {
     r.findings
         .iter()
         .map(|f| (f.rule.clone(), f.certainty, caught_texts(r, &f.caught)))
         .collect()
 }
 
-fn run(s: &str, e: &str) -> (String, Certainty, Vec<(String, String)>) {
+fn run(s: &str, e: &str) -> Seen {
     (
         s.to_string(),
         Certainty::Caught,

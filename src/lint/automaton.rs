@@ -106,6 +106,9 @@ pub enum Dialect {
     Rust,
 }
 
+/// The span of each group of one match (group 0 is the match; `None`: did not take part).
+pub type Groups = Vec<Option<(usize, usize)>>;
+
 /// Why the lint could not decide a pattern against a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undecided(pub String);
@@ -206,12 +209,13 @@ fn to_rust_syntax(p: &str, dialect: Dialect) -> String {
     out
 }
 
-fn parse_hir(rust: &str) -> Result<Hir, regex_syntax::Error> {
+fn parse_hir(rust: &str) -> Result<Hir, Box<regex_syntax::Error>> {
     regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
         .parse(rust)
+        .map_err(Box::new)
 }
 
 impl Matcher {
@@ -253,7 +257,7 @@ impl Matcher {
                 let re = fancy_regex::Regex::new(&rust).map_err(|e| {
                     format!("pattern `{pattern}` is not a regular expression the lint reads: {e}")
                 })?;
-                let why = match &syntax_err {
+                let why = match syntax_err.as_ref() {
                     regex_syntax::Error::Parse(e) => e.kind().to_string(),
                     other => other.to_string(),
                 };
@@ -326,7 +330,7 @@ impl Matcher {
 
     /// Every non-overlapping match in `text`, left to right, with the span of each group
     /// (group 0 is the match), as `Regex.Replace` visits them.
-    pub fn captures(&mut self, text: &str) -> Result<Vec<Vec<Option<(usize, usize)>>>, Undecided> {
+    pub fn captures(&mut self, text: &str) -> Result<Vec<Groups>, Undecided> {
         match &mut self.kind {
             Kind::Dfa { bytes, .. } => {
                 if bytes.is_none() {
