@@ -87,6 +87,8 @@ impl Ari {
         Ari {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // Asterisk drops idle sessions after 15 s: never reuse one that old.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap(),
             base: format!("{}/ari", tb("ARI_URL")),
@@ -101,14 +103,19 @@ impl Ari {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<(u16, Value), String> {
-        let r = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .basic_auth(&self.user, Some(&self.pass))
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let attempt = || {
+            self.http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .basic_auth(&self.user, Some(&self.pass))
+                .query(query)
+                .send()
+        };
+        // Once more when a kept-alive connection was closed under the request.
+        let r = match attempt().await {
+            Err(e) if !e.is_timeout() && (e.is_connect() || e.is_request()) => attempt().await,
+            r => r,
+        }
+        .map_err(|e| format!("{method} {path}: {e}"))?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))

@@ -60,6 +60,9 @@ impl Ari {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(8)
+            // Asterisk closes idle HTTP sessions after http.conf's session_keep_alive (15 s by
+            // default); reusing one it is closing fails the request, so drop ours sooner.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("a plain HTTP client builds");
         Ari {
@@ -91,18 +94,25 @@ impl Ari {
         query: &[(&str, &str)],
     ) -> Result<reqwest::Response, AriError> {
         let url = format!("{}/ari{}", self.base, path);
-        let resp = self
-            .http
-            .request(method.clone(), &url)
-            .basic_auth(&self.user, Some(&self.pass))
-            .query(query)
-            .send()
-            .await
-            .map_err(|source| AriError::Transport {
-                method: method.clone(),
-                path: path.into(),
-                source,
-            })?;
+        let attempt = || {
+            self.http
+                .request(method.clone(), &url)
+                .basic_auth(&self.user, Some(&self.pass))
+                .query(query)
+                .send()
+        };
+        // One more try when the request died on the way (a kept-alive connection Asterisk
+        // had just closed); not after a timeout, when Asterisk may have acted. Every request
+        // callpark makes is safe to repeat: originates carry their own channel id.
+        let resp = match attempt().await {
+            Err(e) if !e.is_timeout() && (e.is_connect() || e.is_request()) => attempt().await,
+            r => r,
+        }
+        .map_err(|source| AriError::Transport {
+            method: method.clone(),
+            path: path.into(),
+            source,
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
