@@ -466,7 +466,11 @@ impl Parser {
                 self.open(&name, opts, file, line);
                 continue;
             }
-            let Some((key, value)) = t.split_once("=>").or_else(|| t.split_once('=')) else {
+            // `key => value` or `key = value`: the first `=` ends the key (values may hold `=>`).
+            let Some((key, value)) = t
+                .split_once('=')
+                .map(|(k, v)| (k, v.strip_prefix('>').unwrap_or(v)))
+            else {
                 return Err(LintError::parse(
                     file,
                     line,
@@ -946,6 +950,22 @@ mod tests {
                 "701", "_70X", "_7[0-4]X", "_7XX", "_7.", "_7!", "_NXX", "_ZXX", "_X."
             ]
         );
+    }
+
+    #[test]
+    fn both_spellings_of_exten_lines() {
+        let dp = parse_str(
+            "[a]\nexten = 100,1,Set(A=>1)\nexten=>_7XX,hint,Custom:x\n same => 1,NoOp()\n",
+            "x.conf",
+        )
+        .unwrap();
+        let names: Vec<&str> = dp.contexts[0]
+            .extens
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["100", "_7XX"]);
+        assert_eq!(dp.contexts[0].extens[1].line, 4);
     }
 
     #[test]

@@ -250,8 +250,6 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
     let mut ctx: Option<FsContext> = None;
     let mut ext: Option<Extension> = None;
     let mut cond: Option<Condition> = None;
-    // `<regex>` children of a condition with `regex="any|all|xor"`.
-    let mut regexes = 0usize;
     loop {
         let before = reader.buffer_position() as usize;
         let tag_pos = text[before..]
@@ -339,7 +337,6 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         (None, _) if timed => Test::Unknown("the time of day".into()),
                         (None, _) => Test::Always,
                     };
-                    regexes = 0;
                     cond = Some(Condition {
                         test,
                         brk,
@@ -351,7 +348,6 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         x.conditions.push(c);
                     }
                 }
-                "regex" => regexes += 1,
                 "action" | "anti-action" => {
                     let a = Action {
                         application: attr(&e, "application").unwrap_or_default(),
@@ -375,7 +371,6 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                 match name.as_str() {
                     "condition" => {
                         if let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
-                            let _ = regexes;
                             x.conditions.push(c);
                         }
                     }

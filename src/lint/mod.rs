@@ -171,7 +171,7 @@ impl Report {
         self.targets.iter().map(|t| t.range.len()).sum()
     }
 
-    /// Orbits `runs` of a (target, dial plan) text, e.g. `*7000-*7049`.
+    /// The first and last orbit of a run of target `target`, as dialled (`*7000`, `*7049`).
     pub fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
         let r = &self.targets[target].range;
         (r.text(lo), r.text(hi))
