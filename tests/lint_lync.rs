@@ -325,3 +325,86 @@ fn defaults_and_undecided() {
         why.0
     );
 }
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A rule: a pattern of capture groups and literals over the orbit alphabet, and a
+    /// translation made of literals and references to those groups.
+    fn rule() -> impl Strategy<Value = (String, String)> {
+        let atom = prop_oneof![
+            (0u8..10).prop_map(|d| d.to_string()),
+            Just(r"\d".to_string()),
+            Just(r"\*".to_string()),
+            (0u8..10, 0u8..10).prop_map(|(a, b)| format!("[{}-{}]", a.min(b), a.max(b))),
+            Just(r"\d{2}".to_string()),
+            Just(r"\d?".to_string()),
+        ];
+        let item = (atom, any::<bool>()).prop_map(|(a, g)| if g { format!("({a})") } else { a });
+        (
+            prop::collection::vec(item, 1..5),
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(
+                prop_oneof![
+                    (1usize..5).prop_map(|g| format!("${g}")),
+                    Just("$0".to_string()),
+                    Just("*".to_string()),
+                    Just("7".to_string()),
+                    Just("+1".to_string()),
+                ],
+                0..4,
+            ),
+        )
+            .prop_map(|(items, start, end, tr)| {
+                let groups = items.iter().filter(|i| i.starts_with('(')).count();
+                // References to groups that do not exist are literal text in .NET; keep to
+                // existing ones so the oracle's replacement syntax agrees.
+                let tr: Vec<String> = tr
+                    .into_iter()
+                    .filter(|t| match t.strip_prefix('$') {
+                        Some(n) => n.parse::<usize>().unwrap() <= groups,
+                        None => true,
+                    })
+                    .collect();
+                // `$1` then `7` is group 1 and a 7 in .NET but group 17 in the oracle's
+                // syntax: brace a reference that a digit follows (both read `${1}` alike).
+                let mut t = String::new();
+                for (k, part) in tr.iter().enumerate() {
+                    let digit_next = tr
+                        .get(k + 1)
+                        .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()));
+                    match part.strip_prefix('$') {
+                        Some(g) if digit_next => t.push_str(&format!("${{{g}}}")),
+                        _ => t.push_str(part),
+                    }
+                }
+                (
+                    format!(
+                        "{}{}{}",
+                        if start { "^" } else { "" },
+                        items.concat(),
+                        if end { "$" } else { "" }
+                    ),
+                    t,
+                )
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Random dial plans: the lint's catches and protections equal enumeration.
+        #[test]
+        fn random_dial_plans_equal_enumeration(rules in prop::collection::vec(rule(), 1..6)) {
+            let mut ps = String::new();
+            for (i, (p, t)) in rules.iter().enumerate() {
+                ps.push_str(&format!(
+                    "New-CsVoiceNormalizationRule -Parent Global -Name r{i} -Pattern '{p}' -Translation '{t}'\n"
+                ));
+            }
+            let rules = lync::parse_ps1(&ps, "r.ps1").unwrap();
+            assert_matches_oracle(&rules, "701-799,*7000-*7099,55-60,#1000-#1010");
+        }
+    }
+}
