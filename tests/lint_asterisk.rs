@@ -292,3 +292,25 @@ fn errors_name_file_and_line() {
             .starts_with("/nonexistent/extensions.conf: ")
     );
 }
+
+#[test]
+fn switches_are_asked_before_includes() {
+    let dp = asterisk::parse_str(
+        "[callpark]\nexten => _7XX,1,Stasis(callpark,retrieve,${EXTEN})\n\
+         [phones]\ninclude => callpark\nswitch => IAX2/guest@other-pbx/phones\n",
+        "x.conf",
+    )
+    .unwrap();
+    let r = check(&dp, "phones", "701-799");
+    assert_eq!(r.findings.len(), 1);
+    let f = &r.findings[0];
+    assert_eq!(
+        (f.rule.as_str(), f.certainty, f.line, f.count()),
+        (
+            "switch => IAX2/guest@other-pbx/phones@phones",
+            Certainty::MayCatch,
+            5,
+            99
+        )
+    );
+}

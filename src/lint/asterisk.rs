@@ -44,6 +44,8 @@ pub struct Context {
     pub line: usize,
     pub extens: Vec<Exten>,
     pub includes: Vec<Include>,
+    /// `switch =>` lines (name = the switch, e.g. `Realtime/...`), asked before the includes.
+    pub switches: Vec<Exten>,
 }
 
 /// All contexts read from a file and the files it includes.
@@ -501,6 +503,15 @@ impl Parser {
                         line,
                     });
                 }
+                "switch" | "eswitch" | "lswitch" => {
+                    self.dp.contexts[ci].switches.push(Exten {
+                        name: value.to_string(),
+                        cid: None,
+                        file: file.to_string(),
+                        line,
+                        app1: None,
+                    });
+                }
                 _ => {}
             }
         }
@@ -529,6 +540,7 @@ impl Parser {
                     line,
                     extens: Vec::new(),
                     includes: Vec::new(),
+                    switches: Vec::new(),
                 });
                 self.dp.contexts.len() - 1
             }
@@ -544,6 +556,7 @@ impl Parser {
                 let c = &mut self.dp.contexts[idx];
                 c.extens.extend(src.extens);
                 c.includes.extend(src.includes);
+                c.switches.extend(src.switches);
             }
         }
         self.cur = Some(idx);
@@ -664,6 +677,8 @@ pub struct Entry<'a> {
     /// The include of the checked context this came through (`None`: its own extension).
     pub via: Option<&'a Include>,
     pub timed: bool,
+    /// A `switch =>`: it answers for whatever the other end knows.
+    pub switch: bool,
 }
 
 /// Every extension with a priority 1, in the order Asterisk tries them for `context`.
@@ -694,6 +709,16 @@ fn visit<'a>(
             exten: e,
             via,
             timed,
+            switch: false,
+        });
+    }
+    for sw in &c.switches {
+        out.push(Entry {
+            context: c,
+            exten: sw,
+            via,
+            timed,
+            switch: true,
         });
     }
     seen.push(c.name.clone());
@@ -725,7 +750,12 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
     report.rules += order.len();
     let mut matchers: Vec<Option<Matcher>> = order
         .iter()
-        .map(|e| exten_regex(&e.exten.name).and_then(|r| Matcher::new(&r, Dialect::Rust).ok()))
+        .map(|e| {
+            if e.switch {
+                return None;
+            }
+            exten_regex(&e.exten.name).and_then(|r| Matcher::new(&r, Dialect::Rust).ok())
+        })
         .collect();
     // Where callpark's extensions live: reached from here, or at least defined somewhere.
     let cp_ctx = order
@@ -746,6 +776,20 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         for (k, e) in order.iter().enumerate() {
             if remaining.is_empty() {
                 break;
+            }
+            if e.switch {
+                report.add_finding(
+                    Source::Asterisk,
+                    &e.exten.file,
+                    e.exten.line,
+                    &format!("switch => {}@{}", e.exten.name, e.context.name),
+                    &root.name,
+                    Certainty::MayCatch,
+                    ti,
+                    remaining.clone(),
+                    Some("a switch is asked before the includes and answers for whatever the other end has".into()),
+                );
+                continue;
             }
             let Some(m) = matchers[k].as_mut() else {
                 continue;

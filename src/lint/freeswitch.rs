@@ -68,6 +68,8 @@ pub struct Extension {
 pub struct FsContext {
     pub name: String,
     pub extensions: Vec<Extension>,
+    pub file: String,
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -273,6 +275,8 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                     ctx = Some(FsContext {
                         name: attr(&e, "name").unwrap_or_default(),
                         extensions: Vec::new(),
+                        file: file.to_string(),
+                        line,
                     });
                     if empty {
                         dp.contexts.push(ctx.take().unwrap());
@@ -570,10 +574,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             );
             remaining = remaining.difference(&sure);
         }
-        let (file, line) = exts
-            .first()
-            .map(|x| (x.file.clone(), x.line))
-            .unwrap_or_default();
+        let (file, line) = (ctxs[0].file.clone(), ctxs[0].line);
         report.add_finding(
             Source::FreeSwitch,
             &file,
