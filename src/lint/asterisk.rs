@@ -26,6 +26,8 @@ pub struct Exten {
     pub line: usize,
     /// The application of priority 1, e.g. `Stasis(callpark,retrieve,${EXTEN})`.
     pub app1: Option<String>,
+    /// Priority labels, `n(label)`, with their numbers.
+    pub labels: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,7 +380,7 @@ pub fn load(path: &Path) -> Result<Dialplan, LintError> {
         cur: None,
         section: String::new(),
         last_exten: None,
-        last_prio: 0,
+        last_prio: -2,
         stack: Vec::new(),
         base,
     };
@@ -393,7 +395,7 @@ pub fn parse_str(text: &str, file: &str) -> Result<Dialplan, LintError> {
         cur: None,
         section: String::new(),
         last_exten: None,
-        last_prio: 0,
+        last_prio: -2,
         stack: Vec::new(),
         base: PathBuf::from("."),
     };
@@ -510,6 +512,7 @@ impl Parser {
                         file: file.to_string(),
                         line,
                         app1: None,
+                        labels: Vec::new(),
                     });
                 }
                 _ => {}
@@ -521,7 +524,7 @@ impl Parser {
     fn open(&mut self, name: &str, opts: &str, file: &str, line: usize) {
         self.section = name.to_string();
         self.last_exten = None;
-        self.last_prio = 0;
+        self.last_prio = -2;
         if name.eq_ignore_ascii_case("general") || name.eq_ignore_ascii_case("globals") {
             self.cur = None;
             return;
@@ -591,27 +594,43 @@ impl Parser {
         };
         let prio = it.next().unwrap_or("").trim();
         let app = it.next().unwrap_or("").trim().to_string();
-        let base = prio.split('(').next().unwrap_or("").trim();
-        let number = if base.eq_ignore_ascii_case("hint") {
-            -1
-        } else if base.eq_ignore_ascii_case("n") {
-            self.last_prio + 1
-        } else if base.eq_ignore_ascii_case("s") {
-            self.last_prio
-        } else if let Some(off) = base.strip_prefix("n+") {
-            self.last_prio + off.parse::<i64>().unwrap_or(1)
-        } else {
-            base.parse::<i64>().map_err(|_| {
-                LintError::parse(
-                    file,
-                    line,
-                    format!("priority `{prio}` is not a number, n or hint"),
-                )
-            })?
+        // As pbx_config reads it: `hint`, `n`/`next` (the context's last priority + 1),
+        // `s`/`same` (the last), a number or a label of this extension; then `+N`; `(label)`.
+        let (p, label) = match prio.split_once('(') {
+            Some((p, l)) => (p.trim(), Some(l.trim_end_matches(')').trim().to_string())),
+            None => (prio, None),
         };
-        if number >= 0 {
-            self.last_prio = number;
+        let (p, plus) = match p.split_once('+') {
+            Some((p, n)) => (p.trim(), n.trim().parse::<i64>().unwrap_or(0)),
+            None => (p, 0),
+        };
+        let bad = |why: &str| LintError::parse(file, line, format!("priority `{prio}` {why}"));
+        let mut number = match p {
+            "hint" => -1,
+            // Asterisk skips `n`/`s` on a context's first line (with a warning): no extension.
+            "n" | "next" | "s" | "same" if self.last_prio == -2 => return Ok(()),
+            "n" | "next" => self.last_prio + 1,
+            "s" | "same" => self.last_prio,
+            _ => match p.parse::<i64>() {
+                Ok(n) if n >= 1 => n,
+                Ok(_) => return Err(bad("is below 1")),
+                Err(_) => self.dp.contexts[ci]
+                    .extens
+                    .iter()
+                    .find(|e| e.name == name && e.cid == cid)
+                    .and_then(|e| e.labels.iter().find(|(l, _)| l == p).map(|(_, n)| *n))
+                    .ok_or_else(|| {
+                        bad("is not a number, n, s, hint or a label of this extension")
+                    })?,
+            },
+        };
+        if number == 0 {
+            // `n` after a hint gives 0, which Asterisk does not register.
+            self.last_exten = Some((name, cid));
+            return Ok(());
         }
+        number += plus;
+        self.last_prio = number;
         self.last_exten = Some((name.clone(), cid.clone()));
         let c = &mut self.dp.contexts[ci];
         let probe = Exten {
@@ -620,6 +639,7 @@ impl Parser {
             file: file.to_string(),
             line,
             app1: None,
+            labels: Vec::new(),
         };
         let e = match c
             .extens
@@ -632,6 +652,9 @@ impl Parser {
                 c.extens.last_mut().unwrap()
             }
         };
+        if let Some(l) = label {
+            e.labels.push((l, number));
+        }
         if number == 1 && e.app1.is_none() {
             e.app1 = Some(app);
             e.line = line;
@@ -1010,6 +1033,37 @@ mod tests {
             .collect();
         assert_eq!(names, ["100", "_7XX"]);
         assert_eq!(dp.contexts[0].extens[1].line, 4);
+    }
+
+    #[test]
+    fn priorities_as_pbx_config_reads_them() {
+        let dp = parse_str(
+            "[a]\n\
+             exten => 701,n,NoOp(first line: skipped)\n\
+             exten => 702,hint,Custom:702\n\
+             exten => 702,n,NoOp(hint then n: priority 0, skipped)\n\
+             exten => 703,1(start),NoOp()\n\
+             exten => 704,n,NoOp(priority 2: no 1)\n\
+             exten => 703,start+1,NoOp(priority 2 by label)\n\
+             exten => 706,hint,Custom:706\n\
+             exten => 706,n+2,NoOp(hint then n is 0: skipped, +2 or not)\n\
+             exten => 707,s+1,NoOp(s is the hint's -1: priority 0, skipped)\n\
+             exten => 708,hint,Custom:708\n\
+             exten => 708,1,NoOp()\n",
+            "x.conf",
+        );
+        let e = parse_str("[a]\nexten => 7,0,NoOp()\n", "x.conf").unwrap_err();
+        assert_eq!(e.to_string(), "x.conf:2: priority `0` is below 1");
+        let e = parse_str("[a]\nexten => 7,go,NoOp()\n", "x.conf").unwrap_err();
+        assert!(e.to_string().contains("a label of this extension"));
+        let dp = dp.unwrap();
+        let with_1: Vec<&str> = dp.contexts[0]
+            .extens
+            .iter()
+            .filter(|e| e.app1.is_some())
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(with_1, ["703", "708"]);
     }
 
     #[test]
