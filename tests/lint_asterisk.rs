@@ -284,7 +284,10 @@ fn errors_name_file_and_line() {
     let e = asterisk::parse_str("[a]\nexten => 701,one,NoOp()\n", "b.conf")
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "b.conf:2: priority `one` is not a number, n or hint");
+    assert_eq!(
+        e,
+        "b.conf:2: priority `one` is not a number, n, s, hint or a label of this extension"
+    );
     assert!(
         asterisk::load(Path::new("/nonexistent/extensions.conf"))
             .unwrap_err()
