@@ -33,6 +33,8 @@ pub struct LyncRule {
     pub translation: String,
     /// Position in the dial plan, 0 first, once the file is read.
     pub priority: i64,
+    /// Something about how the rule was written that changes what Lync gets.
+    pub warning: Option<String>,
 }
 
 /// Reads rules from `text`; the form is told by the file name, else by the content.
@@ -70,10 +72,13 @@ pub fn dial_plans(rules: &[LyncRule]) -> Vec<(String, Vec<&LyncRule>)> {
 // ---------------------------------------------------------------- PowerShell
 
 /// Splits one PowerShell statement into words, resolving quotes the way PowerShell does for
-/// literal arguments ('' in single quotes, backtick escapes in double quotes).
-fn ps_words(s: &str) -> Vec<String> {
+/// literal arguments ('' in single quotes; backtick escapes and `$variables` in double quotes,
+/// which expand to their values: unknown here, so empty, as for an unset variable). Each word
+/// comes with the variables it expanded.
+fn ps_words(s: &str) -> Vec<(String, Vec<String>)> {
     let mut words = Vec::new();
     let mut cur = String::new();
+    let mut vars: Vec<String> = Vec::new();
     let mut have = false;
     let mut it = s.chars().peekable();
     while let Some(c) = it.next() {
@@ -115,6 +120,29 @@ fn ps_words(s: &str) -> Vec<String> {
                                 break;
                             }
                         }
+                        '$' if it.peek() == Some(&'{') => {
+                            it.next();
+                            let name: String = it.by_ref().take_while(|&c| c != '}').collect();
+                            vars.push(format!("${{{name}}}"));
+                        }
+                        '$' if it
+                            .peek()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_') =>
+                        {
+                            let mut name = String::new();
+                            while let Some(&c) = it.peek() {
+                                if !(c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                                    break;
+                                }
+                                name.push(c);
+                                it.next();
+                            }
+                            // `$true`/`$false`/`$null` are values, not text of a pattern.
+                            match name.to_ascii_lowercase().as_str() {
+                                "true" | "false" | "null" => cur.push_str(&format!("${name}")),
+                                _ => vars.push(format!("${name}")),
+                            }
+                        }
                         d => cur.push(d),
                     }
                 }
@@ -122,11 +150,11 @@ fn ps_words(s: &str) -> Vec<String> {
             '#' if !have => break,
             c if c.is_whitespace() || c == ';' || c == '|' => {
                 if have {
-                    words.push(std::mem::take(&mut cur));
+                    words.push((std::mem::take(&mut cur), std::mem::take(&mut vars)));
                     have = false;
                 }
                 if c == ';' || c == '|' {
-                    words.push(c.to_string());
+                    words.push((c.to_string(), Vec::new()));
                 }
             }
             c => {
@@ -136,7 +164,7 @@ fn ps_words(s: &str) -> Vec<String> {
         }
     }
     if have {
-        words.push(cur);
+        words.push((cur, vars));
     }
     words
 }
@@ -199,7 +227,8 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
     // Per dial plan, rules in the order the cmdlets leave them (New with -Priority inserts).
     let mut plans: Vec<(String, Vec<LyncRule>)> = Vec::new();
     for (line, stmt) in ps_statements(text) {
-        let words = ps_words(&stmt);
+        let spelled = ps_words(&stmt);
+        let words: Vec<String> = spelled.iter().map(|(w, _)| w.clone()).collect();
         let Some(at) = words.iter().position(|w| {
             let w = w.to_ascii_lowercase();
             w.ends_with("-csvoicenormalizationrule")
@@ -208,7 +237,8 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
             continue;
         };
         let verb = words[at].to_ascii_lowercase();
-        let mut params: Vec<(String, Option<String>)> = Vec::new();
+        // (name, value, variables PowerShell expanded in the value)
+        let mut params: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
         let mut i = at + 1;
         while i < words.len() && words[i] != ";" && words[i] != "|" {
             let w = &words[i];
@@ -218,7 +248,7 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
                     None => (name.to_ascii_lowercase(), None),
                 };
                 if inline.is_some() || SWITCHES.contains(&name.as_str()) {
-                    params.push((name, inline));
+                    params.push((name, inline, spelled[i].1.clone()));
                     i += 1;
                 } else {
                     let v = words.get(i + 1).cloned();
@@ -229,12 +259,12 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
                             format!("-{name} has no value"),
                         ));
                     }
-                    params.push((name, v));
+                    params.push((name, v, spelled[i + 1].1.clone()));
                     i += 2;
                 }
             } else {
                 // A positional value is the Identity.
-                params.push(("identity".into(), Some(w.clone())));
+                params.push(("identity".into(), Some(w.clone()), Vec::new()));
                 i += 1;
             }
         }
@@ -242,9 +272,20 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
             params
                 .iter()
                 .rev()
-                .find(|(n, _)| n == k)
-                .and_then(|(_, v)| v.clone())
+                .find(|(n, _, _)| n == k)
+                .and_then(|(_, v, _)| v.clone())
         };
+        let expanded: Vec<String> = params
+            .iter()
+            .filter(|(n, _, v)| (n == "pattern" || n == "translation") && !v.is_empty())
+            .map(|(n, v, vars)| {
+                format!(
+                    "-{n} in double quotes: PowerShell replaces {} with the variable's value (empty when unset), so Lync gets `{}`; write it in single quotes",
+                    vars.join(", "),
+                    v.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
         let (plan, name) = match (get("identity"), get("parent"), get("name")) {
             (Some(id), _, _) => split_identity(&id),
             (None, Some(p), Some(n)) => (p, n),
@@ -309,6 +350,7 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
                 pattern: DEFAULT_PATTERN.into(),
                 translation: DEFAULT_TRANSLATION.into(),
                 priority: 0,
+                warning: None,
             }
         };
         if let Some(p) = get("pattern") {
@@ -318,6 +360,9 @@ pub fn parse_ps1(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
             rule.translation = t;
         }
         rule.line = line;
+        if !expanded.is_empty() {
+            rule.warning = Some(expanded.join("; "));
+        }
         let at = match priority {
             Some(p) => (p.max(0) as usize).min(list.len()),
             None if verb.starts_with("set") => existing.unwrap_or(list.len()).min(list.len()),
@@ -410,6 +455,7 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
             pattern: field(pattern).unwrap_or_else(|| DEFAULT_PATTERN.into()),
             translation: field(translation).unwrap_or_else(|| DEFAULT_TRANSLATION.into()),
             priority: prio,
+            warning: None,
         });
     }
     Ok(rules)
@@ -485,6 +531,7 @@ pub fn parse_json(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
             pattern: jstr(r, "Pattern").unwrap_or_else(|| DEFAULT_PATTERN.into()),
             translation: jstr(r, "Translation").unwrap_or_else(|| DEFAULT_TRANSLATION.into()),
             priority,
+            warning: None,
         });
     };
     for (i, item) in items.iter().enumerate() {
@@ -816,6 +863,13 @@ impl<'a> Compiled<'a> {
 /// Checks every dial plan of `rules` against the report's targets.
 pub fn check(rules: &[LyncRule], report: &mut Report) {
     report.rules += rules.len();
+    for r in rules {
+        if let Some(w) = &r.warning {
+            report
+                .notes
+                .push(format!("{}:{}: rule `{}`: {w}", r.file, r.line, r.name));
+        }
+    }
     for (plan, list) in dial_plans(rules) {
         let mut compiled: Vec<Compiled> = list.iter().map(|r| Compiled::new(r)).collect();
         for ti in 0..report.targets.len() {
@@ -1048,6 +1102,22 @@ mod tests {
         assert_eq!(s(r"^(\d{4})$", "+1425555$1"), Shape::Changes);
         assert_eq!(s(r"^(\d{4})$", "5$1"), Shape::Depends);
         assert_eq!(s(r"^\*?(7\d\d)$", "*$1"), Shape::Depends);
+    }
+
+    #[test]
+    fn double_quotes_expand_variables() {
+        let r = parse_ps1(
+            "New-CsVoiceNormalizationRule -Parent Global -Name x -Pattern \"^(\\d{4})$\" -Translation \"+1425`$$1\"\n\
+             New-CsVoiceNormalizationRule -Parent Global -Name y -Pattern '^(\\d{3})$' -Translation \"+1425$1\"\n",
+            "q.ps1",
+        )
+        .unwrap();
+        // `$"` and a backtick-escaped `$` stay; `$1` is an (unset) variable.
+        assert_eq!(r[0].pattern, r"^(\d{4})$");
+        assert_eq!(r[0].translation, "+1425$");
+        assert!(r[0].warning.as_deref().unwrap().contains("$1"));
+        assert_eq!(r[1].translation, "+1425");
+        assert!(r[1].warning.is_some());
     }
 
     #[test]
