@@ -144,6 +144,10 @@ fn unreadable_inputs_exit_2() {
             "no context [nowhere]",
         ),
         (vec![], "nothing to check"),
+        (
+            vec!["--lync".into(), ex("examples/asterisk/extensions.conf")],
+            "extensions.conf:1: no normalization rule found",
+        ),
     ];
     for (args, msg) in cases {
         let mut all = vec!["--orbits".to_string(), ORBITS.to_string()];

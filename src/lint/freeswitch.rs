@@ -295,6 +295,10 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                     }
                 }
                 "condition" => {
+                    // A nested condition (FreeSWITCH 1.6+): the lint reads it as the next one.
+                    if let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
+                        x.conditions.push(c);
+                    }
                     let field = attr(&e, "field");
                     let expr = attr(&e, "expression");
                     let brk = match attr(&e, "break")

@@ -41,13 +41,35 @@ pub struct LyncRule {
 pub fn parse(text: &str, file: &str) -> Result<Vec<LyncRule>, LintError> {
     let lower = file.to_ascii_lowercase();
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    if lower.ends_with(".json") || trimmed.starts_with('[') || trimmed.starts_with('{') {
-        parse_json(text, file)
-    } else if lower.ends_with(".csv") || trimmed.starts_with("#TYPE") || trimmed.starts_with('"') {
-        parse_csv(text, file)
+    let first = trimmed
+        .lines()
+        .find(|l| !l.starts_with("#TYPE"))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let rules = if lower.ends_with(".json") || trimmed.starts_with('[') || trimmed.starts_with('{')
+    {
+        parse_json(text, file)?
+    } else if lower.ends_with(".csv")
+        || trimmed.starts_with("#TYPE")
+        || (first.contains("pattern") && first.contains(',') && !first.contains("-pattern"))
+    {
+        parse_csv(text, file)?
     } else {
-        parse_ps1(text, file)
+        parse_ps1(text, file)?
+    };
+    // A file that yields no rule is almost surely the wrong file or form: say so.
+    if rules.is_empty()
+        && !text
+            .to_ascii_lowercase()
+            .contains("remove-csvoicenormalizationrule")
+    {
+        return Err(LintError::parse(
+            file,
+            1,
+            "no normalization rule found (expected New-CsVoiceNormalizationRule lines, an Export-Csv file or JSON)",
+        ));
     }
+    Ok(rules)
 }
 
 /// Rules grouped by dial plan, each plan in the order the rules apply.
