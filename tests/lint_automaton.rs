@@ -23,6 +23,9 @@ fn pattern() -> impl Strategy<Value = String> {
         Just(".".to_string()),
         (0u8..10, 0u8..10).prop_map(|(a, b)| format!("[{}-{}]", a.min(b), a.max(b))),
         Just("[^5]".to_string()),
+        Just(r"\b".to_string()),
+        Just(r"\B".to_string()),
+        Just(r"\D".to_string()),
     ];
     let piece = (atom, 0usize..6).prop_map(|(a, q)| match q {
         0 => format!("{a}?"),

@@ -402,30 +402,41 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
     Ok(dp)
 }
 
-/// Applications that only set or log something; anything else routes, answers or plays.
-const PASSIVE: [&str; 12] = [
-    "set",
-    "export",
-    "unset",
-    "multiset",
-    "push",
-    "unshift",
-    "log",
-    "info",
-    "event",
-    "set_global",
-    "hash",
-    "set_profile_var",
+/// Applications that send the call somewhere else or end it (scripts may do either).
+const ROUTING: [&str; 21] = [
+    "transfer",
+    "bridge",
+    "execute_extension",
+    "socket",
+    "park",
+    "valet_park",
+    "redirect",
+    "deflect",
+    "respond",
+    "hangup",
+    "voicemail",
+    "conference",
+    "ivr",
+    "intercept",
+    "pickup",
+    "fifo",
+    "lua",
+    "javascript",
+    "python",
+    "perl",
+    "enum",
 ];
 
-/// Whether an action routes the call or rewrites the number.
+/// Whether an action routes the call or rewrites the number (for `continue="true"`
+/// extensions: anything else, such as `set`, `answer` or `playback`, lets the hunt go on).
 fn routes(a: &Action) -> bool {
     let app = a.application.to_ascii_lowercase();
-    if PASSIVE.contains(&app.as_str()) {
-        let d = a.data.trim_start().to_ascii_lowercase();
-        return d.starts_with("destination_number=") || d.starts_with("effective_destination");
+    if ROUTING.contains(&app.as_str()) {
+        return true;
     }
-    true
+    let d = a.data.trim_start().to_ascii_lowercase();
+    matches!(app.as_str(), "set" | "export" | "multiset")
+        && (d.starts_with("destination_number=") || d.starts_with("effective_destination"))
 }
 
 fn is_callpark(x: &Extension) -> bool {
