@@ -115,7 +115,15 @@ impl Ari {
             Err(e) if !e.is_timeout() && (e.is_connect() || e.is_request()) => attempt().await,
             r => r,
         }
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+        .map_err(|e| {
+            let mut m = format!("{method} {path}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(c) = src {
+                m.push_str(&format!(": {c}"));
+                src = c.source();
+            }
+            m
+        })?;
         let status = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
@@ -240,7 +248,7 @@ impl Ari {
                 self.delete(&format!("/channels/{id}")).await;
             }
         }
-        wait_for("every channel gone", Duration::from_secs(10), || async {
+        wait_for("every channel gone", Duration::from_secs(60), || async {
             self.channels().await.is_empty().then_some(())
         })
         .await;
