@@ -408,3 +408,38 @@ mod random {
         }
     }
 }
+
+/// The protecting rules shipped in normalization/ are the ones the lint computes for the
+/// example orbit table (contrib/callpark.example.toml).
+#[test]
+fn shipped_protecting_rules_are_the_computed_ones() {
+    use callpark::lint::fix;
+    let cfg = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/callpark.example.toml"),
+    )
+    .unwrap();
+    assert!(cfg.contains("first = \"701\"") && cfg.contains("first = \"*7000\""));
+    let table = orbits_from_list(ORBITS).unwrap();
+    let parts: Vec<(NumRange, RunSet)> = Target::from_table(&table)
+        .into_iter()
+        .map(|t| {
+            let all = t.range.all();
+            (t.range, all)
+        })
+        .collect();
+    let pattern = fix::protecting_regex(&parts);
+    assert_eq!(pattern, r"^(70[1-9]|7[1-9]\d|\*70\d{2})$");
+    let (ps1, _) = example("lync/protect-orbits.ps1");
+    assert_eq!(ps1.matches(&format!("-Pattern '{pattern}'")).count(), 2);
+    let (xml, _) = example("freeswitch/callpark-orbits.xml");
+    assert!(xml.contains(&format!("expression=\"{pattern}\"")));
+    let (conf, _) = example("asterisk/callpark-orbits.conf");
+    for (r, s) in &parts {
+        for p in fix::asterisk_patterns(r, s) {
+            assert!(
+                conf.contains(&format!("exten => {p},1,Goto(callpark,${{EXTEN}},1)")),
+                "{p}"
+            );
+        }
+    }
+}
