@@ -323,7 +323,9 @@ impl Ami {
                 &[
                     ("Username", &tb("AMI_USER")),
                     ("Secret", &tb("AMI_SECRET")),
-                    ("Events", "on"),
+                    // Call events only (bridges, music on hold, parking): the dialplan class
+                    // (Newexten, VarSet) would flood the client with hundreds of calls up.
+                    ("Events", "call"),
                 ],
             )
             .await;
@@ -345,21 +347,19 @@ impl Ami {
             text.push_str(&format!("{k}: {v}\r\n"));
         }
         text.push_str("\r\n");
+        let mark = self.mark();
         self.write
             .lock()
             .await
             .write_all(text.as_bytes())
             .await
             .expect("AMI write");
-        let what = format!("AMI response to {action}");
-        wait_for(&what, Duration::from_secs(10), || async {
-            self.msgs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|m| m.get("ActionID") == Some(&id) && m.contains_key("Response"))
-                .cloned()
-        })
+        self.wait_msg(
+            mark,
+            &format!("AMI response to {action}"),
+            Duration::from_secs(10),
+            |m| m.get("ActionID") == Some(&id) && m.contains_key("Response"),
+        )
         .await
     }
 
@@ -368,7 +368,7 @@ impl Ami {
         self.msgs.lock().unwrap().len()
     }
 
-    /// The first event named `name` after `mark` that `pred` accepts, woken by each arrival.
+    /// The first event named `name` after `mark` that `pred` accepts.
     pub async fn wait_event(
         &self,
         mark: usize,
@@ -376,20 +376,37 @@ impl Ami {
         timeout: Duration,
         pred: impl Fn(&AmiMsg) -> bool,
     ) -> AmiMsg {
+        self.wait_msg(mark, &format!("AMI event {name}"), timeout, |m| {
+            m.get("Event").map(String::as_str) == Some(name) && pred(m)
+        })
+        .await
+    }
+
+    /// The first message after `mark` that `pred` accepts, woken by each arrival; only what
+    /// arrived since the last look is scanned again.
+    async fn wait_msg(
+        &self,
+        mark: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&AmiMsg) -> bool,
+    ) -> AmiMsg {
         let end = Instant::now() + timeout;
+        let mut from = mark;
         loop {
             let notified = self.news.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(m) = self.msgs.lock().unwrap()[mark..]
-                .iter()
-                .find(|m| m.get("Event").map(String::as_str) == Some(name) && pred(m))
             {
-                return m.clone();
+                let msgs = self.msgs.lock().unwrap();
+                if let Some(m) = msgs[from..].iter().find(|m| pred(m)) {
+                    return m.clone();
+                }
+                from = msgs.len();
             }
             let left = end.saturating_duration_since(Instant::now());
             if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                panic!("timed out after {timeout:?} waiting for AMI event {name}");
+                panic!("timed out after {timeout:?} waiting for {what}");
             }
         }
     }
