@@ -241,6 +241,10 @@ async fn main() {
     // 3: many calls parked at once through callpark. In silence: music on hold is Asterisk's
     // own media work (on this 2-core testbed Asterisk alone used 137% CPU with about 90
     // parked calls on hold), which would measure Asterisk rather than callpark.
+    // CALLPARK_BENCH_LOG=FILE keeps callpark's debug log of the latency phase for a look.
+    if let Ok(f) = std::env::var("CALLPARK_BENCH_LOG") {
+        std::fs::write(f, cp.log_text()).expect("write CALLPARK_BENCH_LOG");
+    }
     drop(cp);
     let cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),

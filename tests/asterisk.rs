@@ -219,7 +219,7 @@ async fn missed_ringbacks_then_fallback_answers() {
         ari.channels()
             .await
             .into_iter()
-            .find(|c| c["id"].as_str().is_some_and(|i| i.starts_with(&fallback)))
+            .find(|c| c["id"] == fallback.as_str())
     })
     .await;
     assert!(
@@ -855,4 +855,40 @@ async fn sip_parker_learns_orbit_and_retrieve_by_sip_message_and_rings_back_with
         "caller id on the phone: {from}"
     );
     cp.wait_log(id(&caller), "reconnected", S(10)).await;
+}
+
+/// The testbed's ari.conf lists BLINDTRANSFER and ATTENDEDTRANSFER in `channelvars`, so the
+/// adapter reads them from the event; an Asterisk without that line is asked over REST. This
+/// checks that path on the same real transfer.
+#[tokio::test]
+async fn transfer_variables_over_rest_for_an_asterisk_without_channelvars() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&Setup::default()).await;
+    let (caller, transferer) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let rest = callpark::pbx::asterisk::rest::Ari::new(
+        &tb("ARI_URL"),
+        &tb("ARI_USER"),
+        &tb("ARI_PASSWORD"),
+    );
+    assert_eq!(
+        rest.variable(id(&caller), "BLINDTRANSFER")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(name(&transferer))
+    );
+    assert_eq!(
+        rest.variable(id(&caller), "ATTENDEDTRANSFER")
+            .await
+            .unwrap(),
+        None
+    );
+    let event_vars = ari.get(&format!("/channels/{}", id(&caller))).await["channelvars"].clone();
+    assert_eq!(
+        event_vars["BLINDTRANSFER"],
+        name(&transferer),
+        "channelvars is on here"
+    );
 }

@@ -112,6 +112,8 @@ struct State {
     /// Channels playing a custom music-on-hold file: channel -> playback id.
     file_moh: HashMap<String, String>,
     announcing: HashSet<String>,
+    /// Channels known to be answered already: answering them again is a wasted round trip.
+    up: HashSet<String>,
     seq: u64,
 }
 
@@ -249,7 +251,13 @@ impl Runner {
         debug!(pbx = %self.name, ?ev, "ARI event");
         match ev {
             AriEvent::StasisStart { args, channel, .. } => {
+                if channel.state == "Up" {
+                    self.st.up.insert(channel.id.clone());
+                }
                 return self.on_stasis_start(args, channel).await;
+            }
+            AriEvent::ChannelStateChange { channel } if channel.state == "Up" => {
+                self.st.up.insert(channel.id);
             }
             AriEvent::ChannelDestroyed {
                 channel, cause_txt, ..
@@ -269,6 +277,7 @@ impl Runner {
             }
             AriEvent::StasisEnd { channel } => {
                 self.drop_bridge_of(&channel.id).await;
+                self.forget(&channel.id);
                 return self
                     .emit(Event::Hangup {
                         channel: ChannelId(channel.id),
@@ -328,10 +337,10 @@ impl Runner {
                 // Who parked: a blind transfer names the transferer in BLINDTRANSFER (it has
                 // left); an attended one in ATTENDEDTRANSFER (it is still on this line and
                 // hears the orbit). Neither: the park code was dialled directly.
-                let blind = self.read_var(&ch.id, "BLINDTRANSFER").await;
+                let blind = self.transfer_var(&ch, "BLINDTRANSFER").await;
                 let attended = match blind {
                     Some(_) => None,
-                    None => self.read_var(&ch.id, "ATTENDEDTRANSFER").await,
+                    None => self.transfer_var(&ch, "ATTENDEDTRANSFER").await,
                 };
                 let (parker, announce_to) = match (blind, attended) {
                     (Some(t), _) => (transferer(&t), None),
@@ -393,18 +402,23 @@ impl Runner {
         }
     }
 
-    /// A channel variable; `None` when unset or unreadable (logged).
-    async fn read_var(&self, ch: &str, var: &str) -> Option<String> {
-        match self.ari.variable(ch, var).await {
+    /// A variable of a channel that just entered the app: from the event's `channelvars`
+    /// when ari.conf lists it there, else over REST. `None` when unset or unreadable (logged).
+    async fn transfer_var(&self, ch: &Channel, var: &str) -> Option<String> {
+        if let Some(v) = ch.channelvars.as_ref().and_then(|m| m.get(var)) {
+            return Some(v.clone()).filter(|v| !v.is_empty());
+        }
+        match self.ari.variable(&ch.id, var).await {
             Ok(v) => v.filter(|v| !v.is_empty()),
             Err(e) => {
-                warn!(pbx = %self.name, "cannot read {var} of {ch}: {e}");
+                warn!(pbx = %self.name, "cannot read {var} of {}: {e}", ch.name);
                 None
             }
         }
     }
 
     fn forget(&mut self, ch: &str) {
+        self.st.up.remove(ch);
         self.st.deferred_moh.remove(ch);
         self.st.file_moh.remove(ch);
         self.st.announcing.remove(ch);
@@ -561,6 +575,9 @@ impl Runner {
         debug!(pbx = %self.name, cmd = ?c, "command");
         match c {
             Command::Answer { channel } => {
+                if self.st.up.contains(channel.as_str()) {
+                    return;
+                }
                 let r = self
                     .ari
                     .post(&format!("/channels/{channel}/answer"), &[])

@@ -38,6 +38,10 @@ pub struct Channel {
     pub connected: CallerId,
     #[serde(default)]
     pub dialplan: Option<DialplanCep>,
+    /// The variables ari.conf's `channelvars` asks Asterisk to put in every channel object
+    /// (an unset one comes as ""); spares a REST round trip per park.
+    #[serde(default)]
+    pub channelvars: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An ARI bridge resource.
