@@ -72,7 +72,7 @@ pub enum AriEvent {
         channel: Channel,
         /// Set when an attended transfer swapped this channel in for another.
         #[serde(default)]
-        replace_channel: Option<Channel>,
+        replace_channel: Option<Box<Channel>>,
     },
     StasisEnd {
         channel: Channel,
