@@ -31,5 +31,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # Benches are built (and run once each in test mode) so they cannot rot.
-cargo test --locked --all-targets
-cargo test --locked --doc
+out=$(mktemp)
+trap 'rm -f "$out"; cleanup' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$out"
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "test-all: %d passed, %d failed\n", p, f }' "$out"
