@@ -182,9 +182,15 @@ async fn main() {
         num("CALLPARK_BENCH_CONCURRENT", concurrent),
     );
     let (ari, ami) = testbed().await;
+    // Logging as shipped (info), unless the debug log is asked for.
+    let log = match std::env::var("CALLPARK_BENCH_LOG") {
+        Ok(_) => "callpark=debug",
+        Err(_) => "info",
+    };
     let cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\n".into(),
         ranges: vec![("701", "799"), ("5000", "5999")],
+        log,
         ..Setup::default()
     })
     .await;
@@ -249,6 +255,7 @@ async fn main() {
     let cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
         ranges: vec![("701", "799"), ("5000", "5999")],
+        log,
         ..Setup::default()
     })
     .await;

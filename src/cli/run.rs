@@ -22,6 +22,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let checkpoints = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                if let Err(e) = store.checkpoint().await {
+                    tracing::warn!("store checkpoint: {e}");
+                }
+            }
+        })
+    };
     for pbx in &cfg.pbx {
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
         match pbx.kind {
@@ -55,6 +67,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    checkpoints.abort();
     store.close().await;
     Ok(code)
 }

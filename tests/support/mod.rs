@@ -456,6 +456,7 @@ impl Ami {
 
 /// `callpark run` against the testbed, with a configuration of the test's own.
 pub struct Callpark {
+    log_filter: &'static str,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub log: PathBuf,
@@ -470,6 +471,8 @@ pub struct Setup {
     pub ranges: Vec<(&'static str, &'static str)>,
     /// ARI base URL when not the testbed's own (a [`Cutter`] in front of it).
     pub ari_url: Option<String>,
+    /// CALLPARK_LOG of the process: tests read its debug lines; benchmarks run it as shipped.
+    pub log: &'static str,
 }
 
 impl Default for Setup {
@@ -483,6 +486,7 @@ impl Default for Setup {
                     .into(),
             ranges: vec![("701", "799")],
             ari_url: None,
+            log: "callpark=debug",
         }
     }
 }
@@ -520,6 +524,7 @@ impl Callpark {
         std::fs::write(&config, text).unwrap();
         let log = dir.path().join("callpark.log");
         let mut cp = Callpark {
+            log_filter: setup.log,
             dir,
             config,
             log,
@@ -544,7 +549,7 @@ impl Callpark {
             .arg("--config")
             .arg(&self.config)
             .arg("run")
-            .env("CALLPARK_LOG", "callpark=debug")
+            .env("CALLPARK_LOG", self.log_filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
