@@ -42,25 +42,30 @@ impl System {
 
 const T: Duration = Duration::from_secs(20);
 
+/// A phone that answers (`answer@phones`) dials `endpoint`; the Local channel's halves get
+/// the ids `a` (the phone) and `b` (the half that runs the dialled extension).
+async fn phone_dials(ari: &Ari, endpoint: &str, a: &str, b: &str, caller_id: &str) {
+    ari.post(
+        "/channels",
+        &[
+            ("endpoint", endpoint),
+            ("extension", "answer"),
+            ("context", "phones"),
+            ("priority", "1"),
+            ("callerId", caller_id),
+            ("channelId", a),
+            ("otherChannelId", b),
+        ],
+    )
+    .await;
+}
+
 /// A bridged pair for iteration `tag`; returns the transferer's channel name.
 async fn pair(ari: &Ari, ami: &Ami, tag: &str) -> String {
     let mark = ami.mark();
     let ep = format!("Local/to-dev-{tag}@calls");
-    let a = format!("{tag}-a");
     let b = format!("{tag}-b");
-    ari.post(
-        "/channels",
-        &[
-            ("endpoint", ep.as_str()),
-            ("extension", "answer"),
-            ("context", "phones"),
-            ("priority", "1"),
-            ("callerId", "\"Bench\" <5550100>"),
-            ("channelId", a.as_str()),
-            ("otherChannelId", b.as_str()),
-        ],
-    )
-    .await;
+    phone_dials(ari, &ep, &format!("{tag}-a"), &b, "\"Bench\" <5550100>").await;
     let callee = format!("Local/dev-{tag}@phones-");
     ami.wait_event(mark, "BridgeEnter", T, |m| {
         m.get("Channel").is_some_and(|c| c.starts_with(&callee))
@@ -112,19 +117,7 @@ async fn retrieve(ari: &Ari, ami: &Ami, sys: System, tag: &str, space: &str) -> 
     let a = format!("{tag}-r");
     let b = format!("{tag}-r2");
     let t0 = Instant::now();
-    ari.post(
-        "/channels",
-        &[
-            ("endpoint", ep.as_str()),
-            ("extension", "answer"),
-            ("context", "phones"),
-            ("priority", "1"),
-            ("callerId", "\"Retriever\" <5550200>"),
-            ("channelId", a.as_str()),
-            ("otherChannelId", b.as_str()),
-        ],
-    )
-    .await;
+    phone_dials(ari, &ep, &a, &b, "\"Retriever\" <5550200>").await;
     let entered = ami
         .wait_event(mark, "BridgeEnter", T, |m| {
             m.get("Uniqueid").map(String::as_str) == Some(b.as_str())
