@@ -103,3 +103,48 @@ fn bridge_events_carry_the_bridge_members() {
     assert!(bridge.channels.contains(&channel.id));
     assert_eq!(bridge.channels.len(), 2, "{bridge:?}");
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames() -> Vec<String> {
+        let dir = shared().join("asterisk/ari-events");
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// A frame cut short (a websocket message lost its tail) is an error, never half an
+        /// event taken for a whole one; the intact frame decodes.
+        #[test]
+        fn truncated_real_frames_are_errors(
+            pick in any::<prop::sample::Index>(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let frames = frames();
+            let f = frames[pick.index(frames.len())].trim_end();
+            prop_assert!(decode_event(f).is_ok());
+            let n = cut.index(f.len());
+            if f.is_char_boundary(n) {
+                prop_assert!(decode_event(&f[..n]).is_err(), "{} bytes of {}", n, f.len());
+            }
+        }
+
+        #[test]
+        fn endpoint_of_takes_any_name(name in ".{0,40}") {
+            if let Some(ep) = endpoint_of(&name) {
+                prop_assert!(name.starts_with(&ep));
+                prop_assert!(ep.contains('/'));
+            }
+        }
+    }
+}
