@@ -892,3 +892,37 @@ async fn transfer_variables_over_rest_for_an_asterisk_without_channelvars() {
         "channelvars is on here"
     );
 }
+
+/// While callpark is not connected (a restart, say), Stasis() fails at once: the generated
+/// include sends a park to on_timeout (the operator, `0@from-internal` in the example
+/// configuration) instead of hanging it up, and tells a retriever the orbit is empty.
+#[tokio::test]
+async fn while_callpark_is_down_parks_go_to_the_operator_and_retrieves_hear_empty() {
+    let _turn = exclusive().await;
+    let (ari, _ami) = testbed().await;
+    ari.originate_local("park", "park-in", ("answer", "phones"), "\"Zed\" <209>")
+        .await;
+    let ch = wait_for("the caller", S(5), || async {
+        ari.channel_named("Local/park@park-in-", ";2").await
+    })
+    .await;
+    let heard = format!("<{}> Playing 'pbx-parkingfailed", name(&ch));
+    let at_operator = format!("Executing [0@from-internal:1] Goto(\"{}\"", name(&ch));
+    wait_for("told, then sent to the operator", S(10), || async {
+        let log = asterisk_log();
+        (log.contains(&heard) && log.contains(&at_operator)).then_some(())
+    })
+    .await;
+    let now = ari.get(&format!("/channels/{}", id(&ch))).await;
+    assert_eq!(
+        now["dialplan"]["context"], "phones",
+        "the operator answered: {now}"
+    );
+
+    let r = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    let empty = format!("<{}> Playing 'pbx-invalidpark", name(&r));
+    wait_for("the retriever hears the orbit is empty", S(10), || async {
+        asterisk_log().contains(&empty).then_some(())
+    })
+    .await;
+}

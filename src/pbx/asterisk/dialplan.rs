@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use crate::config::Config;
 use crate::orbit::{Orbit, Prefix, Span};
+use crate::park::Destination;
 
 /// The device whose state lights busy-lamp keys for an orbit (`Stasis:callpark-701`).
 pub fn device_name(orbit: Orbit) -> String {
@@ -104,8 +105,17 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     );
     let _ = writeln!(s, "[callpark]");
     let _ = writeln!(s, "; Park: transfer a call here, or dial it.");
+    // Stasis() fails at once (STASISSTATUS=FAILED) while callpark is not connected, e.g.
+    // during a restart: such calls go to [callpark-down] rather than being hung up.
+    let down = |s: &mut String, what: &str| {
+        let _ = writeln!(
+            s,
+            " same => n,GotoIf($[\"${{STASISSTATUS}}\" = \"FAILED\"]?callpark-down,{what},1)"
+        );
+        let _ = writeln!(s, " same => n,Hangup()");
+    };
     let _ = writeln!(s, "exten => {},1,Stasis({app},park)", cfg.park.park_code);
-    let _ = writeln!(s, " same => n,Hangup()");
+    down(&mut s, "park");
     let mut lots: Vec<&str> = cfg
         .orbits
         .pool_ranges(pool)
@@ -119,14 +129,14 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             "exten => {}-{lot},1,Stasis({app},park,{lot})",
             cfg.park.park_code
         );
-        let _ = writeln!(s, " same => n,Hangup()");
+        down(&mut s, "park");
     }
     for r in cfg.orbits.ranges() {
         let _ = writeln!(s, "; orbit range {} ({}), pool {}", r.name, r.span, r.pool);
         for p in span_patterns(&r.span) {
             if r.pool == pool {
                 let _ = writeln!(s, "exten => {p},1,Stasis({app},retrieve,${{EXTEN}})");
-                let _ = writeln!(s, " same => n,Hangup()");
+                down(&mut s, "retrieve");
             } else {
                 let reach = cfg
                     .pbx
@@ -171,7 +181,39 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         }
         hints += r.span.len();
     }
+    let _ = writeln!(s, "[callpark-down]");
+    let _ = writeln!(
+        s,
+        "; callpark is not connected to Asterisk: a park is told so and goes to on_timeout (or is hung up), a retrieve hears that the orbit is empty."
+    );
+    let _ = writeln!(s, "exten => park,1,Answer()");
+    let _ = writeln!(s, " same => n,Playback(pbx-parkingfailed)");
+    let _ = writeln!(s, " same => n,{}", fallback_app(cfg, pool));
+    let _ = writeln!(s, " same => n,Hangup()");
+    let _ = writeln!(s, "exten => retrieve,1,Answer()");
+    let _ = writeln!(s, " same => n,Playback(pbx-invalidpark)");
+    let _ = writeln!(s, " same => n,Hangup()");
     s
+}
+
+/// The dialplan step that reaches `on_timeout` when callpark itself cannot.
+fn fallback_app(cfg: &Config, pool: &str) -> String {
+    let dest = cfg
+        .park
+        .on_timeout
+        .as_deref()
+        .and_then(|d| Destination::parse(d).ok());
+    let sip_endpoint = cfg
+        .pbx
+        .iter()
+        .find(|p| p.name == pool)
+        .and_then(|p| p.sip_endpoint.as_deref());
+    match (dest, sip_endpoint) {
+        (Some(Destination::Exten { exten, context }), _) => format!("Goto({context},{exten},1)"),
+        (Some(Destination::Dial(d)), _) => format!("Dial({d})"),
+        (Some(Destination::Sip(uri)), Some(ep)) => format!("Dial(PJSIP/{ep}/{uri})"),
+        _ => "Hangup()".into(),
+    }
 }
 
 #[cfg(test)]
