@@ -124,6 +124,22 @@ pub fn runs_regex(range: &NumRange, runs: &RunSet) -> String {
     }
 }
 
+/// What a finding caught, range by range, as a fix should cover it: a long list of scattered
+/// runs is harder to read than the whole range, so more than 8 runs become the range.
+pub fn caught_parts(f: &super::Finding, targets: &[super::Target]) -> Vec<(NumRange, RunSet)> {
+    f.caught
+        .iter()
+        .map(|(t, s)| {
+            let r = &targets[*t].range;
+            if s.runs().len() > 8 {
+                (r.clone(), r.all())
+            } else {
+                (r.clone(), s.clone())
+            }
+        })
+        .collect()
+}
+
 /// A whole-string .NET/PCRE pattern for several ranges' runs; group 1 is the whole orbit.
 pub fn protecting_regex(parts: &[(NumRange, RunSet)]) -> String {
     let alts: Vec<String> = parts

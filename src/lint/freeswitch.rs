@@ -627,18 +627,7 @@ fn fix_for(
             c.name, c.file, c.line, f.rule, f.file, f.line
         );
     }
-    let parts: Vec<(NumRange, RunSet)> = f
-        .caught
-        .iter()
-        .map(|(t, s)| {
-            let r = &targets[*t].range;
-            if s.runs().len() > 8 {
-                (r.clone(), r.all())
-            } else {
-                (r.clone(), s.clone())
-            }
-        })
-        .collect();
+    let parts = fix::caught_parts(f, targets);
     let re = fix::protecting_regex(&parts);
     let re = re.replace('&', "&amp;").replace('<', "&lt;");
     let place = if f.rule == "(no extension)" {

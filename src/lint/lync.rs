@@ -923,37 +923,29 @@ fn check_plan(
         }
         let label = c.label();
         let r = c.rule;
-        let m = match &mut c.matcher {
-            Ok(m) => m,
-            Err(e) => {
-                report.add_finding(
-                    Source::Lync,
-                    &r.file,
-                    r.line,
-                    &label,
-                    plan,
-                    Certainty::Undecided,
-                    ti,
-                    remaining.clone(),
-                    Some(e.clone()),
-                );
-                continue;
-            }
+        let finding = |report: &mut Report, certainty, set: RunSet, why: Option<String>| {
+            report.add_finding(
+                Source::Lync,
+                &r.file,
+                r.line,
+                &label,
+                plan,
+                certainty,
+                ti,
+                set,
+                why,
+            )
         };
-        let hit = match m.matching(range) {
+        // A pattern that does not compile, or whose answer the automaton cannot give, leaves
+        // what is still unclaimed undecided: never passed.
+        let matched = match &mut c.matcher {
+            Ok(m) => m.matching(range).map_err(|Undecided(why)| why),
+            Err(e) => Err(e.clone()),
+        };
+        let hit = match matched {
             Ok(h) => h.intersect(&remaining),
-            Err(Undecided(why)) => {
-                report.add_finding(
-                    Source::Lync,
-                    &r.file,
-                    r.line,
-                    &label,
-                    plan,
-                    Certainty::Undecided,
-                    ti,
-                    remaining.clone(),
-                    Some(why),
-                );
+            Err(why) => {
+                finding(report, Certainty::Undecided, remaining.clone(), Some(why));
                 continue;
             }
         };
@@ -962,17 +954,7 @@ fn check_plan(
         }
         match c.split(range, &hit) {
             Ok((changed, kept)) => {
-                report.add_finding(
-                    Source::Lync,
-                    &r.file,
-                    r.line,
-                    &label,
-                    plan,
-                    Certainty::Caught,
-                    ti,
-                    changed,
-                    None,
-                );
+                finding(report, Certainty::Caught, changed, None);
                 if !kept.is_empty() {
                     report.add_protection(
                         Source::Lync,
@@ -987,17 +969,7 @@ fn check_plan(
                 }
             }
             Err(Undecided(why)) => {
-                report.add_finding(
-                    Source::Lync,
-                    &r.file,
-                    r.line,
-                    &label,
-                    plan,
-                    Certainty::Undecided,
-                    ti,
-                    hit.clone(),
-                    Some(why),
-                );
+                finding(report, Certainty::Undecided, hit.clone(), Some(why));
             }
         }
         remaining = remaining.difference(&hit);
@@ -1039,19 +1011,7 @@ fn ps_quote(s: &str) -> String {
 
 /// A protecting rule placed right above the catching one.
 fn lync_fix(f: &super::Finding, targets: &[super::Target], rules: &[LyncRule]) -> String {
-    let parts: Vec<(NumRange, RunSet)> = f
-        .caught
-        .iter()
-        .map(|(t, s)| {
-            let r = &targets[*t].range;
-            // A long list of scattered runs is harder to read than the whole range.
-            if s.runs().len() > 8 {
-                (r.clone(), r.all())
-            } else {
-                (r.clone(), s.clone())
-            }
-        })
-        .collect();
+    let parts = fix::caught_parts(f, targets);
     let pattern = fix::protecting_regex(&parts);
     let names: Vec<String> = parts
         .iter()
