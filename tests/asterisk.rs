@@ -926,3 +926,45 @@ async fn while_callpark_is_down_parks_go_to_the_operator_and_retrieves_hear_empt
     })
     .await;
 }
+
+/// OnTimeoutURI as a SIP URI: dialled through the pool's `sip_endpoint`, here the real SIP
+/// phone of the testbed, which answers.
+#[tokio::test]
+async fn on_timeout_sip_uri_is_dialled_through_the_sip_endpoint() {
+    let _turn = exclusive().await;
+    let (ari, _ami) = testbed().await;
+    let phone = sip::SipPhone::start(&tb("SIP_ALICE_CONTACT")).await;
+    let uri = format!("sip:operator@{}", tb("SIP_ALICE_CONTACT"));
+    let park =
+        format!("pickup_timeout = \"10s\"\nringback_ring_time = \"8s\"\non_timeout = \"{uri}\"\n");
+    let cp = Callpark::start(&Setup {
+        park,
+        pbx_extra: "sip_endpoint = \"alice\"",
+        ..Setup::default()
+    })
+    .await;
+    // Dialled directly: nobody to ring back, so the timeout goes to on_timeout at once.
+    ari.originate_local("park", "park-in", ("answer", "phones"), "\"Zed\" <209>")
+        .await;
+    let ch = wait_for("the caller in Stasis", S(5), || async {
+        ari.channel_named("Local/park@park-in-", ";2").await
+    })
+    .await;
+    cp.wait_parked_on("701").await;
+    let invite = wait_for("the INVITE to the SIP URI", S(15), || async {
+        phone.invites.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(
+        invite.starts_with(&format!("INVITE {uri}")),
+        "request line: {}",
+        invite.lines().next().unwrap_or("")
+    );
+    let kinds = kinds_until(&cp, id(&ch), "fallback_answered", S(10)).await;
+    assert_eq!(kinds, ["parked", "fallback_started", "fallback_answered"]);
+    let leg = format!("{}-fb", id(&ch));
+    wait_for("bridged to the SIP destination", S(5), || async {
+        ari.bridge_with(id(&ch), &leg).await
+    })
+    .await;
+}

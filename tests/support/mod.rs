@@ -473,6 +473,8 @@ pub struct Setup {
     pub ari_url: Option<String>,
     /// CALLPARK_LOG of the process: tests read its debug lines; benchmarks run it as shipped.
     pub log: &'static str,
+    /// More keys for the `[[pbx]]` entry (`sip_endpoint = "alice"`).
+    pub pbx_extra: &'static str,
 }
 
 impl Default for Setup {
@@ -487,6 +489,7 @@ impl Default for Setup {
             ranges: vec![("701", "799")],
             ari_url: None,
             log: "callpark=debug",
+            pbx_extra: "",
         }
     }
 }
@@ -515,6 +518,8 @@ impl Callpark {
             tb("ARI_PASSWORD"),
             tb("ARI_APP")
         ));
+        text.push_str(setup.pbx_extra);
+        text.push('\n');
         for (i, (first, last)) in setup.ranges.iter().enumerate() {
             text.push_str(&format!(
                 "\n[[orbit_range]]\nname = \"r{i}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"pbx-a\"\n"
