@@ -372,33 +372,31 @@ struct Parser {
     base: PathBuf,
 }
 
+impl Parser {
+    /// A parser whose relative `#include`s are read from `base`.
+    fn new(base: PathBuf) -> Parser {
+        Parser {
+            dp: Dialplan::default(),
+            cur: None,
+            section: String::new(),
+            last_exten: None,
+            last_prio: -2,
+            stack: Vec::new(),
+            base,
+        }
+    }
+}
+
 /// Reads `path` and every `#include`d file.
 pub fn load(path: &Path) -> Result<Dialplan, LintError> {
-    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let mut p = Parser {
-        dp: Dialplan::default(),
-        cur: None,
-        section: String::new(),
-        last_exten: None,
-        last_prio: -2,
-        stack: Vec::new(),
-        base,
-    };
+    let mut p = Parser::new(path.parent().unwrap_or(Path::new(".")).to_path_buf());
     p.file(path, None)?;
     Ok(p.dp)
 }
 
 /// Parses text without touching the file system (`#include` lines are reported as errors).
 pub fn parse_str(text: &str, file: &str) -> Result<Dialplan, LintError> {
-    let mut p = Parser {
-        dp: Dialplan::default(),
-        cur: None,
-        section: String::new(),
-        last_exten: None,
-        last_prio: -2,
-        stack: Vec::new(),
-        base: PathBuf::from("."),
-    };
+    let mut p = Parser::new(PathBuf::from("."));
     p.text(text, file, None)?;
     Ok(p.dp)
 }
