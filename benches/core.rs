@@ -6,7 +6,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use callpark::config::{PolicyConfig, PolicyRule, PolicySet};
 use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
@@ -50,13 +49,7 @@ fn table(ranges: usize) -> OrbitTable {
 
 fn everyone() -> PolicySet {
     PolicySet::new(vec![
-        PolicyRule::new(&PolicyConfig {
-            name: "all".into(),
-            enable_call_park: true,
-            users: vec![],
-            patterns: vec![".*".into()],
-        })
-        .unwrap(),
+        PolicyRule::new("all", true, &[], &[".*".to_string()]).unwrap(),
     ])
 }
 

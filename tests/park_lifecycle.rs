@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use callpark::config::{PolicyConfig, PolicyRule, PolicySet};
 use callpark::orbit::{Orbit, OrbitRange, OrbitTable};
 use callpark::park::*;
 use proptest::prelude::*;
@@ -34,13 +33,7 @@ fn table(spans: &[&str]) -> OrbitTable {
 
 fn everyone() -> PolicySet {
     PolicySet::new(vec![
-        PolicyRule::new(&PolicyConfig {
-            name: "all".into(),
-            enable_call_park: true,
-            users: vec![],
-            patterns: vec![".*".into()],
-        })
-        .unwrap(),
+        PolicyRule::new("all", true, &[], &[".*".to_string()]).unwrap(),
     ])
 }
 
@@ -469,13 +462,7 @@ fn full_range_returns_the_call_to_the_parker() {
 #[test]
 fn park_refused_by_policy() {
     let policies = PolicySet::new(vec![
-        PolicyRule::new(&PolicyConfig {
-            name: "reception".into(),
-            enable_call_park: true,
-            users: vec!["alice".into()],
-            patterns: vec![],
-        })
-        .unwrap(),
+        PolicyRule::new("reception", true, &["alice".to_string()], &[]).unwrap(),
     ]);
     let mut core = ParkCore::new(
         settings(1, false),

@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use callpark::config::{PolicyConfig, PolicyRule, PolicySet};
 use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
 use callpark::pbx::{Pbx, PbxError, PbxEvent};
@@ -70,13 +69,7 @@ fn orbits() -> PoolOrbits {
 
 fn policies() -> PolicySet {
     PolicySet::new(vec![
-        PolicyRule::new(&PolicyConfig {
-            name: "all".into(),
-            enable_call_park: true,
-            users: vec![],
-            patterns: vec![".*".into()],
-        })
-        .unwrap(),
+        PolicyRule::new("all", true, &[], &[".*".to_string()]).unwrap(),
     ])
 }
 

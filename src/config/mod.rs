@@ -6,9 +6,6 @@
 //! looking the key up in the file's own text, its line.
 
 mod locate;
-mod policy;
-
-pub use policy::{PolicyDecision, PolicyRule, PolicySet, UserMatcher};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +15,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::orbit::{Orbit, OrbitRange, OrbitTable, Span, TableError};
+use crate::park::{PolicyRule, PolicySet};
 
 /// Accepted bounds, with Lync's meaning.
 pub const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);
@@ -351,7 +349,8 @@ impl Config {
 
         let mut policies = Vec::new();
         for (i, pc) in raw.policy.iter().enumerate() {
-            let rule = PolicyRule::new(pc).map_err(|m| bad(format!("policy[{i}].patterns"), m))?;
+            let rule = PolicyRule::new(&pc.name, pc.enable_call_park, &pc.users, &pc.patterns)
+                .map_err(|m| bad(format!("policy[{i}].patterns"), m))?;
             policies.push(rule);
         }
 

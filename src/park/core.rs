@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::config::PolicySet;
 use crate::orbit::{FreeSet, Orbit, OrbitRange, OrbitTable};
 
+use super::policy::PolicySet;
 use super::types::*;
 
 /// The orbits one pool owns, with which of them are free.

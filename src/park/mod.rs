@@ -7,7 +7,9 @@
 //! parked call and its absolute deadline survive a restart ([`ParkCore::restore`]).
 
 mod core;
+mod policy;
 mod types;
 
 pub use self::core::{ParkCore, PoolOrbits};
+pub use self::policy::{PolicyDecision, PolicyRule, PolicySet, UserMatcher};
 pub use self::types::*;

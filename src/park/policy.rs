@@ -1,11 +1,12 @@
 //! Voice policies: park is disabled for a user unless a policy enables it.
 //!
-//! Policies are tried in the order of the file; the first one that covers the user decides, so a
-//! disabling policy listed first carves exceptions out of a broad enabling one.
+//! Policies are tried in their configured order; the first one that covers the user decides, so
+//! a disabling policy listed first carves exceptions out of a broad enabling one.
+//!
+//! They live here rather than in `config` because deciding who may park is a rule the core
+//! applies on every park; `config` only reads them from the file and builds them.
 
 use regex::Regex;
-
-use super::PolicyConfig;
 
 /// How a policy names its users.
 #[derive(Debug, Clone)]
@@ -22,22 +23,26 @@ pub struct PolicyRule {
 }
 
 impl PolicyRule {
-    pub fn new(c: &PolicyConfig) -> Result<PolicyRule, String> {
-        let mut users: Vec<UserMatcher> = c.users.iter().cloned().map(UserMatcher::Exact).collect();
-        for p in &c.patterns {
+    /// `users` are exact user ids, `patterns` regular expressions; the error names the
+    /// pattern that does not compile.
+    pub fn new(
+        name: &str,
+        enable_call_park: bool,
+        users: &[String],
+        patterns: &[String],
+    ) -> Result<PolicyRule, String> {
+        let mut matchers: Vec<UserMatcher> =
+            users.iter().cloned().map(UserMatcher::Exact).collect();
+        for p in patterns {
             // Anchored: a policy pattern names whole user ids, as Lync's do.
-            let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                format!(
-                    "policy `{}`: pattern `{p}` is not a valid regex: {e}",
-                    c.name
-                )
-            })?;
-            users.push(UserMatcher::Pattern(re));
+            let re = Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| format!("policy `{name}`: pattern `{p}` is not a valid regex: {e}"))?;
+            matchers.push(UserMatcher::Pattern(re));
         }
         Ok(PolicyRule {
-            name: c.name.clone(),
-            enable_call_park: c.enable_call_park,
-            users,
+            name: name.to_string(),
+            enable_call_park,
+            users: matchers,
         })
     }
 
