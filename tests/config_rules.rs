@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use callpark::config::{Config, ConfigError};
+use callpark::park::Destination;
 
 const BASE: &str = r#"
 [[pbx]]
@@ -90,7 +91,8 @@ fn on_timeout_forms() {
         "PJSIP/operator",
         "sofia/internal/1000@example.com",
     ] {
-        load(&format!("[park]\non_timeout = \"{ok}\"")).unwrap();
+        let c = load(&format!("[park]\non_timeout = \"{ok}\"")).unwrap();
+        assert_eq!(c.park.on_timeout, Some(Destination::parse(ok).unwrap()));
     }
     for bad in ["operator", "exten:0", "sip:operator", ""] {
         let (key, _, _) = invalid(&format!("[park]\non_timeout = \"{bad}\""));

@@ -143,7 +143,10 @@ fn check_config(cfg: &Config) {
         humantime::format_duration(cfg.park.pickup_timeout),
         cfg.park.max_pickup_attempts,
         humantime::format_duration(cfg.park.ringback_ring_time),
-        cfg.park.on_timeout.as_deref().unwrap_or("(none)"),
+        cfg.park
+            .on_timeout
+            .as_ref()
+            .map_or_else(|| "(none)".into(), ToString::to_string),
         if cfg.park.music_on_hold { "on" } else { "off" },
     );
     for p in &cfg.pbx {

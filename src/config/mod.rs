@@ -15,7 +15,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::orbit::{Orbit, OrbitRange, OrbitTable, Span, TableError};
-use crate::park::{PolicyRule, PolicySet};
+use crate::park::{Destination, PolicyRule, PolicySet};
 
 /// Accepted bounds, with Lync's meaning.
 pub const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub service: ServiceConfig,
     #[serde(default)]
-    pub park: ParkConfig,
+    pub park: ParkConfig<String>,
     #[serde(default)]
     pub policy: Vec<PolicyConfig>,
     #[serde(default)]
@@ -64,9 +64,12 @@ impl Default for ServiceConfig {
 }
 
 /// `[park]`: Lync's call park settings (Set-CsCpsConfiguration).
+///
+/// `D` is what `on_timeout` holds: the file gives text ([`RawConfig`]); validation parses it
+/// once, so every user of a [`Config`] gets the [`Destination`] and none parses it again.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ParkConfig {
+pub struct ParkConfig<D = Destination> {
     /// CallPickupTimeoutThreshold.
     #[serde(with = "humantime_serde")]
     pub pickup_timeout: Duration,
@@ -76,7 +79,7 @@ pub struct ParkConfig {
     #[serde(with = "humantime_serde")]
     pub ringback_ring_time: Duration,
     /// OnTimeoutURI.
-    pub on_timeout: Option<String>,
+    pub on_timeout: Option<D>,
     /// EnableMusicOnHold.
     pub music_on_hold: bool,
     /// PBX music-on-hold class.
@@ -87,7 +90,7 @@ pub struct ParkConfig {
     pub park_code: String,
 }
 
-impl Default for ParkConfig {
+impl<D> Default for ParkConfig<D> {
     fn default() -> Self {
         ParkConfig {
             pickup_timeout: Duration::from_secs(90),
@@ -326,11 +329,12 @@ impl Config {
                 ),
             ));
         }
-        if let Some(dest) = &p.on_timeout {
-            if let Err(m) = crate::park::Destination::parse(dest) {
-                return Err(bad("park.on_timeout".into(), m));
+        let on_timeout = match &p.on_timeout {
+            Some(text) => {
+                Some(Destination::parse(text).map_err(|m| bad("park.on_timeout".into(), m))?)
             }
-        }
+            None => None,
+        };
         if p.park_code.trim().is_empty() {
             return Err(bad("park.park_code".into(), "must not be empty".into()));
         }
@@ -420,7 +424,16 @@ impl Config {
         Ok(Config {
             file: None,
             service: raw.service,
-            park: raw.park,
+            park: ParkConfig {
+                pickup_timeout: raw.park.pickup_timeout,
+                max_pickup_attempts: raw.park.max_pickup_attempts,
+                ringback_ring_time: raw.park.ringback_ring_time,
+                on_timeout,
+                music_on_hold: raw.park.music_on_hold,
+                music_on_hold_class: raw.park.music_on_hold_class,
+                music_on_hold_file: raw.park.music_on_hold_file,
+                park_code: raw.park.park_code,
+            },
             policies: PolicySet::new(policies),
             pbx: raw.pbx,
             orbits,

@@ -48,10 +48,7 @@ pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
         pickup_timeout: p.pickup_timeout.as_millis() as Millis,
         max_pickup_attempts: p.max_pickup_attempts,
         ringback_ring_time: p.ringback_ring_time.as_millis() as Millis,
-        on_timeout: p
-            .on_timeout
-            .as_deref()
-            .map(|d| crate::park::Destination::parse(d).expect("validated at load")),
+        on_timeout: p.on_timeout.clone(),
         moh,
         bridge_timeout: 10_000,
     }

@@ -198,17 +198,12 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
 
 /// The dialplan step that reaches `on_timeout` when callpark itself cannot.
 fn fallback_app(cfg: &Config, pool: &str) -> String {
-    let dest = cfg
-        .park
-        .on_timeout
-        .as_deref()
-        .and_then(|d| Destination::parse(d).ok());
     let sip_endpoint = cfg
         .pbx
         .iter()
         .find(|p| p.name == pool)
         .and_then(|p| p.sip_endpoint.as_deref());
-    match (dest, sip_endpoint) {
+    match (&cfg.park.on_timeout, sip_endpoint) {
         (Some(Destination::Exten { exten, context }), _) => format!("Goto({context},{exten},1)"),
         (Some(Destination::Dial(d)), _) => format!("Dial({d})"),
         (Some(Destination::Sip(uri)), Some(ep)) => format!("Dial(PJSIP/{ep}/{uri})"),
