@@ -125,6 +125,10 @@ pub enum Moh {
     File(String),
 }
 
+/// How long a requested bridge may take before it counts as failed. Not a setting in the file:
+/// it only bounds the wait for a PBX that never reports the bridge, and Lync has none to mirror.
+pub const BRIDGE_TIMEOUT: Millis = 10_000;
+
 /// The settings the state machine needs, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -145,7 +149,7 @@ impl Default for Settings {
             ringback_ring_time: 20_000,
             on_timeout: None,
             moh: Moh::Class(None),
-            bridge_timeout: 10_000,
+            bridge_timeout: BRIDGE_TIMEOUT,
         }
     }
 }

@@ -50,7 +50,7 @@ pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
         ringback_ring_time: p.ringback_ring_time.as_millis() as Millis,
         on_timeout: p.on_timeout.clone(),
         moh,
-        bridge_timeout: 10_000,
+        bridge_timeout: crate::park::BRIDGE_TIMEOUT,
     }
 }
 
