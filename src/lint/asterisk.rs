@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 use super::automaton::{Dialect, Matcher, NumRange};
+use super::files;
 use super::fix;
 use super::runs::RunSet;
 use super::{Certainty, LintError, Report, Source};
@@ -309,17 +310,6 @@ fn strip_comment(line: &str, in_block: &mut bool) -> String {
     out
 }
 
-/// Matches `*` and `?` in one file name (what `#include` globs use in practice).
-fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob_match(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
-        _ => false,
-    }
-}
-
 fn expand_include(base: &Path, from_dir: &Path, spec: &str) -> Vec<PathBuf> {
     let spec = spec
         .trim()
@@ -333,32 +323,11 @@ fn expand_include(base: &Path, from_dir: &Path, spec: &str) -> Vec<PathBuf> {
         // Asterisk resolves relative names in its config directory: the top file's directory.
         vec![base.join(p), from_dir.join(p)]
     };
-    for c in candidates {
-        let name = c.file_name().map(|n| n.to_string_lossy().to_string());
-        match name {
-            Some(n) if n.contains(['*', '?']) => {
-                let dir = c.parent().unwrap_or(Path::new("."));
-                let mut hits: Vec<PathBuf> = std::fs::read_dir(dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|e| {
-                        e.file_name().is_some_and(|f| {
-                            glob_match(n.as_bytes(), f.to_string_lossy().as_bytes())
-                        })
-                    })
-                    .collect();
-                hits.sort();
-                if !hits.is_empty() {
-                    return hits;
-                }
-            }
-            _ if c.exists() => return vec![c],
-            _ => {}
-        }
-    }
-    Vec::new()
+    candidates
+        .iter()
+        .map(|c| files::expand(c))
+        .find(|hits| !hits.is_empty())
+        .unwrap_or_default()
 }
 
 struct Parser {

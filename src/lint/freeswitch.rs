@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use quick_xml::events::{BytesStart, Event};
 
 use super::automaton::{Dialect, Matcher, NumRange};
+use super::files;
 use super::fix;
 use super::runs::RunSet;
 use super::{Certainty, LintError, Report, Source};
@@ -94,44 +95,6 @@ fn attr(e: &BytesStart, name: &str) -> Option<String> {
         })
 }
 
-fn glob_files(dir: &Path, spec: &str) -> Vec<PathBuf> {
-    let p = Path::new(spec);
-    let p = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
-    };
-    let Some(name) = p.file_name().map(|n| n.to_string_lossy().to_string()) else {
-        return Vec::new();
-    };
-    if !name.contains(['*', '?']) {
-        return if p.exists() { vec![p] } else { Vec::new() };
-    }
-    let parent = p.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&parent)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|f| {
-            f.file_name()
-                .is_some_and(|n| glob(name.as_bytes(), n.to_string_lossy().as_bytes()))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
-        _ => false,
-    }
-}
-
 /// FreeSWITCH's preprocessor: `<X-PRE-PROCESS cmd="include" data="..."/>` (glob, relative to
 /// the including file) and `cmd="set"` variables used as `$${name}`.
 fn preprocess(
@@ -169,8 +132,8 @@ fn preprocess(
             let data = get("data").unwrap_or_default();
             match cmd.as_str() {
                 "include" => {
-                    let files = glob_files(&dir, &subst(&data, vars));
-                    for f in files {
+                    let included = files::expand(&dir.join(subst(&data, vars)));
+                    for f in included {
                         preprocess(&f, vars, out, stack, Some((&file, line)))?;
                     }
                 }

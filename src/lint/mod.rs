@@ -10,6 +10,7 @@
 pub mod asterisk;
 pub mod automaton;
 pub mod cli;
+mod files;
 pub mod fix;
 pub mod freeswitch;
 pub mod lync;
