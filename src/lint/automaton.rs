@@ -23,7 +23,7 @@ use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
 
 use super::runs::RunSet;
-use crate::orbit::{Prefix, Span};
+use crate::orbit::Span;
 
 /// Largest range the fallbacks evaluate orbit by orbit.
 pub const MAX_ENUMERATE: u64 = 1_000_000;
@@ -54,13 +54,8 @@ impl NumRange {
     }
 
     pub fn from_span(span: &Span) -> NumRange {
-        let prefix = match span.first.prefix() {
-            Prefix::None => "",
-            Prefix::Star => "*",
-            Prefix::Hash => "#",
-        };
         NumRange::new(
-            prefix,
+            span.first.prefix().as_str(),
             span.first.digits(),
             u64::from(span.first.value()),
             u64::from(span.last.value()),

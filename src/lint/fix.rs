@@ -1,67 +1,11 @@
-//! Patterns that match exactly a run of numbers, for the fixes the lint proposes.
+//! Patterns that match exactly a run of numbers, for the fixes the lint proposes. The split
+//! into digit classes is `orbit::pattern`'s, shared with the generated Asterisk include.
 
 use super::automaton::NumRange;
 use super::runs::RunSet;
+use crate::orbit::pattern::{self, DigitClass, Letters};
 
-/// One digit position: the inclusive digit range it accepts.
-type Class = (u8, u8);
-
-/// Splits `[lo, hi]` (both `width` digits) into sequences of digit classes whose union is
-/// exactly the range: the classic split at the first digit where the bounds differ.
-pub fn range_pieces(width: u32, lo: u64, hi: u64) -> Vec<Vec<Class>> {
-    let lo = format!("{lo:0w$}", w = width as usize).into_bytes();
-    let hi = format!("{hi:0w$}", w = width as usize).into_bytes();
-    let mut out = Vec::new();
-    split(
-        &lo.iter().map(|b| b - b'0').collect::<Vec<_>>(),
-        &hi.iter().map(|b| b - b'0').collect::<Vec<_>>(),
-        &mut Vec::new(),
-        &mut out,
-    );
-    out
-}
-
-fn split(lo: &[u8], hi: &[u8], head: &mut Vec<Class>, out: &mut Vec<Vec<Class>>) {
-    let Some((&l, lrest)) = lo.split_first() else {
-        out.push(head.clone());
-        return;
-    };
-    let (&h, hrest) = hi.split_first().expect("same width");
-    let any = |head: &Vec<Class>, a: u8, b: u8, n: usize| {
-        let mut v = head.clone();
-        v.push((a, b));
-        v.extend(std::iter::repeat_n((0, 9), n));
-        v
-    };
-    if l == h {
-        head.push((l, l));
-        split(lrest, hrest, head, out);
-        head.pop();
-        return;
-    }
-    let all_lo = lrest.iter().all(|&d| d == 0);
-    let all_hi = hrest.iter().all(|&d| d == 9);
-    let (mut first, mut last) = (l, h);
-    if !all_lo {
-        head.push((l, l));
-        split(lrest, &vec![9; lrest.len()], head, out);
-        head.pop();
-        first += 1;
-    }
-    if !all_hi {
-        last -= 1;
-    }
-    if first <= last {
-        out.push(any(head, first, last, lrest.len()));
-    }
-    if !all_hi {
-        head.push((h, h));
-        split(&vec![0; hrest.len()], hrest, head, out);
-        head.pop();
-    }
-}
-
-fn regex_class(c: Class) -> String {
+fn regex_class(c: DigitClass) -> String {
     match c {
         (a, b) if a == b => ((b'0' + a) as char).to_string(),
         (0, 9) => r"\d".into(),
@@ -70,7 +14,7 @@ fn regex_class(c: Class) -> String {
     }
 }
 
-fn regex_piece(p: &[Class]) -> String {
+fn regex_piece(p: &[DigitClass]) -> String {
     let mut s = String::new();
     let mut i = 0;
     while i < p.len() {
@@ -109,7 +53,7 @@ pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
     let prefix = regex_prefix(&range.prefix);
     runs.runs()
         .iter()
-        .flat_map(|&(a, b)| range_pieces(range.width, a, b))
+        .flat_map(|&(a, b)| pattern::range_pieces(range.width, a, b))
         .map(|p| format!("{prefix}{}", regex_piece(&p)))
         .collect()
 }
@@ -151,36 +95,12 @@ pub fn protecting_regex(parts: &[(NumRange, RunSet)]) -> String {
 
 /// Asterisk extension patterns (or plain extensions) matching exactly `runs` of `range`.
 pub fn asterisk_patterns(range: &NumRange, runs: &RunSet) -> Vec<String> {
-    let mut out = Vec::new();
-    for &(a, b) in runs.runs() {
-        for p in range_pieces(range.width, a, b) {
-            let mut s = range.prefix.clone();
-            let mut literal = true;
-            for c in p {
-                match c {
-                    (a, b) if a == b => s.push((b'0' + a) as char),
-                    (0, 9) => {
-                        s.push('X');
-                        literal = false;
-                    }
-                    (1, 9) => {
-                        s.push('Z');
-                        literal = false;
-                    }
-                    (2, 9) => {
-                        s.push('N');
-                        literal = false;
-                    }
-                    (a, b) => {
-                        s.push_str(&format!("[{a}-{b}]"));
-                        literal = false;
-                    }
-                }
-            }
-            out.push(if literal { s } else { format!("_{s}") });
-        }
-    }
-    out
+    runs.runs()
+        .iter()
+        .flat_map(|&(a, b)| {
+            pattern::asterisk_patterns(&range.prefix, range.width, a, b, Letters::Short)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! follows from the value, so an orbit is fully described by its prefix and its value.
 
 mod alloc;
+pub mod pattern;
 
 pub use alloc::FreeSet;
 
