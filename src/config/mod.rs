@@ -246,31 +246,32 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        let file = path.display().to_string();
+        let mut cfg = Config::build(&text, &path.display().to_string(), overrides())?;
+        cfg.file = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses TOML text without environment overrides (tests).
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::build(text, file, config::Map::new())
+    }
+
+    /// The one way from text to a validated configuration, so that a file loaded by the service
+    /// and text given by a test go through the same merge, deserialization and rules.
+    fn build(
+        text: &str,
+        file: &str,
+        overrides: config::Map<String, String>,
+    ) -> Result<Config, ConfigError> {
         let raw = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("CALLPARK")
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
-                    .source(Some(overrides())),
+                    .source(Some(overrides)),
             )
-            .build()
-            .and_then(|c| c.try_deserialize::<RawConfig>())
-            .map_err(|e| ConfigError::Parse {
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
-        let mut cfg = Config::validate(raw, &file, Some(&text))?;
-        cfg.file = Some(path.to_path_buf());
-        Ok(cfg)
-    }
-
-    /// Parses TOML text without environment overrides (tests, `lint --config`).
-    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let raw = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .and_then(|c| c.try_deserialize::<RawConfig>())
             .map_err(|e| ConfigError::Parse {
