@@ -63,10 +63,6 @@ impl PoolOrbits {
             .iter()
             .map(|(r, f)| (r, f.len() - f.free(), f.free()))
     }
-
-    pub fn heap_bytes(&self) -> usize {
-        self.ranges.iter().map(|(_, f)| f.heap_bytes()).sum()
-    }
 }
 
 /// What role a channel plays for a parked call.

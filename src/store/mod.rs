@@ -63,7 +63,6 @@ pub struct Media {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: SqlitePool,
-    path: PathBuf,
 }
 
 impl Store {
@@ -105,14 +104,7 @@ impl Store {
                 path: path.into(),
                 source,
             })?;
-        Ok(Store {
-            db,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { db })
     }
 
     /// Writes one step of a pool's core (its changed calls and log entries) atomically.
