@@ -65,10 +65,33 @@ pub enum DialplanKind {
     },
 }
 
+/// The `tracing` filter: `CALLPARK_LOG` (when set and not empty) wins, so one run can log more
+/// without editing the file; then `[service] log` of the configuration, for commands that load
+/// one; then `info`.
+pub fn log_filter(env: Option<&str>, service_log: Option<&str>) -> String {
+    env.filter(|f| !f.trim().is_empty())
+        .or(service_log)
+        .unwrap_or("info")
+        .to_string()
+}
+
+fn init_tracing(service_log: Option<&str>) {
+    let env = std::env::var("CALLPARK_LOG").ok();
+    let filter = log_filter(env.as_deref(), service_log);
+    // try_init: a second call (a test driving `main` twice) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in log files or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// Exit codes: 0 fine, 1 failure at run time, 2 bad configuration or input.
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     // The lint runs standalone: with --orbits it needs no configuration file at all.
     if let Cmd::Lint(args) = &cli.command {
+        init_tracing(None);
         return Ok(crate::lint::cli::run(args, &cli.config));
     }
     let cfg = match Config::load(&cli.config) {
@@ -83,6 +106,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    init_tracing(Some(&cfg.service.log));
+    tracing::debug!(file = %cli.config.display(), "configuration loaded");
     match cli.command {
         Cmd::CheckConfig => {
             check_config(&cfg);
@@ -238,4 +263,17 @@ pub(crate) async fn core_settings(
         _ => None,
     };
     Ok(service::settings_from(cfg, moh_file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn log_filter_prefers_the_environment_then_the_file() {
+        assert_eq!(log_filter(Some("warn"), Some("debug")), "warn");
+        assert_eq!(log_filter(None, Some("callpark=debug")), "callpark=debug");
+        assert_eq!(log_filter(Some(""), Some("debug")), "debug");
+        assert_eq!(log_filter(None, None), "info");
+    }
 }

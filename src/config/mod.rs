@@ -302,6 +302,13 @@ impl Config {
                 message,
             })
         };
+        // Checked here so a typo is reported at load, not silently ignored by the subscriber.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.service.log) {
+            return Err(bad(
+                "service.log".into(),
+                format!("`{}` is not a log filter: {e}", raw.service.log),
+            ));
+        }
         let p = &raw.park;
         if p.pickup_timeout < PICKUP_TIMEOUT_MIN || p.pickup_timeout > PICKUP_TIMEOUT_MAX {
             return Err(bad(
