@@ -191,3 +191,41 @@ fn unreadable_inputs_exit_2() {
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--orbits"));
 }
+
+#[test]
+fn config_and_orbits_exclude_each_other_on_the_command_line() {
+    let rules = ex("examples/lync/teams-dialplan.json");
+    for config in [
+        &["--config", "contrib/callpark.example.toml"][..],
+        &["-c", "contrib/callpark.example.toml"],
+        &["--config=contrib/callpark.example.toml"],
+    ] {
+        // Before the subcommand and after it: `--config` is global.
+        for before in [true, false] {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_callpark"));
+            if before {
+                cmd.args(config).arg("lint");
+            } else {
+                cmd.arg("lint").args(config);
+            }
+            let o = cmd
+                .args(["--orbits", ORBITS, "--lync", &rules])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_remove("CALLPARK_CONFIG")
+                .output()
+                .unwrap();
+            assert_eq!(code(&o), 2, "{config:?}");
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("give either --config or --orbits"),
+                "{config:?}"
+            );
+        }
+    }
+    // CALLPARK_CONFIG is not the command line: --orbits is used.
+    let o = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .args(["lint", "--orbits", ORBITS, "--lync", &rules])
+        .env("CALLPARK_CONFIG", "/nonexistent/callpark.toml")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+}

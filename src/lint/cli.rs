@@ -1,9 +1,9 @@
 //! The `callpark lint` command: reads the files, runs the checks, prints, picks the exit code.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 
 use super::{LintError, Report, Target, asterisk, freeswitch, lync, report};
@@ -48,6 +48,9 @@ pub struct LintArgs {
     pub asterisk: Vec<(PathBuf, Option<String>)>,
     pub freeswitch: Vec<(PathBuf, Option<String>)>,
     pub format: Format,
+    /// Whether `--config` was on the command line. `CALLPARK_CONFIG` and the default path do
+    /// not count: they name a file the user may not mean for this run, so `--orbits` wins.
+    pub config_given: bool,
 }
 
 impl FromArgMatches for LintArgs {
@@ -85,6 +88,9 @@ impl FromArgMatches for LintArgs {
                 .map(|(p, &i)| (p.clone(), context_for(i)))
                 .collect(),
             format: raw.format,
+            // `--config` is the top-level command's global argument; clap hands its matches
+            // down to the subcommand, with where the value came from.
+            config_given: m.value_source("config") == Some(ValueSource::CommandLine),
         })
     }
 
@@ -104,20 +110,10 @@ impl Args for LintArgs {
     }
 }
 
-/// Whether the user named a config file (flag or environment), rather than the default.
-fn config_named(args: &[OsString]) -> bool {
-    std::env::var_os("CALLPARK_CONFIG").is_some()
-        || args.iter().any(|a| {
-            let a = a.to_string_lossy();
-            a == "--config" || a == "-c" || a.starts_with("--config=")
-        })
-}
-
 fn orbit_table(args: &LintArgs, config: &Path) -> Result<OrbitTable, LintError> {
     match &args.orbits {
         Some(list) => {
-            let argv: Vec<OsString> = std::env::args_os().collect();
-            if config_named(&argv) && std::env::var_os("CALLPARK_CONFIG").is_none() {
+            if args.config_given {
                 return Err(LintError::Usage(
                     "give either --config or --orbits, not both".into(),
                 ));
