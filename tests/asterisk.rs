@@ -150,7 +150,9 @@ async fn timeout_rings_back_the_parker_showing_the_orbit_and_answer_reconnects()
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
     let call = cp.wait_parked_on("701").await;
 
-    let ringback = format!("{}-rb1", id(&caller));
+    let ringback = callpark::park::ChannelId::new(id(&caller))
+        .leg("rb1")
+        .to_string();
     let rb = wait_for("the ringback channel", S(15), || async {
         ari.channels()
             .await
@@ -214,7 +216,9 @@ async fn missed_ringbacks_then_fallback_answers() {
             "fallback_answered"
         ]
     );
-    let fallback = format!("{}-fb", id(&caller));
+    let fallback = callpark::park::ChannelId::new(id(&caller))
+        .leg("fb")
+        .to_string();
     let leg = wait_for("the fallback leg", S(5), || async {
         ari.channels()
             .await
@@ -281,7 +285,9 @@ async fn retrieve_while_the_ringback_rings_cancels_the_ringback() {
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
     cp.wait_parked_on("701").await;
     ami.set_phone("alice", "noanswer").await;
-    let ringback = format!("{}-rb1", id(&caller));
+    let ringback = callpark::park::ChannelId::new(id(&caller))
+        .leg("rb1")
+        .to_string();
     wait_for("the ringback channel", S(15), || async {
         ari.channel_exists(&ringback).await.then_some(())
     })
@@ -325,7 +331,9 @@ async fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
     .await;
 
     // The second gives up while its parker's phone rings.
-    let ringback = format!("{}-rb1", id(&second));
+    let ringback = callpark::park::ChannelId::new(id(&second))
+        .leg("rb1")
+        .to_string();
     wait_for("the ringback channel", S(15), || async {
         ari.channel_exists(&ringback).await.then_some(())
     })
@@ -431,7 +439,9 @@ async fn empty_orbit_full_range_and_policy_refusal() {
         "{}",
         row.detail
     );
-    let back = format!("{}-ret", id(&third));
+    let back = callpark::park::ChannelId::new(id(&third))
+        .leg("ret")
+        .to_string();
     wait_for("the refused call back with its parker", S(5), || async {
         ari.bridge_with(id(&third), &back).await
     })
@@ -872,18 +882,20 @@ async fn transfer_variables_over_rest_for_an_asterisk_without_channelvars() {
         &tb("ARI_USER"),
         &tb("ARI_PASSWORD"),
     );
-    assert_eq!(
-        rest.variable(id(&caller), "BLINDTRANSFER")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(name(&transferer))
-    );
-    assert_eq!(
-        rest.variable(id(&caller), "ATTENDEDTRANSFER")
-            .await
-            .unwrap(),
-        None
+    let var = |v: &'static str| {
+        let rest = rest.clone();
+        let path = format!("/channels/{}/variable", id(&caller));
+        async move {
+            rest.call(reqwest::Method::GET, &path, &[("variable", v)])
+                .await
+        }
+    };
+    let blind: Value = serde_json::from_str(&var("BLINDTRANSFER").await.unwrap()).unwrap();
+    assert_eq!(blind["value"], name(&transferer));
+    let attended = var("ATTENDEDTRANSFER").await;
+    assert!(
+        attended.as_ref().is_err_and(|e| e.is_not_found()),
+        "ATTENDEDTRANSFER is not set on a blind transfer: {attended:?}"
     );
     let event_vars = ari.get(&format!("/channels/{}", id(&caller))).await["channelvars"].clone();
     assert_eq!(
@@ -962,7 +974,9 @@ async fn on_timeout_sip_uri_is_dialled_through_the_sip_endpoint() {
     );
     let kinds = kinds_until(&cp, id(&ch), "fallback_answered", S(10)).await;
     assert_eq!(kinds, ["parked", "fallback_started", "fallback_answered"]);
-    let leg = format!("{}-fb", id(&ch));
+    let leg = callpark::park::ChannelId::new(id(&ch))
+        .leg("fb")
+        .to_string();
     wait_for("bridged to the SIP destination", S(5), || async {
         ari.bridge_with(id(&ch), &leg).await
     })

@@ -1,5 +1,6 @@
-//! The shipped `dialplan/asterisk/callpark.conf` is exactly what `callpark dialplan asterisk`
-//! prints for the example configuration, so the file and the generator cannot drift apart.
+//! The shipped `dialplan/asterisk/callpark.conf` and `dialplan/freeswitch/callpark.xml` are
+//! exactly what `callpark dialplan asterisk|freeswitch` prints for the example configuration,
+//! so the files and the generators cannot drift apart.
 
 use std::process::Command;
 
@@ -10,6 +11,7 @@ fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
         .args(["--config", &format!("{repo}/contrib/callpark.example.toml")])
         .args(["dialplan", "asterisk"])
         .env("CALLPARK_ARI_PASSWORD", "unused")
+        .env("CALLPARK_ESL_PASSWORD", "unused")
         .output()
         .expect("run callpark");
     assert!(
@@ -86,5 +88,96 @@ pool = "branch"
     assert!(
         branch.contains("(pool hq sets no `reach` dial string"),
         "{branch}"
+    );
+}
+
+fn generate(kind: &str) -> String {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .args(["--config", &format!("{repo}/contrib/callpark.example.toml")])
+        .args(["dialplan", kind])
+        .env("CALLPARK_ARI_PASSWORD", "unused")
+        .env("CALLPARK_ESL_PASSWORD", "unused")
+        .output()
+        .expect("run callpark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn shipped_freeswitch_include_is_the_generator_output_for_the_example_config() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let generated = generate("freeswitch");
+    let shipped =
+        std::fs::read_to_string(format!("{repo}/dialplan/freeswitch/callpark.xml")).unwrap();
+    assert_eq!(
+        shipped, generated,
+        "regenerate: callpark --config contrib/callpark.example.toml dialplan freeswitch > dialplan/freeswitch/callpark.xml"
+    );
+    // Well-formed XML, with the park code, this pool's orbits and the other pool's routes.
+    let mut reader = quick_xml::Reader::from_str(&generated);
+    let mut conditions = Vec::new();
+    let mut actions = Vec::new();
+    loop {
+        match reader.read_event().expect("well-formed XML") {
+            quick_xml::events::Event::Eof => break,
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                let attr = |k: &[u8]| {
+                    e.attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == k)
+                        .map(|a| a.unescape_value().unwrap().into_owned())
+                };
+                match e.name().as_ref() {
+                    b"condition" => conditions.push(attr(b"expression").unwrap()),
+                    b"action" => actions.push(format!(
+                        "{} {}",
+                        attr(b"application").unwrap(),
+                        attr(b"data").unwrap_or_default()
+                    )),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    for c in [
+        "^park$",
+        r"^(60[1-9]|6[1-9]\d)$",
+        r"^(70[1-9]|7[1-9]\d)$",
+        r"^(\*70\d{2})$",
+    ] {
+        assert!(
+            conditions.iter().any(|x| x == c),
+            "missing {c}: {conditions:?}"
+        );
+    }
+    for a in [
+        "set callpark_action=park",
+        "set callpark_action=retrieve",
+        "set callpark_orbit=$1",
+        "sched_transfer +3 callpark-down-park XML ${context}",
+        "bridge {sip_h_X-Callpark-Trunk=freeswitch}sofia/internal/$1@127.0.0.1:5160",
+        "transfer 0 XML from-internal",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "missing {a}: {actions:?}");
+    }
+}
+
+#[test]
+fn reach_per_kind_of_dialling_pbx() {
+    let asterisk = generate("asterisk");
+    assert!(
+        asterisk.contains("exten => _60[1-9],1,Dial(PJSIP/${EXTEN}@freeswitch)"),
+        "Asterisk dials FreeSWITCH's orbits with its own dial string: {asterisk}"
+    );
+    let freeswitch = generate("freeswitch");
+    assert!(
+        !freeswitch.contains("PJSIP/"),
+        "FreeSWITCH never gets an Asterisk dial string"
     );
 }

@@ -199,7 +199,7 @@ fn timeout_rings_back_with_orbit_caller_id_and_parker_answers() {
     else {
         panic!("{cmds:?}")
     };
-    assert_eq!(channel, &ch("bob-rb1"));
+    assert_eq!(channel, &ch("bob").leg("rb1"));
     assert_eq!(target, &Target::Endpoint("PJSIP/alice".into()));
     assert_eq!(caller_id.name, "Parked *701");
     assert_eq!(
@@ -211,12 +211,12 @@ fn timeout_rings_back_with_orbit_caller_id_and_parker_answers() {
     let cmds = core.handle(
         95_000,
         Event::Answered {
-            channel: ch("bob-rb1"),
+            channel: ch("bob").leg("rb1"),
         },
     );
     assert!(cmds.contains(&Command::Bridge {
         parked: ch("bob"),
-        other: ch("bob-rb1")
+        other: ch("bob").leg("rb1")
     }));
     core.handle(95_100, Event::Bridged { channel: ch("bob") });
     assert!(core.call_on(o("*701")).is_none());
@@ -238,7 +238,7 @@ fn missed_ringbacks_park_again_then_fallback_then_disconnect() {
     // Not answered within ring time: hung up, parked again for another pickup timeout.
     let cmds = core.handle_timeout(110_000);
     assert!(cmds.contains(&Command::Hangup {
-        channel: ch("bob-rb1")
+        channel: ch("bob").leg("rb1")
     }));
     assert_eq!(core.call(&ch("bob")).unwrap().state, CallState::Parked);
     assert_eq!(core.next_deadline(), Some(200_000));
@@ -248,17 +248,17 @@ fn missed_ringbacks_park_again_then_fallback_then_disconnect() {
     let cmds = core.handle(
         201_000,
         Event::OriginateFailed {
-            channel: ch("bob-rb2"),
+            channel: ch("bob").leg("rb2"),
             reason: "busy".into(),
         },
     );
     let orig = originates(&cmds);
-    assert_eq!(orig, vec![(ch("bob-fb"), LegPurpose::Fallback)]);
+    assert_eq!(orig, vec![(ch("bob").leg("fb"), LegPurpose::Fallback)]);
     assert!(cmds.iter().any(|c| matches!(c, Command::Originate { target: Target::Destination(Destination::Exten { exten, context }), .. } if exten == "0" && context == "operator")));
     // Nobody at the fallback: disconnected, orbit freed.
     let cmds = core.handle_timeout(221_000);
     assert!(cmds.contains(&Command::Hangup {
-        channel: ch("bob-fb")
+        channel: ch("bob").leg("fb")
     }));
     assert!(cmds.contains(&Command::Hangup { channel: ch("bob") }));
     assert!(cmds.contains(&Command::Lamp {
@@ -293,17 +293,17 @@ fn fallback_answered_is_bridged() {
     let cmds = core.handle(
         111_000,
         Event::Answered {
-            channel: ch("bob-fb"),
+            channel: ch("bob").leg("fb"),
         },
     );
     assert!(cmds.contains(&Command::Bridge {
         parked: ch("bob"),
-        other: ch("bob-fb")
+        other: ch("bob").leg("fb")
     }));
     core.handle(
         111_100,
         Event::Bridged {
-            channel: ch("bob-fb"),
+            channel: ch("bob").leg("fb"),
         },
     );
     assert_eq!(kinds(&mut core).last(), Some(&LogKind::FallbackAnswered));
@@ -336,7 +336,7 @@ fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
     core.handle_timeout(92_000);
     let cmds = core.handle(93_000, Event::Hangup { channel: ch("dan") });
     assert!(cmds.contains(&Command::Hangup {
-        channel: ch("dan-rb1")
+        channel: ch("dan").leg("rb1")
     }));
     assert!(
         core.drain_log()
@@ -390,7 +390,7 @@ fn retrieve_while_ringback_rings_cancels_the_ringback() {
     core.handle_timeout(90_000);
     let cmds = core.handle(95_000, retrieve("carol", "700"));
     assert!(cmds.contains(&Command::Hangup {
-        channel: ch("bob-rb1")
+        channel: ch("bob").leg("rb1")
     }));
     assert!(cmds.contains(&Command::Bridge {
         parked: ch("bob"),
@@ -400,7 +400,7 @@ fn retrieve_while_ringback_rings_cancels_the_ringback() {
     let cmds = core.handle(
         95_001,
         Event::Answered {
-            channel: ch("bob-rb1"),
+            channel: ch("bob").leg("rb1"),
         },
     );
     assert!(cmds.is_empty());
@@ -438,19 +438,22 @@ fn full_range_returns_the_call_to_the_parker() {
     assert!(cmds.iter().any(
         |c| matches!(c, Command::Notify { text, .. } if text.contains("every orbit is in use"))
     ));
-    assert_eq!(originates(&cmds), vec![(ch("c-ret"), LegPurpose::Return)]);
+    assert_eq!(
+        originates(&cmds),
+        vec![(ch("c").leg("ret"), LegPurpose::Return)]
+    );
     assert_eq!(core.drain_log().last().unwrap().kind, LogKind::Refused);
     // The parker answers: the call is back, nothing lost.
     core.handle(
         1_000,
         Event::Answered {
-            channel: ch("c-ret"),
+            channel: ch("c").leg("ret"),
         },
     );
     core.handle(
         1_100,
         Event::Bridged {
-            channel: ch("c-ret"),
+            channel: ch("c").leg("ret"),
         },
     );
     assert_eq!(kinds(&mut core), vec![LogKind::Returned]);
@@ -481,7 +484,10 @@ fn park_refused_by_policy() {
     assert!(log[0].detail.contains("not enabled"));
     // Transferred by a user without policy: the call rings back to them.
     let cmds = core.handle(0, park_event("bob", "mallory"));
-    assert_eq!(originates(&cmds), vec![(ch("bob-ret"), LegPurpose::Return)]);
+    assert_eq!(
+        originates(&cmds),
+        vec![(ch("bob").leg("ret"), LegPurpose::Return)]
+    );
     // Allowed user parks fine.
     core.handle(0, park_event("carl", "alice"));
     assert_eq!(core.call(&ch("carl")).unwrap().orbit, Some(o("700")));
@@ -533,11 +539,11 @@ fn restore_resumes_timers_and_holds_orbits() {
     // Deadline passed while down: fires at once with the original state.
     let cmds = core.handle_timeout(200_000);
     assert!(cmds.contains(&Command::Hangup {
-        channel: ch("a-rb1")
+        channel: ch("a").leg("rb1")
     }));
     assert_eq!(
         originates(&cmds),
-        vec![(ch("b-rb1"), LegPurpose::Ringback { attempt: 1 })]
+        vec![(ch("b").leg("rb1"), LegPurpose::Ringback { attempt: 1 })]
     );
     core.handle(0, park_event("c", "alice"));
     assert_eq!(core.call(&ch("c")).unwrap().orbit, Some(o("700")));
@@ -593,7 +599,12 @@ impl Checker {
                 Command::Originate {
                     channel, purpose, ..
                 } => {
-                    let parked = ChannelId::new(channel.as_str().rsplit_once('-').unwrap().0);
+                    // The call now waiting on this leg.
+                    let parked = core
+                        .calls()
+                        .find(|c| c.state.leg() == Some(channel))
+                        .map(|c| c.channel.clone())
+                        .expect("an originated leg belongs to a call");
                     match purpose {
                         LegPurpose::Ringback { attempt } => {
                             let n = self.ringbacks.entry(parked).or_default();

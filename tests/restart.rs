@@ -185,7 +185,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
                 channel,
                 purpose: LegPurpose::Ringback { attempt: 1 },
                 ..
-            } => ringbacks.push((channel.0.trim_end_matches("-rb1").to_string(), now_ms())),
+            } => ringbacks.push((channel, now_ms())),
             Command::Lamp {
                 orbit,
                 in_use: true,
@@ -194,7 +194,18 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
         }
     }
     assert_eq!(new_orbit.as_deref(), Some("704"));
-    for (ch, fired) in ringbacks.iter().filter(|(c, _)| c != "c4") {
+    // A ringback leg's id is derived from its parked call's.
+    let parked_of = |leg: &ChannelId| {
+        ["c1", "c2", "c3", "c4"]
+            .into_iter()
+            .find(|c| &ChannelId::new(*c).leg("rb1") == leg)
+            .expect("a ringback of a parked call")
+    };
+    for (ch, fired) in ringbacks
+        .iter()
+        .map(|(l, t)| (parked_of(l), t))
+        .filter(|(c, _)| *c != "c4")
+    {
         let (_, deadline) = deadlines.iter().find(|(c, _)| c == ch).unwrap();
         assert!(
             *fired >= *deadline,
@@ -269,7 +280,7 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
     // The PBX reconnects and only k1 (and its ringback leg) is still there: k2 is ended.
     svc.events
         .send(PbxEvent::Connected {
-            channels: HashSet::from([ChannelId::new("k1"), ChannelId::new("k1-rb1")]),
+            channels: HashSet::from([ChannelId::new("k1"), ChannelId::new("k1").leg("rb1")]),
         })
         .await
         .unwrap();

@@ -63,6 +63,12 @@ pub enum DialplanKind {
         #[arg(long)]
         pool: Option<String>,
     },
+    /// `callpark.xml` to include in a FreeSWITCH dialplan context.
+    Freeswitch {
+        /// The pool (`[[pbx]]` name) the file is for; the first FreeSWITCH pool by default.
+        #[arg(long)]
+        pool: Option<String>,
+    },
 }
 
 /// The `tracing` filter: `CALLPARK_LOG` (when set and not empty) wins, so one run can log more
@@ -139,20 +145,31 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run => crate::cli::run::run(cfg).await,
         Cmd::Lint(_) => unreachable!("dispatched before the configuration is loaded"),
-        Cmd::Dialplan {
-            kind: DialplanKind::Asterisk { pool },
-        } => {
+        Cmd::Dialplan { kind } => {
+            use crate::config::PbxKind;
+            let (pool, want, generate): (_, _, fn(&Config, &str) -> String) = match kind {
+                DialplanKind::Asterisk { pool } => (
+                    pool,
+                    PbxKind::Asterisk,
+                    crate::pbx::asterisk::dialplan::generate,
+                ),
+                DialplanKind::Freeswitch { pool } => (
+                    pool,
+                    PbxKind::Freeswitch,
+                    crate::pbx::freeswitch::dialplan::generate,
+                ),
+            };
             let pool = pool.or_else(|| {
                 cfg.pbx
                     .iter()
-                    .find(|p| p.kind == crate::config::PbxKind::Asterisk)
+                    .find(|p| p.kind == want)
                     .map(|p| p.name.clone())
             });
             let Some(pool) = pool.filter(|p| cfg.pbx.iter().any(|x| &x.name == p)) else {
-                eprintln!("error: name an Asterisk pool with --pool (a [[pbx]] name)");
+                eprintln!("error: name a {want:?} pool with --pool (a [[pbx]] name)");
                 return Ok(ExitCode::from(2));
             };
-            print!("{}", crate::pbx::asterisk::dialplan::generate(&cfg, &pool));
+            print!("{}", generate(&cfg, &pool));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::config::{Config, PbxKind};
+use crate::config::Config;
 use crate::service;
 use crate::store::Store;
 
@@ -36,23 +36,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     for pbx in &cfg.pbx {
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
-        match pbx.kind {
-            PbxKind::Asterisk => {
-                let adapter = crate::pbx::asterisk::Asterisk::new(pbx, &cfg)?;
-                tasks.spawn(service::run_pool(
-                    core,
-                    store.clone(),
-                    adapter,
-                    stop_rx.clone(),
-                ));
-            }
-            PbxKind::Freeswitch => {
-                anyhow::bail!(
-                    "pbx `{}`: the FreeSWITCH adapter is not built yet; use kind = \"asterisk\"",
-                    pbx.name
-                )
-            }
-        }
+        let adapter = crate::pbx::Adapter::new(pbx)?;
+        tasks.spawn(service::run_pool(
+            core,
+            store.clone(),
+            adapter,
+            stop_rx.clone(),
+        ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
     let code = tokio::select! {

@@ -149,10 +149,33 @@ pub struct PbxConfig {
     pub app: String,
     /// Dial string other pools use to reach this pool's orbits; `{orbit}` is replaced.
     #[serde(default)]
-    pub reach: Option<String>,
-    /// Asterisk: the PJSIP endpoint through which `sip:` URIs (on_timeout) are dialled.
+    pub reach: Option<Reach>,
+    /// Through what `sip:` URIs (on_timeout) are dialled: Asterisk's PJSIP endpoint, or
+    /// FreeSWITCH's sofia profile.
     #[serde(default)]
     pub sip_endpoint: Option<String>,
+    /// FreeSWITCH: the domain of busy-lamp presence and SIP MESSAGEs (`701@<domain>`);
+    /// the host of `address` when unset.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// How other pools dial this pool's orbits: one dial string, or one per kind of PBX that
+/// dials (an Asterisk dial string is no use to FreeSWITCH).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Reach {
+    Any(String),
+    ByKind(ReachByKind),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReachByKind {
+    #[serde(default)]
+    pub asterisk: Option<String>,
+    #[serde(default)]
+    pub freeswitch: Option<String>,
 }
 
 fn default_app() -> String {
@@ -160,6 +183,17 @@ fn default_app() -> String {
 }
 
 impl PbxConfig {
+    /// The dial string a PBX of `kind` uses to reach this pool's orbits.
+    pub fn reach_from(&self, kind: PbxKind) -> Option<&str> {
+        match self.reach.as_ref()? {
+            Reach::Any(d) => Some(d),
+            Reach::ByKind(k) => match kind {
+                PbxKind::Asterisk => k.asterisk.as_deref(),
+                PbxKind::Freeswitch => k.freeswitch.as_deref(),
+            },
+        }
+    }
+
     /// The secret, from the file or the named environment variable.
     pub fn secret(&self) -> Result<Option<String>, String> {
         match (&self.password, &self.password_env) {

@@ -1,52 +1,10 @@
 //! Patterns that match exactly a run of numbers, for the fixes the lint proposes. The split
-//! into digit classes is `orbit::pattern`'s, shared with the generated Asterisk include.
+//! into digit classes and their spellings are `orbit::pattern`'s, shared with the generated
+//! include files.
 
 use super::automaton::NumRange;
 use super::runs::RunSet;
-use crate::orbit::pattern::{self, DigitClass, Letters};
-
-fn regex_class(c: DigitClass) -> String {
-    match c {
-        (a, b) if a == b => ((b'0' + a) as char).to_string(),
-        (0, 9) => r"\d".into(),
-        (a, b) if b == a + 1 => format!("[{a}{b}]"),
-        (a, b) => format!("[{a}-{b}]"),
-    }
-}
-
-fn regex_piece(p: &[DigitClass]) -> String {
-    let mut s = String::new();
-    let mut i = 0;
-    while i < p.len() {
-        let mut j = i;
-        while j < p.len() && p[j] == p[i] {
-            j += 1;
-        }
-        let c = regex_class(p[i]);
-        match j - i {
-            1 => s.push_str(&c),
-            2 if c.len() == 1 => {
-                s.push_str(&c);
-                s.push_str(&c);
-            }
-            n => s.push_str(&format!("{c}{{{n}}}")),
-        }
-        i = j;
-    }
-    s
-}
-
-/// Escapes the orbit prefix (`*`, `#`) for a regex.
-pub fn regex_prefix(prefix: &str) -> String {
-    prefix
-        .chars()
-        .map(|c| match c {
-            '*' => r"\*".to_string(),
-            '#' => "#".to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
+use crate::orbit::pattern::{self, Letters, regex_piece, regex_prefix};
 
 /// Alternatives (prefix included) that together match exactly the numbers of `runs`.
 pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {

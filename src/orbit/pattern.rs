@@ -106,6 +106,60 @@ pub fn asterisk_patterns(
         .collect()
 }
 
+fn regex_class(c: DigitClass) -> String {
+    match c {
+        (a, b) if a == b => ((b'0' + a) as char).to_string(),
+        (0, 9) => r"\d".into(),
+        (a, b) if b == a + 1 => format!("[{a}{b}]"),
+        (a, b) => format!("[{a}-{b}]"),
+    }
+}
+
+/// A regex for one piece (`70[1-9]`, `7[1-9]\\d`), repeated classes counted (`\\d{2}`).
+pub fn regex_piece(p: &[DigitClass]) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while i < p.len() {
+        let mut j = i;
+        while j < p.len() && p[j] == p[i] {
+            j += 1;
+        }
+        let c = regex_class(p[i]);
+        match j - i {
+            1 => s.push_str(&c),
+            2 if c.len() == 1 => {
+                s.push_str(&c);
+                s.push_str(&c);
+            }
+            n => s.push_str(&format!("{c}{{{n}}}")),
+        }
+        i = j;
+    }
+    s
+}
+
+/// Escapes the orbit prefix (`*`, `#`) for a regex.
+pub fn regex_prefix(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| match c {
+            '*' => r"\*".to_string(),
+            '#' => "#".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Regex alternatives (prefix included, no anchors) that together match exactly
+/// `prefix` + `[lo, hi]`, as FreeSWITCH's dialplan conditions and the lint's fixes write them.
+pub fn regex_alternatives(prefix: &str, width: u32, lo: u64, hi: u64) -> Vec<String> {
+    let prefix = regex_prefix(prefix);
+    range_pieces(width, lo, hi)
+        .iter()
+        .map(|p| format!("{prefix}{}", regex_piece(p)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

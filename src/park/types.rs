@@ -23,10 +23,22 @@ impl ChannelId {
         &self.0
     }
 
-    /// The id of a channel originated on behalf of this one (ringback, fallback, return).
-    /// Derived, not random, so the core stays deterministic and the id survives a restart.
+    /// The id of a channel originated on behalf of this one (ringback `rb1`, fallback `fb`,
+    /// return `ret`). Derived, not random, so the core stays deterministic and the id survives
+    /// a restart; shaped like a UUID because that is what every PBX accepts as the id of a
+    /// channel it is asked to create (FreeSWITCH's `origination_uuid` takes 36 characters).
     pub fn leg(&self, tag: &str) -> ChannelId {
-        ChannelId(format!("{}-{}", self.0, tag))
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("callpark-leg/{}/{tag}", self.0));
+        let x: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+        ChannelId(format!(
+            "{}-{}-{}-{}-{}",
+            &x[0..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..32]
+        ))
     }
 }
 
@@ -228,6 +240,22 @@ pub enum LegPurpose {
 pub enum Target {
     Endpoint(String),
     Destination(Destination),
+}
+
+impl Command {
+    /// Whether the PBX may carry this out before the step is in the store. Only what puts a
+    /// call on hold may: answering, music, the spoken orbit. A crash before the commit then
+    /// leaves the call where a crash just before the event was handled would have left it
+    /// (in the PBX's hands, unknown to the store), only with music; done before the commit,
+    /// they take the store's write off the caller's path to music. Everything that ends,
+    /// bridges or places a call, lights a lamp or tells a parker an orbit waits for the commit
+    /// (write-ahead), so the store never knows less about those than the PBX.
+    pub fn may_precede_commit(&self) -> bool {
+        matches!(
+            self,
+            Command::Answer { .. } | Command::StartMoh { .. } | Command::Announce { .. }
+        )
+    }
 }
 
 /// What the core asks a PBX to do.

@@ -1,10 +1,20 @@
 //! The one interface between callpark and a PBX.
 //!
-//! An adapter (`asterisk` over ARI, later `freeswitch` over ESL) turns wire events into core
-//! [`Event`]s and core [`Command`]s into wire calls. Nothing above this module knows which PBX
-//! it drives: the service hands an adapter two channels and runs the core.
+//! Every adapter has the same two halves:
+//! - a **translator** ([`Translator`]): pure, no sockets, no clock. Wire events and replies go
+//!   in; core [`Event`]s and wire requests come out. It holds what the adapter must remember
+//!   between events (which channels are answered, which playback ends in a hang-up), typed.
+//!   It is unit-tested on captured frames without a PBX.
+//! - a **driver** ([`Transport`] plus [`drive`]): owns the sockets, sends the translator's
+//!   requests, hands back wire events and replies in the order they arrived, reconnects with
+//!   backoff. [`drive`] is the same loop for every PBX.
+//!
+//! `asterisk` speaks ARI (REST + websocket), `freeswitch` the event socket. Nothing above this
+//! module knows which one it drives: the service hands [`drive`] two channels and runs the core.
 
 pub mod asterisk;
+mod driver;
+pub mod freeswitch;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -13,6 +23,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::park::{ChannelId, Command, Event};
+
+pub use driver::{Incoming, Transport, drive};
 
 /// What an adapter reports to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,14 +38,63 @@ pub enum PbxEvent {
     Call(Event),
 }
 
-/// An adapter's failure that it cannot recover from by reconnecting.
+/// An adapter that cannot start: its configuration is unusable.
 #[derive(Debug, Error)]
 pub enum PbxError {
-    #[error("{pbx}: {message}")]
-    Fatal { pbx: String, message: String },
+    #[error("pbx `{pbx}`: {message}")]
+    Config { pbx: String, message: String },
 }
 
-/// A PBX adapter.
+/// What a translator gives back for one input, in order.
+#[derive(Debug)]
+pub struct Output<R> {
+    pub events: Vec<PbxEvent>,
+    pub requests: Vec<R>,
+}
+
+impl<R> Default for Output<R> {
+    fn default() -> Self {
+        Output {
+            events: Vec::new(),
+            requests: Vec::new(),
+        }
+    }
+}
+
+impl<R> Output<R> {
+    pub fn event(&mut self, e: Event) {
+        self.events.push(PbxEvent::Call(e));
+    }
+
+    pub fn request(&mut self, r: R) {
+        self.requests.push(r);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.requests.is_empty()
+    }
+}
+
+/// The pure half of an adapter.
+pub trait Translator: Send + 'static {
+    /// One decoded event from the PBX.
+    type Wire: Send;
+    /// One request to the PBX. The driver gives it back with its reply.
+    type Request: Send + std::fmt::Debug;
+    /// The PBX's answer to a request (or why none came).
+    type Reply: Send;
+
+    /// A connection is up: what to ask first (subscriptions, the list of channels whose
+    /// reply becomes [`PbxEvent::Connected`]).
+    fn on_connect(&mut self, out: &mut Output<Self::Request>);
+    /// The connection is gone: forget what only held for it.
+    fn on_disconnect(&mut self);
+    fn on_wire(&mut self, ev: Self::Wire, out: &mut Output<Self::Request>);
+    fn on_command(&mut self, cmd: Command, out: &mut Output<Self::Request>);
+    fn on_reply(&mut self, req: Self::Request, reply: Self::Reply, out: &mut Output<Self::Request>);
+}
+
+/// A PBX adapter as the service sees it.
 pub trait Pbx: Send + 'static {
     /// The pool this PBX is (its `[[pbx]]` name).
     fn name(&self) -> &str;
@@ -45,4 +106,43 @@ pub trait Pbx: Send + 'static {
         events: mpsc::Sender<PbxEvent>,
         commands: mpsc::Receiver<Command>,
     ) -> impl Future<Output = Result<(), PbxError>> + Send;
+}
+
+/// The adapter for one `[[pbx]]` entry. Built once per pool, so the size of its variants
+/// does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Adapter {
+    Asterisk(asterisk::Asterisk),
+    Freeswitch(freeswitch::Freeswitch),
+}
+
+impl Adapter {
+    pub fn new(pbx: &crate::config::PbxConfig) -> Result<Adapter, PbxError> {
+        Ok(match pbx.kind {
+            crate::config::PbxKind::Asterisk => Adapter::Asterisk(asterisk::Asterisk::new(pbx)?),
+            crate::config::PbxKind::Freeswitch => {
+                Adapter::Freeswitch(freeswitch::Freeswitch::new(pbx)?)
+            }
+        })
+    }
+}
+
+impl Pbx for Adapter {
+    fn name(&self) -> &str {
+        match self {
+            Adapter::Asterisk(a) => a.name(),
+            Adapter::Freeswitch(f) => f.name(),
+        }
+    }
+
+    async fn run(
+        self,
+        events: mpsc::Sender<PbxEvent>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<(), PbxError> {
+        match self {
+            Adapter::Asterisk(a) => a.run(events, commands).await,
+            Adapter::Freeswitch(f) => f.run(events, commands).await,
+        }
+    }
 }

@@ -156,7 +156,9 @@ struct PoolRun<'a> {
 
 impl PoolRun<'_> {
     /// Persists the step, then hands its commands to the adapter (write-ahead: a crash between
-    /// the two leaves the store ahead of the PBX, which reconciliation mends).
+    /// the two leaves the store ahead of the PBX, which reconciliation mends). Only the
+    /// commands that put a call on hold go out before the commit
+    /// ([`Command::may_precede_commit`]): the caller hears music without waiting on the disk.
     async fn step(&mut self, core: &mut ParkCore, cmds: Vec<Command>) -> Result<(), ServiceError> {
         let changes = core.drain_changes();
         let log = core.drain_log();
@@ -164,7 +166,14 @@ impl PoolRun<'_> {
             info!(pool = self.pool, kind = e.kind.as_str(), channel = %e.channel,
                   orbit = e.orbit.map(|o| o.to_string()).unwrap_or_default(), detail = %e.detail, "park event");
         }
+        let (early, late): (Vec<Command>, Vec<Command>) =
+            cmds.into_iter().partition(Command::may_precede_commit);
+        self.send(early).await?;
         self.store.apply(self.pool, &changes, &log).await?;
+        self.send(late).await
+    }
+
+    async fn send(&mut self, cmds: Vec<Command>) -> Result<(), ServiceError> {
         for c in cmds {
             if self.commands.send(c).await.is_err() {
                 return Err(ServiceError::AdapterGone(self.pool.to_string()));

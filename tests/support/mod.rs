@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
+pub mod fs;
 pub mod sip;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -457,6 +458,8 @@ impl Ami {
 /// `callpark run` against the testbed, with a configuration of the test's own.
 pub struct Callpark {
     log_filter: &'static str,
+    /// What the log says once per pool when it is connected.
+    markers: Vec<&'static str>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub log: PathBuf,
@@ -475,6 +478,28 @@ pub struct Setup {
     pub log: &'static str,
     /// More keys for the `[[pbx]]` entry (`sip_endpoint = "alice"`).
     pub pbx_extra: &'static str,
+    /// Whether pool pbx-a (the Asterisk testbed) is configured.
+    pub asterisk: bool,
+    /// Orbit ranges of pool pbx-b, the FreeSWITCH testbed; no pbx-b when empty. They must lie
+    /// in 601-699, which the testbed's include (the shipped dialplan/freeswitch/callpark.xml)
+    /// routes to callpark.
+    pub fs_ranges: Vec<(&'static str, &'static str)>,
+    /// More keys for pbx-b.
+    pub fs_extra: &'static str,
+    /// The event socket's address when not the testbed's own (a [`Cutter`] in front of it).
+    pub esl_addr: Option<String>,
+}
+
+impl Setup {
+    /// Pool pbx-b on the FreeSWITCH testbed alone, orbits 601-699.
+    pub fn freeswitch() -> Setup {
+        Setup {
+            asterisk: false,
+            ranges: vec![],
+            fs_ranges: vec![("601", "699")],
+            ..Setup::default()
+        }
+    }
 }
 
 impl Default for Setup {
@@ -490,6 +515,10 @@ impl Default for Setup {
             ari_url: None,
             log: "callpark=debug",
             pbx_extra: "",
+            asterisk: true,
+            fs_ranges: vec![],
+            fs_extra: "",
+            esl_addr: None,
         }
     }
 }
@@ -511,25 +540,43 @@ impl Callpark {
             setup.park,
             setup.policy
         );
-        text.push_str(&format!(
-            "[[pbx]]\nname = \"pbx-a\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\napp = \"{}\"\n",
-            setup.ari_url.clone().unwrap_or_else(|| tb("ARI_URL")),
-            tb("ARI_USER"),
-            tb("ARI_PASSWORD"),
-            tb("ARI_APP")
-        ));
-        text.push_str(setup.pbx_extra);
-        text.push('\n');
-        for (i, (first, last)) in setup.ranges.iter().enumerate() {
+        let mut markers = Vec::new();
+        if setup.asterisk {
             text.push_str(&format!(
-                "\n[[orbit_range]]\nname = \"r{i}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"pbx-a\"\n"
+                "[[pbx]]\nname = \"pbx-a\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\napp = \"{}\"\n",
+                setup.ari_url.clone().unwrap_or_else(|| tb("ARI_URL")),
+                tb("ARI_USER"),
+                tb("ARI_PASSWORD"),
+                tb("ARI_APP")
             ));
+            text.push_str(setup.pbx_extra);
+            text.push('\n');
+            markers.push("connected to ARI");
+        }
+        if !setup.fs_ranges.is_empty() {
+            text.push_str(&format!(
+                "[[pbx]]\nname = \"pbx-b\"\nkind = \"freeswitch\"\naddress = \"{}\"\npassword = \"{}\"\n",
+                setup.esl_addr.clone().unwrap_or_else(fs::esl_addr),
+                fs::fb("ESL_PASSWORD"),
+            ));
+            text.push_str(setup.fs_extra);
+            text.push('\n');
+            markers.push("connected to FreeSWITCH");
+        }
+        let pools = [("pbx-a", &setup.ranges), ("pbx-b", &setup.fs_ranges)];
+        for (pool, ranges) in pools {
+            for (i, (first, last)) in ranges.iter().enumerate() {
+                text.push_str(&format!(
+                    "\n[[orbit_range]]\nname = \"{pool}-r{i}\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"{pool}\"\n"
+                ));
+            }
         }
         let config = dir.path().join("callpark.toml");
         std::fs::write(&config, text).unwrap();
         let log = dir.path().join("callpark.log");
         let mut cp = Callpark {
             log_filter: setup.log,
+            markers,
             dir,
             config,
             log,
@@ -539,17 +586,20 @@ impl Callpark {
         cp
     }
 
-    /// Starts (again) the process and waits until it is connected to ARI.
+    /// Starts (again) the process and waits until every pool is connected.
     pub async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let before = std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .matches("connected to ARI")
-            .count();
+        let count = |text: &str| -> Vec<usize> {
+            self.markers
+                .iter()
+                .map(|m| text.matches(m).count())
+                .collect()
+        };
+        let before = count(&std::fs::read_to_string(&self.log).unwrap_or_default());
         let child = Command::new(env!("CARGO_BIN_EXE_callpark"))
             .arg("--config")
             .arg(&self.config)
@@ -564,11 +614,12 @@ impl Callpark {
         self.child = Some(child);
         let path = self.log.clone();
         wait_for(
-            "callpark to connect to ARI",
+            "callpark to connect to every PBX",
             Duration::from_secs(20),
             || async {
                 let t = std::fs::read_to_string(&path).unwrap_or_default();
-                (t.matches("connected to ARI").count() > before).then_some(())
+                let now = count(&t);
+                now.iter().zip(&before).all(|(n, b)| n > b).then_some(())
             },
         )
         .await;

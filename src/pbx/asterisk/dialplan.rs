@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::Config;
+use crate::config::{Config, PbxKind};
 use crate::orbit::pattern::{self, Letters};
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
@@ -80,7 +80,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                     .pbx
                     .iter()
                     .find(|x| x.name == r.pool)
-                    .and_then(|x| x.reach.as_deref());
+                    .and_then(|x| x.reach_from(PbxKind::Asterisk));
                 match reach {
                     Some(dial) => {
                         let _ = writeln!(

@@ -25,13 +25,36 @@ pub struct DialplanCep {
     pub priority: i64,
 }
 
+/// A channel's state as ARI reports it; callpark only needs to tell an answered channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum ChannelState {
+    Up,
+    Ringing,
+    #[default]
+    Down,
+    /// Any other of Asterisk's states (`Ring`, `Dialing`, `Busy`, `Pre-ring`...).
+    Other,
+}
+
+impl From<String> for ChannelState {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "Up" => ChannelState::Up,
+            "Ringing" => ChannelState::Ringing,
+            "Down" => ChannelState::Down,
+            _ => ChannelState::Other,
+        }
+    }
+}
+
 /// An ARI channel resource.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Channel {
     pub id: String,
     pub name: String,
     #[serde(default)]
-    pub state: String,
+    pub state: ChannelState,
     #[serde(default)]
     pub caller: CallerId,
     #[serde(default)]

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
+use super::model::AriMessage;
 use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-
-use super::model::{AriMessage, Bridge, Channel, Variable};
 
 /// A failed ARI request.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +21,8 @@ pub enum AriError {
         status: StatusCode,
         message: String,
     },
+    #[error("ARI {path}: unexpected answer: {message}")]
+    Body { path: String, message: String },
     #[error("ARI {method} {path}: unexpected answer: {source}")]
     Decode {
         method: Method,
@@ -129,61 +129,18 @@ impl Ari {
         })
     }
 
-    async fn json<T: DeserializeOwned>(
+    /// A request whose answer is read as text (JSON, or empty).
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
-    ) -> Result<T, AriError> {
+    ) -> Result<String, AriError> {
         let resp = self.send(method.clone(), path, query).await?;
-        resp.json().await.map_err(|source| AriError::Decode {
+        resp.text().await.map_err(|source| AriError::Decode {
             method,
             path: path.into(),
             source,
         })
-    }
-
-    pub async fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
-        self.send(Method::POST, path, query).await.map(drop)
-    }
-
-    pub async fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
-        self.send(Method::DELETE, path, query).await.map(drop)
-    }
-
-    pub async fn put(&self, path: &str, query: &[(&str, &str)]) -> Result<(), AriError> {
-        self.send(Method::PUT, path, query).await.map(drop)
-    }
-
-    pub async fn info(&self) -> Result<serde_json::Value, AriError> {
-        self.json(Method::GET, "/asterisk/info", &[]).await
-    }
-
-    pub async fn channels(&self) -> Result<Vec<Channel>, AriError> {
-        self.json(Method::GET, "/channels", &[]).await
-    }
-
-    pub async fn variable(&self, channel: &str, var: &str) -> Result<Option<String>, AriError> {
-        match self
-            .json::<Variable>(
-                Method::GET,
-                &format!("/channels/{channel}/variable"),
-                &[("variable", var)],
-            )
-            .await
-        {
-            Ok(v) => Ok(Some(v.value).filter(|v| !v.is_empty())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub async fn create_bridge(&self, id: &str) -> Result<Bridge, AriError> {
-        self.json(
-            Method::POST,
-            &format!("/bridges/{id}"),
-            &[("type", "mixing")],
-        )
-        .await
     }
 }

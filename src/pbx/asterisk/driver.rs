@@ -1,0 +1,166 @@
+//! The I/O half of the Asterisk adapter: the events websocket, and REST requests over a small
+//! pool of keep-alive connections. Requests on one channel (or device) run in the order they
+//! were asked; requests on different ones run concurrently, so a park's music, lamp and
+//! announcement do not wait on each other.
+
+use std::collections::{HashMap, VecDeque};
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use reqwest_websocket::{Message, Upgrade, WebSocket};
+use tracing::warn;
+
+use super::model::decode_event;
+use super::rest::Ari;
+use super::translate::{AriTranslator, Reply, Request};
+use crate::pbx::{Incoming, Transport};
+
+pub struct AriTransport {
+    ari: Ari,
+    app: String,
+    ws: Option<WebSocket>,
+    inflight: FuturesUnordered<BoxFuture<'static, (Request, Reply)>>,
+    /// Per key: requests waiting behind the one in flight (present while one is in flight).
+    queues: HashMap<String, VecDeque<Request>>,
+}
+
+impl AriTransport {
+    pub fn new(ari: Ari, app: &str) -> AriTransport {
+        AriTransport {
+            ari,
+            app: app.to_string(),
+            ws: None,
+            inflight: FuturesUnordered::new(),
+            queues: HashMap::new(),
+        }
+    }
+
+    fn start(&mut self, req: Request) {
+        let ari = self.ari.clone();
+        self.inflight.push(Box::pin(async move {
+            let query: Vec<(&str, &str)> =
+                req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = ari.call(req.method.clone(), &req.path, &query).await;
+            (req, reply)
+        }));
+    }
+
+    /// The request done: the next one of its key may go.
+    fn done(&mut self, req: &Request) {
+        let Some(key) = &req.key else {
+            return;
+        };
+        let next = match self.queues.get_mut(key) {
+            Some(q) => q.pop_front(),
+            None => return,
+        };
+        match next {
+            Some(r) => self.start(r),
+            None => {
+                self.queues.remove(key);
+            }
+        }
+    }
+}
+
+/// An error with its causes: reqwest's own message alone ("error sending request") hides why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Transport for AriTransport {
+    type Tr = AriTranslator;
+
+    fn kind(&self) -> &'static str {
+        "ARI"
+    }
+
+    async fn connect(&mut self) -> Result<(), String> {
+        let (user, pass) = self.ari.credentials();
+        let resp = self
+            .ari
+            .http()
+            .get(self.ari.events_url(&self.app))
+            .basic_auth(user, Some(pass))
+            .upgrade()
+            .send()
+            .await
+            .map_err(|e| error_chain(&e))?;
+        self.ws = Some(resp.into_websocket().await.map_err(|e| error_chain(&e))?);
+        Ok(())
+    }
+
+    fn send(&mut self, req: Request) {
+        match req.key.clone() {
+            Some(key) => match self.queues.get_mut(&key) {
+                Some(q) => q.push_back(req),
+                None => {
+                    self.queues.insert(key, VecDeque::new());
+                    self.start(req);
+                }
+            },
+            None => self.start(req),
+        }
+    }
+
+    async fn next(&mut self) -> Incoming<AriTranslator> {
+        loop {
+            let got = {
+                let (slot, inflight) = (&mut self.ws, &mut self.inflight);
+                let ws = async move {
+                    match slot.as_mut() {
+                        Some(ws) => ws.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let rest = async move {
+                    if inflight.is_empty() {
+                        std::future::pending().await
+                    } else {
+                        inflight.next().await
+                    }
+                };
+                // REST replies first: they may unblock the next request of their key.
+                tokio::select! {
+                    biased;
+                    Some((req, reply)) = rest => Ok((req, reply)),
+                    msg = ws => Err(msg),
+                }
+            };
+            match got {
+                Ok((req, reply)) => {
+                    self.done(&req);
+                    return Incoming::Reply(req, reply);
+                }
+                Err(Some(Ok(Message::Text(t)))) => match decode_event(&t) {
+                    Ok(ev) => return Incoming::Wire(ev),
+                    Err(e) => warn!(
+                        "undecodable ARI event ({e}): {}",
+                        t.chars().take(200).collect::<String>()
+                    ),
+                },
+                Err(Some(Ok(Message::Close { .. })) | None) => {
+                    self.ws = None;
+                    return Incoming::Closed("websocket closed".into());
+                }
+                Err(Some(Ok(_))) => {}
+                Err(Some(Err(e))) => {
+                    self.ws = None;
+                    return Incoming::Closed(format!("websocket error: {}", error_chain(&e)));
+                }
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.ws = None;
+    }
+}

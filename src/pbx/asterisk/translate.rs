@@ -1,0 +1,756 @@
+//! The pure half of the Asterisk adapter: ARI events and REST replies in, core events and REST
+//! requests out. No socket, no clock.
+//!
+//! The dialplan sends calls into the Stasis application with arguments that say why:
+//! `park[,lot[,orbit]]`, `retrieve,<orbit>`; channels callpark originates carry `leg`.
+//! A park by blind transfer is recognised by `BLINDTRANSFER` on the parked channel, which
+//! names the transferer's channel and so the parker's endpoint; `ATTENDEDTRANSFER` marks an
+//! attended one. ari.conf's `channelvars` puts both in the event; without it they are read
+//! over REST before the park is reported.
+
+use std::collections::HashMap;
+
+use reqwest::Method;
+use tracing::{debug, info, warn};
+
+use super::dialplan;
+use super::model::{AriEvent, Channel, ChannelState, Variable, endpoint_of};
+use super::rest::AriError;
+use crate::orbit::Orbit;
+use crate::park::{ChannelId, Command, Destination, Event, Moh, Parker, Party, Target};
+use crate::pbx::{Output, PbxEvent, Translator};
+
+/// Sounds of Asterisk's core sound set that callpark plays.
+pub const SOUND_ORBIT_EMPTY: &str = "sound:pbx-invalidpark";
+pub const SOUND_PARK_FAILED: &str = "sound:pbx-parkingfailed";
+
+/// What the translator needs to know of its `[[pbx]]`.
+#[derive(Debug, Clone)]
+pub struct AriSettings {
+    pub pool: String,
+    pub app: String,
+    /// The PJSIP endpoint through which `sip:` destinations are dialled.
+    pub sip_endpoint: Option<String>,
+}
+
+/// One REST request and what its reply means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    /// Requests with the same key run one after another, in order; different keys run
+    /// concurrently. The key is the channel (or device) the request acts on.
+    pub key: Option<String>,
+    pub tag: Tag,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// `GET /channels`: its reply is the reconciliation.
+    List,
+    /// A transfer variable of a channel waiting to be reported as a park.
+    Var(ChannelId, TransferVar),
+    /// A playback; if it cannot start, what should follow it happens at once.
+    Play(PlaybackId),
+    /// A bridge was created for two channels; they are added next.
+    BridgeCreated {
+        bridge: String,
+        parked: ChannelId,
+        other: ChannelId,
+    },
+    /// An originate; an error means the leg was never placed.
+    Originate(ChannelId),
+    /// Anything else, for the log.
+    Action(&'static str),
+}
+
+/// Which transfer variable a lookup reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferVar {
+    Blind,
+    Attended,
+}
+
+impl TransferVar {
+    fn name(self) -> &'static str {
+        match self {
+            TransferVar::Blind => "BLINDTRANSFER",
+            TransferVar::Attended => "ATTENDEDTRANSFER",
+        }
+    }
+}
+
+/// The reply to a request: its body, or why there is none.
+pub type Reply = Result<String, AriError>;
+
+/// A playback id (`cp-<channel>-<n>`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlaybackId(pub String);
+
+/// What happens when a playback ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterPlayback {
+    Hangup(ChannelId),
+    /// Back to the dialplan after Stasis().
+    Continue(ChannelId),
+    /// The orbit announcement ended: music on hold may start.
+    Moh(ChannelId),
+    /// A custom music-on-hold file ended: play it again while the call is held.
+    Loop {
+        channel: ChannelId,
+        media: String,
+    },
+}
+
+/// What the translator knows of a channel callpark has seen.
+#[derive(Debug, Clone, Default)]
+struct Chan {
+    up: bool,
+    /// A leg callpark originated that has not answered yet.
+    ringing: bool,
+    /// Playing the orbit: music waits for its end.
+    announcing: bool,
+    deferred_moh: Option<Moh>,
+    /// The playback of a custom music-on-hold file.
+    file_moh: Option<PlaybackId>,
+}
+
+/// A park waiting for the transfer variables read over REST.
+#[derive(Debug, Clone)]
+struct PendingPark {
+    channel: Channel,
+    caller: Party,
+    lot: Option<String>,
+    orbit: Option<Orbit>,
+}
+
+/// The translator; see the module docs.
+#[derive(Debug)]
+pub struct AriTranslator {
+    s: AriSettings,
+    chans: HashMap<ChannelId, Chan>,
+    /// Bridges asked for and not complete: bridge id -> its two channels.
+    pending_bridges: HashMap<String, (ChannelId, ChannelId)>,
+    /// Complete bridges: channel -> (bridge id, peer).
+    bridged: HashMap<ChannelId, (String, ChannelId)>,
+    after: HashMap<PlaybackId, AfterPlayback>,
+    lookups: HashMap<ChannelId, PendingPark>,
+    seq: u64,
+}
+
+fn path_channel(ch: &ChannelId, rest: &str) -> String {
+    format!("/channels/{ch}{rest}")
+}
+
+impl AriTranslator {
+    pub fn new(s: AriSettings) -> AriTranslator {
+        AriTranslator {
+            s,
+            chans: HashMap::new(),
+            pending_bridges: HashMap::new(),
+            bridged: HashMap::new(),
+            after: HashMap::new(),
+            lookups: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    fn chan(&mut self, ch: &ChannelId) -> &mut Chan {
+        self.chans.entry(ch.clone()).or_default()
+    }
+
+    fn req(
+        &self,
+        method: Method,
+        path: String,
+        query: Vec<(&'static str, String)>,
+        key: Option<&ChannelId>,
+        tag: Tag,
+    ) -> Request {
+        Request {
+            method,
+            path,
+            query,
+            key: key.map(|k| k.as_str().to_string()),
+            tag,
+        }
+    }
+
+    fn action(
+        &self,
+        out: &mut Output<Request>,
+        method: Method,
+        ch: &ChannelId,
+        rest: &str,
+        query: Vec<(&'static str, String)>,
+        what: &'static str,
+    ) {
+        out.request(self.req(
+            method,
+            path_channel(ch, rest),
+            query,
+            Some(ch),
+            Tag::Action(what),
+        ));
+    }
+
+    fn play(
+        &mut self,
+        out: &mut Output<Request>,
+        ch: &ChannelId,
+        media: &str,
+        after: Option<AfterPlayback>,
+    ) -> PlaybackId {
+        self.seq += 1;
+        let pb = PlaybackId(format!("cp-{ch}-{}", self.seq));
+        if let Some(a) = after {
+            self.after.insert(pb.clone(), a);
+        }
+        out.request(self.req(
+            Method::POST,
+            path_channel(ch, &format!("/play/{}", pb.0)),
+            vec![("media", media.to_string())],
+            Some(ch),
+            Tag::Play(pb.clone()),
+        ));
+        pb
+    }
+
+    fn on_playback_finished(&mut self, pb: &PlaybackId, out: &mut Output<Request>) {
+        let Some(after) = self.after.remove(pb) else {
+            return;
+        };
+        match after {
+            AfterPlayback::Hangup(ch) => {
+                self.action(out, Method::DELETE, &ch, "", vec![], "hang up")
+            }
+            AfterPlayback::Continue(ch) => {
+                self.action(out, Method::POST, &ch, "/continue", vec![], "continue")
+            }
+            AfterPlayback::Moh(ch) => {
+                let c = self.chan(&ch);
+                c.announcing = false;
+                if let Some(moh) = c.deferred_moh.take() {
+                    self.start_moh(out, &ch, moh);
+                }
+            }
+            AfterPlayback::Loop { channel, media } => {
+                if self.chans.get(&channel).and_then(|c| c.file_moh.as_ref()) == Some(pb) {
+                    self.play_file_moh(out, &channel, &media);
+                }
+            }
+        }
+    }
+
+    fn play_file_moh(&mut self, out: &mut Output<Request>, ch: &ChannelId, media: &str) {
+        let after = AfterPlayback::Loop {
+            channel: ch.clone(),
+            media: media.to_string(),
+        };
+        let pb = self.play(out, ch, media, Some(after));
+        self.chan(ch).file_moh = Some(pb);
+    }
+
+    fn start_moh(&mut self, out: &mut Output<Request>, ch: &ChannelId, moh: Moh) {
+        match moh {
+            Moh::Off => {}
+            Moh::Class(class) => {
+                let q = class.map(|c| ("mohClass", c)).into_iter().collect();
+                self.action(out, Method::POST, ch, "/moh", q, "start music on hold");
+            }
+            Moh::File(path) => {
+                // ARI plays sound files by path without their extension.
+                let p = std::path::Path::new(&path);
+                let media = format!("sound:{}", p.with_extension("").display());
+                self.play_file_moh(out, ch, &media);
+            }
+        }
+    }
+
+    /// A bridged call ends for both parties when one leaves.
+    fn drop_bridge_of(&mut self, ch: &ChannelId, out: &mut Output<Request>) {
+        if let Some((bridge, peer)) = self.bridged.remove(ch) {
+            self.bridged.remove(&peer);
+            self.action(
+                out,
+                Method::DELETE,
+                &peer,
+                "",
+                vec![],
+                "hang up bridge peer",
+            );
+            out.request(self.req(
+                Method::DELETE,
+                format!("/bridges/{bridge}"),
+                vec![],
+                None,
+                Tag::Action("destroy bridge"),
+            ));
+        }
+    }
+
+    fn forget(&mut self, ch: &ChannelId) {
+        self.chans.remove(ch);
+        self.lookups.remove(ch);
+    }
+
+    fn on_stasis_start(&mut self, args: Vec<String>, ch: Channel, out: &mut Output<Request>) {
+        let id = ChannelId::new(ch.id.clone());
+        if ch.state == ChannelState::Up {
+            self.chan(&id).up = true;
+        }
+        let caller = Party {
+            name: ch.caller.name.clone(),
+            number: ch.caller.number.clone(),
+        };
+        match args.first().map(String::as_str) {
+            Some("park") => {
+                let lot = args.get(1).filter(|s| !s.is_empty()).cloned();
+                let orbit = match args.get(2).filter(|s| !s.is_empty()).map(|s| s.parse()) {
+                    None => None,
+                    Some(Ok(o)) => Some(o),
+                    Some(Err(e)) => {
+                        warn!(pbx = %self.s.pool, channel = %ch.name, "directed park to a bad orbit: {e}");
+                        let after = AfterPlayback::Continue(id.clone());
+                        self.play(out, &id, SOUND_PARK_FAILED, Some(after));
+                        return;
+                    }
+                };
+                let pending = PendingPark {
+                    channel: ch,
+                    caller,
+                    lot,
+                    orbit,
+                };
+                self.resolve_park(id, pending, out);
+            }
+            Some("retrieve") => match args.get(1).map(|s| s.parse::<Orbit>()) {
+                Some(Ok(orbit)) => out.event(Event::Retrieve {
+                    channel: id,
+                    orbit,
+                    by: caller,
+                }),
+                other => {
+                    warn!(pbx = %self.s.pool, channel = %ch.name, "retrieve of a bad orbit: {other:?}");
+                    let after = AfterPlayback::Hangup(id.clone());
+                    self.play(out, &id, SOUND_ORBIT_EMPTY, Some(after));
+                }
+            },
+            Some("leg") => {
+                self.chan(&id).ringing = false;
+                out.event(Event::Answered { channel: id });
+            }
+            other => {
+                warn!(pbx = %self.s.pool, channel = %ch.name, "Stasis({},{other:?}) is not a callpark call; sending it back to the dialplan", self.s.app);
+                self.action(out, Method::POST, &id, "/continue", vec![], "continue");
+            }
+        }
+    }
+
+    /// Reports a park once who parked is known: from the event's channelvars, else the
+    /// variables are read over REST first (BLINDTRANSFER, then ATTENDEDTRANSFER if needed).
+    fn resolve_park(&mut self, id: ChannelId, p: PendingPark, out: &mut Output<Request>) {
+        // None: not known yet; Some(None): known to be unset.
+        let known = |v: TransferVar| -> Option<Option<String>> {
+            let value = p.channel.channelvars.as_ref()?.get(v.name())?;
+            Some(Some(value.clone()).filter(|s| !s.is_empty()))
+        };
+        match (known(TransferVar::Blind), known(TransferVar::Attended)) {
+            (Some(Some(blind)), _) => self.report_park(id, p, Some(blind), None, out),
+            (Some(None), Some(attended)) => self.report_park(id, p, None, attended, out),
+            (Some(None), None) => self.lookup(id, p, TransferVar::Attended, out),
+            (None, _) => self.lookup(id, p, TransferVar::Blind, out),
+        }
+    }
+
+    fn lookup(&mut self, id: ChannelId, p: PendingPark, v: TransferVar, out: &mut Output<Request>) {
+        out.request(self.req(
+            Method::GET,
+            path_channel(&id, "/variable"),
+            vec![("variable", v.name().to_string())],
+            Some(&id),
+            Tag::Var(id.clone(), v),
+        ));
+        self.lookups.insert(id, p);
+    }
+
+    fn report_park(
+        &mut self,
+        id: ChannelId,
+        p: PendingPark,
+        blind: Option<String>,
+        attended: Option<String>,
+        out: &mut Output<Request>,
+    ) {
+        // A blind transfer names the transferer (it has left); an attended one too (it is still
+        // on this line and hears the orbit). Neither: the park code was dialled directly.
+        let (parker, announce_to) = match (blind, attended) {
+            (Some(t), _) => (transferer(&t), None),
+            (None, Some(t)) => (transferer(&t), Some(id.clone())),
+            // The caller parks itself and hears the orbit; there is no other phone to ring.
+            (None, None) => {
+                let ep = endpoint_of(&p.channel.name);
+                let mut ids = vec![p.caller.number.clone()];
+                ids.extend(ep.clone());
+                (
+                    Parker {
+                        ids,
+                        endpoint: None,
+                        display: ep.unwrap_or_else(|| p.caller.number.clone()),
+                    },
+                    Some(id.clone()),
+                )
+            }
+        };
+        out.event(Event::Park {
+            channel: id,
+            caller: p.caller,
+            parker,
+            announce_to,
+            lot: p.lot,
+            orbit: p.orbit,
+        });
+    }
+
+    fn dial_string(&self, t: &Target) -> Result<String, String> {
+        Ok(match t {
+            Target::Endpoint(e) => e.clone(),
+            Target::Destination(Destination::Exten { exten, context }) => {
+                format!("Local/{exten}@{context}")
+            }
+            Target::Destination(Destination::Dial(d)) => d.clone(),
+            Target::Destination(Destination::Sip(uri)) => match &self.s.sip_endpoint {
+                Some(ep) => format!("PJSIP/{ep}/{uri}"),
+                None => {
+                    return Err(format!(
+                        "cannot dial {uri}: set sip_endpoint for pbx `{}`",
+                        self.s.pool
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl Translator for AriTranslator {
+    type Wire = AriEvent;
+    type Request = Request;
+    type Reply = Reply;
+
+    fn on_connect(&mut self, out: &mut Output<Request>) {
+        // Asked only once the websocket is up, so no event falls in between.
+        out.request(self.req(Method::GET, "/channels".into(), vec![], None, Tag::List));
+    }
+
+    fn on_disconnect(&mut self) {}
+
+    fn on_wire(&mut self, ev: AriEvent, out: &mut Output<Request>) {
+        debug!(pbx = %self.s.pool, ?ev, "ARI event");
+        match ev {
+            AriEvent::StasisStart { args, channel, .. } => self.on_stasis_start(args, channel, out),
+            AriEvent::ChannelStateChange { channel } if channel.state == ChannelState::Up => {
+                self.chan(&ChannelId::new(channel.id)).up = true;
+            }
+            AriEvent::ChannelDestroyed {
+                channel, cause_txt, ..
+            } => {
+                let id = ChannelId::new(channel.id);
+                self.drop_bridge_of(&id, out);
+                let ringing = self.chans.get(&id).is_some_and(|c| c.ringing);
+                self.forget(&id);
+                out.event(if ringing {
+                    Event::OriginateFailed {
+                        channel: id,
+                        reason: cause_txt,
+                    }
+                } else {
+                    Event::Hangup { channel: id }
+                });
+            }
+            AriEvent::StasisEnd { channel } => {
+                let id = ChannelId::new(channel.id);
+                self.drop_bridge_of(&id, out);
+                self.forget(&id);
+                out.event(Event::Hangup { channel: id });
+            }
+            AriEvent::ChannelEnteredBridge { bridge, .. } => {
+                if let Some((a, b)) = self.pending_bridges.get(&bridge.id).cloned() {
+                    let has = |c: &ChannelId| bridge.channels.iter().any(|x| x == c.as_str());
+                    if has(&a) && has(&b) {
+                        self.pending_bridges.remove(&bridge.id);
+                        self.bridged
+                            .insert(a.clone(), (bridge.id.clone(), b.clone()));
+                        self.bridged.insert(b, (bridge.id, a.clone()));
+                        out.event(Event::Bridged { channel: a });
+                    }
+                }
+            }
+            AriEvent::ChannelLeftBridge { channel, .. } => {
+                self.drop_bridge_of(&ChannelId::new(channel.id), out)
+            }
+            AriEvent::PlaybackFinished { playback } => {
+                self.on_playback_finished(&PlaybackId(playback.id), out)
+            }
+            _ => {}
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command, out: &mut Output<Request>) {
+        debug!(pbx = %self.s.pool, ?cmd, "command");
+        match cmd {
+            Command::Answer { channel } => {
+                let c = self.chan(&channel);
+                if !c.up {
+                    c.up = true;
+                    self.action(out, Method::POST, &channel, "/answer", vec![], "answer");
+                }
+            }
+            Command::StartMoh { channel, moh } => {
+                let c = self.chan(&channel);
+                if c.announcing {
+                    c.deferred_moh = Some(moh);
+                } else {
+                    self.start_moh(out, &channel, moh);
+                }
+            }
+            Command::StopMoh { channel } => {
+                let c = self.chan(&channel);
+                c.deferred_moh = None;
+                match c.file_moh.take() {
+                    Some(pb) => {
+                        self.after.remove(&pb);
+                        out.request(self.req(
+                            Method::DELETE,
+                            format!("/playbacks/{}", pb.0),
+                            vec![],
+                            Some(&channel),
+                            Tag::Action("stop music on hold file"),
+                        ));
+                    }
+                    None => self.action(
+                        out,
+                        Method::DELETE,
+                        &channel,
+                        "/moh",
+                        vec![],
+                        "stop music on hold",
+                    ),
+                }
+            }
+            Command::Announce { channel, orbit } => {
+                // `characters:` spells `*` and `#` as well as digits.
+                self.chan(&channel).announcing = true;
+                let after = AfterPlayback::Moh(channel.clone());
+                self.play(out, &channel, &format!("characters:{orbit}"), Some(after));
+            }
+            Command::Notify { endpoint, text } => {
+                // SIP MESSAGE only reaches PJSIP endpoints; others learn from the event log.
+                if let Some(user) = endpoint.strip_prefix("PJSIP/") {
+                    out.request(self.req(
+                        Method::PUT,
+                        "/endpoints/sendMessage".into(),
+                        vec![
+                            ("to", format!("pjsip:{user}")),
+                            ("from", "callpark".into()),
+                            ("body", text),
+                        ],
+                        None,
+                        Tag::Action("send message"),
+                    ));
+                }
+            }
+            Command::Originate {
+                channel,
+                target,
+                caller_id,
+                timeout_ms,
+                ..
+            } => {
+                let dial = match self.dial_string(&target) {
+                    Ok(d) => d,
+                    Err(reason) => {
+                        warn!(pbx = %self.s.pool, "{reason}");
+                        out.event(Event::OriginateFailed { channel, reason });
+                        return;
+                    }
+                };
+                let cid = format!(
+                    "\"{}\" <{}>",
+                    caller_id.name.replace('"', ""),
+                    caller_id.number
+                );
+                let timeout = ((timeout_ms + 999) / 1000).max(1).to_string();
+                self.chan(&channel).ringing = true;
+                out.request(self.req(
+                    Method::POST,
+                    path_channel(&channel, ""),
+                    vec![
+                        ("endpoint", dial),
+                        ("app", self.s.app.clone()),
+                        ("appArgs", "leg".into()),
+                        ("callerId", cid),
+                        ("timeout", timeout),
+                    ],
+                    Some(&channel),
+                    Tag::Originate(channel.clone()),
+                ));
+            }
+            Command::Bridge { parked, other } => {
+                let bridge = format!("cp-{parked}");
+                // A bridge left over from an earlier try (retriever gone) is replaced. Keyed by
+                // the parked channel: these run after its music has stopped.
+                out.request(self.req(
+                    Method::DELETE,
+                    format!("/bridges/{bridge}"),
+                    vec![],
+                    Some(&parked),
+                    Tag::Action("remove an old bridge"),
+                ));
+                out.request(self.req(
+                    Method::POST,
+                    format!("/bridges/{bridge}"),
+                    vec![("type", "mixing".into())],
+                    Some(&parked),
+                    Tag::BridgeCreated {
+                        bridge,
+                        parked: parked.clone(),
+                        other,
+                    },
+                ));
+            }
+            Command::Hangup { channel } => {
+                self.action(out, Method::DELETE, &channel, "", vec![], "hang up")
+            }
+            Command::OrbitEmpty { channel, orbit } => {
+                info!(pbx = %self.s.pool, channel = %channel, %orbit, "orbit empty");
+                let after = AfterPlayback::Hangup(channel.clone());
+                self.play(out, &channel, SOUND_ORBIT_EMPTY, Some(after));
+            }
+            Command::Refuse { channel, reason } => {
+                info!(pbx = %self.s.pool, channel = %channel, reason = reason.as_str(), "park refused");
+                // The caller hears why, then goes back to the dialplan after Stasis().
+                let after = AfterPlayback::Continue(channel.clone());
+                self.play(out, &channel, SOUND_PARK_FAILED, Some(after));
+            }
+            Command::Lamp { orbit, in_use } => {
+                let state = if in_use { "INUSE" } else { "NOT_INUSE" };
+                let device = dialplan::device_name(orbit);
+                out.request(Request {
+                    method: Method::PUT,
+                    path: format!("/deviceStates/{}", encode_segment(&device)),
+                    query: vec![("deviceState", state.into())],
+                    key: Some(device),
+                    tag: Tag::Action("busy lamp"),
+                });
+            }
+        }
+    }
+
+    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+        match req.tag {
+            Tag::List => match reply.and_then(|body| {
+                serde_json::from_str::<Vec<Channel>>(&body).map_err(|e| AriError::Body {
+                    path: req.path.clone(),
+                    message: e.to_string(),
+                })
+            }) {
+                Ok(chs) => out.events.push(PbxEvent::Connected {
+                    channels: chs.into_iter().map(|c| ChannelId::new(c.id)).collect(),
+                }),
+                Err(e) => warn!(pbx = %self.s.pool, "cannot list channels: {e}"),
+            },
+            Tag::Var(id, v) => {
+                let Some(mut p) = self.lookups.remove(&id) else {
+                    return; // hung up meanwhile
+                };
+                let value = match reply {
+                    Ok(body) => serde_json::from_str::<Variable>(&body)
+                        .ok()
+                        .map(|x| x.value)
+                        .filter(|s| !s.is_empty()),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => {
+                        warn!(pbx = %self.s.pool, "cannot read {} of {id}: {e}", v.name());
+                        None
+                    }
+                };
+                // Known now, whatever it is: the next step reads it from the channel.
+                p.channel
+                    .channelvars
+                    .get_or_insert_with(Default::default)
+                    .insert(v.name().into(), value.unwrap_or_default());
+                self.resolve_park(id, p, out);
+            }
+            Tag::Play(pb) => {
+                if let Err(e) = reply {
+                    warn!(pbx = %self.s.pool, "play on {}: {e}", req.path);
+                    // Could not play: do the follow-up now rather than leave the call waiting.
+                    self.on_playback_finished(&pb, out);
+                }
+            }
+            Tag::BridgeCreated {
+                bridge,
+                parked,
+                other,
+            } => match reply {
+                Ok(_) => {
+                    self.pending_bridges
+                        .insert(bridge.clone(), (parked.clone(), other.clone()));
+                    out.request(self.req(
+                        Method::POST,
+                        format!("/bridges/{bridge}/addChannel"),
+                        vec![("channel", format!("{parked},{other}"))],
+                        Some(&parked),
+                        Tag::Action("bridge"),
+                    ));
+                }
+                Err(e) => warn!(pbx = %self.s.pool, "create bridge: {e}"),
+            },
+            Tag::Originate(leg) => {
+                if let Err(e) = reply {
+                    warn!(pbx = %self.s.pool, "originate {leg}: {e}");
+                    self.chan(&leg).ringing = false;
+                    out.event(Event::OriginateFailed {
+                        channel: leg,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+            Tag::Action(what) => match reply {
+                Err(e) if e.is_not_found() => debug!(pbx = %self.s.pool, "{what}: {e}"),
+                Err(e) => warn!(pbx = %self.s.pool, "{what}: {e}"),
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// The parker named by a transfer variable (a channel name like `PJSIP/alice-00000012`):
+/// ringbacks go to its endpoint; policies match the endpoint and its user.
+fn transferer(channel: &str) -> Parker {
+    let ep = endpoint_of(channel).unwrap_or_else(|| channel.to_string());
+    let user = ep
+        .split_once('/')
+        .map(|(_, u)| u.split('@').next().unwrap_or(u).to_string());
+    let mut ids = vec![ep.clone()];
+    ids.extend(user);
+    Parker {
+        ids,
+        endpoint: Some(ep.clone()),
+        display: ep,
+    }
+}
+
+/// Percent-encodes what may not stand raw in a URL path segment (`#` above all).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:*".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

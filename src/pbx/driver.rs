@@ -1,0 +1,151 @@
+//! The driver loop every adapter shares: connect, feed the translator, send what it asks,
+//! reconnect with backoff. The transport (sockets, wire format) is the only PBX-specific part.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Output, PbxError, PbxEvent, Translator};
+use crate::park::Command;
+
+/// What a transport hands the loop.
+pub enum Incoming<T: Translator> {
+    Wire(T::Wire),
+    Reply(T::Request, T::Reply),
+    /// The connection dropped; why. Replies of requests already sent may still follow.
+    Closed(String),
+}
+
+/// The I/O half of an adapter.
+pub trait Transport: Send + 'static {
+    type Tr: Translator;
+
+    /// What the log calls the connection (`ARI`, `the event socket`).
+    fn kind(&self) -> &'static str;
+
+    /// Opens (and authenticates) a connection; requests can be sent afterwards.
+    fn connect(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Starts a request without waiting; its reply comes back through [`Transport::next`].
+    /// A transport that cannot send now keeps it or answers it with a failure reply.
+    fn send(&mut self, req: <Self::Tr as Translator>::Request);
+
+    /// The next event or reply, in arrival order. Must be cancel-safe; pends while there is
+    /// nothing to wait for.
+    fn next(&mut self) -> impl Future<Output = Incoming<Self::Tr>> + Send;
+
+    /// Drops the connection.
+    fn close(&mut self);
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Runs an adapter until `commands` closes (the service stopped).
+pub async fn drive<T: Transport>(
+    pool: &str,
+    mut tp: T,
+    mut tr: T::Tr,
+    events: mpsc::Sender<PbxEvent>,
+    mut commands: mpsc::Receiver<Command>,
+) -> Result<(), PbxError> {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match tp.connect().await {
+            Ok(()) => {
+                backoff = BACKOFF_MIN;
+                let mut out = Output::default();
+                tr.on_connect(&mut out);
+                if !flush(pool, &mut tp, &events, out).await {
+                    return Ok(());
+                }
+                let reason = loop {
+                    let mut out = Output::default();
+                    tokio::select! {
+                        inc = tp.next() => match inc {
+                            Incoming::Wire(w) => tr.on_wire(w, &mut out),
+                            Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
+                            Incoming::Closed(reason) => break reason,
+                        },
+                        cmd = commands.recv() => match cmd {
+                            Some(c) => tr.on_command(c, &mut out),
+                            None => return Ok(()),
+                        },
+                    }
+                    if !flush(pool, &mut tp, &events, out).await {
+                        return Ok(());
+                    }
+                };
+                tp.close();
+                tr.on_disconnect();
+                warn!(pbx = pool, %reason, "{} connection lost; reconnecting", tp.kind());
+                if events
+                    .send(PbxEvent::Disconnected { reason })
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                warn!(
+                    pbx = pool,
+                    "cannot connect to {} ({e}); retrying in {backoff:?}",
+                    tp.kind()
+                );
+            }
+        }
+        // Keep taking commands and replies while waiting: a transport may still carry some
+        // (ARI's REST works without the websocket) and keeps the rest for the next connection.
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            let mut out = Output::default();
+            tokio::select! {
+                _ = &mut wait => break,
+                inc = tp.next() => match inc {
+                    Incoming::Wire(w) => tr.on_wire(w, &mut out),
+                    Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
+                    Incoming::Closed(_) => {}
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(c) => tr.on_command(c, &mut out),
+                    None => return Ok(()),
+                },
+            }
+            if !flush(pool, &mut tp, &events, out).await {
+                return Ok(());
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Sends the requests first (they are on the latency path), then reports the events.
+/// False when the service is gone.
+async fn flush<T: Transport>(
+    pool: &str,
+    tp: &mut T,
+    events: &mpsc::Sender<PbxEvent>,
+    out: Output<<T::Tr as Translator>::Request>,
+) -> bool {
+    for r in out.requests {
+        tp.send(r);
+    }
+    for e in out.events {
+        if let PbxEvent::Connected { channels } = &e {
+            info!(
+                pbx = pool,
+                channels = channels.len(),
+                "connected to {}",
+                tp.kind()
+            );
+        }
+        if events.send(e).await.is_err() {
+            return false;
+        }
+    }
+    true
+}

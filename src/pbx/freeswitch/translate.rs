@@ -1,0 +1,577 @@
+//! The pure half of the FreeSWITCH adapter: event-socket events and replies in, core events and
+//! event-socket commands out. No socket, no clock.
+//!
+//! How calls reach callpark: the include file (`callpark dialplan freeswitch`) sets
+//! `callpark_action` (`park`, or `retrieve` with `callpark_orbit`), schedules a transfer to a
+//! `callpark-down-*` extension a few seconds ahead, and parks the channel. On CHANNEL_PARK
+//! callpark cancels that transfer (`sched_del <uuid>`) and takes the call; while callpark is
+//! not there to cancel it, the transfer tells the caller and moves on, so no call waits in
+//! silence. Legs callpark originates carry `callpark_leg` and the core's id as their uuid.
+//! The event socket is subscribed to exactly the events these variables mark (filters).
+
+use std::collections::HashMap;
+
+use tracing::{debug, info, warn};
+
+use super::codec::Outgoing;
+use super::model::{ChannelList, FsEvent};
+use crate::orbit::Orbit;
+use crate::park::{ChannelId, Command, Destination, Event, Moh, Parker, Party, Target};
+use crate::pbx::{Output, PbxEvent, Translator};
+
+/// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
+pub const SOUND_ORBIT_EMPTY: &str = "ivr/ivr-that_was_an_invalid_entry.wav";
+pub const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav";
+
+/// The events callpark subscribes to.
+pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB";
+
+/// What the translator needs to know of its `[[pbx]]`.
+#[derive(Debug, Clone)]
+pub struct FsSettings {
+    pub pool: String,
+    /// The sofia profile through which `sip:` destinations are dialled.
+    pub sip_profile: Option<String>,
+    /// The domain of busy-lamp presence and SIP MESSAGEs (`701@<domain>`).
+    pub domain: String,
+}
+
+/// One request to the event socket and what its reply means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub out: Outgoing,
+    pub tag: Tag,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tag {
+    /// Subscriptions: a refusal means the event socket cannot serve callpark.
+    Setup,
+    /// `show channels as json`: its reply is the reconciliation.
+    List,
+    /// A `bgapi originate`: `-ERR` here means the leg was never placed.
+    Originate(ChannelId),
+    /// Any other command, for the log.
+    Action(&'static str, Option<ChannelId>),
+}
+
+/// The event socket's answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `Reply-Text` of a command/reply, or the body of an api/response.
+    Text(String),
+    /// Never answered: the connection dropped first.
+    Lost(String),
+}
+
+/// A channel in callpark's hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Chan {
+    answered: bool,
+}
+
+/// The translator; see the module docs.
+#[derive(Debug)]
+pub struct FsTranslator {
+    s: FsSettings,
+    chans: HashMap<ChannelId, Chan>,
+}
+
+impl FsTranslator {
+    pub fn new(s: FsSettings) -> FsTranslator {
+        FsTranslator {
+            s,
+            chans: HashMap::new(),
+        }
+    }
+
+    fn api(&self, line: String, tag: Tag) -> Request {
+        Request {
+            out: Outgoing::new(format!("api {line}")),
+            tag,
+        }
+    }
+
+    fn action(
+        &self,
+        out: &mut Output<Request>,
+        what: &'static str,
+        ch: Option<&ChannelId>,
+        line: String,
+    ) {
+        out.request(self.api(line, Tag::Action(what, ch.cloned())));
+    }
+
+    /// A call came into callpark's hands: cancel the include's fallback transfer.
+    fn take(&mut self, out: &mut Output<Request>, id: &ChannelId, answered: bool) {
+        self.action(out, "take the call", Some(id), format!("sched_del {id}"));
+        self.chans.insert(id.clone(), Chan { answered });
+    }
+
+    fn on_park(&mut self, ev: &FsEvent, id: ChannelId, out: &mut Output<Request>) {
+        let caller = Party {
+            name: ev.caller_name.clone().unwrap_or_default(),
+            number: ev.caller_number.clone().unwrap_or_default(),
+        };
+        match ev.callpark_action.as_deref() {
+            Some("park") => {
+                self.take(out, &id, ev.answered());
+                let lot = ev.callpark_lot.clone().filter(|l| !l.is_empty());
+                let context = ev.context.as_deref().unwrap_or("default");
+                let (parker, announce_to) = match parker_of(ev, context) {
+                    Some(p) => (p, None),
+                    // Dialled directly (or the first leg of an attended transfer): the caller
+                    // parks itself and hears the orbit; there is no other phone to ring back.
+                    None => {
+                        let name = ev.channel_name.clone().unwrap_or_default();
+                        let mut ids = vec![caller.number.clone()];
+                        ids.extend(endpoint_of(&name, context));
+                        (
+                            Parker {
+                                display: endpoint_of(&name, context)
+                                    .unwrap_or_else(|| caller.number.clone()),
+                                ids,
+                                endpoint: None,
+                            },
+                            Some(id.clone()),
+                        )
+                    }
+                };
+                out.event(Event::Park {
+                    channel: id,
+                    caller,
+                    parker,
+                    announce_to,
+                    lot,
+                    orbit: None,
+                });
+            }
+            Some("retrieve") => {
+                self.take(out, &id, ev.answered());
+                match ev.callpark_orbit.as_deref().map(str::parse::<Orbit>) {
+                    Some(Ok(orbit)) => out.event(Event::Retrieve {
+                        channel: id,
+                        orbit,
+                        by: caller,
+                    }),
+                    other => {
+                        warn!(pbx = %self.s.pool, channel = %id, "retrieve of a bad orbit: {other:?}");
+                        self.say_then_hang_up(out, &id, SOUND_ORBIT_EMPTY);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn say_then_hang_up(&self, out: &mut Output<Request>, id: &ChannelId, sound: &str) {
+        // One inline dialplan does all three, so nothing waits on a playback's end.
+        self.action(
+            out,
+            "play and hang up",
+            Some(id),
+            format!("uuid_transfer {id} answer,playback:{sound},hangup inline"),
+        );
+    }
+
+    fn dial_string(&self, t: &Target) -> Result<String, String> {
+        Ok(match t {
+            Target::Endpoint(e) => e.clone(),
+            Target::Destination(Destination::Exten { exten, context }) => {
+                format!("loopback/{exten}/{context}")
+            }
+            Target::Destination(Destination::Dial(d)) => d.clone(),
+            Target::Destination(Destination::Sip(uri)) => match &self.s.sip_profile {
+                Some(p) => format!(
+                    "sofia/{p}/{}",
+                    uri.trim_start_matches("sips:").trim_start_matches("sip:")
+                ),
+                None => {
+                    return Err(format!(
+                        "cannot dial {uri}: set sip_endpoint (the sofia profile) for pbx `{}`",
+                        self.s.pool
+                    ));
+                }
+            },
+        })
+    }
+
+    fn lamp(&self, orbit: Orbit, in_use: bool) -> Request {
+        let (status, rpid, state, answer) = if in_use {
+            ("Holding", "active", "CS_ROUTING", "confirmed")
+        } else {
+            ("Empty", "unknown", "CS_HANGUP", "terminated")
+        };
+        let from = format!("{orbit}@{}", self.s.domain);
+        let out = Outgoing::new("sendevent PRESENCE_IN")
+            .header("proto", "callpark")
+            .header("login", orbit.to_string())
+            .header("from", from)
+            .header("force-status", status)
+            .header("rpid", rpid)
+            .header("event_type", "presence")
+            .header("alt_event_type", "dialog")
+            .header("unique-id", format!("callpark-{orbit}"))
+            .header("channel-state", state)
+            .header("answer-state", answer)
+            .header("presence-call-direction", "inbound");
+        Request {
+            out,
+            tag: Tag::Action("busy lamp", None),
+        }
+    }
+}
+
+impl Translator for FsTranslator {
+    type Wire = FsEvent;
+    type Request = Request;
+    type Reply = Reply;
+
+    fn on_connect(&mut self, out: &mut Output<Request>) {
+        out.request(Request {
+            out: Outgoing::new(format!("event json {EVENTS}")),
+            tag: Tag::Setup,
+        });
+        // Only channels marked by the include file or by an originate, and our jobs' results:
+        // a busy FreeSWITCH's other calls never cross the socket.
+        for f in [
+            "filter variable_callpark_action /./",
+            "filter variable_callpark_leg /./",
+            "filter Event-Name BACKGROUND_JOB",
+        ] {
+            out.request(Request {
+                out: Outgoing::new(f),
+                tag: Tag::Setup,
+            });
+        }
+        out.request(self.api("show channels as json".into(), Tag::List));
+    }
+
+    fn on_disconnect(&mut self) {
+        // Answer states may change while we are away; the next events tell them again.
+        self.chans.clear();
+    }
+
+    fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
+        if ev.name == "BACKGROUND_JOB" {
+            // A job's id is the leg's id (see Originate); other clients' jobs match no leg.
+            if let (Some(job), Some(body)) = (&ev.job_uuid, &ev.body) {
+                if let Some(reason) = body.trim().strip_prefix("-ERR") {
+                    out.event(Event::OriginateFailed {
+                        channel: ChannelId::new(job.clone()),
+                        reason: reason.trim().to_string(),
+                    });
+                }
+            }
+            return;
+        }
+        let Some(uuid) = ev.uuid.clone() else {
+            return;
+        };
+        let id = ChannelId::new(uuid);
+        // A loopback leg's other half inherits callpark_leg; only the leg itself counts.
+        let leg = ev.callpark_leg.as_deref() == Some(id.as_str());
+        if ev.callpark_leg.is_some() && !leg {
+            return;
+        }
+        match ev.name.as_str() {
+            "CHANNEL_PARK" if !leg && !self.chans.contains_key(&id) => self.on_park(&ev, id, out),
+            "CHANNEL_ANSWER" => {
+                if let Some(c) = self.chans.get_mut(&id) {
+                    c.answered = true;
+                }
+                if leg {
+                    self.chans.insert(id.clone(), Chan { answered: true });
+                    out.event(Event::Answered { channel: id });
+                }
+            }
+            "CHANNEL_BRIDGE" => out.event(Event::Bridged { channel: id }),
+            "CHANNEL_HANGUP" => {
+                self.chans.remove(&id);
+                let answered = ev.answered_time.as_deref().is_some_and(|t| t != "0");
+                if leg && !answered {
+                    out.event(Event::OriginateFailed {
+                        channel: id,
+                        reason: ev.hangup_cause.unwrap_or_else(|| "hung up".into()),
+                    });
+                } else {
+                    out.event(Event::Hangup { channel: id });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command, out: &mut Output<Request>) {
+        debug!(pbx = %self.s.pool, ?cmd, "command");
+        match cmd {
+            Command::Answer { channel } => {
+                let c = self
+                    .chans
+                    .entry(channel.clone())
+                    .or_insert(Chan { answered: false });
+                if !c.answered {
+                    c.answered = true;
+                    self.action(
+                        out,
+                        "answer",
+                        Some(&channel),
+                        format!("uuid_answer {channel}"),
+                    );
+                }
+            }
+            Command::StartMoh { channel, moh } => {
+                let media = match moh {
+                    Moh::Off => return,
+                    // The PBX's own hold music (`hold_music` in vars.xml).
+                    Moh::Class(None) => "playback::${hold_music}".to_string(),
+                    Moh::Class(Some(class)) => format!("local_stream://{class}"),
+                    Moh::File(path) => format!("endless_playback::{path}"),
+                };
+                self.action(
+                    out,
+                    "start music on hold",
+                    Some(&channel),
+                    format!("uuid_broadcast {channel} {media} aleg"),
+                );
+            }
+            Command::StopMoh { channel } => self.action(
+                out,
+                "stop music on hold",
+                Some(&channel),
+                format!("uuid_break {channel} all"),
+            ),
+            Command::Announce { channel, orbit } => {
+                // Queued before the music: a parked channel plays its broadcasts in order.
+                self.action(
+                    out,
+                    "announce the orbit",
+                    Some(&channel),
+                    format!("uuid_broadcast {channel} {} aleg", spoken(orbit)),
+                );
+            }
+            Command::Notify { endpoint, text } => {
+                // SIP MESSAGE through mod_sms to a sofia endpoint; others learn from the log.
+                if let Some(to) = sip_user_of(&endpoint) {
+                    let text: String = text.chars().filter(|c| *c != '|').collect();
+                    self.action(
+                        out,
+                        "send message",
+                        None,
+                        format!("chat sip|callpark@{}|{to}|{text}", self.s.domain),
+                    );
+                }
+            }
+            Command::Originate {
+                channel,
+                target,
+                caller_id,
+                timeout_ms,
+                ..
+            } => {
+                let dial = match self.dial_string(&target) {
+                    Ok(d) => d,
+                    Err(reason) => {
+                        warn!(pbx = %self.s.pool, "{reason}");
+                        out.event(Event::OriginateFailed { channel, reason });
+                        return;
+                    }
+                };
+                let clean = |s: &str| -> String {
+                    s.chars()
+                        .filter(|c| !matches!(c, ',' | '\'' | '{' | '}' | '[' | ']'))
+                        .collect()
+                };
+                let secs = ((timeout_ms + 999) / 1000).max(1);
+                let vars = format!(
+                    "origination_uuid={channel},callpark_leg={channel},\
+                     origination_caller_id_name='{}',origination_caller_id_number={},\
+                     originate_timeout={secs},hangup_after_bridge=true",
+                    clean(&caller_id.name),
+                    clean(&caller_id.number).replace(' ', ""),
+                );
+                // The job's id is the leg's: a failure is reported for the leg without any
+                // state here, even after a restart.
+                out.request(Request {
+                    out: Outgoing::new(format!("bgapi originate {{{vars}}}{dial} &park()"))
+                        .header("Job-UUID", channel.as_str()),
+                    tag: Tag::Originate(channel),
+                });
+            }
+            Command::Bridge { parked, other } => self.action(
+                out,
+                "bridge",
+                Some(&parked),
+                format!("uuid_bridge {parked} {other}"),
+            ),
+            Command::Hangup { channel } => self.action(
+                out,
+                "hang up",
+                Some(&channel),
+                format!("uuid_kill {channel}"),
+            ),
+            Command::OrbitEmpty { channel, orbit } => {
+                info!(pbx = %self.s.pool, channel = %channel, %orbit, "orbit empty");
+                self.say_then_hang_up(out, &channel, SOUND_ORBIT_EMPTY);
+            }
+            Command::Refuse { channel, reason } => {
+                info!(pbx = %self.s.pool, channel = %channel, reason = reason.as_str(), "park refused");
+                self.say_then_hang_up(out, &channel, SOUND_PARK_FAILED);
+            }
+            Command::Lamp { orbit, in_use } => out.request(self.lamp(orbit, in_use)),
+        }
+    }
+
+    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+        let text = match reply {
+            Reply::Text(t) => t,
+            Reply::Lost(why) => {
+                if let Tag::Originate(leg) = req.tag {
+                    out.event(Event::OriginateFailed {
+                        channel: leg,
+                        reason: why,
+                    });
+                }
+                return;
+            }
+        };
+        match req.tag {
+            Tag::List => match ChannelList::parse(&text) {
+                Ok(list) => out.events.push(PbxEvent::Connected {
+                    channels: list
+                        .rows
+                        .into_iter()
+                        .map(|r| ChannelId::new(r.uuid))
+                        .collect(),
+                }),
+                Err(e) => {
+                    warn!(pbx = %self.s.pool, "cannot read `show channels as json` ({e}): {}",
+                    text.chars().take(200).collect::<String>())
+                }
+            },
+            Tag::Setup if text.starts_with("-ERR") => {
+                warn!(pbx = %self.s.pool, command = %req.out.line, "the event socket refused: {text}")
+            }
+            Tag::Originate(leg) if text.starts_with("-ERR") => {
+                out.event(Event::OriginateFailed {
+                    channel: leg,
+                    reason: text.trim().to_string(),
+                });
+            }
+            Tag::Action(what, ch) if text.starts_with("-ERR") => {
+                // A channel that just hung up answers `-ERR No such channel!`: routine.
+                debug!(pbx = %self.s.pool, channel = ?ch, "{what}: {}", text.trim());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The orbit spoken digit by digit (`*` and `#` too), as one playback.
+pub fn spoken(orbit: Orbit) -> String {
+    let files: Vec<String> = orbit
+        .to_string()
+        .chars()
+        .map(|c| match c {
+            '*' => "digits/star.wav".to_string(),
+            '#' => "digits/pound.wav".to_string(),
+            d => format!("digits/{d}.wav"),
+        })
+        .collect();
+    format!("file_string://{}", files.join("!"))
+}
+
+/// Who parked a blind-transferred call, as a dial string for its ringbacks. An explicit
+/// `callpark_parker` wins; else the channel it was bridged to before the transfer (the
+/// transferer). `None`: the caller dialled the park code itself.
+fn parker_of(ev: &FsEvent, context: &str) -> Option<Parker> {
+    let endpoint = match ev.callpark_parker.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => p.to_string(),
+        None if ev.blind_transferred() => endpoint_of(
+            ev.bridge_channel.as_deref().filter(|b| !b.is_empty())?,
+            context,
+        )?,
+        None => return None,
+    };
+    let mut ids = vec![endpoint.clone()];
+    ids.extend(user_of(&endpoint));
+    Some(Parker {
+        ids,
+        endpoint: Some(endpoint.clone()),
+        display: endpoint,
+    })
+}
+
+/// A dial string that reaches the phone behind a channel name: sofia names are dial strings
+/// already (`sofia/internal/alice@127.0.0.1:5270`); a loopback half `loopback/<exten>-a` dials
+/// `<exten>` again in the context the call is in.
+pub fn endpoint_of(channel_name: &str, context: &str) -> Option<String> {
+    if let Some(rest) = channel_name.strip_prefix("loopback/") {
+        let exten = rest
+            .strip_suffix("-a")
+            .or_else(|| rest.strip_suffix("-b"))
+            .unwrap_or(rest);
+        return Some(format!("loopback/{exten}/{context}"));
+    }
+    channel_name.contains('/').then(|| channel_name.to_string())
+}
+
+/// The user part of a dial string (`sofia/internal/alice@host` -> `alice`,
+/// `user/1000@domain` -> `1000`, `loopback/dev-alice/ctx` -> `dev-alice`).
+fn user_of(endpoint: &str) -> Option<String> {
+    let mut parts = endpoint.split('/');
+    let tech = parts.next()?;
+    let rest: Vec<&str> = parts.collect();
+    let who = match tech {
+        "sofia" => rest.get(1)?,
+        _ => rest.first()?,
+    };
+    let user = who.split('@').next()?;
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// `user@host` of a sofia endpoint, for a SIP MESSAGE (the port is the registrar's business).
+fn sip_user_of(endpoint: &str) -> Option<String> {
+    let rest = endpoint.strip_prefix("sofia/")?;
+    let (_, uri) = rest.split_once('/')?;
+    let uri = uri.trim_start_matches("sip:");
+    let (user, host) = uri.split_once('@')?;
+    let host = host.split([':', ';']).next()?;
+    Some(format!("{user}@{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_to_dial_strings() {
+        assert_eq!(
+            endpoint_of("loopback/dev-alice-a", "callpark-test").as_deref(),
+            Some("loopback/dev-alice/callpark-test")
+        );
+        assert_eq!(
+            endpoint_of("sofia/internal/alice@127.0.0.1:5270", "x").as_deref(),
+            Some("sofia/internal/alice@127.0.0.1:5270")
+        );
+        assert_eq!(endpoint_of("nonsense", "x"), None);
+        assert_eq!(
+            user_of("sofia/internal/alice@127.0.0.1:5270").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(user_of("user/1000@example.com").as_deref(), Some("1000"));
+        assert_eq!(
+            sip_user_of("sofia/internal/alice@127.0.0.1:5270").as_deref(),
+            Some("alice@127.0.0.1")
+        );
+        assert_eq!(sip_user_of("loopback/x/y"), None);
+    }
+
+    #[test]
+    fn orbits_are_spoken_digit_by_digit() {
+        assert_eq!(
+            spoken("*701".parse().unwrap()),
+            "file_string://digits/star.wav!digits/7.wav!digits/0.wav!digits/1.wav"
+        );
+    }
+}
