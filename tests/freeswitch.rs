@@ -23,7 +23,10 @@ async fn park_by_transfer(esl: &Esl, phone: &str, name: &str, number: &str) -> S
     })
     .await;
     let r = esl
-        .api(&format!("uuid_transfer {caller} park XML {}", fb("CONTEXT")))
+        .api(&format!(
+            "uuid_transfer {caller} park XML {}",
+            fb("CONTEXT")
+        ))
         .await;
     assert!(r.starts_with("+OK"), "transfer: {r}");
     caller
@@ -38,27 +41,27 @@ async fn dial_orbit(esl: &Esl, orbit: &str, name: &str, number: &str) -> String 
 async fn lamp(esl: &Esl, mark: usize, orbit: &str, in_use: bool) {
     let from = format!("{orbit}@127.0.0.1");
     let state = if in_use { "confirmed" } else { "terminated" };
-    esl.wait_event(
-        mark,
-        &format!("busy lamp of {orbit} {state}"),
-        S(5),
-        |e| {
-            e.name() == "PRESENCE_IN"
-                && e.get("proto") == "callpark"
-                && e.get("from") == from
-                && e.get("answer-state") == state
-        },
-    )
+    esl.wait_event(mark, &format!("busy lamp of {orbit} {state}"), S(5), |e| {
+        e.name() == "PRESENCE_IN"
+            && e.get("proto") == "callpark"
+            && e.get("from") == from
+            && e.get("answer-state") == state
+    })
     .await;
 }
 
 /// Music on hold starts on `uuid` (a broadcast of the hold music), after `mark`.
 async fn on_hold(esl: &Esl, mark: usize, uuid: &str, media: &str) {
-    esl.wait_event(mark, &format!("music on hold {media} on {uuid}"), S(5), |e| {
-        e.name() == "PLAYBACK_START"
-            && e.uuid() == uuid
-            && e.get("Playback-File-Path").contains(media)
-    })
+    esl.wait_event(
+        mark,
+        &format!("music on hold {media} on {uuid}"),
+        S(5),
+        |e| {
+            e.name() == "PLAYBACK_START"
+                && e.uuid() == uuid
+                && e.get("Playback-File-Path").contains(media)
+        },
+    )
     .await;
 }
 
@@ -83,11 +86,16 @@ async fn park_by_blind_transfer_music_lamp_then_retrieve_bridges_and_frees() {
 
     let mark = esl.mark();
     let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
-    esl.wait_event(mark, "the parked call bridged to the retriever", S(10), |e| {
-        e.name() == "CHANNEL_BRIDGE"
-            && [e.uuid(), e.get("Other-Leg-Unique-ID")].contains(&caller.as_str())
-            && [e.uuid(), e.get("Other-Leg-Unique-ID")].contains(&retriever.as_str())
-    })
+    esl.wait_event(
+        mark,
+        "the parked call bridged to the retriever",
+        S(10),
+        |e| {
+            e.name() == "CHANNEL_BRIDGE"
+                && [e.uuid(), e.get("Other-Leg-Unique-ID")].contains(&caller.as_str())
+                && [e.uuid(), e.get("Other-Leg-Unique-ID")].contains(&retriever.as_str())
+        },
+    )
     .await;
     cp.wait_log(&caller, "retrieved", S(5)).await;
     let row = cp
@@ -104,4 +112,571 @@ async fn park_by_blind_transfer_music_lamp_then_retrieve_bridges_and_frees() {
     let caller2 = park_by_transfer(&esl, "bob", "Eve", "5550000").await;
     let call2 = cp.wait_parked_on("601").await;
     assert_eq!(call2.channel.as_str(), caller2);
+}
+
+fn setup(park: &str) -> Setup {
+    Setup {
+        park: park.into(),
+        ..Setup::freeswitch()
+    }
+}
+
+/// The log kinds of a channel, waiting until the last one is `last`.
+async fn kinds_until(cp: &Callpark, channel: &str, last: &str, timeout: Duration) -> Vec<String> {
+    cp.wait_log(channel, last, timeout).await;
+    cp.kinds_of(channel).await
+}
+
+/// The id callpark gives a leg it originates for `parked`.
+fn leg(parked: &str, tag: &str) -> String {
+    callpark::park::ChannelId::new(parked).leg(tag).to_string()
+}
+
+/// Whether `a` and `b` are bridged to each other now.
+async fn bridged(esl: &Esl, a: &str, b: &str) -> bool {
+    esl.getvar(a, "bridge_uuid").await == b || esl.getvar(b, "bridge_uuid").await == a
+}
+
+async fn wait_bridged(esl: &Esl, what: &str, a: &str, b: &str) {
+    wait_for(what, S(10), || async {
+        bridged(esl, a, b).await.then_some(())
+    })
+    .await;
+}
+
+async fn wait_gone(esl: &Esl, what: &str, uuid: &str, timeout: Duration) {
+    wait_for(what, timeout, || async {
+        (!esl.exists(uuid).await).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn timeout_rings_back_the_parker_showing_the_orbit_and_answer_reconnects() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+    ))
+    .await;
+    let mark = esl.mark();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    let call = cp.wait_parked_on("601").await;
+    let ringback = leg(&caller, "rb1");
+    let created = esl
+        .wait_event(mark, "the ringback channel", S(15), |e| {
+            e.name() == "CHANNEL_CREATE" && e.uuid() == ringback
+        })
+        .await;
+    let at = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "ringback_started")
+        .expect("ringback logged")
+        .at;
+    assert!(
+        (at - call.deadline).abs() < 1_500,
+        "ringback at its deadline: {at} vs {}",
+        call.deadline
+    );
+    assert_eq!(
+        created.get("Caller-Caller-ID-Name"),
+        "Parked 601",
+        "caller id shows the orbit"
+    );
+    assert_eq!(created.get("Caller-Caller-ID-Number"), "5551234");
+    assert_eq!(
+        created.channel(),
+        "loopback/dev-alice-a",
+        "the ringback dials the parker's own phone"
+    );
+    wait_bridged(
+        &esl,
+        "the parked call bridged to the parker",
+        &caller,
+        &ringback,
+    )
+    .await;
+    let kinds = kinds_until(&cp, &caller, "reconnected", S(5)).await;
+    assert_eq!(kinds, ["parked", "ringback_started", "reconnected"]);
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn missed_ringbacks_then_fallback_answers() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let ctx = fb("CONTEXT");
+    let cp = Callpark::start(&setup(&format!(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 2\nringback_ring_time = \"5s\"\non_timeout = \"exten:answer@{ctx}\"\n"
+    )))
+    .await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    // From now on alice's phone rings and nobody picks up.
+    esl.set_phone("alice", "noanswer").await;
+    let kinds = kinds_until(&cp, &caller, "fallback_answered", S(45)).await;
+    assert_eq!(
+        kinds,
+        [
+            "parked",
+            "ringback_started",
+            "ringback_missed",
+            "ringback_started",
+            "ringback_missed",
+            "fallback_started",
+            "fallback_answered"
+        ]
+    );
+    let fallback = leg(&caller, "fb");
+    assert_eq!(
+        esl.getvar(&fallback, "channel_name").await,
+        "loopback/answer-a",
+        "exten:answer@{ctx} is dialled"
+    );
+    wait_bridged(&esl, "bridged to the fallback", &caller, &fallback).await;
+    assert!(cp.parked().await.is_empty(), "the orbit is freed");
+}
+
+#[tokio::test]
+async fn nobody_answers_anywhere_the_call_is_disconnected() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let ctx = fb("CONTEXT");
+    let cp = Callpark::start(&setup(&format!(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"5s\"\non_timeout = \"loopback/noanswer/{ctx}\"\n"
+    )))
+    .await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    esl.set_phone("alice", "noanswer").await;
+    let mark = esl.mark();
+    let kinds = kinds_until(&cp, &caller, "disconnected", S(35)).await;
+    assert_eq!(
+        kinds,
+        [
+            "parked",
+            "ringback_started",
+            "ringback_missed",
+            "fallback_started",
+            "fallback_missed",
+            "disconnected"
+        ]
+    );
+    wait_gone(&esl, "the parked channel hung up", &caller, S(5)).await;
+    assert!(cp.parked().await.is_empty());
+    lamp(&esl, mark, "601", false).await;
+}
+
+#[tokio::test]
+async fn retrieve_while_the_ringback_rings_cancels_the_ringback() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"20s\"\n",
+    ))
+    .await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    esl.set_phone("alice", "noanswer").await;
+    let ringback = leg(&caller, "rb1");
+    wait_for("the ringback channel", S(15), || async {
+        esl.exists(&ringback).await.then_some(())
+    })
+    .await;
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_bridged(&esl, "bridged to the retriever", &caller, &retriever).await;
+    wait_gone(&esl, "the ringback cancelled", &ringback, S(5)).await;
+    let kinds = kinds_until(&cp, &caller, "retrieved", S(5)).await;
+    assert_eq!(kinds.first().map(String::as_str), Some("parked"));
+    assert!(kinds.contains(&"ringback_started".to_string()));
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"20s\"\n",
+    ))
+    .await;
+    let first = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    let second = park_by_transfer(&esl, "bob", "Eve", "5550000").await;
+    cp.wait_parked_on("602").await;
+    esl.set_phone("bob", "noanswer").await;
+
+    // The first caller gives up while parked.
+    let mark = esl.mark();
+    esl.api(&format!("uuid_kill {first}")).await;
+    let kinds = kinds_until(&cp, &first, "abandoned", S(5)).await;
+    assert_eq!(kinds, ["parked", "abandoned"]);
+    lamp(&esl, mark, "601", false).await;
+
+    // The second gives up while its parker's phone rings.
+    let ringback = leg(&second, "rb1");
+    wait_for("the ringback channel", S(15), || async {
+        esl.exists(&ringback).await.then_some(())
+    })
+    .await;
+    esl.api(&format!("uuid_kill {second}")).await;
+    let kinds = kinds_until(&cp, &second, "abandoned", S(5)).await;
+    assert_eq!(kinds, ["parked", "ringback_started", "abandoned"]);
+    wait_gone(&esl, "the ringback cancelled", &ringback, S(5)).await;
+    assert!(cp.parked().await.is_empty(), "both orbits are free");
+}
+
+#[tokio::test]
+async fn two_retrieves_of_one_orbit_at_once_exactly_one_wins() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&Setup::freeswitch()).await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    let (a, b) = tokio::join!(
+        dial_orbit(&esl, "601", "Dave", "202"),
+        dial_orbit(&esl, "601", "Fay", "203"),
+    );
+    cp.wait_log(&caller, "retrieved", S(10)).await;
+    let a_won = bridged(&esl, &caller, &a).await;
+    let b_won = bridged(&esl, &caller, &b).await;
+    assert!(
+        a_won ^ b_won,
+        "exactly one retriever is bridged ({a_won}, {b_won})"
+    );
+    let loser = if a_won { &b } else { &a };
+    cp.wait_log(loser, "orbit_empty", S(5)).await;
+    wait_for("the loser hears that the orbit is empty", S(5), || async {
+        fs_log()
+            .lines()
+            .any(|l| l.starts_with(loser.as_str()) && l.contains("ivr-that_was_an_invalid_entry"))
+            .then_some(())
+    })
+    .await;
+    wait_gone(&esl, "the loser hung up", loser, S(10)).await;
+}
+
+#[tokio::test]
+async fn empty_orbit_full_range_and_policy_refusal() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    // Two orbits only, and park allowed for the `dev-` phones but not for mallory.
+    let cp = Callpark::start(&Setup {
+        policy: "[[policy]]\nname = \"no-mallory\"\nenable_call_park = false\npatterns = [\".*mallory.*\"]\n\n[[policy]]\nname = \"phones\"\nenable_call_park = true\npatterns = [\"loopback/dev-.*\"]\n".into(),
+        fs_ranges: vec![("601", "602")],
+        ..Setup::freeswitch()
+    })
+    .await;
+
+    // Nothing is parked on 650: the caller hears so and is hung up.
+    let empty = dial_orbit(&esl, "650", "Dave", "202").await;
+    cp.wait_log(&empty, "orbit_empty", S(5)).await;
+    wait_gone(&esl, "the caller of an empty orbit hung up", &empty, S(10)).await;
+
+    // Fill both orbits; the third park is refused and the call rings its parker again.
+    park_by_transfer(&esl, "alice", "C1", "5550001").await;
+    cp.wait_parked_on("601").await;
+    park_by_transfer(&esl, "bob", "C2", "5550002").await;
+    cp.wait_parked_on("602").await;
+    let third = park_by_transfer(&esl, "carol", "C3", "5550003").await;
+    let kinds = kinds_until(&cp, &third, "returned", S(10)).await;
+    assert_eq!(kinds, ["refused", "returned"]);
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "refused" && r.channel == third)
+        .unwrap();
+    assert!(
+        row.detail.contains("every orbit is in use"),
+        "{}",
+        row.detail
+    );
+    wait_bridged(
+        &esl,
+        "the refused call back with its parker",
+        &third,
+        &leg(&third, "ret"),
+    )
+    .await;
+    assert_eq!(cp.parked().await.len(), 2, "nothing else changed");
+
+    // A parker no policy enables.
+    let refused = park_by_transfer(&esl, "mallory", "C4", "5550004").await;
+    let kinds = kinds_until(&cp, &refused, "returned", S(10)).await;
+    assert_eq!(kinds, ["refused", "returned"]);
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "refused" && r.channel == refused)
+        .unwrap();
+    assert!(row.detail.contains("not enabled"), "{}", row.detail);
+}
+
+#[tokio::test]
+async fn music_on_hold_off_class_and_custom_file() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+
+    // music_on_hold = false: silence.
+    let cp = Callpark::start(&setup("pickup_timeout = \"60s\"\nmusic_on_hold = false\n")).await;
+    let mark = esl.mark();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    tokio::time::sleep(S(2)).await;
+    assert!(
+        !esl.events()[mark..]
+            .iter()
+            .any(|e| e.name() == "PLAYBACK_START" && e.uuid() == caller),
+        "no music on hold when music_on_hold = false"
+    );
+    drop(cp);
+    esl.reset().await;
+
+    // A class of the PBX: a local_stream of that name.
+    let class = fb("MOH_CUSTOM_CLASS");
+    let cp = Callpark::start(&setup(&format!(
+        "pickup_timeout = \"60s\"\nmusic_on_hold_class = \"{class}\"\n"
+    )))
+    .await;
+    let mark = esl.mark();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    on_hold(&esl, mark, &caller, &format!("local_stream://{class}")).await;
+    drop(cp);
+    esl.reset().await;
+
+    // A custom file: kept in the data directory under its checksum and played from there.
+    let src = std::path::Path::new(&fb("ROOT")).join("run/sounds/music/8000/callpark-hold.wav");
+    assert!(src.exists(), "{} is made by testbed.sh", src.display());
+    let cp = Callpark::start(&setup(&format!(
+        "pickup_timeout = \"60s\"\nmusic_on_hold_file = \"{}\"\n",
+        src.display()
+    )))
+    .await;
+    let mark = esl.mark();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    let kept = std::fs::read_dir(cp.dir.path().join("data/moh"))
+        .expect("the kept copy")
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("one kept file");
+    on_hold(&esl, mark, &caller, &kept.display().to_string()).await;
+}
+
+#[tokio::test]
+async fn park_code_dialled_directly_speaks_the_orbit_then_music() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&Setup::freeswitch()).await;
+    let mark = esl.mark();
+    let ch = esl.call("park", "Zed", "209").await;
+    let call = cp.wait_parked_on("601").await;
+    assert_eq!(call.channel.as_str(), ch);
+    assert_eq!(call.parker.endpoint, None, "nobody else to ring back");
+    // 6, 0, 1 spoken, then music.
+    let said = esl
+        .wait_event(mark, "the orbit spoken", S(5), |e| {
+            e.name() == "PLAYBACK_START" && e.uuid() == ch
+        })
+        .await;
+    assert_eq!(
+        said.get("Playback-File-Path"),
+        "file_string://digits/6.wav!digits/0.wav!digits/1.wav"
+    );
+    let music = esl
+        .wait_event(mark, "music after the orbit", S(10), |e| {
+            e.name() == "PLAYBACK_START"
+                && e.uuid() == ch
+                && e.get("Playback-File-Path").contains("moh")
+        })
+        .await;
+    let done = esl
+        .wait_event(mark, "the orbit's playback done", S(10), |e| {
+            e.name() == "PLAYBACK_STOP"
+                && e.uuid() == ch
+                && e.get("Playback-File-Path").starts_with("file_string://")
+        })
+        .await;
+    assert!(
+        done.at <= music.at,
+        "music starts after the orbit is spoken"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_with_20_parked_calls_loses_nothing_and_timers_keep_their_deadlines() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let mut cp = Callpark::start(&setup(
+        "pickup_timeout = \"25s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+    ))
+    .await;
+    let mut callers = Vec::new();
+    for i in 1..=20 {
+        let caller = park_by_transfer(
+            &esl,
+            &format!("p{i}"),
+            &format!("C{i}"),
+            &format!("55500{i:02}"),
+        )
+        .await;
+        cp.wait_parked_on(&format!("{}", 600 + i)).await;
+        callers.push(caller);
+    }
+    let mut before = cp.parked().await;
+    before.sort_by_key(|c| c.orbit);
+    assert_eq!(before.len(), 20);
+
+    cp.kill();
+    tokio::time::sleep(S(2)).await;
+    for c in &callers {
+        assert!(esl.exists(c).await, "FreeSWITCH keeps the parked channel");
+    }
+    cp.spawn().await;
+    let mut after = cp.parked().await;
+    after.sort_by_key(|c| c.orbit);
+    assert_eq!(
+        before, after,
+        "same calls, same orbits, same deadlines after the restart"
+    );
+
+    // Retrievable after the restart.
+    let retriever = dial_orbit(&esl, "605", "Dave", "202").await;
+    wait_bridged(
+        &esl,
+        "orbit 605 retrieved after the restart",
+        &callers[4],
+        &retriever,
+    )
+    .await;
+
+    // Every other call rings its parker back at the deadline stored before the kill.
+    let pending: Vec<_> = before
+        .iter()
+        .filter(|c| c.channel.as_str() != callers[4])
+        .collect();
+    let last = pending.iter().map(|c| c.deadline).max().unwrap();
+    let wait = (last - callpark::service::now_ms()).max(0) as u64 + 3_000;
+    for c in &pending {
+        cp.wait_log(
+            c.channel.as_str(),
+            "ringback_started",
+            Duration::from_millis(wait),
+        )
+        .await;
+    }
+    let rows = cp.log_rows().await;
+    for c in &pending {
+        let at = rows
+            .iter()
+            .find(|r| r.kind == "ringback_started" && r.channel == c.channel.as_str())
+            .unwrap()
+            .at;
+        assert!(
+            (at - c.deadline).abs() < 1_500,
+            "ringback of {} at {at}, deadline {}",
+            c.channel,
+            c.deadline
+        );
+    }
+    for c in &pending {
+        cp.wait_log(c.channel.as_str(), "reconnected", S(15)).await;
+    }
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn event_socket_cut_and_back_without_restart_loses_nothing() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cutter = Cutter::start(esl_addr()).await;
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"60s\"\n".into(),
+        esl_addr: Some(format!("127.0.0.1:{}", cutter.port)),
+        ..Setup::freeswitch()
+    })
+    .await;
+    let stays = park_by_transfer(&esl, "alice", "C1", "5550001").await;
+    cp.wait_parked_on("601").await;
+    let leaves = park_by_transfer(&esl, "bob", "C2", "5550002").await;
+    cp.wait_parked_on("602").await;
+
+    let connects = cp.log_text().matches("connected to FreeSWITCH").count();
+    cutter.cut();
+    wait_for("callpark to notice the lost connection", S(10), || async {
+        cp.log_text()
+            .contains("FreeSWITCH connection lost")
+            .then_some(())
+    })
+    .await;
+    // While callpark cannot hear FreeSWITCH, one parked caller hangs up.
+    esl.api(&format!("uuid_kill {leaves}")).await;
+    tokio::time::sleep(S(2)).await;
+    let mark = esl.mark();
+    cutter.restore();
+    wait_for("callpark to reconnect", S(15), || async {
+        (cp.log_text().matches("connected to FreeSWITCH").count() > connects).then_some(())
+    })
+    .await;
+
+    // Reconciliation ended the call that vanished and freed its orbit; the other is untouched.
+    cp.wait_log(&leaves, "abandoned", S(5)).await;
+    let parked = cp.parked().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].channel.as_str(), stays);
+    lamp(&esl, mark, "602", false).await;
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_bridged(
+        &esl,
+        "601 retrieved after the reconnect",
+        &stays,
+        &retriever,
+    )
+    .await;
+}
+
+/// While callpark is not connected (or stuck), the include's scheduled transfer fires: a park
+/// goes to on_timeout (the operator, `0@from-internal` in the example configuration) after
+/// "parking failed", and a retriever hears the orbit is empty. Nobody waits in silence.
+#[tokio::test]
+async fn while_callpark_is_down_parks_go_to_the_operator_and_retrieves_hear_empty() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let mut cp = Callpark::start(&Setup::freeswitch()).await;
+    cp.kill();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    wait_for("the park sent to the operator", S(10), || async {
+        (esl.getvar(&caller, "destination_number").await == "0"
+            || fs_log().lines().any(|l| {
+                l.starts_with(caller.as_str())
+                    && l.contains("Transfer")
+                    && l.contains("to XML[0@from-internal]")
+            }))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        fs_log().lines().any(|l| l.starts_with(caller.as_str())
+            && l.contains("ivr-call_cannot_be_completed_as_dialed")),
+        "the caller heard that parking failed"
+    );
+    assert!(
+        esl.exists(&caller).await,
+        "the call is alive at the operator"
+    );
+
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_gone(&esl, "the retriever told and hung up", &retriever, S(15)).await;
+    assert!(
+        fs_log()
+            .lines()
+            .any(|l| l.starts_with(retriever.as_str())
+                && l.contains("ivr-that_was_an_invalid_entry")),
+        "the retriever heard that the orbit is empty"
+    );
 }
