@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Every test of callpark, from a fresh Debian machine: installs what the tests need (the real
-# Asterisk testbed in a debootstrap chroot, on first use), brings the testbed up when it is not
-# running, runs formatting, lints and every cargo test, then brings down what it started.
-# Tests that need Asterisk fail when it cannot be reached; nothing is skipped.
+# Asterisk testbed in a debootstrap chroot on first use; the FreeSWITCH testbed's libraries and
+# prompts), brings both testbeds up when they are not running, runs formatting, lints and every
+# cargo test, then brings down what it started.
+#
+# Tests that need a PBX fail when it cannot be reached. The one exception: when no FreeSWITCH
+# can be found at all (CALLPARK_FREESWITCH unset and none installed), the FreeSWITCH end-to-end
+# tests are not run and the closing line counts them as skipped; with CI=true that is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TESTBED=contrib/testbed/asterisk/testbed.sh
-started=0
+AST=contrib/testbed/asterisk/testbed.sh
+FS=contrib/testbed/freeswitch/testbed.sh
+# The targets that need the FreeSWITCH testbed.
+FS_TARGETS=(--test freeswitch --test cross_pbx --bench freeswitch_park)
+started_ast=0
+started_fs=0
+out=$(mktemp)
 cleanup() {
-    if [ "$started" = 1 ]; then
-        bash "$TESTBED" down || true
-    fi
+    rm -f "$out"
+    if [ "$started_fs" = 1 ]; then bash "$FS" down || true; fi
+    if [ "$started_ast" = 1 ]; then bash "$AST" down || true; fi
 }
 trap cleanup EXIT
 
@@ -21,18 +30,61 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
-if bash "$TESTBED" status >/dev/null 2>&1; then
+if bash "$AST" status >/dev/null 2>&1; then
     echo "test-all: the Asterisk testbed is already running; leaving it up afterwards"
 else
-    started=1
-    bash "$TESTBED" up
+    started_ast=1
+    bash "$AST" up
+fi
+
+fs_ok=1
+if bash "$FS" status >/dev/null 2>&1; then
+    echo "test-all: the FreeSWITCH testbed is already running; leaving it up afterwards"
+else
+    set +e
+    bash "$FS" up
+    rc=$?
+    set -e
+    if [ "$rc" = 0 ]; then
+        started_fs=1
+    elif [ "$rc" = 3 ]; then
+        if [ "${CI:-}" = true ]; then
+            echo "test-all: no FreeSWITCH found and CI=true: the FreeSWITCH end-to-end tests must run (set CALLPARK_FREESWITCH)" >&2
+            exit 1
+        fi
+        echo "test-all: no FreeSWITCH found (set CALLPARK_FREESWITCH to a build or bundle): its end-to-end tests are skipped"
+        fs_ok=0
+    else
+        echo "test-all: the FreeSWITCH testbed did not start" >&2
+        exit 1
+    fi
 fi
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-# Benches are built (and run once each in test mode) so they cannot rot.
-out=$(mktemp)
-trap 'rm -f "$out"; cleanup' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$out"
+
+skipped=0
+set +e
+if [ "$fs_ok" = 1 ]; then
+    # Benches are built (and run once each in test mode) so they cannot rot.
+    cargo test --locked --all-targets 2>&1 | tee "$out"
+    status=${PIPESTATUS[0]}
+else
+    targets=(--lib --bins)
+    for f in tests/*.rs; do
+        t=$(basename "$f" .rs)
+        [[ " ${FS_TARGETS[*]} " == *" --test $t "* ]] || targets+=(--test "$t")
+    done
+    for f in benches/*.rs; do
+        b=$(basename "$f" .rs)
+        [[ " ${FS_TARGETS[*]} " == *" --bench $b "* ]] || targets+=(--bench "$b")
+    done
+    cargo test --locked "${targets[@]}" 2>&1 | tee "$out"
+    status=${PIPESTATUS[0]}
+    # Counted, not run: the tests each FreeSWITCH target lists.
+    skipped=$(cargo test --locked "${FS_TARGETS[@]}" -- --list 2>/dev/null | grep -c ': test$')
+fi
+set -e
 # One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "test-all: %d passed, %d failed\n", p, f }' "$out"
+awk -v s="$skipped" '/^test result:/ { p += $4; f += $6 } END { printf "test-all: %d passed, %d failed, %d skipped\n", p, f, s }' "$out"
+exit "$status"

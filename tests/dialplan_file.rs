@@ -161,7 +161,7 @@ fn shipped_freeswitch_include_is_the_generator_output_for_the_example_config() {
         "set callpark_action=retrieve",
         "set callpark_orbit=$1",
         "sched_transfer +3 callpark-down-park XML ${context}",
-        "bridge {sip_h_X-Callpark-Trunk=freeswitch}sofia/internal/$1@127.0.0.1:5160",
+        "bridge {sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/$1@127.0.0.1:5160",
         "transfer 0 XML from-internal",
     ] {
         assert!(actions.iter().any(|x| x == a), "missing {a}: {actions:?}");

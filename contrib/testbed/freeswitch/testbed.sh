@@ -14,7 +14,8 @@
 # or a bundle archive *.tar.xz / *.tar.gz, or a directory holding one such archive; an archive
 # is extracted once under the testbed root), else an installed one (`freeswitch` on PATH,
 # /usr/local/freeswitch, /usr/bin). Everything the testbed writes is under
-# $CALLPARK_FS_TESTBED_ROOT (default in testbed.env). Needs root (apt).
+# $CALLPARK_FS_TESTBED_ROOT (default in testbed.env). Needs root (apt). Exit status 3: no
+# FreeSWITCH was found at all.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -87,7 +88,9 @@ locate_freeswitch() {
             return 0
         fi
     done
-    die "no FreeSWITCH found: set CALLPARK_FREESWITCH to an install directory or a bundle archive (CI uses ../shared/freeswitch/dist/), or install freeswitch"
+    echo "fs-testbed: error: no FreeSWITCH found: set CALLPARK_FREESWITCH to an install directory or a bundle archive (CI uses ../shared/freeswitch/dist/), or install freeswitch" >&2
+    # A distinct status: test-all.sh tells "none found" from "found but broken".
+    exit 3
 }
 
 # Extracts a bundle archive under $ROOT/dist/<checksum>/ once; prints the install directory.

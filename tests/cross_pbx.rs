@@ -1,0 +1,158 @@
+//! One orbit table across an Asterisk and a FreeSWITCH, both testbeds up, with a SIP trunk
+//! between them on loopback: pool pbx-a (Asterisk) owns 701-799, pool pbx-b (FreeSWITCH) owns
+//! 601-699, and each PBX's include (the shipped ones, for contrib/callpark.example.toml) routes
+//! the other pool's orbits to it. A call parked on one PBX is retrieved by dialling its orbit
+//! on the other: Lync's "retrieve from any site".
+
+mod support;
+
+use std::time::Duration;
+
+use support::fs::*;
+use support::*;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+fn both() -> Setup {
+    Setup {
+        ranges: vec![("701", "799")],
+        fs_ranges: vec![("601", "699")],
+        ..Setup::default()
+    }
+}
+
+#[tokio::test]
+async fn parked_on_asterisk_retrieved_from_a_freeswitch_phone() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&both()).await;
+
+    // A call on Asterisk, blind-transferred to the park code there: orbit 701 of pbx-a.
+    ami.set_phone("alice", "answer").await;
+    ari.originate_local(
+        "to-dev-alice",
+        "calls",
+        ("answer", "phones"),
+        "\"Carol\" <5551234>",
+    )
+    .await;
+    let (transferer, caller) = wait_for("the Asterisk call up", S(10), || async {
+        let t = ari.channel_named("Local/to-dev-alice@calls-", ";2").await?;
+        let c = ari.channel_named("Local/dev-alice@phones-", ";1").await?;
+        (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
+    })
+    .await;
+    let (tid, cid) = (
+        transferer["id"].as_str().unwrap().to_string(),
+        caller["id"].as_str().unwrap().to_string(),
+    );
+    wait_for("bridged", S(5), || async {
+        ari.bridge_with(&tid, &cid).await
+    })
+    .await;
+    ami.blind_transfer(transferer["name"].as_str().unwrap(), "park", "park-in")
+        .await;
+    let call = cp.wait_parked_on("701").await;
+    assert_eq!(call.channel.as_str(), cid);
+
+    // A FreeSWITCH phone dials 701: FreeSWITCH sends it over the trunk to Asterisk.
+    let retriever = esl.call("701", "Dave", "202").await;
+    let trunk_leg = wait_for(
+        "the parked call bridged to the trunk from FreeSWITCH",
+        S(10),
+        || async {
+            // callpark's bridge for a parked call is `cp-<channel>`.
+            let ours = format!("cp-{cid}");
+            let bridges = ari.bridges().await;
+            bridges
+                .into_iter()
+                .filter(|b| b["id"] == ours.as_str())
+                .find_map(|b| {
+                    let chs: Vec<String> = b["channels"]
+                        .as_array()?
+                        .iter()
+                        .filter_map(|c| c.as_str().map(String::from))
+                        .collect();
+                    if !chs.contains(&cid) {
+                        return None;
+                    }
+                    chs.into_iter().find(|c| c != &cid)
+                })
+        },
+    )
+    .await;
+    let leg = ari.get(&format!("/channels/{trunk_leg}")).await;
+    assert!(
+        leg["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("PJSIP/freeswitch-"),
+        "retrieved over the trunk: {}",
+        leg["name"]
+    );
+    cp.wait_log(&cid, "retrieved", S(5)).await;
+    // On FreeSWITCH the phone is bridged to its SIP leg towards Asterisk.
+    wait_for(
+        "the FreeSWITCH phone bridged to the trunk",
+        S(5),
+        || async {
+            let peer = esl.getvar(&retriever, "bridge_channel").await;
+            peer.starts_with("sofia/internal/701@127.0.0.1:5160")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn parked_on_freeswitch_retrieved_from_an_asterisk_phone() {
+    let _turn = exclusive().await;
+    let (ari, _ami) = testbed().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&both()).await;
+
+    // A call on FreeSWITCH, blind-transferred to the park code there: orbit 601 of pbx-b.
+    esl.set_phone("alice", "answer").await;
+    let caller = esl.call("to-dev-alice", "Carol", "5551234").await;
+    wait_for("the FreeSWITCH pair bridged", S(10), || async {
+        (esl.getvar(&caller, "bridge_uuid").await.len() == 36).then_some(())
+    })
+    .await;
+    esl.api(&format!(
+        "uuid_transfer {caller} park XML {}",
+        fb("CONTEXT")
+    ))
+    .await;
+    let call = cp.wait_parked_on("601").await;
+    assert_eq!(call.channel.as_str(), caller);
+
+    // An Asterisk phone dials 601: Asterisk sends it over the trunk to FreeSWITCH.
+    let mark = esl.mark();
+    ari.originate_local("601", "park-in", ("answer", "phones"), "\"Dave\" <202>")
+        .await;
+    let bridge = esl
+        .wait_event(mark, "the parked call bridged to the trunk", S(10), |e| {
+            e.name() == "CHANNEL_BRIDGE"
+                && (e.uuid() == caller || e.get("Other-Leg-Unique-ID") == caller)
+        })
+        .await;
+    let peer = if bridge.uuid() == caller {
+        bridge.get("Other-Leg-Unique-ID").to_string()
+    } else {
+        bridge.uuid().to_string()
+    };
+    let name = esl.getvar(&peer, "channel_name").await;
+    assert!(
+        name.starts_with("sofia/internal/"),
+        "retrieved over the trunk: {name}"
+    );
+    cp.wait_log(&caller, "retrieved", S(5)).await;
+    let pj = wait_for("Asterisk's leg to FreeSWITCH up", S(5), || async {
+        ari.channel_named("PJSIP/freeswitch-", "").await
+    })
+    .await;
+    assert_eq!(pj["state"], "Up");
+    assert!(cp.parked().await.is_empty());
+}
