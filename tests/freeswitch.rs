@@ -421,8 +421,18 @@ async fn music_on_hold_off_class_and_custom_file() {
     let _turn = exclusive().await;
     let esl = fs_testbed().await;
 
+    // Each configuration with its own include (`callpark dialplan freeswitch`): the include
+    // puts a transferred call on hold with the configured music.
+    let own = |park: String| Setup {
+        park,
+        fs_include_from_config: true,
+        ..Setup::freeswitch()
+    };
     // music_on_hold = false: silence.
-    let cp = Callpark::start(&setup("pickup_timeout = \"60s\"\nmusic_on_hold = false\n")).await;
+    let cp = Callpark::start(&own(
+        "pickup_timeout = \"60s\"\nmusic_on_hold = false\n".into()
+    ))
+    .await;
     let mark = esl.mark();
     let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
     cp.wait_parked_on("601").await;
@@ -438,7 +448,7 @@ async fn music_on_hold_off_class_and_custom_file() {
 
     // A class of the PBX: a local_stream of that name.
     let class = fb("MOH_CUSTOM_CLASS");
-    let cp = Callpark::start(&setup(&format!(
+    let cp = Callpark::start(&own(format!(
         "pickup_timeout = \"60s\"\nmusic_on_hold_class = \"{class}\"\n"
     )))
     .await;
@@ -449,10 +459,12 @@ async fn music_on_hold_off_class_and_custom_file() {
     drop(cp);
     esl.reset().await;
 
-    // A custom file: kept in the data directory under its checksum and played from there.
+    // A custom file. A transferred call hears it from the include at once; music callpark
+    // starts itself (here after the orbit spoken to a caller who dialled the park code) comes
+    // from the copy callpark keeps in its data directory under its checksum.
     let src = std::path::Path::new(&fb("ROOT")).join("run/sounds/music/8000/callpark-hold.wav");
     assert!(src.exists(), "{} is made by testbed.sh", src.display());
-    let cp = Callpark::start(&setup(&format!(
+    let cp = Callpark::start(&own(format!(
         "pickup_timeout = \"60s\"\nmusic_on_hold_file = \"{}\"\n",
         src.display()
     )))
@@ -460,12 +472,15 @@ async fn music_on_hold_off_class_and_custom_file() {
     let mark = esl.mark();
     let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
     cp.wait_parked_on("601").await;
+    on_hold(&esl, mark, &caller, &src.display().to_string()).await;
     let kept = std::fs::read_dir(cp.dir.path().join("data/moh"))
         .expect("the kept copy")
         .map(|e| e.unwrap().path())
         .next()
         .expect("one kept file");
-    on_hold(&esl, mark, &caller, &kept.display().to_string()).await;
+    let direct = esl.call("park", "Zed", "209").await;
+    cp.wait_parked_on("602").await;
+    on_hold(&esl, mark, &direct, &kept.display().to_string()).await;
 }
 
 #[tokio::test]

@@ -364,3 +364,37 @@ pub async fn fs_testbed() -> Esl {
     esl.reset().await;
     esl
 }
+
+/// Puts `text` in place as the testbed's callpark include and reloads the dialplan, when it is
+/// not already the one in place.
+pub async fn install_include(esl: &Esl, text: &str) {
+    let path = Path::new(&fb("ROOT")).join("run/conf/dialplan/callpark/callpark.xml");
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
+        return;
+    }
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r = esl.api("reloadxml").await;
+    assert!(r.contains("+OK"), "reloadxml: {r}");
+}
+
+/// The shipped include (for contrib/callpark.example.toml), which `testbed.sh up` installs.
+pub fn shipped_include() -> String {
+    let p = Path::new(REPO).join("dialplan/freeswitch/callpark.xml");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// `callpark dialplan freeswitch` for a configuration file.
+pub fn generated_include(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .arg("--config")
+        .arg(config)
+        .args(["dialplan", "freeswitch", "--pool", "pbx-b"])
+        .output()
+        .expect("run callpark dialplan freeswitch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

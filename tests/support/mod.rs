@@ -488,6 +488,9 @@ pub struct Setup {
     pub fs_extra: &'static str,
     /// The event socket's address when not the testbed's own (a [`Cutter`] in front of it).
     pub esl_addr: Option<String>,
+    /// FreeSWITCH's include generated from this configuration (its music settings) instead of
+    /// the shipped one; its orbits are then only this configuration's.
+    pub fs_include_from_config: bool,
 }
 
 impl Setup {
@@ -519,6 +522,7 @@ impl Default for Setup {
             fs_ranges: vec![],
             fs_extra: "",
             esl_addr: None,
+            fs_include_from_config: false,
         }
     }
 }
@@ -573,6 +577,14 @@ impl Callpark {
         }
         let config = dir.path().join("callpark.toml");
         std::fs::write(&config, text).unwrap();
+        if !setup.fs_ranges.is_empty() {
+            let include = if setup.fs_include_from_config {
+                fs::generated_include(&config)
+            } else {
+                fs::shipped_include()
+            };
+            fs::install_include(&fs::Esl::connect().await, &include).await;
+        }
         let log = dir.path().join("callpark.log");
         let mut cp = Callpark {
             log_filter: setup.log,
@@ -810,4 +822,37 @@ impl Cutter {
     pub fn restore(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+// ----- figures for the benchmarks ---------------------------------------------------------------
+
+/// The `p` quantile (0..=1) of `v`.
+pub fn pct(v: &[Duration], p: f64) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// utime + stime of a process, in seconds, and its resident and peak memory in KiB.
+pub fn proc_usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is [0], utime [11], stime [12] (clock ticks).
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kib("VmRSS:"), kib("VmHWM:"))
 }

@@ -68,6 +68,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
          includes it; README.md shows the line), then run reloadxml. -->"
     );
     let _ = writeln!(s, "<include>");
+    let hold = hold_music(cfg);
     let park = |s: &mut String, name: &str, dest: &str, lot: Option<&str>| {
         let _ = writeln!(s, "  <extension name=\"{}\">", xml_escape(name));
         let _ = writeln!(
@@ -90,8 +91,31 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             s,
             "      <action application=\"sched_transfer\" data=\"+{TAKEOVER_SECS} callpark-down-park XML ${{context}}\"/>"
         );
-        let _ = writeln!(s, "      <action application=\"park\"/>");
+        if hold.is_none() {
+            let _ = writeln!(s, "      <action application=\"park\"/>");
+        }
         let _ = writeln!(s, "    </condition>");
+        match &hold {
+            // A transferred call is put on hold right here, as FreeSWITCH's own valet_park
+            // does; callpark takes it from the music. When a bridge callpark makes ends, the
+            // call goes on to `hangup`. A call that dialled the park code itself is parked
+            // silent: callpark speaks the orbit to it first.
+            Some((app, data)) => {
+                let _ = writeln!(
+                    s,
+                    "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
+                );
+                let _ = writeln!(s, "      <action application=\"park\"/>");
+                let _ = writeln!(
+                    s,
+                    "      <anti-action application=\"{app}\" data=\"{}\"/>",
+                    xml_escape(data)
+                );
+                let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
+                let _ = writeln!(s, "    </condition>");
+            }
+            None => {}
+        }
         let _ = writeln!(s, "  </extension>");
     };
     let _ = writeln!(s, "  <!-- Park: transfer a call here, or dial it. -->");
@@ -218,6 +242,21 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     let _ = writeln!(s, "  </extension>");
     let _ = writeln!(s, "</include>");
     s
+}
+
+/// The application and argument that play the configured music on hold; `None` when off.
+/// The same media callpark's adapter plays (`translate`), from the configured file itself
+/// rather than callpark's kept copy, which the include cannot name before callpark runs.
+fn hold_music(cfg: &Config) -> Option<(&'static str, String)> {
+    let p = &cfg.park;
+    if !p.music_on_hold {
+        return None;
+    }
+    Some(match (&p.music_on_hold_class, &p.music_on_hold_file) {
+        (_, Some(file)) => ("endless_playback", file.display().to_string()),
+        (Some(class), None) => ("playback", format!("local_stream://{class}")),
+        (None, None) => ("playback", "${hold_music}".into()),
+    })
 }
 
 /// The dialplan step that reaches `on_timeout` when callpark itself cannot.

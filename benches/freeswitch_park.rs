@@ -1,0 +1,267 @@
+//! callpark against FreeSWITCH's own mod_valet_parking, side by side on the same testbed
+//! FreeSWITCH: park -> parked-and-on-hold latency, park+retrieve cycles, and 500 calls parked at
+//! once through callpark (CPU and memory of the callpark process).
+//!
+//! Run: `cargo bench --bench freeswitch_park` (needs the testbed: contrib/testbed/freeswitch).
+//! Under `cargo test` it runs a few cycles of each only, so the code cannot rot.
+//!
+//! Both systems park the same call the same way: a bridged loopback pair whose caller is
+//! blind-transferred (`uuid_transfer`) to `park` (callpark's include) or to `valet`
+//! (`valet_park` of the testbed dialplan). "Parked and on hold" is FreeSWITCH's PLAYBACK_START
+//! of the hold music (the same `local_stream://moh` for both) on the parked channel; a retrieve
+//! is done when the parked channel's CHANNEL_BRIDGE arrives. Times are taken at the arrival of
+//! those events on the test's own event socket, from just before the command is sent.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::fs::*;
+use support::*;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Callpark,
+    Valet,
+}
+
+impl System {
+    fn label(self) -> &'static str {
+        match self {
+            System::Callpark => "callpark",
+            System::Valet => "valet_park",
+        }
+    }
+
+    fn park_code(self) -> &'static str {
+        match self {
+            System::Callpark => "park",
+            System::Valet => "valet",
+        }
+    }
+}
+
+const T: Duration = Duration::from_secs(20);
+
+/// A bridged pair; returns the caller's uuid (the channel that will be parked).
+async fn pair(esl: &Esl, tag: &str) -> String {
+    let caller = esl.call("to-answer", "Bench", "5550100").await;
+    wait_for(&format!("pair {tag} bridged"), T, || async {
+        (esl.getvar(&caller, "bridge_uuid").await.len() == 36).then_some(())
+    })
+    .await;
+    caller
+}
+
+/// Parks the caller of a fresh pair; returns the latency to its hold music.
+async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String) {
+    let caller = pair(esl, tag).await;
+    let mark = esl.mark();
+    let cmd = format!(
+        "uuid_transfer {caller} {} XML {}",
+        sys.park_code(),
+        fb("CONTEXT")
+    );
+    let t0 = Instant::now();
+    let r = esl.api(&cmd).await;
+    assert!(r.starts_with("+OK"), "{cmd}: {r}");
+    let on_hold = esl
+        .wait_event(mark, "hold music on the parked call", T, |e| {
+            e.name() == "PLAYBACK_START"
+                && e.uuid() == caller
+                && e.get("Playback-File-Path").contains("local_stream://moh")
+        })
+        .await;
+    (on_hold.at.saturating_duration_since(t0), caller)
+}
+
+/// The slot a call was parked on: callpark's lowest free orbit, or valet's from its event.
+fn slot(esl: &Esl, sys: System, caller: &str) -> String {
+    match sys {
+        System::Callpark => "601".into(),
+        System::Valet => esl
+            .events()
+            .iter()
+            .rev()
+            .find(|e| {
+                e.get("Event-Subclass") == "valet_parking::info"
+                    && e.get("Action") == "hold"
+                    && e.uuid() == caller
+            })
+            .map(|e| e.get("Valet-Extension").to_string())
+            .expect("valet_parking::info hold event"),
+    }
+}
+
+/// Dials the slot and waits until the parked call is bridged; returns the time it took.
+async fn retrieve(esl: &Esl, caller: &str, slot: &str) -> Duration {
+    let mark = esl.mark();
+    let t0 = Instant::now();
+    let r = esl
+        .bgapi(&format!(
+            "originate {{origination_caller_id_number=5550200}}loopback/{slot}/{} &park()",
+            fb("CONTEXT")
+        ))
+        .await;
+    assert!(r.starts_with("+OK"), "{r}");
+    let bridged = esl
+        .wait_event(mark, "the parked call bridged", T, |e| {
+            e.name() == "CHANNEL_BRIDGE"
+                && (e.uuid() == caller || e.get("Other-Leg-Unique-ID") == caller)
+        })
+        .await;
+    let took = bridged.at.saturating_duration_since(t0);
+    esl.api(&format!("uuid_kill {caller}")).await;
+    took
+}
+
+#[tokio::main]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (rounds, concurrent) = if full { (200, 500) } else { (3, 20) };
+    let num = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (rounds, concurrent) = (
+        num("CALLPARK_BENCH_ROUNDS", rounds),
+        num("CALLPARK_BENCH_CONCURRENT", concurrent),
+    );
+    let esl = fs_testbed().await;
+    let log = match std::env::var("CALLPARK_BENCH_LOG") {
+        Ok(_) => "callpark=debug",
+        Err(_) => "info",
+    };
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"10m\"\n".into(),
+        log,
+        ..Setup::freeswitch()
+    })
+    .await;
+
+    // 1 and 2: latency and cycles, the two systems interleaved so both see the same FreeSWITCH.
+    let systems = [System::Callpark, System::Valet];
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut cyc = [Vec::new(), Vec::new()];
+    for i in 0..rounds {
+        for (k, sys) in systems.into_iter().enumerate() {
+            let tag = format!("{}{i}", &sys.label()[..1]);
+            let (l, caller) = park(&esl, sys, &tag).await;
+            let s = slot(&esl, sys, &caller);
+            let r = retrieve(&esl, &caller, &s).await;
+            lat[k].push(l);
+            cyc[k].push(l + r);
+            // Quiet between rounds: the next park starts from an idle FreeSWITCH.
+            esl.reset().await;
+        }
+    }
+    println!("park -> parked and on hold ({rounds} parks each, blind transfer):");
+    for (k, sys) in systems.into_iter().enumerate() {
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}",
+            sys.label(),
+            ms(pct(&lat[k], 0.5)),
+            ms(pct(&lat[k], 0.99))
+        );
+    }
+    println!(
+        "  ratio callpark/valet_park: p50 {:.2}, p99 {:.2}",
+        pct(&lat[0], 0.5).as_secs_f64() / pct(&lat[1], 0.5).as_secs_f64(),
+        pct(&lat[0], 0.99).as_secs_f64() / pct(&lat[1], 0.99).as_secs_f64()
+    );
+    println!("park + retrieve cycle (transfer -> on hold -> dial -> bridged), sequential:");
+    for (k, sys) in systems.into_iter().enumerate() {
+        let total: Duration = cyc[k].iter().sum();
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}  {:.1} cycles/s",
+            sys.label(),
+            ms(pct(&cyc[k], 0.5)),
+            ms(pct(&cyc[k], 0.99)),
+            rounds as f64 / total.as_secs_f64()
+        );
+    }
+    drop(cp);
+
+    // 3: many calls parked at once through callpark, in silence (music is FreeSWITCH's media
+    // work, not callpark's): the include is generated from this configuration, music off.
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
+        fs_ranges: vec![("601", "699"), ("6000", "6999")],
+        fs_include_from_config: true,
+        log,
+        ..Setup::freeswitch()
+    })
+    .await;
+    let pid = cp.pid().expect("callpark runs");
+    let (cpu0, _, _) = proc_usage(pid);
+    let t0 = Instant::now();
+    let mut parked = 0usize;
+    let batch = 10;
+    let mut i = 0;
+    while i < concurrent {
+        let n = batch.min(concurrent - i);
+        let futs = (i..i + n).map(|j| {
+            let esl = esl.clone();
+            async move {
+                let caller = pair(&esl, &format!("m{j}")).await;
+                let r = esl
+                    .api(&format!(
+                        "uuid_transfer {caller} park XML {}",
+                        fb("CONTEXT")
+                    ))
+                    .await;
+                assert!(r.starts_with("+OK"), "{r}");
+            }
+        });
+        futures_util::future::join_all(futs).await;
+        i += n;
+        parked = wait_for("the batch parked", T, || async {
+            let n = cp.parked().await.len();
+            (n >= i).then_some(n)
+        })
+        .await;
+    }
+    let took = t0.elapsed();
+    // Longer than the include's takeover window: a call callpark had not taken by then would
+    // have gone to the fallback and be missing below.
+    tokio::time::sleep(Duration::from_secs(if full { 10 } else { 4 })).await;
+    let calls = cp.parked().await;
+    let mut alive = 0;
+    for c in &calls {
+        if esl.exists(c.channel.as_str()).await
+            && esl.getvar(c.channel.as_str(), "callpark_action").await == "park"
+            && esl.getvar(c.channel.as_str(), "current_application").await == "park"
+        {
+            alive += 1;
+        }
+    }
+    let (cpu1, rss, hwm) = proc_usage(pid);
+    let log = cp.log_text();
+    let problems = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count();
+    println!(
+        "{concurrent} calls parked at once through callpark (no music): parked {parked} in {:.1} s, {} in the store after holding, {alive} alive and still parked in FreeSWITCH, {problems} warnings/errors in callpark's log",
+        took.as_secs_f64(),
+        calls.len()
+    );
+    println!(
+        "  callpark process: {:.2} s CPU for the parking phase, RSS {} KiB, peak RSS {} KiB",
+        cpu1 - cpu0,
+        rss,
+        hwm
+    );
+    assert_eq!(calls.len(), concurrent, "every call parked");
+    assert_eq!(
+        alive, concurrent,
+        "every parked call still up and parked in FreeSWITCH"
+    );
+    assert_eq!(problems, 0, "callpark logged warnings:\n{log}");
+    esl.reset().await;
+    drop(cp);
+    install_include(&esl, &shipped_include()).await;
+}
