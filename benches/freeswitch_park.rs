@@ -54,8 +54,9 @@ async fn pair(esl: &Esl, tag: &str) -> String {
     caller
 }
 
-/// Parks the caller of a fresh pair; returns the latency to its hold music.
-async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String) {
+/// Parks the caller of a fresh pair; returns the latency to its hold music, the parked
+/// channel and the event mark from before the park.
+async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String, usize) {
     let caller = pair(esl, tag).await;
     let mark = esl.mark();
     let cmd = format!(
@@ -73,15 +74,15 @@ async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String) {
                 && e.get("Playback-File-Path").contains("local_stream://moh")
         })
         .await;
-    (on_hold.at.saturating_duration_since(t0), caller)
+    (on_hold.at.saturating_duration_since(t0), caller, mark)
 }
 
 /// The slot a call was parked on: callpark's lowest free orbit, or valet's from its event.
-fn slot(esl: &Esl, sys: System, caller: &str) -> String {
+fn slot(esl: &Esl, sys: System, caller: &str, mark: usize) -> String {
     match sys {
         System::Callpark => "601".into(),
         System::Valet => esl
-            .events()
+            .events_since(mark)
             .iter()
             .rev()
             .find(|e| {
@@ -130,7 +131,11 @@ async fn main() {
         num("CALLPARK_BENCH_ROUNDS", rounds),
         num("CALLPARK_BENCH_CONCURRENT", concurrent),
     );
-    let esl = fs_testbed().await;
+    fs_testbed().await;
+    // Only what the figures are read from.
+    let esl =
+        Esl::connect_for("CHANNEL_PARK CHANNEL_BRIDGE PLAYBACK_START CUSTOM valet_parking::info")
+            .await;
     let log = match std::env::var("CALLPARK_BENCH_LOG") {
         Ok(_) => "callpark=debug",
         Err(_) => "info",
@@ -149,8 +154,8 @@ async fn main() {
     for i in 0..rounds {
         for (k, sys) in systems.into_iter().enumerate() {
             let tag = format!("{}{i}", &sys.label()[..1]);
-            let (l, caller) = park(&esl, sys, &tag).await;
-            let s = slot(&esl, sys, &caller);
+            let (l, caller, mark) = park(&esl, sys, &tag).await;
+            let s = slot(&esl, sys, &caller, mark);
             let r = retrieve(&esl, &caller, &s).await;
             lat[k].push(l);
             cyc[k].push(l + r);

@@ -90,7 +90,14 @@ pub struct Esl {
 }
 
 impl Esl {
+    /// A client that keeps every event.
     pub async fn connect() -> Esl {
+        Esl::connect_for("ALL").await
+    }
+
+    /// A client that keeps only these events (`event json <events>`): a long benchmark would
+    /// otherwise hold every event of every call.
+    pub async fn connect_for(subscribe: &str) -> Esl {
         let addr = esl_addr();
         let s = TcpStream::connect(&addr)
             .await
@@ -157,7 +164,7 @@ impl Esl {
             }
         });
         let esl = Esl { tx, events, news };
-        let r = esl.cmd("event json ALL").await;
+        let r = esl.cmd(&format!("event json {subscribe}")).await;
         assert!(r.starts_with("+OK"), "{r}");
         esl
     }
@@ -202,6 +209,11 @@ impl Esl {
 
     pub fn events(&self) -> Vec<Ev> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// The events after `mark`.
+    pub fn events_since(&self, mark: usize) -> Vec<Ev> {
+        self.events.lock().unwrap()[mark..].to_vec()
     }
 
     /// The first event after `mark` that `pred` accepts.

@@ -95,12 +95,12 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             let _ = writeln!(s, "      <action application=\"park\"/>");
         }
         let _ = writeln!(s, "    </condition>");
-        match &hold {
-            // A transferred call is put on hold right here, as FreeSWITCH's own valet_park
-            // does; callpark takes it from the music. When a bridge callpark makes ends, the
-            // call goes on to `hangup`. A call that dialled the park code itself is parked
-            // silent: callpark speaks the orbit to it first.
-            Some((app, data)) => {
+        // A transferred call is put on hold right here, as FreeSWITCH's own valet_park does;
+        // callpark takes it from the music. When a bridge callpark makes ends, the call goes on
+        // to `hangup`. A call that dialled the park code itself is parked silent: callpark
+        // speaks the orbit to it first.
+        if let Some((app, data)) = &hold {
+            {
                 let _ = writeln!(
                     s,
                     "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
@@ -114,7 +114,6 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
                 let _ = writeln!(s, "    </condition>");
             }
-            None => {}
         }
         let _ = writeln!(s, "  </extension>");
     };

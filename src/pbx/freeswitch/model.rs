@@ -3,7 +3,10 @@
 //! as in the captures). Unknown events and headers are ignored, so a newer FreeSWITCH does not
 //! break us.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
 use super::codec::Frame;
@@ -20,62 +23,172 @@ pub enum EventError {
 }
 
 /// The headers of one event that callpark uses. Names are FreeSWITCH's own.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+///
+/// Read by hand rather than derived: FreeSWITCH's JSON events repeat some keys
+/// (`Hangup-Cause` twice in CHANNEL_HANGUP_COMPLETE, as captured) and give a variable set more
+/// than once as an array (`variable_transfer_history`); the last value wins, as in a channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsEvent {
-    #[serde(rename = "Event-Name", default)]
     pub name: String,
-    #[serde(rename = "Event-Subclass", default)]
     pub subclass: Option<String>,
-    #[serde(rename = "Unique-ID", default)]
     pub uuid: Option<String>,
-    #[serde(rename = "Channel-Name", default)]
     pub channel_name: Option<String>,
-    #[serde(rename = "Answer-State", default)]
     pub answer_state: Option<String>,
-    #[serde(rename = "Caller-Caller-ID-Name", default)]
     pub caller_name: Option<String>,
-    #[serde(rename = "Caller-Caller-ID-Number", default)]
     pub caller_number: Option<String>,
-    #[serde(rename = "Caller-Context", default)]
     pub context: Option<String>,
-    #[serde(rename = "Caller-Destination-Number", default)]
     pub destination: Option<String>,
     /// Microseconds since the epoch; `0` while the channel was never answered.
-    #[serde(rename = "Caller-Channel-Answered-Time", default)]
     pub answered_time: Option<String>,
-    #[serde(rename = "Hangup-Cause", default)]
     pub hangup_cause: Option<String>,
-    #[serde(rename = "Other-Leg-Unique-ID", default)]
     pub other_leg: Option<String>,
-    #[serde(rename = "Job-UUID", default)]
     pub job_uuid: Option<String>,
-    #[serde(rename = "Application", default)]
     pub application: Option<String>,
     /// A BACKGROUND_JOB's result (`+OK <uuid>` or `-ERR <cause>`).
-    #[serde(rename = "_body", default)]
     pub body: Option<String>,
     /// Why callpark has the channel: `park` or `retrieve` (set by the include file).
-    #[serde(rename = "variable_callpark_action", default)]
     pub callpark_action: Option<String>,
-    #[serde(rename = "variable_callpark_orbit", default)]
     pub callpark_orbit: Option<String>,
-    #[serde(rename = "variable_callpark_lot", default)]
     pub callpark_lot: Option<String>,
     /// The core's id of a leg callpark originated.
-    #[serde(rename = "variable_callpark_leg", default)]
     pub callpark_leg: Option<String>,
     /// An explicit parker dial string (the include exports it for calls of directory users).
-    #[serde(rename = "variable_callpark_parker", default)]
     pub callpark_parker: Option<String>,
     /// The channel this one was last bridged to: the transferer, after a blind transfer.
-    #[serde(rename = "variable_bridge_channel", default)]
     pub bridge_channel: Option<String>,
     /// `<time>:<uuid>:bl_xfer:<dest>` when the channel was transferred here.
-    #[serde(rename = "variable_transfer_source", default)]
     pub transfer_source: Option<String>,
     /// A SIP REFER's Referred-By, when the phone sent one.
-    #[serde(rename = "variable_sip_h_Referred-By", default)]
     pub referred_by: Option<String>,
+}
+
+impl FsEvent {
+    /// The field a header fills, if callpark reads it.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
+        Some(match key {
+            "Event-Subclass" => &mut self.subclass,
+            "Unique-ID" => &mut self.uuid,
+            "Channel-Name" => &mut self.channel_name,
+            "Answer-State" => &mut self.answer_state,
+            "Caller-Caller-ID-Name" => &mut self.caller_name,
+            "Caller-Caller-ID-Number" => &mut self.caller_number,
+            "Caller-Context" => &mut self.context,
+            "Caller-Destination-Number" => &mut self.destination,
+            "Caller-Channel-Answered-Time" => &mut self.answered_time,
+            "Hangup-Cause" => &mut self.hangup_cause,
+            "Other-Leg-Unique-ID" => &mut self.other_leg,
+            "Job-UUID" => &mut self.job_uuid,
+            "Application" => &mut self.application,
+            "_body" => &mut self.body,
+            "variable_callpark_action" => &mut self.callpark_action,
+            "variable_callpark_orbit" => &mut self.callpark_orbit,
+            "variable_callpark_lot" => &mut self.callpark_lot,
+            "variable_callpark_leg" => &mut self.callpark_leg,
+            "variable_callpark_parker" => &mut self.callpark_parker,
+            "variable_bridge_channel" => &mut self.bridge_channel,
+            "variable_transfer_source" => &mut self.transfer_source,
+            "variable_sip_h_Referred-By" => &mut self.referred_by,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for FsEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FsEvent, D::Error> {
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = FsEvent;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a FreeSWITCH event (an object of headers)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<FsEvent, A::Error> {
+        let mut e = FsEvent::default();
+        let mut name = None;
+        while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
+            if k == "Event-Name" {
+                name = m.next_value::<Last>()?.0;
+            } else if let Some(slot) = e.slot(&k) {
+                *slot = m.next_value::<Last>()?.0;
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        e.name = name.ok_or_else(|| A::Error::missing_field("Event-Name"))?;
+        Ok(e)
+    }
+}
+
+/// A header name, borrowed from the input when it can be.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a header name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A header's value: a string, or the last string of an array; other values are not ours.
+struct Last(Option<String>);
+
+impl<'de> Deserialize<'de> for Last {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Last, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Last;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Last, E> {
+                Ok(Last(Some(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Last, E> {
+                Ok(Last(Some(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Last, A::Error> {
+                let mut last = None;
+                while let Some(Last(v)) = s.next_element::<Last>()? {
+                    last = v.or(last);
+                }
+                Ok(Last(last))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Last, E> {
+                Ok(Last(None))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Last, E> {
+                Ok(Last(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Last, E> {
+                Ok(Last(Some(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Last, E> {
+                Ok(Last(Some(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl FsEvent {
@@ -200,6 +313,22 @@ mod tests {
         assert_eq!(e.job_uuid.as_deref(), Some("j1"));
         assert_eq!(e.body.as_deref(), Some("-ERR NO_ANSWER\n"));
         assert!(FsEvent::from_plain(b"Event-Name: X\nContent-Length: 9\n\nabc").is_err());
+    }
+
+    #[test]
+    fn repeated_headers_and_arrays_take_the_last_value() {
+        let e = FsEvent::from_json(
+            br#"{"Event-Name":"CHANNEL_HANGUP_COMPLETE","Hangup-Cause":"A","Hangup-Cause":"B",
+                 "variable_transfer_source":["1:x:bl_xfer:a","2:y:bl_xfer:park"],"Other":{"x":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.hangup_cause.as_deref(), Some("B"));
+        assert_eq!(e.transfer_source.as_deref(), Some("2:y:bl_xfer:park"));
+        assert!(
+            FsEvent::from_json(br#"{"Unique-ID":"x"}"#).is_err(),
+            "no Event-Name"
+        );
+        assert!(FsEvent::from_json(b"[1]").is_err());
     }
 
     #[test]

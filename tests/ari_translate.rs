@@ -1,0 +1,332 @@
+//! The Asterisk translator without Asterisk: events captured from Asterisk 22.10.1
+//! (`../shared/asterisk`) and synthetic sequences in, core events and REST requests out.
+
+use std::path::PathBuf;
+
+use callpark::park::{ChannelId, Command, Event, LegPurpose, Moh, Party, Target};
+use callpark::pbx::asterisk::model::{AriEvent, decode_event};
+use callpark::pbx::asterisk::rest::AriError;
+use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Request, Tag};
+use callpark::pbx::{Output, PbxEvent, Translator};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+fn shared() -> PathBuf {
+    std::env::var_os("CALLPARK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+fn raw(name: &str) -> Value {
+    let p = shared().join("asterisk/ari-events").join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set CALLPARK_SHARED to the shared/ folder)",
+            p.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn event(v: &Value) -> AriEvent {
+    decode_event(&v.to_string()).unwrap()
+}
+
+fn tr() -> AriTranslator {
+    AriTranslator::new(AriSettings {
+        pool: "pbx-a".into(),
+        app: "callpark".into(),
+        sip_endpoint: Some("trunk".into()),
+    })
+}
+
+fn wire(t: &mut AriTranslator, e: AriEvent) -> Output<Request> {
+    let mut out = Output::default();
+    t.on_wire(e, &mut out);
+    out
+}
+
+fn cmd(t: &mut AriTranslator, c: Command) -> Output<Request> {
+    let mut out = Output::default();
+    t.on_command(c, &mut out);
+    out
+}
+
+fn reply(t: &mut AriTranslator, r: Request, body: Result<&str, AriError>) -> Output<Request> {
+    let mut out = Output::default();
+    t.on_reply(r, body.map(str::to_string), &mut out);
+    out
+}
+
+fn not_found(path: &str) -> AriError {
+    AriError::Status {
+        method: Method::GET,
+        path: path.into(),
+        status: StatusCode::NOT_FOUND,
+        message: "Provided variable was not found".into(),
+    }
+}
+
+fn calls(out: &Output<Request>) -> Vec<Event> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            PbxEvent::Call(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reqs(out: &Output<Request>) -> Vec<String> {
+    out.requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn captured_park_without_channelvars_reads_the_transfer_variables_first() {
+    let mut t = tr();
+    // The captured StasisStart has no channelvars: who parked is asked over REST.
+    let out = wire(&mut t, event(&raw("StasisStart-1.json")));
+    assert!(calls(&out).is_empty(), "not reported before the lookup");
+    assert_eq!(reqs(&out), ["GET /channels/1795360454.4/variable"]);
+    let r = out.requests[0].clone();
+    assert_eq!(r.query, [("variable", "BLINDTRANSFER".to_string())]);
+    assert_eq!(r.key.as_deref(), Some("1795360454.4"));
+    // Unset (404 as Asterisk answers): the attended one is asked next.
+    let out = reply(&mut t, r.clone(), Err(not_found(&r.path)));
+    assert_eq!(
+        out.requests[0].query,
+        [("variable", "ATTENDEDTRANSFER".to_string())]
+    );
+    let out = reply(&mut t, out.requests[0].clone(), Err(not_found(&r.path)));
+    let [
+        Event::Park {
+            channel,
+            caller,
+            parker,
+            announce_to,
+            ..
+        },
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channel.as_str(), "1795360454.4");
+    assert_eq!(caller.name, "Alice");
+    assert_eq!(
+        announce_to.as_ref(),
+        Some(channel),
+        "dialled itself: it hears the orbit"
+    );
+    assert_eq!(parker.endpoint, None);
+    assert_eq!(parker.display, "Local/answer@phones");
+}
+
+#[test]
+fn a_blind_transfer_in_channelvars_is_reported_at_once() {
+    let mut t = tr();
+    let mut v = raw("StasisStart-1.json");
+    v["channel"]["channelvars"] =
+        serde_json::json!({"BLINDTRANSFER": "PJSIP/alice-00000012", "ATTENDEDTRANSFER": ""});
+    let out = wire(&mut t, event(&v));
+    assert!(out.requests.is_empty(), "no REST round trip");
+    let [
+        Event::Park {
+            parker,
+            announce_to,
+            ..
+        },
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(parker.endpoint.as_deref(), Some("PJSIP/alice"));
+    assert_eq!(parker.ids, ["PJSIP/alice", "alice"]);
+    assert_eq!(*announce_to, None);
+    // Up already: answering it again would be a wasted round trip. Music goes at once.
+    let ch = ChannelId::new("1795360454.4");
+    assert!(
+        cmd(
+            &mut t,
+            Command::Answer {
+                channel: ch.clone()
+            }
+        )
+        .is_empty()
+    );
+    let out = cmd(
+        &mut t,
+        Command::StartMoh {
+            channel: ch.clone(),
+            moh: Moh::Class(Some("default".into())),
+        },
+    );
+    assert_eq!(reqs(&out), ["POST /channels/1795360454.4/moh"]);
+    assert_eq!(out.requests[0].query, [("mohClass", "default".to_string())]);
+}
+
+#[test]
+fn captured_retrieve_then_the_bridge_it_asks_for() {
+    let mut t = tr();
+    let out = wire(&mut t, event(&raw("StasisStart-2.json")));
+    let [Event::Retrieve { orbit, by, channel }] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(orbit.to_string(), "701");
+    assert_eq!(by.number, "200");
+    let parked = ChannelId::new("1795360454.4");
+    let out = cmd(
+        &mut t,
+        Command::Bridge {
+            parked: parked.clone(),
+            other: channel.clone(),
+        },
+    );
+    // An old bridge is removed, a new one made; both on the parked channel's queue.
+    assert_eq!(
+        reqs(&out),
+        [
+            "DELETE /bridges/cp-1795360454.4",
+            "POST /bridges/cp-1795360454.4"
+        ]
+    );
+    assert!(
+        out.requests
+            .iter()
+            .all(|r| r.key.as_deref() == Some("1795360454.4"))
+    );
+    let created = out.requests[1].clone();
+    assert!(matches!(created.tag, Tag::BridgeCreated { .. }));
+    let out = reply(&mut t, created, Ok("{}"));
+    assert_eq!(reqs(&out), ["POST /bridges/cp-1795360454.4/addChannel"]);
+    assert_eq!(
+        out.requests[0].query,
+        [("channel", "1795360454.4,1795360461.8".to_string())]
+    );
+    // Asterisk's ChannelEnteredBridge for both (the captured one, in our bridge).
+    let mut v = raw("ChannelEnteredBridge-2.json");
+    v["bridge"]["id"] = "cp-1795360454.4".into();
+    let out = wire(&mut t, event(&v));
+    assert_eq!(calls(&out), [Event::Bridged { channel: parked }]);
+    // When one leaves, the other is hung up and the bridge destroyed.
+    let out = wire(&mut t, event(&raw("ChannelLeftBridge-1.json")));
+    assert_eq!(
+        reqs(&out),
+        [
+            "DELETE /channels/1795360461.8",
+            "DELETE /bridges/cp-1795360454.4"
+        ]
+    );
+}
+
+#[test]
+fn a_ringback_that_is_never_answered_fails_its_leg() {
+    let mut t = tr();
+    let leg = ChannelId::new("1795360456.7");
+    let out = cmd(
+        &mut t,
+        Command::Originate {
+            channel: leg.clone(),
+            target: Target::Endpoint("Local/noanswer@phones".into()),
+            caller_id: Party {
+                name: "Parked 701".into(),
+                number: "701".into(),
+            },
+            timeout_ms: 3_000,
+            purpose: LegPurpose::Ringback { attempt: 1 },
+        },
+    );
+    assert_eq!(reqs(&out), ["POST /channels/1795360456.7"]);
+    let q = &out.requests[0].query;
+    assert!(q.contains(&("callerId", "\"Parked 701\" <701>".to_string())));
+    assert!(q.contains(&("appArgs", "leg".to_string())));
+    assert!(q.contains(&("timeout", "3".to_string())));
+    // The captured end of that ringback: cause 19, no answer.
+    let out = wire(&mut t, event(&raw("ChannelDestroyed-1.json")));
+    assert_eq!(
+        calls(&out),
+        [Event::OriginateFailed {
+            channel: leg,
+            reason: "User alerting, no answer".into()
+        }]
+    );
+    // A channel callpark did not originate just hangs up.
+    let out = wire(&mut t, event(&raw("ChannelDestroyed-2.json")));
+    assert!(matches!(&calls(&out)[..], [Event::Hangup { .. }]));
+}
+
+#[test]
+fn the_orbit_is_spoken_before_the_music_and_a_failed_playback_does_not_wait() {
+    let mut t = tr();
+    let ch = ChannelId::new("c1");
+    let out = cmd(
+        &mut t,
+        Command::Announce {
+            channel: ch.clone(),
+            orbit: "*701".parse().unwrap(),
+        },
+    );
+    let play = out.requests[0].clone();
+    assert_eq!(play.query, [("media", "characters:*701".to_string())]);
+    // Music waits for the announcement's end.
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: ch.clone(),
+                moh: Moh::Class(None)
+            }
+        )
+        .is_empty()
+    );
+    let Tag::Play(pb) = play.tag.clone() else {
+        panic!()
+    };
+    let out = wire(
+        &mut t,
+        decode_event(&format!(
+            r#"{{"type":"PlaybackFinished","playback":{{"id":"{}"}}}}"#,
+            pb.0
+        ))
+        .unwrap(),
+    );
+    assert_eq!(reqs(&out), ["POST /channels/c1/moh"]);
+    // A refusal's prompt that cannot be played: the call goes back to the dialplan at once.
+    let out = cmd(
+        &mut t,
+        Command::Refuse {
+            channel: ch.clone(),
+            reason: callpark::park::RefuseReason::Full,
+        },
+    );
+    let out = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(AriError::Status {
+            method: Method::POST,
+            path: "/channels/c1/play".into(),
+            status: StatusCode::NOT_FOUND,
+            message: "Channel not found".into(),
+        }),
+    );
+    assert_eq!(reqs(&out), ["POST /channels/c1/continue"]);
+}
+
+#[test]
+fn the_channel_listing_is_the_reconciliation() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    assert_eq!(reqs(&out), ["GET /channels"]);
+    let body = serde_json::json!([
+        raw("StasisStart-1.json")["channel"],
+        raw("StasisStart-2.json")["channel"]
+    ]);
+    let out = reply(&mut t, out.requests[0].clone(), Ok(&body.to_string()));
+    let [PbxEvent::Connected { channels }] = &out.events[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channels.len(), 2);
+}

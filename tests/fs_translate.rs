@@ -1,0 +1,507 @@
+//! The FreeSWITCH translator without FreeSWITCH: captured events (`../shared/freeswitch`) and
+//! synthetic sequences in, core events and event-socket commands out.
+
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use callpark::park::{ChannelId, Command, Destination, Event, LegPurpose, Moh, Party, Target};
+use callpark::pbx::freeswitch::codec::{EslCodec, Frame};
+use callpark::pbx::freeswitch::model::FsEvent;
+use callpark::pbx::freeswitch::translate::{FsSettings, FsTranslator, Reply, Request, Tag};
+use callpark::pbx::{Output, PbxEvent, Translator};
+use serde_json::json;
+use tokio_util::codec::Decoder;
+
+fn shared() -> PathBuf {
+    std::env::var_os("CALLPARK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+fn captured_frames() -> Vec<Frame> {
+    let p = shared().join("freeswitch/03-main.raw");
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set CALLPARK_SHARED to the shared/ folder)",
+            p.display()
+        )
+    });
+    let mut codec = EslCodec::default();
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut out = Vec::new();
+    while let Some(f) = codec.decode(&mut buf).unwrap() {
+        out.push(f);
+    }
+    out
+}
+
+fn captured_events() -> Vec<FsEvent> {
+    captured_frames()
+        .iter()
+        .filter_map(|f| FsEvent::from_frame(f).ok())
+        .collect()
+}
+
+fn tr() -> FsTranslator {
+    FsTranslator::new(FsSettings {
+        pool: "pbx-b".into(),
+        sip_profile: Some("internal".into()),
+        domain: "example.net".into(),
+    })
+}
+
+fn wire(t: &mut FsTranslator, ev: FsEvent) -> Output<Request> {
+    let mut out = Output::default();
+    t.on_wire(ev, &mut out);
+    out
+}
+
+fn cmd(t: &mut FsTranslator, c: Command) -> Output<Request> {
+    let mut out = Output::default();
+    t.on_command(c, &mut out);
+    out
+}
+
+fn lines(out: &Output<Request>) -> Vec<String> {
+    out.requests.iter().map(|r| r.out.line.clone()).collect()
+}
+
+fn calls(out: &Output<Request>) -> Vec<Event> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            PbxEvent::Call(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ev(v: serde_json::Value) -> FsEvent {
+    FsEvent::from_json(v.to_string().as_bytes()).unwrap()
+}
+
+const P: &str = "408eafe2-1686-4d31-ae07-961a32a9f595";
+
+#[test]
+fn the_captured_park_and_retrieve_are_taken() {
+    let mut t = tr();
+    let events = captured_events();
+    let park = events
+        .iter()
+        .find(|e| e.name == "CHANNEL_PARK" && e.callpark_action.as_deref() == Some("park"))
+        .unwrap()
+        .clone();
+    let id = park.uuid.clone().unwrap();
+    let out = wire(&mut t, park.clone());
+    assert_eq!(
+        lines(&out),
+        [format!("api sched_del {id}")],
+        "the include's fallback is cancelled"
+    );
+    let [
+        Event::Park {
+            channel,
+            announce_to,
+            parker,
+            caller,
+            ..
+        },
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channel.as_str(), id);
+    assert_eq!(
+        announce_to.as_ref(),
+        Some(channel),
+        "dialled directly: the caller hears the orbit"
+    );
+    assert_eq!(parker.endpoint, None);
+    assert_eq!(Some(&caller.number), park.caller_number.as_ref());
+    // A second event for a channel already taken changes nothing.
+    assert!(wire(&mut t, park).is_empty());
+
+    let retrieve = events
+        .iter()
+        .find(|e| e.name == "CHANNEL_PARK" && e.callpark_action.as_deref() == Some("retrieve"))
+        .unwrap()
+        .clone();
+    let out = wire(&mut t, retrieve.clone());
+    let [Event::Retrieve { orbit, by, .. }] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(orbit.to_string(), "701");
+    assert_eq!(Some(&by.name), retrieve.caller_name.as_ref());
+}
+
+#[test]
+fn the_captured_failed_originate_fails_its_leg() {
+    let mut t = tr();
+    let job = captured_events()
+        .into_iter()
+        .find(|e| e.name == "BACKGROUND_JOB")
+        .unwrap();
+    let out = wire(&mut t, job);
+    assert_eq!(
+        calls(&out),
+        [Event::OriginateFailed {
+            channel: ChannelId::new("f470cf1a-f331-4045-9ddb-74dfc20e05dc"),
+            reason: "NO_ANSWER".into()
+        }]
+    );
+}
+
+#[test]
+fn connecting_subscribes_then_lists_channels_and_the_listing_is_the_reconciliation() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    let l = lines(&out);
+    assert!(l[0].starts_with("event json CHANNEL_PARK"));
+    assert!(l.iter().any(|x| x == "filter variable_callpark_action /./"));
+    assert_eq!(l.last().unwrap(), "api show channels as json");
+    let list = out.requests.last().unwrap().clone();
+    assert_eq!(list.tag, Tag::List);
+    let body = captured_frames()
+        .into_iter()
+        .find(|f| f.body_text().starts_with("{\"row_count\""))
+        .unwrap()
+        .body_text()
+        .into_owned();
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body), &mut out);
+    let [PbxEvent::Connected { channels }] = &out.events[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channels.len(), 6);
+    assert!(channels.contains(&ChannelId::new(P)));
+}
+
+#[test]
+fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
+    let mut t = tr();
+    // What FreeSWITCH sends when the include starts the hold music of a transferred call.
+    let out = wire(
+        &mut t,
+        ev(json!({
+            "Event-Name": "CHANNEL_EXECUTE",
+            "Unique-ID": P,
+            "Application": "playback",
+            "Answer-State": "answered",
+            "Caller-Caller-ID-Name": "Carol",
+            "Caller-Caller-ID-Number": "5551234",
+            "Caller-Context": "callpark-test",
+            "variable_callpark_action": "park",
+            "variable_bridge_channel": "sofia/internal/alice@192.0.2.7:5060",
+            "variable_transfer_source": "1795433982:88c7:bl_xfer:park/callpark-test/XML",
+        })),
+    );
+    let [
+        Event::Park {
+            parker,
+            announce_to,
+            ..
+        },
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("sofia/internal/alice@192.0.2.7:5060")
+    );
+    assert!(parker.ids.contains(&"alice".to_string()));
+    assert_eq!(*announce_to, None, "the transferer has left");
+    let p = ChannelId::new(P);
+    // Answered already, and on hold by the include: neither is asked again.
+    assert!(cmd(&mut t, Command::Answer { channel: p.clone() }).is_empty());
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: p.clone(),
+                moh: Moh::Class(None)
+            }
+        )
+        .is_empty()
+    );
+    // Breaking the include's music would run the include's hang-up: the bridge ends it.
+    assert!(cmd(&mut t, Command::StopMoh { channel: p.clone() }).is_empty());
+    let r = ChannelId::new("11111111-2222-3333-4444-555555555555");
+    assert_eq!(
+        lines(&cmd(
+            &mut t,
+            Command::Bridge {
+                parked: p.clone(),
+                other: r.clone()
+            }
+        )),
+        [format!("api uuid_bridge {p} {r}")]
+    );
+    let out = wire(
+        &mut t,
+        ev(json!({"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": P,
+                  "variable_callpark_action": "park"})),
+    );
+    assert_eq!(calls(&out), [Event::Bridged { channel: p.clone() }]);
+    // After the bridge the include's music is gone: music is callpark's again.
+    let out = cmd(
+        &mut t,
+        Command::StartMoh {
+            channel: p.clone(),
+            moh: Moh::Class(Some("jazz".into())),
+        },
+    );
+    assert_eq!(lines(&out), [format!("sendmsg {p}")]);
+    assert!(
+        out.requests[0]
+            .out
+            .headers
+            .contains(&("execute-app-arg".into(), "local_stream://jazz".into()))
+    );
+}
+
+#[test]
+fn commands_become_event_socket_commands() {
+    let mut t = tr();
+    let p = ChannelId::new(P);
+    let leg = p.leg("rb1");
+    assert_eq!(leg.as_str().len(), 36, "a leg id fits origination_uuid");
+    let out = cmd(
+        &mut t,
+        Command::Originate {
+            channel: leg.clone(),
+            target: Target::Endpoint("sofia/internal/alice@192.0.2.7:5060".into()),
+            caller_id: Party {
+                name: "Parked 601".into(),
+                number: "5551234".into(),
+            },
+            timeout_ms: 19_500,
+            purpose: LegPurpose::Ringback { attempt: 1 },
+        },
+    );
+    let r = &out.requests[0];
+    assert_eq!(
+        r.out.line,
+        format!(
+            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number=5551234,originate_timeout=20,hangup_after_bridge=true}}sofia/internal/alice@192.0.2.7:5060 &park()"
+        )
+    );
+    assert_eq!(r.out.headers, [("Job-UUID".to_string(), leg.to_string())]);
+    // Destinations of on_timeout.
+    let dial = |t: &mut FsTranslator, d: Destination| {
+        lines(&cmd(
+            t,
+            Command::Originate {
+                channel: p.leg("fb"),
+                target: Target::Destination(d),
+                caller_id: Party::default(),
+                timeout_ms: 5_000,
+                purpose: LegPurpose::Fallback,
+            },
+        ))[0]
+            .clone()
+    };
+    assert!(
+        dial(
+            &mut t,
+            Destination::Exten {
+                exten: "0".into(),
+                context: "from-internal".into()
+            }
+        )
+        .ends_with("}loopback/0/from-internal &park()")
+    );
+    assert!(
+        dial(&mut t, Destination::Sip("sip:op@example.com".into()))
+            .ends_with("}sofia/internal/op@example.com &park()")
+    );
+    // Each of the others.
+    assert_eq!(
+        lines(&cmd(&mut t, Command::Hangup { channel: p.clone() })),
+        [format!("api uuid_kill {p}")]
+    );
+    assert_eq!(
+        lines(&cmd(
+            &mut t,
+            Command::OrbitEmpty {
+                channel: p.clone(),
+                orbit: "601".parse().unwrap()
+            }
+        )),
+        [format!(
+            "api uuid_transfer {p} answer,playback:ivr/ivr-that_was_an_invalid_entry.wav,hangup inline"
+        )]
+    );
+    assert_eq!(
+        lines(&cmd(
+            &mut t,
+            Command::Notify {
+                endpoint: "sofia/internal/alice@192.0.2.7:5060".into(),
+                text: "Call parked on 601 | x".into()
+            }
+        )),
+        ["api chat sip|callpark@example.net|alice@192.0.2.7|Call parked on 601  x"]
+    );
+    assert!(
+        cmd(
+            &mut t,
+            Command::Notify {
+                endpoint: "loopback/dev-alice/x".into(),
+                text: "t".into()
+            }
+        )
+        .is_empty(),
+        "only sofia endpoints take a SIP MESSAGE"
+    );
+    let lamp = cmd(
+        &mut t,
+        Command::Lamp {
+            orbit: "601".parse().unwrap(),
+            in_use: true,
+        },
+    );
+    assert_eq!(lines(&lamp), ["sendevent PRESENCE_IN"]);
+    let h = &lamp.requests[0].out.headers;
+    assert!(h.contains(&("from".into(), "601@example.net".into())));
+    assert!(h.contains(&("answer-state".into(), "confirmed".into())));
+    // A directly dialled park: answered, orbit spoken, then music, in that order.
+    let direct = ChannelId::new("aaaaaaaa-2222-3333-4444-555555555555");
+    wire(
+        &mut t,
+        ev(
+            json!({"Event-Name": "CHANNEL_PARK", "Unique-ID": direct.as_str(),
+                  "Answer-State": "ringing", "variable_callpark_action": "park",
+                  "Caller-Context": "c"}),
+        ),
+    );
+    let mut all = Vec::new();
+    for c in [
+        Command::Answer {
+            channel: direct.clone(),
+        },
+        Command::Announce {
+            channel: direct.clone(),
+            orbit: "*601".parse().unwrap(),
+        },
+        Command::StartMoh {
+            channel: direct.clone(),
+            moh: Moh::File("/srv/hold.wav".into()),
+        },
+    ] {
+        all.extend(cmd(&mut t, c).requests);
+    }
+    assert_eq!(all[0].out.line, format!("api uuid_answer {direct}"));
+    let arg = |r: &Request| {
+        r.out
+            .headers
+            .iter()
+            .find(|(k, _)| k == "execute-app-arg")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(
+        arg(&all[1]),
+        "file_string://digits/star.wav!digits/6.wav!digits/0.wav!digits/1.wav"
+    );
+    assert_eq!(arg(&all[2]), "/srv/hold.wav");
+}
+
+#[test]
+fn legs_answer_when_parked_fail_when_they_end_unanswered() {
+    let mut t = tr();
+    let leg = ChannelId::new(P).leg("rb1");
+    // The loopback half that inherits callpark_leg is not the leg.
+    let other = wire(
+        &mut t,
+        ev(
+            json!({"Event-Name": "CHANNEL_PARK", "Unique-ID": "bbbbbbbb-2222-3333-4444-555555555555",
+                  "variable_callpark_leg": leg.as_str()}),
+        ),
+    );
+    assert!(other.is_empty());
+    let out = wire(
+        &mut t,
+        ev(
+            json!({"Event-Name": "CHANNEL_PARK", "Unique-ID": leg.as_str(),
+                  "variable_callpark_leg": leg.as_str()}),
+        ),
+    );
+    assert_eq!(
+        calls(&out),
+        [Event::Answered {
+            channel: leg.clone()
+        }]
+    );
+    let out = wire(
+        &mut t,
+        ev(
+            json!({"Event-Name": "CHANNEL_HANGUP", "Unique-ID": leg.as_str(),
+                  "Caller-Channel-Answered-Time": "1795433981097858",
+                  "variable_callpark_leg": leg.as_str()}),
+        ),
+    );
+    assert_eq!(calls(&out), [Event::Hangup { channel: leg }]);
+    let leg2 = ChannelId::new(P).leg("rb2");
+    let out = wire(
+        &mut t,
+        ev(
+            json!({"Event-Name": "CHANNEL_HANGUP", "Unique-ID": leg2.as_str(),
+                  "Caller-Channel-Answered-Time": "0", "Hangup-Cause": "NO_ANSWER",
+                  "variable_callpark_leg": leg2.as_str()}),
+        ),
+    );
+    assert_eq!(
+        calls(&out),
+        [Event::OriginateFailed {
+            channel: leg2.clone(),
+            reason: "NO_ANSWER".into()
+        }]
+    );
+    // A bgapi refused at once fails its leg too; a dropped connection as well.
+    let req = cmd(
+        &mut t,
+        Command::Originate {
+            channel: leg2.clone(),
+            target: Target::Endpoint("user/1000@example.net".into()),
+            caller_id: Party::default(),
+            timeout_ms: 5_000,
+            purpose: LegPurpose::Ringback { attempt: 2 },
+        },
+    )
+    .requests
+    .remove(0);
+    let mut out = Output::default();
+    t.on_reply(
+        req.clone(),
+        Reply::Text("-ERR USER_NOT_REGISTERED\n".into()),
+        &mut out,
+    );
+    assert!(
+        matches!(&calls(&out)[..], [Event::OriginateFailed { channel, .. }] if *channel == leg2)
+    );
+    let mut out = Output::default();
+    t.on_reply(req, Reply::Lost("connection dropped".into()), &mut out);
+    assert!(matches!(&calls(&out)[..], [Event::OriginateFailed { .. }]));
+}
+
+#[test]
+fn a_bad_orbit_is_told_and_hung_up_without_the_core() {
+    let mut t = tr();
+    let out = wire(
+        &mut t,
+        ev(json!({"Event-Name": "CHANNEL_PARK", "Unique-ID": P,
+                  "variable_callpark_action": "retrieve", "variable_callpark_orbit": "7x"})),
+    );
+    assert!(calls(&out).is_empty());
+    assert_eq!(
+        lines(&out),
+        [
+            format!("api sched_del {P}"),
+            format!(
+                "api uuid_transfer {P} answer,playback:ivr/ivr-that_was_an_invalid_entry.wav,hangup inline"
+            )
+        ]
+    );
+}
