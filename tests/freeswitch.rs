@@ -695,3 +695,167 @@ async fn while_callpark_is_down_parks_go_to_the_operator_and_retrieves_hear_empt
         "the retriever heard that the orbit is empty"
     );
 }
+
+/// A call from a caller to alice, the tests' own SIP phone (registered with FreeSWITCH), which
+/// she answers and then blind-transfers to the park code with a SIP REFER.
+async fn sip_park(esl: &Esl, phone: &sip::SipPhone, name: &str) -> String {
+    let caller = esl.call("to-user-alice", name, "5551234").await;
+    wait_for("alice's phone answered", S(10), || async {
+        let peer = esl.getvar(&caller, "bridge_channel").await;
+        peer.starts_with("sofia/").then_some(())
+    })
+    .await;
+    let sip = fb("SIP_BIND");
+    let r = phone
+        .refer_last_call(&sip, &format!("sip:park@{sip}"))
+        .await;
+    assert!(r.starts_with("SIP/2.0 202"), "REFER: {r}");
+    caller
+}
+
+#[tokio::test]
+async fn sip_phone_refer_parks_learns_orbit_and_retrieve_by_message_lamp_and_ringback() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let sip = fb("SIP_BIND");
+    let phone = sip::SipPhone::start(&fb("SIP_ALICE_CONTACT")).await;
+    let r = phone.register(&sip, "alice", "127.0.0.1").await;
+    assert!(r.starts_with("SIP/2.0 200"), "REGISTER: {r}");
+    let cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+    ))
+    .await;
+    // A busy-lamp key for orbit 601.
+    let r = phone.subscribe(&sip, "601", "127.0.0.1").await;
+    assert!(r.starts_with("SIP/2.0 20"), "SUBSCRIBE: {r}");
+    let notified = |state: &'static str, from: usize| {
+        let phone = &phone;
+        async move {
+            wait_for(&format!("a NOTIFY of 601 {state}"), S(5), || async {
+                phone.notifies.lock().unwrap()[from..]
+                    .iter()
+                    .any(|n| n.contains("601@") && n.contains(&format!("<state>{state}</state>")))
+                    .then_some(())
+            })
+            .await
+        }
+    };
+
+    let notes = phone.notifies.lock().unwrap().len();
+    let caller = sip_park(&esl, &phone, "Carol").await;
+    let call = cp.wait_parked_on("601").await;
+    assert_eq!(call.channel.as_str(), caller);
+    // What FreeSWITCH sets on the transferred call, which is how callpark knows who parked.
+    let source = esl.getvar(&caller, "transfer_source").await;
+    assert!(
+        source.contains(":bl_xfer:park/"),
+        "transfer_source {source}"
+    );
+    let transferer = esl.getvar(&caller, "bridge_channel").await;
+    assert!(
+        transferer.starts_with("sofia/internal/alice@"),
+        "bridge_channel {transferer}"
+    );
+    let referred_by = esl.getvar(&caller, "sip_h_Referred-By").await;
+    assert!(
+        referred_by.contains("sip:alice@"),
+        "Referred-By {referred_by}"
+    );
+    assert_eq!(call.parker.endpoint.as_deref(), Some(transferer.as_str()));
+    assert!(call.parker.ids.contains(&"alice".to_string()));
+    wait_for("a SIP MESSAGE with the orbit", S(5), || async {
+        phone
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.contains("parked on 601"))
+            .cloned()
+    })
+    .await;
+    notified("confirmed", notes).await;
+
+    let notes = phone.notifies.lock().unwrap().len();
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_bridged(&esl, "601 retrieved", &caller, &retriever).await;
+    let msg = wait_for("a SIP MESSAGE saying who retrieved", S(5), || async {
+        phone
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.contains("retrieved by"))
+            .cloned()
+    })
+    .await;
+    assert!(msg.contains("Dave"), "{msg}");
+    notified("terminated", notes).await;
+    esl.reset().await;
+
+    // The next one times out: alice's phone rings showing the orbit, and she answers.
+    let invites_before = phone.invites.lock().unwrap().len();
+    let caller = sip_park(&esl, &phone, "Eve").await;
+    cp.wait_parked_on("601").await;
+    let invite = wait_for("the ringback INVITE to alice", S(15), || async {
+        phone
+            .invites
+            .lock()
+            .unwrap()
+            .get(invites_before + 1)
+            .cloned()
+    })
+    .await;
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        from.contains("Parked 601"),
+        "caller id on the phone: {from}"
+    );
+    cp.wait_log(&caller, "reconnected", S(10)).await;
+}
+
+#[tokio::test]
+async fn on_timeout_sip_uri_is_dialled_through_the_sofia_profile() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let phone = sip::SipPhone::start(&fb("SIP_ALICE_CONTACT")).await;
+    let cp = Callpark::start(&Setup {
+        park: format!(
+            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"5s\"\non_timeout = \"sip:operator@{}\"\n",
+            fb("SIP_ALICE_CONTACT")
+        ),
+        fs_extra: "sip_endpoint = \"internal\"\n",
+        ..Setup::freeswitch()
+    })
+    .await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    esl.set_phone("alice", "noanswer").await;
+    let kinds = kinds_until(&cp, &caller, "fallback_answered", S(30)).await;
+    assert_eq!(
+        kinds,
+        [
+            "parked",
+            "ringback_started",
+            "ringback_missed",
+            "fallback_started",
+            "fallback_answered"
+        ]
+    );
+    let invite = phone.invites.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        invite.starts_with("INVITE sip:operator@"),
+        "the SIP phone got the fallback: {}",
+        invite.lines().next().unwrap_or("")
+    );
+    wait_bridged(
+        &esl,
+        "bridged to the fallback",
+        &caller,
+        &leg(&caller, "fb"),
+    )
+    .await;
+}

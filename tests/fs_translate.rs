@@ -341,7 +341,7 @@ fn commands_become_event_socket_commands() {
                 text: "Call parked on 601 | x".into()
             }
         )),
-        ["api chat sip|callpark@example.net|alice@192.0.2.7|Call parked on 601  x"]
+        ["api chat sip|callpark@example.net|internal/alice@192.0.2.7|Call parked on 601  x"]
     );
     assert!(
         cmd(

@@ -1,6 +1,8 @@
-//! A SIP phone on UDP, just enough of RFC 3261 for Asterisk's PJSIP endpoint `alice` of the
-//! testbed (contact 127.0.0.1:5170): it answers or lets ring INVITEs, takes BYE and CANCEL,
-//! and keeps every MESSAGE it is sent, which is how callpark tells a SIP parker its orbit.
+//! A SIP phone on UDP, just enough of RFC 3261 for the testbeds' `alice` (Asterisk's PJSIP
+//! endpoint, contact 127.0.0.1:5170; FreeSWITCH's directory user, 127.0.0.1:5270): it answers
+//! or lets ring INVITEs, takes BYE and CANCEL, keeps every MESSAGE it is sent (how callpark
+//! tells a SIP parker its orbit) and every NOTIFY, and sends REGISTER, SUBSCRIBE and, within a
+//! call it answered, REFER (a blind transfer).
 
 use std::sync::{Arc, Mutex};
 
@@ -16,21 +18,40 @@ pub enum Answer {
 pub struct SipPhone {
     pub messages: Arc<Mutex<Vec<String>>>,
     pub invites: Arc<Mutex<Vec<String>>>,
+    /// NOTIFY requests received (the whole request).
+    pub notifies: Arc<Mutex<Vec<String>>>,
+    /// Responses to the requests this phone sent.
+    responses: Arc<Mutex<Vec<String>>>,
     mode: Arc<Mutex<Answer>>,
+    sock: Arc<UdpSocket>,
+    local: String,
+    seq: Arc<std::sync::atomic::AtomicU32>,
+    /// Makes this phone's Call-IDs and tags its own: a registrar merges a request that repeats
+    /// an earlier one's Call-ID, tag and CSeq.
+    nonce: String,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SipPhone {
     pub async fn start(addr: &str) -> SipPhone {
-        let sock = UdpSocket::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("bind the SIP phone on {addr}: {e}"));
+        let sock = Arc::new(
+            UdpSocket::bind(addr)
+                .await
+                .unwrap_or_else(|e| panic!("bind the SIP phone on {addr}: {e}")),
+        );
         let messages: Arc<Mutex<Vec<String>>> = Default::default();
         let invites: Arc<Mutex<Vec<String>>> = Default::default();
+        let notifies: Arc<Mutex<Vec<String>>> = Default::default();
+        let responses: Arc<Mutex<Vec<String>>> = Default::default();
         let mode = Arc::new(Mutex::new(Answer::Answer));
         let (m, i, md) = (messages.clone(), invites.clone(), mode.clone());
+        let (nt, rs) = (notifies.clone(), responses.clone());
         let local = addr.to_string();
+        let task_sock = sock.clone();
+        let task_local = local.clone();
         let task = tokio::spawn(async move {
+            let sock = task_sock;
+            let local = task_local;
             let mut buf = vec![0u8; 65536];
             // INVITEs left ringing, by Call-ID: a CANCEL answers them with 487.
             let mut ringing: Vec<(String, String)> = Vec::new();
@@ -43,7 +64,8 @@ impl SipPhone {
                     continue;
                 };
                 if text.starts_with("SIP/2.0") {
-                    continue; // a response to nothing we sent
+                    rs.lock().unwrap().push(text);
+                    continue;
                 }
                 let reply = match method.as_str() {
                     "INVITE" => {
@@ -73,6 +95,10 @@ impl SipPhone {
                         m.lock().unwrap().push(body(&text));
                         Some(response(&text, "200 OK", &local, false))
                     }
+                    "NOTIFY" => {
+                        nt.lock().unwrap().push(text.clone());
+                        Some(response(&text, "200 OK", &local, false))
+                    }
                     "ACK" => None,
                     _ => Some(response(&text, "200 OK", &local, false)),
                 };
@@ -84,13 +110,135 @@ impl SipPhone {
         SipPhone {
             messages,
             invites,
+            notifies,
+            responses,
             mode,
+            sock,
+            local,
+            seq: Default::default(),
+            nonce: format!(
+                "{}{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_micros()
+            ),
             task,
         }
     }
 
     pub fn set(&self, a: Answer) {
         *self.mode.lock().unwrap() = a;
+    }
+
+    /// Sends a request (its Via, CSeq number and Content-Length are filled in) to `to` and
+    /// waits for its final response.
+    async fn request(
+        &self,
+        to: &str,
+        method: &str,
+        uri: &str,
+        headers: &str,
+        body: &str,
+    ) -> String {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let branch = format!("z9hG4bKphone{n}x{}", self.nonce);
+        let req = format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\nMax-Forwards: 70\r\nCSeq: {} {method}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            self.local,
+            100 + n,
+            body.len()
+        );
+        self.sock
+            .send_to(req.as_bytes(), to)
+            .await
+            .unwrap_or_else(|e| panic!("send {method} to {to}: {e}"));
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(r) = self
+                .responses
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.contains(&branch) && !r.starts_with("SIP/2.0 1"))
+            {
+                return r.clone();
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "no final response to {method} {uri}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Registers `user` at the registrar `registrar` (host:port) with this phone's contact.
+    pub async fn register(&self, registrar: &str, user: &str, domain: &str) -> String {
+        let headers = format!(
+            "From: <sip:{user}@{domain}>;tag=reg{user}{n}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: reg-{user}-{n}\r\nContact: <sip:{user}@{}>\r\nExpires: 600\r\n",
+            self.local,
+            n = self.nonce
+        );
+        self.request(
+            registrar,
+            "REGISTER",
+            &format!("sip:{domain}"),
+            &headers,
+            "",
+        )
+        .await
+    }
+
+    /// Subscribes to the dialog state of `who@domain` at `server` (a busy-lamp key).
+    pub async fn subscribe(&self, server: &str, who: &str, domain: &str) -> String {
+        let headers = format!(
+            "From: <sip:alice@{domain}>;tag=sub{who}{n}\r\nTo: <sip:{who}@{domain}>\r\nCall-ID: sub-{who}-{n}\r\nContact: <sip:alice@{}>\r\nEvent: dialog\r\nAccept: application/dialog-info+xml\r\nExpires: 600\r\n",
+            self.local,
+            n = self.nonce
+        );
+        self.request(
+            server,
+            "SUBSCRIBE",
+            &format!("sip:{who}@{domain}"),
+            &headers,
+            "",
+        )
+        .await
+    }
+
+    /// A blind transfer of the last call this phone answered to `target` (a SIP URI): REFER
+    /// within that call's dialog, sent to `server`.
+    pub async fn refer_last_call(&self, server: &str, target: &str) -> String {
+        let invite = self
+            .invites
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("a call to transfer");
+        let their_from = header(&invite, "From");
+        let our_to = {
+            let to = header(&invite, "To");
+            if to.contains("tag=") {
+                to
+            } else {
+                format!("{to};tag=phone{}", header(&invite, "Call-ID").len())
+            }
+        };
+        let uri = header(&invite, "Contact")
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let headers = format!(
+            "From: {our_to}\r\nTo: {their_from}\r\nCall-ID: {}\r\nContact: <sip:alice@{}>\r\nRefer-To: <{target}>\r\nReferred-By: <sip:alice@{}>\r\n",
+            header(&invite, "Call-ID"),
+            self.local,
+            self.local
+        );
+        self.request(server, "REFER", &uri, &headers, "").await
     }
 }
 

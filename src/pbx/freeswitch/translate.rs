@@ -233,8 +233,10 @@ impl FsTranslator {
             ("Empty", "unknown", "CS_HANGUP", "terminated")
         };
         let from = format!("{orbit}@{}", self.s.domain);
+        // proto `sip`: sofia then notifies phones subscribed to plain `701@domain`, the busy-lamp
+        // key a user sets up (valet_park's `park` proto needs `park+701` subscriptions).
         let out = Outgoing::new("sendevent PRESENCE_IN")
-            .header("proto", "callpark")
+            .header("proto", "sip")
             .header("login", orbit.to_string())
             .header("from", from)
             .header("force-status", status)
@@ -589,14 +591,15 @@ fn user_of(endpoint: &str) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
-/// `user@host` of a sofia endpoint, for a SIP MESSAGE (the port is the registrar's business).
+/// `profile/user@host` of a sofia endpoint, the `to` of a SIP MESSAGE by `chat`: the profile
+/// sends it, to the contacts `user@host` registered (the port is the registrar's business).
 fn sip_user_of(endpoint: &str) -> Option<String> {
     let rest = endpoint.strip_prefix("sofia/")?;
-    let (_, uri) = rest.split_once('/')?;
+    let (profile, uri) = rest.split_once('/')?;
     let uri = uri.trim_start_matches("sip:");
     let (user, host) = uri.split_once('@')?;
     let host = host.split([':', ';']).next()?;
-    Some(format!("{user}@{host}"))
+    Some(format!("{profile}/{user}@{host}"))
 }
 
 #[cfg(test)]
@@ -621,7 +624,7 @@ mod tests {
         assert_eq!(user_of("user/1000@example.com").as_deref(), Some("1000"));
         assert_eq!(
             sip_user_of("sofia/internal/alice@127.0.0.1:5270").as_deref(),
-            Some("alice@127.0.0.1")
+            Some("internal/alice@127.0.0.1")
         );
         assert_eq!(sip_user_of("loopback/x/y"), None);
     }
