@@ -8,9 +8,12 @@
 //! Both systems park the same call the same way: a bridged loopback pair whose caller is
 //! blind-transferred (`uuid_transfer`) to `park` (callpark's include) or to `valet`
 //! (`valet_park` of the testbed dialplan). "Parked and on hold" is FreeSWITCH's PLAYBACK_START
-//! of the hold music (the same `local_stream://moh` for both) on the parked channel; a retrieve
-//! is done when the parked channel's CHANNEL_BRIDGE arrives. Times are taken at the arrival of
-//! those events on the test's own event socket, from just before the command is sent.
+//! of the hold music (the same `local_stream://moh` for both) on the parked channel (for
+//! callpark that music is started by its include, before callpark takes the call); "in a slot"
+//! is callpark's busy-lamp PRESENCE_IN (sent once the orbit is allocated and committed to the
+//! store) or valet's `valet_parking::info` hold event. A retrieve is done when the parked
+//! channel's CHANNEL_BRIDGE arrives. Times are taken at the arrival of those events on the
+//! test's own event socket, from just before the command is sent.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -54,9 +57,9 @@ async fn pair(esl: &Esl, tag: &str) -> String {
     caller
 }
 
-/// Parks the caller of a fresh pair; returns the latency to its hold music, the parked
-/// channel and the event mark from before the park.
-async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String, usize) {
+/// Parks the caller of a fresh pair; returns the latencies to its hold music and to its slot,
+/// the parked channel and the event mark from before the park.
+async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, Duration, String, usize) {
     let caller = pair(esl, tag).await;
     let mark = esl.mark();
     let cmd = format!(
@@ -74,7 +77,26 @@ async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, String, usize) {
                 && e.get("Playback-File-Path").contains("local_stream://moh")
         })
         .await;
-    (on_hold.at.saturating_duration_since(t0), caller, mark)
+    let in_slot = esl
+        .wait_event(mark, "the call in a slot", T, |e| match sys {
+            System::Callpark => {
+                e.name() == "PRESENCE_IN"
+                    && e.get("unique-id") == "callpark-601"
+                    && e.get("answer-state") == "confirmed"
+            }
+            System::Valet => {
+                e.get("Event-Subclass") == "valet_parking::info"
+                    && e.get("Action") == "hold"
+                    && e.uuid() == caller
+            }
+        })
+        .await;
+    (
+        on_hold.at.saturating_duration_since(t0),
+        in_slot.at.saturating_duration_since(t0),
+        caller,
+        mark,
+    )
 }
 
 /// The slot a call was parked on: callpark's lowest free orbit, or valet's from its event.
@@ -150,14 +172,16 @@ async fn main() {
     // 1 and 2: latency and cycles, the two systems interleaved so both see the same FreeSWITCH.
     let systems = [System::Callpark, System::Valet];
     let mut lat = [Vec::new(), Vec::new()];
+    let mut slotted = [Vec::new(), Vec::new()];
     let mut cyc = [Vec::new(), Vec::new()];
     for i in 0..rounds {
         for (k, sys) in systems.into_iter().enumerate() {
             let tag = format!("{}{i}", &sys.label()[..1]);
-            let (l, caller, mark) = park(&esl, sys, &tag).await;
+            let (l, in_slot, caller, mark) = park(&esl, sys, &tag).await;
             let s = slot(&esl, sys, &caller, mark);
             let r = retrieve(&esl, &caller, &s).await;
             lat[k].push(l);
+            slotted[k].push(in_slot);
             cyc[k].push(l + r);
             // Quiet between rounds: the next park starts from an idle FreeSWITCH.
             esl.reset().await;
@@ -177,6 +201,15 @@ async fn main() {
         pct(&lat[0], 0.5).as_secs_f64() / pct(&lat[1], 0.5).as_secs_f64(),
         pct(&lat[0], 0.99).as_secs_f64() / pct(&lat[1], 0.99).as_secs_f64()
     );
+    println!("park -> in a slot (callpark: orbit committed, lamp sent; valet: its hold event):");
+    for (k, sys) in systems.into_iter().enumerate() {
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}",
+            sys.label(),
+            ms(pct(&slotted[k], 0.5)),
+            ms(pct(&slotted[k], 0.99))
+        );
+    }
     println!("park + retrieve cycle (transfer -> on hold -> dial -> bridged), sequential:");
     for (k, sys) in systems.into_iter().enumerate() {
         let total: Duration = cyc[k].iter().sum();

@@ -43,7 +43,7 @@ async fn lamp(esl: &Esl, mark: usize, orbit: &str, in_use: bool) {
     let state = if in_use { "confirmed" } else { "terminated" };
     esl.wait_event(mark, &format!("busy lamp of {orbit} {state}"), S(5), |e| {
         e.name() == "PRESENCE_IN"
-            && e.get("proto") == "callpark"
+            && e.get("unique-id") == format!("callpark-{orbit}")
             && e.get("from") == from
             && e.get("answer-state") == state
     })

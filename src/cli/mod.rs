@@ -249,10 +249,7 @@ async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
             pool,
             c.channel.as_str(),
             format!("{} {}", c.caller.name, c.caller.number),
-            format!("{:?}", c.state)
-                .split([' ', '{'])
-                .next()
-                .unwrap_or(""),
+            c.state.name(),
             c.attempts,
             ((c.deadline - now).max(0)) / 1000
         );

@@ -45,8 +45,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
+    // systemd stops a service with SIGTERM: the same orderly stop as Ctrl-C.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let code = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { info!("stopping"); ExitCode::SUCCESS }
+        _ = tokio::signal::ctrl_c() => { info!("stopping (interrupt)"); ExitCode::SUCCESS }
+        _ = term.recv() => { info!("stopping (SIGTERM)"); ExitCode::SUCCESS }
         Some(res) = tasks.join_next() => {
             match res {
                 Ok(Ok(_)) => ExitCode::SUCCESS,

@@ -337,6 +337,17 @@ pub enum CallState {
 }
 
 impl CallState {
+    /// The state's name, as the store keeps it and the CLI shows it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallState::Parked => "parked",
+            CallState::Ringback { .. } => "ringback",
+            CallState::Fallback { .. } => "fallback",
+            CallState::Returning { .. } => "returning",
+            CallState::Connecting { .. } => "connecting",
+        }
+    }
+
     /// The other channel the call is waiting on, if any.
     pub fn leg(&self) -> Option<&ChannelId> {
         match self {

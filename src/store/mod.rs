@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
 use crate::orbit::OrbitTable;
-use crate::park::{CallState, Change, LogEvent, Millis, ParkedCall};
+use crate::park::{Change, LogEvent, Millis, ParkedCall};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -144,7 +144,7 @@ impl Store {
                 .bind(call.parked_at)
                 .bind(call.deadline)
                 .bind(i64::from(call.attempts))
-                .bind(state_name(&call.state))
+                .bind(call.state.name())
                 .bind(record)
                 .execute(&mut *tx)
                 .await?;
@@ -317,15 +317,5 @@ impl Store {
 
     pub async fn close(self) {
         self.db.close().await;
-    }
-}
-
-fn state_name(s: &CallState) -> &'static str {
-    match s {
-        CallState::Parked => "parked",
-        CallState::Ringback { .. } => "ringback",
-        CallState::Fallback { .. } => "fallback",
-        CallState::Returning { .. } => "returning",
-        CallState::Connecting { .. } => "connecting",
     }
 }
