@@ -215,9 +215,11 @@ async fn main() {
         std::fs::write(f, cp.log_text()).expect("write CALLPARK_BENCH_LOG");
     }
     drop(cp);
+    // The include is generated from this configuration (music off), as a deployment would.
     let cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
         ranges: vec![("701", "799"), ("5000", "5999")],
+        ast_include_from_config: true,
         log,
         ..Setup::default()
     })
@@ -276,4 +278,7 @@ async fn main() {
     assert_eq!(alive, concurrent, "every parked call still up in Asterisk");
     assert_eq!(problems, 0, "callpark logged warnings:\n{log}");
     ari.reset().await;
+    drop(cp);
+    let shipped = std::path::Path::new(REPO).join("dialplan/asterisk/callpark.conf");
+    install_asterisk_include(&std::fs::read_to_string(shipped).unwrap());
 }

@@ -330,3 +330,43 @@ fn the_channel_listing_is_the_reconciliation() {
     };
     assert_eq!(channels.len(), 2);
 }
+
+#[test]
+fn a_call_the_include_put_on_hold_keeps_that_music_until_it_is_stopped() {
+    let mut t = tr();
+    let mut v = raw("StasisStart-1.json");
+    v["args"] = serde_json::json!(["park", "", "", "moh"]);
+    v["channel"]["channelvars"] =
+        serde_json::json!({"BLINDTRANSFER": "PJSIP/alice-00000012", "ATTENDEDTRANSFER": ""});
+    let out = wire(&mut t, event(&v));
+    let [Event::Park { lot, orbit, .. }] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        (lot, orbit),
+        (&None, &None),
+        "empty arguments are not a lot or orbit"
+    );
+    let ch = ChannelId::new("1795360454.4");
+    let moh = |t: &mut AriTranslator| {
+        cmd(
+            t,
+            Command::StartMoh {
+                channel: ch.clone(),
+                moh: Moh::Class(None),
+            },
+        )
+    };
+    assert!(
+        moh(&mut t).is_empty(),
+        "on hold already: no REST round trip"
+    );
+    let out = cmd(
+        &mut t,
+        Command::StopMoh {
+            channel: ch.clone(),
+        },
+    );
+    assert_eq!(reqs(&out), ["DELETE /channels/1795360454.4/moh"]);
+    assert_eq!(reqs(&moh(&mut t)), ["POST /channels/1795360454.4/moh"]);
+}

@@ -466,8 +466,15 @@ async fn music_on_hold_off_class_and_custom_file() {
     let _turn = exclusive().await;
     let (ari, ami) = testbed().await;
 
+    // Each configuration with its own include (`callpark dialplan asterisk`): the include
+    // puts a blind-transferred call on hold with the configured class.
+    let own = |park: &str| Setup {
+        park: park.into(),
+        ast_include_from_config: true,
+        ..Setup::default()
+    };
     // music_on_hold = false: silence.
-    let cp = Callpark::start(&setup("pickup_timeout = \"60s\"\nmusic_on_hold = false\n")).await;
+    let cp = Callpark::start(&own("pickup_timeout = \"60s\"\nmusic_on_hold = false\n")).await;
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
     cp.wait_parked_on("701").await;
     tokio::time::sleep(S(2)).await;
@@ -479,7 +486,7 @@ async fn music_on_hold_off_class_and_custom_file() {
     ari.reset().await;
 
     // A class of the PBX.
-    let cp = Callpark::start(&setup(
+    let cp = Callpark::start(&own(
         "pickup_timeout = \"60s\"\nmusic_on_hold_class = \"callpark-custom\"\n",
     ))
     .await;
@@ -504,7 +511,7 @@ async fn music_on_hold_off_class_and_custom_file() {
         "{} is shipped by asterisk-moh-opsound-wav",
         src.display()
     );
-    let cp = Callpark::start(&setup(&format!(
+    let cp = Callpark::start(&own(&format!(
         "pickup_timeout = \"60s\"\nmusic_on_hold_file = \"{}\"\n",
         src.display()
     )))

@@ -27,7 +27,10 @@ fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
         "regenerate: callpark --config contrib/callpark.example.toml dialplan asterisk > dialplan/asterisk/callpark.conf"
     );
     for line in [
-        "exten => park,1,Stasis(callpark,park)",
+        "exten => park,1,GotoIf($[\"${BLINDTRANSFER}\" = \"\"]?direct)",
+        " same => n,StartMusicOnHold()",
+        " same => n,Stasis(callpark,park,,,moh)",
+        " same => n(direct),Stasis(callpark,park)",
         "exten => _70[1-9],1,Stasis(callpark,retrieve,${EXTEN})",
         "exten => _7[1-9]X,1,Stasis(callpark,retrieve,${EXTEN})",
         "exten => _*70XX,1,Stasis(callpark,retrieve,${EXTEN})",

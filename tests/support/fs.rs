@@ -395,18 +395,7 @@ pub fn shipped_include() -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// `callpark dialplan freeswitch` for a configuration file.
+/// `callpark dialplan freeswitch` for a configuration file (pool pbx-b).
 pub fn generated_include(config: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
-        .arg("--config")
-        .arg(config)
-        .args(["dialplan", "freeswitch", "--pool", "pbx-b"])
-        .output()
-        .expect("run callpark dialplan freeswitch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    super::generated_include(config, "freeswitch", "pbx-b")
 }

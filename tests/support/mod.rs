@@ -491,6 +491,8 @@ pub struct Setup {
     /// FreeSWITCH's include generated from this configuration (its music settings) instead of
     /// the shipped one; its orbits are then only this configuration's.
     pub fs_include_from_config: bool,
+    /// The same for Asterisk's include.
+    pub ast_include_from_config: bool,
 }
 
 impl Setup {
@@ -523,6 +525,7 @@ impl Default for Setup {
             fs_extra: "",
             esl_addr: None,
             fs_include_from_config: false,
+            ast_include_from_config: false,
         }
     }
 }
@@ -577,6 +580,15 @@ impl Callpark {
         }
         let config = dir.path().join("callpark.toml");
         std::fs::write(&config, text).unwrap();
+        if setup.asterisk {
+            let include = if setup.ast_include_from_config {
+                generated_include(&config, "asterisk", "pbx-a")
+            } else {
+                let p = Path::new(REPO).join("dialplan/asterisk/callpark.conf");
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            };
+            install_asterisk_include(&include);
+        }
         if !setup.fs_ranges.is_empty() {
             let include = if setup.fs_include_from_config {
                 fs::generated_include(&config)
@@ -730,6 +742,39 @@ impl Drop for Callpark {
             );
         }
     }
+}
+
+/// `callpark dialplan <kind> --pool <pool>` for a configuration file.
+pub fn generated_include(config: &Path, kind: &str, pool: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
+        .arg("--config")
+        .arg(config)
+        .args(["dialplan", kind, "--pool", pool])
+        .output()
+        .expect("run callpark dialplan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Puts `text` in place as the Asterisk testbed's callpark.conf and reloads the dialplan, when
+/// it is not already the one in place.
+pub fn install_asterisk_include(text: &str) {
+    let path = Path::new(&tb("ROOT")).join("etc/asterisk/callpark.conf");
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
+        return;
+    }
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let script = Path::new(REPO).join("contrib/testbed/asterisk/testbed.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["cli", "dialplan reload"])
+        .output()
+        .expect("run testbed.sh cli");
+    assert!(out.status.success(), "dialplan reload: {out:?}");
 }
 
 /// Asterisk's verbose log (the testbed's `full`), to see what a channel heard.

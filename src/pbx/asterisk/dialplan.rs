@@ -52,8 +52,43 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         );
         let _ = writeln!(s, " same => n,Hangup()");
     };
-    let _ = writeln!(s, "exten => {},1,Stasis({app},park)", cfg.park.park_code);
-    down(&mut s, "park");
+    // A blind-transferred call goes on hold right here, before Stasis(), as res_parking's
+    // Park() would; callpark is told by the `moh` argument and takes it from the music. The
+    // caller who dials the park code itself is handed over silent: callpark speaks its orbit
+    // first. A custom file is callpark's to play (it loops it over ARI).
+    let hold = match (
+        &cfg.park.music_on_hold,
+        &cfg.park.music_on_hold_class,
+        &cfg.park.music_on_hold_file,
+    ) {
+        (false, _, _) | (true, _, Some(_)) => None,
+        (true, Some(class), None) => Some(format!("StartMusicOnHold({class})")),
+        (true, None, None) => Some("StartMusicOnHold()".to_string()),
+    };
+    let park = |s: &mut String, exten: &str, lot: &str| {
+        let args = if lot.is_empty() {
+            "park".to_string()
+        } else {
+            format!("park,{lot}")
+        };
+        match &hold {
+            Some(moh) => {
+                let _ = writeln!(
+                    s,
+                    "exten => {exten},1,GotoIf($[\"${{BLINDTRANSFER}}\" = \"\"]?direct)"
+                );
+                let _ = writeln!(s, " same => n,{moh}");
+                let _ = writeln!(s, " same => n,Stasis({app},park,{lot},,moh)");
+                down(s, "park");
+                let _ = writeln!(s, " same => n(direct),Stasis({app},{args})");
+            }
+            None => {
+                let _ = writeln!(s, "exten => {exten},1,Stasis({app},{args})");
+            }
+        }
+        down(s, "park");
+    };
+    park(&mut s, &cfg.park.park_code, "");
     let mut lots: Vec<&str> = cfg
         .orbits
         .pool_ranges(pool)
@@ -62,12 +97,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     lots.sort();
     lots.dedup();
     for lot in lots {
-        let _ = writeln!(
-            s,
-            "exten => {}-{lot},1,Stasis({app},park,{lot})",
-            cfg.park.park_code
-        );
-        down(&mut s, "park");
+        park(&mut s, &format!("{}-{lot}", cfg.park.park_code), lot);
     }
     for r in cfg.orbits.ranges() {
         let _ = writeln!(s, "; orbit range {} ({}), pool {}", r.name, r.span, r.pool);

@@ -2,7 +2,8 @@
 //! requests out. No socket, no clock.
 //!
 //! The dialplan sends calls into the Stasis application with arguments that say why:
-//! `park[,lot[,orbit]]`, `retrieve,<orbit>`; channels callpark originates carry `leg`.
+//! `park[,lot[,orbit[,moh]]]` (`moh`: the include put the call on hold already),
+//! `retrieve,<orbit>`; channels callpark originates carry `leg`.
 //! A park by blind transfer is recognised by `BLINDTRANSFER` on the parked channel, which
 //! names the transferer's channel and so the parker's endpoint; `ATTENDEDTRANSFER` marks an
 //! attended one. ari.conf's `channelvars` puts both in the event; without it they are read
@@ -111,6 +112,9 @@ struct Chan {
     ringing: bool,
     /// Playing the orbit: music waits for its end.
     announcing: bool,
+    /// On hold by the include's StartMusicOnHold() (Stasis argument `moh`): callpark's first
+    /// music on hold for it is already playing.
+    dialplan_music: bool,
     deferred_moh: Option<Moh>,
     /// The playback of a custom music-on-hold file.
     file_moh: Option<PlaybackId>,
@@ -306,6 +310,9 @@ impl AriTranslator {
         };
         match args.first().map(String::as_str) {
             Some("park") => {
+                if args.get(3).is_some_and(|a| a == "moh") {
+                    self.chan(&id).dialplan_music = true;
+                }
                 let lot = args.get(1).filter(|s| !s.is_empty()).cloned();
                 let orbit = match args.get(2).filter(|s| !s.is_empty()).map(|s| s.parse()) {
                     None => None,
@@ -508,6 +515,9 @@ impl Translator for AriTranslator {
             }
             Command::StartMoh { channel, moh } => {
                 let c = self.chan(&channel);
+                if c.dialplan_music {
+                    return;
+                }
                 if c.announcing {
                     c.deferred_moh = Some(moh);
                 } else {
@@ -517,6 +527,8 @@ impl Translator for AriTranslator {
             Command::StopMoh { channel } => {
                 let c = self.chan(&channel);
                 c.deferred_moh = None;
+                // Stopping works alike on the include's music: from now on music is callpark's.
+                c.dialplan_music = false;
                 match c.file_moh.take() {
                     Some(pb) => {
                         self.after.remove(&pb);
