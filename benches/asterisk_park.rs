@@ -7,8 +7,10 @@
 //!
 //! Both systems park the same way, by Asterisk's blind transfer of a bridged pair (AMI
 //! BlindTransfer): to `park@park-in` (callpark) or to `800@resparking` (`Park()`). "Parked and
-//! on hold" is Asterisk's own MusicOnHoldStart event for the parked channel; a retrieve is
-//! done when the retrieving channel's BridgeEnter event arrives. Times are taken from the
+//! on hold" is Asterisk's own MusicOnHoldStart event for the parked channel (for callpark that
+//! music is started by its include, before Stasis()); "in a slot" is res_parking's ParkedCall
+//! event, or callpark's busy lamp turning INUSE (after the orbit is allocated and committed); a
+//! retrieve is done when the retrieving channel's BridgeEnter event arrives. Times are taken from the
 //! arrival of those AMI events, measured from just before the transfer action is sent.
 
 #[path = "../tests/support/mod.rs"]
@@ -78,9 +80,11 @@ async fn pair(ari: &Ari, ami: &Ami, tag: &str) -> String {
         .clone()
 }
 
-/// Parks the far party of a fresh pair; returns the latency to its music on hold and its
-/// parking space (from res_parking's ParkedCall event, or callpark's lowest free orbit).
-async fn park(ari: &Ari, ami: &Ami, sys: System, tag: &str) -> (Duration, String) {
+/// Parks the far party of a fresh pair; returns the latencies to its music on hold and to its
+/// slot, and its parking space. In a slot: res_parking's ParkedCall event; callpark's busy
+/// lamp (DeviceStateChange of `Stasis:callpark-701` to INUSE), which it sets once the orbit is
+/// allocated and the park committed to its store.
+async fn park(ari: &Ari, ami: &Ami, sys: System, tag: &str) -> (Duration, Duration, String) {
     let transferer = pair(ari, ami, tag).await;
     let mark = ami.mark();
     let callee = format!("Local/dev-{tag}@phones-");
@@ -93,17 +97,27 @@ async fn park(ari: &Ari, ami: &Ami, sys: System, tag: &str) -> (Duration, String
         })
         .await;
     let latency = arrived(&moh).saturating_duration_since(t0);
-    let space = match sys {
-        System::Callpark => "701".to_string(),
-        System::ResParking => ami
-            .wait_event(mark, "ParkedCall", T, |m| {
-                m.get("ParkeeChannel")
-                    .is_some_and(|c| c.starts_with(&callee))
-            })
-            .await["ParkingSpace"]
-            .clone(),
+    let (slot, space) = match sys {
+        System::Callpark => {
+            let lamp = ami
+                .wait_event(mark, "DeviceStateChange", T, |m| {
+                    m.get("Device").map(String::as_str) == Some("Stasis:callpark-701")
+                        && m.get("State").map(String::as_str) == Some("INUSE")
+                })
+                .await;
+            (arrived(&lamp), "701".to_string())
+        }
+        System::ResParking => {
+            let parked = ami
+                .wait_event(mark, "ParkedCall", T, |m| {
+                    m.get("ParkeeChannel")
+                        .is_some_and(|c| c.starts_with(&callee))
+                })
+                .await;
+            (arrived(&parked), parked["ParkingSpace"].clone())
+        }
     };
-    (latency, space)
+    (latency, slot.saturating_duration_since(t0), space)
 }
 
 /// Dials the space and waits until the retriever is bridged; returns the time it took.
@@ -160,6 +174,7 @@ async fn main() {
 
     // 1 and 2: latency and cycles, the two systems interleaved so both see the same Asterisk.
     let mut lat = [Vec::new(), Vec::new()];
+    let mut slotted = [Vec::new(), Vec::new()];
     let mut cyc = [Vec::new(), Vec::new()];
     for i in 0..rounds {
         for (k, sys) in [System::Callpark, System::ResParking]
@@ -168,10 +183,11 @@ async fn main() {
         {
             let tag = format!("b{}{i}", &sys.label()[..1]);
             let t0 = Instant::now();
-            let (l, space) = park(&ari, &ami, sys, &tag).await;
+            let (l, in_slot, space) = park(&ari, &ami, sys, &tag).await;
             let r = retrieve(&ari, &ami, sys, &tag, &space).await;
             let _ = t0;
             lat[k].push(l);
+            slotted[k].push(in_slot);
             cyc[k].push(l + r);
         }
     }
@@ -192,6 +208,18 @@ async fn main() {
         "  p99 ratio callpark/res_parking: {:.2}",
         pct(&lat[0], 0.99).as_secs_f64() / pct(&lat[1], 0.99).as_secs_f64()
     );
+    println!("park -> in a slot (callpark: orbit committed, lamp set; res_parking: ParkedCall):");
+    for (k, sys) in [System::Callpark, System::ResParking]
+        .into_iter()
+        .enumerate()
+    {
+        println!(
+            "  {:<12} p50 {:>9}  p99 {:>9}",
+            sys.label(),
+            ms(pct(&slotted[k], 0.5)),
+            ms(pct(&slotted[k], 0.99))
+        );
+    }
     println!("park + retrieve cycle (transfer -> on hold -> dial -> bridged), sequential:");
     for (k, sys) in [System::Callpark, System::ResParking]
         .into_iter()

@@ -78,18 +78,23 @@ async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, Duration, String,
         })
         .await;
     let in_slot = esl
-        .wait_event(mark, "the call in a slot", T, |e| match sys {
-            System::Callpark => {
-                e.name() == "PRESENCE_IN"
-                    && e.get("unique-id") == "callpark-601"
-                    && e.get("answer-state") == "confirmed"
-            }
-            System::Valet => {
-                e.get("Event-Subclass") == "valet_parking::info"
-                    && e.get("Action") == "hold"
-                    && e.uuid() == caller
-            }
-        })
+        .wait_event(
+            mark,
+            &format!("the call in a slot of {}", sys.label()),
+            T,
+            |e| match sys {
+                System::Callpark => {
+                    e.name() == "PRESENCE_IN"
+                        && e.get("unique-id") == "callpark-601"
+                        && e.get("answer-state") == "confirmed"
+                }
+                System::Valet => {
+                    e.get("Event-Subclass") == "valet_parking::info"
+                        && e.get("Action") == "hold"
+                        && e.uuid() == caller
+                }
+            },
+        )
         .await;
     (
         on_hold.at.saturating_duration_since(t0),
@@ -155,9 +160,10 @@ async fn main() {
     );
     fs_testbed().await;
     // Only what the figures are read from.
-    let esl =
-        Esl::connect_for("CHANNEL_PARK CHANNEL_BRIDGE PLAYBACK_START CUSTOM valet_parking::info")
-            .await;
+    let esl = Esl::connect_for(
+        "CHANNEL_PARK CHANNEL_BRIDGE PLAYBACK_START PRESENCE_IN CUSTOM valet_parking::info",
+    )
+    .await;
     let log = match std::env::var("CALLPARK_BENCH_LOG") {
         Ok(_) => "callpark=debug",
         Err(_) => "info",

@@ -24,19 +24,10 @@ use super::REPO;
 pub fn fs_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = Path::new(REPO).join("contrib/testbed/freeswitch/testbed.env");
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut m: HashMap<String, String> = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let root = std::env::var("CALLPARK_FS_TESTBED_ROOT")
-            .unwrap_or_else(|_| m["CALLPARK_FS_TESTBED_DEFAULT_ROOT"].clone());
-        m.insert("CALLPARK_FS_TESTBED_ROOT".into(), root);
-        m
+        super::read_testbed_env(
+            "contrib/testbed/freeswitch/testbed.env",
+            "CALLPARK_FS_TESTBED_",
+        )
     })
 }
 

@@ -22,23 +22,29 @@ pub mod sip;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// testbed.env, parsed; `CALLPARK_TESTBED_ROOT` from the environment wins.
+/// A testbed's testbed.env (`KEY=VALUE` lines, `#` comments), with `<prefix>ROOT` set from the
+/// environment when there, else from `<prefix>DEFAULT_ROOT`.
+pub fn read_testbed_env(file: &str, prefix: &str) -> HashMap<String, String> {
+    let path = Path::new(REPO).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut m: HashMap<String, String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let root_key = format!("{prefix}ROOT");
+    let root =
+        std::env::var(&root_key).unwrap_or_else(|_| m[&format!("{prefix}DEFAULT_ROOT")].clone());
+    m.insert(root_key, root);
+    m
+}
+
+/// The Asterisk testbed's testbed.env; `CALLPARK_TESTBED_ROOT` from the environment wins.
 pub fn testbed_env() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = Path::new(REPO).join("contrib/testbed/asterisk/testbed.env");
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut m: HashMap<String, String> = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let root = std::env::var("CALLPARK_TESTBED_ROOT")
-            .unwrap_or_else(|_| m["CALLPARK_TESTBED_DEFAULT_ROOT"].clone());
-        m.insert("CALLPARK_TESTBED_ROOT".into(), root);
-        m
+        read_testbed_env("contrib/testbed/asterisk/testbed.env", "CALLPARK_TESTBED_")
     })
 }
 
