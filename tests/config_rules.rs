@@ -221,9 +221,16 @@ fn secrets_come_from_file_or_environment() {
 fn example_config_is_valid() {
     let text = std::fs::read_to_string("contrib/callpark.example.toml").unwrap();
     let c = Config::from_toml(&text, "contrib/callpark.example.toml");
-    // Its secret comes from the environment; without it the error names that variable.
+    // Its secrets come from the environment; without them the error names the variable.
     match c {
-        Ok(c) => assert_eq!(c.orbits.ranges().len(), 2),
-        Err(e) => assert!(e.to_string().contains("CALLPARK_ARI_PASSWORD"), "{e}"),
+        Ok(c) => {
+            assert_eq!(c.orbits.ranges().len(), 3);
+            assert_eq!(c.pbx.len(), 2, "an Asterisk and a FreeSWITCH pool");
+        }
+        Err(e) => assert!(
+            e.to_string().contains("CALLPARK_ARI_PASSWORD")
+                || e.to_string().contains("CALLPARK_ESL_PASSWORD"),
+            "{e}"
+        ),
     }
 }

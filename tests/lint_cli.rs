@@ -113,12 +113,13 @@ fn orbit_table_from_the_config() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("CALLPARK_CONFIG")
         .env("CALLPARK_ARI_PASSWORD", "x")
+        .env("CALLPARK_ESL_PASSWORD", "x")
         .output()
         .unwrap();
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.starts_with("checked 199 orbits (701-799, *7000-*7099)"),
+        out.starts_with("checked 298 orbits (601-699, 701-799, *7000-*7099)"),
         "{out}"
     );
 }
