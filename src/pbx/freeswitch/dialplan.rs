@@ -100,20 +100,18 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         // to `hangup`. A call that dialled the park code itself is parked silent: callpark
         // speaks the orbit to it first.
         if let Some((app, data)) = &hold {
-            {
-                let _ = writeln!(
-                    s,
-                    "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
-                );
-                let _ = writeln!(s, "      <action application=\"park\"/>");
-                let _ = writeln!(
-                    s,
-                    "      <anti-action application=\"{app}\" data=\"{}\"/>",
-                    xml_escape(data)
-                );
-                let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
-                let _ = writeln!(s, "    </condition>");
-            }
+            let _ = writeln!(
+                s,
+                "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
+            );
+            let _ = writeln!(s, "      <action application=\"park\"/>");
+            let _ = writeln!(
+                s,
+                "      <anti-action application=\"{app}\" data=\"{}\"/>",
+                xml_escape(data)
+            );
+            let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
+            let _ = writeln!(s, "    </condition>");
         }
         let _ = writeln!(s, "  </extension>");
     };
