@@ -215,24 +215,7 @@ impl Esl {
         timeout: Duration,
         pred: impl Fn(&Ev) -> bool,
     ) -> Ev {
-        let end = Instant::now() + timeout;
-        let mut from = mark;
-        loop {
-            let notified = self.news.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let evs = self.events.lock().unwrap();
-                if let Some(e) = evs[from..].iter().find(|e| pred(e)) {
-                    return e.clone();
-                }
-                from = evs.len();
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                panic!("timed out after {timeout:?} waiting for {what}");
-            }
-        }
+        super::wait_in(&self.events, &self.news, mark, what, timeout, pred).await
     }
 
     /// Every channel now: uuid -> row.

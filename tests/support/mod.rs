@@ -248,7 +248,8 @@ impl Ari {
         v["state"].as_str().unwrap_or("").to_string()
     }
 
-    /// Hangs up every channel and turns every callpark lamp off: each test starts clean.
+    /// Hangs up every channel, removes every bridge and turns every callpark lamp off (a lamp
+    /// left on by a killed run would hide the next park's lamp change): each test starts clean.
     pub async fn reset(&self) {
         for c in self.channels().await {
             if let Some(id) = c["id"].as_str() {
@@ -263,6 +264,51 @@ impl Ari {
             if let Some(id) = b["id"].as_str() {
                 self.delete(&format!("/bridges/{id}")).await;
             }
+        }
+        let states = self.get("/deviceStates").await;
+        for d in states.as_array().into_iter().flatten() {
+            let (Some(name), Some(state)) = (d["name"].as_str(), d["state"].as_str()) else {
+                continue;
+            };
+            if name.starts_with("Stasis:callpark-") && state != "NOT_INUSE" {
+                let path = format!("/deviceStates/{}", name.replace('#', "%23"));
+                let (status, body) = self
+                    .call(reqwest::Method::PUT, &path, &[("deviceState", "NOT_INUSE")])
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(status < 300, "PUT {path}: {status} {body}");
+            }
+        }
+    }
+}
+
+/// The first item after `mark` of a list a reader task appends to (and notifies `news` of)
+/// that `pred` accepts; only what arrived since the last look is scanned again. Panics with
+/// `what` after `timeout`.
+pub async fn wait_in<T: Clone>(
+    list: &std::sync::Mutex<Vec<T>>,
+    news: &Notify,
+    mark: usize,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&T) -> bool,
+) -> T {
+    let end = Instant::now() + timeout;
+    let mut from = mark;
+    loop {
+        let notified = news.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let items = list.lock().unwrap();
+            if let Some(m) = items[from..].iter().find(|m| pred(m)) {
+                return m.clone();
+            }
+            from = items.len();
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+            panic!("timed out after {timeout:?} waiting for {what}");
         }
     }
 }
@@ -389,8 +435,6 @@ impl Ami {
         .await
     }
 
-    /// The first message after `mark` that `pred` accepts, woken by each arrival; only what
-    /// arrived since the last look is scanned again.
     async fn wait_msg(
         &self,
         mark: usize,
@@ -398,24 +442,7 @@ impl Ami {
         timeout: Duration,
         pred: impl Fn(&AmiMsg) -> bool,
     ) -> AmiMsg {
-        let end = Instant::now() + timeout;
-        let mut from = mark;
-        loop {
-            let notified = self.news.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let msgs = self.msgs.lock().unwrap();
-                if let Some(m) = msgs[from..].iter().find(|m| pred(m)) {
-                    return m.clone();
-                }
-                from = msgs.len();
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
-                panic!("timed out after {timeout:?} waiting for {what}");
-            }
-        }
+        wait_in(&self.msgs, &self.news, mark, what, timeout, pred).await
     }
 
     /// Events seen so far with this name.
