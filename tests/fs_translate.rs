@@ -262,6 +262,27 @@ fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
 }
 
 #[test]
+fn after_a_restart_a_parked_call_is_bridged_without_breaking_its_music() {
+    // A fresh translator (callpark restarted) does not know whether the include's music or
+    // its own plays on a restored call. Breaking the include's music would send the call to
+    // the include's hang-up, racing the bridge; the bridge alone interrupts either music.
+    let mut t = tr();
+    let p = ChannelId::new(P);
+    let r = ChannelId::new("11111111-2222-3333-4444-555555555555");
+    assert!(cmd(&mut t, Command::StopMoh { channel: p.clone() }).is_empty());
+    assert_eq!(
+        lines(&cmd(
+            &mut t,
+            Command::Bridge {
+                parked: p.clone(),
+                other: r.clone()
+            }
+        )),
+        [format!("api uuid_bridge {p} {r}")]
+    );
+}
+
+#[test]
 fn commands_become_event_socket_commands() {
     let mut t = tr();
     let p = ChannelId::new(P);

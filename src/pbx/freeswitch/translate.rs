@@ -389,18 +389,11 @@ impl Translator for FsTranslator {
                 };
                 self.execute(out, "start music on hold", &channel, app, &arg);
             }
-            Command::StopMoh { channel } => {
-                // The include's music is ended by the bridge that follows: breaking it would
-                // send the call on to the include's hang-up.
-                if !self.chans.get(&channel).is_some_and(|c| c.dialplan_music) {
-                    self.action(
-                        out,
-                        "stop music on hold",
-                        Some(&channel),
-                        format!("uuid_break {channel} all"),
-                    )
-                }
-            }
+            // Nothing to send: the core follows StopMoh with Bridge, and `uuid_bridge` itself
+            // interrupts whatever the channel plays. A `uuid_break` first would be worse than
+            // useless on the include's music: the dialplan would go on to its `hangup` and race
+            // the bridge (after a restart the translator cannot tell whose music it is).
+            Command::StopMoh { .. } => {}
             Command::Announce { channel, orbit } => {
                 // Queued before the music, which starts when the orbit has been spoken.
                 self.execute(
