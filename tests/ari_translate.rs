@@ -315,20 +315,107 @@ fn the_orbit_is_spoken_before_the_music_and_a_failed_playback_does_not_wait() {
 }
 
 #[test]
-fn the_channel_listing_is_the_reconciliation() {
+fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted() {
     let mut t = tr();
     let mut out = Output::default();
     t.on_connect(&mut out);
-    assert_eq!(reqs(&out), ["GET /channels"]);
-    let body = serde_json::json!([
-        raw("StasisStart-1.json")["channel"],
-        raw("StasisStart-2.json")["channel"]
+    assert_eq!(reqs(&out), ["GET /bridges", "GET /channels"]);
+    assert!(
+        out.requests
+            .iter()
+            .all(|r| r.key.as_deref() == Some("reconnect")),
+        "one key: the bridges are read before the channels"
+    );
+    let (get_bridges, get_channels) = (out.requests[0].clone(), out.requests[1].clone());
+    // A call connected while callpark was away (both in its bridge), and one whose other side
+    // left meanwhile (alone in its bridge).
+    let bridges = serde_json::json!([
+        {"id": "cp-p9", "channels": ["p9", "r9"]},
+        {"id": "cp-p8", "channels": ["p8"]},
+        {"id": "someone-elses", "channels": ["x1"]}
     ]);
-    let out = reply(&mut t, out.requests[0].clone(), Ok(&body.to_string()));
-    let [PbxEvent::Connected { channels }] = &out.events[..] else {
+    let out = reply(&mut t, get_bridges, Ok(&bridges.to_string()));
+    assert_eq!(
+        reqs(&out),
+        ["DELETE /channels/p8", "DELETE /bridges/cp-p8"],
+        "the one left alone is hung up and its bridge removed"
+    );
+    let stasis = |id: &str, data: &str| {
+        let mut c = raw("StasisStart-1.json")["channel"].clone();
+        c["id"] = id.into();
+        c["dialplan"]["app_data"] = data.into();
+        c
+    };
+    let mut other = stasis("x1", "");
+    other["dialplan"]["app_name"] = "Dial".into();
+    other["dialplan"]["app_data"] = "PJSIP/bob".into();
+    let body = serde_json::json!([
+        // Transferred to the park code while callpark was frozen: never handled.
+        raw("StasisStart-1.json")["channel"],
+        // A retrieve that was never handled.
+        raw("StasisStart-2.json")["channel"],
+        // A ringback leg answered while callpark was down.
+        stasis("leg1", "callpark,leg"),
+        stasis("p9", "callpark,park"),
+        stasis("r9", "callpark,retrieve,702"),
+        other,
+    ]);
+    let out = reply(&mut t, get_channels, Ok(&body.to_string()));
+    let PbxEvent::Connected { channels } = &out.events[0] else {
         panic!("{:?}", out.events)
     };
-    assert_eq!(channels.len(), 2);
+    assert_eq!(channels.len(), 6);
+    let found: Vec<&Event> = out.events[1..]
+        .iter()
+        .map(|e| match e {
+            PbxEvent::Found(e) => e,
+            e => panic!("only found channels follow the listing: {e:?}"),
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            &Event::Retrieve {
+                channel: ChannelId::new("1795360461.8"),
+                orbit: "701".parse().unwrap(),
+                by: Party {
+                    name: "Bob".into(),
+                    number: "200".into()
+                }
+            },
+            &Event::Answered {
+                channel: ChannelId::new("leg1")
+            },
+            &Event::Bridged {
+                channel: ChannelId::new("p9")
+            },
+        ]
+    );
+    // The park waits for who parked it, read over REST like any park without channelvars.
+    let [lookup] = &out.requests[..] else {
+        panic!("{:?}", reqs(&out))
+    };
+    assert_eq!(reqs(&out), ["GET /channels/1795360454.4/variable"]);
+    let out = reply(&mut t, lookup.clone(), Err(not_found("BLINDTRANSFER")));
+    let out = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(not_found("ATTENDEDTRANSFER")),
+    );
+    let [PbxEvent::Found(Event::Park { channel, .. })] = &out.events[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channel.as_str(), "1795360454.4");
+    // The pair found bridged is known as one: r9 leaving ends p9 as well.
+    let mut left = raw("ChannelLeftBridge-1.json");
+    left["channel"]["id"] = "r9".into();
+    left["bridge"]["id"] = "cp-p9".into();
+    let out = wire(&mut t, event(&left));
+    assert!(
+        reqs(&out).contains(&"DELETE /channels/p9".to_string()),
+        "{:?}",
+        reqs(&out)
+    );
 }
 
 #[test]

@@ -178,6 +178,124 @@ fn connecting_subscribes_then_lists_channels_and_the_listing_is_the_reconciliati
 }
 
 #[test]
+fn a_reconnection_adopts_what_sits_in_callparks_hands() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    let list = out.requests.last().unwrap().clone();
+    let row = |uuid: &str, app: &str, data: &str| {
+        json!({"uuid": uuid, "name": "loopback/x-a", "application": app,
+               "application_data": data, "dest": "park"})
+    };
+    const LEG: &str = "11111111-2222-3333-4444-555555555555";
+    const R: &str = "22222222-2222-3333-4444-555555555555";
+    const DOWN: &str = "33333333-2222-3333-4444-555555555555";
+    const RINGING: &str = "44444444-2222-3333-4444-555555555555";
+    let body = json!({"row_count": 6, "rows": [
+        row(P, "playback", "local_stream://moh"),
+        row(LEG, "park", ""),
+        row(R, "uuid_bridge", "55555555-2222-3333-4444-555555555555"),
+        row(DOWN, "playback", "ivr/ivr-call_cannot_be_completed_as_dialed.wav"),
+        row(RINGING, "", ""),
+        row("66666666-2222-3333-4444-555555555555", "sleep", "1000"),
+    ]});
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    let [
+        PbxEvent::Connected { channels },
+        PbxEvent::Found(Event::Bridged { channel }),
+    ] = &out.events[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channels.len(), 6);
+    assert_eq!(channel.as_str(), R, "a uuid_bridge is reported bridged");
+    assert_eq!(
+        lines(&out),
+        [
+            format!("api uuid_dump {P} json"),
+            format!("api uuid_dump {LEG} json"),
+            format!("api uuid_dump {DOWN} json"),
+        ],
+        "only parked channels and channels on music may be callpark's: those are read"
+    );
+    let dumps = out.requests.clone();
+    let dump = |t: &mut FsTranslator, i: usize, v: serde_json::Value| {
+        let mut out = Output::default();
+        t.on_reply(dumps[i].clone(), Reply::Text(v.to_string()), &mut out);
+        out
+    };
+    // A transferred call on the include's music that callpark never took (it was frozen).
+    let out = dump(
+        &mut t,
+        0,
+        json!({"Event-Name": "CHANNEL_DATA", "Unique-ID": P, "Answer-State": "answered",
+               "Caller-Caller-ID-Name": "Carol", "Caller-Caller-ID-Number": "5551234",
+               "Caller-Context": "callpark-test", "Caller-Destination-Number": "park",
+               "variable_current_application": "playback",
+               "variable_callpark_action": "park",
+               "variable_bridge_channel": "sofia/internal/alice@192.0.2.7:5060",
+               "variable_transfer_source": "1795433982:88c7:bl_xfer:park/callpark-test/XML"}),
+    );
+    assert_eq!(lines(&out), [format!("api sched_del {P}")], "taken");
+    let [
+        PbxEvent::Found(Event::Park {
+            channel, parker, ..
+        }),
+    ] = &out.events[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channel.as_str(), P);
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("sofia/internal/alice@192.0.2.7:5060")
+    );
+    // Its music plays already: the core's StartMoh adds none.
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: ChannelId::new(P),
+                moh: Moh::Class(None)
+            }
+        )
+        .is_empty()
+    );
+    // A ringback leg answered and parked by its originate while callpark was down.
+    let out = dump(
+        &mut t,
+        1,
+        json!({"Event-Name": "CHANNEL_DATA", "Unique-ID": LEG, "Answer-State": "answered",
+               "variable_current_application": "park", "variable_callpark_leg": LEG}),
+    );
+    assert!(out.requests.is_empty());
+    assert_eq!(
+        &out.events[..],
+        [PbxEvent::Found(Event::Answered {
+            channel: ChannelId::new(LEG)
+        })]
+    );
+    // On the include's "callpark is down" path already: left to it.
+    let out = dump(
+        &mut t,
+        2,
+        json!({"Event-Name": "CHANNEL_DATA", "Unique-ID": DOWN, "Answer-State": "answered",
+               "Caller-Destination-Number": "callpark-down-park",
+               "variable_current_application": "playback", "variable_callpark_action": "park"}),
+    );
+    assert!(out.is_empty(), "{:?}", out.events);
+    // Gone before its dump: nothing to adopt.
+    let mut out = Output::default();
+    t.on_reply(
+        dumps[2].clone(),
+        Reply::Text("-ERR No such channel!\n".into()),
+        &mut out,
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
 fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
     let mut t = tr();
     // What FreeSWITCH sends when the include starts the hold music of a transferred call.

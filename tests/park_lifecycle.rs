@@ -396,14 +396,24 @@ fn retrieve_while_ringback_rings_cancels_the_ringback() {
         parked: ch("bob"),
         other: ch("carol")
     }));
-    // A late answer of the cancelled ringback changes nothing.
+    // A late answer of the cancelled ringback changes nothing but hanging it up (again):
+    // an answered leg nobody waits for is never left in silence.
     let cmds = core.handle(
         95_001,
         Event::Answered {
             channel: ch("bob").leg("rb1"),
         },
     );
-    assert!(cmds.is_empty());
+    assert_eq!(
+        cmds,
+        [Command::Hangup {
+            channel: ch("bob").leg("rb1")
+        }]
+    );
+    assert!(matches!(
+        core.call(&ch("bob")).unwrap().state,
+        CallState::Connecting { .. }
+    ));
 }
 
 #[test]
@@ -549,6 +559,87 @@ fn restore_resumes_timers_and_holds_orbits() {
     assert_eq!(core.call(&ch("c")).unwrap().orbit, Some(o("700")));
 }
 
+#[test]
+fn found_on_reconnect_answered_legs_are_bridged_or_hung_up_and_retrievers_reconnected() {
+    // What a (re)connection finds is handled as if it had just arrived.
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, park_event("a", "alice"));
+    core.handle(0, park_event("b", "alice"));
+    core.handle_timeout(90_000); // both ring their parker back
+    // a's leg answered while callpark was down: bridged, not missed at its deadline.
+    let cmds = core.handle(
+        95_000,
+        Event::Answered {
+            channel: ch("a").leg("rb1"),
+        },
+    );
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("a"),
+        other: ch("a").leg("rb1")
+    }));
+    // Found again, still not bridged (callpark stopped before the bridge came up): the bridge
+    // is asked for again, with a fresh deadline, and never treated as missed.
+    let cmds = core.handle(
+        96_000,
+        Event::Answered {
+            channel: ch("a").leg("rb1"),
+        },
+    );
+    assert_eq!(
+        cmds,
+        [
+            Command::StopMoh { channel: ch("a") },
+            Command::Bridge {
+                parked: ch("a"),
+                other: ch("a").leg("rb1")
+            }
+        ]
+    );
+    assert_eq!(core.call(&ch("a")).unwrap().deadline, 106_000);
+    // A leg of a call the core no longer knows (it ended meanwhile) is hung up.
+    let stray = ch("gone").leg("rb1");
+    assert_eq!(
+        core.handle(
+            97_000,
+            Event::Answered {
+                channel: stray.clone()
+            }
+        ),
+        [Command::Hangup { channel: stray }]
+    );
+    // A retriever found again while its bridge is pending is bridged again, never told
+    // the orbit is empty (the orbit is still taken by the call it is connecting to).
+    let orbit_b = core.call(&ch("b")).unwrap().orbit.unwrap();
+    let r = retrieve("r", &orbit_b.to_string());
+    core.handle(98_000, r.clone());
+    let cmds = core.handle(99_000, r);
+    assert_eq!(
+        cmds,
+        [
+            Command::StopMoh { channel: ch("b") },
+            Command::Bridge {
+                parked: ch("b"),
+                other: ch("r")
+            }
+        ]
+    );
+    // A park found again is one the core holds: nothing changes.
+    assert!(core.handle(99_500, park_event("a", "alice")).is_empty());
+    core.handle(100_000, Event::Bridged { channel: ch("b") });
+    assert!(core.call(&ch("b")).is_none());
+    assert_eq!(
+        kinds(&mut core),
+        vec![
+            LogKind::Parked,
+            LogKind::Parked,
+            LogKind::RingbackStarted,
+            LogKind::RingbackStarted,
+            LogKind::RetrieveStarted,
+            LogKind::Retrieved
+        ]
+    );
+}
+
 // ----- property tests ----------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -560,6 +651,8 @@ enum Step {
     FailLeg(u8),
     HangupLeg(u8),
     Bridge(u8),
+    /// A (re)connection finds a channel again: a connecting leg answered, a park held.
+    FoundAgain(u8),
     Advance(u32),
 }
 
@@ -572,6 +665,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(Step::FailLeg),
         1 => any::<u8>().prop_map(Step::HangupLeg),
         2 => any::<u8>().prop_map(Step::Bridge),
+        1 => any::<u8>().prop_map(Step::FoundAgain),
         3 => (0u32..120_000).prop_map(Step::Advance),
     ]
 }
@@ -710,12 +804,33 @@ proptest! {
                     Some(l) => core.handle(now, Event::Bridged { channel: l }),
                     None => vec![],
                 },
+                Step::FoundAgain(i) => match (pick(&connecting, i), pick(&calls, i)) {
+                    (Some(l), _) if i % 2 == 0 => core.handle(now, Event::Answered { channel: l }),
+                    (_, Some(c)) => {
+                        // Found again: the core holds it, so nothing may change.
+                        let again = core.handle(now, ev_park(c.channel.as_str()));
+                        prop_assert!(again.is_empty(), "{:?}", again);
+                        again
+                    }
+                    _ => vec![],
+                },
                 Step::Advance(ms) => { now += ms as i64; core.handle_timeout(now) }
             };
             chk.see(&mut core, &cmds, max)?;
-            // Events for channels that are gone change nothing.
-            let stale = core.handle(now, Event::Answered { channel: ChannelId::new("gone") });
-            prop_assert!(stale.is_empty());
+            // Events for channels that are gone change nothing; an answered one is hung up.
+            let gone = ChannelId::new("gone");
+            let before: Vec<ParkedCall> = core.calls().cloned().collect();
+            let stale = core.handle(now, Event::Answered { channel: gone.clone() });
+            prop_assert_eq!(stale, vec![Command::Hangup { channel: gone.clone() }]);
+            let bridged = core.handle(now, Event::Bridged { channel: gone.clone() });
+            prop_assert!(bridged.is_empty());
+            let hung_up = core.handle(now, Event::Hangup { channel: gone });
+            prop_assert!(hung_up.is_empty());
+            let mut after: Vec<ParkedCall> = core.calls().cloned().collect();
+            let mut before = before;
+            before.sort_by(|a, b| a.channel.as_str().cmp(b.channel.as_str()));
+            after.sort_by(|a, b| a.channel.as_str().cmp(b.channel.as_str()));
+            prop_assert_eq!(before, after);
         }
         // Let time run with nobody answering: every call must end.
         for _ in 0..10_000 {

@@ -475,6 +475,11 @@ impl ParkCore {
         by: Party,
         out: &mut Vec<Command>,
     ) {
+        if let Some((parked, Role::Leg)) = self.channels.get(&ch).cloned() {
+            // The retriever being connected, reported again (found on reconnect, not bridged):
+            // it must not hear "empty", it is the one the call waits for.
+            return self.bridge_again(now, &parked, out);
+        }
         let parked = self.by_orbit.get(&orbit).cloned();
         let Some(parked) = parked.filter(|p| {
             matches!(
@@ -530,16 +535,25 @@ impl ParkCore {
     }
 
     fn on_answered(&mut self, now: Millis, leg: ChannelId, out: &mut Vec<Command>) {
-        let Some((parked, Role::Leg)) = self.channels.get(&leg).cloned() else {
+        let Some((parked, role)) = self.channels.get(&leg).cloned() else {
+            // Only legs the core placed are reported answered. One it no longer knows (its
+            // call ended while callpark was down, or the answer crossed a retrieve) would
+            // otherwise wait in the PBX in silence.
+            out.push(Command::Hangup { channel: leg });
             return;
         };
+        if role != Role::Leg {
+            return;
+        }
         let call = &self.calls[&parked];
         let via = match &call.state {
             CallState::Ringback { attempt, .. } => Via::Ringback { attempt: *attempt },
             CallState::Fallback { .. } => Via::Fallback,
             CallState::Returning { .. } => Via::Return,
-            // A retriever is already answered; a second answer changes nothing.
-            CallState::Connecting { .. } | CallState::Parked => return,
+            // Answered again while connecting: found answered and not bridged on reconnect
+            // (callpark stopped between asking for the bridge and seeing it). Ask again.
+            CallState::Connecting { .. } => return self.bridge_again(now, &parked, out),
+            CallState::Parked => return,
         };
         self.stop_moh(&parked, out);
         out.push(Command::Bridge {
@@ -552,6 +566,22 @@ impl ParkCore {
             c.state = CallState::Connecting { leg, via, resume };
             c.deadline = deadline;
         });
+    }
+
+    /// Asks again for the bridge of a connecting call, with a fresh bridge deadline.
+    fn bridge_again(&mut self, now: Millis, parked: &ChannelId, out: &mut Vec<Command>) {
+        let Some(CallState::Connecting { leg, .. }) = self.calls.get(parked).map(|c| &c.state)
+        else {
+            return;
+        };
+        let leg = leg.clone();
+        self.stop_moh(parked, out);
+        out.push(Command::Bridge {
+            parked: parked.clone(),
+            other: leg,
+        });
+        let deadline = now + self.settings.bridge_timeout;
+        self.update(parked, |c| c.deadline = deadline);
     }
 
     fn on_bridged(&mut self, now: Millis, ch: ChannelId, out: &mut Vec<Command>) {

@@ -415,6 +415,24 @@ pub enum LogKind {
 }
 
 impl LogKind {
+    pub const ALL: [LogKind; 15] = [
+        LogKind::Parked,
+        LogKind::Refused,
+        LogKind::RingbackStarted,
+        LogKind::RingbackMissed,
+        LogKind::FallbackStarted,
+        LogKind::FallbackMissed,
+        LogKind::RetrieveStarted,
+        LogKind::RetrieveAbandoned,
+        LogKind::OrbitEmpty,
+        LogKind::Retrieved,
+        LogKind::Reconnected,
+        LogKind::FallbackAnswered,
+        LogKind::Returned,
+        LogKind::Disconnected,
+        LogKind::Abandoned,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LogKind::Parked => "parked",

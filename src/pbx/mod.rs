@@ -31,11 +31,18 @@ pub use driver::{Incoming, Transport, drive};
 pub enum PbxEvent {
     /// (Re)connected. `channels` is every channel the PBX has now; the service reconciles its
     /// parked calls against it (a call whose channel vanished while we were away is ended).
+    /// [`PbxEvent::Found`] events follow for the channels sitting in callpark's hands.
     Connected { channels: HashSet<ChannelId> },
     /// The connection dropped; the adapter reconnects by itself.
     Disconnected { reason: String },
     /// A call event for the core.
     Call(Event),
+    /// After `Connected`: a channel found in callpark's hands, reported as the event its
+    /// arrival would have produced (a park, a retrieve, an answered leg, a bridge). It may
+    /// have arrived while callpark could not act (stopped, crashed, cut off), so nobody
+    /// else will ever end it. The service hands it to the core like a new event, unless the
+    /// store says the call's park ended already (then the channel is hung up).
+    Found(Event),
 }
 
 /// An adapter that cannot start: its configuration is unusable.

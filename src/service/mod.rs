@@ -120,6 +120,7 @@ pub async fn run_pool<P: Pbx>(
                     let cmds = core.handle(now_ms(), e);
                     run.step(&mut core, cmds).await?;
                 }
+                Some(PbxEvent::Found(e)) => run.found(&mut core, e).await?,
                 Some(PbxEvent::Connected { channels }) => {
                     info!(pool, channels = channels.len(), "PBX connected; reconciling");
                     run.reconcile(&mut core, &channels).await?;
@@ -180,6 +181,37 @@ impl PoolRun<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A channel found in callpark's hands on (re)connecting. The core takes it as the event
+    /// it is (a repeat of what it knows changes nothing, or asks again for a bridge that never
+    /// came). A park the store says ended already (callpark stopped between writing the end
+    /// and hanging up) is hung up instead of parked a second time.
+    async fn found(&mut self, core: &mut ParkCore, e: Event) -> Result<(), ServiceError> {
+        if let Event::Park { channel, .. } = &e {
+            if !core.knows(channel) && self.store.ended(channel).await? {
+                warn!(pool = self.pool, channel = %channel, "found a call whose park had ended; hanging it up");
+                return self
+                    .send(vec![Command::Hangup {
+                        channel: channel.clone(),
+                    }])
+                    .await;
+            }
+        }
+        // A bridge found between channels the core does not know is somebody else's call.
+        let adopting = match &e {
+            Event::Park { channel, .. }
+            | Event::Retrieve { channel, .. }
+            | Event::Answered { channel } => !core.knows(channel),
+            _ => false,
+        };
+        if !adopting {
+            debug!(pool = self.pool, event = ?e, "found on connecting, known");
+        } else {
+            info!(pool = self.pool, event = ?e, "found in callpark's hands on connecting; adopting it");
+        }
+        let cmds = core.handle(now_ms(), e);
+        self.step(core, cmds).await
     }
 
     /// Ends what vanished from the PBX while we were not looking.

@@ -12,7 +12,7 @@ use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
 use crate::orbit::OrbitTable;
-use crate::park::{Change, LogEvent, Millis, ParkedCall};
+use crate::park::{Change, ChannelId, LogEvent, Millis, ParkedCall};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -212,6 +212,21 @@ impl Store {
             })
             .collect();
         self.apply(pool, &changes, &log).await
+    }
+
+    /// Whether the event log says the park of `channel` ended (its newest entry is final).
+    pub async fn ended(&self, channel: &ChannelId) -> Result<bool, StoreError> {
+        let kind: Option<String> = sqlx::query_scalar(
+            "SELECT kind FROM event_log WHERE channel = ? ORDER BY id DESC LIMIT 1",
+        )
+        .bind(channel.as_str())
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(kind.is_some_and(|k| {
+            crate::park::LogKind::ALL
+                .iter()
+                .any(|l| l.is_final() && l.as_str() == k)
+        }))
     }
 
     /// The newest `limit` log entries, oldest first.

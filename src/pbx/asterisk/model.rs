@@ -23,6 +23,11 @@ pub struct DialplanCep {
     pub exten: String,
     #[serde(default)]
     pub priority: i64,
+    /// The application running now and its arguments (`Stasis`, `callpark,park,reception`).
+    #[serde(default)]
+    pub app_name: String,
+    #[serde(default)]
+    pub app_data: String,
 }
 
 /// A channel's state as ARI reports it; callpark only needs to tell an answered channel.

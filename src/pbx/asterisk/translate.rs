@@ -15,7 +15,7 @@ use reqwest::Method;
 use tracing::{debug, info, warn};
 
 use super::dialplan;
-use super::model::{AriEvent, Channel, ChannelState, Variable, endpoint_of};
+use super::model::{AriEvent, Bridge, Channel, ChannelState, Variable, endpoint_of};
 use super::rest::AriError;
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Command, Destination, Event, Moh, Parker, Party, Target};
@@ -48,7 +48,10 @@ pub struct Request {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tag {
-    /// `GET /channels`: its reply is the reconciliation.
+    /// `GET /bridges`, asked just before the list of channels: callpark's bridges as they are.
+    Bridges,
+    /// `GET /channels`: its reply is the reconciliation, and what sits in the Stasis
+    /// application is adopted.
     List,
     /// A transfer variable of a channel waiting to be reported as a park.
     Var(ChannelId, TransferVar),
@@ -127,6 +130,8 @@ struct PendingPark {
     caller: Party,
     lot: Option<String>,
     orbit: Option<Orbit>,
+    /// Found on (re)connecting rather than announced by StasisStart.
+    found: bool,
 }
 
 /// The translator; see the module docs.
@@ -140,8 +145,15 @@ pub struct AriTranslator {
     bridged: HashMap<ChannelId, (String, ChannelId)>,
     after: HashMap<PlaybackId, AfterPlayback>,
     lookups: HashMap<ChannelId, PendingPark>,
+    /// Channels in callpark's bridges when the last `GET /bridges` was answered.
+    found_bridged: HashMap<ChannelId, String>,
+    /// Set while reporting what was found on (re)connecting: events go out as `Found`.
+    adopting: bool,
     seq: u64,
 }
+
+/// The key that orders the requests of a (re)connection: bridges first, then channels.
+const RECONNECT_KEY: &str = "reconnect";
 
 fn path_channel(ch: &ChannelId, rest: &str) -> String {
     format!("/channels/{ch}{rest}")
@@ -156,6 +168,8 @@ impl AriTranslator {
             bridged: HashMap::new(),
             after: HashMap::new(),
             lookups: HashMap::new(),
+            found_bridged: HashMap::new(),
+            adopting: false,
             seq: 0,
         }
     }
@@ -299,6 +313,88 @@ impl AriTranslator {
         self.lookups.remove(ch);
     }
 
+    /// A call event, as `Found` while reporting what a (re)connection found.
+    fn report(&self, out: &mut Output<Request>, e: Event) {
+        if self.adopting {
+            out.events.push(PbxEvent::Found(e));
+        } else {
+            out.event(e);
+        }
+    }
+
+    /// callpark's bridges (`cp-<parked channel>`) as a (re)connection finds them. A complete
+    /// one is a call connected while callpark was not looking: reported bridged, and its pair
+    /// remembered so that one side leaving ends the other, as for a bridge seen to come up.
+    /// One with a single channel lost the other side meanwhile: the conversation is over, so
+    /// the one left is hung up rather than left alone in a bridge.
+    fn on_bridges(&mut self, bridges: Vec<Bridge>, out: &mut Output<Request>) {
+        self.found_bridged.clear();
+        for b in bridges.into_iter().filter(|b| b.id.starts_with("cp-")) {
+            for c in &b.channels {
+                self.found_bridged
+                    .insert(ChannelId::new(c.clone()), b.id.clone());
+            }
+            match &b.channels[..] {
+                [a, c] => {
+                    let (a, c) = (ChannelId::new(a.clone()), ChannelId::new(c.clone()));
+                    self.bridged.insert(a.clone(), (b.id.clone(), c.clone()));
+                    self.bridged.insert(c, (b.id.clone(), a));
+                }
+                [alone] => {
+                    let alone = ChannelId::new(alone.clone());
+                    info!(pbx = %self.s.pool, channel = %alone, bridge = %b.id,
+                          "found alone in a callpark bridge; hanging up");
+                    self.action(out, Method::DELETE, &alone, "", vec![], "hang up");
+                }
+                _ => {}
+            }
+            if b.channels.len() < 2 {
+                out.request(self.req(
+                    Method::DELETE,
+                    format!("/bridges/{}", b.id),
+                    vec![],
+                    None,
+                    Tag::Action("destroy an emptied bridge"),
+                ));
+            }
+        }
+    }
+
+    /// Reports every channel sitting in the Stasis application as what it is, as its
+    /// StasisStart would have: it may have arrived while callpark could not act.
+    fn adopt(&mut self, chs: Vec<Channel>, out: &mut Output<Request>) {
+        let prefix = format!("{},", self.s.app);
+        self.adopting = true;
+        for ch in chs {
+            let Some(dp) = &ch.dialplan else { continue };
+            let in_app = dp.app_name.eq_ignore_ascii_case("stasis")
+                && (dp.app_data == self.s.app || dp.app_data.starts_with(&prefix));
+            if !in_app {
+                continue;
+            }
+            let id = ChannelId::new(ch.id.clone());
+            if let Some(bridge) = self.found_bridged.get(&id) {
+                // In a complete bridge (alone ones are being hung up): connected.
+                if self.bridged.contains_key(&id) {
+                    if let Some(parked) = bridge.strip_prefix("cp-") {
+                        if parked == id.as_str() {
+                            self.report(out, Event::Bridged { channel: id });
+                        }
+                    }
+                }
+                continue;
+            }
+            let args: Vec<String> = dp
+                .app_data
+                .split(',')
+                .skip(1)
+                .map(|a| a.trim().to_string())
+                .collect();
+            self.on_stasis_start(args, ch, out);
+        }
+        self.adopting = false;
+    }
+
     fn on_stasis_start(&mut self, args: Vec<String>, ch: Channel, out: &mut Output<Request>) {
         let id = ChannelId::new(ch.id.clone());
         if ch.state == ChannelState::Up {
@@ -329,15 +425,19 @@ impl AriTranslator {
                     caller,
                     lot,
                     orbit,
+                    found: self.adopting,
                 };
                 self.resolve_park(id, pending, out);
             }
             Some("retrieve") => match args.get(1).map(|s| s.parse::<Orbit>()) {
-                Some(Ok(orbit)) => out.event(Event::Retrieve {
-                    channel: id,
-                    orbit,
-                    by: caller,
-                }),
+                Some(Ok(orbit)) => self.report(
+                    out,
+                    Event::Retrieve {
+                        channel: id,
+                        orbit,
+                        by: caller,
+                    },
+                ),
                 other => {
                     warn!(pbx = %self.s.pool, channel = %ch.name, "retrieve of a bad orbit: {other:?}");
                     let after = AfterPlayback::Hangup(id.clone());
@@ -346,7 +446,7 @@ impl AriTranslator {
             },
             Some("leg") => {
                 self.chan(&id).ringing = false;
-                out.event(Event::Answered { channel: id });
+                self.report(out, Event::Answered { channel: id });
             }
             other => {
                 warn!(pbx = %self.s.pool, channel = %ch.name, "Stasis({},{other:?}) is not a callpark call; sending it back to the dialplan", self.s.app);
@@ -410,14 +510,19 @@ impl AriTranslator {
                 )
             }
         };
-        out.event(Event::Park {
-            channel: id,
+        let park = Event::Park {
+            channel: id.clone(),
             caller: p.caller,
             parker,
             announce_to,
             lot: p.lot,
             orbit: p.orbit,
-        });
+        };
+        if p.found {
+            out.events.push(PbxEvent::Found(park));
+        } else {
+            out.event(park);
+        }
     }
 
     fn dial_string(&self, t: &Target) -> Result<String, String> {
@@ -446,8 +551,18 @@ impl Translator for AriTranslator {
     type Reply = Reply;
 
     fn on_connect(&mut self, out: &mut Output<Request>) {
-        // Asked only once the websocket is up, so no event falls in between.
-        out.request(self.req(Method::GET, "/channels".into(), vec![], None, Tag::List));
+        // Asked only once the websocket is up, so no event falls in between; one key, so the
+        // bridges are known when the channels are read.
+        let key = Some(RECONNECT_KEY.to_string());
+        for (path, tag) in [("/bridges", Tag::Bridges), ("/channels", Tag::List)] {
+            out.request(Request {
+                method: Method::GET,
+                path: path.into(),
+                query: vec![],
+                key: key.clone(),
+                tag,
+            });
+        }
     }
 
     fn on_disconnect(&mut self) {}
@@ -661,15 +776,27 @@ impl Translator for AriTranslator {
 
     fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
         match req.tag {
+            Tag::Bridges => match reply.and_then(|body| {
+                serde_json::from_str::<Vec<Bridge>>(&body).map_err(|e| AriError::Body {
+                    path: req.path.clone(),
+                    message: e.to_string(),
+                })
+            }) {
+                Ok(bridges) => self.on_bridges(bridges, out),
+                Err(e) => warn!(pbx = %self.s.pool, "cannot list bridges: {e}"),
+            },
             Tag::List => match reply.and_then(|body| {
                 serde_json::from_str::<Vec<Channel>>(&body).map_err(|e| AriError::Body {
                     path: req.path.clone(),
                     message: e.to_string(),
                 })
             }) {
-                Ok(chs) => out.events.push(PbxEvent::Connected {
-                    channels: chs.into_iter().map(|c| ChannelId::new(c.id)).collect(),
-                }),
+                Ok(chs) => {
+                    out.events.push(PbxEvent::Connected {
+                        channels: chs.iter().map(|c| ChannelId::new(c.id.clone())).collect(),
+                    });
+                    self.adopt(chs, out);
+                }
                 Err(e) => warn!(pbx = %self.s.pool, "cannot list channels: {e}"),
             },
             Tag::Var(id, v) => {

@@ -44,6 +44,8 @@ pub struct FsEvent {
     pub other_leg: Option<String>,
     pub job_uuid: Option<String>,
     pub application: Option<String>,
+    /// The application the channel runs now (`uuid_dump`'s view of it).
+    pub current_application: Option<String>,
     /// A BACKGROUND_JOB's result (`+OK <uuid>` or `-ERR <cause>`).
     pub body: Option<String>,
     /// Why callpark has the channel: `park` or `retrieve` (set by the include file).
@@ -79,6 +81,7 @@ impl FsEvent {
             "Other-Leg-Unique-ID" => &mut self.other_leg,
             "Job-UUID" => &mut self.job_uuid,
             "Application" => &mut self.application,
+            "variable_current_application" => &mut self.current_application,
             "_body" => &mut self.body,
             "variable_callpark_action" => &mut self.callpark_action,
             "variable_callpark_orbit" => &mut self.callpark_orbit,
@@ -276,6 +279,12 @@ pub struct ChannelRow {
     pub uuid: String,
     #[serde(default)]
     pub name: String,
+    /// What the channel runs now: `park`, `playback`, `uuid_bridge` (then `application_data`
+    /// is the peer's uuid)...
+    #[serde(default)]
+    pub application: String,
+    #[serde(default)]
+    pub application_data: String,
 }
 
 /// `show channels as json`: `{"row_count":0}` when empty, else `{"row_count":N,"rows":[…]}`.

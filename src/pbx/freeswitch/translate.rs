@@ -51,6 +51,9 @@ pub enum Tag {
     Setup,
     /// `show channels as json`: its reply is the reconciliation.
     List,
+    /// `uuid_dump <uuid> json` of a channel that may sit in callpark's hands after a
+    /// (re)connection: its variables say whether it does.
+    Dump(ChannelId),
     /// A `bgapi originate`: `-ERR` here means the leg was never placed.
     Originate(ChannelId),
     /// Any other command, for the log.
@@ -135,9 +138,14 @@ impl FsTranslator {
     }
 
     fn on_park(&mut self, ev: &FsEvent, id: ChannelId, out: &mut Output<Request>) {
+        let music =
+            |app: &Option<String>| matches!(app.as_deref(), Some("playback" | "endless_playback"));
         let chan = Chan {
             answered: ev.answered(),
-            dialplan_music: ev.name == "CHANNEL_EXECUTE",
+            // The include's music, or (found on reconnecting) music playing: either way it
+            // need not be started again.
+            dialplan_music: ev.name == "CHANNEL_EXECUTE"
+                || (ev.name == "CHANNEL_DATA" && music(&ev.current_application)),
         };
         let caller = Party {
             name: ev.caller_name.clone().unwrap_or_default(),
@@ -192,6 +200,61 @@ impl FsTranslator {
             }
             _ => {}
         }
+    }
+
+    /// What a (re)connection finds: channels bridged by `uuid_bridge` are reported bridged
+    /// (the core ends a connecting call on it; any other is none of its business), and the
+    /// channels that may sit in callpark's hands (parked, or on the include's music) are
+    /// read in full to see whether they do.
+    fn adopt(&mut self, list: ChannelList, out: &mut Output<Request>) {
+        for row in list.rows {
+            let id = ChannelId::new(row.uuid);
+            match row.application.as_str() {
+                "uuid_bridge" => out
+                    .events
+                    .push(PbxEvent::Found(Event::Bridged { channel: id })),
+                "park" | "playback" | "endless_playback" => {
+                    let line = format!("uuid_dump {id} json");
+                    out.request(self.api(line, Tag::Dump(id)));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One channel read after a (re)connection, reported as its arrival would have been: a
+    /// park or a retrieve the include handed over, or a leg callpark placed that answered.
+    fn on_found(&mut self, ev: FsEvent, id: ChannelId, out: &mut Output<Request>) {
+        if ev.uuid.as_deref() != Some(id.as_str()) || self.chans.contains_key(&id) {
+            return;
+        }
+        let mut found = Output::default();
+        if ev.callpark_leg.as_deref() == Some(id.as_str()) {
+            // Parked by its originate's `&park()`: answered, waiting for its bridge.
+            if ev.current_application.as_deref() == Some("park") {
+                self.chans.insert(
+                    id.clone(),
+                    Chan {
+                        answered: true,
+                        dialplan_music: false,
+                    },
+                );
+                found.event(Event::Answered { channel: id });
+            }
+        } else if ev.callpark_leg.is_none()
+            // On its way to the include's "callpark is down" path: not ours any more.
+            && !ev
+                .destination
+                .as_deref()
+                .is_some_and(|d| d.starts_with("callpark-down-"))
+        {
+            self.on_park(&ev, id, &mut found);
+        }
+        out.requests.append(&mut found.requests);
+        out.events.extend(found.events.into_iter().map(|e| match e {
+            PbxEvent::Call(e) => PbxEvent::Found(e),
+            other => other,
+        }));
     }
 
     fn say_then_hang_up(&self, out: &mut Output<Request>, id: &ChannelId, sound: &str) {
@@ -491,17 +554,25 @@ impl Translator for FsTranslator {
         };
         match req.tag {
             Tag::List => match ChannelList::parse(&text) {
-                Ok(list) => out.events.push(PbxEvent::Connected {
-                    channels: list
-                        .rows
-                        .into_iter()
-                        .map(|r| ChannelId::new(r.uuid))
-                        .collect(),
-                }),
+                Ok(list) => {
+                    out.events.push(PbxEvent::Connected {
+                        channels: list
+                            .rows
+                            .iter()
+                            .map(|r| ChannelId::new(r.uuid.clone()))
+                            .collect(),
+                    });
+                    self.adopt(list, out);
+                }
                 Err(e) => {
                     warn!(pbx = %self.s.pool, "cannot read `show channels as json` ({e}): {}",
                     text.chars().take(200).collect::<String>())
                 }
+            },
+            Tag::Dump(id) => match FsEvent::from_json(text.as_bytes()) {
+                Ok(ev) => self.on_found(ev, id, out),
+                // `-ERR No such channel!`: it ended meanwhile, and its hang-up event tells.
+                Err(_) => debug!(pbx = %self.s.pool, channel = %id, "uuid_dump: {}", text.trim()),
             },
             Tag::Setup if text.starts_with("-ERR") => {
                 warn!(pbx = %self.s.pool, command = %req.out.line, "the event socket refused: {text}")
