@@ -989,3 +989,104 @@ async fn on_timeout_sip_uri_is_dialled_through_the_sip_endpoint() {
     })
     .await;
 }
+
+/// Issue 9's report: callpark frozen while a call is blind-transferred to the park code, then
+/// killed and started again. The call sat in the Stasis application, in no orbit; now the
+/// restarted callpark finds it there and parks it as if it had just arrived.
+#[tokio::test]
+async fn a_park_handed_over_while_callpark_was_frozen_then_killed_is_adopted_on_restart() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let mut cp = Callpark::start(&setup("pickup_timeout = \"60s\"\n")).await;
+    cp.freeze();
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    wait_for("the call handed to the Stasis application", S(10), || async {
+        let c = ari.get(&format!("/channels/{}", id(&caller))).await;
+        (c["dialplan"]["app_name"] == "Stasis").then_some(())
+    })
+    .await;
+    cp.kill();
+    tokio::time::sleep(S(2)).await;
+    let c = ari.get(&format!("/channels/{}", id(&caller))).await;
+    assert_eq!(
+        c["dialplan"]["app_data"], "callpark,park,,,moh",
+        "still in callpark's hands: {c}"
+    );
+    assert!(cp.parked().await.is_empty(), "and unknown to the store");
+
+    cp.spawn().await;
+    let call = cp.wait_parked_on("701").await;
+    assert_eq!(call.channel.as_str(), id(&caller));
+    assert_eq!(
+        call.parker.endpoint.as_deref(),
+        Some("Local/to-dev-alice@calls"),
+        "the parker read from BLINDTRANSFER, as for a park seen arriving"
+    );
+    assert!(
+        cp.log_text()
+            .contains("found in callpark's hands on connecting; adopting it"),
+        "the log says the call was adopted"
+    );
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("the adopted call retrieved", S(10), || async {
+        ari.bridge_with(id(&caller), id(&retriever)).await
+    })
+    .await;
+    cp.wait_log(id(&caller), "retrieved", S(5)).await;
+}
+
+/// A ringback answered while callpark is frozen, then killed: after the restart the answered
+/// leg is bridged to the parked call at once, not left ringing out to "missed".
+#[tokio::test]
+async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restart() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let mut cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"60s\"\n",
+    ))
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    // The parker's phone rings for 3 s before it answers: callpark is frozen by then.
+    ami.set_phone("alice", "answerafter3").await;
+    cp.wait_log(id(&caller), "ringback_started", S(10)).await;
+    let leg = callpark::park::ChannelId::new(id(&caller))
+        .leg("rb1")
+        .to_string();
+    wait_for("the ringback ringing", S(5), || async {
+        let c = ari
+            .channels()
+            .await
+            .into_iter()
+            .find(|c| c["id"] == leg.as_str())?;
+        (c["state"] != "Up").then_some(())
+    })
+    .await;
+    cp.freeze();
+    wait_for("the ringback answered and in Stasis", S(10), || async {
+        let c = ari
+            .channels()
+            .await
+            .into_iter()
+            .find(|c| c["id"] == leg.as_str())?;
+        (c["state"] == "Up" && c["dialplan"]["app_name"] == "Stasis").then_some(())
+    })
+    .await;
+    cp.kill();
+    assert!(
+        ari.bridge_with(id(&caller), &leg).await.is_none(),
+        "nobody bridged it while callpark was down"
+    );
+    let started = std::time::Instant::now();
+    cp.spawn().await;
+    wait_for("the answered ringback bridged", S(10), || async {
+        ari.bridge_with(id(&caller), &leg).await
+    })
+    .await;
+    cp.wait_log(id(&caller), "reconnected", S(5)).await;
+    assert!(
+        started.elapsed() < S(20),
+        "bridged at once, not after the ring time ran out"
+    );
+    assert!(cp.parked().await.is_empty());
+}

@@ -686,6 +686,26 @@ impl Callpark {
         self.child.as_ref().map(Child::id)
     }
 
+    /// SIGSTOP: the process holds its sockets open but handles nothing (a hung callpark).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Callpark::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("callpark is running").to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// SIGKILL: nothing in memory survives, nothing is flushed.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
