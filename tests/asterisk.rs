@@ -1000,10 +1000,14 @@ async fn a_park_handed_over_while_callpark_was_frozen_then_killed_is_adopted_on_
     let mut cp = Callpark::start(&setup("pickup_timeout = \"60s\"\n")).await;
     cp.freeze();
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
-    wait_for("the call handed to the Stasis application", S(10), || async {
-        let c = ari.get(&format!("/channels/{}", id(&caller))).await;
-        (c["dialplan"]["app_name"] == "Stasis").then_some(())
-    })
+    wait_for(
+        "the call handed to the Stasis application",
+        S(10),
+        || async {
+            let c = ari.get(&format!("/channels/{}", id(&caller))).await;
+            (c["dialplan"]["app_name"] == "Stasis").then_some(())
+        },
+    )
     .await;
     cp.kill();
     tokio::time::sleep(S(2)).await;

@@ -859,3 +859,87 @@ async fn on_timeout_sip_uri_is_dialled_through_the_sofia_profile() {
     )
     .await;
 }
+
+/// The channel's row in `show channels`.
+async fn row(esl: &Esl, uuid: &str) -> Option<serde_json::Value> {
+    esl.channels().await.into_iter().find(|c| c["uuid"] == uuid)
+}
+
+/// A park callpark took (it cancelled the include's fallback transfer, as it does first) and
+/// then lost: it froze and was killed before the park was in its store. The call would wait on
+/// the include's music forever; the restarted callpark finds it and parks it.
+#[tokio::test]
+async fn a_park_taken_then_lost_by_a_frozen_and_killed_callpark_is_adopted_on_restart() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let mut cp = Callpark::start(&setup("pickup_timeout = \"60s\"\n")).await;
+    cp.freeze();
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    wait_for("the include's hold music", S(5), || async {
+        let r = row(&esl, &caller).await?;
+        (r["application"] == "playback").then_some(())
+    })
+    .await;
+    // What callpark's take does first; it froze right after.
+    let r = esl.api(&format!("sched_del {caller}")).await;
+    assert!(r.starts_with("+OK"), "sched_del: {r}");
+    cp.kill();
+    tokio::time::sleep(S(5)).await;
+    let r = row(&esl, &caller).await.expect("the call is still there");
+    assert_eq!(r["application"], "playback", "on the include's music: {r}");
+    assert!(cp.parked().await.is_empty(), "and unknown to the store");
+
+    cp.spawn().await;
+    let call = cp.wait_parked_on("601").await;
+    assert_eq!(call.channel.as_str(), caller);
+    assert_eq!(
+        call.parker.endpoint.as_deref(),
+        Some("loopback/dev-alice/callpark-test"),
+        "the parker read from the channel, as for a park seen arriving"
+    );
+    assert!(
+        cp.log_text()
+            .contains("found in callpark's hands on connecting; adopting it")
+    );
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_bridged(&esl, "the adopted call retrieved", &caller, &retriever).await;
+    cp.wait_log(&caller, "retrieved", S(5)).await;
+}
+
+/// A ringback answered (and parked by its originate) while callpark is frozen, then killed:
+/// after the restart it is bridged to the parked call at once.
+#[tokio::test]
+async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restart() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let mut cp = Callpark::start(&setup(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"60s\"\n",
+    ))
+    .await;
+    let caller = park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    // The parker's phone rings for 3 s before it answers: callpark is frozen by then.
+    esl.set_phone("alice", "answerafter3").await;
+    let rb = leg(&caller, "rb1");
+    wait_for("the ringback ringing", S(15), || async {
+        row(&esl, &rb).await.map(|_| ())
+    })
+    .await;
+    cp.freeze();
+    wait_for("the ringback answered and parked", S(10), || async {
+        let r = row(&esl, &rb).await?;
+        (r["application"] == "park").then_some(())
+    })
+    .await;
+    cp.kill();
+    assert!(!bridged(&esl, &caller, &rb).await, "nobody bridged it");
+    let started = std::time::Instant::now();
+    cp.spawn().await;
+    wait_bridged(&esl, "the answered ringback bridged", &caller, &rb).await;
+    cp.wait_log(&caller, "reconnected", S(5)).await;
+    assert!(
+        started.elapsed() < S(20),
+        "bridged at once, not after the ring time ran out"
+    );
+    assert!(cp.parked().await.is_empty());
+}
