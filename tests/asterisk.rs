@@ -12,46 +12,6 @@ use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
-/// A call between `dev-<phone>` (the parker's phone) and a caller, which the phone then blind
-/// transfers to the park code. Returns the parked channel (the caller) and the transferer.
-async fn park_by_transfer(ari: &Ari, ami: &Ami, phone: &str, caller_id: &str) -> (Value, Value) {
-    ami.set_phone(phone, "answer").await;
-    let to = format!("to-dev-{phone}");
-    ari.originate_local(&to, "calls", ("answer", "phones"), caller_id)
-        .await;
-    let transferer_prefix = format!("Local/{to}@calls-");
-    let caller_prefix = format!("Local/dev-{phone}@phones-");
-    let (transferer, caller) = wait_for("the phone's call to be up", S(10), || async {
-        let t = ari.channel_named(&transferer_prefix, ";2").await?;
-        let c = ari.channel_named(&caller_prefix, ";1").await?;
-        (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
-    })
-    .await;
-    // Dial's bridge must exist before a transfer can find the peer.
-    wait_for("the call to be bridged", S(5), || async {
-        ari.bridge_with(
-            transferer["id"].as_str().unwrap(),
-            caller["id"].as_str().unwrap(),
-        )
-        .await
-    })
-    .await;
-    ami.blind_transfer(transferer["name"].as_str().unwrap(), "park", "park-in")
-        .await;
-    (caller, transferer)
-}
-
-/// Another phone dials an orbit; returns the retrieving channel (the half in Stasis).
-async fn dial_orbit(ari: &Ari, orbit: &str, caller_id: &str) -> Value {
-    ari.originate_local(orbit, "park-in", ("answer", "phones"), caller_id)
-        .await;
-    let prefix = format!("Local/{orbit}@park-in-");
-    wait_for("the retriever's channel", S(5), || async {
-        ari.channel_named(&prefix, ";2").await
-    })
-    .await
-}
-
 fn id(v: &Value) -> &str {
     v["id"].as_str().expect("channel id")
 }
@@ -1093,4 +1053,55 @@ async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restar
         "bridged at once, not after the ring time ran out"
     );
     assert!(cp.parked().await.is_empty());
+}
+
+/// ARI that goes silent without closing (a hung Asterisk, a path that drops everything) is
+/// noticed within a bounded time by a websocket ping nobody answers, and reconnected once it
+/// answers again, with the calls reconciled.
+#[tokio::test]
+async fn silent_ari_is_noticed_and_reconnected_with_the_calls_reconciled() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cutter = Cutter::start(tb("ARI_URL").trim_start_matches("http://").to_string()).await;
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"60s\"\n".into(),
+        ari_url: Some(format!("http://127.0.0.1:{}", cutter.port)),
+        ..Setup::default()
+    })
+    .await;
+    let (stays, _) = park_by_transfer(&ari, &ami, "alice", "\"C1\" <5550001>").await;
+    cp.wait_parked_on("701").await;
+    let (leaves, _) = park_by_transfer(&ari, &ami, "bob", "\"C2\" <5550002>").await;
+    cp.wait_parked_on("702").await;
+
+    let connects = cp.log_text().matches("connected to ARI").count();
+    let frozen = std::time::Instant::now();
+    cutter.freeze();
+    let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
+    wait_for("callpark to notice the silence", bound + S(3), || async {
+        cp.log_text()
+            .contains("ARI did not answer for")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        frozen.elapsed() >= callpark::pbx::QUIET,
+        "not before it was quiet"
+    );
+    ari.delete(&format!("/channels/{}", id(&leaves))).await;
+    tokio::time::sleep(S(1)).await;
+    cutter.restore();
+    wait_for("callpark to reconnect", S(20), || async {
+        (cp.log_text().matches("connected to ARI").count() > connects).then_some(())
+    })
+    .await;
+    cp.wait_log(id(&leaves), "abandoned", S(5)).await;
+    let parked = cp.parked().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].channel.as_str(), id(&stays));
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for("701 retrieved after the reconnect", S(10), || async {
+        ari.bridge_with(id(&stays), id(&retriever)).await
+    })
+    .await;
 }

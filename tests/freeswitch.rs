@@ -9,33 +9,10 @@ mod support;
 use std::time::Duration;
 
 use support::fs::*;
+use support::fs::{dial_orbit, park_by_transfer};
 use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
-
-/// A call between `dev-<phone>` (the parker's phone) and a caller, which the phone then blind
-/// transfers to the park code. Returns the parked channel (the caller's uuid).
-async fn park_by_transfer(esl: &Esl, phone: &str, name: &str, number: &str) -> String {
-    esl.set_phone(phone, "answer").await;
-    let caller = esl.call(&format!("to-dev-{phone}"), name, number).await;
-    wait_for("the pair to be bridged", S(10), || async {
-        (esl.getvar(&caller, "bridge_uuid").await.len() == 36).then_some(())
-    })
-    .await;
-    let r = esl
-        .api(&format!(
-            "uuid_transfer {caller} park XML {}",
-            fb("CONTEXT")
-        ))
-        .await;
-    assert!(r.starts_with("+OK"), "transfer: {r}");
-    caller
-}
-
-/// Another phone dials an orbit; returns the retrieving channel.
-async fn dial_orbit(esl: &Esl, orbit: &str, name: &str, number: &str) -> String {
-    esl.call(orbit, name, number).await
-}
 
 /// The presence event callpark sends for an orbit's busy lamp, after `mark`.
 async fn lamp(esl: &Esl, mark: usize, orbit: &str, in_use: bool) {
@@ -942,4 +919,59 @@ async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restar
         "bridged at once, not after the ring time ran out"
     );
     assert!(cp.parked().await.is_empty());
+}
+
+/// An event socket that goes silent without closing (a hung FreeSWITCH, a path that drops
+/// everything) is noticed within a bounded time by a probe nobody answers, and reconnected
+/// once it answers again, with the calls reconciled.
+#[tokio::test]
+async fn a_silent_event_socket_is_noticed_and_reconnected_with_the_calls_reconciled() {
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let cutter = Cutter::start(esl_addr()).await;
+    let cp = Callpark::start(&Setup {
+        park: "pickup_timeout = \"60s\"\n".into(),
+        esl_addr: Some(format!("127.0.0.1:{}", cutter.port)),
+        ..Setup::freeswitch()
+    })
+    .await;
+    let stays = park_by_transfer(&esl, "alice", "C1", "5550001").await;
+    cp.wait_parked_on("601").await;
+    let leaves = park_by_transfer(&esl, "bob", "C2", "5550002").await;
+    cp.wait_parked_on("602").await;
+
+    let connects = cp.log_text().matches("connected to FreeSWITCH").count();
+    let frozen = std::time::Instant::now();
+    cutter.freeze();
+    let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
+    wait_for("callpark to notice the silence", bound + S(3), || async {
+        cp.log_text()
+            .contains("FreeSWITCH did not answer for")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        frozen.elapsed() >= callpark::pbx::QUIET,
+        "not before it was quiet"
+    );
+    // While callpark cannot hear FreeSWITCH, one parked caller hangs up.
+    esl.api(&format!("uuid_kill {leaves}")).await;
+    tokio::time::sleep(S(1)).await;
+    cutter.restore();
+    wait_for("callpark to reconnect", S(15), || async {
+        (cp.log_text().matches("connected to FreeSWITCH").count() > connects).then_some(())
+    })
+    .await;
+    cp.wait_log(&leaves, "abandoned", S(5)).await;
+    let parked = cp.parked().await;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].channel.as_str(), stays);
+    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
+    wait_bridged(
+        &esl,
+        "601 retrieved after the reconnect",
+        &stays,
+        &retriever,
+    )
+    .await;
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::{Output, PbxError, PbxEvent, Translator};
@@ -16,6 +17,8 @@ pub enum Incoming<T: Translator> {
     Reply(T::Request, T::Reply),
     /// The connection dropped; why. Replies of requests already sent may still follow.
     Closed(String),
+    /// The answer to [`Transport::probe`]: the PBX is there.
+    Alive,
 }
 
 /// The I/O half of an adapter.
@@ -36,12 +39,22 @@ pub trait Transport: Send + 'static {
     /// nothing to wait for.
     fn next(&mut self) -> impl Future<Output = Incoming<Self::Tr>> + Send;
 
+    /// Asks the PBX for a sign of life over the connection (a websocket ping, a cheap
+    /// command); the answer comes back as [`Incoming::Alive`].
+    fn probe(&mut self);
+
     /// Drops the connection.
     fn close(&mut self);
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection quiet this long is probed...
+pub const QUIET: Duration = Duration::from_secs(4);
+/// ...and given up if the probe is not answered in this time: a PBX that hangs (or a network
+/// path that silently drops everything) is noticed within `QUIET + PROBE_TIMEOUT` and
+/// reconnected, and the reconnection reconciles every call.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Runs an adapter until `commands` closes (the service stopped).
 pub async fn drive<T: Transport>(
@@ -61,18 +74,42 @@ pub async fn drive<T: Transport>(
                 if !flush(pool, &mut tp, &events, out).await {
                     return Ok(());
                 }
+                let mut heard = Instant::now();
+                let mut probing = false;
                 let reason = loop {
                     let mut out = Output::default();
+                    let check = heard
+                        + if probing {
+                            QUIET + PROBE_TIMEOUT
+                        } else {
+                            QUIET
+                        };
                     tokio::select! {
-                        inc = tp.next() => match inc {
-                            Incoming::Wire(w) => tr.on_wire(w, &mut out),
-                            Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
-                            Incoming::Closed(reason) => break reason,
-                        },
+                        inc = tp.next() => {
+                            heard = Instant::now();
+                            probing = false;
+                            match inc {
+                                Incoming::Wire(w) => tr.on_wire(w, &mut out),
+                                Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
+                                Incoming::Closed(reason) => break reason,
+                                Incoming::Alive => {}
+                            }
+                        }
                         cmd = commands.recv() => match cmd {
                             Some(c) => tr.on_command(c, &mut out),
                             None => return Ok(()),
                         },
+                        _ = tokio::time::sleep_until(check) => {
+                            if probing {
+                                break format!(
+                                    "{} did not answer for {:?}",
+                                    tp.kind(),
+                                    QUIET + PROBE_TIMEOUT
+                                );
+                            }
+                            tp.probe();
+                            probing = true;
+                        }
                     }
                     if !flush(pool, &mut tp, &events, out).await {
                         return Ok(());
@@ -108,7 +145,7 @@ pub async fn drive<T: Transport>(
                 inc = tp.next() => match inc {
                     Incoming::Wire(w) => tr.on_wire(w, &mut out),
                     Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
-                    Incoming::Closed(_) => {}
+                    Incoming::Closed(_) | Incoming::Alive => {}
                 },
                 cmd = commands.recv() => match cmd {
                     Some(c) => tr.on_command(c, &mut out),

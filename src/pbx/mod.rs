@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::park::{ChannelId, Command, Event};
 
-pub use driver::{Incoming, Transport, drive};
+pub use driver::{Incoming, PROBE_TIMEOUT, QUIET, Transport, drive};
 
 /// What an adapter reports to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -285,6 +285,32 @@ impl Esl {
     }
 }
 
+/// A call between `dev-<phone>` (the parker's phone) and a caller, which the phone then blind
+/// transfers to the park code. Returns the parked channel (the caller's uuid).
+pub async fn park_by_transfer(esl: &Esl, phone: &str, name: &str, number: &str) -> String {
+    esl.set_phone(phone, "answer").await;
+    let caller = esl.call(&format!("to-dev-{phone}"), name, number).await;
+    super::wait_for(
+        "the pair to be bridged",
+        Duration::from_secs(10),
+        || async { (esl.getvar(&caller, "bridge_uuid").await.len() == 36).then_some(()) },
+    )
+    .await;
+    let r = esl
+        .api(&format!(
+            "uuid_transfer {caller} park XML {}",
+            fb("CONTEXT")
+        ))
+        .await;
+    assert!(r.starts_with("+OK"), "transfer: {r}");
+    caller
+}
+
+/// Another phone dials an orbit; returns the retrieving channel.
+pub async fn dial_orbit(esl: &Esl, orbit: &str, name: &str, number: &str) -> String {
+    esl.call(orbit, name, number).await
+}
+
 /// A fresh uuid for channels the tests create.
 pub fn uuid() -> String {
     let mut b = [0u8; 16];

@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard, Notify};
 
+pub mod faults;
 pub mod fs;
 pub mod sip;
 
@@ -55,10 +56,37 @@ pub fn tb(key: &str) -> String {
         .clone()
 }
 
-/// One Asterisk serves every test; they take turns.
-pub async fn exclusive() -> MutexGuard<'static, ()> {
+/// The testbeds' turn, held by one test at a time.
+pub struct Turn {
+    _in_process: MutexGuard<'static, ()>,
+    /// Locked (flock) while held: test binaries and benchmarks run as separate processes.
+    _across_processes: std::fs::File,
+}
+
+/// One Asterisk and one FreeSWITCH serve every test, benchmark and fault run on the machine;
+/// they take turns, within this process and across processes (a second `cargo test` or a
+/// benchmark started meanwhile waits instead of resetting the PBX under a running test).
+pub async fn exclusive() -> Turn {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-    LOCK.get_or_init(|| Mutex::new(())).lock().await
+    let in_process = LOCK.get_or_init(|| Mutex::new(())).lock().await;
+    let path = std::env::temp_dir().join("callpark-testbeds.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = tokio::task::spawn_blocking(move || {
+        file.lock()
+            .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+        file
+    })
+    .await
+    .unwrap();
+    Turn {
+        _in_process: in_process,
+        _across_processes: file,
+    }
 }
 
 /// Waits until `f` gives `Some`, polling every 100 ms; panics with `what` after `timeout`.
@@ -486,6 +514,59 @@ impl Ami {
     }
 }
 
+// ----- phones on the Asterisk testbed ----------------------------------------------------------
+
+/// A call between `dev-<phone>` (the parker's phone) and a caller, which the phone then blind
+/// transfers to the park code. Returns the parked channel (the caller) and the transferer.
+pub async fn park_by_transfer(
+    ari: &Ari,
+    ami: &Ami,
+    phone: &str,
+    caller_id: &str,
+) -> (Value, Value) {
+    ami.set_phone(phone, "answer").await;
+    let to = format!("to-dev-{phone}");
+    ari.originate_local(&to, "calls", ("answer", "phones"), caller_id)
+        .await;
+    let transferer_prefix = format!("Local/{to}@calls-");
+    let caller_prefix = format!("Local/dev-{phone}@phones-");
+    let (transferer, caller) = wait_for(
+        "the phone's call to be up",
+        Duration::from_secs(10),
+        || async {
+            let t = ari.channel_named(&transferer_prefix, ";2").await?;
+            let c = ari.channel_named(&caller_prefix, ";1").await?;
+            (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
+        },
+    )
+    .await;
+    // Dial's bridge must exist before a transfer can find the peer.
+    wait_for("the call to be bridged", Duration::from_secs(5), || async {
+        ari.bridge_with(
+            transferer["id"].as_str().unwrap(),
+            caller["id"].as_str().unwrap(),
+        )
+        .await
+    })
+    .await;
+    ami.blind_transfer(transferer["name"].as_str().unwrap(), "park", "park-in")
+        .await;
+    (caller, transferer)
+}
+
+/// Another phone dials an orbit; returns the retrieving channel (the half in Stasis).
+pub async fn dial_orbit(ari: &Ari, orbit: &str, caller_id: &str) -> Value {
+    ari.originate_local(orbit, "park-in", ("answer", "phones"), caller_id)
+        .await;
+    let prefix = format!("Local/{orbit}@park-in-");
+    wait_for(
+        "the retriever's channel",
+        Duration::from_secs(5),
+        || async { ari.channel_named(&prefix, ";2").await },
+    )
+    .await
+}
+
 // ----- callpark ----------------------------------------------------------------------------
 
 /// `callpark run` against the testbed, with a configuration of the test's own.
@@ -879,36 +960,61 @@ pub async fn testbed() -> (Ari, Ami) {
 pub struct Cutter {
     pub port: u16,
     cut: tokio::sync::watch::Sender<u64>,
+    freeze: tokio::sync::watch::Sender<u64>,
     open: Arc<std::sync::atomic::AtomicBool>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Cutter {
     pub async fn start(target: String) -> Cutter {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
-        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let is_open = open.clone();
+        let (freeze, freeze_rx) = tokio::sync::watch::channel(0u64);
+        let open = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (is_open, is_frozen) = (open.clone(), frozen.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !is_open.load(std::sync::atomic::Ordering::SeqCst) {
+                if !is_open.load(SeqCst) {
                     continue; // dropped: the client sees the connection closed
                 }
                 let target = target.clone();
                 let mut cut_rx = cut_rx.clone();
+                let mut freeze_rx = freeze_rx.clone();
                 cut_rx.mark_unchanged(); // only cuts from now on end this connection
+                freeze_rx.mark_unchanged();
+                let frozen_now = is_frozen.load(SeqCst);
                 tokio::spawn(async move {
+                    if frozen_now {
+                        // Accepted and never answered, like a hung peer.
+                        let _ = cut_rx.changed().await;
+                        return;
+                    }
                     let Ok(mut outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_rx.changed() => {}
+                    let froze = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        _ = cut_rx.changed() => false,
+                        _ = freeze_rx.changed() => true,
+                    };
+                    if froze {
+                        // Both ends stay open and nothing passes: silence, not a close.
+                        let _ = cut_rx.changed().await;
+                        drop((inbound, outbound));
                     }
                 });
             }
         });
-        Cutter { port, cut, open }
+        Cutter {
+            port,
+            cut,
+            freeze,
+            open,
+            frozen,
+        }
     }
 
     /// Cuts every connection and refuses new ones until [`Cutter::restore`].
@@ -917,8 +1023,18 @@ impl Cutter {
         self.cut.send_modify(|n| *n += 1);
     }
 
+    /// Silence without a close: every connection stays open and carries nothing, new ones
+    /// are accepted and never answered (a hung PBX, a path that drops everything), until
+    /// [`Cutter::restore`].
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.freeze.send_modify(|n| *n += 1);
+    }
+
     pub fn restore(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.frozen
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

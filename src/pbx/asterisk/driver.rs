@@ -5,9 +5,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use futures_util::StreamExt;
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
 use reqwest_websocket::{Message, Upgrade, WebSocket};
 use tracing::warn;
 
@@ -23,6 +24,11 @@ pub struct AriTransport {
     inflight: FuturesUnordered<BoxFuture<'static, (Request, Reply)>>,
     /// Per key: requests waiting behind the one in flight (present while one is in flight).
     queues: HashMap<String, VecDeque<Request>>,
+    /// A websocket ping is to be sent (see [`Transport::probe`]).
+    ping_due: bool,
+    /// A REST request timed out: Asterisk stopped answering; the connection is given up
+    /// (after that reply is handed on) so the reconnection reconciles.
+    failing: Option<String>,
 }
 
 impl AriTransport {
@@ -33,6 +39,8 @@ impl AriTransport {
             ws: None,
             inflight: FuturesUnordered::new(),
             queues: HashMap::new(),
+            ping_due: false,
+            failing: None,
         }
     }
 
@@ -112,6 +120,21 @@ impl Transport for AriTransport {
     }
 
     async fn next(&mut self) -> Incoming<AriTranslator> {
+        if let Some(why) = self.failing.take() {
+            self.ws = None;
+            return Incoming::Closed(why);
+        }
+        if std::mem::take(&mut self.ping_due) {
+            if let Some(ws) = self.ws.as_mut() {
+                if let Err(e) = ws
+                    .send(Message::Ping(Bytes::from_static(b"callpark")))
+                    .await
+                {
+                    self.ws = None;
+                    return Incoming::Closed(format!("websocket error: {}", error_chain(&e)));
+                }
+            }
+        }
         loop {
             let got = {
                 let (slot, inflight) = (&mut self.ws, &mut self.inflight);
@@ -138,8 +161,14 @@ impl Transport for AriTransport {
             match got {
                 Ok((req, reply)) => {
                     self.done(&req);
+                    if let Err(e) = &reply {
+                        if e.is_timeout() && self.ws.is_some() {
+                            self.failing = Some(format!("Asterisk stopped answering: {e}"));
+                        }
+                    }
                     return Incoming::Reply(req, reply);
                 }
+                Err(Some(Ok(Message::Pong(_)))) => return Incoming::Alive,
                 Err(Some(Ok(Message::Text(t)))) => match decode_event(&t) {
                     Ok(ev) => return Incoming::Wire(ev),
                     Err(e) => warn!(
@@ -158,6 +187,10 @@ impl Transport for AriTransport {
                 }
             }
         }
+    }
+
+    fn probe(&mut self) {
+        self.ping_due = true;
     }
 
     fn close(&mut self) {

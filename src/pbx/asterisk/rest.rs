@@ -42,6 +42,11 @@ impl AriError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(StatusCode::NOT_FOUND)
     }
+
+    /// Asterisk took the request and never answered within the client's timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, AriError::Transport { source, .. } if source.is_timeout())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -27,8 +27,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 struct Conn {
     reader: FramedRead<OwnedReadHalf, EslCodec>,
     writer: mpsc::UnboundedSender<BytesMut>,
-    /// Sent, waiting for their reply, in order.
-    pending: VecDeque<Request>,
+    /// Sent, waiting for their reply, in order; `None` is a liveness probe.
+    pending: VecDeque<Option<Request>>,
     /// `Closed` was reported; nothing more is read.
     closed: bool,
 }
@@ -77,7 +77,7 @@ impl EslTransport {
                 .push_back((req, Reply::Lost("the connection is closing".into())));
             return;
         }
-        conn.pending.push_back(req);
+        conn.pending.push_back(Some(req));
     }
 }
 
@@ -186,9 +186,10 @@ impl Transport for EslTransport {
             };
             match frame.content_type() {
                 "command/reply" | "api/response" => match conn.pending.pop_front() {
-                    Some(req) => {
+                    Some(Some(req)) => {
                         return Incoming::Reply(req, Reply::Text(frame.reply_text().into_owned()));
                     }
+                    Some(None) => return Incoming::Alive,
                     None => warn!("a reply nobody asked for: {}", frame.reply_text()),
                 },
                 "text/event-json" | "text/event-plain" => match FsEvent::from_frame(&frame) {
@@ -210,10 +211,26 @@ impl Transport for EslTransport {
         }
     }
 
+    fn probe(&mut self) {
+        // `api uptime`: answered by the event socket's own thread, costs FreeSWITCH nothing.
+        let Some(conn) = self.conn.as_mut().filter(|c| !c.closed) else {
+            return;
+        };
+        let mut buf = BytesMut::new();
+        if self
+            .codec
+            .encode(&Outgoing::new("api uptime"), &mut buf)
+            .is_ok()
+            && conn.writer.send(buf).is_ok()
+        {
+            conn.pending.push_back(None);
+        }
+    }
+
     fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             // The writer task ends with its channel; replies that will never come are lost.
-            for req in conn.pending {
+            for req in conn.pending.into_iter().flatten() {
                 self.ready.push_back((
                     req,
                     Reply::Lost("the event socket connection dropped".into()),

@@ -1,0 +1,48 @@
+//! The long fault-injection run of issue 9 (`cargo bench --bench faults`): 1,000 cycles on
+//! every PBX the project supports, the figures printed for the closing note. Options after
+//! `--`: `--cycles N`, `--pbx asterisk|freeswitch`, `--seed S`. Without `--bench` (as
+//! `cargo test --all-targets` runs it) it makes one cycle per PBX, to keep the command working.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::exclusive;
+use support::faults::{Pbx, run, seed};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let full = args.iter().any(|a| a == "--bench");
+    let cycles: u32 = match value("--cycles") {
+        Some(c) => c.parse().expect("--cycles N"),
+        None if full => 1000,
+        None => 1,
+    };
+    let seed = match value("--seed") {
+        Some(s) => s.parse().expect("--seed S"),
+        None => seed(),
+    };
+    let pbxes = match value("--pbx").as_deref() {
+        Some("asterisk") => vec![Pbx::Asterisk],
+        Some("freeswitch") => vec![Pbx::Freeswitch],
+        Some(other) => panic!("--pbx {other}: asterisk or freeswitch"),
+        None => vec![Pbx::Asterisk, Pbx::Freeswitch],
+    };
+    let mut lost = 0;
+    for pbx in pbxes {
+        let _turn = exclusive().await;
+        let report = run(pbx, cycles, seed).await;
+        println!("faults/{pbx}: {report}");
+        for p in &report.problems {
+            println!("  {p}");
+        }
+        lost += report.lost;
+    }
+    assert_eq!(lost, 0, "calls were lost");
+}
