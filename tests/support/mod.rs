@@ -491,6 +491,8 @@ impl Ami {
 /// `callpark run` against the testbed, with a configuration of the test's own.
 pub struct Callpark {
     log_filter: &'static str,
+    /// Setup::env, for every start of the process.
+    env: Vec<(String, String)>,
     /// What the log says once per pool when it is connected.
     markers: Vec<&'static str>,
     pub dir: tempfile::TempDir,
@@ -526,6 +528,8 @@ pub struct Setup {
     pub fs_include_from_config: bool,
     /// The same for Asterisk's include.
     pub ast_include_from_config: bool,
+    /// More environment variables for the `callpark run` process (`NOTIFY_SOCKET`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -559,6 +563,7 @@ impl Default for Setup {
             esl_addr: None,
             fs_include_from_config: false,
             ast_include_from_config: false,
+            env: vec![],
         }
     }
 }
@@ -633,6 +638,7 @@ impl Callpark {
         let log = dir.path().join("callpark.log");
         let mut cp = Callpark {
             log_filter: setup.log,
+            env: setup.env.clone(),
             markers,
             dir,
             config,
@@ -663,6 +669,7 @@ impl Callpark {
             .arg("run")
             .env("CALLPARK_LOG", self.log_filter)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -684,6 +691,28 @@ impl Callpark {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("callpark is running").to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits for the process to exit by itself; panics after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("callpark is running");
+        let status = wait_for("callpark to exit", timeout, || {
+            let s = child.try_wait().expect("wait for callpark");
+            async move { s }
+        })
+        .await;
+        self.child = None;
+        status
     }
 
     /// SIGKILL: nothing in memory survives, nothing is flushed.
