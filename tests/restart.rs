@@ -11,6 +11,7 @@ use std::time::Duration;
 use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
 use callpark::pbx::{Pbx, PbxError, PbxEvent};
+use callpark::service::health::Health;
 use callpark::service::{now_ms, run_pool};
 use callpark::store::Store;
 use tokio::sync::{mpsc, watch};
@@ -92,6 +93,7 @@ fn start(core: ParkCore, store: Store) -> Running {
             from_service: cmd_tx,
         },
         stop_rx,
+        Health::default().pool("pbx-a"),
     ));
     Running {
         events: ev_tx,

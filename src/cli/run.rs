@@ -1,4 +1,5 @@
-//! `callpark run`: open the store, restore every pool's parked calls, start the adapters.
+//! `callpark run`: open the store, restore every pool's parked calls, start the adapters, and
+//! keep systemd told (`Type=notify`: ready, watchdog, stopping) when it asks to be.
 
 use std::process::ExitCode;
 
@@ -7,9 +8,23 @@ use tracing::{error, info};
 
 use crate::config::Config;
 use crate::service;
+use crate::service::health::Health;
+use crate::service::notify::Notifier;
 use crate::store::Store;
 
 pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+    // First: a broken NOTIFY_SOCKET or WATCHDOG_USEC would leave systemd waiting for a READY
+    // that never comes; better to fail at once, saying why.
+    let notifier = Notifier::from_env()?;
+    if let Some(n) = &notifier {
+        info!(watchdog = ?n.watchdog(), "systemd notifications on");
+    }
+    // Pool loops turn often enough for the watchdog's stuck bound to be meaningful.
+    let health = Health::new(
+        notifier
+            .as_ref()
+            .map_or(service::health::TURN_EVERY, Notifier::turn_every),
+    );
     let store = Store::open(&cfg.database_path()).await?;
     store.save_orbit_table(&cfg.orbits).await?;
     let problems = service::media::verify_media(&store).await?;
@@ -42,9 +57,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             store.clone(),
             adapter,
             stop_rx.clone(),
+            health.pool(&pbx.name),
         ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
+    // Started once every pool is registered, so that readiness means all of them.
+    let notifying = notifier.map(|n| {
+        let (health, stop_rx) = (health.clone(), stop_rx.clone());
+        tokio::spawn(async move { n.run(&health, stop_rx).await })
+    });
     // systemd stops a service with SIGTERM: the same orderly stop as Ctrl-C.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let code = tokio::select! {
@@ -59,6 +80,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         }
     };
     let _ = stop_tx.send(true);
+    // STOPPING=1 goes out now, as the pools begin to stop.
+    if let Some(n) = notifying {
+        let _ = n.await;
+    }
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
     store.close().await;

@@ -2,19 +2,23 @@
 //! its PBX adapter and the clock, writes every step to the store before the PBX carries out the
 //! step's commands, and resumes every stored call at start.
 
+pub mod health;
 pub mod media;
+pub mod notify;
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::park::{ChannelId, Command, Event, Millis, Moh, ParkCore, PoolOrbits, Settings};
 use crate::pbx::{Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
+use health::Beat;
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -89,12 +93,15 @@ pub async fn restore_core(
     Ok(core)
 }
 
-/// Drives one pool until `shutdown` turns true. Returns the core so callers (tests) can look.
+/// Drives one pool until `shutdown` turns true (or its sender is dropped). Returns the core so
+/// callers (tests) can look. The loop reports every turn on `beat`, and that the pool is ready
+/// once the PBX is connected and the calls reconciled.
 pub async fn run_pool<P: Pbx>(
     mut core: ParkCore,
     store: Store,
     pbx: P,
     mut shutdown: watch::Receiver<bool>,
+    beat: Beat,
 ) -> Result<ParkCore, ServiceError> {
     let pool = pbx.name().to_string();
     let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
@@ -108,7 +115,13 @@ pub async fn run_pool<P: Pbx>(
     // Deadlines that passed while callpark was down fire at once.
     let cmds = core.handle_timeout(now_ms());
     run.step(&mut core, cmds).await?;
+    // The loop turns at least this often even with no event and no deadline, so that a loop
+    // whose last turn is old is known to be stuck inside a step, not waiting for work. Delay:
+    // after a long step one turn is enough, not a burst of catch-up ticks.
+    let mut heartbeat = tokio::time::interval(beat.turn_every());
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        beat.turned(Instant::now());
         let sleep = match core.next_deadline() {
             Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
             None => Duration::from_secs(3600),
@@ -124,6 +137,7 @@ pub async fn run_pool<P: Pbx>(
                 Some(PbxEvent::Connected { channels }) => {
                     info!(pool, channels = channels.len(), "PBX connected; reconciling");
                     run.reconcile(&mut core, &channels).await?;
+                    beat.ready();
                 }
                 Some(PbxEvent::Disconnected { reason }) => {
                     warn!(pool, %reason, "PBX connection lost; parked calls keep their timers");
@@ -139,8 +153,11 @@ pub async fn run_pool<P: Pbx>(
                 let cmds = core.handle_timeout(now_ms());
                 run.step(&mut core, cmds).await?;
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { break; }
+            _ = heartbeat.tick() => beat.turned(Instant::now()),
+            changed = shutdown.changed() => {
+                // Err: the sender is gone, so nobody can ask us to stop any more, and
+                // `changed()` would return Err at once on every turn: stop instead of spinning.
+                if changed.is_err() || *shutdown.borrow() { break; }
             }
         }
     }

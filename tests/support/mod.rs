@@ -572,6 +572,8 @@ pub async fn dial_orbit(ari: &Ari, orbit: &str, caller_id: &str) -> Value {
 /// `callpark run` against the testbed, with a configuration of the test's own.
 pub struct Callpark {
     log_filter: &'static str,
+    /// Setup::env, for every start of the process.
+    env: Vec<(String, String)>,
     /// What the log says once per pool when it is connected.
     markers: Vec<&'static str>,
     pub dir: tempfile::TempDir,
@@ -607,6 +609,8 @@ pub struct Setup {
     pub fs_include_from_config: bool,
     /// The same for Asterisk's include.
     pub ast_include_from_config: bool,
+    /// More environment variables for the `callpark run` process (`NOTIFY_SOCKET`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -640,6 +644,7 @@ impl Default for Setup {
             esl_addr: None,
             fs_include_from_config: false,
             ast_include_from_config: false,
+            env: vec![],
         }
     }
 }
@@ -714,6 +719,7 @@ impl Callpark {
         let log = dir.path().join("callpark.log");
         let mut cp = Callpark {
             log_filter: setup.log,
+            env: setup.env.clone(),
             markers,
             dir,
             config,
@@ -744,6 +750,7 @@ impl Callpark {
             .arg("run")
             .env("CALLPARK_LOG", self.log_filter)
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -769,22 +776,34 @@ impl Callpark {
 
     /// SIGSTOP: the process holds its sockets open but handles nothing (a hung callpark).
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.signal("STOP");
     }
 
     /// SIGCONT after [`Callpark::freeze`].
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        self.signal("CONT");
     }
 
-    fn signal(&self, sig: &str) {
+    /// Sends `signal` (`TERM`, `STOP`, ...) to the process.
+    pub fn signal(&self, signal: &str) {
         let pid = self.pid().expect("callpark is running").to_string();
         let ok = Command::new("kill")
-            .args([sig, &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
+            .expect("run kill");
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
+    /// Waits for the process to exit by itself; panics after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("callpark is running");
+        let status = wait_for("callpark to exit", timeout, || {
+            let s = child.try_wait().expect("wait for callpark");
+            async move { s }
+        })
+        .await;
+        self.child = None;
+        status
     }
 
     /// SIGKILL: nothing in memory survives, nothing is flushed.
