@@ -77,8 +77,12 @@ pub async fn exclusive() -> Turn {
         .open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let file = tokio::task::spawn_blocking(move || {
-        file.lock()
-            .unwrap_or_else(|e| panic!("lock {}: {e}", path.display()));
+        use std::os::fd::AsRawFd;
+        // flock(2): released by the kernel when the file closes, even if the test is killed.
+        // SAFETY: the descriptor belongs to `file`, which outlives the call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            panic!("lock {}: {}", path.display(), std::io::Error::last_os_error());
+        }
         file
     })
     .await
