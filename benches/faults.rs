@@ -6,7 +6,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::exclusive;
+use support::exclusive_of;
 use support::faults::{Pbx, run, seed};
 
 #[tokio::main(flavor = "current_thread")]
@@ -36,7 +36,7 @@ async fn main() {
     };
     let mut lost = 0;
     for pbx in pbxes {
-        let _turn = exclusive().await;
+        let _turn = exclusive_of(pbx.testbed()).await;
         let report = run(pbx, cycles, seed).await;
         println!("faults/{pbx}: {report}");
         for p in &report.problems {

@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 
 AST=contrib/testbed/asterisk/testbed.sh
 FS=contrib/testbed/freeswitch/testbed.sh
-# The targets that need the FreeSWITCH testbed: tests, and the benchmark run once in test mode.
-FS_TESTS=(--test freeswitch --test cross_pbx)
-FS_TARGETS=("${FS_TESTS[@]}" --bench freeswitch_park)
+# The targets that need the FreeSWITCH testbed: tests, and the benchmarks run once in test mode
+# (the fault run's benchmark drives both PBXes).
+FS_TESTS=(--test freeswitch --test cross_pbx --test faults_freeswitch)
+FS_TARGETS=("${FS_TESTS[@]}" --bench freeswitch_park --bench faults)
 started_ast=0
 started_fs=0
 out=$(mktemp)
@@ -83,9 +84,10 @@ else
     cargo test --locked "${targets[@]}" 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
     # Counted, not run: the tests the FreeSWITCH test targets list (a harness-less benchmark
-    # cannot list, it would run), plus the benchmark itself.
+    # cannot list, it would run), plus each benchmark itself.
     listed=$(cargo test --locked "${FS_TESTS[@]}" -- --list 2>/dev/null | grep -c ': test$' || true)
-    skipped=$((listed + 1))
+    benches=$(grep -o -- '--bench' <<<"${FS_TARGETS[*]}" | wc -l)
+    skipped=$((listed + benches))
 fi
 set -e
 # One closing line for the whole run, summed over every test binary.

@@ -89,6 +89,16 @@ pub enum Pbx {
     Freeswitch,
 }
 
+impl Pbx {
+    /// The testbed's name for [`super::exclusive_of`].
+    pub fn testbed(self) -> &'static str {
+        match self {
+            Pbx::Asterisk => "asterisk",
+            Pbx::Freeswitch => "freeswitch",
+        }
+    }
+}
+
 impl fmt::Display for Pbx {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(match self {
@@ -590,4 +600,18 @@ impl Action {
             }
         }
     }
+}
+
+/// The short run the tests make: CALLPARK_FAULT_CYCLES cycles (30 unless set), any seed
+/// (CALLPARK_FAULT_SEED replays one); fails when a call was lost or nothing was parked.
+pub async fn no_call_lost(pbx: Pbx) {
+    let cycles = std::env::var("CALLPARK_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let _turn = super::exclusive_of(pbx.testbed()).await;
+    let report = run(pbx, cycles, seed()).await;
+    println!("{report}");
+    assert!(report.parks > 0, "the run parked nothing: {report}");
+    assert_eq!(report.lost, 0, "{report}\n{:#?}", report.problems);
 }
