@@ -1,6 +1,6 @@
 //! The long fault-injection run of issue 9 (`cargo bench --bench faults`): 1,000 cycles on
 //! every PBX the project supports, the figures printed for the closing note. Options after
-//! `--`: `--cycles N`, `--pbx asterisk|freeswitch`, `--seed S`. Without `--bench` (as
+//! `--`: `--cycles N`, `--pbx asterisk|freeswitch`, `--seed S`, `--minutes M` (a time budget). Without `--bench` (as
 //! `cargo test --all-targets` runs it) it makes one cycle per PBX, to keep the command working.
 
 #[path = "../tests/support/mod.rs"]
@@ -28,6 +28,9 @@ async fn main() {
         Some(s) => s.parse().expect("--seed S"),
         None => seed(),
     };
+    // --minutes M: stop after M minutes (the report says how many cycles ran).
+    let budget = value("--minutes")
+        .map(|m| std::time::Duration::from_secs(m.parse::<u64>().expect("--minutes M") * 60));
     let pbxes = match value("--pbx").as_deref() {
         Some("asterisk") => vec![Pbx::Asterisk],
         Some("freeswitch") => vec![Pbx::Freeswitch],
@@ -37,7 +40,7 @@ async fn main() {
     let mut lost = 0;
     for pbx in pbxes {
         let _turn = exclusive_of(pbx.testbed()).await;
-        let report = run(pbx, cycles, seed).await;
+        let report = run(pbx, cycles, seed, budget).await;
         println!("faults/{pbx}: {report}");
         for p in &report.problems {
             println!("  {p}");

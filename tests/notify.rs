@@ -21,7 +21,7 @@ use callpark::park::*;
 use callpark::pbx::{Pbx, PbxError, PbxEvent};
 use callpark::service::health::{Beat, Health};
 use callpark::service::notify::{Notifier, Sink};
-use callpark::service::run_pool;
+use callpark::service::{Clock, run_pool};
 use callpark::store::Store;
 use support::{Callpark, Cutter, Setup, exclusive, tb, testbed, wait_for, wait_in};
 use tokio::sync::{mpsc, watch};
@@ -386,6 +386,7 @@ async fn a_pool_is_ready_once_connected_and_turns_while_idle() {
         Played(events_rx),
         stop_rx,
         health.pool("pbx-a"),
+        Clock::system(),
     ));
     // Idle and not connected: the loop turns all the same, and the pool is not ready.
     for _ in 0..10 {
@@ -430,6 +431,7 @@ async fn a_dropped_shutdown_sender_stops_the_pool_instead_of_spinning() {
         Played(events_rx),
         stop_rx,
         Health::default().pool("pbx-a"),
+        Clock::system(),
     ));
     sleep(MS(200)).await;
     drop(stop);

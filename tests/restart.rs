@@ -1,6 +1,7 @@
 //! A parked call survives a controller restart: the service is stopped (everything in memory
 //! dropped) and started again on the same SQLite file; the same orbits are held and the timers
-//! fire at their original deadlines.
+//! fire at their original deadlines. The service runs on a manual clock: the tests move time
+//! and see each timer fire at its deadline to the millisecond, without sleeping through it.
 //!
 //! The PBX side here is a pair of channels the test drives by hand through the `Pbx` trait: it
 //! stands for no particular PBX, and checks only what the service does with the core and store.
@@ -12,7 +13,7 @@ use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
 use callpark::pbx::{Pbx, PbxError, PbxEvent};
 use callpark::service::health::Health;
-use callpark::service::{now_ms, run_pool};
+use callpark::service::{Clock, run_pool};
 use callpark::store::Store;
 use tokio::sync::{mpsc, watch};
 
@@ -81,7 +82,10 @@ struct Running {
     task: tokio::task::JoinHandle<Result<ParkCore, callpark::service::ServiceError>>,
 }
 
-fn start(core: ParkCore, store: Store) -> Running {
+/// When the first life starts (any fixed wall time: the clock is the test's).
+const T0: Millis = 1_800_000_000_000;
+
+fn start(core: ParkCore, store: Store, clock: &Clock) -> Running {
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (stop, stop_rx) = watch::channel(false);
@@ -94,6 +98,7 @@ fn start(core: ParkCore, store: Store) -> Running {
         },
         stop_rx,
         Health::default().pool("pbx-a"),
+        clock.clone(),
     ));
     Running {
         events: ev_tx,
@@ -121,26 +126,64 @@ fn park(ch: &str) -> PbxEvent {
     })
 }
 
+/// The next command, which must come soon.
+async fn next(svc: &mut Running) -> Command {
+    tokio::time::timeout(Duration::from_secs(5), svc.commands.recv())
+        .await
+        .expect("a command")
+        .expect("the service runs")
+}
+
+/// Every command the service gives within a short while (it has nothing more to do).
+async fn drain(svc: &mut Running) -> Vec<Command> {
+    let mut out = Vec::new();
+    while let Ok(Some(c)) =
+        tokio::time::timeout(Duration::from_millis(200), svc.commands.recv()).await
+    {
+        out.push(c);
+    }
+    out
+}
+
+fn ringbacks(cmds: &[Command]) -> Vec<ChannelId> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Originate {
+                channel,
+                purpose: LegPurpose::Ringback { attempt: 1 },
+                ..
+            } => Some(channel.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rb(ch: &str) -> ChannelId {
+    ChannelId::new(ch).leg("rb1")
+}
+
 #[tokio::test]
 async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("callpark.db");
 
-    // First life: park three calls, retrieve none.
+    // First life: park three calls at T0, retrieve none.
+    let clock = Clock::manual(T0);
     let store = Store::open(&db).await.unwrap();
     let mut svc = start(
         ParkCore::new(settings(), policies(), orbits()),
         store.clone(),
+        &clock,
     );
     for c in ["c1", "c2", "c3"] {
         svc.events.send(park(c)).await.unwrap();
     }
     let mut lamps = HashSet::new();
     while lamps.len() < 3 {
-        if let Some(Command::Lamp {
+        if let Command::Lamp {
             orbit,
             in_use: true,
-        }) = svc.commands.recv().await
+        } = next(&mut svc).await
         {
             lamps.insert(orbit.to_string());
         }
@@ -149,20 +192,22 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
         lamps,
         HashSet::from(["701".to_string(), "702".into(), "703".into()])
     );
-    // Stop well before the 1.5 s pickup timeout.
+    // Stopped 400 ms later, well before the 1.5 s pickup timeout.
+    clock.advance(400);
     svc.stop.send(true).unwrap();
     svc.task.await.unwrap().unwrap();
     drop(svc.commands);
     store.close().await;
 
-    // Second life, from the file alone.
+    // Second life, from the file alone, another 100 ms later.
+    let clock = Clock::manual(T0 + 500);
     let store = Store::open(&db).await.unwrap();
     let stored = store.parked(Some("pbx-a")).await.unwrap();
     assert_eq!(stored.len(), 3);
-    let deadlines: Vec<(String, Millis)> = stored
-        .iter()
-        .map(|(_, c)| (c.channel.0.clone(), c.deadline))
-        .collect();
+    assert!(
+        stored.iter().all(|(_, c)| c.deadline == T0 + 1_500),
+        "deadlines are stored as absolute times"
+    );
     let (core, rejected) = ParkCore::restore(
         settings(),
         policies(),
@@ -172,71 +217,58 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     assert!(rejected.is_empty());
     let held: HashSet<String> = core.calls().map(|c| c.orbit.unwrap().to_string()).collect();
     assert_eq!(held, lamps);
-    let mut svc = start(core, store.clone());
+    let mut svc = start(core, store.clone(), &clock);
     // A new call must not get an orbit that is still held.
     svc.events.send(park("c4")).await.unwrap();
-    let mut ringbacks = Vec::new();
-    let mut new_orbit = None;
-    while ringbacks.len() < 3 || new_orbit.is_none() {
-        let c = tokio::time::timeout(Duration::from_secs(10), svc.commands.recv())
-            .await
-            .expect("ringbacks fire")
-            .unwrap();
-        match c {
-            Command::Originate {
-                channel,
-                purpose: LegPurpose::Ringback { attempt: 1 },
-                ..
-            } => ringbacks.push((channel, now_ms())),
-            Command::Lamp {
-                orbit,
-                in_use: true,
-            } => new_orbit = Some(orbit.to_string()),
-            _ => {}
-        }
-    }
-    assert_eq!(new_orbit.as_deref(), Some("704"));
-    // A ringback leg's id is derived from its parked call's.
-    let parked_of = |leg: &ChannelId| {
-        ["c1", "c2", "c3", "c4"]
-            .into_iter()
-            .find(|c| &ChannelId::new(*c).leg("rb1") == leg)
-            .expect("a ringback of a parked call")
-    };
-    for (ch, fired) in ringbacks
-        .iter()
-        .map(|(l, t)| (parked_of(l), t))
-        .filter(|(c, _)| *c != "c4")
-    {
-        let (_, deadline) = deadlines.iter().find(|(c, _)| c == ch).unwrap();
-        assert!(
-            *fired >= *deadline,
-            "{ch} fired {} ms early",
-            deadline - fired
-        );
-        assert!(
-            *fired - *deadline < 1_000,
-            "{ch} fired {} ms late",
-            fired - deadline
-        );
-    }
+    let cmds = drain(&mut svc).await;
+    assert!(cmds.contains(&Command::Lamp {
+        orbit: "704".parse().unwrap(),
+        in_use: true
+    }));
+    assert!(ringbacks(&cmds).is_empty());
+    // 1 ms before the stored deadline: nothing.
+    clock.set(T0 + 1_499);
+    assert!(ringbacks(&drain(&mut svc).await).is_empty(), "fired early");
+    // At it: the three calls of the first life ring back, c4 (parked at T0 + 500) not yet.
+    clock.set(T0 + 1_500);
+    let mut fired = ringbacks(&drain(&mut svc).await);
+    fired.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut want = vec![rb("c1"), rb("c2"), rb("c3")];
+    want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(fired, want);
+    clock.set(T0 + 1_999);
+    assert!(ringbacks(&drain(&mut svc).await).is_empty());
+    clock.set(T0 + 2_000);
+    assert_eq!(ringbacks(&drain(&mut svc).await), [rb("c4")]);
+
     svc.stop.send(true).unwrap();
     let core = svc.task.await.unwrap().unwrap();
     assert_eq!(core.calls().count(), 4);
-    // The store agrees: four calls, three of them ringing back.
+    // The store agrees: four calls ringing back, and the log has each at its deadline.
     let stored = store.parked(None).await.unwrap();
     assert_eq!(
         stored
             .iter()
             .filter(|(_, c)| matches!(c.state, CallState::Ringback { .. }))
             .count(),
-        3
+        4
     );
     let log = store.log(100).await.unwrap();
     assert_eq!(log.iter().filter(|r| r.kind == "parked").count(), 4);
+    let mut at: Vec<(String, Millis)> = log
+        .iter()
+        .filter(|r| r.kind == "ringback_started")
+        .map(|r| (r.channel.clone(), r.at))
+        .collect();
+    at.sort();
     assert_eq!(
-        log.iter().filter(|r| r.kind == "ringback_started").count(),
-        3
+        at,
+        [
+            ("c1".to_string(), T0 + 1_500),
+            ("c2".into(), T0 + 1_500),
+            ("c3".into(), T0 + 1_500),
+            ("c4".into(), T0 + 2_000)
+        ]
     );
 }
 
@@ -244,24 +276,26 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
 async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vanished_calls() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("callpark.db");
+    let clock = Clock::manual(T0);
     let store = Store::open(&db).await.unwrap();
     let mut svc = start(
         ParkCore::new(settings(), policies(), orbits()),
         store.clone(),
+        &clock,
     );
     svc.events.send(park("k1")).await.unwrap();
     svc.events.send(park("k2")).await.unwrap();
     let mut n = 0;
     while n < 2 {
-        if let Some(Command::Lamp { in_use: true, .. }) = svc.commands.recv().await {
+        if let Command::Lamp { in_use: true, .. } = next(&mut svc).await {
             n += 1;
         }
     }
     svc.stop.send(true).unwrap();
     svc.task.await.unwrap().unwrap();
     store.close().await;
-    // Down for longer than the pickup timeout.
-    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    // Down for longer than the pickup timeout: started again at T0 + 1.7 s.
+    let clock = Clock::manual(T0 + 1_700);
     let store = Store::open(&db).await.unwrap();
     let stored: Vec<ParkedCall> = store
         .parked(None)
@@ -271,30 +305,26 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
         .map(|(_, c)| c)
         .collect();
     let (core, _) = ParkCore::restore(settings(), policies(), orbits(), stored);
-    let t0 = now_ms();
-    let mut svc = start(core, store.clone());
-    let first = tokio::time::timeout(Duration::from_millis(500), svc.commands.recv())
-        .await
-        .expect("overdue timer fires at once")
-        .unwrap();
-    assert!(matches!(first, Command::Originate { .. }), "{first:?}");
-    assert!(now_ms() - t0 < 500);
+    let mut svc = start(core, store.clone(), &clock);
+    // Overdue: both fire at once, without the clock moving.
+    let mut fired = Vec::new();
+    while fired.len() < 2 {
+        fired.extend(ringbacks(&[next(&mut svc).await]));
+    }
+    fired.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(fired, [rb("k1"), rb("k2")]);
     // The PBX reconnects and only k1 (and its ringback leg) is still there: k2 is ended.
     svc.events
         .send(PbxEvent::Connected {
-            channels: HashSet::from([ChannelId::new("k1"), ChannelId::new("k1").leg("rb1")]),
+            channels: HashSet::from([ChannelId::new("k1"), rb("k1")]),
         })
         .await
         .unwrap();
     loop {
-        let c = tokio::time::timeout(Duration::from_secs(5), svc.commands.recv())
-            .await
-            .unwrap()
-            .unwrap();
         if let Command::Lamp {
             orbit,
             in_use: false,
-        } = c
+        } = next(&mut svc).await
         {
             assert_eq!(orbit.to_string(), "702");
             break;
@@ -309,8 +339,11 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
         vec!["k1"]
     );
     let log = store.log(100).await.unwrap();
-    assert!(
+    let at = |kind: &str, ch: &str| {
         log.iter()
-            .any(|r| r.kind == "abandoned" && r.channel == "k2")
-    );
+            .find(|r| r.kind == kind && r.channel == ch)
+            .map(|r| r.at)
+    };
+    assert_eq!(at("ringback_started", "k1"), Some(T0 + 1_700));
+    assert_eq!(at("abandoned", "k2"), Some(T0 + 1_700));
 }

@@ -58,6 +58,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             adapter,
             stop_rx.clone(),
             health.pool(&pbx.name),
+            service::Clock::system(),
         ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }

@@ -2,17 +2,19 @@
 //! its PBX adapter and the clock, writes every step to the store before the PBX carries out the
 //! step's commands, and resumes every stored call at start.
 
+pub mod clock;
 pub mod health;
 pub mod media;
 pub mod notify;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
+
+pub use clock::Clock;
 
 use crate::config::Config;
 use crate::park::{ChannelId, Command, Event, Millis, Moh, ParkCore, PoolOrbits, Settings};
@@ -30,12 +32,9 @@ pub enum ServiceError {
     AdapterGone(String),
 }
 
-/// Wall-clock time in ms since the Unix epoch: the only clock the service reads.
+/// Wall-clock time in ms since the Unix epoch (the system [`Clock`]'s reading).
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    clock::system_now()
 }
 
 /// The core's settings from the configuration; `moh_file` is the stored copy of a custom file.
@@ -102,6 +101,7 @@ pub async fn run_pool<P: Pbx>(
     pbx: P,
     mut shutdown: watch::Receiver<bool>,
     beat: Beat,
+    clock: Clock,
 ) -> Result<ParkCore, ServiceError> {
     let pool = pbx.name().to_string();
     let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
@@ -111,9 +111,10 @@ pub async fn run_pool<P: Pbx>(
         pool: &pool,
         store: &store,
         commands: &cmd_tx,
+        clock: &clock,
     };
     // Deadlines that passed while callpark was down fire at once.
-    let cmds = core.handle_timeout(now_ms());
+    let cmds = core.handle_timeout(clock.now());
     run.step(&mut core, cmds).await?;
     // The loop turns at least this often even with no event and no deadline, so that a loop
     // whose last turn is old is known to be stuck inside a step, not waiting for work. Delay:
@@ -122,15 +123,18 @@ pub async fn run_pool<P: Pbx>(
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         beat.turned(Instant::now());
-        let sleep = match core.next_deadline() {
-            Some(t) => Duration::from_millis((t - now_ms()).max(0) as u64),
-            None => Duration::from_secs(3600),
+        let next = core.next_deadline();
+        let deadline = async {
+            match next {
+                Some(t) => clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             ev = ev_rx.recv() => match ev {
                 Some(PbxEvent::Call(e)) => {
                     debug!(pool, event = ?e, "pbx event");
-                    let cmds = core.handle(now_ms(), e);
+                    let cmds = core.handle(clock.now(), e);
                     run.step(&mut core, cmds).await?;
                 }
                 Some(PbxEvent::Found(e)) => run.found(&mut core, e).await?,
@@ -149,8 +153,8 @@ pub async fn run_pool<P: Pbx>(
                     };
                 }
             },
-            _ = tokio::time::sleep(sleep) => {
-                let cmds = core.handle_timeout(now_ms());
+            _ = deadline => {
+                let cmds = core.handle_timeout(clock.now());
                 run.step(&mut core, cmds).await?;
             }
             _ = heartbeat.tick() => beat.turned(Instant::now()),
@@ -170,6 +174,7 @@ struct PoolRun<'a> {
     pool: &'a str,
     store: &'a Store,
     commands: &'a mpsc::Sender<Command>,
+    clock: &'a Clock,
 }
 
 impl PoolRun<'_> {
@@ -227,7 +232,7 @@ impl PoolRun<'_> {
         } else {
             info!(pool = self.pool, event = ?e, "found in callpark's hands on connecting; adopting it");
         }
-        let cmds = core.handle(now_ms(), e);
+        let cmds = core.handle(self.clock.now(), e);
         self.step(core, cmds).await
     }
 
@@ -247,7 +252,7 @@ impl PoolRun<'_> {
         }
         for ch in gone {
             warn!(pool = self.pool, channel = %ch, "channel vanished while disconnected");
-            let cmds = core.handle(now_ms(), Event::Hangup { channel: ch });
+            let cmds = core.handle(self.clock.now(), Event::Hangup { channel: ch });
             self.step(core, cmds).await?;
         }
         Ok(())

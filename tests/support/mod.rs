@@ -95,7 +95,11 @@ async fn turn(testbeds: &[&'static str]) -> Turn {
             // killed.
             // SAFETY: the descriptor belongs to `file`, which outlives the call.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                panic!("lock {}: {}", path.display(), std::io::Error::last_os_error());
+                panic!(
+                    "lock {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                );
             }
             file
         })
