@@ -590,49 +590,7 @@ async fn sigkill_with_20_parked_calls_loses_nothing_and_timers_keep_their_deadli
 
 #[tokio::test]
 async fn ari_connection_lost_and_back_without_restart_loses_nothing() {
-    let _turn = exclusive().await;
-    let (ari, ami) = testbed().await;
-    let cutter = Cutter::start(tb("ARI_URL").trim_start_matches("http://").to_string()).await;
-    let cp = Callpark::start(&Setup {
-        park: "pickup_timeout = \"60s\"\n".into(),
-        ari_url: Some(format!("http://127.0.0.1:{}", cutter.port)),
-        ..Setup::default()
-    })
-    .await;
-    let (stays, _) = park_by_transfer(&ari, &ami, "alice", "\"C1\" <5550001>").await;
-    cp.wait_parked_on("701").await;
-    let (leaves, _) = park_by_transfer(&ari, &ami, "bob", "\"C2\" <5550002>").await;
-    cp.wait_parked_on("702").await;
-
-    let connects = cp.log_text().matches("connected to ARI").count();
-    cutter.cut();
-    wait_for("callpark to notice the lost connection", S(10), || async {
-        cp.log_text().contains("ARI connection lost").then_some(())
-    })
-    .await;
-    // While callpark cannot hear Asterisk, one parked caller hangs up.
-    ari.delete(&format!("/channels/{}", id(&leaves))).await;
-    tokio::time::sleep(S(2)).await;
-    cutter.restore();
-    wait_for("callpark to reconnect", S(15), || async {
-        (cp.log_text().matches("connected to ARI").count() > connects).then_some(())
-    })
-    .await;
-
-    // Reconciliation ended the call that vanished and freed its orbit; the other is untouched.
-    cp.wait_log(id(&leaves), "abandoned", S(5)).await;
-    let parked = cp.parked().await;
-    assert_eq!(parked.len(), 1);
-    assert_eq!(parked[0].channel.as_str(), id(&stays));
-    wait_for("busy lamp of 702 off", S(5), || async {
-        (ari.device_state("Stasis:callpark-702").await == "NOT_INUSE").then_some(())
-    })
-    .await;
-    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
-    wait_for("701 retrieved after the reconnect", S(10), || async {
-        ari.bridge_with(id(&stays), id(&retriever)).await
-    })
-    .await;
+    outage_loses_nothing(Outage::Cut).await;
 }
 
 #[tokio::test]
@@ -1060,6 +1018,12 @@ async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restar
 /// answers again, with the calls reconciled.
 #[tokio::test]
 async fn silent_ari_is_noticed_and_reconnected_with_the_calls_reconciled() {
+    outage_loses_nothing(Outage::Silence).await;
+}
+
+/// Two calls parked; ARI lost (cut, or silent); one parked caller hangs up meanwhile; ARI back:
+/// reconciliation ends the call that vanished and frees its orbit, the other is untouched.
+async fn outage_loses_nothing(outage: Outage) {
     let _turn = exclusive().await;
     let (ari, ami) = testbed().await;
     let cutter = Cutter::start(tb("ARI_URL").trim_start_matches("http://").to_string()).await;
@@ -1075,30 +1039,47 @@ async fn silent_ari_is_noticed_and_reconnected_with_the_calls_reconciled() {
     cp.wait_parked_on("702").await;
 
     let connects = cp.log_text().matches("connected to ARI").count();
-    let frozen = std::time::Instant::now();
-    cutter.freeze();
-    let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
-    wait_for("callpark to notice the silence", bound + S(3), || async {
-        cp.log_text()
-            .contains("ARI did not answer for")
-            .then_some(())
-    })
-    .await;
-    assert!(
-        frozen.elapsed() >= callpark::pbx::QUIET,
-        "not before it was quiet"
-    );
+    let began = std::time::Instant::now();
+    match outage {
+        Outage::Cut => {
+            cutter.cut();
+            wait_for("callpark to notice the lost connection", S(10), || async {
+                cp.log_text().contains("ARI connection lost").then_some(())
+            })
+            .await;
+        }
+        Outage::Silence => {
+            cutter.freeze();
+            let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
+            wait_for("callpark to notice the silence", bound + S(3), || async {
+                cp.log_text()
+                    .contains("ARI did not answer for")
+                    .then_some(())
+            })
+            .await;
+            assert!(
+                began.elapsed() >= callpark::pbx::QUIET,
+                "not before it was quiet"
+            );
+        }
+    }
+    // While callpark cannot hear Asterisk, one parked caller hangs up.
     ari.delete(&format!("/channels/{}", id(&leaves))).await;
-    tokio::time::sleep(S(1)).await;
+    tokio::time::sleep(S(2)).await;
     cutter.restore();
     wait_for("callpark to reconnect", S(20), || async {
         (cp.log_text().matches("connected to ARI").count() > connects).then_some(())
     })
     .await;
+
     cp.wait_log(id(&leaves), "abandoned", S(5)).await;
     let parked = cp.parked().await;
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].channel.as_str(), id(&stays));
+    wait_for("busy lamp of 702 off", S(5), || async {
+        (ari.device_state("Stasis:callpark-702").await == "NOT_INUSE").then_some(())
+    })
+    .await;
     let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
     wait_for("701 retrieved after the reconnect", S(10), || async {
         ari.bridge_with(id(&stays), id(&retriever)).await

@@ -584,52 +584,7 @@ async fn sigkill_with_20_parked_calls_loses_nothing_and_timers_keep_their_deadli
 
 #[tokio::test]
 async fn event_socket_cut_and_back_without_restart_loses_nothing() {
-    let _turn = exclusive().await;
-    let esl = fs_testbed().await;
-    let cutter = Cutter::start(esl_addr()).await;
-    let cp = Callpark::start(&Setup {
-        park: "pickup_timeout = \"60s\"\n".into(),
-        esl_addr: Some(format!("127.0.0.1:{}", cutter.port)),
-        ..Setup::freeswitch()
-    })
-    .await;
-    let stays = park_by_transfer(&esl, "alice", "C1", "5550001").await;
-    cp.wait_parked_on("601").await;
-    let leaves = park_by_transfer(&esl, "bob", "C2", "5550002").await;
-    cp.wait_parked_on("602").await;
-
-    let connects = cp.log_text().matches("connected to FreeSWITCH").count();
-    cutter.cut();
-    wait_for("callpark to notice the lost connection", S(10), || async {
-        cp.log_text()
-            .contains("FreeSWITCH connection lost")
-            .then_some(())
-    })
-    .await;
-    // While callpark cannot hear FreeSWITCH, one parked caller hangs up.
-    esl.api(&format!("uuid_kill {leaves}")).await;
-    tokio::time::sleep(S(2)).await;
-    let mark = esl.mark();
-    cutter.restore();
-    wait_for("callpark to reconnect", S(15), || async {
-        (cp.log_text().matches("connected to FreeSWITCH").count() > connects).then_some(())
-    })
-    .await;
-
-    // Reconciliation ended the call that vanished and freed its orbit; the other is untouched.
-    cp.wait_log(&leaves, "abandoned", S(5)).await;
-    let parked = cp.parked().await;
-    assert_eq!(parked.len(), 1);
-    assert_eq!(parked[0].channel.as_str(), stays);
-    lamp(&esl, mark, "602", false).await;
-    let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
-    wait_bridged(
-        &esl,
-        "601 retrieved after the reconnect",
-        &stays,
-        &retriever,
-    )
-    .await;
+    outage_loses_nothing(Outage::Cut).await;
 }
 
 /// While callpark is not connected (or stuck), the include's scheduled transfer fires: a park
@@ -926,6 +881,13 @@ async fn a_ringback_answered_while_callpark_was_down_is_bridged_after_the_restar
 /// once it answers again, with the calls reconciled.
 #[tokio::test]
 async fn a_silent_event_socket_is_noticed_and_reconnected_with_the_calls_reconciled() {
+    outage_loses_nothing(Outage::Silence).await;
+}
+
+/// Two calls parked; the event socket lost (cut, or silent); one parked caller hangs up
+/// meanwhile; the socket back: reconciliation ends the call that vanished and frees its orbit,
+/// the other is untouched.
+async fn outage_loses_nothing(outage: Outage) {
     let _turn = exclusive().await;
     let esl = fs_testbed().await;
     let cutter = Cutter::start(esl_addr()).await;
@@ -941,31 +903,45 @@ async fn a_silent_event_socket_is_noticed_and_reconnected_with_the_calls_reconci
     cp.wait_parked_on("602").await;
 
     let connects = cp.log_text().matches("connected to FreeSWITCH").count();
-    let frozen = std::time::Instant::now();
-    cutter.freeze();
-    let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
-    wait_for("callpark to notice the silence", bound + S(3), || async {
-        cp.log_text()
-            .contains("FreeSWITCH did not answer for")
-            .then_some(())
-    })
-    .await;
-    assert!(
-        frozen.elapsed() >= callpark::pbx::QUIET,
-        "not before it was quiet"
-    );
+    let began = std::time::Instant::now();
+    match outage {
+        Outage::Cut => {
+            cutter.cut();
+            wait_for("callpark to notice the lost connection", S(10), || async {
+                cp.log_text()
+                    .contains("FreeSWITCH connection lost")
+                    .then_some(())
+            })
+            .await;
+        }
+        Outage::Silence => {
+            cutter.freeze();
+            let bound = callpark::pbx::QUIET + callpark::pbx::PROBE_TIMEOUT;
+            wait_for("callpark to notice the silence", bound + S(3), || async {
+                cp.log_text()
+                    .contains("FreeSWITCH did not answer for")
+                    .then_some(())
+            })
+            .await;
+            assert!(began.elapsed() >= callpark::pbx::QUIET, "not before it was quiet");
+        }
+    }
     // While callpark cannot hear FreeSWITCH, one parked caller hangs up.
     esl.api(&format!("uuid_kill {leaves}")).await;
-    tokio::time::sleep(S(1)).await;
+    tokio::time::sleep(S(2)).await;
+    let mark = esl.mark();
     cutter.restore();
     wait_for("callpark to reconnect", S(15), || async {
         (cp.log_text().matches("connected to FreeSWITCH").count() > connects).then_some(())
     })
     .await;
+
+    // Reconciliation ended the call that vanished and freed its orbit; the other is untouched.
     cp.wait_log(&leaves, "abandoned", S(5)).await;
     let parked = cp.parked().await;
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].channel.as_str(), stays);
+    lamp(&esl, mark, "602", false).await;
     let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
     wait_bridged(
         &esl,

@@ -256,20 +256,33 @@ impl Bed {
                     .map(|(id, _)| id.clone())
                     .collect()
             }
-            Bed::Freeswitch { .. } => chans
-                .iter()
-                .filter(|(id, c)| {
+            Bed::Freeswitch { esl } => {
+                let mut held = HashSet::new();
+                for (id, c) in chans {
                     let app = c["application"].as_str().unwrap_or("");
                     let dest = c["dest"].as_str().unwrap_or("");
-                    // The include hands over on the park code and on orbits (601-699 on the
-                    // testbed); a leg callpark placed carries the id the core derived.
-                    matches!(app, "park" | "playback" | "endless_playback")
+                    // Candidates: what the include hands over (the park code, orbits 601-699
+                    // on the testbed) and legs callpark placed (their ids are the core's).
+                    let candidate = matches!(app, "park" | "playback" | "endless_playback")
                         && (dest == "park"
                             || dest.parse::<u32>().is_ok_and(|o| (601..=699).contains(&o))
-                            || legs.contains(*id))
-                })
-                .map(|(id, _)| id.clone())
-                .collect(),
+                            || legs.contains(id));
+                    if !candidate {
+                        continue;
+                    }
+                    // The include marks what it hands over; the phone side of a test call
+                    // (the loopback half that dialled) is not marked.
+                    let leg = esl.getvar(id, "callpark_leg").await;
+                    let action = esl.getvar(id, "callpark_action").await;
+                    let set = |v: &str| {
+                        !v.is_empty() && !v.starts_with("-ERR") && !v.starts_with("_undef_")
+                    };
+                    if leg == *id || (set(&action) && !set(&leg)) {
+                        held.insert(id.clone());
+                    }
+                }
+                held
+            }
         }
     }
 

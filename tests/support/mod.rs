@@ -998,7 +998,15 @@ pub async fn testbed() -> (Ari, Ami) {
 
 // ----- a cuttable TCP path -------------------------------------------------------------------
 
-/// A TCP forwarder on 127.0.0.1 in front of Asterisk's HTTP port: the test can cut every
+/// How a test takes callpark's PBX connection away through a [`Cutter`].
+pub enum Outage {
+    /// Every connection closed, new ones refused ([`Cutter::cut`]).
+    Cut,
+    /// Connections open, nothing passes ([`Cutter::freeze`]).
+    Silence,
+}
+
+/// A TCP forwarder on 127.0.0.1 in front of a PBX's port (ARI's HTTP, the event socket): the test can cut every
 /// connection through it and refuse new ones for a while, as a network outage would.
 pub struct Cutter {
     pub port: u16,
