@@ -457,3 +457,67 @@ fn a_call_the_include_put_on_hold_keeps_that_music_until_it_is_stopped() {
     assert_eq!(reqs(&out), ["DELETE /channels/1795360454.4/moh"]);
     assert_eq!(reqs(&moh(&mut t)), ["POST /channels/1795360454.4/moh"]);
 }
+
+#[test]
+fn what_this_connection_handled_live_is_not_adopted_again_and_a_bridge_is_asked_once() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    let (get_bridges, get_channels) = (out.requests[0].clone(), out.requests[1].clone());
+    // The bridges are listed before anything happens...
+    reply(&mut t, get_bridges, Ok("[]"));
+    // ...then a ringback leg answers and the core asks for its bridge...
+    let mut start = raw("StasisStart-1.json");
+    start["args"] = serde_json::json!(["leg"]);
+    start["channel"]["id"] = "leg1".into();
+    let out = wire(&mut t, event(&start));
+    assert_eq!(
+        calls(&out),
+        [Event::Answered {
+            channel: ChannelId::new("leg1")
+        }]
+    );
+    let bridge = Command::Bridge {
+        parked: ChannelId::new("p1"),
+        other: ChannelId::new("leg1"),
+    };
+    let out = cmd(&mut t, bridge.clone());
+    assert_eq!(reqs(&out), ["DELETE /bridges/cp-p1", "POST /bridges/cp-p1"]);
+    // ...and the channel listing, older than those events, still shows both in Stasis and in no
+    // bridge: neither is reported again (that would ask for the bridge a second time).
+    let mut leg = start["channel"].clone();
+    leg["dialplan"]["app_data"] = "callpark,leg".into();
+    let mut parked = raw("StasisStart-1.json")["channel"].clone();
+    parked["id"] = "p1".into();
+    let out = reply(
+        &mut t,
+        get_channels,
+        Ok(&serde_json::json!([leg, parked]).to_string()),
+    );
+    assert!(
+        out.events[1..].is_empty(),
+        "nothing found twice: {:?}",
+        out.events
+    );
+    // Asked again while it is being built: nothing is torn down.
+    assert!(cmd(&mut t, bridge.clone()).is_empty());
+    let mut entered = raw("ChannelEnteredBridge-1.json");
+    entered["bridge"]["id"] = "cp-p1".into();
+    entered["bridge"]["channels"] = serde_json::json!(["p1", "leg1"]);
+    let out = wire(&mut t, event(&entered));
+    assert_eq!(
+        calls(&out),
+        [Event::Bridged {
+            channel: ChannelId::new("p1")
+        }]
+    );
+    // Asked again once it is up: it is reported up, not rebuilt.
+    let out = cmd(&mut t, bridge);
+    assert!(out.requests.is_empty(), "{:?}", reqs(&out));
+    assert_eq!(
+        calls(&out),
+        [Event::Bridged {
+            channel: ChannelId::new("p1")
+        }]
+    );
+}

@@ -923,7 +923,10 @@ async fn outage_loses_nothing(outage: Outage) {
                     .then_some(())
             })
             .await;
-            assert!(began.elapsed() >= callpark::pbx::QUIET, "not before it was quiet");
+            assert!(
+                began.elapsed() >= callpark::pbx::QUIET,
+                "not before it was quiet"
+            );
         }
     }
     // While callpark cannot hear FreeSWITCH, one parked caller hangs up.

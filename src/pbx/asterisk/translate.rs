@@ -9,7 +9,7 @@
 //! attended one. ari.conf's `channelvars` puts both in the event; without it they are read
 //! over REST before the park is reported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use reqwest::Method;
 use tracing::{debug, info, warn};
@@ -149,6 +149,9 @@ pub struct AriTranslator {
     found_bridged: HashMap<ChannelId, String>,
     /// Set while reporting what was found on (re)connecting: events go out as `Found`.
     adopting: bool,
+    /// Channels whose StasisStart came over this connection: handled live, so the listing
+    /// (which may be older than those events) must not report them again.
+    seen: HashSet<ChannelId>,
     seq: u64,
 }
 
@@ -170,6 +173,7 @@ impl AriTranslator {
             lookups: HashMap::new(),
             found_bridged: HashMap::new(),
             adopting: false,
+            seen: HashSet::new(),
             seq: 0,
         }
     }
@@ -311,6 +315,7 @@ impl AriTranslator {
     fn forget(&mut self, ch: &ChannelId) {
         self.chans.remove(ch);
         self.lookups.remove(ch);
+        self.pending_bridges.retain(|_, (a, b)| a != ch && b != ch);
     }
 
     /// A call event, as `Found` while reporting what a (re)connection found.
@@ -373,6 +378,16 @@ impl AriTranslator {
                 continue;
             }
             let id = ChannelId::new(ch.id.clone());
+            // Already handled over this connection, or being bridged by it: the listing is
+            // older than what those events said.
+            let bridging = self.bridged.contains_key(&id)
+                || self
+                    .pending_bridges
+                    .values()
+                    .any(|(a, b)| *a == id || *b == id);
+            if self.seen.contains(&id) || (bridging && !self.found_bridged.contains_key(&id)) {
+                continue;
+            }
             if let Some(bridge) = self.found_bridged.get(&id) {
                 // In a complete bridge (alone ones are being hung up): connected.
                 if self.bridged.contains_key(&id) {
@@ -397,6 +412,9 @@ impl AriTranslator {
 
     fn on_stasis_start(&mut self, args: Vec<String>, ch: Channel, out: &mut Output<Request>) {
         let id = ChannelId::new(ch.id.clone());
+        if !self.adopting {
+            self.seen.insert(id.clone());
+        }
         if ch.state == ChannelState::Up {
             self.chan(&id).up = true;
         }
@@ -551,6 +569,7 @@ impl Translator for AriTranslator {
     type Reply = Reply;
 
     fn on_connect(&mut self, out: &mut Output<Request>) {
+        self.seen.clear();
         // Asked only once the websocket is up, so no event falls in between; one key, so the
         // bridges are known when the channels are read.
         let key = Some(RECONNECT_KEY.to_string());
@@ -725,6 +744,23 @@ impl Translator for AriTranslator {
             }
             Command::Bridge { parked, other } => {
                 let bridge = format!("cp-{parked}");
+                // Asked again (a channel found again on reconnecting): a bridge of this pair
+                // that is up is reported, one being built is left to finish; replacing either
+                // would take the call apart.
+                if self
+                    .bridged
+                    .get(&parked)
+                    .is_some_and(|(_, peer)| *peer == other)
+                {
+                    out.event(Event::Bridged { channel: parked });
+                    return;
+                }
+                if self.pending_bridges.get(&bridge) == Some(&(parked.clone(), other.clone())) {
+                    return;
+                }
+                // Pending from now on, so a second ask meanwhile finds it.
+                self.pending_bridges
+                    .insert(bridge.clone(), (parked.clone(), other.clone()));
                 // A bridge left over from an earlier try (retriever gone) is replaced. Keyed by
                 // the parked channel: these run after its music has stopped.
                 out.request(self.req(
@@ -834,8 +870,6 @@ impl Translator for AriTranslator {
                 other,
             } => match reply {
                 Ok(_) => {
-                    self.pending_bridges
-                        .insert(bridge.clone(), (parked.clone(), other.clone()));
                     out.request(self.req(
                         Method::POST,
                         format!("/bridges/{bridge}/addChannel"),
@@ -844,7 +878,10 @@ impl Translator for AriTranslator {
                         Tag::Action("bridge"),
                     ));
                 }
-                Err(e) => warn!(pbx = %self.s.pool, "create bridge: {e}"),
+                Err(e) => {
+                    warn!(pbx = %self.s.pool, "create bridge: {e}");
+                    self.pending_bridges.remove(&bridge);
+                }
             },
             Tag::Originate(leg) => {
                 if let Err(e) = reply {
