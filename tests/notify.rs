@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
-use callpark::pbx::{Pbx, PbxError, PbxEvent};
+use callpark::pbx::PbxEvent;
 use callpark::service::health::{Beat, Health};
 use callpark::service::notify::{Notifier, Sink};
 use callpark::service::{Clock, run_pool};
 use callpark::store::Store;
+use support::wire::Wire;
 use support::{Callpark, Cutter, Setup, exclusive, tb, testbed, wait_for, wait_in};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep};
@@ -326,31 +327,6 @@ async fn a_dropped_stop_sender_stops_the_notifier() {
 
 // ----- run_pool ---------------------------------------------------------------------------------
 
-/// A PBX the test plays: it forwards the test's events and drops the service's commands.
-struct Played(mpsc::Receiver<PbxEvent>);
-
-impl Pbx for Played {
-    fn name(&self) -> &str {
-        "pbx-a"
-    }
-
-    async fn run(
-        mut self,
-        events: mpsc::Sender<PbxEvent>,
-        mut commands: mpsc::Receiver<Command>,
-    ) -> Result<(), PbxError> {
-        loop {
-            tokio::select! {
-                e = self.0.recv() => match e {
-                    Some(e) => { if events.send(e).await.is_err() { return Ok(()); } }
-                    None => return Ok(()),
-                },
-                c = commands.recv() => if c.is_none() { return Ok(()); },
-            }
-        }
-    }
-}
-
 fn core() -> ParkCore {
     let settings = Settings {
         pickup_timeout: 60_000,
@@ -383,7 +359,10 @@ async fn a_pool_is_ready_once_connected_and_turns_while_idle() {
     let task = tokio::spawn(run_pool(
         core(),
         store.clone(),
-        Played(events_rx),
+        Wire {
+            to_service: events_rx,
+            from_service: None,
+        },
         stop_rx,
         health.pool("pbx-a"),
         Clock::system(),
@@ -428,7 +407,10 @@ async fn a_dropped_shutdown_sender_stops_the_pool_instead_of_spinning() {
     let task = tokio::spawn(run_pool(
         core(),
         store.clone(),
-        Played(events_rx),
+        Wire {
+            to_service: events_rx,
+            from_service: None,
+        },
         stop_rx,
         Health::default().pool("pbx-a"),
         Clock::system(),

@@ -6,46 +6,19 @@
 //! The PBX side here is a pair of channels the test drives by hand through the `Pbx` trait: it
 //! stands for no particular PBX, and checks only what the service does with the core and store.
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
 use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
-use callpark::pbx::{Pbx, PbxError, PbxEvent};
+use callpark::pbx::PbxEvent;
 use callpark::service::health::Health;
 use callpark::service::{Clock, run_pool};
 use callpark::store::Store;
+use support::wire::Wire;
 use tokio::sync::{mpsc, watch};
-
-struct Wire {
-    to_service: mpsc::Receiver<PbxEvent>,
-    from_service: mpsc::Sender<Command>,
-}
-
-impl Pbx for Wire {
-    fn name(&self) -> &str {
-        "pbx-a"
-    }
-
-    async fn run(
-        mut self,
-        events: mpsc::Sender<PbxEvent>,
-        mut commands: mpsc::Receiver<Command>,
-    ) -> Result<(), PbxError> {
-        loop {
-            tokio::select! {
-                e = self.to_service.recv() => match e {
-                    Some(e) => { if events.send(e).await.is_err() { return Ok(()); } }
-                    None => return Ok(()),
-                },
-                c = commands.recv() => match c {
-                    Some(c) => { let _ = self.from_service.send(c).await; }
-                    None => return Ok(()),
-                },
-            }
-        }
-    }
-}
 
 fn settings() -> Settings {
     Settings {
@@ -94,7 +67,7 @@ fn start(core: ParkCore, store: Store, clock: &Clock) -> Running {
         store,
         Wire {
             to_service: ev_rx,
-            from_service: cmd_tx,
+            from_service: Some(cmd_tx),
         },
         stop_rx,
         Health::default().pool("pbx-a"),

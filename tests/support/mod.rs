@@ -20,6 +20,7 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 pub mod faults;
 pub mod fs;
 pub mod sip;
+pub mod wire;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
