@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use callpark::lint::asterisk::{self, Dialplan};
 use callpark::lint::automaton::NumRange;
-use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+use callpark::lint::{Certainty, Kind, Report, Target, orbits_from_list};
 use proptest::prelude::*;
 
 fn root() -> PathBuf {
@@ -191,12 +191,18 @@ fn example_internal_phones() {
             ),
         ]
     );
+    // `_7XX` rings the phones 7XX: a numbering-plan conflict, whose fix is another range.
+    assert_eq!(r.findings[0].kind, Kind::Conflicts);
+    assert_eq!(
+        r.findings[0].kind_why.as_deref(),
+        Some("it rings the phone of the dialled number (`Dial(PJSIP/${EXTEN},20)`)")
+    );
     assert_eq!(
         r.findings[0].fix,
-        "in [internal-phones] add (Asterisk sorts these before `_7XX`):\n\
-         exten => _70Z,1,Goto(callpark,${EXTEN},1)\n\
-         exten => _7ZX,1,Goto(callpark,${EXTEN},1)"
+        "no insertion fix: these numbers are destinations in [internal-phones]; use another orbit range instead of 701-799, e.g. 800-898, 503-601, 899-997 (no destination there), or renumber those extensions"
     );
+    // The legacy pickup codes only play a message: protect the orbits from them.
+    assert_eq!(r.findings[1].kind, Kind::Catches);
     assert!(
         r.findings[1]
             .fix
