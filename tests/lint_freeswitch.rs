@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use callpark::lint::freeswitch::{self, Dialplan};
 use callpark::lint::report::caught_texts;
-use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+use callpark::lint::{Certainty, Kind, Report, Target, orbits_from_list};
 
 fn check(dp: &Dialplan, orbits: &str) -> Report {
     let table = orbits_from_list(orbits).unwrap();
@@ -82,8 +82,18 @@ fn example_default_xml() {
     let pickup = &r.findings[3];
     assert!(pickup.file.ends_with("default/01_feature_codes.xml"));
     assert_eq!(pickup.line, 3);
+    // Local_Extension rings the phones 701-749: a conflict, whose fix is another range.
+    assert_eq!(r.findings[1].kind, Kind::Conflicts);
     assert!(
         r.findings[1]
+            .fix
+            .contains("use another orbit range instead of 701-799"),
+        "{}",
+        r.findings[1].fix
+    );
+    assert_eq!(r.findings[3].kind, Kind::Catches);
+    assert!(
+        r.findings[3]
             .fix
             .starts_with("move <extension name=\"callpark-orbits\">")
     );

@@ -234,3 +234,96 @@ fn no_fix_adds_an_extension_its_context_already_has() {
         }
     }
 }
+
+fn vanilla() -> callpark::lint::freeswitch::Dialplan {
+    callpark::lint::freeswitch::load(&data("freeswitch-vanilla/default.xml")).unwrap()
+}
+
+fn check_fs(orbits: &str) -> Report {
+    let table = orbits_from_list(orbits).unwrap();
+    let mut r = Report::new(Target::from_table(&table));
+    callpark::lint::freeswitch::check(&vanilla(), "default", &mut r).unwrap();
+    r
+}
+
+#[test]
+fn vanilla_local_extensions_conflict_and_catch_alls_catch() {
+    // 1000-1019 are the vanilla users (`bridge user/...`); `enum` and `acknowledge_call`
+    // answer any number; `unloop` sends looped calls back, depending on a variable.
+    let r = check_fs("1000-1099");
+    assert_eq!(
+        summary(&r),
+        [
+            (
+                "unloop".to_string(),
+                Kind::Catches,
+                Certainty::MayCatch,
+                "1000-1099".to_string()
+            ),
+            (
+                "Local_Extension".to_string(),
+                Kind::Conflicts,
+                Certainty::Caught,
+                "1000-1019".to_string()
+            ),
+            (
+                "enum".to_string(),
+                Kind::Catches,
+                Certainty::MayCatch,
+                "1020-1099".to_string()
+            ),
+            (
+                "acknowledge_call".to_string(),
+                Kind::Catches,
+                Certainty::Caught,
+                "1020-1099".to_string()
+            ),
+        ]
+    );
+    let local = &r.findings[1];
+    assert!(local.kind_why.as_deref().unwrap().contains("bridge user/"));
+    // 1100-1119 are the Skinny phones: the nearest free range is 1200-1299.
+    assert!(
+        local.fix.contains("e.g. 1200-1299, 1300-1399, 1400-1499"),
+        "{}",
+        local.fix
+    );
+    // Protecting the orbits from `unloop` leaves the users' numbers alone.
+    assert!(r.findings[0].fix.contains(r#"expression="^(10[2-9]\d)$""#));
+    let j = callpark::lint::report::json(&r);
+    assert_eq!(j["findings"][1]["kind"], "conflicts");
+    assert_eq!(j["findings"][3]["kind"], "catches");
+}
+
+#[test]
+fn vanilla_services_conflict() {
+    // 3000-3099 are conferences, 5000 the demo IVR, 5001 a conference: destinations.
+    let r = check_fs("3000-3099");
+    let conf = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "nb_conferences")
+        .unwrap();
+    assert_eq!(conf.kind, Kind::Conflicts);
+    assert!(conf.kind_why.as_deref().unwrap().contains("conference"));
+    let r = check_fs("5000-5099");
+    let kinds: Vec<(&str, Kind)> = r
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("unloop", Kind::Catches),
+            ("ivr_demo", Kind::Conflicts),
+            ("dynamic_conference", Kind::Conflicts),
+            ("enum", Kind::Catches),
+            ("acknowledge_call", Kind::Catches),
+        ]
+    );
+    assert_eq!(
+        r.findings[1].kind_why.as_deref(),
+        Some("`^5000$` names one number: a destination of its own")
+    );
+}
