@@ -64,6 +64,9 @@ fn findings_exit_1_with_the_json_object() {
     );
     assert_eq!(f["count"], 50);
     assert_eq!(f["example"], "*7000");
+    // A normalization rule always catches: the orbits are protected in front of it.
+    assert_eq!(f["kind"], "catches");
+    assert!(f["why"].as_str().unwrap().contains("normalization rule"));
     assert!(
         f["fix"]
             .as_str()

@@ -327,3 +327,20 @@ fn vanilla_services_conflict() {
         Some("`^5000$` names one number: a destination of its own")
     );
 }
+
+#[test]
+fn a_fix_for_one_number_names_that_number() {
+    // 9199 is free in the vanilla plan but for the catch-alls: the fix names it as is.
+    let r = check_fs("9199");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.rule == "acknowledge_call")
+        .unwrap();
+    assert_eq!(f.kind, Kind::Catches);
+    assert!(
+        f.fix.contains(r#"expression="^9199$""#) && f.fix.contains(r#"data="9199 XML callpark""#),
+        "{}",
+        f.fix
+    );
+}

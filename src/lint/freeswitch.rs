@@ -745,7 +745,7 @@ fn fix_for(
         );
     }
     let parts = fix::caught_parts(f, targets);
-    let re = fix::protecting_regex(&parts);
+    let (re, number) = fix::protecting_pattern(&parts);
     let re = re.replace('&', "&amp;").replace('<', "&lt;");
     let place = if f.rule == "(no extension)" {
         "add to the context".to_string()
@@ -756,7 +756,7 @@ fn fix_for(
         )
     };
     format!(
-        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"$1 XML callpark\"/>\n  </condition>\n</extension>"
+        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"{number} XML callpark\"/>\n  </condition>\n</extension>"
     )
 }
 
