@@ -1128,19 +1128,9 @@ fn fix_for(
         }
     }
     // Asterisk refuses a second extension of the same name and priority in a context
-    // ("already in use") and the first one keeps running: such a fix would do nothing but
-    // break the existing extension's first priority.
-    for p in &lines {
-        if let Some(old) =
-            catcher.context.extens.iter().find(|e| {
-                e.cid.is_none() && e.app1.is_some() && ext_cmp(&e.name, p) == Ordering::Equal
-            })
-        {
-            return Err(format!(
-                "the fix would add `exten => {p},1` to [{ctx}], which already has `{}` ({}:{}): Asterisk refuses the second one",
-                old.name, old.file, old.line
-            ));
-        }
+    // ("already in use") and the existing one loses its priority 1 (issue 10): never propose one.
+    if let Some(why) = collision(catcher.context, &lines) {
+        return Err(why);
     }
     let lines: Vec<String> = lines
         .into_iter()
@@ -1151,6 +1141,22 @@ fn fix_for(
         catcher.exten.name,
         lines.join("\n")
     ))
+}
+
+/// Why adding extensions `names` (priority 1, no caller-id match) to `ctx` would clash with
+/// one it has: equal as `ext_cmp` compares them (`_11[0-9]X` is `_11XX` to Asterisk).
+fn collision(ctx: &Context, names: &[String]) -> Option<String> {
+    names.iter().find_map(|p| {
+        ctx.extens
+            .iter()
+            .find(|e| e.cid.is_none() && e.app1.is_some() && ext_cmp(&e.name, p) == Ordering::Equal)
+            .map(|old| {
+                format!(
+                    "the fix would add `exten => {p},1` to [{}], which already has `{}` ({}:{}): Asterisk refuses the second one and the first loses its priority 1; move the orbits instead",
+                    ctx.name, old.name, old.file, old.line
+                )
+            })
+    })
 }
 
 /// The extension Asterisk runs for `dialled` in `context` (the default matcher), with the
@@ -1239,6 +1245,24 @@ mod tests {
             .map(|e| e.name.as_str())
             .collect();
         assert_eq!(with_1, ["703", "708"]);
+    }
+
+    #[test]
+    fn a_fix_equal_to_an_existing_extension_collides() {
+        let dp = parse_str(
+            "[f]\nexten => 1100,1,Goto(ivr,s,1)\nexten => _11[0-9]X,1,NoOp()\n same => n,Goto(ivr,s,1)\nexten => 1101,hint,PJSIP/1101\n",
+            "x.conf",
+        )
+        .unwrap();
+        let c = dp.context("f").unwrap();
+        let why = collision(c, &["1100".to_string()]).unwrap();
+        assert!(why.contains("already has `1100` (x.conf:2)"), "{why}");
+        // `ext_cmp` equality, not spelling: Asterisk takes `_11XX` for `_11[0-9]X`.
+        assert!(collision(c, &["_11XX".to_string()]).is_some());
+        // A hint is not a priority 1: adding `1101,1` is what Asterisk expects.
+        assert!(collision(c, &["1101".to_string(), "_110Z".to_string()]).is_none());
+        // `same =>` keeps the commas of its application.
+        assert_eq!(c.extens[1].apps, ["NoOp()", "Goto(ivr,s,1)"]);
     }
 
     #[test]

@@ -374,3 +374,25 @@ impl fmt::Display for Target {
         write!(f, "{} ({})", self.range, self.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ranges_keep_the_shape_and_skip_what_is_taken() {
+        let r = NumRange::new("", 4, 1100, 1199);
+        let other = NumRange::new("", 4, 1200, 1299);
+        // 1000-1099 is taken, 1200-1299 another orbit range, 0900-0999 starts with 0.
+        let free = free_ranges(&r, std::slice::from_ref(&other), 3, |c| c.lo != 1000);
+        let got: Vec<String> = free.iter().map(|c| c.to_string()).collect();
+        assert_eq!(got, ["1300-1399", "1400-1499", "1500-1599"]);
+        let star = NumRange::new("*", 2, 70, 79);
+        let got: Vec<String> = free_ranges(&star, &[], 2, |_| true)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(got, ["*60-*69", "*80-*89"]);
+        assert!(move_fix(&star, &[], "[a]").contains("renumber those extensions"));
+    }
+}
