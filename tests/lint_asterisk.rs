@@ -199,7 +199,7 @@ fn example_internal_phones() {
     );
     assert_eq!(
         r.findings[0].fix,
-        "no insertion fix: these numbers are destinations in [internal-phones]; use another orbit range instead of 701-799, e.g. 800-898, 503-601, 899-997 (no destination there), or renumber those extensions"
+        "no insertion fix: these numbers are destinations in [internal-phones]; use another orbit range instead of 701-799, e.g. 601-699, 801-899, 501-599 (no destination there), or renumber those extensions"
     );
     // The legacy pickup codes only play a message: protect the orbits from them.
     assert_eq!(r.findings[1].kind, Kind::Catches);

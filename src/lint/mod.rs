@@ -311,13 +311,19 @@ pub fn free_ranges(
     mut is_free: impl FnMut(&NumRange) -> bool,
 ) -> Vec<NumRange> {
     let size = range.len();
+    // Steps of the power of ten that holds the range keep its look: 701-799 moves to
+    // 601-699 and 801-899, not to 800-898.
+    let step = (0..=range.width)
+        .map(|k| 10u64.pow(k))
+        .find(|&p| p >= size)
+        .unwrap_or(size);
     let top = 10u64.pow(range.width) - 1;
     let leading_zero = |v: u64| v / 10u64.pow(range.width - 1) == 0;
     let mut out = Vec::new();
-    // Tried both ways, one step of `size` at a time; 50 steps is plenty for a suggestion.
+    // Tried both ways, one step at a time; 50 steps is plenty for a suggestion.
     for k in 1..=50u64 {
-        let below = range.lo.checked_sub(k * size);
-        let above = range.lo + k * size;
+        let below = range.lo.checked_sub(k * step);
+        let above = range.lo + k * step;
         let cands = [below, (above + size - 1 <= top).then_some(above)];
         for lo in cands.into_iter().flatten() {
             if out.len() >= n || leading_zero(lo) {
