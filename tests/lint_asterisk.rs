@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use callpark::lint::asterisk::{self, Dialplan};
 use callpark::lint::automaton::NumRange;
-use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+use callpark::lint::{Certainty, Kind, Report, Target, orbits_from_list};
 use proptest::prelude::*;
 
 fn root() -> PathBuf {
@@ -191,12 +191,18 @@ fn example_internal_phones() {
             ),
         ]
     );
+    // `_7XX` rings the phones 7XX: a numbering-plan conflict, whose fix is another range.
+    assert_eq!(r.findings[0].kind, Kind::Conflicts);
+    assert_eq!(
+        r.findings[0].kind_why.as_deref(),
+        Some("it rings the phone of the dialled number (`Dial(PJSIP/${EXTEN},20)`)")
+    );
     assert_eq!(
         r.findings[0].fix,
-        "in [internal-phones] add (Asterisk sorts these before `_7XX`):\n\
-         exten => _70Z,1,Goto(callpark,${EXTEN},1)\n\
-         exten => _7ZX,1,Goto(callpark,${EXTEN},1)"
+        "no insertion fix: these numbers are destinations in [internal-phones]; use another orbit range instead of 701-799, e.g. 601-699, 801-899, 501-599 (no destination there), or renumber those extensions"
     );
+    // The legacy pickup codes only play a message: protect the orbits from them.
+    assert_eq!(r.findings[1].kind, Kind::Catches);
     assert!(
         r.findings[1]
             .fix
@@ -315,5 +321,68 @@ fn switches_are_asked_before_includes() {
             5,
             99
         )
+    );
+}
+
+#[test]
+fn what_the_extension_runs_decides_catches_or_conflicts() {
+    let dp = asterisk::parse_str(
+        "[trunk]\n\
+         exten => _X.,1,Dial(PJSIP/${EXTEN}@carrier)\n\
+         [ivr]\n\
+         exten => s,1,Background(menu)\n\
+         [a]\n\
+         exten => _71X,1,NoOp()\n same => n,Dial(PJSIP/${EXTEN}@carrier)\n\
+         exten => _72X,1,Dial(SIP/carrier/${EXTEN})\n\
+         exten => _73X,1,Goto(trunk,1${EXTEN},1)\n\
+         exten => _74X,1,Goto(ivr,s,1)\n\
+         exten => _75X,1,VoiceMail(${EXTEN}@default)\n\
+         exten => _76X,1,Dial(SIP/${EXTEN}&IAX2/${EXTEN},20)\n\
+         exten => _77X,1,Playback(not-in-service)\n same => n,Hangup()\n\
+         exten => _78X,1,Dial(PJSIP/reception)\n\
+         exten => 790,1,Playback(hello)\n\
+         exten => _7!,1,Dial(PJSIP/${EXTEN})\n",
+        "x.conf",
+    )
+    .unwrap();
+    let a = dp.context("a").unwrap();
+    let kind = |name: &str| {
+        let e = a.extens.iter().find(|e| e.name == name).unwrap();
+        asterisk::classify(&dp, e)
+    };
+    // Onward to a trunk, directly or through a context that dials one: catches.
+    assert_eq!(kind("_71X").0, Kind::Catches);
+    assert!(kind("_71X").1.contains("trunk"));
+    assert_eq!(kind("_72X").0, Kind::Catches);
+    assert_eq!(kind("_73X").0, Kind::Catches);
+    assert!(kind("_73X").1.contains("[trunk]"), "{}", kind("_73X").1);
+    // An IVR, voicemail, the dialled phone: conflicts.
+    assert_eq!(kind("_74X").0, Kind::Conflicts);
+    assert_eq!(kind("_75X").0, Kind::Conflicts);
+    assert_eq!(kind("_76X").0, Kind::Conflicts);
+    // Swallowing numbers, or one fixed phone for many numbers: not a destination of its own.
+    assert_eq!(kind("_77X").0, Kind::Catches);
+    assert_eq!(kind("_78X").0, Kind::Catches);
+    // Exact: a destination whatever it runs; a catch-all: caught whatever it runs.
+    assert_eq!(kind("790").0, Kind::Conflicts);
+    assert_eq!(kind("_7!").0, Kind::Catches);
+    // And in the findings: the conflict has no insertion fix.
+    let r = check(&dp, "a", "750-759");
+    assert_eq!(r.findings.len(), 1);
+    assert_eq!(r.findings[0].kind, Kind::Conflicts);
+    assert!(
+        !r.findings[0].fix.contains("exten =>"),
+        "{}",
+        r.findings[0].fix
+    );
+    let r = check(&dp, "a", "770-779");
+    assert_eq!(r.findings[0].kind, Kind::Catches);
+    // The orbits are exactly `_77X`: only exact extensions sort before it.
+    assert!(
+        r.findings[0]
+            .fix
+            .contains("exten => 770,1,Goto(callpark,${EXTEN},1)"),
+        "{}",
+        r.findings[0].fix
     );
 }

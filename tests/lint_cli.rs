@@ -64,6 +64,9 @@ fn findings_exit_1_with_the_json_object() {
     );
     assert_eq!(f["count"], 50);
     assert_eq!(f["example"], "*7000");
+    // A normalization rule always catches: the orbits are protected in front of it.
+    assert_eq!(f["kind"], "catches");
+    assert!(f["why"].as_str().unwrap().contains("normalization rule"));
     assert!(
         f["fix"]
             .as_str()
@@ -229,4 +232,49 @@ fn config_and_orbits_exclude_each_other_on_the_command_line() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn fail_on_chooses_which_findings_fail() {
+    let fs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/lint/freeswitch-vanilla/default.xml")
+        .display()
+        .to_string();
+    let run = |orbits: &str, fail_on: Option<&str>| {
+        let mut a = vec![
+            "--orbits",
+            orbits,
+            "--freeswitch",
+            &fs,
+            "--context",
+            "default",
+        ];
+        if let Some(k) = fail_on {
+            a.extend(["--fail-on", k]);
+        }
+        code(&lint(&a))
+    };
+    // 1200-1299 in the vanilla plan: `unloop` and `enum` may catch, `acknowledge_call`
+    // catches; no destination there.
+    assert_eq!(run("1200-1299", None), 1);
+    assert_eq!(run("1200-1299", Some("conflict")), 0);
+    assert_eq!(run("1200-1299", Some("may")), 1);
+    assert_eq!(run("1200-1299", Some("caught")), 1);
+    // 1000-1099: the users 1000-1019 conflict.
+    assert_eq!(run("1000-1099", Some("conflict")), 1);
+    assert_eq!(run("1000-1099", Some("caught,may")), 1);
+    // 9199 alone: only catch-alls, two of them "may".
+    assert_eq!(run("9199", Some("conflict,may")), 1);
+    assert_eq!(run("9199", Some("conflict")), 0);
+    let o = lint(&[
+        "--orbits",
+        "1200-1299",
+        "--freeswitch",
+        &fs,
+        "--context",
+        "default",
+        "--fail-on",
+        "sometimes",
+    ]);
+    assert_eq!(code(&o), 2);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use callpark::lint::freeswitch::{self, Dialplan};
 use callpark::lint::report::caught_texts;
-use callpark::lint::{Certainty, Report, Target, orbits_from_list};
+use callpark::lint::{Certainty, Kind, Report, Target, orbits_from_list};
 
 fn check(dp: &Dialplan, orbits: &str) -> Report {
     let table = orbits_from_list(orbits).unwrap();
@@ -82,8 +82,18 @@ fn example_default_xml() {
     let pickup = &r.findings[3];
     assert!(pickup.file.ends_with("default/01_feature_codes.xml"));
     assert_eq!(pickup.line, 3);
+    // Local_Extension rings the phones 701-749: a conflict, whose fix is another range.
+    assert_eq!(r.findings[1].kind, Kind::Conflicts);
     assert!(
         r.findings[1]
+            .fix
+            .contains("use another orbit range instead of 701-799"),
+        "{}",
+        r.findings[1].fix
+    );
+    assert_eq!(r.findings[3].kind, Kind::Catches);
+    assert!(
+        r.findings[3]
             .fix
             .starts_with("move <extension name=\"callpark-orbits\">")
     );
@@ -217,4 +227,63 @@ fn bad_xml_names_file_and_line() {
     .unwrap_err()
     .to_string();
     assert!(e.starts_with("bad.xml:4: XML"), "{e}");
+}
+
+#[test]
+fn what_the_extension_does_decides_catches_or_conflicts() {
+    let dp = context(
+        r#"
+<extension name="phones"><condition field="destination_number" expression="^(7[0-4]\d)$">
+  <action application="set" data="call_timeout=30"/>
+  <action application="bridge" data="user/$1@${domain_name}"/></condition></extension>
+<extension name="out"><condition field="destination_number" expression="^(75\d)$">
+  <action application="bridge" data="sofia/gateway/carrier/$1"/></condition></extension>
+<extension name="vm"><condition field="destination_number" expression="^(76\d)$">
+  <action application="voicemail" data="default ${domain_name} $1"/></condition></extension>
+<extension name="elsewhere"><condition field="destination_number" expression="^(77\d)$">
+  <action application="transfer" data="$1 XML public"/></condition></extension>
+<extension name="one"><condition field="destination_number" expression="^(780)$">
+  <action application="playback" data="hello.wav"/></condition></extension>
+<extension name="all"><condition field="destination_number" expression="^(\d+)$">
+  <action application="bridge" data="user/$1"/></condition></extension>
+"#,
+    );
+    let kinds: Vec<(String, Kind)> = dp.contexts[0]
+        .extensions
+        .iter()
+        .map(|x| (x.name.clone(), freeswitch::classify(x).0))
+        .collect();
+    let k = |n: &str| kinds.iter().find(|(m, _)| m == n).unwrap().1;
+    assert_eq!(k("phones"), Kind::Conflicts);
+    assert_eq!(k("out"), Kind::Catches);
+    assert_eq!(k("vm"), Kind::Conflicts);
+    assert_eq!(k("elsewhere"), Kind::Catches);
+    assert_eq!(k("one"), Kind::Conflicts);
+    // Any length: a catch-all, even when it bridges to users.
+    assert_eq!(k("all"), Kind::Catches);
+    let r = check(&dp, "701-799");
+    let got: Vec<(&str, Kind)> = r
+        .findings
+        .iter()
+        .map(|f| (f.rule.as_str(), f.kind))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("phones", Kind::Conflicts),
+            ("out", Kind::Catches),
+            ("vm", Kind::Conflicts),
+            ("elsewhere", Kind::Catches),
+            ("one", Kind::Conflicts),
+            ("all", Kind::Catches),
+        ]
+    );
+    // The catch-all's fix protects only what no destination above already owns.
+    assert!(
+        r.findings[5]
+            .fix
+            .contains(r#"expression="^(78[1-9]|79\d)$""#),
+        "{}",
+        r.findings[5].fix
+    );
 }

@@ -13,7 +13,7 @@ use super::automaton::{Dialect, Matcher, NumRange};
 use super::files;
 use super::fix;
 use super::runs::RunSet;
-use super::{Certainty, LintError, Report, Source};
+use super::{Certainty, Kind, LintError, Report, Source};
 
 /// One extension (all lines with the same name and caller-id match) of a context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct Exten {
     pub app1: Option<String>,
     /// Priority labels, `n(label)`, with their numbers.
     pub labels: Vec<(String, i64)>,
+    /// The applications of all its priorities, in the order of the lines (to tell a
+    /// destination from a pattern that routes onward: see `classify`).
+    pub apps: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +483,7 @@ impl Parser {
                         line,
                         app1: None,
                         labels: Vec::new(),
+                        apps: Vec::new(),
                     });
                 }
                 _ => {}
@@ -540,7 +544,8 @@ impl Parser {
         file: &str,
         line: usize,
     ) -> Result<(), LintError> {
-        let mut it = value.splitn(3, ',');
+        // `exten => name,prio,app` but `same => prio,app`: the application keeps its commas.
+        let mut it = value.splitn(if key == "same" { 2 } else { 3 }, ',');
         let (name, cid) = if key == "same" {
             match &self.last_exten {
                 Some(e) => e.clone(),
@@ -607,6 +612,7 @@ impl Parser {
             line,
             app1: None,
             labels: Vec::new(),
+            apps: Vec::new(),
         };
         let e = match c
             .extens
@@ -621,6 +627,9 @@ impl Parser {
         };
         if let Some(l) = label {
             e.labels.push((l, number));
+        }
+        if number >= 1 {
+            e.apps.push(app.clone());
         }
         if number == 1 && e.app1.is_none() {
             e.app1 = Some(app);
@@ -657,6 +666,140 @@ pub fn is_callpark(context: &str, app: &str) -> bool {
         "goto" | "gosub" => args.split(',').count() >= 2 && first.starts_with("callpark"),
         _ => false,
     }
+}
+
+/// An application's name (lower case) and its arguments, from `Name(args)`.
+fn split_app(app: &str) -> (String, &str) {
+    match app.split_once('(') {
+        Some((n, a)) => (
+            n.trim().to_ascii_lowercase(),
+            a.trim_end().trim_end_matches(')'),
+        ),
+        None => match app.split_once(',') {
+            Some((n, a)) => (n.trim().to_ascii_lowercase(), a),
+            None => (app.trim().to_ascii_lowercase(), ""),
+        },
+    }
+}
+
+/// Whether `args` name a device `TECH/${EXTEN}` (no `@host`, no trunk after it).
+fn passes_phone(args: &str) -> bool {
+    let up = args.to_ascii_uppercase();
+    ["PJSIP/", "SIP/", "IAX2/", "DAHDI/", "CONSOLE/"]
+        .iter()
+        .any(|t| {
+            let d = format!("{t}${{EXTEN}}");
+            up.match_indices(&d).any(|(i, _)| {
+                !up[i + d.len()..].starts_with('@') && !up[i + d.len()..].starts_with('/')
+            })
+        })
+}
+
+/// What one application says about the numbers that reach it: `Some(Conflicts)` for a
+/// destination, `Some(Catches)` for routing onward, `None` when it says nothing (`NoOp`,
+/// `Set`, `Verbose`...).
+fn app_kind(dp: &Dialplan, app: &str, depth: u32) -> Option<(Kind, String)> {
+    let (name, args) = split_app(app);
+    let shown = app.trim();
+    match name.as_str() {
+        "dial" => {
+            // Each device of `Dial(TECH/resource&...)`: `PJSIP/${EXTEN}` rings the phone of
+            // that number; `PJSIP/${EXTEN}@trunk` or `SIP/trunk/${EXTEN}` sends it out.
+            let devices = args.split(',').next().unwrap_or("");
+            for dev in devices.split('&') {
+                let Some((tech, res)) = dev.trim().split_once('/') else {
+                    continue;
+                };
+                if tech.eq_ignore_ascii_case("local") {
+                    continue;
+                }
+                if res.contains('@') || res.contains('/') {
+                    return Some((
+                        Kind::Catches,
+                        format!("it dials out through a trunk (`{shown}`)"),
+                    ));
+                }
+                if res.to_ascii_uppercase().contains("EXTEN") {
+                    return Some((
+                        Kind::Conflicts,
+                        format!("it rings the phone of the dialled number (`{shown}`)"),
+                    ));
+                }
+            }
+            None
+        }
+        "voicemail" => Some((Kind::Conflicts, format!("it takes voicemail (`{shown}`)"))),
+        "voicemailmain" | "confbridge" | "meetme" | "queue" | "directory" | "background"
+        | "waitexten" | "read" | "page" => {
+            Some((Kind::Conflicts, format!("it runs a service (`{shown}`)")))
+        }
+        "goto" | "gosub" => {
+            // A subroutine handed the phone of the dialled number (`Gosub(page,s,1(SIP/${EXTEN}))`)
+            // rings or pages it.
+            if passes_phone(args) {
+                return Some((
+                    Kind::Conflicts,
+                    format!("it hands the phone of the dialled number on (`{shown}`)"),
+                ));
+            }
+            let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+            if parts.len() < 3 || depth >= 3 {
+                return None;
+            }
+            let ctx = dp.context(parts[0])?;
+            // The context it goes to decides: an IVR or phones are destinations, a
+            // context that dials trunks routes onward.
+            for e in &ctx.extens {
+                for a in &e.apps {
+                    if let Some((k, w)) = app_kind(dp, a, depth + 1) {
+                        return Some((k, format!("it goes to [{}], where {w}", ctx.name)));
+                    }
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Whether orbits taken by `e` are to be protected from it (`Catches`) or are its own
+/// numbers (`Conflicts`), and why. An exact extension is a destination; a pattern with `.`
+/// or `!` is a catch-all; any other pattern is judged by the first of its applications that
+/// says something (`app_kind`). When nothing does, `Catches`, the lint's behaviour before it
+/// told the two apart.
+pub fn classify(dp: &Dialplan, e: &Exten) -> (Kind, String) {
+    let Some(p) = e.name.strip_prefix('_') else {
+        let what = e
+            .apps
+            .iter()
+            .find_map(|a| app_kind(dp, a, 0).map(|(_, w)| format!(": {w}")))
+            .unwrap_or_default();
+        return (
+            Kind::Conflicts,
+            format!(
+                "`{}` is an exact extension, a destination of its own{what}",
+                e.name
+            ),
+        );
+    };
+    if p.contains('.') || p.contains('!') {
+        return (
+            Kind::Catches,
+            format!(
+                "`{}` matches numbers of any length: a catch-all, callpark goes in front of it",
+                e.name
+            ),
+        );
+    }
+    for a in &e.apps {
+        if let Some((k, w)) = app_kind(dp, a, 0) {
+            return (k, w);
+        }
+    }
+    (
+        Kind::Catches,
+        "no application of it is a destination (a phone, voicemail, an IVR): it routes, rewrites or swallows these numbers".into(),
+    )
 }
 
 /// One extension in the order Asterisk tries them for a context.
@@ -861,12 +1004,57 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         );
     }
     let targets = report.targets.clone();
+    let kinds: Vec<Option<(Kind, String)>> = order
+        .iter()
+        .map(|e| {
+            let cp = is_callpark(&e.context.name, e.exten.app1.as_deref().unwrap_or(""));
+            (!e.switch && !cp).then(|| classify(dp, e.exten))
+        })
+        .collect();
+    // A range to move to is free when no destination of this context matches any of it
+    // (catch-alls there are fine: the usual fix protects the orbits from them).
+    let mut is_free = |c: &NumRange| {
+        order.iter().zip(&kinds).all(|(e, k)| {
+            !matches!(k, Some((Kind::Conflicts, _))) || exten_matches(&e.exten.name, c).is_empty()
+        })
+    };
+    let ranges: Vec<NumRange> = targets.iter().map(|t| t.range.clone()).collect();
     for f in report
         .findings
         .iter_mut()
         .filter(|f| f.source == Source::Asterisk && f.scope == root.name && f.fix.is_empty())
     {
-        f.fix = fix_for(f, &order, root, cp_ctx.as_deref(), &targets);
+        let at = order.iter().position(|e| {
+            !e.switch
+                && e.exten.file == f.file
+                && e.exten.line == f.line
+                && f.rule == format!("{}@{}", e.exten.name, e.context.name)
+        });
+        if let Some((k, why)) = at.and_then(|i| kinds[i].clone()) {
+            f.kind = k;
+            f.kind_why = Some(why);
+        }
+        if f.kind == Kind::Catches {
+            match fix_for(f, &order, root, cp_ctx.as_deref(), &targets) {
+                Ok(fix) => {
+                    f.fix = fix;
+                    continue;
+                }
+                Err(collision) => {
+                    f.kind = Kind::Conflicts;
+                    f.kind_why = Some(collision);
+                }
+            }
+        }
+        f.fix = f
+            .caught
+            .iter()
+            .map(|(t, _)| {
+                let free = super::free_ranges(&ranges[*t], &ranges, 3, &mut is_free);
+                super::move_fix(&ranges[*t], &free, &format!("[{}]", root.name))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     Ok(())
 }
@@ -877,24 +1065,24 @@ fn fix_for(
     root: &Context,
     cp_ctx: Option<&str>,
     targets: &[super::Target],
-) -> String {
+) -> Result<String, String> {
     let cp = cp_ctx.unwrap_or("callpark");
     let goto = format!("Goto({cp},${{EXTEN}},1)");
     if f.rule == "(no extension)" {
-        return match cp_ctx {
+        return Ok(match cp_ctx {
             Some(_) => format!("in [{}] add: include => {cp}", root.name),
             None => format!(
                 "generate it with `callpark dialplan asterisk > callpark.conf`, add `#include callpark.conf` to extensions.conf and, in [{}]: include => callpark",
                 root.name
             ),
-        };
+        });
     }
     let Some(catcher) = order.iter().find(|e| {
         e.exten.file == f.file
             && e.exten.line == f.line
             && f.rule == format!("{}@{}", e.exten.name, e.context.name)
     }) else {
-        return String::new();
+        return Ok(String::new());
     };
     // Callpark's extension for these orbits, later in the search order, if any.
     let cp_entry = order
@@ -903,21 +1091,22 @@ fn fix_for(
     if let (Some(ci), Some(cpe)) = (catcher.via, cp_entry.and_then(|c| c.via.map(|v| (c, v)))) {
         let (_, cv) = cpe;
         if !std::ptr::eq(ci, cv) {
-            return format!(
+            return Ok(format!(
                 "in [{}] ({}:{}) move `include => {}` above `include => {}` (line {})",
                 root.name, cv.file, cv.line, cv.context, ci.context, ci.line
-            );
+            ));
         }
     }
     // Otherwise add extensions to the catcher's context that Asterisk sorts before it.
     let ctx = &catcher.context.name;
-    let mut lines = Vec::new();
+    // The extensions to add, as names.
+    let mut lines: Vec<String> = Vec::new();
     let mut exact = Vec::new();
     for (t, runs) in &f.caught {
         let range: &NumRange = &targets[*t].range;
         for p in fix::asterisk_patterns(range, runs) {
             if ext_cmp(&p, &catcher.exten.name) == Ordering::Less {
-                lines.push(format!("exten => {p},1,{goto}"));
+                lines.push(p);
             } else {
                 exact.push((range.clone(), p));
             }
@@ -929,20 +1118,45 @@ fn fix_for(
         let set = m.matching(&range).unwrap_or_default();
         if set.count() <= 100 {
             for v in set.values() {
-                lines.push(format!("exten => {},1,{goto}", range.text(v)));
+                lines.push(range.text(v));
             }
         } else {
-            return format!(
+            return Ok(format!(
                 "`{}` is more specific than any pattern for these orbits: narrow or remove it in [{ctx}] ({}:{})",
                 catcher.exten.name, catcher.exten.file, catcher.exten.line
-            );
+            ));
         }
     }
-    format!(
+    // Asterisk refuses a second extension of the same name and priority in a context
+    // ("already in use") and the existing one loses its priority 1 (issue 10): never propose one.
+    if let Some(why) = collision(catcher.context, &lines) {
+        return Err(why);
+    }
+    let lines: Vec<String> = lines
+        .into_iter()
+        .map(|p| format!("exten => {p},1,{goto}"))
+        .collect();
+    Ok(format!(
         "in [{ctx}] add (Asterisk sorts these before `{}`):\n{}",
         catcher.exten.name,
         lines.join("\n")
-    )
+    ))
+}
+
+/// Why adding extensions `names` (priority 1, no caller-id match) to `ctx` would clash with
+/// one it has: equal as `ext_cmp` compares them (`_11[0-9]X` is `_11XX` to Asterisk).
+fn collision(ctx: &Context, names: &[String]) -> Option<String> {
+    names.iter().find_map(|p| {
+        ctx.extens
+            .iter()
+            .find(|e| e.cid.is_none() && e.app1.is_some() && ext_cmp(&e.name, p) == Ordering::Equal)
+            .map(|old| {
+                format!(
+                    "the fix would add `exten => {p},1` to [{}], which already has `{}` ({}:{}): Asterisk refuses the second one and the first loses its priority 1; move the orbits instead",
+                    ctx.name, old.name, old.file, old.line
+                )
+            })
+    })
 }
 
 /// The extension Asterisk runs for `dialled` in `context` (the default matcher), with the
@@ -1031,6 +1245,24 @@ mod tests {
             .map(|e| e.name.as_str())
             .collect();
         assert_eq!(with_1, ["703", "708"]);
+    }
+
+    #[test]
+    fn a_fix_equal_to_an_existing_extension_collides() {
+        let dp = parse_str(
+            "[f]\nexten => 1100,1,Goto(ivr,s,1)\nexten => _11[0-9]X,1,NoOp()\n same => n,Goto(ivr,s,1)\nexten => 1101,hint,PJSIP/1101\n",
+            "x.conf",
+        )
+        .unwrap();
+        let c = dp.context("f").unwrap();
+        let why = collision(c, &["1100".to_string()]).unwrap();
+        assert!(why.contains("already has `1100` (x.conf:2)"), "{why}");
+        // `ext_cmp` equality, not spelling: Asterisk takes `_11XX` for `_11[0-9]X`.
+        assert!(collision(c, &["_11XX".to_string()]).is_some());
+        // A hint is not a priority 1: adding `1101,1` is what Asterisk expects.
+        assert!(collision(c, &["1101".to_string(), "_110Z".to_string()]).is_none());
+        // `same =>` keeps the commas of its application.
+        assert_eq!(c.extens[1].apps, ["NoOp()", "Goto(ivr,s,1)"]);
     }
 
     #[test]

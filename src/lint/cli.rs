@@ -16,6 +16,17 @@ pub enum Format {
     Json,
 }
 
+/// Which findings make `callpark lint` exit 1 (`--fail-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// A rule surely catches orbits (protect them).
+    Caught,
+    /// Orbits are destinations of the dial plan (move the orbits).
+    Conflict,
+    /// A rule catches orbits under conditions the lint cannot see (caller, time, variables).
+    May,
+}
+
 /// What clap reads; `--context` is paired with the `--asterisk`/`--freeswitch` before it.
 #[derive(Debug, Args)]
 struct Raw {
@@ -37,6 +48,10 @@ struct Raw {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Exit 1 only for these kinds of finding (comma-separated; default: any finding).
+    /// Undecided findings always fail.
+    #[arg(long, value_enum, value_name = "KINDS", value_delimiter = ',')]
+    fail_on: Vec<FailOn>,
 }
 
 /// `callpark lint` arguments, with each dialplan file paired with its context.
@@ -48,6 +63,8 @@ pub struct LintArgs {
     pub asterisk: Vec<(PathBuf, Option<String>)>,
     pub freeswitch: Vec<(PathBuf, Option<String>)>,
     pub format: Format,
+    /// Empty: any finding fails.
+    pub fail_on: Vec<FailOn>,
     /// Whether `--config` was on the command line. `CALLPARK_CONFIG` and the default path do
     /// not count: they name a file the user may not mean for this run, so `--orbits` wins.
     pub config_given: bool,
@@ -88,6 +105,7 @@ impl FromArgMatches for LintArgs {
                 .map(|(p, &i)| (p.clone(), context_for(i)))
                 .collect(),
             format: raw.format,
+            fail_on: raw.fail_on.clone(),
             // `--config` is the top-level command's global argument; clap hands its matches
             // down to the subcommand, with where the value came from.
             config_given: m.value_source("config") == Some(ValueSource::CommandLine),
@@ -176,7 +194,22 @@ pub fn lint(args: &LintArgs, table: &OrbitTable) -> Result<Report, LintError> {
     Ok(report)
 }
 
-/// Exit codes: 0 no orbit caught, 1 at least one finding, 2 an input could not be read.
+/// Whether a finding makes the run fail under `--fail-on` (empty: every finding does). An
+/// undecided finding always does: the lint could not prove the orbits safe.
+pub fn fails(f: &super::Finding, fail_on: &[FailOn]) -> bool {
+    use super::{Certainty, Kind};
+    if fail_on.is_empty() || f.certainty == Certainty::Undecided {
+        return true;
+    }
+    let what = match (f.kind, f.certainty) {
+        (Kind::Conflicts, _) => FailOn::Conflict,
+        (Kind::Catches, Certainty::MayCatch) => FailOn::May,
+        _ => FailOn::Caught,
+    };
+    fail_on.contains(&what)
+}
+
+/// Exit codes: 0 no finding that `--fail-on` selects, 1 at least one, 2 an input could not be read.
 pub fn run(args: &LintArgs, config: &Path) -> ExitCode {
     let result = orbit_table(args, config).and_then(|t| lint(args, &t));
     match result {
@@ -185,7 +218,7 @@ pub fn run(args: &LintArgs, config: &Path) -> ExitCode {
                 Format::Text => print!("{}", report::text(&r)),
                 Format::Json => println!("{}", report::json(&r)),
             }
-            if r.findings.is_empty() {
+            if !r.findings.iter().any(|f| fails(f, &args.fail_on)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

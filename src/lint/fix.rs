@@ -11,8 +11,17 @@ pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
     let prefix = regex_prefix(&range.prefix);
     runs.runs()
         .iter()
-        .flat_map(|&(a, b)| pattern::range_pieces(range.width, a, b))
-        .map(|p| format!("{prefix}{}", regex_piece(&p)))
+        .flat_map(|&(a, b)| {
+            // One number is written as itself (`6000`, not `60{3}`).
+            if a == b {
+                vec![format!("{prefix}{:0w$}", a, w = range.width as usize)]
+            } else {
+                pattern::range_pieces(range.width, a, b)
+                    .iter()
+                    .map(|p| format!("{prefix}{}", regex_piece(p)))
+                    .collect()
+            }
+        })
         .collect()
 }
 
@@ -49,6 +58,19 @@ pub fn protecting_regex(parts: &[(NumRange, RunSet)]) -> String {
         .flat_map(|(r, s)| runs_alternatives(r, s))
         .collect();
     format!("^({})$", alts.join("|"))
+}
+
+/// The pattern of a protecting rule and what it passes on: group 1 (`$1`), or, when the
+/// pattern names one number, `^6000$` and the number itself, which reads better in a fix.
+pub fn protecting_pattern(parts: &[(NumRange, RunSet)]) -> (String, String) {
+    if let [(r, s)] = parts
+        && let [(a, b)] = s.runs()
+        && a == b
+    {
+        let n = r.text(*a);
+        return (format!("^{}$", regex_prefix(&n)), n);
+    }
+    (protecting_regex(parts), "$1".to_string())
 }
 
 /// Asterisk extension patterns (or plain extensions) matching exactly `runs` of `range`.
@@ -99,5 +121,18 @@ mod tests {
         );
         let r = NumRange::new("*", 4, 7000, 7099);
         assert_eq!(protecting_regex(&[(r.clone(), r.all())]), r"^(\*70\d{2})$");
+        // One number reads as itself, in an alternation or alone.
+        let r = NumRange::new("", 4, 6000, 6099);
+        let two = RunSet::from_sorted([(6000, 6000), (6050, 6051)]);
+        assert_eq!(protecting_regex(&[(r.clone(), two)]), r"^(6000|605[01])$");
+        assert_eq!(
+            protecting_pattern(&[(r.clone(), RunSet::single(6000, 6000))]),
+            ("^6000$".to_string(), "6000".to_string())
+        );
+        let star = NumRange::new("*", 2, 70, 79);
+        assert_eq!(
+            protecting_pattern(&[(star, RunSet::single(70, 70))]),
+            (r"^\*70$".to_string(), "*70".to_string())
+        );
     }
 }

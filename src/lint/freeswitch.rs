@@ -20,7 +20,7 @@ use super::automaton::{Dialect, Matcher, NumRange};
 use super::files;
 use super::fix;
 use super::runs::RunSet;
-use super::{Certainty, LintError, Report, Source};
+use super::{Certainty, Kind, LintError, Report, Source};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
@@ -412,6 +412,101 @@ fn is_callpark(x: &Extension) -> bool {
         })
 }
 
+/// Whether a `destination_number` expression names one number (`^9196$`, `^(5000)$`).
+fn names_one_number(expr: &str) -> bool {
+    let core = expr
+        .trim_start_matches('^')
+        .trim_end_matches('$')
+        .trim_start_matches('(')
+        .trim_end_matches(')');
+    let core = core.replace(r"\*", "*").replace(r"\#", "#");
+    !core.is_empty()
+        && core
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+}
+
+/// Whether an expression matches numbers of any length (`^(.*)$`, `^\*9(\d+)$`).
+fn is_catch_all(expr: &str) -> bool {
+    let bare = expr.replace(r"\*", "").replace(r"\+", "");
+    bare.contains('*') || bare.contains('+')
+}
+
+/// What one action says about the numbers that reach it (see `classify`).
+fn action_kind(a: &Action) -> Option<(Kind, String)> {
+    let app = a.application.to_ascii_lowercase();
+    let d = a.data.to_ascii_lowercase();
+    let shown = format!("{} {}", a.application, a.data);
+    let shown = shown.trim();
+    match app.as_str() {
+        "bridge" => {
+            if d.contains("app=voicemail") {
+                Some((Kind::Conflicts, format!("it takes voicemail (`{shown}`)")))
+            } else if d.contains("user/") || d.contains("sofia/internal/") {
+                Some((
+                    Kind::Conflicts,
+                    format!("it rings the phone of the dialled number (`{shown}`)"),
+                ))
+            } else if d.contains("gateway/") || d.contains("sofia/external/") {
+                Some((
+                    Kind::Catches,
+                    format!("it dials out through a gateway (`{shown}`)"),
+                ))
+            } else {
+                None
+            }
+        }
+        "voicemail" | "conference" | "ivr" | "fifo" | "echo" | "delay_echo" | "valet_park" => {
+            Some((Kind::Conflicts, format!("it runs a service (`{shown}`)")))
+        }
+        "transfer" | "execute_extension" | "deflect" | "redirect" => {
+            Some((Kind::Catches, format!("it sends the number on (`{shown}`)")))
+        }
+        _ => None,
+    }
+}
+
+/// Whether orbits taken by `x` are to be protected from it (`Catches`) or are its own
+/// numbers (`Conflicts`), and why: an expression naming one number is a destination, one
+/// matching any length a catch-all; otherwise the first action that says something decides
+/// (`bridge user/...`, `voicemail`, `conference`, `ivr` are destinations; `transfer` or a
+/// gateway sends the number on). When nothing does, `Catches`.
+pub fn classify(x: &Extension) -> (Kind, String) {
+    let exprs: Vec<&str> = x
+        .conditions
+        .iter()
+        .filter_map(|c| match &c.test {
+            Test::Destination(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let Some(e) = exprs.iter().find(|e| is_catch_all(e)) {
+        return (
+            Kind::Catches,
+            format!(
+                "`{e}` matches numbers of any length: a catch-all, callpark goes in front of it"
+            ),
+        );
+    }
+    if let Some(e) = exprs.iter().find(|e| names_one_number(e)) {
+        return (
+            Kind::Conflicts,
+            format!("`{e}` names one number: a destination of its own"),
+        );
+    }
+    for c in &x.conditions {
+        for a in c.actions.iter().chain(&c.anti_actions) {
+            if let Some(k) = action_kind(a) {
+                return k;
+            }
+        }
+    }
+    (
+        Kind::Catches,
+        "no action of it is a destination (a phone, voicemail, a conference, an IVR): it routes, rewrites or swallows these numbers".into(),
+    )
+}
+
 /// For one extension: orbits for which it surely / maybe takes the call (`.0`, `.1`), and
 /// surely / maybe routes or rewrites (`.2`, `.3`).
 fn evaluate(
@@ -566,12 +661,71 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         );
     }
     let targets = report.targets.clone();
+    let ranges: Vec<NumRange> = targets.iter().map(|t| t.range.clone()).collect();
+    let kinds: Vec<(Kind, String)> = exts.iter().map(|x| classify(x)).collect();
+    // A range to move to is free when no destination of the context matches any of it
+    // (conditions on other fields are ignored: a suggestion errs on the side of "taken").
+    let mut is_free = |c: &NumRange| {
+        exts.iter()
+            .zip(&kinds)
+            .enumerate()
+            .all(|(k, (x, (kind, _)))| {
+                *kind == Kind::Catches
+                    || Some(k) == cp
+                    || x.conditions.iter().all(|cond| match &cond.test {
+                        Test::Destination(e) => Matcher::new(e, Dialect::Pcre)
+                            .ok()
+                            .and_then(|mut m| m.matching(c).ok())
+                            .is_none_or(|hit| hit.is_empty()),
+                        _ => true,
+                    })
+            })
+    };
+    let mine = |f: &super::Finding| {
+        f.source == Source::FreeSwitch && f.scope == context && f.fix.is_empty()
+    };
+    for f in report.findings.iter_mut().filter(|f| mine(f)) {
+        if let Some(k) = exts
+            .iter()
+            .position(|x| x.file == f.file && x.line == f.line && x.name == f.rule)
+        {
+            (f.kind, f.kind_why) = (kinds[k].0, Some(kinds[k].1.clone()));
+        }
+    }
+    // Orbits that are destinations further down stay out of the insertion fixes above them
+    // (`unloop` may catch everything; protecting the phones from it would take them away).
+    let mut owned: Vec<RunSet> = vec![RunSet::new(); targets.len()];
     for f in report
         .findings
-        .iter_mut()
-        .filter(|f| f.source == Source::FreeSwitch && f.scope == context && f.fix.is_empty())
+        .iter()
+        .filter(|f| mine(f) && f.kind == Kind::Conflicts)
     {
-        f.fix = fix_for(f, &exts, cp, &targets);
+        for (t, r) in &f.caught {
+            owned[*t] = owned[*t].union(r);
+        }
+    }
+    for f in report.findings.iter_mut().filter(|f| mine(f)) {
+        let mut g = f.clone();
+        g.caught = g
+            .caught
+            .iter()
+            .map(|(t, r)| (*t, r.difference(&owned[*t])))
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        f.fix = if f.kind == Kind::Catches && g.caught.is_empty() {
+            "none: these orbits are destinations further down (see the conflicts)".into()
+        } else if f.kind == Kind::Catches {
+            fix_for(&g, &exts, cp, &targets)
+        } else {
+            f.caught
+                .iter()
+                .map(|(t, _)| {
+                    let free = super::free_ranges(&ranges[*t], &ranges, 3, &mut is_free);
+                    super::move_fix(&ranges[*t], &free, &format!("context {context}"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
     }
     Ok(())
 }
@@ -591,7 +745,7 @@ fn fix_for(
         );
     }
     let parts = fix::caught_parts(f, targets);
-    let re = fix::protecting_regex(&parts);
+    let (re, number) = fix::protecting_pattern(&parts);
     let re = re.replace('&', "&amp;").replace('<', "&lt;");
     let place = if f.rule == "(no extension)" {
         "add to the context".to_string()
@@ -602,7 +756,7 @@ fn fix_for(
         )
     };
     format!(
-        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"$1 XML callpark\"/>\n  </condition>\n</extension>"
+        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"{number} XML callpark\"/>\n  </condition>\n</extension>"
     )
 }
 

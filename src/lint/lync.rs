@@ -905,6 +905,11 @@ pub fn check(rules: &[LyncRule], report: &mut Report) {
         .filter(|f| f.source == Source::Lync && f.fix.is_empty())
     {
         f.fix = lync_fix(f, &report.targets, rules);
+        // A normalization rule rewrites numbers: there is no destination to conflict with.
+        f.kind_why = Some(
+            "a normalization rule rewrites the number before routing: callpark's rule goes in front of it"
+                .into(),
+        );
     }
 }
 
@@ -1012,7 +1017,7 @@ fn ps_quote(s: &str) -> String {
 /// A protecting rule placed right above the catching one.
 fn lync_fix(f: &super::Finding, targets: &[super::Target], rules: &[LyncRule]) -> String {
     let parts = fix::caught_parts(f, targets);
-    let pattern = fix::protecting_regex(&parts);
+    let (pattern, translation) = fix::protecting_pattern(&parts);
     let names: Vec<String> = parts
         .iter()
         .flat_map(|(r, s)| {
@@ -1037,10 +1042,11 @@ fn lync_fix(f: &super::Finding, targets: &[super::Target], rules: &[LyncRule]) -
         .map(|r| r.priority)
         .unwrap_or(0);
     format!(
-        "New-CsVoiceNormalizationRule -Parent {} -Name {} -Pattern {} -Translation '$1' -Priority {priority}   # above rule '{}'",
+        "New-CsVoiceNormalizationRule -Parent {} -Name {} -Pattern {} -Translation {} -Priority {priority}   # above rule '{}'",
         ps_quote(&f.scope),
         ps_quote(&name),
         ps_quote(&pattern),
+        ps_quote(&translation),
         f.rule
     )
 }

@@ -91,6 +91,29 @@ impl Certainty {
     }
 }
 
+/// What the rule that takes the orbits is: something to protect the orbits from, or a real
+/// destination that owns the same numbers. Decided from the rule itself (see each platform's
+/// `classify`); when the lint is unsure it says `Catches`, which keeps the insertion fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Kind {
+    /// A pattern that rewrites, routes onward or swallows numbers: callpark's rule goes in
+    /// front of it (the fix).
+    #[default]
+    Catches,
+    /// The orbit numbers are destinations (phones, an IVR, voicemail): putting callpark in
+    /// front would take them away, so the fix is another orbit range.
+    Conflicts,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Catches => "catches",
+            Kind::Conflicts => "conflicts",
+        }
+    }
+}
+
 /// One orbit range to check, in the engine's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -133,6 +156,10 @@ pub struct Finding {
     /// Per target index, the orbits concerned.
     pub caught: Vec<(usize, RunSet)>,
     pub reason: Option<String>,
+    /// Whether the orbits are to be protected from the rule or moved away from it.
+    pub kind: Kind,
+    /// What in the rule decided `kind` (printed as `why:`).
+    pub kind_why: Option<String>,
     pub fix: String,
 }
 
@@ -218,6 +245,8 @@ impl Report {
             certainty,
             caught: vec![(target, runs)],
             reason,
+            kind: Kind::Catches,
+            kind_why: None,
             fix: String::new(),
         });
     }
@@ -271,6 +300,61 @@ impl Finding {
     }
 }
 
+/// Up to `n` ranges like `range` (same prefix, width and size), nearest first, that overlap
+/// none of `avoid` (the other orbit ranges) and that `is_free` accepts: where to move orbits
+/// whose numbers are taken by destinations. Candidates starting with 0 are skipped: an orbit
+/// never does (`orbit::Span`).
+pub fn free_ranges(
+    range: &NumRange,
+    avoid: &[NumRange],
+    n: usize,
+    mut is_free: impl FnMut(&NumRange) -> bool,
+) -> Vec<NumRange> {
+    let size = range.len();
+    // Steps of the power of ten that holds the range keep its look: 701-799 moves to
+    // 601-699 and 801-899, not to 800-898.
+    let step = (0..=range.width)
+        .map(|k| 10u64.pow(k))
+        .find(|&p| p >= size)
+        .unwrap_or(size);
+    let top = 10u64.pow(range.width) - 1;
+    let leading_zero = |v: u64| v / 10u64.pow(range.width - 1) == 0;
+    let mut out = Vec::new();
+    // Tried both ways, one step at a time; 50 steps is plenty for a suggestion.
+    for k in 1..=50u64 {
+        let below = range.lo.checked_sub(k * step);
+        let above = range.lo + k * step;
+        let cands = [below, (above + size - 1 <= top).then_some(above)];
+        for lo in cands.into_iter().flatten() {
+            if out.len() >= n || leading_zero(lo) {
+                continue;
+            }
+            let c = NumRange::new(&range.prefix, range.width, lo, lo + size - 1);
+            let overlaps = avoid.iter().any(|a| {
+                a.prefix == c.prefix && a.width == c.width && a.lo <= c.hi && c.lo <= a.hi
+            });
+            if !overlaps && is_free(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The sentence of a conflict's fix: the free ranges found, or what to do without one.
+pub fn move_fix(range: &NumRange, free: &[NumRange], scope: &str) -> String {
+    if free.is_empty() {
+        return format!(
+            "no insertion fix: these numbers are destinations in {scope}; move the orbits to a range no extension uses, or renumber those extensions"
+        );
+    }
+    let list: Vec<String> = free.iter().map(|r| r.to_string()).collect();
+    format!(
+        "no insertion fix: these numbers are destinations in {scope}; use another orbit range instead of {range}, e.g. {} (no destination there), or renumber those extensions",
+        list.join(", ")
+    )
+}
+
 /// Builds the orbit table of `--orbits "*700-*799,5500-5599"`; ranges are named by their text.
 pub fn orbits_from_list(list: &str) -> Result<OrbitTable, LintError> {
     let mut ranges = Vec::new();
@@ -294,5 +378,27 @@ pub fn orbits_from_list(list: &str) -> Result<OrbitTable, LintError> {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.range, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ranges_keep_the_shape_and_skip_what_is_taken() {
+        let r = NumRange::new("", 4, 1100, 1199);
+        let other = NumRange::new("", 4, 1200, 1299);
+        // 1000-1099 is taken, 1200-1299 another orbit range, 0900-0999 starts with 0.
+        let free = free_ranges(&r, std::slice::from_ref(&other), 3, |c| c.lo != 1000);
+        let got: Vec<String> = free.iter().map(|c| c.to_string()).collect();
+        assert_eq!(got, ["1300-1399", "1400-1499", "1500-1599"]);
+        let star = NumRange::new("*", 2, 70, 79);
+        let got: Vec<String> = free_ranges(&star, &[], 2, |_| true)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(got, ["*60-*69", "*80-*89"]);
+        assert!(move_fix(&star, &[], "[a]").contains("renumber those extensions"));
     }
 }

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 use super::{Finding, Report};
 
+/// The rule name of a finding for orbits that no rule takes (callpark's extension missing).
+pub const NO_EXTENSION: &str = "(no extension)";
+
 /// The caught runs of a finding as (first, last) texts, ordered by target.
 pub fn caught_texts(
     report: &Report,
@@ -66,8 +69,12 @@ pub fn json(report: &Report) -> Value {
                 "caught": caught,
                 "count": f.count(),
                 "example": example(report, f),
+                "kind": f.kind.as_str(),
                 "fix": f.fix,
             });
+            if let Some(w) = &f.kind_why {
+                o["why"] = json!(w);
+            }
             if let Some(r) = &f.reason {
                 o["reason"] = json!(r);
             }
@@ -116,26 +123,50 @@ pub fn text(report: &Report) -> String {
     );
     for f in &report.findings {
         let runs = caught_texts(report, &f.caught);
-        let what = match f.certainty {
-            super::Certainty::Caught => "catches",
-            super::Certainty::MayCatch => "may catch",
-            super::Certainty::Undecided => "undecided for",
+        let conflict = f.kind == super::Kind::Conflicts;
+        let what = match (f.certainty, conflict) {
+            (super::Certainty::Caught, false) => "catches",
+            (super::Certainty::Caught, true) => "conflicts with",
+            (super::Certainty::MayCatch, false) => "may catch",
+            (super::Certainty::MayCatch, true) => "may conflict with",
+            (super::Certainty::Undecided, _) => "undecided for",
         };
-        let _ = writeln!(
-            s,
-            "\n{}:{}: {} {} `{}` {what} {} orbit{}: {} (e.g. {})",
-            f.file,
-            f.line,
-            f.source.as_str(),
-            f.scope,
-            f.rule,
-            f.count(),
-            if f.count() == 1 { "" } else { "s" },
-            runs_line(&runs),
-            example(report, f)
-        );
+        let plural = if f.count() == 1 { "" } else { "s" };
+        if f.rule == NO_EXTENSION {
+            // Nothing catches these orbits: what is missing is callpark's own extension.
+            let _ = writeln!(
+                s,
+                "\n{}:{}: {} {}: no extension routes {} orbit{plural} to callpark: {}",
+                f.file,
+                f.line,
+                f.source.as_str(),
+                f.scope,
+                f.count(),
+                runs_line(&runs),
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "\n{}:{}: {} {} `{}` {what} {} orbit{plural}: {} (e.g. {})",
+                f.file,
+                f.line,
+                f.source.as_str(),
+                f.scope,
+                f.rule,
+                f.count(),
+                runs_line(&runs),
+                example(report, f)
+            );
+        }
+        if let Some(w) = &f.kind_why {
+            let _ = writeln!(s, "  why: {w}");
+        }
         if let Some(r) = &f.reason {
-            let _ = writeln!(s, "  why: {r}");
+            let _ = writeln!(
+                s,
+                "  {}: {r}",
+                if f.kind_why.is_some() { "also" } else { "why" }
+            );
         }
         if !f.fix.is_empty() {
             let mut lines = f.fix.lines();
