@@ -129,9 +129,10 @@ fn isolate(text: &str) -> (String, Vec<String>) {
         if skip {
             continue;
         }
+        // `include => name` or `include = name`: both spellings are Asterisk's.
         match t.strip_prefix("include").map(str::trim_start) {
-            Some(rest) if rest.starts_with("=>") => {
-                let target = rest.trim_start_matches("=>").trim();
+            Some(rest) if rest.starts_with('=') => {
+                let target = rest.trim_start_matches('=').trim_start_matches('>').trim();
                 out.push_str(&format!("include => lintchk-{target}\n"));
             }
             _ => {

@@ -92,6 +92,8 @@ impl Transport for AriTransport {
     }
 
     async fn connect(&mut self) -> Result<(), String> {
+        // Requests of a connection that went silent may sit on dead keep-alive sockets.
+        self.ari.renew();
         let (user, pass) = self.ari.credentials();
         let resp = self
             .ari

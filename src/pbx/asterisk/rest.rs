@@ -60,7 +60,22 @@ pub struct Ari {
 impl Ari {
     /// `base` is Asterisk's HTTP server, e.g. `http://127.0.0.1:8088`.
     pub fn new(base: &str, user: &str, pass: &str) -> Ari {
-        let http = reqwest::Client::builder()
+        Ari {
+            http: Self::client(),
+            base: base.trim_end_matches('/').to_string(),
+            user: user.into(),
+            pass: pass.into(),
+        }
+    }
+
+    /// A fresh connection pool: after Asterisk stopped answering, the kept-alive connections
+    /// may be dead ones that only a 10 s timeout each would reveal.
+    pub fn renew(&mut self) {
+        self.http = Self::client();
+    }
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
             .http1_only()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
@@ -69,13 +84,7 @@ impl Ari {
             // default); reusing one it is closing fails the request, so drop ours sooner.
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
-            .expect("a plain HTTP client builds");
-        Ari {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            user: user.into(),
-            pass: pass.into(),
-        }
+            .expect("a plain HTTP client builds")
     }
 
     pub fn http(&self) -> &reqwest::Client {
