@@ -349,6 +349,26 @@ fn core() -> ParkCore {
     ParkCore::new(settings, policies, PoolOrbits::new(&table, "pbx-a"))
 }
 
+/// One pool on the system clock, driven by the test's events; its commands are dropped.
+fn spawn_pool(
+    store: &Store,
+    events: mpsc::Receiver<PbxEvent>,
+    stop: watch::Receiver<bool>,
+    beat: Beat,
+) -> tokio::task::JoinHandle<Result<ParkCore, callpark::service::ServiceError>> {
+    tokio::spawn(run_pool(
+        core(),
+        store.clone(),
+        Wire {
+            to_service: events,
+            from_service: None,
+        },
+        stop,
+        beat,
+        Clock::system(),
+    ))
+}
+
 #[tokio::test]
 async fn a_pool_is_ready_once_connected_and_turns_while_idle() {
     let dir = tempfile::tempdir().unwrap();
@@ -356,17 +376,7 @@ async fn a_pool_is_ready_once_connected_and_turns_while_idle() {
     let health = Health::new(MS(50));
     let (events, events_rx) = mpsc::channel(16);
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run_pool(
-        core(),
-        store.clone(),
-        Wire {
-            to_service: events_rx,
-            from_service: None,
-        },
-        stop_rx,
-        health.pool("pbx-a"),
-        Clock::system(),
-    ));
+    let task = spawn_pool(&store, events_rx, stop_rx, health.pool("pbx-a"));
     // Idle and not connected: the loop turns all the same, and the pool is not ready.
     for _ in 0..10 {
         sleep(MS(100)).await;
@@ -404,17 +414,7 @@ async fn a_dropped_shutdown_sender_stops_the_pool_instead_of_spinning() {
     let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
     let (_events, events_rx) = mpsc::channel(16);
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run_pool(
-        core(),
-        store.clone(),
-        Wire {
-            to_service: events_rx,
-            from_service: None,
-        },
-        stop_rx,
-        Health::default().pool("pbx-a"),
-        Clock::system(),
-    ));
+    let task = spawn_pool(&store, events_rx, stop_rx, Health::default().pool("pbx-a"));
     sleep(MS(200)).await;
     drop(stop);
     tokio::time::timeout(S(5), task)
