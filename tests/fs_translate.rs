@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use callpark::park::{ChannelId, Command, Destination, Event, LegPurpose, Moh, Party, Target};
+use callpark::park::{
+    ChannelId, Command, Destination, Event, LampState, LegPurpose, Moh, Party, Target,
+};
 use callpark::pbx::freeswitch::codec::{EslCodec, Frame};
 use callpark::pbx::freeswitch::model::FsEvent;
 use callpark::pbx::freeswitch::translate::{FsSettings, FsTranslator, Reply, Request, Tag};
@@ -497,7 +499,7 @@ fn commands_become_event_socket_commands() {
         &mut t,
         Command::Lamp {
             orbit: "601".parse().unwrap(),
-            in_use: true,
+            state: LampState::InUse,
         },
     );
     assert_eq!(lines(&lamp), ["sendevent PRESENCE_IN"]);

@@ -110,7 +110,7 @@ fn park_answers_holds_announces_and_lights_the_lamp() {
     assert_eq!(cmds[0], Command::Answer { channel: ch("bob") });
     assert!(cmds.contains(&Command::Lamp {
         orbit: o("*700"),
-        in_use: true
+        state: LampState::InUse
     }));
     assert!(cmds.contains(&Command::Announce {
         channel: ch("alice-line"),
@@ -162,7 +162,7 @@ fn parked_then_retrieved_frees_the_orbit_and_notifies_the_parker() {
     );
     assert!(cmds.contains(&Command::Lamp {
         orbit: o("700"),
-        in_use: false
+        state: LampState::Idle
     }));
     assert!(cmds.iter().any(
         |c| matches!(c, Command::Notify { text, .. } if text.contains("retrieved by Carol <300>"))
@@ -194,6 +194,11 @@ fn timeout_rings_back_with_orbit_caller_id_and_parker_answers() {
             caller_id,
             timeout_ms,
             purpose,
+        },
+        // The busy-lamp key blinks while the parker's phone rings.
+        Command::Lamp {
+            state: LampState::Ringing,
+            ..
         },
     ] = &cmds[..]
     else {
@@ -263,7 +268,7 @@ fn missed_ringbacks_park_again_then_fallback_then_disconnect() {
     assert!(cmds.contains(&Command::Hangup { channel: ch("bob") }));
     assert!(cmds.contains(&Command::Lamp {
         orbit: o("700"),
-        in_use: false
+        state: LampState::Idle
     }));
     assert_eq!(
         kinds(&mut core),
@@ -329,7 +334,7 @@ fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
         cmds,
         vec![Command::Lamp {
             orbit: o("700"),
-            in_use: false
+            state: LampState::Idle
         }]
     );
     core.handle(2_000, park_event("dan", "alice"));
@@ -673,7 +678,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// Watches every command and log entry and checks the invariants as they happen.
 #[derive(Default)]
 struct Checker {
-    lamps: HashMap<Orbit, bool>,
+    lamps: HashMap<Orbit, LampState>,
     ringbacks: HashMap<ChannelId, u8>,
     ended: HashMap<ChannelId, usize>,
     parked: HashSet<ChannelId>,
@@ -686,9 +691,11 @@ impl Checker {
     fn see(&mut self, core: &mut ParkCore, cmds: &[Command], max: u8) -> Result<(), TestCaseError> {
         for c in cmds {
             match c {
-                Command::Lamp { orbit, in_use } => {
-                    let was = self.lamps.insert(*orbit, *in_use).unwrap_or(false);
-                    prop_assert_ne!(was, *in_use, "orbit {} taken or freed twice", orbit);
+                Command::Lamp { orbit, state } => {
+                    let was = self.lamps.insert(*orbit, *state).unwrap_or(LampState::Idle);
+                    // Only changes are sent: idle twice is an orbit freed twice, lit twice
+                    // one taken twice.
+                    prop_assert_ne!(was, *state, "orbit {} lamp {:?} twice", orbit, state);
                 }
                 Command::Originate {
                     channel, purpose, ..
@@ -730,7 +737,8 @@ impl Checker {
         for call in core.calls() {
             if let Some(o) = call.orbit {
                 prop_assert!(held.insert(o), "orbit {} held twice", o);
-                prop_assert_eq!(self.lamps.get(&o), Some(&true));
+                // Every lamp shows its call's state after each step.
+                prop_assert_eq!(self.lamps.get(&o), Some(&LampState::of(&call.state)));
             }
         }
         let used: u64 = core.orbits().usage().map(|(_, used, _)| used).sum();
@@ -840,7 +848,7 @@ proptest! {
             }
         }
         prop_assert_eq!(core.calls().count(), 0, "calls left: {:?}", core.calls().collect::<Vec<_>>());
-        prop_assert!(chk.lamps.values().all(|on| !on), "an orbit was never freed");
+        prop_assert!(chk.lamps.values().all(|s| *s == LampState::Idle), "an orbit was never freed");
         for p in &chk.parked {
             prop_assert_eq!(chk.ended.get(p).copied(), Some(1), "call {} did not end exactly once", p);
         }

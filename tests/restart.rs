@@ -155,7 +155,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     while lamps.len() < 3 {
         if let Command::Lamp {
             orbit,
-            in_use: true,
+            state: LampState::InUse,
         } = next(&mut svc).await
         {
             lamps.insert(orbit.to_string());
@@ -196,7 +196,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     let cmds = drain(&mut svc).await;
     assert!(cmds.contains(&Command::Lamp {
         orbit: "704".parse().unwrap(),
-        in_use: true
+        state: LampState::InUse
     }));
     assert!(ringbacks(&cmds).is_empty());
     // 1 ms before the stored deadline: nothing.
@@ -260,7 +260,11 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
     svc.events.send(park("k2")).await.unwrap();
     let mut n = 0;
     while n < 2 {
-        if let Command::Lamp { in_use: true, .. } = next(&mut svc).await {
+        if let Command::Lamp {
+            state: LampState::InUse,
+            ..
+        } = next(&mut svc).await
+        {
             n += 1;
         }
     }
@@ -296,7 +300,7 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
     loop {
         if let Command::Lamp {
             orbit,
-            in_use: false,
+            state: LampState::Idle,
         } = next(&mut svc).await
         {
             assert_eq!(orbit.to_string(), "702");

@@ -85,6 +85,8 @@ pub struct ParkCore {
     deadlines: BTreeSet<(Millis, ChannelId)>,
     dirty: Vec<ChannelId>,
     log: Vec<LogEvent>,
+    /// Orbits whose call `update` changed in this step, with the lamp they showed before.
+    lamps: Vec<(Orbit, LampState)>,
 }
 
 impl ParkCore {
@@ -99,6 +101,7 @@ impl ParkCore {
             deadlines: BTreeSet::new(),
             dirty: Vec::new(),
             log: Vec::new(),
+            lamps: Vec::new(),
         }
     }
 
@@ -206,6 +209,7 @@ impl ParkCore {
             Event::Bridged { channel } => self.on_bridged(now, channel, &mut out),
             Event::Hangup { channel } => self.on_hangup(now, channel, &mut out),
         }
+        self.flush_lamps(&mut out);
         out
     }
 
@@ -219,7 +223,27 @@ impl ParkCore {
             self.deadlines.remove(&(t, ch.clone()));
             self.on_deadline(now, ch, &mut out);
         }
+        self.flush_lamps(&mut out);
         out
+    }
+
+    /// Lamp changes of this step, after its other commands: each orbit whose call changed
+    /// state gets its lamp when it differs from what it showed before the step (or from what
+    /// the step showed already: a park or an end lights its lamp itself).
+    fn flush_lamps(&mut self, out: &mut Vec<Command>) {
+        for (orbit, before) in std::mem::take(&mut self.lamps) {
+            let now = self
+                .call_on(orbit)
+                .map(|c| LampState::of(&c.state))
+                .unwrap_or(LampState::Idle);
+            let shown = out.iter().rev().find_map(|c| match c {
+                Command::Lamp { orbit: o, state } if *o == orbit => Some(*state),
+                _ => None,
+            });
+            if now != shown.unwrap_or(before) {
+                out.push(Command::Lamp { orbit, state: now });
+            }
+        }
     }
 
     // ----- bookkeeping -------------------------------------------------------------------
@@ -249,6 +273,11 @@ impl ParkCore {
             return;
         };
         self.unindex(&call);
+        if let Some(orbit) = call.orbit {
+            if !self.lamps.iter().any(|(o, _)| *o == orbit) {
+                self.lamps.push((orbit, LampState::of(&call.state)));
+            }
+        }
         f(&mut call);
         self.index(&call);
         self.calls.insert(ch.clone(), call);
@@ -274,7 +303,7 @@ impl ParkCore {
             debug_assert!(freed, "orbit {o} freed twice");
             out.push(Command::Lamp {
                 orbit: o,
-                in_use: false,
+                state: LampState::Idle,
             });
         }
         self.dirty.push(ch.clone());
@@ -364,7 +393,7 @@ impl ParkCore {
         // The lamp after the media: the parked caller should not wait on busy-lamp updates.
         out.push(Command::Lamp {
             orbit,
-            in_use: true,
+            state: LampState::InUse,
         });
         if let Some(ep) = &parker.endpoint {
             out.push(Command::Notify {

@@ -309,8 +309,40 @@ pub enum Command {
     /// Busy-lamp state of an orbit.
     Lamp {
         orbit: Orbit,
-        in_use: bool,
+        state: LampState,
     },
+}
+
+/// What an orbit's busy-lamp key shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LampState {
+    /// No call on the orbit.
+    Idle,
+    /// A call waits on the orbit (or is being retrieved).
+    InUse,
+    /// The call rings out: a ringback to its parker, or its fallback destination.
+    Ringing,
+}
+
+impl LampState {
+    /// The lamp of a call in `state` (a call without an orbit has none).
+    pub fn of(state: &CallState) -> LampState {
+        match state {
+            CallState::Parked
+            | CallState::Returning { .. }
+            | CallState::Connecting {
+                via: Via::Retrieve { .. } | Via::Return,
+                ..
+            } => LampState::InUse,
+            CallState::Ringback { .. }
+            | CallState::Fallback { .. }
+            | CallState::Connecting {
+                via: Via::Ringback { .. } | Via::Fallback,
+                ..
+            } => LampState::Ringing,
+        }
+    }
 }
 
 /// Where a parked call is in its life.

@@ -18,7 +18,7 @@ use super::dialplan;
 use super::model::{AriEvent, Bridge, Channel, ChannelState, Variable, endpoint_of};
 use super::rest::AriError;
 use crate::orbit::Orbit;
-use crate::park::{ChannelId, Command, Destination, Event, Moh, Parker, Party, Target};
+use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Parker, Party, Target};
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Sounds of Asterisk's core sound set that callpark plays.
@@ -796,8 +796,14 @@ impl Translator for AriTranslator {
                 let after = AfterPlayback::Continue(channel.clone());
                 self.play(out, &channel, SOUND_PARK_FAILED, Some(after));
             }
-            Command::Lamp { orbit, in_use } => {
-                let state = if in_use { "INUSE" } else { "NOT_INUSE" };
+            Command::Lamp { orbit, state } => {
+                // RINGING where a phone can show it (a blinking key), as Asterisk's own
+                // device states say it.
+                let state = match state {
+                    LampState::Idle => "NOT_INUSE",
+                    LampState::InUse => "INUSE",
+                    LampState::Ringing => "RINGINUSE",
+                };
                 let device = dialplan::device_name(orbit);
                 out.request(Request {
                     method: Method::PUT,

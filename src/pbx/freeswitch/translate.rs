@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use super::codec::Outgoing;
 use super::model::{ChannelList, FsEvent};
 use crate::orbit::Orbit;
-use crate::park::{ChannelId, Command, Destination, Event, Moh, Parker, Party, Target};
+use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Parker, Party, Target};
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
@@ -289,11 +289,12 @@ impl FsTranslator {
         })
     }
 
-    fn lamp(&self, orbit: Orbit, in_use: bool) -> Request {
-        let (status, rpid, state, answer) = if in_use {
-            ("Holding", "active", "CS_ROUTING", "confirmed")
-        } else {
-            ("Empty", "unknown", "CS_HANGUP", "terminated")
+    fn lamp(&self, orbit: Orbit, lamp: LampState) -> Request {
+        // `early` is the dialog state a phone blinks for; valet_park has no ringing state.
+        let (status, rpid, state, answer) = match lamp {
+            LampState::InUse => ("Holding", "active", "CS_ROUTING", "confirmed"),
+            LampState::Ringing => ("Ringing back", "active", "CS_ROUTING", "early"),
+            LampState::Idle => ("Empty", "unknown", "CS_HANGUP", "terminated"),
         };
         let from = format!("{orbit}@{}", self.s.domain);
         // proto `sip`: sofia then notifies phones subscribed to plain `701@domain`, the busy-lamp
@@ -535,7 +536,7 @@ impl Translator for FsTranslator {
                 info!(pbx = %self.s.pool, channel = %channel, reason = reason.as_str(), "park refused");
                 self.say_then_hang_up(out, &channel, SOUND_PARK_FAILED);
             }
-            Command::Lamp { orbit, in_use } => out.request(self.lamp(orbit, in_use)),
+            Command::Lamp { orbit, state } => out.request(self.lamp(orbit, state)),
         }
     }
 
