@@ -19,9 +19,14 @@ fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
         " same => n,StartMusicOnHold()",
         " same => n,Stasis(callpark,park,,,moh)",
         " same => n(direct),Stasis(callpark,park)",
-        "exten => _70[1-9],1,Stasis(callpark,retrieve,${EXTEN})",
-        "exten => _7[1-9]X,1,Stasis(callpark,retrieve,${EXTEN})",
-        "exten => _*70XX,1,Stasis(callpark,retrieve,${EXTEN})",
+        "exten => park-reception,1,GotoIf($[\"${BLINDTRANSFER}\" = \"\"]?direct)",
+        " same => n,Stasis(callpark,park,reception,,moh)",
+        "exten => _70[1-9],1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
+        " same => n,Stasis(callpark,park,,${EXTEN},moh)",
+        " same => n(attended),Stasis(callpark,park,,${EXTEN})",
+        " same => n(retrieve),Stasis(callpark,retrieve,${EXTEN})",
+        "exten => _7[1-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
+        "exten => _*70XX,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
         "exten => 701,hint,Stasis:callpark-701",
         "exten => *7099,hint,Stasis:callpark-*7099",
     ] {
@@ -62,7 +67,9 @@ pool = "branch"
     .unwrap();
     let hq = callpark::pbx::asterisk::dialplan::generate(&cfg, "hq");
     assert!(
-        hq.contains("exten => _*7[0-4]X,1,Stasis(callpark,retrieve,${EXTEN})"),
+        hq.contains(
+            "exten => _*7[0-4]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)"
+        ),
         "{hq}"
     );
     assert!(
@@ -75,7 +82,9 @@ pool = "branch"
         "no lamps for orbits of other pools"
     );
     let branch = callpark::pbx::asterisk::dialplan::generate(&cfg, "branch");
-    assert!(branch.contains("exten => _*7[5-9]X,1,Stasis(callpark,retrieve,${EXTEN})"));
+    assert!(branch.contains(
+        "exten => _*7[5-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)"
+    ));
     assert!(
         branch.contains("(pool hq sets no `reach` dial string"),
         "{branch}"

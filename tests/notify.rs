@@ -335,6 +335,7 @@ fn core() -> ParkCore {
         on_timeout: None,
         moh: Moh::Class(None),
         bridge_timeout: 10_000,
+        ..Settings::default()
     };
     let table = OrbitTable::new(vec![OrbitRange {
         name: "main".into(),

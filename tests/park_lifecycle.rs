@@ -49,6 +49,7 @@ fn settings(attempts: u8, fallback: bool) -> Settings {
         on_timeout: fallback.then(|| Destination::parse("exten:0@operator").unwrap()),
         moh: Moh::Class(None),
         bridge_timeout: 10_000,
+        ..Settings::default()
     }
 }
 

@@ -28,6 +28,7 @@ fn settings() -> Settings {
         on_timeout: None,
         moh: Moh::Class(None),
         bridge_timeout: 10_000,
+        ..Settings::default()
     }
 }
 

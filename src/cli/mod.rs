@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ParkConfig};
+use crate::park::GENERAL_LOT;
 use crate::service::{self, media, now_ms};
 use crate::store::Store;
 
@@ -125,11 +126,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = Store::open(&cfg.database_path()).await?;
             for r in store.log(limit).await? {
                 println!(
-                    "{}  {:<8} {:<18} {:<10} {:<24} {}",
+                    "{}  {:<8} {:<18} {:<10} {:<10} {:<24} {}",
                     fmt_ms(r.at),
                     r.pool,
                     r.kind,
                     r.orbit.unwrap_or_default(),
+                    r.lot.unwrap_or_else(|| GENERAL_LOT.into()),
                     r.channel,
                     r.detail
                 );
@@ -194,13 +196,30 @@ fn check_config(cfg: &Config) {
     for p in &cfg.pbx {
         println!("pbx {}: {:?} at {}", p.name, p.kind, p.address);
     }
+    for l in &cfg.lots {
+        let p = &l.park;
+        println!(
+            "lot {}: park codes {}, pickup_timeout {}, max_pickup_attempts {}, ringback_ring_time {}, on_timeout {}, music_on_hold {}, on_busy_orbit {:?}",
+            l.name,
+            l.park_codes.join(" "),
+            humantime::format_duration(p.pickup_timeout),
+            p.max_pickup_attempts,
+            humantime::format_duration(p.ringback_ring_time),
+            p.on_timeout
+                .as_ref()
+                .map_or_else(|| "(none)".into(), ToString::to_string),
+            if p.music_on_hold { "on" } else { "off" },
+            p.on_busy_orbit,
+        );
+    }
     for r in cfg.orbits.ranges() {
         println!(
-            "orbit_range {}: {} ({} orbits) pool {}",
+            "orbit_range {}: {} ({} orbits) pool {} lot {}",
             r.name,
             r.span,
             r.span.len(),
-            r.pool
+            r.pool,
+            r.lot.as_deref().unwrap_or(GENERAL_LOT)
         );
     }
     if cfg.policies.rules().iter().all(|r| !r.enable_call_park) {
@@ -217,15 +236,16 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
         .filter_map(|s| s.parse().ok())
         .collect();
     println!(
-        "{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}",
-        "RANGE", "POOL", "ORBITS", "SIZE", "USED", "FREE"
+        "{:<16} {:<10} {:<12} {:<22} {:>9} {:>9} {:>9}",
+        "RANGE", "POOL", "LOT", "ORBITS", "SIZE", "USED", "FREE"
     );
     for r in cfg.orbits.ranges() {
         let n = used.iter().filter(|o| r.span.contains(**o)).count() as u64;
         println!(
-            "{:<16} {:<10} {:<22} {:>9} {:>9} {:>9}",
+            "{:<16} {:<10} {:<12} {:<22} {:>9} {:>9} {:>9}",
             r.name,
             r.pool,
+            r.lot.as_deref().unwrap_or(GENERAL_LOT),
             r.span.to_string(),
             r.span.len(),
             n,
@@ -239,14 +259,15 @@ async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
     let store = Store::open(&cfg.database_path()).await?;
     let now = now_ms();
     println!(
-        "{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>8}",
-        "ORBIT", "POOL", "CHANNEL", "CALLER", "STATE", "ATTEMPT", "NEXT IN"
+        "{:<10} {:<8} {:<12} {:<24} {:<20} {:<12} {:<8} {:>8}",
+        "ORBIT", "POOL", "LOT", "CHANNEL", "CALLER", "STATE", "ATTEMPT", "NEXT IN"
     );
     for (pool, c) in store.parked(None).await? {
         println!(
-            "{:<10} {:<8} {:<24} {:<20} {:<12} {:<8} {:>7}s",
+            "{:<10} {:<8} {:<12} {:<24} {:<20} {:<12} {:<8} {:>7}s",
             c.orbit.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
             pool,
+            c.lot.as_deref().unwrap_or(GENERAL_LOT),
             c.channel.as_str(),
             format!("{} {}", c.caller.name, c.caller.number),
             c.state.name(),
@@ -262,21 +283,33 @@ fn fmt_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Reads the settings and the stored media a pool's core needs.
+/// Reads the settings and the stored media a pool's core needs, for every lot.
 pub(crate) async fn core_settings(
     cfg: &Config,
     store: &Store,
-) -> anyhow::Result<crate::park::Settings> {
-    let moh_file = match (&cfg.park.music_on_hold_file, cfg.park.music_on_hold) {
-        (Some(f), true) => Some(
-            media::keep_moh_file(store, &cfg.service.data_dir, f, now_ms())
-                .await?
-                .display()
-                .to_string(),
-        ),
-        _ => None,
+) -> anyhow::Result<service::CoreSettings> {
+    // The general file keeps its media name from before lots; a lot's is named after it.
+    let keep = |p: &ParkConfig, name: String| {
+        let file = p.music_on_hold_file.clone().filter(|_| p.music_on_hold);
+        async move {
+            Ok::<_, anyhow::Error>(match file {
+                Some(f) => Some(
+                    media::keep_moh_file(store, &cfg.service.data_dir, &f, &name, now_ms())
+                        .await?
+                        .display()
+                        .to_string(),
+                ),
+                None => None,
+            })
+        }
     };
-    Ok(service::settings_from(cfg, moh_file))
+    let general = service::settings_of(&cfg.park, keep(&cfg.park, "music_on_hold".into()).await?);
+    let mut lots = std::collections::HashMap::new();
+    for l in &cfg.lots {
+        let file = keep(&l.park, format!("music_on_hold/{}", l.name)).await?;
+        lots.insert(l.name.clone(), service::settings_of(&l.park, file));
+    }
+    Ok(service::CoreSettings { general, lots })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::orbit::{Orbit, OrbitRange, OrbitTable, Span, TableError};
-use crate::park::{Destination, PolicyRule, PolicySet};
+use crate::park::{Destination, GENERAL_LOT, OnBusyOrbit, PolicyRule, PolicySet};
 
 /// Accepted bounds, with Lync's meaning.
 pub const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);
@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub pbx: Vec<PbxConfig>,
     #[serde(default)]
     pub orbit_range: Vec<OrbitRangeConfig>,
+    #[serde(default)]
+    pub lot: Vec<LotConfig>,
 }
 
 /// `[service]`
@@ -88,6 +90,10 @@ pub struct ParkConfig<D = Destination> {
     pub music_on_hold_file: Option<PathBuf>,
     /// What the parker dials (or transfers to) to park.
     pub park_code: String,
+    /// What a ringback or fallback shows before the orbit: `Parked 701: Carol`.
+    pub caller_id_prefix: String,
+    /// A call transferred to an orbit in use: `return` (to the transferor) or `next_free`.
+    pub on_busy_orbit: OnBusyOrbit,
 }
 
 impl<D> Default for ParkConfig<D> {
@@ -101,6 +107,8 @@ impl<D> Default for ParkConfig<D> {
             music_on_hold_class: None,
             music_on_hold_file: None,
             park_code: "park".into(),
+            caller_id_prefix: "Parked".into(),
+            on_busy_orbit: OnBusyOrbit::Return,
         }
     }
 }
@@ -118,6 +126,50 @@ pub struct PolicyConfig {
     /// Regular expressions matched against the whole user id.
     #[serde(default)]
     pub patterns: Vec<String>,
+    /// Lots its users may park into (`general`: the ranges naming no lot); all when unset.
+    #[serde(default)]
+    pub lots: Option<Vec<String>>,
+    /// Where a plain park of its users goes (the park code without a lot).
+    #[serde(default)]
+    pub default_lot: Option<String>,
+}
+
+/// `[[lot]]`: a parking lot, the orbit ranges naming it, with its own park codes and any of
+/// the `[park]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LotConfig {
+    pub name: String,
+    /// What parks into this lot; `<park_code>-<name>` when unset.
+    #[serde(default)]
+    pub park_codes: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub pickup_timeout: Option<Duration>,
+    #[serde(default)]
+    pub max_pickup_attempts: Option<u8>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub ringback_ring_time: Option<Duration>,
+    /// `"none"`: no fallback for this lot even when `[park]` has one.
+    #[serde(default)]
+    pub on_timeout: Option<String>,
+    #[serde(default)]
+    pub music_on_hold: Option<bool>,
+    #[serde(default)]
+    pub music_on_hold_class: Option<String>,
+    #[serde(default)]
+    pub music_on_hold_file: Option<PathBuf>,
+    #[serde(default)]
+    pub caller_id_prefix: Option<String>,
+    #[serde(default)]
+    pub on_busy_orbit: Option<OnBusyOrbit>,
+}
+
+/// A validated lot: its park codes and its whole settings (`[park]` with its overrides).
+#[derive(Debug, Clone)]
+pub struct Lot {
+    pub name: String,
+    pub park_codes: Vec<String>,
+    pub park: ParkConfig,
 }
 
 /// Which PBX a `[[pbx]]` entry drives.
@@ -228,6 +280,8 @@ pub struct Config {
     pub policies: PolicySet,
     pub pbx: Vec<PbxConfig>,
     pub orbits: OrbitTable,
+    /// The named lots, in file order.
+    pub lots: Vec<Lot>,
 }
 
 /// A configuration that cannot be used.
@@ -343,61 +397,154 @@ impl Config {
                 format!("`{}` is not a log filter: {e}", raw.service.log),
             ));
         }
-        let p = &raw.park;
-        if p.pickup_timeout < PICKUP_TIMEOUT_MIN || p.pickup_timeout > PICKUP_TIMEOUT_MAX {
-            return Err(bad(
-                "park.pickup_timeout".into(),
-                format!(
-                    "{} is out of bounds: CallPickupTimeoutThreshold accepts 10s to 10m",
-                    humantime::format_duration(p.pickup_timeout)
-                ),
-            ));
-        }
-        if !(ATTEMPTS_MIN..=ATTEMPTS_MAX).contains(&p.max_pickup_attempts) {
-            return Err(bad(
-                "park.max_pickup_attempts".into(),
-                format!(
-                    "{} is out of bounds: MaxCallPickupAttempts accepts 1 to 10",
-                    p.max_pickup_attempts
-                ),
-            ));
-        }
-        if p.ringback_ring_time < RING_TIME_MIN || p.ringback_ring_time > RING_TIME_MAX {
-            return Err(bad(
-                "park.ringback_ring_time".into(),
-                format!(
-                    "{} is out of bounds: accepted 5s to 5m",
-                    humantime::format_duration(p.ringback_ring_time)
-                ),
-            ));
-        }
-        let on_timeout = match &p.on_timeout {
-            Some(text) => {
-                Some(Destination::parse(text).map_err(|m| bad("park.on_timeout".into(), m))?)
+        let park = check_park(&raw.park, "park", &bad)?;
+        let mut lots: Vec<Lot> = Vec::new();
+        for (i, l) in raw.lot.iter().enumerate() {
+            let key = |k: &str| format!("lot[{i}].{k}");
+            if l.name.trim().is_empty() || l.name.contains([',', ' ', '/', '"', '<', '>']) {
+                return Err(bad(
+                    key("name"),
+                    format!(
+                        "`{}` is not a lot name: use letters, digits, - or _",
+                        l.name
+                    ),
+                ));
             }
-            None => None,
-        };
-        if p.park_code.trim().is_empty() {
-            return Err(bad("park.park_code".into(), "must not be empty".into()));
+            if l.name == GENERAL_LOT {
+                return Err(bad(
+                    key("name"),
+                    format!(
+                        "`{GENERAL_LOT}` names the ranges without a lot; set its settings in [park]"
+                    ),
+                ));
+            }
+            if lots.iter().any(|x| x.name == l.name) {
+                return Err(bad(
+                    key("name"),
+                    format!("lot `{}` is defined twice", l.name),
+                ));
+            }
+            let mut p = raw.park.clone();
+            if let Some(v) = l.pickup_timeout {
+                p.pickup_timeout = v;
+            }
+            if let Some(v) = l.max_pickup_attempts {
+                p.max_pickup_attempts = v;
+            }
+            if let Some(v) = l.ringback_ring_time {
+                p.ringback_ring_time = v;
+            }
+            match l.on_timeout.as_deref() {
+                Some("none") => p.on_timeout = None,
+                Some(v) => p.on_timeout = Some(v.to_string()),
+                None => {}
+            }
+            // A lot's music replaces the general one as a whole.
+            if let Some(v) = l.music_on_hold {
+                p.music_on_hold = v;
+                if !v {
+                    p.music_on_hold_class = None;
+                    p.music_on_hold_file = None;
+                }
+            }
+            if let Some(v) = &l.music_on_hold_class {
+                p.music_on_hold_class = Some(v.clone());
+                p.music_on_hold_file = l.music_on_hold_file.clone();
+            } else if let Some(v) = &l.music_on_hold_file {
+                p.music_on_hold_file = Some(v.clone());
+                p.music_on_hold_class = None;
+            }
+            if let Some(v) = &l.caller_id_prefix {
+                p.caller_id_prefix = v.clone();
+            }
+            if let Some(v) = l.on_busy_orbit {
+                p.on_busy_orbit = v;
+            }
+            let park_codes = l
+                .park_codes
+                .clone()
+                .unwrap_or_else(|| vec![format!("{}-{}", raw.park.park_code, l.name)]);
+            if park_codes.is_empty() {
+                return Err(bad(
+                    key("park_codes"),
+                    format!(
+                        "lot `{}` has no park code: leave park_codes out for `{}-{}`",
+                        l.name, raw.park.park_code, l.name
+                    ),
+                ));
+            }
+            let park = check_park(&p, &format!("lot[{i}]"), &bad)?;
+            lots.push(Lot {
+                name: l.name.clone(),
+                park_codes,
+                park,
+            });
         }
-        if !p.music_on_hold && (p.music_on_hold_class.is_some() || p.music_on_hold_file.is_some()) {
-            return Err(bad(
-                "park.music_on_hold".into(),
-                "is false, yet music_on_hold_class or music_on_hold_file is set: remove one".into(),
-            ));
+        // Every park code parks into exactly one lot.
+        let mut codes: Vec<(String, String, String)> = vec![(
+            park.park_code.clone(),
+            "park.park_code".into(),
+            GENERAL_LOT.into(),
+        )];
+        for (i, l) in lots.iter().enumerate() {
+            for (j, c) in l.park_codes.iter().enumerate() {
+                if c.trim().is_empty() || c.chars().any(char::is_whitespace) {
+                    return Err(bad(
+                        format!("lot[{i}].park_codes"),
+                        format!(
+                            "park code `{c}` of lot `{}` is empty or has white space",
+                            l.name
+                        ),
+                    ));
+                }
+                if let Some((_, k, lot)) = codes.iter().find(|(x, _, _)| x == c) {
+                    return Err(bad(
+                        format!("lot[{i}].park_codes"),
+                        format!(
+                            "park code `{c}` of lot `{}` is already {k} (lot `{lot}`): a code parks into one lot",
+                            l.name
+                        ),
+                    ));
+                }
+                let _ = j;
+                codes.push((c.clone(), format!("lot[{i}].park_codes"), l.name.clone()));
+            }
         }
-        if p.music_on_hold_class.is_some() && p.music_on_hold_file.is_some() {
-            return Err(bad(
-                "park.music_on_hold_file".into(),
-                "set either music_on_hold_class or music_on_hold_file, not both".into(),
-            ));
-        }
+        let lot_known = |name: &str| name == GENERAL_LOT || lots.iter().any(|l| l.name == name);
 
         let mut policies = Vec::new();
         for (i, pc) in raw.policy.iter().enumerate() {
             let rule = PolicyRule::new(&pc.name, pc.enable_call_park, &pc.users, &pc.patterns)
                 .map_err(|m| bad(format!("policy[{i}].patterns"), m))?;
-            policies.push(rule);
+            for l in pc.lots.iter().flatten() {
+                if !lot_known(l) {
+                    return Err(bad(
+                        format!("policy[{i}].lots"),
+                        format!(
+                            "policy `{}` names lot `{l}`, which no [[lot]] defines (`{GENERAL_LOT}` is the ranges without a lot)",
+                            pc.name
+                        ),
+                    ));
+                }
+            }
+            if let Some(d) = &pc.default_lot {
+                if !lot_known(d) {
+                    return Err(bad(
+                        format!("policy[{i}].default_lot"),
+                        format!(
+                            "policy `{}`: lot `{d}` is not defined by any [[lot]]",
+                            pc.name
+                        ),
+                    ));
+                }
+                if pc.lots.as_ref().is_some_and(|ls| !ls.contains(d)) {
+                    return Err(bad(
+                        format!("policy[{i}].default_lot"),
+                        format!("policy `{}`: default lot `{d}` is not in its lots", pc.name),
+                    ));
+                }
+            }
+            policies.push(rule.with_lots(pc.lots.clone(), pc.default_lot.clone()));
         }
 
         let mut names = std::collections::HashSet::new();
@@ -433,6 +580,19 @@ impl Config {
                     format!("range `{}`: {e}", r.name),
                 )
             })?;
+            if let Some(l) = r
+                .lot
+                .as_deref()
+                .filter(|l| !lots.iter().any(|x| x.name == *l))
+            {
+                return Err(bad(
+                    format!("orbit_range[{i}].lot"),
+                    format!(
+                        "range `{}` names lot `{l}`, which no [[lot]] defines: add [[lot]] name = \"{l}\"",
+                        r.name
+                    ),
+                ));
+            }
             if !raw.pbx.is_empty() && !raw.pbx.iter().any(|p| p.name == r.pool) {
                 return Err(bad(
                     format!("orbit_range[{i}].pool"),
@@ -463,23 +623,36 @@ impl Config {
             bad(key.unwrap_or_else(|| "orbit_range".into()), e.to_string())
         })?;
 
+        for (i, l) in lots.iter().enumerate() {
+            if !orbits
+                .ranges()
+                .iter()
+                .any(|r| r.lot.as_deref() == Some(&l.name))
+            {
+                return Err(bad(
+                    format!("lot[{i}].name"),
+                    format!(
+                        "lot `{}` has no orbits: name it in an [[orbit_range]] (lot = \"{}\")",
+                        l.name, l.name
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             file: None,
             service: raw.service,
-            park: ParkConfig {
-                pickup_timeout: raw.park.pickup_timeout,
-                max_pickup_attempts: raw.park.max_pickup_attempts,
-                ringback_ring_time: raw.park.ringback_ring_time,
-                on_timeout,
-                music_on_hold: raw.park.music_on_hold,
-                music_on_hold_class: raw.park.music_on_hold_class,
-                music_on_hold_file: raw.park.music_on_hold_file,
-                park_code: raw.park.park_code,
-            },
+            park,
             policies: PolicySet::new(policies),
             pbx: raw.pbx,
             orbits,
+            lots,
         })
+    }
+
+    /// A lot by name.
+    pub fn lot(&self, name: &str) -> Option<&Lot> {
+        self.lots.iter().find(|l| l.name == name)
     }
 
     /// The SQLite file.
@@ -489,4 +662,81 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.service.data_dir.join("callpark.db"))
     }
+}
+
+/// Checks one set of park settings (`[park]`, or a lot's with its overrides) and parses its
+/// `on_timeout`; `at` is the table the keys are reported under (`park`, `lot[2]`).
+fn check_park(
+    p: &ParkConfig<String>,
+    at: &str,
+    bad: &impl Fn(String, String) -> ConfigError,
+) -> Result<ParkConfig, ConfigError> {
+    let key = |k: &str| format!("{at}.{k}");
+    if p.pickup_timeout < PICKUP_TIMEOUT_MIN || p.pickup_timeout > PICKUP_TIMEOUT_MAX {
+        return Err(bad(
+            key("pickup_timeout"),
+            format!(
+                "{} is out of bounds: CallPickupTimeoutThreshold accepts 10s to 10m",
+                humantime::format_duration(p.pickup_timeout)
+            ),
+        ));
+    }
+    if !(ATTEMPTS_MIN..=ATTEMPTS_MAX).contains(&p.max_pickup_attempts) {
+        return Err(bad(
+            key("max_pickup_attempts"),
+            format!(
+                "{} is out of bounds: MaxCallPickupAttempts accepts 1 to 10",
+                p.max_pickup_attempts
+            ),
+        ));
+    }
+    if p.ringback_ring_time < RING_TIME_MIN || p.ringback_ring_time > RING_TIME_MAX {
+        return Err(bad(
+            key("ringback_ring_time"),
+            format!(
+                "{} is out of bounds: accepted 5s to 5m",
+                humantime::format_duration(p.ringback_ring_time)
+            ),
+        ));
+    }
+    let on_timeout = match &p.on_timeout {
+        Some(text) => Some(Destination::parse(text).map_err(|m| bad(key("on_timeout"), m))?),
+        None => None,
+    };
+    if p.park_code.trim().is_empty() {
+        return Err(bad(key("park_code"), "must not be empty".into()));
+    }
+    if !p.music_on_hold && (p.music_on_hold_class.is_some() || p.music_on_hold_file.is_some()) {
+        return Err(bad(
+            key("music_on_hold"),
+            "is false, yet music_on_hold_class or music_on_hold_file is set: remove one".into(),
+        ));
+    }
+    if p.music_on_hold_class.is_some() && p.music_on_hold_file.is_some() {
+        return Err(bad(
+            key("music_on_hold_file"),
+            "set either music_on_hold_class or music_on_hold_file, not both".into(),
+        ));
+    }
+    if p.caller_id_prefix
+        .chars()
+        .any(|c| c.is_control() || c == '"')
+    {
+        return Err(bad(
+            key("caller_id_prefix"),
+            "must not contain quotes or control characters".into(),
+        ));
+    }
+    Ok(ParkConfig {
+        pickup_timeout: p.pickup_timeout,
+        max_pickup_attempts: p.max_pickup_attempts,
+        ringback_ring_time: p.ringback_ring_time,
+        on_timeout,
+        music_on_hold: p.music_on_hold,
+        music_on_hold_class: p.music_on_hold_class.clone(),
+        music_on_hold_file: p.music_on_hold_file.clone(),
+        park_code: p.park_code.clone(),
+        caller_id_prefix: p.caller_id_prefix.clone(),
+        on_busy_orbit: p.on_busy_orbit,
+    })
 }

@@ -1,10 +1,11 @@
 //! The state machine itself. See the module docs in `park/mod.rs`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::orbit::{FreeSet, Orbit, OrbitRange, OrbitTable};
 
-use super::policy::PolicySet;
+use super::policy::{GENERAL_LOT, PolicySet};
 use super::types::*;
 
 /// The orbits one pool owns, with which of them are free.
@@ -25,8 +26,13 @@ impl PoolOrbits {
 
     /// The lowest free orbit, ranges taken in table order; only ranges of `lot` when given.
     pub fn allocate(&mut self, lot: Option<&str>) -> Option<Orbit> {
+        self.allocate_where(|l| lot.is_none() || l == lot)
+    }
+
+    /// The lowest free orbit of the ranges whose lot (`None`: the general lot) `pick` takes.
+    pub fn allocate_where(&mut self, pick: impl Fn(Option<&str>) -> bool) -> Option<Orbit> {
         for (r, free) in &mut self.ranges {
-            if lot.is_some() && r.lot.as_deref() != lot {
+            if !pick(r.lot.as_deref()) {
                 continue;
             }
             if let Some(i) = free.take_lowest() {
@@ -34,6 +40,15 @@ impl PoolOrbits {
             }
         }
         None
+    }
+
+    /// The lot of one of this pool's orbits: `None` if the pool does not own it,
+    /// `Some(None)` for the general lot.
+    pub fn lot_of(&self, orbit: Orbit) -> Option<Option<&str>> {
+        self.ranges
+            .iter()
+            .find(|(r, _)| r.span.contains(orbit))
+            .map(|(r, _)| r.lot.as_deref())
     }
 
     /// Takes a named orbit (directed park, restore). `None`: not ours; `Some(false)`: in use.
@@ -75,7 +90,9 @@ enum Role {
 /// The park state machine of one pool.
 #[derive(Debug, Clone)]
 pub struct ParkCore {
-    settings: Settings,
+    /// The general lot's settings (`[park]`), and each named lot's.
+    settings: Arc<Settings>,
+    lots: HashMap<String, Arc<Settings>>,
     policies: PolicySet,
     orbits: PoolOrbits,
     calls: HashMap<ChannelId, ParkedCall>,
@@ -92,7 +109,8 @@ pub struct ParkCore {
 impl ParkCore {
     pub fn new(settings: Settings, policies: PolicySet, orbits: PoolOrbits) -> ParkCore {
         ParkCore {
-            settings,
+            settings: Arc::new(settings),
+            lots: HashMap::new(),
             policies,
             orbits,
             calls: HashMap::new(),
@@ -129,8 +147,31 @@ impl ParkCore {
         (core, rejected)
     }
 
+    /// Gives named lots their own settings; a lot not named here uses the general ones.
+    pub fn with_lots(mut self, lots: HashMap<String, Settings>) -> ParkCore {
+        self.lots = lots.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        self
+    }
+
+    /// The general lot's settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The settings of a lot (`None`: the general lot).
+    pub fn lot_settings(&self, lot: Option<&str>) -> &Settings {
+        lot.and_then(|l| self.lots.get(l)).unwrap_or(&self.settings)
+    }
+
+    fn cfg(&self, lot: Option<&str>) -> Arc<Settings> {
+        lot.and_then(|l| self.lots.get(l))
+            .unwrap_or(&self.settings)
+            .clone()
+    }
+
+    /// The settings of a call's lot.
+    fn cfg_of(&self, ch: &ChannelId) -> Arc<Settings> {
+        self.cfg(self.calls.get(ch).and_then(|c| c.lot.as_deref()))
     }
 
     pub fn orbits(&self) -> &PoolOrbits {
@@ -318,26 +359,37 @@ impl ParkCore {
         orbit: Option<Orbit>,
         detail: String,
     ) {
+        // The call's lot; an ended call's is its orbit's.
+        let lot = match self.calls.get(ch) {
+            Some(c) => c.lot.clone(),
+            None => orbit.and_then(|o| self.orbits.lot_of(o).flatten().map(str::to_string)),
+        };
         self.log.push(LogEvent {
             at,
             kind,
             channel: ch.clone(),
             orbit,
+            lot,
             detail,
         });
     }
 
-    fn start_moh(&self, ch: &ChannelId, out: &mut Vec<Command>) {
-        if self.settings.moh != Moh::Off {
+    /// Music for a call of the lot whose settings are `cfg`.
+    fn start_moh_of(cfg: &Settings, ch: &ChannelId, out: &mut Vec<Command>) {
+        if cfg.moh != Moh::Off {
             out.push(Command::StartMoh {
                 channel: ch.clone(),
-                moh: self.settings.moh.clone(),
+                moh: cfg.moh.clone(),
             });
         }
     }
 
+    fn start_moh(&self, ch: &ChannelId, out: &mut Vec<Command>) {
+        Self::start_moh_of(&self.cfg_of(ch), ch, out);
+    }
+
     fn stop_moh(&self, ch: &ChannelId, out: &mut Vec<Command>) {
-        if self.settings.moh != Moh::Off {
+        if self.cfg_of(ch).moh != Moh::Off {
             out.push(Command::StopMoh {
                 channel: ch.clone(),
             });
@@ -361,25 +413,20 @@ impl ParkCore {
         if self.channels.contains_key(&ch) {
             return; // a repeated park of a call we hold already
         }
-        let orbit = if !self.policies.allows(parker.ids.iter().map(String::as_str)) {
-            Err(RefuseReason::NotAllowed)
-        } else if let Some(o) = wanted {
-            match self.orbits.take(o) {
-                None => Err(RefuseReason::NotOurOrbit),
-                Some(false) => Err(RefuseReason::OrbitBusy),
-                Some(true) => Ok(o),
-            }
-        } else {
-            self.orbits
-                .allocate(lot.as_deref())
-                .ok_or(RefuseReason::Full)
-        };
+        let orbit = self.choose_orbit(&parker, lot.as_deref(), wanted);
         let orbit = match orbit {
             Ok(o) => o,
             Err(reason) => {
+                // A refused call keeps the lot it asked for (the orbit's, when directed).
+                let lot = lot.or_else(|| {
+                    wanted.and_then(|o| self.orbits.lot_of(o).flatten().map(str::to_string))
+                });
                 return self.refuse(now, ch, caller, parker, announce_to, lot, reason, out);
             }
         };
+        // The call belongs to its orbit's lot, whose settings it follows.
+        let lot = self.orbits.lot_of(orbit).flatten().map(str::to_string);
+        let cfg = self.cfg(lot.as_deref());
         out.push(Command::Answer {
             channel: ch.clone(),
         });
@@ -389,19 +436,31 @@ impl ParkCore {
                 orbit,
             });
         }
-        self.start_moh(&ch, out);
+        Self::start_moh_of(&cfg, &ch, out);
         // The lamp after the media: the parked caller should not wait on busy-lamp updates.
         out.push(Command::Lamp {
             orbit,
             state: LampState::InUse,
         });
+        // A directed park moved on from an orbit in use says so.
+        let moved = wanted.filter(|w| *w != orbit);
         if let Some(ep) = &parker.endpoint {
+            let text = match moved {
+                Some(w) => format!(
+                    "Call from {} parked on {orbit} ({w} is in use)",
+                    party_label(&caller)
+                ),
+                None => format!("Call from {} parked on {orbit}", party_label(&caller)),
+            };
             out.push(Command::Notify {
                 endpoint: ep.clone(),
-                text: format!("Call from {} parked on {orbit}", party_label(&caller)),
+                text,
             });
         }
-        let detail = format!("by {} from {}", parker.display, party_label(&caller));
+        let mut detail = format!("by {} from {}", parker.display, party_label(&caller));
+        if let Some(w) = moved {
+            detail.push_str(&format!(" ({w} was in use)"));
+        }
         let call = ParkedCall {
             channel: ch.clone(),
             orbit: Some(orbit),
@@ -409,7 +468,7 @@ impl ParkCore {
             parker,
             lot,
             parked_at: now,
-            deadline: now + self.settings.pickup_timeout,
+            deadline: now + cfg.pickup_timeout,
             attempts: 0,
             fallback_tried: false,
             state: CallState::Parked,
@@ -419,6 +478,62 @@ impl ParkCore {
         self.calls.insert(ch.clone(), call);
         self.dirty.push(ch.clone());
         self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
+    }
+
+    /// The orbit a park gets, by the parker's voice policy: the orbit asked for (directed
+    /// park; in use, the lot's `on_busy_orbit` decides), else the lowest free one of the lot
+    /// asked for, of the parker's default lot, or of any lot the policy allows.
+    fn choose_orbit(
+        &mut self,
+        parker: &Parker,
+        lot: Option<&str>,
+        wanted: Option<Orbit>,
+    ) -> Result<Orbit, RefuseReason> {
+        let Some(rule) = self
+            .policies
+            .rule_for(parker.ids.iter().map(String::as_str))
+            .filter(|r| r.enable_call_park)
+        else {
+            return Err(RefuseReason::NotAllowed);
+        };
+        let rule = rule.clone();
+        if let Some(o) = wanted {
+            let Some(orbit_lot) = self.orbits.lot_of(o) else {
+                return Err(RefuseReason::NotOurOrbit);
+            };
+            let orbit_lot = orbit_lot.map(str::to_string);
+            if !rule.allows_lot(orbit_lot.as_deref()) {
+                return Err(RefuseReason::LotNotAllowed);
+            }
+            return match self.orbits.take(o) {
+                Some(true) => Ok(o),
+                None => Err(RefuseReason::NotOurOrbit),
+                Some(false) => match self.cfg(orbit_lot.as_deref()).on_busy_orbit {
+                    OnBusyOrbit::Return => Err(RefuseReason::OrbitBusy),
+                    OnBusyOrbit::NextFree => self
+                        .orbits
+                        .allocate_where(|l| l == orbit_lot.as_deref())
+                        .ok_or(RefuseReason::Full),
+                },
+            };
+        }
+        // The general lot is asked for by name only through a policy's default lot.
+        let asked = lot.or(rule.default_lot.as_deref());
+        match asked {
+            Some(l) => {
+                let l = (l != GENERAL_LOT).then_some(l);
+                if !rule.allows_lot(l) {
+                    return Err(RefuseReason::LotNotAllowed);
+                }
+                self.orbits
+                    .allocate_where(|r| r == l)
+                    .ok_or(RefuseReason::Full)
+            }
+            None => self
+                .orbits
+                .allocate_where(|r| rule.allows_lot(r))
+                .ok_or(RefuseReason::Full),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -433,8 +548,12 @@ impl ParkCore {
         reason: RefuseReason,
         out: &mut Vec<Command>,
     ) {
+        let cfg = self.cfg(lot.as_deref());
         let detail = format!("{}: {}", parker.display, reason.as_str());
         self.push_log(now, LogKind::Refused, &ch, None, detail);
+        if let Some(e) = self.log.last_mut() {
+            e.lot = lot.clone();
+        }
         out.push(Command::Answer {
             channel: ch.clone(),
         });
@@ -455,6 +574,9 @@ impl ParkCore {
                     None,
                     "refused and the parker is unknown".into(),
                 );
+                if let Some(e) = self.log.last_mut() {
+                    e.lot = lot.clone();
+                }
             }
             return;
         };
@@ -467,16 +589,16 @@ impl ParkCore {
                 reason.as_str()
             ),
         });
-        self.start_moh(&ch, out);
+        Self::start_moh_of(&cfg, &ch, out);
         let leg = ch.leg("ret");
         out.push(Command::Originate {
             channel: leg.clone(),
             target: Target::Endpoint(endpoint),
             caller_id: Party {
-                name: "Park failed".into(),
+                name: format!("Park failed: {}", caller_name(&caller)),
                 number: caller.number.clone(),
             },
-            timeout_ms: self.settings.ringback_ring_time,
+            timeout_ms: cfg.ringback_ring_time,
             purpose: LegPurpose::Return,
         });
         let call = ParkedCall {
@@ -486,7 +608,7 @@ impl ParkCore {
             parker,
             lot,
             parked_at: now,
-            deadline: now + self.settings.ringback_ring_time,
+            deadline: now + cfg.ringback_ring_time,
             attempts: 0,
             fallback_tried: false,
             state: CallState::Returning { leg, reason },
@@ -530,7 +652,7 @@ impl ParkCore {
         let call = &self.calls[&parked];
         let resume = match &call.state {
             CallState::Parked => call.deadline,
-            _ => now + self.settings.pickup_timeout,
+            _ => now + self.cfg_of(&parked).pickup_timeout,
         };
         if let Some(leg) = call.state.leg() {
             out.push(Command::Hangup {
@@ -590,7 +712,7 @@ impl ParkCore {
             other: leg.clone(),
         });
         let deadline = now + self.settings.bridge_timeout;
-        let resume = now + self.settings.pickup_timeout;
+        let resume = now + self.cfg_of(&parked).pickup_timeout;
         self.update(&parked, |c| {
             c.state = CallState::Connecting { leg, via, resume };
             c.deadline = deadline;
@@ -627,7 +749,10 @@ impl ParkCore {
                 LogKind::Reconnected,
                 format!("parker answered ringback {attempt}"),
             ),
-            Via::Fallback => (LogKind::FallbackAnswered, destination_label(&self.settings)),
+            Via::Fallback => (
+                LogKind::FallbackAnswered,
+                destination_label(&self.cfg_of(&parked)),
+            ),
             Via::Return => (LogKind::Returned, "parker answered".into()),
         };
         if let (Via::Retrieve { by }, Some(ep), Some(o)) = (via, &call.parker.endpoint, call.orbit)
@@ -771,8 +896,9 @@ impl ParkCore {
     /// After a missed ringback: park again until the attempts are spent, then the fallback.
     fn after_missed_ringback(&mut self, now: Millis, parked: &ChannelId, out: &mut Vec<Command>) {
         let call = &self.calls[parked];
-        if call.attempts < self.settings.max_pickup_attempts {
-            let deadline = now + self.settings.pickup_timeout;
+        let cfg = self.cfg_of(parked);
+        if call.attempts < cfg.max_pickup_attempts {
+            let deadline = now + cfg.pickup_timeout;
             self.update(parked, |c| {
                 c.state = CallState::Parked;
                 c.deadline = deadline;
@@ -784,14 +910,15 @@ impl ParkCore {
 
     fn go_fallback(&mut self, now: Millis, parked: &ChannelId, out: &mut Vec<Command>) {
         let call = &self.calls[parked];
-        match self.settings.on_timeout.clone() {
+        let cfg = self.cfg_of(parked);
+        match cfg.on_timeout.clone() {
             Some(dest) if !call.fallback_tried => {
                 let leg = parked.leg("fb");
                 out.push(Command::Originate {
                     channel: leg.clone(),
                     target: Target::Destination(dest.clone()),
-                    caller_id: orbit_caller_id(call),
-                    timeout_ms: self.settings.ringback_ring_time,
+                    caller_id: orbit_caller_id(call, &cfg),
+                    timeout_ms: cfg.ringback_ring_time,
                     purpose: LegPurpose::Fallback,
                 });
                 self.push_log(
@@ -801,7 +928,7 @@ impl ParkCore {
                     call.orbit,
                     dest.to_string(),
                 );
-                let deadline = now + self.settings.ringback_ring_time;
+                let deadline = now + cfg.ringback_ring_time;
                 self.update(parked, |c| {
                     c.state = CallState::Fallback { leg };
                     c.fallback_tried = true;
@@ -812,7 +939,7 @@ impl ParkCore {
                 out.push(Command::Hangup {
                     channel: parked.clone(),
                 });
-                let why = if self.settings.on_timeout.is_some() {
+                let why = if cfg.on_timeout.is_some() {
                     "nobody answered at the fallback"
                 } else {
                     "every ringback missed and no on_timeout destination is set"
@@ -867,18 +994,19 @@ impl ParkCore {
         let Some(call) = self.calls.get(&parked) else {
             return;
         };
+        let cfg = self.cfg_of(&parked);
         match &call.state {
             CallState::Parked => {
                 let endpoint = call.parker.endpoint.clone();
                 match endpoint {
-                    Some(ep) if call.attempts < self.settings.max_pickup_attempts => {
+                    Some(ep) if call.attempts < cfg.max_pickup_attempts => {
                         let attempt = call.attempts + 1;
                         let leg = parked.leg(&format!("rb{attempt}"));
                         out.push(Command::Originate {
                             channel: leg.clone(),
                             target: Target::Endpoint(ep),
-                            caller_id: orbit_caller_id(call),
-                            timeout_ms: self.settings.ringback_ring_time,
+                            caller_id: orbit_caller_id(call, &cfg),
+                            timeout_ms: cfg.ringback_ring_time,
                             purpose: LegPurpose::Ringback { attempt },
                         });
                         self.push_log(
@@ -886,12 +1014,9 @@ impl ParkCore {
                             LogKind::RingbackStarted,
                             &parked,
                             call.orbit,
-                            format!(
-                                "ringback {attempt} of {}",
-                                self.settings.max_pickup_attempts
-                            ),
+                            format!("ringback {attempt} of {}", cfg.max_pickup_attempts),
                         );
-                        let deadline = now + self.settings.ringback_ring_time;
+                        let deadline = now + cfg.ringback_ring_time;
                         self.update(&parked, |c| {
                             c.attempts = attempt;
                             c.state = CallState::Ringback { leg, attempt };
@@ -935,12 +1060,29 @@ fn destination_label(s: &Settings) -> String {
         .unwrap_or_default()
 }
 
-/// What a ringback shows: "Parked 701" and the parked caller's number.
-fn orbit_caller_id(call: &ParkedCall) -> Party {
+/// The name to show of a caller: its name, else its number.
+fn caller_name(p: &Party) -> &str {
+    if p.name.is_empty() {
+        &p.number
+    } else {
+        &p.name
+    }
+}
+
+/// What a ringback or fallback shows: `Parked 701: Carol` (the lot's prefix) and the parked
+/// caller's own number, so the phone can tell whose call comes back.
+fn orbit_caller_id(call: &ParkedCall, cfg: &Settings) -> Party {
+    let prefix = &cfg.caller_id_prefix;
+    let orbit = match call.orbit {
+        Some(o) => format!("{prefix} {o}"),
+        None => format!("{prefix} call"),
+    };
+    let who = caller_name(&call.caller);
     Party {
-        name: match call.orbit {
-            Some(o) => format!("Parked {o}"),
-            None => "Parked call".into(),
+        name: if who.is_empty() {
+            orbit
+        } else {
+            format!("{orbit}: {who}")
         },
         number: call.caller.number.clone(),
     }

@@ -8,6 +8,9 @@
 
 use regex::Regex;
 
+/// How a policy names the general lot: the ranges that name no `lot`.
+pub const GENERAL_LOT: &str = "general";
+
 /// How a policy names its users.
 #[derive(Debug, Clone)]
 pub enum UserMatcher {
@@ -20,6 +23,10 @@ pub struct PolicyRule {
     pub name: String,
     pub enable_call_park: bool,
     pub users: Vec<UserMatcher>,
+    /// The lots its users may park into (`general` for the ranges of no lot); `None`: all.
+    pub lots: Option<Vec<String>>,
+    /// The lot a plain park (no lot asked for) of its users goes to; `None`: any it allows.
+    pub default_lot: Option<String>,
 }
 
 impl PolicyRule {
@@ -43,7 +50,24 @@ impl PolicyRule {
             name: name.to_string(),
             enable_call_park,
             users: matchers,
+            lots: None,
+            default_lot: None,
         })
+    }
+
+    /// Limits the lots its users may park into, and names their default lot.
+    pub fn with_lots(mut self, lots: Option<Vec<String>>, default_lot: Option<String>) -> Self {
+        self.lots = lots;
+        self.default_lot = default_lot;
+        self
+    }
+
+    /// Whether its users may park into `lot` (`None`: the general lot).
+    pub fn allows_lot(&self, lot: Option<&str>) -> bool {
+        let name = lot.unwrap_or(GENERAL_LOT);
+        self.lots
+            .as_ref()
+            .is_none_or(|ls| ls.iter().any(|l| l == name))
     }
 
     fn covers(&self, id: &str) -> bool {
@@ -71,6 +95,16 @@ pub enum PolicyDecision {
 impl PolicySet {
     pub fn new(rules: Vec<PolicyRule>) -> PolicySet {
         PolicySet { rules }
+    }
+
+    /// The policy that decides for a user known by several ids: the first covering one.
+    pub fn rule_for<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Option<&PolicyRule> {
+        self.rules
+            .iter()
+            .find(|r| ids.clone().into_iter().any(|id| r.covers(id)))
     }
 
     /// Decides for a user known by several ids (caller number, endpoint, URI).

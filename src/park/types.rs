@@ -151,6 +151,21 @@ pub struct Settings {
     pub moh: Moh,
     /// How long a requested bridge may take before it counts as failed.
     pub bridge_timeout: Millis,
+    /// What a ringback or fallback shows before the orbit: `Parked 701: Carol`.
+    pub caller_id_prefix: String,
+    /// What a directed park to an orbit in use gets.
+    pub on_busy_orbit: OnBusyOrbit,
+}
+
+/// What a call transferred to an orbit in use gets. It is never bridged to the parked call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBusyOrbit {
+    /// Back to whoever transferred it, who is told why.
+    #[default]
+    Return,
+    /// The lowest free orbit of the same lot; the transferor is told which.
+    NextFree,
 }
 
 impl Default for Settings {
@@ -162,6 +177,8 @@ impl Default for Settings {
             on_timeout: None,
             moh: Moh::Class(None),
             bridge_timeout: BRIDGE_TIMEOUT,
+            caller_id_prefix: "Parked".into(),
+            on_busy_orbit: OnBusyOrbit::Return,
         }
     }
 }
@@ -177,6 +194,8 @@ pub enum RefuseReason {
     OrbitBusy,
     /// A directed park named an orbit this pool does not own.
     NotOurOrbit,
+    /// The parker's voice policy does not allow the lot asked for (or the orbit's lot).
+    LotNotAllowed,
 }
 
 impl RefuseReason {
@@ -188,6 +207,7 @@ impl RefuseReason {
             RefuseReason::Full => "every orbit is in use",
             RefuseReason::OrbitBusy => "the requested orbit is in use",
             RefuseReason::NotOurOrbit => "the requested orbit is not one of this pool's orbits",
+            RefuseReason::LotNotAllowed => "the parker's voice policy does not allow this lot",
         }
     }
 }
@@ -506,6 +526,9 @@ pub struct LogEvent {
     pub kind: LogKind,
     pub channel: ChannelId,
     pub orbit: Option<Orbit>,
+    /// The lot of the call (its orbit's lot; the lot asked for when it got no orbit).
+    #[serde(default)]
+    pub lot: Option<String>,
     pub detail: String,
 }
 

@@ -31,6 +31,7 @@ pub async fn keep_moh_file(
     store: &Store,
     data_dir: &Path,
     source: &Path,
+    name: &str,
     now: i64,
 ) -> Result<PathBuf, StoreError> {
     let io = |path: &Path| {
@@ -50,7 +51,7 @@ pub async fn keep_moh_file(
     store
         .put_media(
             &Media {
-                name: "music_on_hold".into(),
+                name: name.into(),
                 path: kept.display().to_string(),
                 sha256: sum,
                 size: size as i64,

@@ -7,7 +7,7 @@ pub mod health;
 pub mod media;
 pub mod notify;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 pub use clock::Clock;
 
-use crate::config::Config;
+use crate::config::{Config, ParkConfig};
 use crate::park::{ChannelId, Command, Event, Millis, Moh, ParkCore, PoolOrbits, Settings};
 use crate::pbx::{Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
@@ -37,9 +37,9 @@ pub fn now_ms() -> Millis {
     clock::system_now()
 }
 
-/// The core's settings from the configuration; `moh_file` is the stored copy of a custom file.
-pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
-    let p = &cfg.park;
+/// The core's settings of one lot (`[park]`, or a lot's); `moh_file` is the stored copy of
+/// its custom music file.
+pub fn settings_of(p: &ParkConfig, moh_file: Option<String>) -> Settings {
     let moh = if !p.music_on_hold {
         Moh::Off
     } else if let Some(f) = moh_file {
@@ -54,7 +54,21 @@ pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
         on_timeout: p.on_timeout.clone(),
         moh,
         bridge_timeout: crate::park::BRIDGE_TIMEOUT,
+        caller_id_prefix: p.caller_id_prefix.clone(),
+        on_busy_orbit: p.on_busy_orbit,
     }
+}
+
+/// The general settings (`[park]`) with a custom file's stored copy.
+pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
+    settings_of(&cfg.park, moh_file)
+}
+
+/// Every lot's settings: the general lot's and each `[[lot]]`'s.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSettings {
+    pub general: Settings,
+    pub lots: HashMap<String, Settings>,
 }
 
 /// Builds a pool's core from the store: every stored call of the pool is restored with its
@@ -63,16 +77,17 @@ pub async fn restore_core(
     store: &Store,
     cfg: &Config,
     pool: &str,
-    settings: Settings,
+    settings: CoreSettings,
 ) -> Result<ParkCore, StoreError> {
     let stored = store.parked(Some(pool)).await?;
     let n = stored.len();
     let (core, rejected) = ParkCore::restore(
-        settings,
+        settings.general,
         cfg.policies.clone(),
         PoolOrbits::new(&cfg.orbits, pool),
         stored.into_iter().map(|(_, c)| c).collect(),
     );
+    let core = core.with_lots(settings.lots);
     if !rejected.is_empty() {
         warn!(
             pool,

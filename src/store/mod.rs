@@ -48,6 +48,7 @@ pub struct LogRow {
     pub kind: String,
     pub channel: String,
     pub orbit: Option<String>,
+    pub lot: Option<String>,
     pub detail: String,
 }
 
@@ -131,9 +132,9 @@ impl Store {
             if let Change::Upsert(call) = c {
                 let record = serde_json::to_string(&**call).expect("a parked call serializes");
                 sqlx::query(
-                    "INSERT INTO parked_call (channel, pool, orbit, parker, caller, parked_at, deadline, attempt, state, record)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (channel) DO UPDATE SET orbit = excluded.orbit, deadline = excluded.deadline,
+                    "INSERT INTO parked_call (channel, pool, orbit, parker, caller, parked_at, deadline, attempt, state, record, lot)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (channel) DO UPDATE SET orbit = excluded.orbit, lot = excluded.lot, deadline = excluded.deadline,
                        attempt = excluded.attempt, state = excluded.state, record = excluded.record",
                 )
                 .bind(call.channel.as_str())
@@ -146,19 +147,21 @@ impl Store {
                 .bind(i64::from(call.attempts))
                 .bind(call.state.name())
                 .bind(record)
+                .bind(&call.lot)
                 .execute(&mut *tx)
                 .await?;
             }
         }
         for e in log {
             sqlx::query(
-                "INSERT INTO event_log (at, pool, kind, channel, orbit, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO event_log (at, pool, kind, channel, orbit, lot, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(e.at)
             .bind(pool)
             .bind(e.kind.as_str())
             .bind(e.channel.as_str())
             .bind(e.orbit.map(|o| o.to_string()))
+            .bind(&e.lot)
             .bind(&e.detail)
             .execute(&mut *tx)
             .await?;
@@ -208,6 +211,7 @@ impl Store {
                 kind: crate::park::LogKind::Disconnected,
                 channel: c.channel.clone(),
                 orbit: c.orbit,
+                lot: c.lot.clone(),
                 detail: why.to_string(),
             })
             .collect();
@@ -232,7 +236,7 @@ impl Store {
     /// The newest `limit` log entries, oldest first.
     pub async fn log(&self, limit: i64) -> Result<Vec<LogRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, pool, kind, channel, orbit, detail FROM
+            "SELECT id, at, pool, kind, channel, orbit, lot, detail FROM
                (SELECT * FROM event_log ORDER BY id DESC LIMIT ?) ORDER BY id",
         )
         .bind(limit)
@@ -247,6 +251,7 @@ impl Store {
                 kind: r.get("kind"),
                 channel: r.get("channel"),
                 orbit: r.get("orbit"),
+                lot: r.get("lot"),
                 detail: r.get("detail"),
             })
             .collect())

@@ -636,6 +636,8 @@ pub struct Setup {
     pub ast_include_from_config: bool,
     /// More environment variables for the `callpark run` process (`NOTIFY_SOCKET`, ...).
     pub env: Vec<(String, String)>,
+    /// More TOML at the end of the file: `[[lot]]` tables, ranges naming a lot.
+    pub extra: String,
 }
 
 impl Setup {
@@ -670,6 +672,7 @@ impl Default for Setup {
             fs_include_from_config: false,
             ast_include_from_config: false,
             env: vec![],
+            extra: String::new(),
         }
     }
 }
@@ -722,6 +725,8 @@ impl Callpark {
                 ));
             }
         }
+        text.push('\n');
+        text.push_str(&setup.extra);
         let config = dir.path().join("callpark.toml");
         std::fs::write(&config, text).unwrap();
         if setup.asterisk {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Config, PbxKind};
+use crate::config::{Config, ParkConfig, PbxKind};
 use crate::orbit::pattern::{self, Letters};
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
@@ -56,16 +56,19 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     // Park() would; callpark is told by the `moh` argument and takes it from the music. The
     // caller who dials the park code itself is handed over silent: callpark speaks its orbit
     // first. A custom file is callpark's to play (it loops it over ARI).
-    let hold = match (
-        &cfg.park.music_on_hold,
-        &cfg.park.music_on_hold_class,
-        &cfg.park.music_on_hold_file,
+    let hold_of = |p: &ParkConfig| match (
+        &p.music_on_hold,
+        &p.music_on_hold_class,
+        &p.music_on_hold_file,
     ) {
         (false, _, _) | (true, _, Some(_)) => None,
         (true, Some(class), None) => Some(format!("StartMusicOnHold({class})")),
         (true, None, None) => Some("StartMusicOnHold()".to_string()),
     };
+    // The settings of a lot by name ("": the general lot).
+    let lot_park = |lot: &str| cfg.lot(lot).map_or(&cfg.park, |l| &l.park);
     let park = |s: &mut String, exten: &str, lot: &str| {
+        let hold = hold_of(lot_park(lot));
         let args = if lot.is_empty() {
             "park".to_string()
         } else {
@@ -89,21 +92,50 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         down(s, "park");
     };
     park(&mut s, &cfg.park.park_code, "");
-    let mut lots: Vec<&str> = cfg
-        .orbits
-        .pool_ranges(pool)
-        .filter_map(|r| r.lot.as_deref())
-        .collect();
-    lots.sort();
-    lots.dedup();
-    for lot in lots {
-        park(&mut s, &format!("{}-{lot}", cfg.park.park_code), lot);
+    // The park codes of the lots with orbits in this pool.
+    for lot in cfg.lots.iter().filter(|l| {
+        cfg.orbits
+            .pool_ranges(pool)
+            .any(|r| r.lot.as_ref() == Some(&l.name))
+    }) {
+        for code in &lot.park_codes {
+            park(&mut s, code, &lot.name);
+        }
     }
     for r in cfg.orbits.ranges() {
         let _ = writeln!(s, "; orbit range {} ({}), pool {}", r.name, r.span, r.pool);
+        if r.pool == pool {
+            let _ = writeln!(
+                s,
+                "; dialled: retrieve; transferred here (blind or attended): directed park on it"
+            );
+        }
+        let hold = hold_of(lot_park(r.lot.as_deref().unwrap_or("")));
         for p in span_patterns(&r.span) {
             if r.pool == pool {
-                let _ = writeln!(s, "exten => {p},1,Stasis({app},retrieve,${{EXTEN}})");
+                // A call transferred to an orbit is parked there, never bridged to a call
+                // parked on it already (callpark gives it back if the orbit is in use).
+                let _ = writeln!(
+                    s,
+                    "exten => {p},1,GotoIf($[\"${{BLINDTRANSFER}}${{ATTENDEDTRANSFER}}\" = \"\"]?retrieve)"
+                );
+                match &hold {
+                    Some(moh) => {
+                        let _ = writeln!(
+                            s,
+                            " same => n,GotoIf($[\"${{BLINDTRANSFER}}\" = \"\"]?attended)"
+                        );
+                        let _ = writeln!(s, " same => n,{moh}");
+                        let _ = writeln!(s, " same => n,Stasis({app},park,,${{EXTEN}},moh)");
+                        down(&mut s, "park");
+                        let _ = writeln!(s, " same => n(attended),Stasis({app},park,,${{EXTEN}})");
+                    }
+                    None => {
+                        let _ = writeln!(s, " same => n,Stasis({app},park,,${{EXTEN}})");
+                    }
+                }
+                down(&mut s, "park");
+                let _ = writeln!(s, " same => n(retrieve),Stasis({app},retrieve,${{EXTEN}})");
                 down(&mut s, "retrieve");
             } else {
                 let reach = cfg

@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use super::translate::{SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED};
-use crate::config::{Config, PbxKind};
+use crate::config::{Config, ParkConfig, PbxKind};
 use crate::orbit::Span;
 use crate::orbit::pattern::regex_alternatives;
 use crate::park::Destination;
@@ -68,8 +68,9 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
          includes it; README.md shows the line), then run reloadxml. -->"
     );
     let _ = writeln!(s, "<include>");
-    let hold = hold_music(cfg);
     let park = |s: &mut String, name: &str, dest: &str, lot: Option<&str>| {
+        // Each lot's own music.
+        let hold = hold_music(lot.and_then(|l| cfg.lot(l)).map_or(&cfg.park, |l| &l.park));
         let _ = writeln!(s, "  <extension name=\"{}\">", xml_escape(name));
         let _ = writeln!(
             s,
@@ -117,20 +118,19 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     };
     let _ = writeln!(s, "  <!-- Park: transfer a call here, or dial it. -->");
     park(&mut s, "callpark-park", code, None);
-    let mut lots: Vec<&str> = cfg
-        .orbits
-        .pool_ranges(pool)
-        .filter_map(|r| r.lot.as_deref())
-        .collect();
-    lots.sort();
-    lots.dedup();
-    for lot in lots {
-        park(
-            &mut s,
-            &format!("callpark-park-{lot}"),
-            &format!("{code}-{lot}"),
-            Some(lot),
-        );
+    // The park codes of the lots with orbits in this pool.
+    for lot in cfg.lots.iter().filter(|l| {
+        cfg.orbits
+            .pool_ranges(pool)
+            .any(|r| r.lot.as_ref() == Some(&l.name))
+    }) {
+        for (i, c) in lot.park_codes.iter().enumerate() {
+            let name = match i {
+                0 => format!("callpark-park-{}", lot.name),
+                _ => format!("callpark-park-{}-{i}", lot.name),
+            };
+            park(&mut s, &name, c, Some(&lot.name));
+        }
     }
     for r in cfg.orbits.ranges() {
         let _ = writeln!(
@@ -153,17 +153,51 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             );
             let _ = writeln!(
                 s,
-                "      <action application=\"set\" data=\"callpark_action=retrieve\"/>"
+                "      <action application=\"set\" data=\"callpark_orbit=$1\"/>"
+            );
+            let _ = writeln!(s, "    </condition>");
+            // Dialled: a retrieve. Transferred here (a busy-lamp key pressed during a call):
+            // a directed park onto this orbit, on hold at once like any transferred park;
+            // callpark never bridges it to a call already parked there.
+            let _ = writeln!(
+                s,
+                "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
             );
             let _ = writeln!(
                 s,
-                "      <action application=\"set\" data=\"callpark_orbit=$1\"/>"
+                "      <action application=\"set\" data=\"callpark_action=retrieve\"/>"
             );
             let _ = writeln!(
                 s,
                 "      <action application=\"sched_transfer\" data=\"+{TAKEOVER_SECS} callpark-down-retrieve XML ${{context}}\"/>"
             );
             let _ = writeln!(s, "      <action application=\"park\"/>");
+            let _ = writeln!(
+                s,
+                "      <anti-action application=\"set\" data=\"callpark_action=park\"/>"
+            );
+            let _ = writeln!(
+                s,
+                "      <anti-action application=\"sched_transfer\" data=\"+{TAKEOVER_SECS} callpark-down-park XML ${{context}}\"/>"
+            );
+            let lot_park = r
+                .lot
+                .as_deref()
+                .and_then(|l| cfg.lot(l))
+                .map_or(&cfg.park, |l| &l.park);
+            match hold_music(lot_park) {
+                Some((app, data)) => {
+                    let _ = writeln!(
+                        s,
+                        "      <anti-action application=\"{app}\" data=\"{}\"/>",
+                        xml_escape(&data)
+                    );
+                    let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
+                }
+                None => {
+                    let _ = writeln!(s, "      <anti-action application=\"park\"/>");
+                }
+            }
             let _ = writeln!(s, "    </condition>");
             let _ = writeln!(s, "  </extension>");
             continue;
@@ -244,8 +278,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
 /// The application and argument that play the configured music on hold; `None` when off.
 /// The same media callpark's adapter plays (`translate`), from the configured file itself
 /// rather than callpark's kept copy, which the include cannot name before callpark runs.
-fn hold_music(cfg: &Config) -> Option<(&'static str, String)> {
-    let p = &cfg.park;
+fn hold_music(p: &ParkConfig) -> Option<(&'static str, String)> {
     if !p.music_on_hold {
         return None;
     }

@@ -175,13 +175,19 @@ impl FsTranslator {
                         )
                     }
                 };
+                // Transferred to an orbit (the include marks it `park` with the orbit): a
+                // directed park.
+                let orbit = ev
+                    .callpark_orbit
+                    .as_deref()
+                    .and_then(|o| o.parse::<Orbit>().ok());
                 out.event(Event::Park {
                     channel: id,
                     caller,
                     parker,
                     announce_to,
                     lot,
-                    orbit: None,
+                    orbit,
                 });
             }
             Some("retrieve") => {
