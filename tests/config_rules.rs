@@ -234,3 +234,84 @@ fn example_config_is_valid() {
         ),
     }
 }
+
+const LOTS: &str = r#"
+[[lot]]
+name = "sales"
+pickup_timeout = "45s"
+max_pickup_attempts = 3
+on_timeout = "none"
+music_on_hold_class = "jazz"
+caller_id_prefix = "Sales"
+on_busy_orbit = "next_free"
+
+[[orbit_range]]
+name = "main"
+first = "700"
+last = "749"
+pool = "pbx-a"
+
+[[orbit_range]]
+name = "sales"
+first = "750"
+last = "759"
+pool = "pbx-a"
+lot = "sales"
+"#;
+
+#[test]
+fn a_lot_overrides_park_settings_and_gets_its_park_code() {
+    let c = load(&format!(
+        "[park]\non_timeout = \"exten:0@operator\"\nmusic_on_hold_file = \"/tmp/x.wav\"\n{LOTS}"
+    ))
+    .unwrap();
+    let l = c.lot("sales").unwrap();
+    assert_eq!(l.park_codes, vec!["park-sales"]);
+    assert_eq!(l.park.pickup_timeout, Duration::from_secs(45));
+    assert_eq!(l.park.max_pickup_attempts, 3);
+    assert!(l.park.on_timeout.is_none(), "`none` drops [park]'s fallback");
+    assert_eq!(l.park.music_on_hold_class.as_deref(), Some("jazz"));
+    assert!(l.park.music_on_hold_file.is_none(), "the lot's class replaces the file");
+    assert_eq!(l.park.ringback_ring_time, c.park.ringback_ring_time, "inherited");
+    assert!(c.park.on_timeout.is_some());
+}
+
+#[test]
+fn lots_are_checked_against_ranges_policies_and_park_codes() {
+    // A range naming an unknown lot.
+    let (key, line, msg) = invalid(
+        "[[orbit_range]]\nname = \"r\"\nfirst = \"700\"\nlast = \"709\"\npool = \"pbx-a\"\nlot = \"nope\"",
+    );
+    assert_eq!((key.as_str(), line), ("orbit_range[0].lot", Some(6)));
+    assert!(msg.contains("no [[lot]] defines"), "{msg}");
+    // A lot with no range.
+    let (key, _, msg) = invalid(&format!("{LOTS}\n[[lot]]\nname = \"empty\""));
+    assert_eq!(key, "lot[1].name");
+    assert!(msg.contains("has no orbits"), "{msg}");
+    // One park code for two lots, or for a lot and the general park code.
+    let (key, _, msg) = invalid(&LOTS.replace(
+        "name = \"sales\"\npickup",
+        "name = \"sales\"\npark_codes = [\"park\"]\npickup",
+    ));
+    assert_eq!(key, "lot[0].park_codes");
+    assert!(msg.contains("already park.park_code"), "{msg}");
+    // A lot's bounds are checked as [park]'s are.
+    let (key, _, _) = invalid(&LOTS.replace("\"45s\"", "\"5s\""));
+    assert_eq!(key, "lot[0].pickup_timeout");
+    // A policy naming an unknown lot, or a default lot it does not allow.
+    let (key, _, _) = invalid(&format!(
+        "[[policy]]\nname = \"p\"\nenable_call_park = true\nlots = [\"nope\"]\n{LOTS}"
+    ));
+    assert_eq!(key, "policy[0].lots");
+    let (key, _, msg) = invalid(&format!(
+        "[[policy]]\nname = \"p\"\nenable_call_park = true\nlots = [\"general\"]\ndefault_lot = \"sales\"\n{LOTS}"
+    ));
+    assert_eq!(key, "policy[0].default_lot");
+    assert!(msg.contains("not in its lots"), "{msg}");
+    load(&format!(
+        "[[policy]]\nname = \"p\"\nenable_call_park = true\nlots = [\"general\", \"sales\"]\ndefault_lot = \"sales\"\n{LOTS}"
+    ))
+    .unwrap();
+    let (key, _, _) = invalid(&LOTS.replace("name = \"sales\"\npick", "name = \"general\"\npick"));
+    assert_eq!(key, "lot[0].name");
+}

@@ -207,7 +207,9 @@ fn timeout_rings_back_with_orbit_caller_id_and_parker_answers() {
     };
     assert_eq!(channel, &ch("bob").leg("rb1"));
     assert_eq!(target, &Target::Endpoint("PJSIP/alice".into()));
-    assert_eq!(caller_id.name, "Parked *701");
+    // The orbit and whose call it is, with the caller's own number.
+    assert_eq!(caller_id.name, "Parked *701: Bob");
+    assert_eq!(caller_id.number, "200");
     assert_eq!(
         (*timeout_ms, purpose),
         (20_000, &LegPurpose::Ringback { attempt: 1 })
@@ -646,6 +648,163 @@ fn found_on_reconnect_answered_legs_are_bridged_or_hung_up_and_retrievers_reconn
     );
 }
 
+// ----- lots and directed park --------------------------------------------------------------
+
+fn directed(c: &str, user: &str, orbit: &str) -> Event {
+    let mut e = park_event(c, user);
+    if let Event::Park { orbit: o2, .. } = &mut e {
+        *o2 = Some(o(orbit));
+    }
+    e
+}
+
+fn in_lot(c: &str, user: &str, lot: &str) -> Event {
+    let mut e = park_event(c, user);
+    if let Event::Park { lot: l, .. } = &mut e {
+        *l = Some(lot.into());
+    }
+    e
+}
+
+fn notes(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Notify { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_lot_keeps_its_own_timeout_prefix_and_lamp() {
+    let mut core = lots_core(settings(1, false));
+    core.handle(0, park_event("a", "alice"));
+    core.handle(0, in_lot("b", "alice", "sales"));
+    let (a, b) = (core.call(&ch("a")).unwrap(), core.call(&ch("b")).unwrap());
+    assert_eq!((a.orbit, a.lot.as_deref(), a.deadline), (Some(o("700")), None, 90_000));
+    assert_eq!(
+        (b.orbit, b.lot.as_deref(), b.deadline),
+        (Some(o("702")), Some("sales"), 45_000)
+    );
+    let log = core.drain_log();
+    assert_eq!(log[1].lot.as_deref(), Some("sales"), "the lot is in the log");
+    // The sales call rings back first, showing its lot's prefix.
+    let cmds = core.handle_timeout(45_000);
+    let Some(Command::Originate { caller_id, .. }) = cmds.first() else {
+        panic!("{cmds:?}")
+    };
+    assert_eq!(caller_id.name, "Sales 702: Bob");
+    assert!(core.call(&ch("a")).unwrap().state == CallState::Parked);
+}
+
+#[test]
+fn policies_limit_lots_and_give_a_default_lot() {
+    let t = {
+        let mut t: Vec<OrbitRange> = table(&["700-701", "702-703"]).ranges().to_vec();
+        t[1].lot = Some("sales".into());
+        OrbitTable::new(t).unwrap()
+    };
+    let policies = PolicySet::new(vec![
+        PolicyRule::new("sales-staff", true, &["sam".into()], &[])
+            .unwrap()
+            .with_lots(Some(vec!["sales".into()]), Some("sales".into())),
+        PolicyRule::new("general-only", true, &["gina".into()], &[])
+            .unwrap()
+            .with_lots(Some(vec!["general".into()]), None),
+    ]);
+    let mut core = ParkCore::new(settings(1, false), policies, PoolOrbits::new(&t, "pbx"));
+    // Sam's plain park goes to his default lot.
+    core.handle(0, park_event("s1", "sam"));
+    assert_eq!(core.call(&ch("s1")).unwrap().orbit, Some(o("702")));
+    // Gina may not park into sales, by code nor by orbit; her plain park stays general.
+    for e in [in_lot("g1", "gina", "sales"), directed("g2", "gina", "703")] {
+        core.handle(0, e);
+    }
+    let refused: Vec<String> = core
+        .drain_log()
+        .into_iter()
+        .filter(|e| e.kind == LogKind::Refused)
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().all(|d| d.contains("does not allow this lot")));
+    core.handle(0, park_event("g3", "gina"));
+    core.handle(0, park_event("g4", "gina"));
+    core.handle(0, park_event("g5", "gina"));
+    assert_eq!(core.call(&ch("g3")).unwrap().orbit, Some(o("700")));
+    assert_eq!(core.call(&ch("g4")).unwrap().orbit, Some(o("701")));
+    // The general lot is full: never the sales orbit left, back to Gina instead.
+    let g5 = core.call(&ch("g5")).unwrap();
+    assert!(
+        matches!(
+            g5.state,
+            CallState::Returning {
+                reason: RefuseReason::Full,
+                ..
+            }
+        ),
+        "{g5:?}"
+    );
+}
+
+#[test]
+fn directed_park_takes_a_free_orbit_and_never_bridges_to_a_busy_one() {
+    let mut core = lots_core(settings(1, false));
+    let cmds = core.handle(0, directed("a", "alice", "701"));
+    assert_eq!(core.call(&ch("a")).unwrap().orbit, Some(o("701")));
+    assert_eq!(notes(&cmds), vec!["Call from Bob <200> parked on 701"]);
+    // 701 in use, general lot: the call goes back to the transferor, who is told.
+    let cmds = core.handle(1, directed("b", "alice", "701"));
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Bridge { .. })),
+        "{cmds:?}"
+    );
+    assert_eq!(
+        originates(&cmds),
+        vec![(ch("b").leg("ret"), LegPurpose::Return)]
+    );
+    assert!(notes(&cmds)[0].contains("the requested orbit is in use"));
+    // The transferor answers: connected again with the call.
+    core.handle(2, Event::Answered {
+        channel: ch("b").leg("ret"),
+    });
+    core.handle(3, Event::Bridged {
+        channel: ch("b").leg("ret"),
+    });
+    assert!(core.call(&ch("b")).is_none());
+    assert_eq!(core.call(&ch("a")).unwrap().orbit, Some(o("701")), "untouched");
+    // In use in lot sales (next_free): the next free orbit there, and the transferor knows it.
+    core.handle(4, directed("c", "alice", "702"));
+    let cmds = core.handle(5, directed("d", "alice", "702"));
+    assert_eq!(core.call(&ch("d")).unwrap().orbit, Some(o("703")));
+    assert_eq!(
+        notes(&cmds),
+        vec!["Call from Bob <200> parked on 703 (702 is in use)"]
+    );
+    // Sales full: back to the transferor.
+    core.handle(6, directed("e", "alice", "702"));
+    let e = core.call(&ch("e")).unwrap();
+    assert!(
+        matches!(
+            e.state,
+            CallState::Returning {
+                reason: RefuseReason::Full,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // Not the pool's orbit.
+    core.handle(7, directed("f", "alice", "704"));
+    assert!(matches!(
+        core.call(&ch("f")).unwrap().state,
+        CallState::Returning {
+            reason: RefuseReason::NotOurOrbit,
+            ..
+        }
+    ));
+}
+
 // ----- property tests ----------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -660,11 +819,23 @@ enum Step {
     /// A (re)connection finds a channel again: a connecting leg answered, a park held.
     FoundAgain(u8),
     Advance(u32),
+    /// A park by the sales lot's code.
+    ParkLot,
+    /// A call transferred to orbit 700 + n % 5 (704 is not the pool's).
+    Directed(u8),
+    /// Two calls transferred to one orbit at the same moment.
+    DirectedTwice(u8),
+    /// Two calls transferred to the park code at the same moment.
+    ParkTwice,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => Just(Step::Park),
+        1 => Just(Step::ParkLot),
+        2 => any::<u8>().prop_map(Step::Directed),
+        1 => any::<u8>().prop_map(Step::DirectedTwice),
+        1 => Just(Step::ParkTwice),
         2 => any::<u8>().prop_map(Step::Retrieve),
         1 => any::<u8>().prop_map(Step::HangupParked),
         2 => any::<u8>().prop_map(Step::AnswerLeg),
@@ -748,6 +919,25 @@ impl Checker {
     }
 }
 
+/// 700-701 the general lot, 702-703 lot `sales` (its own pickup timeout, caller id prefix,
+/// and the next free orbit for a call transferred to a busy one).
+fn lots_core(general: Settings) -> ParkCore {
+    let mut t: Vec<OrbitRange> = table(&["700-701", "702-703"]).ranges().to_vec();
+    t[1].lot = Some("sales".into());
+    let sales = Settings {
+        pickup_timeout: 45_000,
+        caller_id_prefix: "Sales".into(),
+        on_busy_orbit: OnBusyOrbit::NextFree,
+        ..general.clone()
+    };
+    ParkCore::new(
+        general,
+        everyone(),
+        PoolOrbits::new(&OrbitTable::new(t).unwrap(), "pbx"),
+    )
+    .with_lots(HashMap::from([("sales".to_string(), sales)]))
+}
+
 fn pick<T: Clone>(items: &[T], i: u8) -> Option<T> {
     (!items.is_empty()).then(|| items[i as usize % items.len()].clone())
 }
@@ -762,7 +952,7 @@ proptest! {
         fallback in any::<bool>(),
         known_parker in any::<bool>(),
     ) {
-        let mut core = core_with(settings(max, fallback), &["700-703"]);
+        let mut core = lots_core(settings(max, fallback));
         let mut chk = Checker { owed: if known_parker { max } else { 0 }, ..Checker::default() };
         let mut now: Millis = 0;
         let mut next = 0u32;
@@ -784,8 +974,37 @@ proptest! {
                 CallState::Connecting { leg, .. } => Some(leg.clone()),
                 _ => None,
             }).collect();
+            // Parks of this step, and the orbit each asked for.
+            let mut parks: Vec<(ChannelId, Option<Orbit>)> = Vec::new();
+            let mut park = |core: &mut ParkCore, next: &mut u32, lot: Option<&str>, orbit: Option<Orbit>| {
+                *next += 1;
+                let c = format!("p{next}");
+                let mut e = ev_park(&c);
+                if let Event::Park { lot: l, orbit: o, .. } = &mut e {
+                    *l = lot.map(str::to_string);
+                    *o = orbit;
+                }
+                parks.push((ch(&c), orbit));
+                core.handle(now, e)
+            };
             let cmds = match s {
-                Step::Park => { next += 1; core.handle(now, ev_park(&format!("p{next}"))) }
+                Step::Park => park(&mut core, &mut next, None, None),
+                Step::ParkLot => park(&mut core, &mut next, Some("sales"), None),
+                Step::Directed(i) => park(&mut core, &mut next, None, Some(o(&format!("{}", 700 + (i % 5) as u32)))),
+                Step::DirectedTwice(i) => {
+                    let orbit = o(&format!("{}", 700 + (i % 5) as u32));
+                    let mut cmds = park(&mut core, &mut next, None, Some(orbit));
+                    chk.see(&mut core, &cmds, max)?;
+                    cmds = park(&mut core, &mut next, None, Some(orbit));
+                    let on: Vec<&ParkedCall> = core.calls().filter(|c| c.orbit == Some(orbit)).collect();
+                    prop_assert!(on.len() <= 1, "orbit {} held by {:?}", orbit, on);
+                    cmds
+                }
+                Step::ParkTwice => {
+                    let cmds = park(&mut core, &mut next, None, None);
+                    chk.see(&mut core, &cmds, max)?;
+                    park(&mut core, &mut next, None, None)
+                }
                 Step::Retrieve(i) => {
                     next += 1;
                     let r = format!("r{next}");
@@ -825,6 +1044,27 @@ proptest! {
                 },
                 Step::Advance(ms) => { now += ms as i64; core.handle_timeout(now) }
             };
+            // A park is never bridged to anything in its own step (a call transferred to an
+            // orbit in use is not a retrieve), follows its orbit's lot, and a directed one
+            // gets its orbit, the lot's next free one, or goes back.
+            for (c, wanted) in &parks {
+                prop_assert!(!cmds.iter().any(|x| matches!(x, Command::Bridge { parked, other } if parked == c || other == c)), "{} bridged", c);
+                let Some(call) = core.call(c) else { continue };
+                if let Some(orbit) = call.orbit {
+                    let sales = orbit >= o("702");
+                    prop_assert_eq!(call.lot.as_deref(), sales.then_some("sales"));
+                    if call.state == CallState::Parked {
+                        prop_assert_eq!(call.deadline, now + if sales { 45_000 } else { 90_000 });
+                    }
+                    if let Some(w) = wanted {
+                        // Moved on only within the sales lot (next_free); the general lot
+                        // gives a busy orbit's call back.
+                        prop_assert!(orbit == *w || (sales && *w >= o("702")), "{} asked {} got {}", c, w, orbit);
+                    }
+                } else {
+                    prop_assert!(matches!(call.state, CallState::Returning { .. }), "{:?}", call);
+                }
+            }
             chk.see(&mut core, &cmds, max)?;
             // Events for channels that are gone change nothing; an answered one is hung up.
             let gone = ChannelId::new("gone");
