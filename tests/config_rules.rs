@@ -269,10 +269,19 @@ fn a_lot_overrides_park_settings_and_gets_its_park_code() {
     assert_eq!(l.park_codes, vec!["park-sales"]);
     assert_eq!(l.park.pickup_timeout, Duration::from_secs(45));
     assert_eq!(l.park.max_pickup_attempts, 3);
-    assert!(l.park.on_timeout.is_none(), "`none` drops [park]'s fallback");
+    assert!(
+        l.park.on_timeout.is_none(),
+        "`none` drops [park]'s fallback"
+    );
     assert_eq!(l.park.music_on_hold_class.as_deref(), Some("jazz"));
-    assert!(l.park.music_on_hold_file.is_none(), "the lot's class replaces the file");
-    assert_eq!(l.park.ringback_ring_time, c.park.ringback_ring_time, "inherited");
+    assert!(
+        l.park.music_on_hold_file.is_none(),
+        "the lot's class replaces the file"
+    );
+    assert_eq!(
+        l.park.ringback_ring_time, c.park.ringback_ring_time,
+        "inherited"
+    );
     assert!(c.park.on_timeout.is_some());
 }
 

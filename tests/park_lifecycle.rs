@@ -681,13 +681,20 @@ fn each_lot_keeps_its_own_timeout_prefix_and_lamp() {
     core.handle(0, park_event("a", "alice"));
     core.handle(0, in_lot("b", "alice", "sales"));
     let (a, b) = (core.call(&ch("a")).unwrap(), core.call(&ch("b")).unwrap());
-    assert_eq!((a.orbit, a.lot.as_deref(), a.deadline), (Some(o("700")), None, 90_000));
+    assert_eq!(
+        (a.orbit, a.lot.as_deref(), a.deadline),
+        (Some(o("700")), None, 90_000)
+    );
     assert_eq!(
         (b.orbit, b.lot.as_deref(), b.deadline),
         (Some(o("702")), Some("sales"), 45_000)
     );
     let log = core.drain_log();
-    assert_eq!(log[1].lot.as_deref(), Some("sales"), "the lot is in the log");
+    assert_eq!(
+        log[1].lot.as_deref(),
+        Some("sales"),
+        "the lot is in the log"
+    );
     // The sales call rings back first, showing its lot's prefix.
     let cmds = core.handle_timeout(45_000);
     let Some(Command::Originate { caller_id, .. }) = cmds.first() else {
@@ -727,7 +734,11 @@ fn policies_limit_lots_and_give_a_default_lot() {
         .map(|e| e.detail)
         .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
-    assert!(refused.iter().all(|d| d.contains("does not allow this lot")));
+    assert!(
+        refused
+            .iter()
+            .all(|d| d.contains("does not allow this lot"))
+    );
     core.handle(0, park_event("g3", "gina"));
     core.handle(0, park_event("g4", "gina"));
     core.handle(0, park_event("g5", "gina"));
@@ -765,14 +776,24 @@ fn directed_park_takes_a_free_orbit_and_never_bridges_to_a_busy_one() {
     );
     assert!(notes(&cmds)[0].contains("the requested orbit is in use"));
     // The transferor answers: connected again with the call.
-    core.handle(2, Event::Answered {
-        channel: ch("b").leg("ret"),
-    });
-    core.handle(3, Event::Bridged {
-        channel: ch("b").leg("ret"),
-    });
+    core.handle(
+        2,
+        Event::Answered {
+            channel: ch("b").leg("ret"),
+        },
+    );
+    core.handle(
+        3,
+        Event::Bridged {
+            channel: ch("b").leg("ret"),
+        },
+    );
     assert!(core.call(&ch("b")).is_none());
-    assert_eq!(core.call(&ch("a")).unwrap().orbit, Some(o("701")), "untouched");
+    assert_eq!(
+        core.call(&ch("a")).unwrap().orbit,
+        Some(o("701")),
+        "untouched"
+    );
     // In use in lot sales (next_free): the next free orbit there, and the transferor knows it.
     core.handle(4, directed("c", "alice", "702"));
     let cmds = core.handle(5, directed("d", "alice", "702"));

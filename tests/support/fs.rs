@@ -288,6 +288,17 @@ impl Esl {
 /// A call between `dev-<phone>` (the parker's phone) and a caller, which the phone then blind
 /// transfers to the park code. Returns the parked channel (the caller's uuid).
 pub async fn park_by_transfer(esl: &Esl, phone: &str, name: &str, number: &str) -> String {
+    park_by_transfer_to(esl, phone, name, number, "park").await
+}
+
+/// [`park_by_transfer`] to any extension: a lot's park code, or an orbit (a directed park).
+pub async fn park_by_transfer_to(
+    esl: &Esl,
+    phone: &str,
+    name: &str,
+    number: &str,
+    exten: &str,
+) -> String {
     esl.set_phone(phone, "answer").await;
     let caller = esl.call(&format!("to-dev-{phone}"), name, number).await;
     super::wait_for(
@@ -298,7 +309,7 @@ pub async fn park_by_transfer(esl: &Esl, phone: &str, name: &str, number: &str) 
     .await;
     let r = esl
         .api(&format!(
-            "uuid_transfer {caller} park XML {}",
+            "uuid_transfer {caller} {exten} XML {}",
             fb("CONTEXT")
         ))
         .await;

@@ -549,6 +549,18 @@ pub async fn park_by_transfer(
     phone: &str,
     caller_id: &str,
 ) -> (Value, Value) {
+    park_by_transfer_to(ari, ami, phone, caller_id, "park").await
+}
+
+/// [`park_by_transfer`] to any extension of `park-in`: a lot's park code, or an orbit (a
+/// directed park, as a busy-lamp key pressed during a call does it).
+pub async fn park_by_transfer_to(
+    ari: &Ari,
+    ami: &Ami,
+    phone: &str,
+    caller_id: &str,
+    exten: &str,
+) -> (Value, Value) {
     ami.set_phone(phone, "answer").await;
     let to = format!("to-dev-{phone}");
     ari.originate_local(&to, "calls", ("answer", "phones"), caller_id)
@@ -574,7 +586,7 @@ pub async fn park_by_transfer(
         .await
     })
     .await;
-    ami.blind_transfer(transferer["name"].as_str().unwrap(), "park", "park-in")
+    ami.blind_transfer(transferer["name"].as_str().unwrap(), exten, "park-in")
         .await;
     (caller, transferer)
 }
