@@ -215,6 +215,16 @@ async fn asterisk_directed_park_free_busy_and_two_at_once() {
         ari.bridge_with(id(&c2), &leg(id(&c2), "ret")).await
     })
     .await;
+    // The transferor hears that parking failed.
+    let back = ari.get(&format!("/channels/{}", leg(id(&c2), "ret"))).await;
+    let told = format!(
+        "<{}> Playing 'pbx-parkingfailed",
+        back["name"].as_str().unwrap()
+    );
+    wait_for("the transferor told", S(5), || async {
+        asterisk_log().contains(&told).then_some(())
+    })
+    .await;
     assert!(ari.bridge_with(id(&c1), id(&c2)).await.is_none());
     assert_eq!(cp.wait_parked_on("701").await.channel.as_str(), id(&c1));
     // Two calls transferred to 711 at the same moment: one gets it, the other the sales
@@ -320,11 +330,20 @@ async fn freeswitch_directed_park_free_busy_and_two_at_once() {
     };
     let c1 = fs::park_by_transfer_to(&esl, "alice", "C1", "5550001", "601").await;
     assert_eq!(cp.wait_parked_on("601").await.channel.as_str(), c1);
+    let mark = esl.mark();
     let c2 = fs::park_by_transfer_to(&esl, "grace", "C2", "5550002", "601").await;
     lots.refused(&c2, "the requested orbit is in use").await;
     let back = leg(&c2, "ret");
     wait_for("the call back with its transferor", S(5), || async {
         fs_bridged(&esl, &c2, &back).await.then_some(())
+    })
+    .await;
+    // The transferor hears that parking failed.
+    esl.wait_event(mark, "the transferor told", S(5), |e| {
+        e.name() == "PLAYBACK_START"
+            && e.uuid() == back
+            && e.get("Playback-File-Path")
+                .contains("call_cannot_be_completed")
     })
     .await;
     assert!(!fs_bridged(&esl, &c1, &c2).await);

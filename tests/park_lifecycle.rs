@@ -782,12 +782,16 @@ fn directed_park_takes_a_free_orbit_and_never_bridges_to_a_busy_one() {
             channel: ch("b").leg("ret"),
         },
     );
-    core.handle(
+    let cmds = core.handle(
         3,
         Event::Bridged {
             channel: ch("b").leg("ret"),
         },
     );
+    // Who answers hears why the call came back.
+    assert!(cmds.contains(&Command::ParkFailed {
+        channel: ch("b").leg("ret")
+    }));
     assert!(core.call(&ch("b")).is_none());
     assert_eq!(
         core.call(&ch("a")).unwrap().orbit,

@@ -766,7 +766,12 @@ impl ParkCore {
                 ),
             });
         }
-        let _ = leg;
+        if let Via::Return = via {
+            // The transferor hears why the call came back, on its own side of the bridge.
+            out.push(Command::ParkFailed {
+                channel: leg.clone(),
+            });
+        }
         self.finish(now, &parked, kind, detail, out);
     }
 

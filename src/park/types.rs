@@ -326,6 +326,11 @@ pub enum Command {
         channel: ChannelId,
         reason: RefuseReason,
     },
+    /// Tell a channel, connected already, that the park it asked for failed (the transferor
+    /// a refused call came back to); nothing follows.
+    ParkFailed {
+        channel: ChannelId,
+    },
     /// Busy-lamp state of an orbit.
     Lamp {
         orbit: Orbit,

@@ -796,6 +796,10 @@ impl Translator for AriTranslator {
                 let after = AfterPlayback::Continue(channel.clone());
                 self.play(out, &channel, SOUND_PARK_FAILED, Some(after));
             }
+            Command::ParkFailed { channel } => {
+                // Played to this channel only, inside the bridge.
+                self.play(out, &channel, SOUND_PARK_FAILED, None);
+            }
             Command::Lamp { orbit, state } => {
                 // RINGING where a phone can show it (a blinking key), as Asterisk's own
                 // device states say it.

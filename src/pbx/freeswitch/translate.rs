@@ -542,6 +542,15 @@ impl Translator for FsTranslator {
                 info!(pbx = %self.s.pool, channel = %channel, reason = reason.as_str(), "park refused");
                 self.say_then_hang_up(out, &channel, SOUND_PARK_FAILED);
             }
+            Command::ParkFailed { channel } => {
+                // `aleg`: to this side of the bridge only.
+                self.action(
+                    out,
+                    "tell park failed",
+                    Some(&channel),
+                    format!("uuid_broadcast {channel} {SOUND_PARK_FAILED} aleg"),
+                );
+            }
             Command::Lamp { orbit, state } => out.request(self.lamp(orbit, state)),
         }
     }
