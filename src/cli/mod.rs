@@ -118,6 +118,10 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::CheckConfig => {
             check_config(&cfg);
+            // It may run where the secrets are not (a build host, a review): a warning.
+            for w in cfg.check_secrets() {
+                println!("warning: {w} (`callpark run` needs it)");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Orbits => orbits(&cfg).await,
@@ -145,7 +149,16 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Run => crate::cli::run::run(cfg).await,
+        Cmd::Run => {
+            let missing = cfg.check_secrets();
+            if !missing.is_empty() {
+                for m in &missing {
+                    eprintln!("error: {m}");
+                }
+                return Ok(ExitCode::from(2));
+            }
+            crate::cli::run::run(cfg).await
+        }
         Cmd::Lint(_) => unreachable!("dispatched before the configuration is loaded"),
         Cmd::Dialplan { kind } => {
             use crate::config::PbxKind;

@@ -555,8 +555,13 @@ impl Config {
                     format!("`{}` is used by two [[pbx]] entries", pbx.name),
                 ));
             }
-            if let Err(m) = pbx.secret() {
-                return Err(bad(format!("pbx[{i}].password"), m));
+            // Both set is a mistake in the file; a variable not set here may be set where
+            // `callpark run` runs: only `run` needs it ([`Config::check_secrets`]).
+            if pbx.password.is_some() && pbx.password_env.is_some() {
+                return Err(bad(
+                    format!("pbx[{i}].password"),
+                    "set either password or password_env, not both".into(),
+                ));
             }
         }
 
@@ -648,6 +653,32 @@ impl Config {
             orbits,
             lots,
         })
+    }
+
+    /// The PBX secrets `callpark run` needs: an error naming the key and the variable for each
+    /// one that cannot be had. Commands that never talk to a PBX do not ask.
+    pub fn check_secrets(&self) -> Vec<Invalid> {
+        let file = self
+            .file
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |f| f.display().to_string());
+        self.pbx
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let message = match p.secret() {
+                    Err(m) => m,
+                    Ok(None) => "password or password_env is missing".into(),
+                    Ok(Some(_)) => return None,
+                };
+                Some(Invalid {
+                    file: file.clone(),
+                    line: None,
+                    key: format!("pbx[{i}].password"),
+                    message,
+                })
+            })
+            .collect()
     }
 
     /// A lot by name.
