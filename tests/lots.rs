@@ -380,3 +380,122 @@ async fn freeswitch_directed_park_free_busy_and_two_at_once() {
     .await;
     cp.wait_log(&c1, "retrieved", S(5)).await;
 }
+
+/// Alice-style attended transfer on Asterisk: the transferer presses its transfer key and
+/// dials `exten`; returns the consultation channel. AMI's digits are now and then lost by
+/// Asterisk ("Unable to acquire target extension"): then it is tried again, as a person would.
+async fn atxfer(ari: &Ari, ami: &Ami, transferer: &Value, exten: &str) -> Value {
+    for _ in 0..2 {
+        let mark = asterisk_log().len();
+        let r = ami
+            .action(
+                "Atxfer",
+                &[
+                    ("Channel", transferer["name"].as_str().unwrap()),
+                    ("Exten", exten),
+                    ("Context", "park-in"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "{r:?}"
+        );
+        let prefix = format!("Local/{exten}@park-in-");
+        let consult = wait_for(
+            "the consultation call, or the transfer given up",
+            S(15),
+            || async {
+                if let Some(c) = ari.channel_named(&prefix, ";2").await {
+                    return Some(Some(c));
+                }
+                let log = asterisk_log();
+                log[mark.min(log.len())..]
+                    .contains("Unable to acquire target extension for attended transfer")
+                    .then_some(None)
+            },
+        )
+        .await;
+        if let Some(c) = consult {
+            return c;
+        }
+    }
+    panic!("Asterisk lost the attended transfer's digits twice");
+}
+
+/// A call between `to-dev-<phone>` and a caller, up and bridged: (transferer, caller).
+async fn call_up(ari: &Ari, ami: &Ami, phone: &str, caller_id: &str) -> (Value, Value) {
+    ami.set_phone(phone, "answer").await;
+    let to = format!("to-dev-{phone}");
+    ari.originate_local(&to, "calls", ("answer", "phones"), caller_id)
+        .await;
+    let (tp, cp) = (
+        format!("Local/{to}@calls-"),
+        format!("Local/dev-{phone}@phones-"),
+    );
+    wait_for("the call up and bridged", S(10), || async {
+        let t = ari.channel_named(&tp, ";2").await?;
+        let c = ari.channel_named(&cp, ";1").await?;
+        ari.bridge_with(id(&t), id(&c)).await.map(|_| (t, c))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn asterisk_attended_transfer_to_an_orbit_parks_there_or_goes_back_when_busy() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let cp = Callpark::start(&lots_setup("pbx-a", ("701", "702"), ("710", "711"))).await;
+    // Alice consults 702 (free): callpark takes it there and tells her the orbit.
+    let (alice, carol) = call_up(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    let consult = atxfer(&ari, &ami, &alice, "702").await;
+    let call = cp.wait_parked_on("702").await;
+    assert_eq!(call.channel.as_str(), id(&consult));
+    let spoken = format!("<{}> Playing 'digits/7.", consult["name"].as_str().unwrap());
+    wait_for("alice hears the orbit", S(10), || async {
+        asterisk_log().contains(&spoken).then_some(())
+    })
+    .await;
+    // She hangs up: the transfer completes, Carol waits on 702.
+    ari.delete(&format!("/channels/{}", id(&alice))).await;
+    tokio::time::sleep(S(1)).await;
+    assert!(ari.channel_exists(id(&carol)).await);
+    assert!(ari.channel_exists(id(&consult)).await, "still parked");
+    // Grace consults 702 too (in use): she is told, and keeps her own caller on hold.
+    let (grace, dave) = call_up(&ari, &ami, "grace", "\"Dave\" <5552222>").await;
+    let mark = asterisk_log().len();
+    let consult2 = atxfer(&ari, &ami, &grace, "702").await;
+    cp.wait_log(id(&consult2), "refused", S(10)).await;
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "refused" && r.channel == id(&consult2))
+        .unwrap();
+    assert!(row.detail.contains("in use"), "{}", row.detail);
+    let told = format!(
+        "<{}> Playing 'pbx-parkingfailed",
+        consult2["name"].as_str().unwrap()
+    );
+    wait_for("grace told parking failed", S(10), || async {
+        asterisk_log()[mark..].contains(&told).then_some(())
+    })
+    .await;
+    assert!(ari.bridge_with(id(&consult), id(&consult2)).await.is_none());
+    assert!(
+        ari.channel_exists(id(&dave)).await,
+        "bob's caller is not dropped"
+    );
+    assert_eq!(
+        cp.wait_parked_on("702").await.channel.as_str(),
+        id(&consult)
+    );
+    // Dialling 702 retrieves Carol's call.
+    let retriever = dial_orbit(&ari, "702", "\"Gina\" <209>").await;
+    wait_for("702 retrieved", S(10), || async {
+        ari.bridge_with(id(&consult), id(&retriever)).await
+    })
+    .await;
+    assert!(ari.channel_exists(id(&carol)).await, "carol talks to gina");
+}
