@@ -133,8 +133,8 @@ async fn timeout_rings_back_the_parker_showing_the_orbit_and_answer_reconnects()
         call.deadline
     );
     assert_eq!(
-        rb["caller"]["name"], "Parked 701",
-        "caller id shows the orbit"
+        rb["caller"]["name"], "Parked 701: Carol",
+        "caller id shows the orbit and whose call it is"
     );
     assert!(
         name(&rb).starts_with("Local/to-dev-alice@calls-"),

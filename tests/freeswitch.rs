@@ -159,8 +159,8 @@ async fn timeout_rings_back_the_parker_showing_the_orbit_and_answer_reconnects()
     );
     assert_eq!(
         created.get("Caller-Caller-ID-Name"),
-        "Parked 601",
-        "caller id shows the orbit"
+        "Parked 601: Carol",
+        "caller id shows the orbit and whose call it is"
     );
     assert_eq!(created.get("Caller-Caller-ID-Number"), "5551234");
     assert_eq!(
