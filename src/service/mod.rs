@@ -202,7 +202,9 @@ impl PoolRun<'_> {
         let log = core.drain_log();
         for e in &log {
             info!(pool = self.pool, kind = e.kind.as_str(), channel = %e.channel,
-                  orbit = e.orbit.map(|o| o.to_string()).unwrap_or_default(), detail = %e.detail, "park event");
+                  orbit = e.orbit.map(|o| o.to_string()).unwrap_or_default(),
+                  lot = e.lot.as_deref().unwrap_or(crate::park::GENERAL_LOT),
+                  detail = %e.detail, "park event");
         }
         let (early, late): (Vec<Command>, Vec<Command>) =
             cmds.into_iter().partition(Command::may_precede_commit);
