@@ -192,6 +192,22 @@ async fn asterisk_lots_codes_policies_own_settings_and_full_lot() {
         cp.kinds_of(id(&c5)).await == ["parked"],
         "the general call waits for [park]'s 60 s"
     );
+    // The CLI names the lots.
+    for (cmd, want) in [
+        ("parked", "711 pbx-a sales".to_string()),
+        ("orbits", "sales".to_string()),
+        ("log", "sales".to_string()),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_callpark"))
+            .arg("--config")
+            .arg(&cp.config)
+            .arg(cmd)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(squeezed.contains(&want), "callpark {cmd}: {text}");
+    }
 }
 
 #[tokio::test]
