@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use callpark::pbx::freeswitch::translate::originate_value;
 use serde_json::Value;
+use support::fs::{self, fb};
 use support::sip::{SipPhone, header};
 use support::*;
 
@@ -112,11 +114,61 @@ async fn asterisk_retriever_phone_sees_the_parked_caller() {
             (call.caller.name.as_str(), call.caller.number.as_str()),
             (name, number)
         );
-        let d = phone.call(&sip, "701", "127.0.0.1").await;
+        let d = phone
+            .call(&sip, "701", "127.0.0.1", "callpark test phone")
+            .await;
         cp.wait_log(id(&caller), "retrieved", S(10)).await;
         let (how, pai) = told_identity(&phone, &d, name, number).await;
         eprintln!("asterisk told the retriever, in {how}: {pai}");
         phone.hang_up(&sip, &d).await;
         ari.reset().await;
+    }
+}
+
+// ----- FreeSWITCH ----------------------------------------------------------------------------
+
+/// A caller who dials the park code itself, its caller id written as callpark writes one
+/// (`originate_value`); returns the parked channel (the loopback half that runs `park`).
+async fn fs_self_park(esl: &fs::Esl, name: &str, number: &str) -> String {
+    let ctx = fb("CONTEXT");
+    let a = fs::uuid();
+    let r = esl
+        .bgapi(&format!(
+            "originate {{origination_uuid={a},origination_caller_id_name={},origination_caller_id_number={}}}loopback/park/{ctx} &park()",
+            originate_value(name),
+            originate_value(number)
+        ))
+        .await;
+    assert!(r.starts_with("+OK"), "originate: {r}");
+    wait_for("the parked half of loopback/park", S(10), || async {
+        let b = esl.getvar(&a, "other_loopback_leg_uuid").await;
+        (b.len() == 36).then_some(b)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn freeswitch_retriever_phone_sees_the_parked_caller() {
+    let _turn = exclusive().await;
+    let esl = fs::fs_testbed().await;
+    let sip = fb("SIP_BIND");
+    let phone = SipPhone::start(&fb("SIP_ALICE_CONTACT")).await;
+    let cp = Callpark::start(&Setup::freeswitch()).await;
+
+    for (name, number) in [("O'Brien, Zoë", "5551234"), ("Carol", "5550000")] {
+        let caller = fs_self_park(&esl, name, number).await;
+        let call = cp.wait_parked_on("601").await;
+        assert_eq!(
+            (call.caller.name.as_str(), call.caller.number.as_str()),
+            (name, number)
+        );
+        let d = phone
+            .call(&sip, "601", "127.0.0.1", "Yealink SIP-T46S 66.86.0.15")
+            .await;
+        cp.wait_log(&caller, "retrieved", S(10)).await;
+        let (how, id) = told_identity(&phone, &d, name, number).await;
+        eprintln!("freeswitch told the retriever, in {how}: {id}");
+        phone.hang_up(&sip, &d).await;
+        esl.reset().await;
     }
 }

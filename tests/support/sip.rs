@@ -273,9 +273,10 @@ pub struct Dialog {
 }
 
 impl SipPhone {
-    /// Calls `target` (the user part, like an orbit) at `server` as `alice@domain`; once it is
-    /// answered, acknowledges it. Panics on a refusal.
-    pub async fn call(&self, server: &str, target: &str, domain: &str) -> Dialog {
+    /// Calls `target` (the user part, like an orbit) at `server` as `alice@domain`, introducing
+    /// itself as `user_agent` (FreeSWITCH tells only the phones it knows who they talk to); once
+    /// it is answered, acknowledges it. Panics on a refusal.
+    pub async fn call(&self, server: &str, target: &str, domain: &str, user_agent: &str) -> Dialog {
         let n = self.seq.load(std::sync::atomic::Ordering::SeqCst);
         let call_id = format!("call-{target}-{n}-{}", self.nonce);
         let from = format!("\"Alice\" <sip:alice@{domain}>;tag=call{n}{}", self.nonce);
@@ -284,7 +285,7 @@ impl SipPhone {
             "v=0\r\no=- 2 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 5174 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
         );
         let headers = format!(
-            "From: {from}\r\nTo: <sip:{target}@{domain}>\r\nCall-ID: {call_id}\r\nContact: <sip:alice@{}>\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, MESSAGE, NOTIFY, REFER\r\nContent-Type: application/sdp\r\n",
+            "From: {from}\r\nTo: <sip:{target}@{domain}>\r\nCall-ID: {call_id}\r\nContact: <sip:alice@{}>\r\nUser-Agent: {user_agent}\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, MESSAGE, NOTIFY, REFER\r\nContent-Type: application/sdp\r\n",
             self.local
         );
         let uri = format!("sip:{target}@{server}");
