@@ -521,3 +521,46 @@ fn what_this_connection_handled_live_is_not_adopted_again_and_a_bridge_is_asked_
         }]
     );
 }
+
+/// Issue 11.5: the core's ringback caller id (`Parked 701: O'Brien, Zoë` once the caller's name
+/// is in it) reaches ARI as `"name" <number>` that Asterisk's parser reads back intact: commas,
+/// colons, apostrophes and non-ASCII stand as they are, `"` and `\` are escaped
+/// (ast_unescape_quoted), and nothing in the number can end it early.
+#[test]
+fn ringback_caller_id_survives_asterisks_callerid_parser() {
+    let originate = |name: &str, number: &str| {
+        let mut t = tr();
+        let out = cmd(
+            &mut t,
+            Command::Originate {
+                channel: ChannelId::new("1795360456.7"),
+                target: Target::Endpoint("PJSIP/alice".into()),
+                caller_id: Party {
+                    name: name.into(),
+                    number: number.into(),
+                },
+                timeout_ms: 3_000,
+                purpose: LegPurpose::Ringback { attempt: 1 },
+            },
+        );
+        out.requests[0]
+            .query
+            .iter()
+            .find(|(k, _)| *k == "callerId")
+            .map(|(_, v)| v.clone())
+            .expect("a callerId")
+    };
+    assert_eq!(
+        originate("Parked 701: O'Brien, Zoë", "5551234"),
+        "\"Parked 701: O'Brien, Zoë\" <5551234>"
+    );
+    assert_eq!(
+        originate("Parked 701: \"Big\" Al \\o/", "+44 20 7946 0000"),
+        "\"Parked 701: \\\"Big\\\" Al \\\\o/\" <+44 20 7946 0000>"
+    );
+    assert_eq!(
+        originate("Parked 701", "<5551234>"),
+        "\"Parked 701\" <5551234>"
+    );
+    assert_eq!(originate("", ""), "\"\" <>");
+}

@@ -425,10 +425,30 @@ fn commands_become_event_socket_commands() {
     assert_eq!(
         r.out.line,
         format!(
-            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number=5551234,originate_timeout=20,hangup_after_bridge=true}}sofia/internal/alice@192.0.2.7:5060 &park()"
+            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number='5551234',originate_timeout=20,hangup_after_bridge=true}}sofia/internal/alice@192.0.2.7:5060 &park()"
         )
     );
     assert_eq!(r.out.headers, [("Job-UUID".to_string(), leg.to_string())]);
+    // A name with a colon (the core's `Parked 601: Carol`), which sofia would cut, goes whole
+    // into the From display, without the Remote-Party-ID that would carry the cut one.
+    let out = cmd(
+        &mut t,
+        Command::Originate {
+            channel: leg.clone(),
+            target: Target::Endpoint("sofia/internal/alice@192.0.2.7:5060".into()),
+            caller_id: Party {
+                name: "Parked 601: Carol".into(),
+                number: "5551234".into(),
+            },
+            timeout_ms: 19_500,
+            purpose: LegPurpose::Ringback { attempt: 1 },
+        },
+    );
+    let line = &out.requests[0].out.line;
+    assert!(
+        line.contains(",sip_from_display='Parked 601: Carol',sip_cid_type=none}"),
+        "{line}"
+    );
     // Destinations of on_timeout.
     let dial = |t: &mut FsTranslator, d: Destination| {
         lines(&cmd(
@@ -644,5 +664,135 @@ fn a_bad_orbit_is_told_and_hung_up_without_the_core() {
                 "api uuid_transfer {P} answer,playback:ivr/ivr-that_was_an_invalid_entry.wav,hangup inline"
             )
         ]
+    );
+}
+
+/// FreeSWITCH's `switch_separate_string` (src/switch_utils.c) as far as callpark's originate
+/// meets it: split at `delim` (a blank: `separate_string_blank_delim`) outside single quotes,
+/// a backslash protecting the next character, at most `max` parts; then each part cleaned up
+/// (`cleanup_separated_string`): blanks trimmed, quotes dropped, escapes undone.
+fn fs_separate(s: &str, delim: char, max: usize) -> Vec<String> {
+    let c: Vec<char> = s.chars().collect();
+    let mut parts = vec![];
+    let (mut start, mut i, mut quoted) = (0, 0, false);
+    while i < c.len() && parts.len() + 1 < max {
+        match c[i] {
+            '\\' => i += 1,
+            '\'' if delim == ' ' || quoted || c[i + 1..].contains(&'\'') => quoted = !quoted,
+            ch if ch == delim && !quoted => {
+                parts.push(c[start..i].iter().collect::<String>());
+                start = i + 1;
+                if delim == ' ' {
+                    while start < c.len() && c[start] == ' ' {
+                        start += 1;
+                    }
+                    i = start;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(c[start.min(c.len())..].iter().collect());
+    let cleanup = |p: &str| -> String {
+        let c: Vec<char> = p.trim_start_matches(' ').chars().collect();
+        let (mut out, mut end, mut quoted) = (String::new(), 0, false);
+        let mut i = 0;
+        while i < c.len() {
+            let esc = c[i] == '\\'
+                && c.get(i + 1).is_some_and(|&e| {
+                    matches!(e, '\'' | '"' | '\\' | 'n' | 'r' | 't' | 's')
+                        || (delim != ' ' && e == delim)
+                });
+            if esc {
+                i += 1;
+                out.push(match c[i] {
+                    'n' => '\n',
+                    'r' => '\r',
+                    't' => '\t',
+                    's' => ' ',
+                    e => e,
+                });
+                end = out.len();
+            } else if c[i] == '\'' && (quoted || c[i + 1..].contains(&'\'')) {
+                quoted = !quoted;
+                if quoted {
+                    end = out.len();
+                }
+            } else {
+                out.push(c[i]);
+                if c[i] != ' ' || quoted {
+                    end = out.len();
+                }
+            }
+            i += 1;
+        }
+        out.truncate(end);
+        out
+    };
+    parts.iter().map(|p| cleanup(p)).collect()
+}
+
+/// The caller id name FreeSWITCH reads from a `bgapi originate` line: mod_commands' arguments
+/// (split at blanks), the originate's `{}` block (split at commas), the variable (its first
+/// `=`).
+fn fs_reads_caller_id_name(line: &str) -> Option<String> {
+    let args = line.strip_prefix("bgapi originate ")?;
+    let first = fs_separate(args, ' ', 7).into_iter().next()?;
+    let block = first.strip_prefix('{')?;
+    let block = &block[..block.rfind('}')?];
+    fs_separate(block, ',', 1024).into_iter().find_map(|v| {
+        let kv = fs_separate(&v, '=', 2);
+        (kv.len() == 2 && kv[0] == "origination_caller_id_name").then(|| kv[1].clone())
+    })
+}
+
+/// Issue 11.5: the core's ringback caller id (`Parked 601: O'Brien, Zoë` once the caller's name
+/// is in it) survives FreeSWITCH's three passes over an originate line (the same strings were
+/// read back from the real FreeSWITCH 1.11, tests/caller_id.rs); it used to lose its commas and
+/// apostrophes.
+#[test]
+fn ringback_caller_id_survives_freeswitchs_originate_parsing() {
+    let line = |name: &str| {
+        let mut t = tr();
+        let leg = ChannelId::new(P).leg("rb1");
+        lines(&cmd(
+            &mut t,
+            Command::Originate {
+                channel: leg,
+                target: Target::Endpoint("sofia/internal/alice@192.0.2.7:5060".into()),
+                caller_id: Party {
+                    name: name.into(),
+                    number: "5551234".into(),
+                },
+                timeout_ms: 19_500,
+                purpose: LegPurpose::Ringback { attempt: 1 },
+            },
+        ))[0]
+            .clone()
+    };
+    let l = line("Parked 601: O'Brien, Zoë");
+    assert!(
+        l.contains(r"origination_caller_id_name='Parked 601: O\\\\\\\'Brien\\, Zoë',"),
+        "{l}"
+    );
+    for name in [
+        "Parked 601: O'Brien, Zoë",
+        "Parked 601",
+        "Parked 601: 'Quoted', \"double\" \\ back\\slash \\n = ; | [x] <y> ~!@#$%^&*",
+        "Parked 601: a,,b  two  blanks",
+    ] {
+        assert_eq!(
+            fs_reads_caller_id_name(&line(name)).as_deref(),
+            Some(name),
+            "{}",
+            line(name)
+        );
+    }
+    // Braces cannot be escaped (the `{}` block ends at the first unbalanced `}`).
+    assert_eq!(
+        fs_reads_caller_id_name(&line("Parked 601: {x}")).as_deref(),
+        Some("Parked 601: (x)")
     );
 }

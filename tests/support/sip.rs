@@ -2,7 +2,9 @@
 //! endpoint, contact 127.0.0.1:5170; FreeSWITCH's directory user, 127.0.0.1:5270): it answers
 //! or lets ring INVITEs, takes BYE and CANCEL, keeps every MESSAGE it is sent (how callpark
 //! tells a SIP parker its orbit) and every NOTIFY, and sends REGISTER, SUBSCRIBE and, within a
-//! call it answered, REFER (a blind transfer).
+//! call it answered, REFER (a blind transfer). It also places calls (INVITE, ACK, BYE) and keeps
+//! every request it is sent, so a test can read what a PBX tells it within a call (a re-INVITE
+//! or UPDATE with P-Asserted-Identity: who the phone is now talking to).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,8 @@ pub struct SipPhone {
     pub invites: Arc<Mutex<Vec<String>>>,
     /// NOTIFY requests received (the whole request).
     pub notifies: Arc<Mutex<Vec<String>>>,
+    /// Every request received, in arrival order (the whole request).
+    pub requests: Arc<Mutex<Vec<String>>>,
     /// Responses to the requests this phone sent.
     responses: Arc<Mutex<Vec<String>>>,
     mode: Arc<Mutex<Answer>>,
@@ -42,10 +46,11 @@ impl SipPhone {
         let messages: Arc<Mutex<Vec<String>>> = Default::default();
         let invites: Arc<Mutex<Vec<String>>> = Default::default();
         let notifies: Arc<Mutex<Vec<String>>> = Default::default();
+        let requests: Arc<Mutex<Vec<String>>> = Default::default();
         let responses: Arc<Mutex<Vec<String>>> = Default::default();
         let mode = Arc::new(Mutex::new(Answer::Answer));
         let (m, i, md) = (messages.clone(), invites.clone(), mode.clone());
-        let (nt, rs) = (notifies.clone(), responses.clone());
+        let (nt, rs, rq) = (notifies.clone(), responses.clone(), requests.clone());
         let local = addr.to_string();
         let task_sock = sock.clone();
         let task_local = local.clone();
@@ -67,7 +72,21 @@ impl SipPhone {
                     rs.lock().unwrap().push(text);
                     continue;
                 }
+                rq.lock().unwrap().push(text.clone());
+                // Within a call (a To tag): a re-INVITE is accepted with media, whatever a new
+                // call would get; an UPDATE carrying an offer is answered with one.
+                let in_dialog = header(&text, "To").contains("tag=");
                 let reply = match method.as_str() {
+                    "INVITE" if in_dialog => {
+                        i.lock().unwrap().push(text.clone());
+                        Some(response(&text, "200 OK", &local, true))
+                    }
+                    "UPDATE" => Some(response(
+                        &text,
+                        "200 OK",
+                        &local,
+                        header(&text, "Content-Type") == "application/sdp",
+                    )),
                     "INVITE" => {
                         i.lock().unwrap().push(text.clone());
                         let m = *md.lock().unwrap();
@@ -111,6 +130,7 @@ impl SipPhone {
             messages,
             invites,
             notifies,
+            requests,
             responses,
             mode,
             sock,
@@ -242,13 +262,93 @@ impl SipPhone {
     }
 }
 
+/// A call this phone placed and the PBX answered.
+pub struct Dialog {
+    /// The final response to the INVITE (a 2xx): its headers say who answered.
+    pub answer: String,
+    pub call_id: String,
+    from: String,
+    to: String,
+    uri: String,
+}
+
+impl SipPhone {
+    /// Calls `target` (the user part, like an orbit) at `server` as `alice@domain`, introducing
+    /// itself as `user_agent` (FreeSWITCH tells only the phones it knows who they talk to); once
+    /// it is answered, acknowledges it. Panics on a refusal.
+    pub async fn call(&self, server: &str, target: &str, domain: &str, user_agent: &str) -> Dialog {
+        let n = self.seq.load(std::sync::atomic::Ordering::SeqCst);
+        let call_id = format!("call-{target}-{n}-{}", self.nonce);
+        let from = format!("\"Alice\" <sip:alice@{domain}>;tag=call{n}{}", self.nonce);
+        let (ip, _) = self.local.split_once(':').unwrap_or((&self.local, ""));
+        let sdp = format!(
+            "v=0\r\no=- 2 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 5174 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        );
+        let headers = format!(
+            "From: {from}\r\nTo: <sip:{target}@{domain}>\r\nCall-ID: {call_id}\r\nContact: <sip:alice@{}>\r\nUser-Agent: {user_agent}\r\nAllow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, MESSAGE, NOTIFY, REFER\r\nContent-Type: application/sdp\r\n",
+            self.local
+        );
+        let uri = format!("sip:{target}@{server}");
+        let answer = self.request(server, "INVITE", &uri, &headers, &sdp).await;
+        assert!(answer.starts_with("SIP/2.0 2"), "INVITE {uri}: {answer}");
+        let cseq = header(&answer, "CSeq");
+        let cseq = cseq.split(' ').next().unwrap_or("1");
+        let to = header(&answer, "To");
+        // The ACK of a 2xx goes to the Contact the answer names, in a transaction of its own.
+        let contact = header(&answer, "Contact");
+        let target_uri = contact
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .filter(|u| !u.is_empty())
+            .unwrap_or(&uri)
+            .to_string();
+        let ack = format!(
+            "ACK {target_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKack{n}x{};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n",
+            self.local, self.nonce
+        );
+        self.sock
+            .send_to(ack.as_bytes(), server)
+            .await
+            .unwrap_or_else(|e| panic!("send ACK to {server}: {e}"));
+        Dialog {
+            answer,
+            call_id,
+            from,
+            to,
+            uri: target_uri,
+        }
+    }
+
+    /// Hangs up a call this phone placed (BYE); returns the final response.
+    pub async fn hang_up(&self, server: &str, d: &Dialog) -> String {
+        let headers = format!(
+            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\n",
+            d.from, d.to, d.call_id
+        );
+        self.request(server, "BYE", &d.uri, &headers, "").await
+    }
+
+    /// The requests the PBX sent within a call (re-INVITE, UPDATE, BYE...), in order.
+    pub fn requests_in(&self, call_id: &str) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| header(r, "Call-ID") == call_id)
+            .cloned()
+            .collect()
+    }
+}
+
 impl Drop for SipPhone {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-fn header(msg: &str, name: &str) -> String {
+/// The value of the first header `name` (case-insensitive), `""` when absent.
+pub fn header(msg: &str, name: &str) -> String {
     msg.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;

@@ -721,11 +721,7 @@ impl Translator for AriTranslator {
                         return;
                     }
                 };
-                let cid = format!(
-                    "\"{}\" <{}>",
-                    caller_id.name.replace('"', ""),
-                    caller_id.number
-                );
+                let cid = caller_id_param(&caller_id);
                 let timeout = ((timeout_ms + 999) / 1000).max(1).to_string();
                 self.chan(&channel).ringing = true;
                 out.request(self.req(
@@ -926,6 +922,31 @@ fn transferer(channel: &str) -> Parker {
         endpoint: Some(ep.clone()),
         display: ep,
     }
+}
+
+/// A caller id as ARI's originate `callerId` wants it, `"name" <number>`, written so that
+/// Asterisk's parser (`ast_callerid_parse`: the number is what the last `<…>` holds, the name is
+/// unquoted and unescaped by `ast_unescape_quoted`) reads back exactly `name`: `"` and `\` in it
+/// are escaped. Control characters (nothing a phone could show) become spaces; the number
+/// loses what would end it early.
+pub fn caller_id_param(p: &Party) -> String {
+    let mut name = String::with_capacity(p.name.len() + 2);
+    for c in p.name.trim().chars() {
+        match c {
+            '"' | '\\' => {
+                name.push('\\');
+                name.push(c);
+            }
+            c if c.is_control() => name.push(' '),
+            c => name.push(c),
+        }
+    }
+    let number: String = p
+        .number
+        .chars()
+        .filter(|c| !matches!(c, '<' | '>' | '"') && !c.is_control())
+        .collect();
+    format!("\"{name}\" <{number}>")
 }
 
 /// Percent-encodes what may not stand raw in a URL path segment (`#` above all).

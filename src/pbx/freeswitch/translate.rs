@@ -501,19 +501,24 @@ impl Translator for FsTranslator {
                         return;
                     }
                 };
-                let clean = |s: &str| -> String {
-                    s.chars()
-                        .filter(|c| !matches!(c, ',' | '\'' | '{' | '}' | '[' | ']'))
-                        .collect()
-                };
                 let secs = ((timeout_ms + 999) / 1000).max(1);
-                let vars = format!(
+                let mut vars = format!(
                     "origination_uuid={channel},callpark_leg={channel},\
-                     origination_caller_id_name='{}',origination_caller_id_number={},\
+                     origination_caller_id_name={},origination_caller_id_number={},\
                      originate_timeout={secs},hangup_after_bridge=true",
-                    clean(&caller_id.name),
-                    clean(&caller_id.number).replace(' ', ""),
+                    originate_value(&caller_id.name),
+                    originate_value(&caller_id.number),
                 );
+                // Sofia drops a caller id name up to its first colon (`Parked 601: Carol`
+                // reaches a phone as ` Carol`; seen on FreeSWITCH 1.11). Its From display is
+                // taken whole from `sip_from_display`, and the Remote-Party-ID header, which
+                // would still carry the cut name, is left out.
+                if caller_id.name.contains(':') {
+                    vars.push_str(&format!(
+                        ",sip_from_display={},sip_cid_type=none",
+                        originate_value(&caller_id.name)
+                    ));
+                }
                 // The job's id is the leg's: a failure is reported for the leg without any
                 // state here, even after a restart.
                 out.request(Request {
@@ -522,6 +527,10 @@ impl Translator for FsTranslator {
                     tag: Tag::Originate(channel),
                 });
             }
+            // Nothing more for caller id: FreeSWITCH's bridge sends each side the other's caller
+            // id (switch_ivr_bridge's send_display), which sofia passes on to the phones it
+            // knows (Polycom, Yealink, Aastra, Cisco SPA: an UPDATE with P-Asserted-Identity;
+            // snom: INFO); seen on the testbed in tests/caller_id.rs.
             Command::Bridge { parked, other } => self.action(
                 out,
                 "bridge",
@@ -606,6 +615,48 @@ impl Translator for FsTranslator {
             _ => {}
         }
     }
+}
+
+/// A value of a `bgapi originate {…}` variable, written so that FreeSWITCH reads back exactly
+/// `v` (`Parked 701: O'Brien, Zoë`). The line is taken apart three times (mod_commands splits
+/// the arguments at blanks, the originate splits the `{}` block at commas, then each variable at
+/// its first `=`), and each pass (switch_separate_string) drops one level of single quotes and
+/// backslash escapes: so `\` and `'` are escaped once per pass, `,` for the passes from the
+/// comma split on, and the whole is quoted for the blank split. Checked on the real FreeSWITCH
+/// (tests/caller_id.rs). What no escape protects is replaced: braces (the `{}` block ends at the
+/// first unbalanced `}`, quotes or not) by parentheses, control characters (a line break would
+/// end the event-socket command) by spaces.
+pub fn originate_value(v: &str) -> String {
+    let plain: String = v
+        .chars()
+        .map(|c| match c {
+            '{' => '(',
+            '}' => ')',
+            c => c,
+        })
+        .collect();
+    let by_equals = fs_escape(&plain, None);
+    blank_split_arg(&fs_escape(&by_equals, Some(',')))
+}
+
+/// One level of FreeSWITCH's escapes (switch_separate_string): `\` and `'` always, and the
+/// pass's delimiter. Control characters, which no escape keeps (a line break would end the
+/// event-socket command), become spaces; blanks at the ends go, as each pass trims them.
+fn fs_escape(s: &str, delim: Option<char>) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.trim().chars() {
+        if c == '\\' || c == '\'' || Some(c) == delim {
+            out.push('\\');
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+/// A command argument that may hold blanks: quoted for mod_commands' split at blanks, with one
+/// more level of escapes for that pass.
+fn blank_split_arg(s: &str) -> String {
+    format!("'{}'", fs_escape(s, None))
 }
 
 /// The orbit spoken digit by digit (`*` and `#` too), as one playback.
