@@ -133,8 +133,9 @@ async fn asterisk_lamp_through_park_ringback_reload_resubscribe_and_retrieve() {
     let _turn = exclusive().await;
     let (ari, ami) = testbed().await;
     // Two pickup attempts: the call is parked again after the missed ringback, and lit again.
+    // 20 s: room for two reloads and a second subscription before the ringback.
     let cp = Callpark::start(&ast_setup(
-        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 2\nringback_ring_time = \"5s\"\n",
+        "pickup_timeout = \"20s\"\nmax_pickup_attempts = 2\nringback_ring_time = \"5s\"\n",
     ))
     .await;
     // The shipped include has one pattern hint per orbit pattern, no line per orbit.
@@ -167,6 +168,18 @@ async fn asterisk_lamp_through_park_ringback_reload_resubscribe_and_retrieve() {
     assert!(line.contains("State:InUse "), "{line}");
     assert!(!line.contains("Watchers  0"), "{line}");
     assert_eq!(ext_state(&ami, "701").await, "1");
+    // And a whole `core reload` (the testbed's configuration copied again, the shipped include
+    // among it).
+    let script = Path::new(REPO).join("contrib/testbed/asterisk/testbed.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("reload")
+        .output()
+        .expect("run testbed.sh reload");
+    assert!(out.status.success(), "testbed.sh reload: {out:?}");
+    let line = hint_line("701").expect("701's hint after core reload");
+    assert!(line.contains("State:InUse "), "{line}");
+    assert_eq!(ext_state(&ami, "701").await, "1");
     // A phone that subscribes now (another key, a phone that rebooted) is told at once.
     let second = SipPhone::start("127.0.0.1:5176").await;
     let r = second.subscribe(&sip, "701", "127.0.0.1").await;
@@ -181,7 +194,7 @@ async fn asterisk_lamp_through_park_ringback_reload_resubscribe_and_retrieve() {
     );
 
     // The ringback: both keys blink (the first phone's subscription outlived the reload).
-    cp.wait_log(id(&caller), "ringback_started", S(15)).await;
+    cp.wait_log(id(&caller), "ringback_started", S(25)).await;
     wait_lamp(&phone, "701", "701", "early", "ringing back").await;
     wait_lamp(&second, "701", "701", "early", "ringing back, second phone").await;
     assert_eq!(ext_state(&ami, "701").await, "8");
