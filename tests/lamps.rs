@@ -23,12 +23,14 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 /// still retransmit those of a subscription an earlier test's phone left on the same port);
 /// NOTIFYs about other dialogs of the same entity are left out.
 fn lamp_states(phone: &SipPhone, orbit: &str, dialog_id: &str) -> Vec<String> {
+    lamp_states_since(phone, 0, orbit, dialog_id)
+}
+
+/// [`lamp_states`] of the NOTIFYs after the first `from`.
+fn lamp_states_since(phone: &SipPhone, from: usize, orbit: &str, dialog_id: &str) -> Vec<String> {
     let entity = format!("entity=\"sip:{orbit}@");
     let call_id = phone.subscription_id(orbit);
-    phone
-        .notifies
-        .lock()
-        .unwrap()
+    phone.notifies.lock().unwrap()[from..]
         .iter()
         .filter_map(|n| {
             let (head, body) = n.split_once("\r\n\r\n")?;
@@ -75,6 +77,24 @@ async fn wait_lamp(
         },
     )
     .await
+}
+
+/// The phone subscribes again (a refresh of its subscription, as phones send before it
+/// expires): the NOTIFYs that answer it end with `state`.
+async fn resubscribe(phone: &SipPhone, server: &str, orbit: &str, dialog_id: &str, state: &str) {
+    let before = phone.notifies.lock().unwrap().len();
+    let r = phone.subscribe(server, orbit, "127.0.0.1").await;
+    assert!(r.starts_with("SIP/2.0 20"), "SUBSCRIBE again: {r}");
+    // Within moments: on FreeSWITCH callpark answers the probe at once.
+    wait_for(
+        &format!("a NOTIFY of {orbit} {state} after subscribing again"),
+        S(3),
+        || async {
+            let states = lamp_states_since(phone, before, orbit, dialog_id);
+            (states.last().map(String::as_str) == Some(state)).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Consecutive repeats folded (a PBX may notify the same state twice).
@@ -201,6 +221,8 @@ async fn asterisk_lamp_through_park_ringback_reload_resubscribe_and_retrieve() {
     // Missed: parked again, lit again.
     cp.wait_log(id(&caller), "ringback_missed", S(10)).await;
     wait_lamp(&phone, "701", "701", "confirmed", "parked again").await;
+    // The phone refreshes its subscription: answered in use.
+    resubscribe(&phone, &sip, "701", "701", "confirmed").await;
 
     let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
     wait_for(
@@ -330,6 +352,8 @@ mod fs_lamps {
         .await;
         cp.wait_log(&caller, "ringback_missed", S(10)).await;
         wait_lamp(&phone, "601", DIALOG, "confirmed", "parked again").await;
+        // The phone refreshes its subscription: answered in use (after sofia's idle).
+        resubscribe(&phone, &fb("SIP_BIND"), "601", DIALOG, "confirmed").await;
 
         let retriever = dial_orbit(&esl, "601", "Dave", "202").await;
         wait_for(
@@ -345,10 +369,14 @@ mod fs_lamps {
         let states = wait_lamp(&phone, "601", DIALOG, "terminated", "retrieved").await;
         assert_eq!(
             changes(&states),
+            // The refresh while parked again: sofia's own idle NOTIFY, then callpark's answer
+            // to its probe.
             [
                 "terminated",
                 "confirmed",
                 "early",
+                "confirmed",
+                "terminated",
                 "confirmed",
                 "terminated"
             ],
