@@ -173,6 +173,12 @@ async fn asterisk_lamp_through_park_ringback_reload_resubscribe_and_retrieve() {
     let line = hint_line("701").expect("a hint 701@callpark made from the pattern");
     assert!(line.contains(": Stasis:callpark-701 "), "{line}");
     assert!(!line.contains("Watchers  0"), "{line}");
+    // The same from the `_*70XX` pattern of the reception range (callpark keeps its lamps
+    // dark here: this configuration has only 701-799).
+    let r = phone.subscribe(&sip, "*7001", "127.0.0.1").await;
+    assert!(r.starts_with("SIP/2.0 20"), "SUBSCRIBE *7001: {r}");
+    let line = hint_line("*7001").expect("a hint *7001@callpark made from _*70XX");
+    assert!(line.contains(": Stasis:callpark-*7001 "), "{line}");
 
     let (caller, _) = park_by_transfer(&ari, &ami, "bob", "\"Carol\" <5551234>").await;
     cp.wait_parked_on("701").await;
