@@ -564,3 +564,35 @@ fn ringback_caller_id_survives_asterisks_callerid_parser() {
     );
     assert_eq!(originate("", ""), "\"\" <>");
 }
+
+/// Each lamp is the device state PJSIP turns into the dialog-info `<state>` a phone shows
+/// (Asterisk 22): NOT_INUSE `terminated`, INUSE `confirmed`, RINGING `early`. RINGINUSE would
+/// be `confirmed` too, and the key would not blink while the call rings back.
+#[test]
+fn lamps_are_device_states_a_phone_can_tell_apart() {
+    use callpark::park::LampState;
+    let mut t = tr();
+    for (orbit, state, want) in [
+        ("701", LampState::InUse, "INUSE"),
+        ("701", LampState::Ringing, "RINGING"),
+        ("701", LampState::Idle, "NOT_INUSE"),
+        ("*7001", LampState::InUse, "INUSE"),
+    ] {
+        let out = cmd(
+            &mut t,
+            Command::Lamp {
+                orbit: orbit.parse().unwrap(),
+                state,
+            },
+        );
+        assert_eq!(out.requests.len(), 1);
+        let r = &out.requests[0];
+        assert_eq!(r.method, Method::PUT);
+        assert_eq!(r.path, format!("/deviceStates/Stasis:callpark-{orbit}"));
+        assert_eq!(r.query, vec![("deviceState", want.to_string())]);
+        assert_eq!(
+            r.key.as_deref(),
+            Some(format!("Stasis:callpark-{orbit}").as_str())
+        );
+    }
+}

@@ -27,8 +27,10 @@ fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
         " same => n(retrieve),Stasis(callpark,retrieve,${EXTEN})",
         "exten => _7[1-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
         "exten => _*70XX,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
-        "exten => 701,hint,Stasis:callpark-701",
-        "exten => *7099,hint,Stasis:callpark-*7099",
+        // Pattern hints, the orbits' own patterns: Asterisk makes each subscribed orbit's hint.
+        "exten => _70[1-9],hint,Stasis:callpark-${EXTEN}",
+        "exten => _7[1-9]X,hint,Stasis:callpark-${EXTEN}",
+        "exten => _*70XX,hint,Stasis:callpark-${EXTEN}",
     ] {
         assert!(generated.contains(line), "missing: {line}");
     }
@@ -76,10 +78,18 @@ pool = "branch"
         hq.contains("exten => _*7[5-9]X,1,Dial(PJSIP/${EXTEN}@branch-trunk)"),
         "{hq}"
     );
-    assert!(hq.contains("exten => *749,hint,Stasis:callpark-*749"));
     assert!(
-        !hq.contains("hint,Stasis:callpark-*750"),
+        hq.contains("exten => _*7[0-4]X,hint,Stasis:callpark-${EXTEN}"),
+        "{hq}"
+    );
+    assert!(
+        !hq.contains("exten => _*7[5-9]X,hint"),
         "no lamps for orbits of other pools"
+    );
+    assert_eq!(
+        hq.matches(",hint,").count(),
+        1,
+        "one hint line per pattern, not per orbit"
     );
     let branch = callpark::pbx::asterisk::dialplan::generate(&cfg, "branch");
     assert!(branch.contains(
@@ -89,6 +99,41 @@ pool = "branch"
         branch.contains("(pool hq sets no `reach` dial string"),
         "{branch}"
     );
+}
+
+#[test]
+fn any_range_size_gets_lamps_and_a_single_orbit_its_own_hint() {
+    let cfg = callpark::config::Config::from_toml(
+        r#"
+[[pbx]]
+name = "hq"
+kind = "asterisk"
+address = "http://127.0.0.1:8088"
+username = "callpark"
+password = "x"
+[[orbit_range]]
+name = "big"
+first = "1000000"
+last = "1999999"
+pool = "hq"
+[[orbit_range]]
+name = "one"
+first = "700"
+last = "700"
+pool = "hq"
+"#,
+        "big.toml",
+    )
+    .unwrap();
+    let hq = callpark::pbx::asterisk::dialplan::generate(&cfg, "hq");
+    // A million orbits: one pattern hint (the old one line per orbit stopped at 10,000).
+    assert!(
+        hq.contains("exten => _1XXXXXX,hint,Stasis:callpark-${EXTEN}"),
+        "{hq}"
+    );
+    // A single orbit is a literal extension: its hint names its device.
+    assert!(hq.contains("exten => 700,hint,Stasis:callpark-700"), "{hq}");
+    assert_eq!(hq.matches(",hint,").count(), 2, "{hq}");
 }
 
 fn generate(kind: &str) -> String {

@@ -796,3 +796,87 @@ fn ringback_caller_id_survives_freeswitchs_originate_parsing() {
         Some("Parked 601: (x)")
     );
 }
+
+/// A phone's SUBSCRIBE to an orbit makes sofia send an idle NOTIFY and a PRESENCE_PROBE (it
+/// keeps none of the PRESENCE_IN sent before, as seen on FreeSWITCH 1.11): callpark answers
+/// the probe of a lit orbit with its last lamp, and leaves every other probe alone.
+#[test]
+fn presence_probes_of_lit_orbits_are_answered_with_the_last_lamp() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    let l = lines(&out);
+    assert!(l[0].starts_with("event json ") && l[0].ends_with(" PRESENCE_PROBE"));
+    assert!(l.iter().any(|x| x == "filter Event-Name PRESENCE_PROBE"));
+
+    let probe = |to: &str| {
+        ev(
+            json!({"Event-Name": "PRESENCE_PROBE", "proto": "sip", "login": "internal",
+                  "from": "alice@example.net", "to": to, "probe-type": "dialog",
+                  "event_type": "presence", "alt_event_type": "dialog",
+                  "sub-call-id": "sub-601-1", "expires": "600"}),
+        )
+    };
+    let answer_state = |out: &Output<Request>| -> Vec<String> {
+        out.requests
+            .iter()
+            .map(|r| {
+                assert_eq!(r.out.line, "sendevent PRESENCE_IN");
+                assert!(
+                    r.out
+                        .headers
+                        .contains(&("from".into(), "601@example.net".into()))
+                );
+                r.out
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "answer-state")
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            })
+            .collect()
+    };
+    // Nothing parked yet: sofia's own idle NOTIFY is the answer.
+    assert!(wire(&mut t, probe("601@example.net")).is_empty());
+    for (state, want) in [
+        (LampState::InUse, "confirmed"),
+        (LampState::Ringing, "early"),
+        (LampState::InUse, "confirmed"),
+    ] {
+        let sent = cmd(
+            &mut t,
+            Command::Lamp {
+                orbit: "601".parse().unwrap(),
+                state,
+            },
+        );
+        assert_eq!(answer_state(&sent), [want]);
+        let out = wire(&mut t, probe("601@example.net"));
+        assert_eq!(answer_state(&out), [want], "probe while {state:?}");
+        assert!(calls(&out).is_empty());
+    }
+    // Another domain's 601, a phone, another orbit: not callpark's lamps.
+    for to in [
+        "601@other.example",
+        "alice@example.net",
+        "602@example.net",
+        "601",
+    ] {
+        assert!(wire(&mut t, probe(to)).is_empty(), "{to}");
+    }
+    // A reconnection keeps what was sent.
+    t.on_disconnect();
+    assert_eq!(
+        answer_state(&wire(&mut t, probe("601@EXAMPLE.NET"))),
+        ["confirmed"]
+    );
+    let sent = cmd(
+        &mut t,
+        Command::Lamp {
+            orbit: "601".parse().unwrap(),
+            state: LampState::Idle,
+        },
+    );
+    assert_eq!(answer_state(&sent), ["terminated"]);
+    assert!(wire(&mut t, probe("601@example.net")).is_empty());
+}

@@ -246,6 +246,53 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     );
 }
 
+/// After every (re)connection the service sends the lamp of each call it holds again, as the
+/// call stands: a restarted PBX forgot it (FreeSWITCH keeps no presence), or a change was lost
+/// with the connection.
+#[tokio::test]
+async fn every_held_call_is_lit_again_after_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
+    let clock = Clock::manual(T0);
+    let mut svc = start(
+        ParkCore::new(settings(), policies(), orbits()),
+        store.clone(),
+        &clock,
+    );
+    svc.events.send(park("l1")).await.unwrap();
+    drain(&mut svc).await;
+    clock.set(T0 + 1_000);
+    svc.events.send(park("l2")).await.unwrap();
+    drain(&mut svc).await;
+    // l1 rings back, l2 still waits.
+    clock.set(T0 + 1_500);
+    assert_eq!(ringbacks(&drain(&mut svc).await), [rb("l1")]);
+    svc.events
+        .send(PbxEvent::Connected {
+            channels: HashSet::from([ChannelId::new("l1"), rb("l1"), ChannelId::new("l2")]),
+        })
+        .await
+        .unwrap();
+    let mut lamps: Vec<(String, LampState)> = drain(&mut svc)
+        .await
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Lamp { orbit, state } => Some((orbit.to_string(), state)),
+            _ => None,
+        })
+        .collect();
+    lamps.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        lamps,
+        [
+            ("701".to_string(), LampState::Ringing),
+            ("702".to_string(), LampState::InUse)
+        ]
+    );
+    svc.stop.send(true).unwrap();
+    svc.task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vanished_calls() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 pub use clock::Clock;
 
 use crate::config::{Config, ParkConfig};
-use crate::park::{ChannelId, Command, Event, Millis, Moh, ParkCore, PoolOrbits, Settings};
+use crate::park::{
+    ChannelId, Command, Event, LampState, Millis, Moh, ParkCore, PoolOrbits, Settings,
+};
 use crate::pbx::{Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
 use health::Beat;
@@ -156,6 +158,7 @@ pub async fn run_pool<P: Pbx>(
                 Some(PbxEvent::Connected { channels }) => {
                     info!(pool, channels = channels.len(), "PBX connected; reconciling");
                     run.reconcile(&mut core, &channels).await?;
+                    run.relight(&core).await?;
                     beat.ready();
                 }
                 Some(PbxEvent::Disconnected { reason }) => {
@@ -251,6 +254,29 @@ impl PoolRun<'_> {
         }
         let cmds = core.handle(self.clock.now(), e);
         self.step(core, cmds).await
+    }
+
+    /// Sends the lamp of every call still parked after a (re)connection: the PBX may have
+    /// restarted and forgotten it (FreeSWITCH keeps no presence; an Asterisk restored from an
+    /// older astdb shows a stale state), or missed a change sent while the connection was down.
+    async fn relight(&mut self, core: &ParkCore) -> Result<(), ServiceError> {
+        let lamps: Vec<Command> = core
+            .calls()
+            .filter_map(|c| {
+                c.orbit.map(|orbit| Command::Lamp {
+                    orbit,
+                    state: LampState::of(&c.state),
+                })
+            })
+            .collect();
+        if !lamps.is_empty() {
+            debug!(
+                pool = self.pool,
+                count = lamps.len(),
+                "lamps re-sent after connecting"
+            );
+        }
+        self.send(lamps).await
     }
 
     /// Ends what vanished from the PBX while we were not looking.

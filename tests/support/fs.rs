@@ -177,6 +177,15 @@ impl Esl {
             .into_owned()
     }
 
+    /// `sendevent <name>` with `headers`: what FreeSWITCH answers (`+OK <uuid>`).
+    pub async fn sendevent(&self, name: &str, headers: &[(&str, &str)]) -> String {
+        let mut out = Outgoing::new(format!("sendevent {name}"));
+        for (k, v) in headers {
+            out = out.header(k, *v);
+        }
+        self.send(out).await.reply_text().into_owned()
+    }
+
     /// `api <line>`: its answer.
     pub async fn api(&self, line: &str) -> String {
         self.send(Outgoing::new(format!("api {line}")))

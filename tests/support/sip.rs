@@ -227,6 +227,12 @@ impl SipPhone {
         .await
     }
 
+    /// The Call-ID of this phone's subscription to `who`: the NOTIFYs of that subscription carry
+    /// it (a PBX may still retransmit NOTIFYs of an earlier phone's subscription to the port).
+    pub fn subscription_id(&self, who: &str) -> String {
+        format!("sub-{who}-{}", self.nonce)
+    }
+
     /// A blind transfer of the last call this phone answered to `target` (a SIP URI): REFER
     /// within that call's dialog, sent to `server`.
     pub async fn refer_last_call(&self, server: &str, target: &str) -> String {

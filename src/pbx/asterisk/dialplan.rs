@@ -12,6 +12,16 @@ pub fn device_name(orbit: Orbit) -> String {
     format!("Stasis:callpark-{orbit}")
 }
 
+/// The device of a hint line for `exten` (an orbit or a pattern of orbits): a pattern's
+/// `${EXTEN}` is expanded when Asterisk makes the subscribed orbit's own hint from it.
+pub fn hint_device(exten: &str) -> String {
+    if exten.starts_with('_') {
+        "Stasis:callpark-${EXTEN}".to_string()
+    } else {
+        format!("Stasis:callpark-{exten}")
+    }
+}
+
 /// Asterisk patterns that together match exactly the orbits of `span`.
 pub fn span_patterns(span: &Span) -> Vec<String> {
     pattern::asterisk_patterns(
@@ -163,23 +173,15 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             }
         }
     }
-    // Hints light busy-lamp keys; one per orbit, so only for ranges of modest size.
-    const MAX_HINTS: u64 = 10_000;
-    let mut hints = 0;
+    // Hints light busy-lamp keys. Pattern hints, the same patterns as the orbits': on the
+    // first SUBSCRIBE to an orbit Asterisk adds that orbit's own hint, with `${EXTEN}`
+    // expanded (a dynamic hint; seen on Asterisk 22 from PJSIP, and kept with its watchers
+    // across `dialplan reload`), so a range of any size has lamps for a few lines.
     for r in cfg.orbits.pool_ranges(pool) {
-        if hints + r.span.len() > MAX_HINTS {
-            let _ = writeln!(
-                s,
-                "; hints for range {} left out: more than {MAX_HINTS} hints",
-                r.name
-            );
-            continue;
+        let _ = writeln!(s, "; busy lamps of range {}", r.name);
+        for p in span_patterns(&r.span) {
+            let _ = writeln!(s, "exten => {p},hint,{}", hint_device(&p));
         }
-        for i in 0..r.span.len() {
-            let o = r.span.at(i).expect("inside");
-            let _ = writeln!(s, "exten => {o},hint,{}", device_name(o));
-        }
-        hints += r.span.len();
     }
     let _ = writeln!(s, "[callpark-down]");
     let _ = writeln!(

@@ -797,12 +797,13 @@ impl Translator for AriTranslator {
                 self.play(out, &channel, SOUND_PARK_FAILED, None);
             }
             Command::Lamp { orbit, state } => {
-                // RINGING where a phone can show it (a blinking key), as Asterisk's own
-                // device states say it.
+                // RINGING, not RINGINUSE: PJSIP's dialog-info shows RINGING as `early` (a
+                // blinking key) but RINGINUSE as `confirmed`, the same as INUSE (seen on
+                // Asterisk 22).
                 let state = match state {
                     LampState::Idle => "NOT_INUSE",
                     LampState::InUse => "INUSE",
-                    LampState::Ringing => "RINGINUSE",
+                    LampState::Ringing => "RINGING",
                 };
                 let device = dialplan::device_name(orbit);
                 out.request(Request {

@@ -62,6 +62,8 @@ pub struct FsEvent {
     pub transfer_source: Option<String>,
     /// A SIP REFER's Referred-By, when the phone sent one.
     pub referred_by: Option<String>,
+    /// Whose presence a PRESENCE_PROBE asks for (`701@domain`): a phone subscribed to it.
+    pub presence_to: Option<String>,
 }
 
 impl FsEvent {
@@ -91,6 +93,7 @@ impl FsEvent {
             "variable_bridge_channel" => &mut self.bridge_channel,
             "variable_transfer_source" => &mut self.transfer_source,
             "variable_sip_h_Referred-By" => &mut self.referred_by,
+            "to" => &mut self.presence_to,
             _ => return None,
         })
     }

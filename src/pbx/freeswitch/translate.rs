@@ -25,8 +25,10 @@ pub const SOUND_ORBIT_EMPTY: &str = "ivr/ivr-that_was_an_invalid_entry.wav";
 pub const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav";
 
 /// The events callpark subscribes to.
-pub const EVENTS: &str =
-    "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB";
+/// PRESENCE_PROBE: sofia answers a phone's SUBSCRIBE with an empty (idle) NOTIFY and asks
+/// for the presence; it keeps none of the PRESENCE_IN callpark sent before (seen on
+/// FreeSWITCH 1.11), so callpark answers the probe of a lit orbit.
+pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
 
 /// What the translator needs to know of its `[[pbx]]`.
 #[derive(Debug, Clone)]
@@ -83,6 +85,9 @@ struct Chan {
 pub struct FsTranslator {
     s: FsSettings,
     chans: HashMap<ChannelId, Chan>,
+    /// The last lamp sent of each orbit that is not idle, to answer presence probes (idle is
+    /// what sofia shows by itself). Kept across reconnections: lamps sent meanwhile count.
+    lamps: HashMap<Orbit, LampState>,
 }
 
 impl FsTranslator {
@@ -90,6 +95,7 @@ impl FsTranslator {
         FsTranslator {
             s,
             chans: HashMap::new(),
+            lamps: HashMap::new(),
         }
     }
 
@@ -295,6 +301,25 @@ impl FsTranslator {
         })
     }
 
+    /// A phone subscribed to `<orbit>@<domain>` (a new busy-lamp key, a re-subscription): the
+    /// orbit's lamp again, when lit. Probes for anything else (phones, other domains, idle
+    /// orbits) are not callpark's to answer.
+    fn on_probe(&self, ev: &FsEvent, out: &mut Output<Request>) {
+        let Some((user, host)) = ev.presence_to.as_deref().and_then(|t| t.split_once('@')) else {
+            return;
+        };
+        if !host.eq_ignore_ascii_case(&self.s.domain) {
+            return;
+        }
+        let Ok(orbit) = user.parse::<Orbit>() else {
+            return;
+        };
+        if let Some(&state) = self.lamps.get(&orbit) {
+            debug!(pbx = %self.s.pool, %orbit, ?state, "presence probe answered");
+            out.request(self.lamp(orbit, state));
+        }
+    }
+
     fn lamp(&self, orbit: Orbit, lamp: LampState) -> Request {
         // `early` is the dialog state a phone blinks for; valet_park has no ringing state.
         let (status, rpid, state, answer) = match lamp {
@@ -340,6 +365,7 @@ impl Translator for FsTranslator {
             "filter variable_callpark_action /./",
             "filter variable_callpark_leg /./",
             "filter Event-Name BACKGROUND_JOB",
+            "filter Event-Name PRESENCE_PROBE",
         ] {
             out.request(Request {
                 out: Outgoing::new(f),
@@ -355,6 +381,10 @@ impl Translator for FsTranslator {
     }
 
     fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
+        if ev.name == "PRESENCE_PROBE" {
+            self.on_probe(&ev, out);
+            return;
+        }
         if ev.name == "BACKGROUND_JOB" {
             // A job's id is the leg's id (see Originate); other clients' jobs match no leg.
             if let (Some(job), Some(body)) = (&ev.job_uuid, &ev.body) {
@@ -560,7 +590,14 @@ impl Translator for FsTranslator {
                     format!("uuid_broadcast {channel} {SOUND_PARK_FAILED} aleg"),
                 );
             }
-            Command::Lamp { orbit, state } => out.request(self.lamp(orbit, state)),
+            Command::Lamp { orbit, state } => {
+                if state == LampState::Idle {
+                    self.lamps.remove(&orbit);
+                } else {
+                    self.lamps.insert(orbit, state);
+                }
+                out.request(self.lamp(orbit, state))
+            }
         }
     }
 
