@@ -523,8 +523,25 @@ async fn asterisk_attended_transfer_to_an_orbit_parks_there_or_goes_back_when_bu
         cp.wait_parked_on("702").await.channel.as_str(),
         id(&consult)
     );
-    // Dialling 702 retrieves Carol's call.
-    let retriever = dial_orbit(&ari, "702", "\"Gina\" <209>").await;
+    // Dialling 702 retrieves Carol's call. (The parked consultation channel has the name a
+    // dialled 702 gets, Local/702@park-in-…;2: the retriever is the new one.)
+    let before: Vec<String> = ari
+        .channels()
+        .await
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    ari.originate_local("702", "park-in", ("answer", "phones"), "\"Gina\" <209>")
+        .await;
+    let retriever = wait_for("the retriever's channel", S(5), || async {
+        ari.channels().await.into_iter().find(|c| {
+            let n = c["name"].as_str().unwrap_or("");
+            n.starts_with("Local/702@park-in-")
+                && n.ends_with(";2")
+                && !before.iter().any(|b| b == n)
+        })
+    })
+    .await;
     wait_for("702 retrieved", S(10), || async {
         ari.bridge_with(id(&consult), id(&retriever)).await
     })
