@@ -69,7 +69,7 @@ skipped=0
 set +e
 if [ "$fs_ok" = 1 ]; then
     # Benches are built (and run once each in test mode) so they cannot rot.
-    cargo test --locked --all-targets 2>&1 | tee "$out"
+    cargo test --locked --no-fail-fast --all-targets 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
 else
     targets=(--lib --bins)
@@ -81,7 +81,7 @@ else
         b=$(basename "$f" .rs)
         [[ " ${FS_TARGETS[*]} " == *" --bench $b "* ]] || targets+=(--bench "$b")
     done
-    cargo test --locked "${targets[@]}" 2>&1 | tee "$out"
+    cargo test --locked --no-fail-fast "${targets[@]}" 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
     # Counted, not run: the tests the FreeSWITCH test targets list (a harness-less benchmark
     # cannot list, it would run), plus each benchmark itself.

@@ -38,11 +38,21 @@ pub struct SipPhone {
 
 impl SipPhone {
     pub async fn start(addr: &str) -> SipPhone {
-        let sock = Arc::new(
-            UdpSocket::bind(addr)
-                .await
-                .unwrap_or_else(|e| panic!("bind the SIP phone on {addr}: {e}")),
-        );
+        // The phone of the test before may still hold the port for a moment: its runtime
+        // drops its socket only after that test's turn on the testbed was handed on.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let sock = loop {
+            match UdpSocket::bind(addr).await {
+                Ok(s) => break Arc::new(s),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < end =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("bind the SIP phone on {addr}: {e}"),
+            }
+        };
         let messages: Arc<Mutex<Vec<String>>> = Default::default();
         let invites: Arc<Mutex<Vec<String>>> = Default::default();
         let notifies: Arc<Mutex<Vec<String>>> = Default::default();
