@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for how a park flows through these modules.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod lint;

@@ -49,6 +49,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // The admin API, bound before any pool starts: a taken port stops `run` here.
+    let api = match &cfg.api {
+        Some(a) => {
+            let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
+            let listener = crate::api::bind(a.listen).await?;
+            let state =
+                crate::api::ApiState::new(store.clone(), std::sync::Arc::new(cfg.clone()), token);
+            Some(tokio::spawn(async move {
+                if let Err(e) = crate::api::serve(state, listener).await {
+                    error!("{e}");
+                }
+            }))
+        }
+        None => None,
+    };
     for pbx in &cfg.pbx {
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
         let adapter = crate::pbx::Adapter::new(pbx)?;
@@ -87,6 +102,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
+    if let Some(api) = api {
+        api.abort();
+    }
     store.close().await;
     Ok(code)
 }

@@ -41,6 +41,53 @@ pub struct RawConfig {
     pub orbit_range: Vec<OrbitRangeConfig>,
     #[serde(default)]
     pub lot: Vec<LotConfig>,
+    /// The admin HTTP API; off when absent.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+}
+
+/// `[api]`: the admin HTTP API, event stream and metrics of `callpark run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; loopback unless you mean it.
+    #[serde(default = "default_api_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Environment variable holding the bearer token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the bearer token (its first line).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+fn default_api_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8089))
+}
+
+impl ApiConfig {
+    /// The bearer token, from the file or the named environment variable.
+    pub fn token(&self) -> Result<String, String> {
+        let token = match (&self.token_env, &self.token_file) {
+            (Some(_), Some(_)) => return Err("set either token_env or token_file, not both".into()),
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| format!("environment variable `{var}` (token_env) is not set"))?,
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read token_file {}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            (None, None) => {
+                return Err("set token_env or token_file: the API needs a bearer token".into());
+            }
+        };
+        let token = token.trim().to_string();
+        if token.len() < 16 {
+            return Err("the bearer token is shorter than 16 characters".into());
+        }
+        Ok(token)
+    }
 }
 
 /// `[service]`
@@ -173,7 +220,7 @@ pub struct Lot {
 }
 
 /// Which PBX a `[[pbx]]` entry drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PbxKind {
     Asterisk,
@@ -282,6 +329,7 @@ pub struct Config {
     pub orbits: OrbitTable,
     /// The named lots, in file order.
     pub lots: Vec<Lot>,
+    pub api: Option<ApiConfig>,
 }
 
 /// A configuration that cannot be used.
@@ -652,16 +700,28 @@ impl Config {
             pbx: raw.pbx,
             orbits,
             lots,
+            api: raw.api,
         })
     }
 
-    /// The PBX secrets `callpark run` needs: an error naming the key and the variable for each
-    /// one that cannot be had. Commands that never talk to a PBX do not ask.
+    /// The secrets `callpark run` needs (each PBX's, the API's token): an error naming the key
+    /// and the variable for each one that cannot be had. Commands that never talk to a PBX or
+    /// serve the API do not ask.
     pub fn check_secrets(&self) -> Vec<Invalid> {
         let file = self
             .file
             .as_ref()
             .map_or_else(|| "-".to_string(), |f| f.display().to_string());
+        let api = self
+            .api
+            .as_ref()
+            .and_then(|a| a.token().err())
+            .map(|message| Invalid {
+                file: file.clone(),
+                line: None,
+                key: "api.token_env".into(),
+                message,
+            });
         self.pbx
             .iter()
             .enumerate()
@@ -678,7 +738,14 @@ impl Config {
                     message,
                 })
             })
+            .chain(api)
             .collect()
+    }
+
+    /// The settings of a lot by name (`None` or an unknown name: `[park]`).
+    pub fn lot_park(&self, lot: Option<&str>) -> &ParkConfig {
+        lot.and_then(|l| self.lot(l))
+            .map_or(&self.park, |l| &l.park)
     }
 
     /// A lot by name.

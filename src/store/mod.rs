@@ -242,19 +242,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.db)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| LogRow {
-                id: r.get("id"),
-                at: r.get("at"),
-                pool: r.get("pool"),
-                kind: r.get("kind"),
-                channel: r.get("channel"),
-                orbit: r.get("orbit"),
-                lot: r.get("lot"),
-                detail: r.get("detail"),
-            })
-            .collect())
+        Ok(rows.into_iter().map(log_row).collect())
     }
 
     /// Records the orbit table as configured now.
@@ -276,6 +264,40 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Log entries after `id`, oldest first, at most `limit` (the event stream's resume).
+    pub async fn log_after(&self, id: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, pool, kind, channel, orbit, lot, detail FROM event_log
+             WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows.into_iter().map(log_row).collect())
+    }
+
+    /// The newest log entry's id (0 when the log is empty).
+    pub async fn last_log_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM event_log")
+            .fetch_one(&self.db)
+            .await?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// How many log entries of each kind each pool wrote: `(pool, kind, count)`.
+    pub async fn log_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pool, kind, COUNT(*) AS n FROM event_log GROUP BY pool, kind ORDER BY pool, kind",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("pool"), r.get("kind"), r.get("n")))
+            .collect())
     }
 
     /// Number of calls held per orbit range name.
@@ -337,5 +359,18 @@ impl Store {
 
     pub async fn close(self) {
         self.db.close().await;
+    }
+}
+
+fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
+    LogRow {
+        id: r.get("id"),
+        at: r.get("at"),
+        pool: r.get("pool"),
+        kind: r.get("kind"),
+        channel: r.get("channel"),
+        orbit: r.get("orbit"),
+        lot: r.get("lot"),
+        detail: r.get("detail"),
     }
 }

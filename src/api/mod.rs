@@ -1,0 +1,425 @@
+//! The admin HTTP API of `callpark run` (`[api]`): parked calls, orbits and settings as JSON,
+//! the event log as Server-Sent Events, and Prometheus metrics. Every request needs the bearer
+//! token; one without it (or with a wrong one) gets 401 and is logged without the token.
+//!
+//! It reads the store, which every pool writes each step to before the PBX acts on it, so what
+//! the API shows is what a restart would resume; it never talks to a PBX.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::orbit::Orbit;
+use crate::park::{GENERAL_LOT, ParkedCall};
+use crate::store::{LogRow, Store, StoreError};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    store: Store,
+    cfg: Arc<Config>,
+    token: Arc<str>,
+    feed: broadcast::Sender<LogRow>,
+}
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("[api] listen {addr}: {source} (is another process on it? change [api] listen)")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request's failure as the client sees it: a status and a message naming what to fix.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        warn!("API: store: {e}");
+        Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"))
+    }
+}
+
+/// How often the event feed looks for new log entries.
+const FEED_EVERY: Duration = Duration::from_millis(200);
+
+impl ApiState {
+    /// The state and the task that feeds the event stream from the store's log.
+    pub fn new(store: Store, cfg: Arc<Config>, token: String) -> ApiState {
+        let (feed, _) = broadcast::channel(4096);
+        ApiState {
+            store,
+            cfg,
+            token: token.into(),
+            feed,
+        }
+    }
+
+    /// Reads the log as it grows and hands each new entry to every subscriber of the stream.
+    /// One reader for all of them, so a thousand subscribers cost the store one query a tick.
+    pub async fn run_feed(self) {
+        let mut last = self.store.last_log_id().await.unwrap_or(0);
+        let mut every = tokio::time::interval(FEED_EVERY);
+        loop {
+            every.tick().await;
+            match self.store.log_after(last, 1000).await {
+                Ok(rows) => {
+                    for r in rows {
+                        last = r.id;
+                        // No subscriber is fine: the entry is in the store for a resume.
+                        let _ = self.feed.send(r);
+                    }
+                }
+                Err(e) => warn!("API event feed: {e}"),
+            }
+        }
+    }
+}
+
+/// The routes, behind the bearer token.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/parked", get(parked))
+        .route("/api/v1/parked/{orbit}", get(parked_one))
+        .route("/api/v1/orbits", get(orbits))
+        .route("/api/v1/settings", get(settings))
+        .route("/api/v1/events", get(events))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// Binds `[api] listen`; done before the pools start, so a taken port stops `run` at once.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::Bind { addr, source })
+}
+
+/// Serves the API (and feeds its event stream) until the task is dropped.
+pub async fn serve(state: ApiState, listener: tokio::net::TcpListener) -> Result<(), ApiError> {
+    let addr = listener.local_addr().map_err(|source| ApiError::Bind {
+        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    info!(%addr, "admin API listening");
+    let feed = tokio::spawn(state.clone().run_feed());
+    let served = axum::serve(listener, router(state))
+        .await
+        .map_err(|source| ApiError::Bind { addr, source });
+    feed.abort();
+    served
+}
+
+/// Equal in time whatever the first difference, so the token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorize(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if same(t.as_bytes(), s.token.as_bytes()) => next.run(req).await,
+        _ => {
+            // Never the token itself: only that one was missing or wrong.
+            warn!(
+                method = %req.method(),
+                path = %req.uri().path(),
+                token = if given.is_some() { "wrong" } else { "missing" },
+                "API request refused"
+            );
+            let mut r = Failure(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <token> ([api] token_env or token_file)".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("a header"),
+            );
+            r
+        }
+    }
+}
+
+fn lot_name(lot: &Option<String>) -> &str {
+    lot.as_deref().unwrap_or(GENERAL_LOT)
+}
+
+/// One parked call as the API shows it.
+fn call_json(cfg: &Config, pool: &str, c: &ParkedCall) -> Value {
+    let max = cfg.lot_park(c.lot.as_deref()).max_pickup_attempts;
+    json!({
+        "orbit": c.orbit.map(|o| o.to_string()),
+        "lot": lot_name(&c.lot),
+        "pool": pool,
+        "channel": c.channel.as_str(),
+        "parked_at": c.parked_at,
+        "parker": c.parker.display,
+        "caller": { "name": c.caller.name, "number": c.caller.number },
+        "state": c.state.name(),
+        "attempt": c.attempts,
+        "max_attempts": max,
+        "next_deadline": c.deadline,
+    })
+}
+
+async fn parked(State(s): State<ApiState>) -> Result<Json<Value>, Failure> {
+    let calls = s.store.parked(None).await?;
+    Ok(Json(Value::Array(
+        calls
+            .iter()
+            .map(|(pool, c)| call_json(&s.cfg, pool, c))
+            .collect(),
+    )))
+}
+
+fn parse_orbit(text: &str) -> Result<Orbit, Failure> {
+    text.parse().map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("orbit: `{text}` is not an orbit: {e}"),
+        )
+    })
+}
+
+async fn parked_one(
+    State(s): State<ApiState>,
+    Path(orbit): Path<String>,
+) -> Result<Json<Value>, Failure> {
+    let orbit = parse_orbit(&orbit)?;
+    if s.cfg.orbits.range_of(orbit).is_none() {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("orbit: {orbit} is in no configured orbit range"),
+        ));
+    }
+    let calls = s.store.parked(None).await?;
+    match calls.iter().find(|(_, c)| c.orbit == Some(orbit)) {
+        Some((pool, c)) => Ok(Json(call_json(&s.cfg, pool, c))),
+        None => Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("orbit: no call is parked on {orbit}"),
+        )),
+    }
+}
+
+async fn orbits(State(s): State<ApiState>) -> Result<Json<Value>, Failure> {
+    let used: Vec<Orbit> = s
+        .store
+        .used_per_orbit()
+        .await?
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let ranges: Vec<Value> = s
+        .cfg
+        .orbits
+        .ranges()
+        .iter()
+        .map(|r| {
+            let n = used.iter().filter(|o| r.span.contains(**o)).count() as u64;
+            json!({
+                "name": r.name,
+                "pool": r.pool,
+                "lot": lot_name(&r.lot),
+                "first": r.span.first.to_string(),
+                "last": r.span.last.to_string(),
+                "size": r.span.len(),
+                "used": n,
+                "free": r.span.len() - n,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(ranges)))
+}
+
+fn park_json(p: &crate::config::ParkConfig) -> Value {
+    json!({
+        "pickup_timeout_ms": p.pickup_timeout.as_millis() as u64,
+        "max_pickup_attempts": p.max_pickup_attempts,
+        "ringback_ring_time_ms": p.ringback_ring_time.as_millis() as u64,
+        "on_timeout": p.on_timeout.as_ref().map(ToString::to_string),
+        "music_on_hold": p.music_on_hold,
+        "music_on_hold_class": p.music_on_hold_class,
+        "music_on_hold_file": p.music_on_hold_file.as_ref().map(|f| f.display().to_string()),
+        "caller_id_prefix": p.caller_id_prefix,
+        "on_busy_orbit": p.on_busy_orbit,
+    })
+}
+
+async fn settings(State(s): State<ApiState>) -> Json<Value> {
+    let mut lots = serde_json::Map::new();
+    lots.insert(
+        GENERAL_LOT.into(),
+        json!({ "park_codes": [s.cfg.park.park_code], "settings": park_json(&s.cfg.park) }),
+    );
+    for l in &s.cfg.lots {
+        lots.insert(
+            l.name.clone(),
+            json!({ "park_codes": l.park_codes, "settings": park_json(&l.park) }),
+        );
+    }
+    Json(json!({
+        "lots": lots,
+        "pools": s.cfg.pbx.iter().map(|p| json!({ "name": p.name, "kind": p.kind })).collect::<Vec<_>>(),
+    }))
+}
+
+fn sse_event(r: &LogRow) -> SseEvent {
+    SseEvent::default()
+        .id(r.id.to_string())
+        .event(r.kind.clone())
+        .json_data(r)
+        .expect("a log row serializes")
+}
+
+/// The event log as Server-Sent Events: each entry once, in order. `Last-Event-ID` (sent by
+/// browsers on reconnecting) resumes after that entry, from the store; without it the stream
+/// starts with what happens next.
+async fn events(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Failure> {
+    let resume = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) => Some(v.trim().parse::<i64>().map_err(|_| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                format!("Last-Event-ID: `{v}` is not an event id (a number)"),
+            )
+        })?),
+        Some(Err(_)) => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "Last-Event-ID: not text".into(),
+            ));
+        }
+    };
+    // Subscribed before reading the backlog, so nothing falls between the two.
+    let rx = s.feed.subscribe();
+    let mut last = match resume {
+        Some(id) => id,
+        None => s.store.last_log_id().await?,
+    };
+    let backlog = match resume {
+        Some(_) => s.store.log_after(last, 100_000).await?,
+        None => vec![],
+    };
+    if let Some(r) = backlog.last() {
+        last = r.id;
+    }
+    let store = s.store.clone();
+    let backlog: std::collections::VecDeque<LogRow> = backlog.into();
+    let stream = futures_util::stream::unfold(
+        (backlog, rx, last, store),
+        |(mut backlog, mut rx, mut last, store)| async move {
+            loop {
+                if let Some(r) = backlog.pop_front() {
+                    last = last.max(r.id);
+                    return Some((Ok(sse_event(&r)), (backlog, rx, last, store)));
+                }
+                match rx.recv().await {
+                    Ok(r) if r.id <= last => continue,
+                    Ok(r) => {
+                        last = r.id;
+                        return Some((Ok(sse_event(&r)), (backlog, rx, last, store)));
+                    }
+                    // A subscriber too slow for the feed catches up from the store.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        backlog = store
+                            .log_after(last, 100_000)
+                            .await
+                            .unwrap_or_default()
+                            .into();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Prometheus text format.
+async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let calls = s.store.parked(None).await?;
+    let _ = writeln!(
+        out,
+        "# HELP callpark_parked Calls in callpark's hands now, per pool and lot."
+    );
+    let _ = writeln!(out, "# TYPE callpark_parked gauge");
+    let mut lots: Vec<(String, String)> = s
+        .cfg
+        .orbits
+        .ranges()
+        .iter()
+        .map(|r| (r.pool.clone(), lot_name(&r.lot).to_string()))
+        .collect();
+    lots.sort();
+    lots.dedup();
+    for (pool, lot) in &lots {
+        let n = calls
+            .iter()
+            .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot)
+            .count();
+        let _ = writeln!(out, "callpark_parked{{pool=\"{pool}\",lot=\"{lot}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP callpark_lot_orbits Orbits per pool and lot.");
+    let _ = writeln!(out, "# TYPE callpark_lot_orbits gauge");
+    for (pool, lot) in &lots {
+        let size: u64 = s
+            .cfg
+            .orbits
+            .ranges()
+            .iter()
+            .filter(|r| &r.pool == pool && lot_name(&r.lot) == lot)
+            .map(|r| r.span.len())
+            .sum();
+        let _ = writeln!(
+            out,
+            "callpark_lot_orbits{{pool=\"{pool}\",lot=\"{lot}\"}} {size}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP callpark_events_total Park events logged, per pool and kind (parked, retrieved, ringback_started, fallback_started, disconnected, refused...)."
+    );
+    let _ = writeln!(out, "# TYPE callpark_events_total counter");
+    for (pool, kind, n) in s.store.log_counts().await? {
+        let _ = writeln!(
+            out,
+            "callpark_events_total{{pool=\"{pool}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

@@ -1,0 +1,325 @@
+//! The admin API (`[api]`) against a real SQLite store, served on a loopback port: the bearer
+//! token, parked calls, orbits, settings, metrics, and the event stream with its resume.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use callpark::api::{ApiState, bind, serve};
+use callpark::config::Config;
+use callpark::park::*;
+use callpark::store::Store;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token-for-the-tests";
+
+struct Api {
+    base: String,
+    store: Store,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn call(ch: &str, orbit: &str, lot: Option<&str>) -> ParkedCall {
+    ParkedCall {
+        channel: ChannelId::new(ch),
+        orbit: Some(orbit.parse().unwrap()),
+        caller: Party {
+            name: "Carol".into(),
+            number: "5551234".into(),
+        },
+        parker: Parker {
+            ids: vec!["alice".into()],
+            endpoint: Some("PJSIP/alice".into()),
+            display: "PJSIP/alice".into(),
+        },
+        lot: lot.map(str::to_string),
+        parked_at: 1_000,
+        deadline: 91_000,
+        attempts: 0,
+        fallback_tried: false,
+        state: CallState::Parked,
+    }
+}
+
+fn log(ch: &str, kind: LogKind, orbit: &str, lot: Option<&str>) -> LogEvent {
+    LogEvent {
+        at: 1_000,
+        kind,
+        channel: ChannelId::new(ch),
+        orbit: Some(orbit.parse().unwrap()),
+        lot: lot.map(str::to_string),
+        detail: "by PJSIP/alice from Carol <5551234>".into(),
+    }
+}
+
+async fn start() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let cfg = Config::from_toml(
+        &format!(
+            r#"
+[api]
+listen = "127.0.0.1:0"
+token_file = "{}"
+
+[[pbx]]
+name = "pbx-a"
+kind = "asterisk"
+address = "http://127.0.0.1:8088"
+
+[[lot]]
+name = "sales"
+max_pickup_attempts = 3
+
+[[orbit_range]]
+name = "main"
+first = "701"
+last = "709"
+pool = "pbx-a"
+
+[[orbit_range]]
+name = "sales"
+first = "710"
+last = "711"
+pool = "pbx-a"
+lot = "sales"
+"#,
+            token_file.display()
+        ),
+        "api.toml",
+    )
+    .unwrap();
+    let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
+    store
+        .apply(
+            "pbx-a",
+            &[
+                Change::Upsert(Box::new(call("c1", "701", None))),
+                Change::Upsert(Box::new(call("c2", "710", Some("sales")))),
+            ],
+            &[
+                log("c1", LogKind::Parked, "701", None),
+                log("c2", LogKind::Parked, "710", Some("sales")),
+            ],
+        )
+        .await
+        .unwrap();
+    let api = cfg.api.clone().unwrap();
+    let token = api.token().unwrap();
+    let listener = bind(api.listen).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = ApiState::new(store.clone(), Arc::new(cfg), token);
+    tokio::spawn(serve(state, listener));
+    Api {
+        base,
+        store,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn every_request_needs_the_bearer_token() {
+    let api = start().await;
+    for path in [
+        "/api/v1/parked",
+        "/api/v1/orbits",
+        "/metrics",
+        "/api/v1/events",
+    ] {
+        let url = format!("{}{path}", api.base);
+        let none = api.http.get(&url).send().await.unwrap();
+        assert_eq!(none.status().as_u16(), 401, "{path}");
+        assert_eq!(none.headers()["www-authenticate"], "Bearer");
+        let body: Value = none.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("Bearer"));
+        let wrong = api
+            .http
+            .get(&url)
+            .bearer_auth("s3cret-token-for-the-tesTS")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status().as_u16(), 401, "{path}");
+    }
+    assert_eq!(api.get("/api/v1/parked").await.0, 200);
+}
+
+#[tokio::test]
+async fn parked_calls_orbits_and_settings_as_json() {
+    let api = start().await;
+    let parked = api.json("/api/v1/parked").await;
+    let calls = parked.as_array().unwrap();
+    assert_eq!(calls.len(), 2);
+    let c1 = calls.iter().find(|c| c["orbit"] == "701").unwrap();
+    assert_eq!(c1["lot"], "general");
+    assert_eq!(c1["pool"], "pbx-a");
+    assert_eq!(c1["caller"]["name"], "Carol");
+    assert_eq!(c1["caller"]["number"], "5551234");
+    assert_eq!(c1["state"], "parked");
+    assert_eq!(c1["attempt"], 0);
+    assert_eq!(c1["max_attempts"], 1);
+    assert_eq!(c1["next_deadline"], 91_000);
+    let c2 = api.json("/api/v1/parked/710").await;
+    assert_eq!(
+        (c2["lot"].as_str(), c2["max_attempts"].as_u64()),
+        (Some("sales"), Some(3))
+    );
+    // Bad input names the field; an empty orbit and one of no range are told apart.
+    let (status, body) = api.get("/api/v1/parked/7x1").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("orbit: `7x1` is not an orbit"), "{body}");
+    let (status, body) = api.get("/api/v1/parked/705").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no call is parked on 705"), "{body}");
+    let (status, body) = api.get("/api/v1/parked/999").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("in no configured orbit range"), "{body}");
+
+    let orbits = api.json("/api/v1/orbits").await;
+    let main = orbits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "main")
+        .unwrap();
+    assert_eq!(
+        (
+            main["size"].as_u64(),
+            main["used"].as_u64(),
+            main["free"].as_u64()
+        ),
+        (Some(9), Some(1), Some(8))
+    );
+    let sales = orbits
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "sales")
+        .unwrap();
+    assert_eq!(
+        (sales["lot"].as_str(), sales["used"].as_u64()),
+        (Some("sales"), Some(1))
+    );
+
+    let settings = api.json("/api/v1/settings").await;
+    assert_eq!(
+        settings["lots"]["general"]["settings"]["pickup_timeout_ms"],
+        90_000
+    );
+    assert_eq!(settings["lots"]["sales"]["park_codes"][0], "park-sales");
+    assert_eq!(
+        settings["lots"]["sales"]["settings"]["max_pickup_attempts"],
+        3
+    );
+}
+
+#[tokio::test]
+async fn metrics_in_prometheus_text() {
+    let api = start().await;
+    let (status, text) = api.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "# TYPE callpark_parked gauge",
+        "callpark_parked{pool=\"pbx-a\",lot=\"general\"} 1",
+        "callpark_parked{pool=\"pbx-a\",lot=\"sales\"} 1",
+        "callpark_lot_orbits{pool=\"pbx-a\",lot=\"general\"} 9",
+        "callpark_events_total{pool=\"pbx-a\",kind=\"parked\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+}
+
+/// Reads SSE events (id, event) from a response until `n` arrived.
+async fn read_events(resp: reqwest::Response, n: usize) -> Vec<(i64, String)> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let read = async {
+        while out.len() < n {
+            let chunk = stream.next().await.expect("the stream ended").unwrap();
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let field = |k: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                        .map(|v| v.trim().to_string())
+                };
+                if let (Some(id), Some(ev)) = (field("id"), field("event")) {
+                    out.push((id.parse().unwrap(), ev));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("events within 5 s");
+    out
+}
+
+#[tokio::test]
+async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
+    let api = start().await;
+    let url = format!("{}/api/v1/events", api.base);
+    // Resumed after entry 1: entry 2 from the store, then what is logged next.
+    let resumed = api
+        .http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    assert_eq!(resumed.headers()["content-type"], "text/event-stream");
+    // A fresh subscriber gets only what happens from now on.
+    let fresh = api.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.store
+        .apply(
+            "pbx-a",
+            &[Change::Remove(ChannelId::new("c1"))],
+            &[log("c1", LogKind::Retrieved, "701", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read_events(resumed, 2).await,
+        [(2, "parked".to_string()), (3, "retrieved".to_string())]
+    );
+    assert_eq!(read_events(fresh, 1).await, [(3, "retrieved".to_string())]);
+    // A Last-Event-ID that is no id is refused, naming the header.
+    let bad = api
+        .http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert!(bad.text().await.unwrap().contains("Last-Event-ID"));
+}
