@@ -323,3 +323,107 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().await.unwrap().contains("Last-Event-ID"));
 }
+
+mod support;
+
+/// The operator's side on the real Asterisk: `callpark run` with `[api]`, a parked call
+/// retrieved to an extension through the API, another hung up, and bad requests refused.
+#[tokio::test]
+async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
+    use support::*;
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let cp = Callpark::start(&Setup {
+        extra: format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+        park: "pickup_timeout = \"60s\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = reqwest::Client::new();
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    let caller = caller["id"].as_str().unwrap().to_string();
+    cp.wait_parked_on("701").await;
+    let listed: Value = http
+        .get(format!("{base}/parked"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0]["orbit"], "701");
+    assert_eq!(listed[0]["channel"], caller.as_str());
+    // Bad requests change nothing and name the field.
+    let post = |orbit: &str, body: Value| {
+        http.post(format!("{base}/parked/{orbit}/retrieve"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let r = post("701", serde_json::json!({ "to": "nowhere" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().starts_with("{\"error\":\"to: "));
+    let r = post("705", serde_json::json!({ "to": "exten:answer@phones" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(cp.kinds_of(&caller).await, ["parked"]);
+    // Retrieved to an extension that answers: bridged, and the log says by whom.
+    let r = post("701", serde_json::json!({ "to": "exten:answer@phones" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+    cp.wait_log(&caller, "retrieved", Duration::from_secs(10))
+        .await;
+    let bridged = wait_for(
+        "the call bridged to the extension",
+        Duration::from_secs(5),
+        || async {
+            ari.bridges().await.into_iter().find(|b| {
+                let chans = b["channels"].as_array().cloned().unwrap_or_default();
+                chans.len() == 2 && chans.iter().any(|c| c == caller.as_str())
+            })
+        },
+    )
+    .await;
+    assert_eq!(bridged["channels"].as_array().unwrap().len(), 2);
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "retrieved" && r.channel == caller)
+        .unwrap();
+    assert!(row.detail.contains("exten:answer@phones"), "{}", row.detail);
+    // Another call, hung up by the operator.
+    let (other, _) = park_by_transfer(&ari, &ami, "bob", "\"Dave\" <5552222>").await;
+    let other = other["id"].as_str().unwrap().to_string();
+    cp.wait_parked_on("701").await;
+    let r = http
+        .delete(format!("{base}/parked/701"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    cp.wait_log(&other, "disconnected", Duration::from_secs(5))
+        .await;
+    wait_for("the call hung up", Duration::from_secs(5), || async {
+        (!ari.channel_exists(&other).await).then_some(())
+    })
+    .await;
+}

@@ -852,6 +852,10 @@ enum Step {
     DirectedTwice(u8),
     /// Two calls transferred to the park code at the same moment.
     ParkTwice,
+    /// An operator retrieves orbit 700 + n % 5 to an extension (the admin API).
+    Operator(u8),
+    /// An operator hangs up orbit 700 + n % 5.
+    OperatorHangUp(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -861,6 +865,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<u8>().prop_map(Step::Directed),
         1 => any::<u8>().prop_map(Step::DirectedTwice),
         1 => Just(Step::ParkTwice),
+        1 => any::<u8>().prop_map(Step::Operator),
+        1 => any::<u8>().prop_map(Step::OperatorHangUp),
         2 => any::<u8>().prop_map(Step::Retrieve),
         1 => any::<u8>().prop_map(Step::HangupParked),
         2 => any::<u8>().prop_map(Step::AnswerLeg),
@@ -914,7 +920,7 @@ impl Checker {
                             let n = self.ringbacks.get(&parked).copied().unwrap_or(0);
                             prop_assert_eq!(n, self.owed, "fallback before the last ringback");
                         }
-                        LegPurpose::Return => {}
+                        LegPurpose::Return | LegPurpose::Deliver => {}
                     }
                     self.legs.push(channel.clone());
                 }
@@ -992,7 +998,7 @@ proptest! {
         for s in steps {
             let calls: Vec<ParkedCall> = core.calls().cloned().collect();
             let legs: Vec<ChannelId> = calls.iter().filter_map(|c| match &c.state {
-                CallState::Ringback { leg, .. } | CallState::Fallback { leg } | CallState::Returning { leg, .. } => Some(leg.clone()),
+                CallState::Ringback { leg, .. } | CallState::Fallback { leg } | CallState::Returning { leg, .. } | CallState::Delivering { leg, .. } => Some(leg.clone()),
                 _ => None,
             }).collect();
             let connecting: Vec<ChannelId> = calls.iter().filter_map(|c| match &c.state {
@@ -1024,6 +1030,23 @@ proptest! {
                     let on: Vec<&ParkedCall> = core.calls().filter(|c| c.orbit == Some(orbit)).collect();
                     prop_assert!(on.len() <= 1, "orbit {} held by {:?}", orbit, on);
                     cmds
+                }
+                Step::Operator(i) => {
+                    let orbit = o(&format!("{}", 700 + (i % 5) as u32));
+                    let to = Target::Endpoint("PJSIP/operator".into());
+                    match core.deliver(now, orbit, to, "PJSIP/operator") {
+                        Ok(cmds) => cmds,
+                        Err(e) => {
+                            // Refused only for an orbit with no call, or one being connected.
+                            let held = core.call_on(orbit).map(|c| c.state.name());
+                            prop_assert!(matches!((&e, held), (OperatorError::NoCall(_), None) | (OperatorError::Busy(_), Some("connecting"))), "{:?} {:?}", e, held);
+                            vec![]
+                        }
+                    }
+                }
+                Step::OperatorHangUp(i) => {
+                    let orbit = o(&format!("{}", 700 + (i % 5) as u32));
+                    core.hang_up(now, orbit).unwrap_or_default()
                 }
                 Step::ParkTwice => {
                     let cmds = park(&mut core, &mut next, None, None);
@@ -1122,4 +1145,75 @@ proptest! {
             prop_assert_eq!(*n, 1, "call {} ended {} times", c, n);
         }
     }
+}
+
+#[test]
+fn an_operator_retrieves_to_an_extension_or_hangs_up() {
+    let mut core = core_with(settings(1, false), &["700-703"]);
+    core.handle(0, park_event("bob", "alice"));
+    let to = Target::Destination(Destination::parse("exten:201@phones").unwrap());
+    assert_eq!(
+        core.deliver(1_000, o("701"), to.clone(), "exten:201@phones"),
+        Err(OperatorError::NoCall(o("701")))
+    );
+    let cmds = core
+        .deliver(1_000, o("700"), to.clone(), "exten:201@phones")
+        .unwrap();
+    let leg = ch("bob").leg("op1000");
+    // The operator's extension rings showing the parked caller; the call keeps its music.
+    assert!(cmds.contains(&Command::Originate {
+        channel: leg.clone(),
+        target: to.clone(),
+        caller_id: Party {
+            name: "Bob".into(),
+            number: "200".into()
+        },
+        timeout_ms: 20_000,
+        purpose: LegPurpose::Deliver,
+    }));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::StopMoh { .. })));
+    // Nobody answers: parked again, with its own pickup deadline.
+    core.handle(
+        5_000,
+        Event::OriginateFailed {
+            channel: leg.clone(),
+            reason: "busy".into(),
+        },
+    );
+    let call = core.call_on(o("700")).unwrap();
+    assert_eq!((call.state.name(), call.deadline), ("parked", 90_000));
+    // Again, answered this time: bridged and retrieved "by the operator".
+    core.deliver(6_000, o("700"), to.clone(), "exten:201@phones")
+        .unwrap();
+    let leg = ch("bob").leg("op6000");
+    let cmds = core.handle(
+        7_000,
+        Event::Answered {
+            channel: leg.clone(),
+        },
+    );
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("bob"),
+        other: leg.clone()
+    }));
+    core.handle(7_100, Event::Bridged { channel: leg });
+    assert!(core.call_on(o("700")).is_none());
+    let log = core.drain_log();
+    assert!(
+        log.iter()
+            .any(|e| e.kind == LogKind::Retrieved && e.detail.contains("201@phones")),
+        "{log:?}"
+    );
+    // Hang up by the operator.
+    core.handle(8_000, park_event("carol", "alice"));
+    let cmds = core.hang_up(8_500, o("700")).unwrap();
+    assert!(cmds.contains(&Command::Hangup {
+        channel: ch("carol")
+    }));
+    assert!(core.call_on(o("700")).is_none());
+    assert!(
+        core.drain_log()
+            .iter()
+            .any(|e| e.kind == LogKind::Disconnected && e.detail == "hung up by the operator")
+    );
 }

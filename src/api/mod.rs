@@ -14,17 +14,20 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use thiserror::Error;
-use tokio::sync::broadcast;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::orbit::Orbit;
-use crate::park::{GENERAL_LOT, ParkedCall};
+use crate::park::{Destination, GENERAL_LOT, OperatorError, ParkedCall, Target};
+use crate::service::Control;
 use crate::store::{LogRow, Store, StoreError};
 
 /// What the handlers share.
@@ -34,6 +37,8 @@ pub struct ApiState {
     cfg: Arc<Config>,
     token: Arc<str>,
     feed: broadcast::Sender<LogRow>,
+    /// Each running pool's operator requests.
+    pools: Arc<HashMap<String, mpsc::Sender<Control>>>,
 }
 
 #[derive(Debug, Error)]
@@ -75,7 +80,14 @@ impl ApiState {
             cfg,
             token: token.into(),
             feed,
+            pools: Arc::default(),
         }
+    }
+
+    /// Where operator requests (retrieve to, hang up) go: each pool's control channel.
+    pub fn with_pools(mut self, pools: HashMap<String, mpsc::Sender<Control>>) -> ApiState {
+        self.pools = Arc::new(pools);
+        self
     }
 
     /// Reads the log as it grows and hands each new entry to every subscriber of the stream.
@@ -103,7 +115,8 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/parked", get(parked))
-        .route("/api/v1/parked/{orbit}", get(parked_one))
+        .route("/api/v1/parked/{orbit}", get(parked_one).delete(hang_up))
+        .route("/api/v1/parked/{orbit}/retrieve", post(retrieve))
         .route("/api/v1/orbits", get(orbits))
         .route("/api/v1/settings", get(settings))
         .route("/api/v1/events", get(events))
@@ -229,6 +242,95 @@ async fn parked_one(
             format!("orbit: no call is parked on {orbit}"),
         )),
     }
+}
+
+/// The pool owning `orbit`, and its control channel.
+fn pool_of(s: &ApiState, orbit: Orbit) -> Result<mpsc::Sender<Control>, Failure> {
+    let range = s.cfg.orbits.range_of(orbit).ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("orbit: {orbit} is in no configured orbit range"),
+        )
+    })?;
+    s.pools.get(&range.pool).cloned().ok_or_else(|| {
+        Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("pool {} is not running here", range.pool),
+        )
+    })
+}
+
+/// Hands a request to its pool and waits for the step to be in the store.
+async fn ask(
+    tx: mpsc::Sender<Control>,
+    make: impl FnOnce(oneshot::Sender<Result<(), OperatorError>>) -> Control,
+) -> Result<(), Failure> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || {
+        Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pool is stopping".into(),
+        )
+    };
+    tx.send(make(reply)).await.map_err(|_| gone())?;
+    match answer.await.map_err(|_| gone())? {
+        Ok(()) => Ok(()),
+        Err(e @ OperatorError::NoCall(_)) => Err(Failure(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ OperatorError::Busy(_)) => Err(Failure(StatusCode::CONFLICT, e.to_string())),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrieveTo {
+    to: String,
+}
+
+/// Retrieve a parked call to an extension (`exten:201@phones`), a `sip:` URI or a dial string
+/// (`PJSIP/attendant`): it rings there, and is bridged when answered.
+async fn retrieve(
+    State(s): State<ApiState>,
+    Path(orbit): Path<String>,
+    body: Result<Json<RetrieveTo>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), Failure> {
+    let orbit = parse_orbit(&orbit)?;
+    let Json(body) = body.map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "body: {} (send {{\"to\": \"exten:201@phones\"}})",
+                e.body_text()
+            ),
+        )
+    })?;
+    let dest = Destination::parse(&body.to)
+        .map_err(|m| Failure(StatusCode::BAD_REQUEST, format!("to: {m}")))?;
+    let tx = pool_of(&s, orbit)?;
+    let label = dest.to_string();
+    ask(tx, |reply| Control::Deliver {
+        orbit,
+        to: Target::Destination(dest),
+        label,
+        reply,
+    })
+    .await?;
+    info!(%orbit, to = %body.to, "API: retrieve to");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "orbit": orbit.to_string(), "state": "delivering", "to": body.to })),
+    ))
+}
+
+/// Hang up a parked call.
+async fn hang_up(
+    State(s): State<ApiState>,
+    Path(orbit): Path<String>,
+) -> Result<StatusCode, Failure> {
+    let orbit = parse_orbit(&orbit)?;
+    let tx = pool_of(&s, orbit)?;
+    ask(tx, |reply| Control::HangUp { orbit, reply }).await?;
+    info!(%orbit, "API: hung up");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn orbits(State(s): State<ApiState>) -> Result<Json<Value>, Failure> {

@@ -49,13 +49,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // Each pool's operator requests (the admin API's retrieve and hang-up).
+    let mut controls = std::collections::HashMap::new();
+    let mut control_rx = std::collections::HashMap::new();
+    for pbx in &cfg.pbx {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        controls.insert(pbx.name.clone(), tx);
+        control_rx.insert(pbx.name.clone(), rx);
+    }
     // The admin API, bound before any pool starts: a taken port stops `run` here.
     let api = match &cfg.api {
         Some(a) => {
             let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
             let listener = crate::api::bind(a.listen).await?;
             let state =
-                crate::api::ApiState::new(store.clone(), std::sync::Arc::new(cfg.clone()), token);
+                crate::api::ApiState::new(store.clone(), std::sync::Arc::new(cfg.clone()), token)
+                    .with_pools(controls);
             Some(tokio::spawn(async move {
                 if let Err(e) = crate::api::serve(state, listener).await {
                     error!("{e}");
@@ -67,13 +76,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     for pbx in &cfg.pbx {
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
         let adapter = crate::pbx::Adapter::new(pbx)?;
-        tasks.spawn(service::run_pool(
+        tasks.spawn(service::run_pool_controlled(
             core,
             store.clone(),
             adapter,
             stop_rx.clone(),
             health.pool(&pbx.name),
             service::Clock::system(),
+            control_rx.remove(&pbx.name),
         ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }

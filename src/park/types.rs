@@ -212,6 +212,15 @@ impl RefuseReason {
     }
 }
 
+/// Why an operator's request (the admin API) changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("orbit: no call is parked on {0}")]
+    NoCall(Orbit),
+    #[error("orbit: the call on {0} is being connected already")]
+    Busy(Orbit),
+}
+
 /// What a PBX tells the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -253,6 +262,8 @@ pub enum LegPurpose {
     Fallback,
     /// Giving a refused call back to its parker.
     Return,
+    /// An operator's retrieve to an extension or endpoint (the admin API).
+    Deliver,
 }
 
 /// Where an originated leg dials.
@@ -362,6 +373,7 @@ impl LampState {
             } => LampState::InUse,
             CallState::Ringback { .. }
             | CallState::Fallback { .. }
+            | CallState::Delivering { .. }
             | CallState::Connecting {
                 via: Via::Ringback { .. } | Via::Fallback,
                 ..
@@ -384,6 +396,13 @@ pub enum CallState {
         leg: ChannelId,
         reason: RefuseReason,
     },
+    /// An operator retrieves the call to `to`, which rings; the orbit stays retrievable.
+    /// Deadline: end of ring time; missed, the call is parked again until `resume`.
+    Delivering {
+        leg: ChannelId,
+        to: String,
+        resume: Millis,
+    },
     /// A bridge with `leg` was asked for. Deadline: bridge timeout.
     Connecting {
         leg: ChannelId,
@@ -401,6 +420,7 @@ impl CallState {
             CallState::Ringback { .. } => "ringback",
             CallState::Fallback { .. } => "fallback",
             CallState::Returning { .. } => "returning",
+            CallState::Delivering { .. } => "delivering",
             CallState::Connecting { .. } => "connecting",
         }
     }
@@ -412,6 +432,7 @@ impl CallState {
             CallState::Ringback { leg, .. }
             | CallState::Fallback { leg }
             | CallState::Returning { leg, .. }
+            | CallState::Delivering { leg, .. }
             | CallState::Connecting { leg, .. } => Some(leg),
         }
     }

@@ -10,15 +10,17 @@ pub mod notify;
 use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 pub use clock::Clock;
 
 use crate::config::{Config, ParkConfig};
+use crate::orbit::Orbit;
 use crate::park::{
-    ChannelId, Command, Event, LampState, Millis, Moh, ParkCore, PoolOrbits, Settings,
+    ChannelId, Command, Event, LampState, Millis, Moh, OperatorError, ParkCore, PoolOrbits,
+    Settings, Target,
 };
 use crate::pbx::{Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
@@ -109,16 +111,46 @@ pub async fn restore_core(
     Ok(core)
 }
 
+/// An operator's request to a pool (the admin API), answered once the step is in the store.
+#[derive(Debug)]
+pub enum Control {
+    /// Ring `to` with the call on `orbit`, and bridge them when it answers.
+    Deliver {
+        orbit: Orbit,
+        to: Target,
+        label: String,
+        reply: oneshot::Sender<Result<(), OperatorError>>,
+    },
+    /// Hang up the call on `orbit`.
+    HangUp {
+        orbit: Orbit,
+        reply: oneshot::Sender<Result<(), OperatorError>>,
+    },
+}
+
 /// Drives one pool until `shutdown` turns true (or its sender is dropped). Returns the core so
 /// callers (tests) can look. The loop reports every turn on `beat`, and that the pool is ready
 /// once the PBX is connected and the calls reconciled.
 pub async fn run_pool<P: Pbx>(
+    core: ParkCore,
+    store: Store,
+    pbx: P,
+    shutdown: watch::Receiver<bool>,
+    beat: Beat,
+    clock: Clock,
+) -> Result<ParkCore, ServiceError> {
+    run_pool_controlled(core, store, pbx, shutdown, beat, clock, None).await
+}
+
+/// [`run_pool`] that also takes operators' requests from `control`.
+pub async fn run_pool_controlled<P: Pbx>(
     mut core: ParkCore,
     store: Store,
     pbx: P,
     mut shutdown: watch::Receiver<bool>,
     beat: Beat,
     clock: Clock,
+    mut control: Option<mpsc::Receiver<Control>>,
 ) -> Result<ParkCore, ServiceError> {
     let pool = pbx.name().to_string();
     let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
@@ -174,6 +206,29 @@ pub async fn run_pool<P: Pbx>(
             _ = deadline => {
                 let cmds = core.handle_timeout(clock.now());
                 run.step(&mut core, cmds).await?;
+            }
+            Some(c) = async {
+                match control.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = clock.now();
+                let (result, reply) = match c {
+                    Control::Deliver { orbit, to, label, reply } => {
+                        (core.deliver(now, orbit, to, &label), reply)
+                    }
+                    Control::HangUp { orbit, reply } => (core.hang_up(now, orbit), reply),
+                };
+                match result {
+                    Ok(cmds) => {
+                        run.step(&mut core, cmds).await?;
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
             _ = heartbeat.tick() => beat.turned(Instant::now()),
             changed = shutdown.changed() => {
