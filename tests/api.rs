@@ -383,13 +383,44 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(cp.kinds_of(&caller).await, ["parked"]);
-    // Retrieved to an extension that answers: bridged, and the log says by whom.
-    let r = post("701", serde_json::json!({ "to": "exten:answer@phones" }))
-        .await
+    // The CLI: the parked calls as JSON, the event stream, and a retrieve to an extension
+    // that answers, through the service: bridged, and the log says by whom.
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_callpark"));
+        c.arg("--config").arg(&cp.config).args(args);
+        c
+    };
+    let out = cli(&["parked", "--format", "json"]).output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["orbit"], "701");
+    let mut watch = cli(&["watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+    let stdout = watch.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("retrieved"))
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = cli(&["retrieve", "701", "--to", "exten:answer@phones"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     cp.wait_log(&caller, "retrieved", Duration::from_secs(10))
         .await;
+    // The feed looks every 200 ms; then the stream ends with the process, and the reader.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = tokio::task::spawn_blocking(move || lines.join().unwrap())
+        .await
+        .unwrap();
+    let seen = seen.expect("callpark watch printed the retrieve");
+    assert!(seen.contains("701") && seen.contains(&caller), "{seen}");
     let bridged = wait_for(
         "the call bridged to the extension",
         Duration::from_secs(5),

@@ -187,7 +187,7 @@ fn lot_name(lot: &Option<String>) -> &str {
 }
 
 /// One parked call as the API shows it.
-fn call_json(cfg: &Config, pool: &str, c: &ParkedCall) -> Value {
+pub fn call_json(cfg: &Config, pool: &str, c: &ParkedCall) -> Value {
     let max = cfg.lot_park(c.lot.as_deref()).max_pickup_attempts;
     json!({
         "orbit": c.orbit.map(|o| o.to_string()),

@@ -39,7 +39,21 @@ pub enum Cmd {
     /// The orbit table with used and free orbits per range.
     Orbits,
     /// The calls parked now, read from the store.
-    Parked,
+    Parked {
+        /// `table` for people, `json` for programs (the API's shape).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Retrieve a parked call to an extension (`exten:201@phones`), a `sip:` URI or a dial
+    /// string, through the running service's admin API (`[api]`).
+    Retrieve {
+        orbit: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// The event stream of the running service (its admin API), one line per event, until
+    /// interrupted.
+    Watch,
     /// The newest entries of the event log.
     Log {
         #[arg(long, default_value_t = 50)]
@@ -54,6 +68,12 @@ pub enum Cmd {
     },
     /// Check that dial-plan normalization leaves every orbit untouched (no service needed).
     Lint(crate::lint::cli::LintArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,7 +145,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Orbits => orbits(&cfg).await,
-        Cmd::Parked => parked(&cfg).await,
+        Cmd::Parked { format } => parked(&cfg, format).await,
+        Cmd::Retrieve { orbit, to } => api_client::retrieve(&cfg, &orbit, &to).await,
+        Cmd::Watch => api_client::watch(&cfg).await,
         Cmd::Log { limit } => {
             let store = Store::open(&cfg.database_path()).await?;
             for r in store.log(limit).await? {
@@ -190,6 +212,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+mod api_client;
 mod run;
 
 fn check_config(cfg: &Config) {
@@ -268,8 +291,18 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn parked(cfg: &Config) -> anyhow::Result<ExitCode> {
+async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
     let store = Store::open(&cfg.database_path()).await?;
+    if format == Format::Json {
+        let calls: Vec<serde_json::Value> = store
+            .parked(None)
+            .await?
+            .iter()
+            .map(|(pool, c)| crate::api::call_json(cfg, pool, c))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&calls)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let now = now_ms();
     println!(
         "{:<10} {:<8} {:<12} {:<24} {:<20} {:<12} {:<8} {:>8}",
