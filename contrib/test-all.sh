@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of callpark, from a fresh Debian machine: installs what the tests need (the real
 # Asterisk testbed in a debootstrap chroot on first use; the FreeSWITCH testbed's libraries and
-# prompts), brings both testbeds up when they are not running, runs formatting, lints and every
+# prompts; Chromium and playwright-core for the console's browser test), brings both testbeds up when they are not running, runs formatting, lints and every
 # cargo test, then brings down what it started.
 #
 # Tests that need a PBX fail when it cannot be reached. The one exception: when no FreeSWITCH
@@ -61,6 +61,20 @@ else
         exit 1
     fi
 fi
+
+# The attendant console's browser test (tests/console.rs): Debian's Chromium, and the driver
+# (playwright-core, pinned in tests/console/package.json) from the npm registry.
+if ! [ -x /usr/bin/chromium ]; then
+    echo "test-all: apt-get install chromium (for the console's browser test)"
+    apt-get -q update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y install chromium >/dev/null
+fi
+if ! command -v npm >/dev/null; then
+    echo "test-all: apt-get install npm (for the console's browser test)"
+    apt-get -q update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y install npm >/dev/null
+fi
+npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

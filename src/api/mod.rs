@@ -122,6 +122,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // The console page holds no data: it asks for the token and then uses the API.
+        .route("/", get(console))
         .with_state(state)
 }
 
@@ -145,6 +147,17 @@ pub async fn serve(state: ApiState, listener: tokio::net::TcpListener) -> Result
         .map_err(|source| ApiError::Bind { addr, source });
     feed.abort();
     served
+}
+
+/// The attendant's console: plain HTML and JavaScript, built into the binary.
+async fn console() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("console.html"),
+    )
 }
 
 /// Equal in time whatever the first difference, so the token cannot be guessed byte by byte.

@@ -1,0 +1,110 @@
+//! The attendant console in a real headless Chromium (Debian's package) against `callpark run`
+//! on the Asterisk testbed: a parked call appears, Retrieve sends it to the attendant's own
+//! extension, the call is bridged there and the row goes. The screenshot is kept in
+//! `target/test-artifacts/console.png`. `contrib/test-all.sh` installs Chromium and the
+//! driver (playwright-core, tests/console/package.json); without them this test fails.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const TOKEN: &str = "console-test-token-0123456789";
+
+#[tokio::test]
+async fn a_receptionist_sees_the_parked_call_and_retrieves_it_to_her_extension() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let driver = format!("{repo}/tests/console/drive.mjs");
+    assert!(
+        std::path::Path::new(&format!(
+            "{repo}/tests/console/node_modules/playwright-core"
+        ))
+        .exists(),
+        "playwright-core is missing: run `npm install --prefix tests/console` (contrib/test-all.sh does)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: apt-get install chromium (contrib/test-all.sh does)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let cp = Callpark::start(&Setup {
+        extra: format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+        park: "pickup_timeout = \"60s\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    let caller = caller["id"].as_str().unwrap().to_string();
+    cp.wait_parked_on("701").await;
+
+    let shots = format!("{repo}/target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = format!("{shots}/console.png");
+    // The attendant's own extension: one of the testbed's phones, which answers.
+    let url = format!("http://127.0.0.1:{port}/#token={TOKEN}&to=exten:answer@phones");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(driver)
+            .args([url.as_str(), "701", shot.as_str()])
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the console in Chromium: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("the driver's JSON line"),
+    )
+    .unwrap();
+    let row = seen["row"].as_str().unwrap();
+    assert!(
+        row.starts_with("701 general Carol") && row.contains("parked"),
+        "{row}"
+    );
+    assert!(
+        seen["lots"]
+            .as_str()
+            .unwrap()
+            .contains("general pbx-a 1 99"),
+        "{seen}"
+    );
+    assert_eq!(seen["status"], "live");
+    assert_eq!(seen["gone"], true);
+    // Bridged at her extension, and logged so.
+    cp.wait_log(&caller, "retrieved", Duration::from_secs(5))
+        .await;
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "retrieved" && r.channel == caller)
+        .unwrap();
+    assert!(row.detail.contains("exten:answer@phones"), "{}", row.detail);
+    let png = std::fs::read(format!("{repo}/target/test-artifacts/console.png")).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "a real screenshot"
+    );
+}
