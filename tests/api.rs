@@ -54,6 +54,11 @@ fn log(ch: &str, kind: LogKind, orbit: &str, lot: Option<&str>) -> LogEvent {
 }
 
 async fn start() -> Api {
+    start_with("").await
+}
+
+/// [`start`] with more `[api]` keys.
+async fn start_with(api_extra: &str) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
@@ -63,6 +68,7 @@ async fn start() -> Api {
 [api]
 listen = "127.0.0.1:0"
 token_file = "{}"
+{api_extra}
 
 [[pbx]]
 name = "pbx-a"
@@ -233,6 +239,69 @@ async fn parked_calls_orbits_and_settings_as_json() {
         settings["lots"]["sales"]["settings"]["max_pickup_attempts"],
         3
     );
+}
+
+#[tokio::test]
+async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_nobody() {
+    use axum::http::StatusCode;
+    use std::sync::Mutex;
+    // A webhook that fails twice, then takes everything; it keeps the ids it took.
+    let got: Arc<Mutex<(u32, Vec<i64>)>> = Arc::default();
+    let app = {
+        let got = got.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    let mut g = got.lock().unwrap();
+                    if g.0 < 2 {
+                        g.0 += 1;
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    g.1.push(v["id"].as_i64().unwrap());
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        )
+    };
+    let ok = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ok_url = format!("http://{}/hook", ok.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(ok, app).await });
+    // One that takes the connection and never answers.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = dead.accept().await {
+            held.push(s);
+        }
+    });
+    let api = start_with(&format!(
+        "webhooks = [\"{dead_url}\", \"{ok_url}\"]\nwebhook_timeout = \"1s\""
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (ch, kind) in [("c1", LogKind::Retrieved), ("c2", LogKind::RingbackStarted)] {
+        api.store
+            .apply("pbx-a", &[], &[log(ch, kind, "701", None)])
+            .await
+            .unwrap();
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let g = got.lock().unwrap().clone();
+        if g.1.len() == 2 {
+            assert_eq!(
+                g,
+                (2, vec![3, 4]),
+                "two failures, then each entry once, in order"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "webhook got {g:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -327,3 +327,12 @@ fn lots_are_checked_against_ranges_policies_and_park_codes() {
     let (key, _, _) = invalid(&LOTS.replace("name = \"sales\"\npick", "name = \"general\"\npick"));
     assert_eq!(key, "lot[0].name");
 }
+
+#[test]
+fn api_webhooks_must_be_http_urls() {
+    let (key, line, msg) = invalid("[api]\ntoken_env = \"T\"\nwebhooks = [\"ftp://pager\"]\n");
+    assert_eq!((key.as_str(), line), ("api.webhooks[0]", Some(3)));
+    assert!(msg.contains("not an http:// or https:// URL"), "{msg}");
+    let c = load("[api]\ntoken_env = \"T\"\nwebhooks = [\"http://127.0.0.1:9/hook\"]\n").unwrap();
+    assert_eq!(c.api.unwrap().listen.to_string(), "127.0.0.1:8089");
+}

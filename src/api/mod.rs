@@ -5,6 +5,8 @@
 //! It reads the store, which every pool writes each step to before the PBX acts on it, so what
 //! the API shows is what a restart would resume; it never talks to a PBX.
 
+pub mod webhook;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +143,11 @@ pub async fn serve(state: ApiState, listener: tokio::net::TcpListener) -> Result
         source,
     })?;
     info!(%addr, "admin API listening");
+    if let Some(api) = &state.cfg.api {
+        for url in &api.webhooks {
+            webhook::spawn(url.clone(), state.feed.subscribe(), api.webhook_timeout);
+        }
+    }
     let feed = tokio::spawn(state.clone().run_feed());
     let served = axum::serve(listener, router(state))
         .await

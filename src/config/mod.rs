@@ -59,6 +59,16 @@ pub struct ApiConfig {
     /// File holding the bearer token (its first line).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// URLs every log entry is POSTed to as JSON.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// How long one webhook POST may take.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_api_listen() -> std::net::SocketAddr {
@@ -689,6 +699,17 @@ impl Config {
                         l.name, l.name
                     ),
                 ));
+            }
+        }
+
+        if let Some(api) = &raw.api {
+            for (i, u) in api.webhooks.iter().enumerate() {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(bad(
+                        format!("api.webhooks[{i}]"),
+                        format!("`{u}` is not an http:// or https:// URL"),
+                    ));
+                }
             }
         }
 

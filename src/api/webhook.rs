@@ -1,0 +1,83 @@
+//! Webhooks: every log entry POSTed as JSON to each configured URL (a paging system, a chat
+//! bot), in order, with retries and backoff. Each webhook has its own bounded queue filled from
+//! the event feed, so a slow or dead one delays nobody: parking never waits on the feed (the
+//! feed reads the store after the fact), and a full queue drops its oldest entries, logged.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast};
+use tracing::{info, warn};
+
+use crate::store::LogRow;
+
+/// Entries a webhook may have waiting before the oldest are dropped.
+pub const QUEUE_MAX: usize = 10_000;
+/// Tries per entry: the first and the retries, 0.5 s, 1 s, 2 s, 4 s, 8 s apart.
+pub const TRIES: u32 = 6;
+
+/// Starts one webhook: a reader that queues what the feed brings, and a sender.
+pub fn spawn(url: String, mut feed: broadcast::Receiver<LogRow>, timeout: Duration) {
+    let queue: Arc<Mutex<VecDeque<LogRow>>> = Arc::default();
+    let wake = Arc::new(Notify::new());
+    {
+        let (queue, wake, url) = (queue.clone(), wake.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                let row = match feed.recv().await {
+                    Ok(r) => r,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(%url, skipped = n, "webhook: the event feed ran ahead; entries skipped");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let mut q = queue.lock().expect("webhook queue");
+                if q.len() >= QUEUE_MAX {
+                    let old = q.pop_front();
+                    warn!(%url, dropped = ?old.map(|r| r.id), "webhook: queue full, oldest entry dropped");
+                }
+                q.push_back(row);
+                drop(q);
+                wake.notify_one();
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(timeout).build() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(%url, "webhook: no HTTP client: {e}");
+                return;
+            }
+        };
+        info!(%url, "webhook on");
+        loop {
+            let next = queue.lock().expect("webhook queue").pop_front();
+            let Some(row) = next else {
+                wake.notified().await;
+                continue;
+            };
+            deliver(&client, &url, &row).await;
+        }
+    });
+}
+
+/// POSTs one entry, trying again with backoff; gives up after [`TRIES`], logged.
+async fn deliver(client: &reqwest::Client, url: &str, row: &LogRow) {
+    let mut wait = Duration::from_millis(500);
+    for attempt in 1..=TRIES {
+        let why = match client.post(url).json(row).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => format!("HTTP {}", r.status()),
+            Err(e) => e.to_string(),
+        };
+        if attempt == TRIES {
+            warn!(%url, id = row.id, "webhook: entry given up after {TRIES} tries: {why}");
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+}
