@@ -307,14 +307,28 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
 #[tokio::test]
 async fn metrics_in_prometheus_text() {
     let api = start().await;
+    // Carol's call on 701 (parked at 1 s) retrieved 41.5 s later.
+    let mut done = log("c1", LogKind::Retrieved, "701", None);
+    done.at = 42_500;
+    api.store
+        .apply("pbx-a", &[Change::Remove(ChannelId::new("c1"))], &[done])
+        .await
+        .unwrap();
     let (status, text) = api.get("/metrics").await;
     assert_eq!(status, 200);
     for line in [
         "# TYPE callpark_parked gauge",
-        "callpark_parked{pool=\"pbx-a\",lot=\"general\"} 1",
+        "callpark_parked{pool=\"pbx-a\",lot=\"general\"} 0",
         "callpark_parked{pool=\"pbx-a\",lot=\"sales\"} 1",
         "callpark_lot_orbits{pool=\"pbx-a\",lot=\"general\"} 9",
         "callpark_events_total{pool=\"pbx-a\",kind=\"parked\"} 2",
+        "callpark_events_total{pool=\"pbx-a\",kind=\"retrieved\"} 1",
+        "# TYPE callpark_time_to_retrieve_seconds histogram",
+        "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"30\"} 0",
+        "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"60\"} 1",
+        "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"+Inf\"} 1",
+        "callpark_time_to_retrieve_seconds_sum{pool=\"pbx-a\",lot=\"general\"} 41.5",
+        "callpark_time_to_retrieve_seconds_count{pool=\"pbx-a\",lot=\"sales\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }

@@ -543,5 +543,43 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             "callpark_events_total{{pool=\"{pool}\",kind=\"{kind}\"}} {n}"
         );
     }
+    // Computed from the log at each scrape: exact, and nothing to keep in memory.
+    const BUCKETS: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0];
+    let _ = writeln!(
+        out,
+        "# HELP callpark_time_to_retrieve_seconds How long retrieved calls waited on their orbit."
+    );
+    let _ = writeln!(out, "# TYPE callpark_time_to_retrieve_seconds histogram");
+    let waits = s.store.retrieve_waits().await?;
+    for (pool, lot) in &lots {
+        let mine: Vec<f64> = waits
+            .iter()
+            .filter(|(p, l, _)| p == pool && lot_name(l) == lot)
+            .map(|(_, _, ms)| *ms as f64 / 1000.0)
+            .collect();
+        let labels = format!("pool=\"{pool}\",lot=\"{lot}\"");
+        for b in BUCKETS {
+            let n = mine.iter().filter(|w| **w <= b).count();
+            let _ = writeln!(
+                out,
+                "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"{b}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            mine.len()
+        );
+        let _ = writeln!(
+            out,
+            "callpark_time_to_retrieve_seconds_sum{{{labels}}} {}",
+            mine.iter().sum::<f64>()
+        );
+        let _ = writeln!(
+            out,
+            "callpark_time_to_retrieve_seconds_count{{{labels}}} {}",
+            mine.len()
+        );
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

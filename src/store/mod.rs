@@ -300,6 +300,23 @@ impl Store {
             .collect())
     }
 
+    /// How long each retrieved call waited, from its park to its retrieve (ms), per pool and lot.
+    pub async fn retrieve_waits(&self) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.pool AS pool, r.lot AS lot, r.at - MAX(p.at) AS waited
+               FROM event_log r JOIN event_log p
+                 ON p.channel = r.channel AND p.kind = 'parked' AND p.id < r.id
+              WHERE r.kind = 'retrieved'
+              GROUP BY r.id",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get("pool"), r.get("lot"), r.get("waited")))
+            .collect())
+    }
+
     /// Number of calls held per orbit range name.
     pub async fn used_per_orbit(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT orbit FROM parked_call WHERE orbit IS NOT NULL")
