@@ -116,7 +116,13 @@ lot = "sales"
     let token = api.token().unwrap();
     let listener = bind(api.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = ApiState::new(store.clone(), Arc::new(cfg), token);
+    // pbx-a connected twice so far (a reconnect), and up now.
+    let health = callpark::service::health::Health::default();
+    let beat = health.pool("pbx-a");
+    beat.connected();
+    beat.disconnected();
+    beat.connected();
+    let state = ApiState::new(store.clone(), Arc::new(cfg), token).with_health(health);
     tokio::spawn(serve(state, listener));
     Api {
         base,
@@ -323,6 +329,8 @@ async fn metrics_in_prometheus_text() {
         "callpark_lot_orbits{pool=\"pbx-a\",lot=\"general\"} 9",
         "callpark_events_total{pool=\"pbx-a\",kind=\"parked\"} 2",
         "callpark_events_total{pool=\"pbx-a\",kind=\"retrieved\"} 1",
+        "callpark_pbx_connected{pool=\"pbx-a\"} 1",
+        "callpark_pbx_connects_total{pool=\"pbx-a\"} 2",
         "# TYPE callpark_time_to_retrieve_seconds histogram",
         "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"30\"} 0",
         "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"60\"} 1",

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::orbit::Orbit;
 use crate::park::{Destination, GENERAL_LOT, OperatorError, ParkedCall, Target};
 use crate::service::Control;
+use crate::service::health::Health;
 use crate::store::{LogRow, Store, StoreError};
 
 /// What the handlers share.
@@ -41,6 +42,8 @@ pub struct ApiState {
     feed: broadcast::Sender<LogRow>,
     /// Each running pool's operator requests.
     pools: Arc<HashMap<String, mpsc::Sender<Control>>>,
+    /// The pools' PBX connections, for the metrics.
+    health: Option<Health>,
 }
 
 #[derive(Debug, Error)]
@@ -83,7 +86,14 @@ impl ApiState {
             token: token.into(),
             feed,
             pools: Arc::default(),
+            health: None,
         }
+    }
+
+    /// The pools' liveness, whose PBX connections the metrics show.
+    pub fn with_health(mut self, health: Health) -> ApiState {
+        self.health = Some(health);
+        self
     }
 
     /// Where operator requests (retrieve to, hang up) go: each pool's control channel.
@@ -542,6 +552,29 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             out,
             "callpark_events_total{{pool=\"{pool}\",kind=\"{kind}\"}} {n}"
         );
+    }
+    if let Some(h) = &s.health {
+        let conns = h.connections();
+        let _ = writeln!(
+            out,
+            "# HELP callpark_pbx_connected Whether the pool's PBX connection is up."
+        );
+        let _ = writeln!(out, "# TYPE callpark_pbx_connected gauge");
+        for (pool, up, _) in &conns {
+            let _ = writeln!(
+                out,
+                "callpark_pbx_connected{{pool=\"{pool}\"}} {}",
+                u8::from(*up)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP callpark_pbx_connects_total Connections made to the pool's PBX (the first and every reconnect)."
+        );
+        let _ = writeln!(out, "# TYPE callpark_pbx_connects_total counter");
+        for (pool, _, n) in &conns {
+            let _ = writeln!(out, "callpark_pbx_connects_total{{pool=\"{pool}\"}} {n}");
+        }
     }
     // Computed from the log at each scrape: exact, and nothing to keep in memory.
     const BUCKETS: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0];

@@ -64,7 +64,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             let listener = crate::api::bind(a.listen).await?;
             let state =
                 crate::api::ApiState::new(store.clone(), std::sync::Arc::new(cfg.clone()), token)
-                    .with_pools(controls);
+                    .with_pools(controls)
+                    .with_health(health.clone());
             Some(tokio::spawn(async move {
                 if let Err(e) = crate::api::serve(state, listener).await {
                     error!("{e}");

@@ -32,6 +32,9 @@ struct Inner {
 struct PoolState {
     last_turn: Mutex<Instant>,
     ready: AtomicBool,
+    /// Connected to its PBX now, and how many times it connected (the metrics).
+    connected: AtomicBool,
+    connects: std::sync::atomic::AtomicU64,
 }
 
 /// One pool's side of [`Health`]: what its loop reports.
@@ -79,6 +82,8 @@ impl Health {
                 Arc::new(PoolState {
                     last_turn: Mutex::new(Instant::now()),
                     ready: AtomicBool::new(false),
+                    connected: AtomicBool::new(false),
+                    connects: Default::default(),
                 })
             })
             .clone();
@@ -101,6 +106,20 @@ impl Health {
             .iter()
             .filter(|(_, p)| !p.ready.load(Ordering::Acquire))
             .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Each pool's connection: (name, connected now, connections so far).
+    pub fn connections(&self) -> Vec<(String, bool, u64)> {
+        lock(&self.inner.pools)
+            .iter()
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    p.connected.load(Ordering::Acquire),
+                    p.connects.load(Ordering::Acquire),
+                )
+            })
             .collect()
     }
 
@@ -128,6 +147,17 @@ impl Beat {
     /// later reconnects: readiness is what systemd waits for once, at start.
     pub fn ready(&self) {
         self.state.ready.store(true, Ordering::Release);
+    }
+
+    /// The PBX connection is up (again).
+    pub fn connected(&self) {
+        self.state.connects.fetch_add(1, Ordering::AcqRel);
+        self.state.connected.store(true, Ordering::Release);
+    }
+
+    /// The PBX connection is down.
+    pub fn disconnected(&self) {
+        self.state.connected.store(false, Ordering::Release);
     }
 
     /// The period the pool's loop must turn at when idle.

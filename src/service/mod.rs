@@ -192,8 +192,10 @@ pub async fn run_pool_controlled<P: Pbx>(
                     run.reconcile(&mut core, &channels).await?;
                     run.relight(&core).await?;
                     beat.ready();
+                    beat.connected();
                 }
                 Some(PbxEvent::Disconnected { reason }) => {
+                    beat.disconnected();
                     warn!(pool, %reason, "PBX connection lost; parked calls keep their timers");
                 }
                 None => {
