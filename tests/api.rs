@@ -122,6 +122,9 @@ lot = "sales"
     beat.connected();
     beat.disconnected();
     beat.connected();
+    // Two store commits: 0.8 ms and 30 ms.
+    beat.committed(Duration::from_micros(800));
+    beat.committed(Duration::from_millis(30));
     let state = ApiState::new(store.clone(), Arc::new(cfg), token).with_health(health);
     tokio::spawn(serve(state, listener));
     Api {
@@ -331,6 +334,14 @@ async fn metrics_in_prometheus_text() {
         "callpark_events_total{pool=\"pbx-a\",kind=\"retrieved\"} 1",
         "callpark_pbx_connected{pool=\"pbx-a\"} 1",
         "callpark_pbx_connects_total{pool=\"pbx-a\"} 2",
+        "# TYPE callpark_store_commit_seconds histogram",
+        "callpark_store_commit_seconds_bucket{pool=\"pbx-a\",le=\"0.0005\"} 0",
+        "callpark_store_commit_seconds_bucket{pool=\"pbx-a\",le=\"0.001\"} 1",
+        "callpark_store_commit_seconds_bucket{pool=\"pbx-a\",le=\"0.025\"} 1",
+        "callpark_store_commit_seconds_bucket{pool=\"pbx-a\",le=\"0.05\"} 2",
+        "callpark_store_commit_seconds_bucket{pool=\"pbx-a\",le=\"+Inf\"} 2",
+        "callpark_store_commit_seconds_sum{pool=\"pbx-a\"} 0.0308",
+        "callpark_store_commit_seconds_count{pool=\"pbx-a\"} 2",
         "# TYPE callpark_time_to_retrieve_seconds histogram",
         "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"30\"} 0",
         "callpark_time_to_retrieve_seconds_bucket{pool=\"pbx-a\",lot=\"general\",le=\"60\"} 1",

@@ -576,6 +576,36 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             let _ = writeln!(out, "callpark_pbx_connects_total{{pool=\"{pool}\"}} {n}");
         }
     }
+    if let Some(h) = &s.health {
+        use crate::service::health::COMMIT_BUCKETS;
+        let _ = writeln!(
+            out,
+            "# HELP callpark_store_commit_seconds How long each step's store commit took."
+        );
+        let _ = writeln!(out, "# TYPE callpark_store_commit_seconds histogram");
+        for (pool, c) in h.commits() {
+            for (b, n) in COMMIT_BUCKETS.iter().zip(&c.cumulative) {
+                let _ = writeln!(
+                    out,
+                    "callpark_store_commit_seconds_bucket{{pool=\"{pool}\",le=\"{b}\"}} {n}"
+                );
+            }
+            let all = c.cumulative.last().copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "callpark_store_commit_seconds_bucket{{pool=\"{pool}\",le=\"+Inf\"}} {all}"
+            );
+            let _ = writeln!(
+                out,
+                "callpark_store_commit_seconds_sum{{pool=\"{pool}\"}} {}",
+                c.sum_secs
+            );
+            let _ = writeln!(
+                out,
+                "callpark_store_commit_seconds_count{{pool=\"{pool}\"}} {all}"
+            );
+        }
+    }
     // Computed from the log at each scrape: exact, and nothing to keep in memory.
     const BUCKETS: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0];
     let _ = writeln!(

@@ -35,6 +35,23 @@ struct PoolState {
     /// Connected to its PBX now, and how many times it connected (the metrics).
     connected: AtomicBool,
     connects: std::sync::atomic::AtomicU64,
+    /// Store commit durations: a count per bucket of [`COMMIT_BUCKETS`] (the last: above
+    /// them all), and the sum in microseconds.
+    commits: [std::sync::atomic::AtomicU64; COMMIT_BUCKETS.len() + 1],
+    commit_us: std::sync::atomic::AtomicU64,
+}
+
+/// Upper bounds (seconds) of the store-commit histogram's buckets.
+pub const COMMIT_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// One pool's store commits: cumulative counts per bucket of [`COMMIT_BUCKETS`] (then all),
+/// and the sum of their durations in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commits {
+    pub cumulative: Vec<u64>,
+    pub sum_secs: f64,
 }
 
 /// One pool's side of [`Health`]: what its loop reports.
@@ -84,6 +101,8 @@ impl Health {
                     ready: AtomicBool::new(false),
                     connected: AtomicBool::new(false),
                     connects: Default::default(),
+                    commits: Default::default(),
+                    commit_us: Default::default(),
                 })
             })
             .clone();
@@ -123,6 +142,32 @@ impl Health {
             .collect()
     }
 
+    /// Each pool's store commits so far.
+    pub fn commits(&self) -> Vec<(String, Commits)> {
+        lock(&self.inner.pools)
+            .iter()
+            .map(|(n, p)| {
+                let mut total = 0;
+                let cumulative = p
+                    .commits
+                    .iter()
+                    .map(|c| {
+                        total += c.load(Ordering::Acquire);
+                        total
+                    })
+                    .collect();
+                let sum_secs = p.commit_us.load(Ordering::Acquire) as f64 / 1e6;
+                (
+                    n.clone(),
+                    Commits {
+                        cumulative,
+                        sum_secs,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// The pools whose loop last turned more than `max_age` before `now`, by name.
     pub fn stuck(&self, now: Instant, max_age: Duration) -> Vec<String> {
         lock(&self.inner.pools)
@@ -147,6 +192,19 @@ impl Beat {
     /// later reconnects: readiness is what systemd waits for once, at start.
     pub fn ready(&self) {
         self.state.ready.store(true, Ordering::Release);
+    }
+
+    /// A step was committed to the store in `took`.
+    pub fn committed(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = COMMIT_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(COMMIT_BUCKETS.len());
+        self.state.commits[i].fetch_add(1, Ordering::AcqRel);
+        self.state
+            .commit_us
+            .fetch_add(took.as_micros() as u64, Ordering::AcqRel);
     }
 
     /// The PBX connection is up (again).

@@ -161,6 +161,7 @@ pub async fn run_pool_controlled<P: Pbx>(
         store: &store,
         commands: &cmd_tx,
         clock: &clock,
+        beat: &beat,
     };
     // Deadlines that passed while callpark was down fire at once.
     let cmds = core.handle_timeout(clock.now());
@@ -250,6 +251,7 @@ struct PoolRun<'a> {
     store: &'a Store,
     commands: &'a mpsc::Sender<Command>,
     clock: &'a Clock,
+    beat: &'a Beat,
 }
 
 impl PoolRun<'_> {
@@ -269,7 +271,11 @@ impl PoolRun<'_> {
         let (early, late): (Vec<Command>, Vec<Command>) =
             cmds.into_iter().partition(Command::may_precede_commit);
         self.send(early).await?;
+        let t0 = Instant::now();
         self.store.apply(self.pool, &changes, &log).await?;
+        if !changes.is_empty() || !log.is_empty() {
+            self.beat.committed(t0.elapsed());
+        }
         self.send(late).await
     }
 
