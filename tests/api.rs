@@ -255,7 +255,7 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
     use axum::http::StatusCode;
     use std::sync::Mutex;
     // A webhook that fails twice, then takes everything; it keeps the ids it took.
-    let got: Arc<Mutex<(u32, Vec<i64>)>> = Arc::default();
+    let got: Arc<Mutex<(u32, Vec<(i64, bool)>)>> = Arc::default();
     let app = {
         let got = got.clone();
         axum::Router::new().route(
@@ -268,7 +268,7 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
                         g.0 += 1;
                         return StatusCode::INTERNAL_SERVER_ERROR;
                     }
-                    g.1.push(v["id"].as_i64().unwrap());
+                    g.1.push((v["id"].as_i64().unwrap(), v["orbit_freed"] == true));
                     StatusCode::NO_CONTENT
                 }
             }),
@@ -301,9 +301,10 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
     loop {
         let g = got.lock().unwrap().clone();
         if g.1.len() == 2 {
+            // A retrieve frees its orbit; a ringback does not.
             assert_eq!(
                 g,
-                (2, vec![3, 4]),
+                (2, vec![(3, true), (4, false)]),
                 "two failures, then each entry once, in order"
             );
             break;
@@ -332,6 +333,8 @@ async fn metrics_in_prometheus_text() {
         "callpark_lot_orbits{pool=\"pbx-a\",lot=\"general\"} 9",
         "callpark_events_total{pool=\"pbx-a\",kind=\"parked\"} 2",
         "callpark_events_total{pool=\"pbx-a\",kind=\"retrieved\"} 1",
+        "callpark_lot_utilisation{pool=\"pbx-a\",lot=\"sales\"} 0.5",
+        "callpark_lot_utilisation{pool=\"pbx-a\",lot=\"general\"} 0",
         "callpark_pbx_connected{pool=\"pbx-a\"} 1",
         "callpark_pbx_connects_total{pool=\"pbx-a\"} 2",
         "# TYPE callpark_store_commit_seconds histogram",

@@ -425,11 +425,22 @@ async fn settings(State(s): State<ApiState>) -> Json<Value> {
     }))
 }
 
+/// A log entry as the event stream and the webhooks give it: the entry, and whether its
+/// orbit was freed by it (the call's park ended).
+pub fn event_json(r: &LogRow) -> Value {
+    let mut v = serde_json::to_value(r).expect("a log row serializes");
+    let ended = crate::park::LogKind::ALL
+        .iter()
+        .any(|k| k.is_final() && k.as_str() == r.kind);
+    v["orbit_freed"] = Value::Bool(ended && r.orbit.is_some());
+    v
+}
+
 fn sse_event(r: &LogRow) -> SseEvent {
     SseEvent::default()
         .id(r.id.to_string())
         .event(r.kind.clone())
-        .json_data(r)
+        .json_data(event_json(r))
         .expect("a log row serializes")
 }
 
@@ -540,6 +551,30 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         let _ = writeln!(
             out,
             "callpark_lot_orbits{{pool=\"{pool}\",lot=\"{lot}\"}} {size}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP callpark_lot_utilisation Share of a lot's orbits in use now (0 to 1)."
+    );
+    let _ = writeln!(out, "# TYPE callpark_lot_utilisation gauge");
+    for (pool, lot) in &lots {
+        let size: u64 = s
+            .cfg
+            .orbits
+            .ranges()
+            .iter()
+            .filter(|r| &r.pool == pool && lot_name(&r.lot) == lot)
+            .map(|r| r.span.len())
+            .sum();
+        let n = calls
+            .iter()
+            .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot && c.orbit.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "callpark_lot_utilisation{{pool=\"{pool}\",lot=\"{lot}\"}} {}",
+            n as f64 / size.max(1) as f64
         );
     }
     let _ = writeln!(

@@ -68,7 +68,7 @@ pub fn spawn(url: String, mut feed: broadcast::Receiver<LogRow>, timeout: Durati
 async fn deliver(client: &reqwest::Client, url: &str, row: &LogRow) {
     let mut wait = Duration::from_millis(500);
     for attempt in 1..=TRIES {
-        let why = match client.post(url).json(row).send().await {
+        let why = match client.post(url).json(&super::event_json(row)).send().await {
             Ok(r) if r.status().is_success() => return,
             Ok(r) => format!("HTTP {}", r.status()),
             Err(e) => e.to_string(),
