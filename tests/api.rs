@@ -255,7 +255,9 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
     use axum::http::StatusCode;
     use std::sync::Mutex;
     // A webhook that fails twice, then takes everything; it keeps the ids it took.
-    let got: Arc<Mutex<(u32, Vec<(i64, bool)>)>> = Arc::default();
+    // (failures answered, (id, orbit_freed) of each entry taken)
+    type Got = (u32, Vec<(i64, bool)>);
+    let got: Arc<Mutex<Got>> = Arc::default();
     let app = {
         let got = got.clone();
         axum::Router::new().route(
