@@ -14,11 +14,9 @@ use std::time::Duration;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use thiserror::Error;
@@ -39,7 +37,7 @@ pub struct ApiState {
     store: Store,
     cfg: Arc<Config>,
     token: Arc<str>,
-    feed: broadcast::Sender<LogRow>,
+    feed: broadcast::Sender<Arc<Fed>>,
     /// Each running pool's operator requests.
     pools: Arc<HashMap<String, mpsc::Sender<Control>>>,
     /// The pools' PBX connections, for the metrics.
@@ -71,6 +69,25 @@ impl From<StoreError> for Failure {
         warn!("API: store: {e}");
         Failure(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"))
     }
+}
+
+/// One log entry on the feed, with its Server-Sent-Events frame rendered once for every
+/// subscriber (a thousand subscribers share one serialization).
+#[derive(Debug)]
+pub struct Fed {
+    pub row: LogRow,
+    pub frame: bytes::Bytes,
+}
+
+/// The SSE frame of a log entry.
+fn frame(r: &LogRow) -> bytes::Bytes {
+    format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        r.id,
+        r.kind,
+        event_json(r)
+    )
+    .into()
 }
 
 /// How often the event feed looks for new log entries.
@@ -114,7 +131,8 @@ impl ApiState {
                     for r in rows {
                         last = r.id;
                         // No subscriber is fine: the entry is in the store for a resume.
-                        let _ = self.feed.send(r);
+                        let frame = frame(&r);
+                        let _ = self.feed.send(Arc::new(Fed { row: r, frame }));
                     }
                 }
                 Err(e) => warn!("API event feed: {e}"),
@@ -137,6 +155,14 @@ pub fn router(state: ApiState) -> Router {
         // The console page holds no data: it asks for the token and then uses the API.
         .route("/", get(console))
         .with_state(state)
+}
+
+/// Binds `[api] listen` as a std listener, for the API's own runtime (`callpark run`).
+pub fn bind_std(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, ApiError> {
+    let l = std::net::TcpListener::bind(addr).map_err(|source| ApiError::Bind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    Ok(l)
 }
 
 /// Binds `[api] listen`; done before the pools start, so a taken port stops `run` at once.
@@ -436,21 +462,10 @@ pub fn event_json(r: &LogRow) -> Value {
     v
 }
 
-fn sse_event(r: &LogRow) -> SseEvent {
-    SseEvent::default()
-        .id(r.id.to_string())
-        .event(r.kind.clone())
-        .json_data(event_json(r))
-        .expect("a log row serializes")
-}
-
 /// The event log as Server-Sent Events: each entry once, in order. `Last-Event-ID` (sent by
 /// browsers on reconnecting) resumes after that entry, from the store; without it the stream
 /// starts with what happens next.
-async fn events(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Failure> {
+async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, Failure> {
     let resume = match headers.get("last-event-id").map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v.trim().parse::<i64>().map_err(|_| {
@@ -487,13 +502,13 @@ async fn events(
             loop {
                 if let Some(r) = backlog.pop_front() {
                     last = last.max(r.id);
-                    return Some((Ok(sse_event(&r)), (backlog, rx, last, store)));
+                    return Some((Ok::<_, Infallible>(frame(&r)), (backlog, rx, last, store)));
                 }
                 match rx.recv().await {
-                    Ok(r) if r.id <= last => continue,
-                    Ok(r) => {
-                        last = r.id;
-                        return Some((Ok(sse_event(&r)), (backlog, rx, last, store)));
+                    Ok(f) if f.row.id <= last => continue,
+                    Ok(f) => {
+                        last = f.row.id;
+                        return Some((Ok(f.frame.clone()), (backlog, rx, last, store)));
                     }
                     // A subscriber too slow for the feed catches up from the store.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -508,7 +523,20 @@ async fn events(
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // A comment line now and then keeps proxies from closing a quiet stream.
+    let keep_alive = futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        Some((Ok(bytes::Bytes::from_static(b": keep-alive\n\n")), ()))
+    });
+    let body = futures_util::stream::select(stream, keep_alive);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Prometheus text format.

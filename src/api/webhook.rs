@@ -18,7 +18,7 @@ pub const QUEUE_MAX: usize = 10_000;
 pub const TRIES: u32 = 6;
 
 /// Starts one webhook: a reader that queues what the feed brings, and a sender.
-pub fn spawn(url: String, mut feed: broadcast::Receiver<LogRow>, timeout: Duration) {
+pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Fed>>, timeout: Duration) {
     let queue: Arc<Mutex<VecDeque<LogRow>>> = Arc::default();
     let wake = Arc::new(Notify::new());
     {
@@ -26,7 +26,7 @@ pub fn spawn(url: String, mut feed: broadcast::Receiver<LogRow>, timeout: Durati
         tokio::spawn(async move {
             loop {
                 let row = match feed.recv().await {
-                    Ok(r) => r,
+                    Ok(f) => f.row.clone(),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         warn!(%url, skipped = n, "webhook: the event feed ran ahead; entries skipped");
                         continue;

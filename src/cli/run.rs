@@ -58,22 +58,54 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         control_rx.insert(pbx.name.clone(), rx);
     }
     // The admin API, bound before any pool starts: a taken port stops `run` here.
-    let api = match &cfg.api {
-        Some(a) => {
-            let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
-            let listener = crate::api::bind(a.listen).await?;
-            let state =
-                crate::api::ApiState::new(store.clone(), std::sync::Arc::new(cfg.clone()), token)
-                    .with_pools(controls)
-                    .with_health(health.clone());
-            Some(tokio::spawn(async move {
-                if let Err(e) = crate::api::serve(state, listener).await {
-                    error!("{e}");
-                }
-            }))
-        }
-        None => None,
-    };
+    // The admin API, bound before any pool starts: a taken port stops `run` here. It runs on
+    // its own thread and runtime, with its own store connections: a thousand event-stream
+    // subscribers or a slow client compete with the pools for the CPU, never for their
+    // runtime's workers (measured: benches/operator_side.rs).
+    if let Some(a) = &cfg.api {
+        let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
+        let listener = crate::api::bind_std(a.listen)?;
+        let (db, shared, health) = (
+            cfg.database_path(),
+            std::sync::Arc::new(cfg.clone()),
+            health.clone(),
+        );
+        std::thread::Builder::new()
+            .name("callpark-api".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("callpark-api")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return error!("admin API: no runtime: {e}"),
+                };
+                rt.block_on(async move {
+                    let served = async {
+                        let store = Store::open(&db).await?;
+                        let listener =
+                            tokio::net::TcpListener::from_std(listener).map_err(|source| {
+                                crate::api::ApiError::Bind {
+                                    addr: shared.api.as_ref().map_or(
+                                        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                                        |a| a.listen,
+                                    ),
+                                    source,
+                                }
+                            })?;
+                        let state = crate::api::ApiState::new(store, shared, token)
+                            .with_pools(controls)
+                            .with_health(health);
+                        crate::api::serve(state, listener).await
+                    };
+                    if let Err(e) = served.await {
+                        error!("admin API: {e}");
+                    }
+                });
+            })?;
+    }
     for pbx in &cfg.pbx {
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
         let adapter = crate::pbx::Adapter::new(pbx)?;
@@ -113,9 +145,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
-    if let Some(api) = api {
-        api.abort();
-    }
     store.close().await;
     Ok(code)
 }
