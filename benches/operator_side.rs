@@ -163,18 +163,10 @@ async fn main() {
             held.push(s);
         }
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let (api_toml, port, _api_dir) = api_table(TOKEN);
     let cp = Callpark::start(&Setup {
         extra: format!(
-            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\nwebhooks = [\"{slow_url}\", \"{dead_url}\"]\nwebhook_timeout = \"30s\"\n",
-            token_file.display()
+            "{api_toml}webhooks = [\"{slow_url}\", \"{dead_url}\"]\nwebhook_timeout = \"30s\"\n"
         ),
         ..base()
     })

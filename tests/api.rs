@@ -440,19 +440,9 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
     use support::*;
     let _turn = exclusive().await;
     let (ari, ami) = testbed().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let (api_toml, port, _api_dir) = api_table(TOKEN);
     let cp = Callpark::start(&Setup {
-        extra: format!(
-            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
-            token_file.display()
-        ),
+        extra: api_toml,
         park: "pickup_timeout = \"60s\"\n".into(),
         ..Setup::default()
     })

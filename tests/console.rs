@@ -30,19 +30,9 @@ async fn a_receptionist_sees_the_parked_call_and_retrieves_it_to_her_extension()
         std::path::Path::new("/usr/bin/chromium").exists(),
         "Chromium is missing: apt-get install chromium (contrib/test-all.sh does)"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    let (api_toml, port, _api_dir) = api_table(TOKEN);
     let cp = Callpark::start(&Setup {
-        extra: format!(
-            "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
-            token_file.display()
-        ),
+        extra: api_toml,
         park: "pickup_timeout = \"60s\"\n".into(),
         ..Setup::default()
     })

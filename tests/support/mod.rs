@@ -1139,3 +1139,22 @@ pub fn proc_usage(pid: u32) -> (f64, u64, u64) {
     };
     (cpu, kib("VmRSS:"), kib("VmHWM:"))
 }
+
+/// An `[api]` table on a free loopback port with bearer `token` (kept in a file of the
+/// returned directory, which must outlive the service): its TOML for [`Setup::extra`], to
+/// which more `[api]` keys may be appended, and the port.
+pub fn api_table(token: &str) -> (String, u16, tempfile::TempDir) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let toml = format!(
+        "[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    );
+    (toml, port, dir)
+}
