@@ -539,6 +539,16 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
         .into_response())
 }
 
+/// The number of orbits of a pool's lot.
+fn lot_size(cfg: &Config, pool: &str, lot: &str) -> u64 {
+    cfg.orbits
+        .ranges()
+        .iter()
+        .filter(|r| r.pool == pool && lot_name(&r.lot) == lot)
+        .map(|r| r.span.len())
+        .sum()
+}
+
 /// Prometheus text format.
 async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure> {
     use std::fmt::Write;
@@ -568,14 +578,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     let _ = writeln!(out, "# HELP callpark_lot_orbits Orbits per pool and lot.");
     let _ = writeln!(out, "# TYPE callpark_lot_orbits gauge");
     for (pool, lot) in &lots {
-        let size: u64 = s
-            .cfg
-            .orbits
-            .ranges()
-            .iter()
-            .filter(|r| &r.pool == pool && lot_name(&r.lot) == lot)
-            .map(|r| r.span.len())
-            .sum();
+        let size = lot_size(&s.cfg, pool, lot);
         let _ = writeln!(
             out,
             "callpark_lot_orbits{{pool=\"{pool}\",lot=\"{lot}\"}} {size}"
@@ -587,14 +590,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     );
     let _ = writeln!(out, "# TYPE callpark_lot_utilisation gauge");
     for (pool, lot) in &lots {
-        let size: u64 = s
-            .cfg
-            .orbits
-            .ranges()
-            .iter()
-            .filter(|r| &r.pool == pool && lot_name(&r.lot) == lot)
-            .map(|r| r.span.len())
-            .sum();
+        let size = lot_size(&s.cfg, pool, lot);
         let n = calls
             .iter()
             .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot && c.orbit.is_some())
