@@ -649,50 +649,9 @@ async fn attended_transfer_to_the_park_code_tells_the_parker_and_parks_the_calle
         ari.bridge_with(id(&t), id(&c)).await.map(|_| (t, c))
     })
     .await;
-    // Alice presses her attended-transfer key and dials the numeric park code. Asterisk now
-    // and then loses the digits AMI feeds the transfer feature ("Unable to acquire target
-    // extension for attended transfer", after its 10 s digit timeout): then she tries again,
-    // as a person would.
-    let atxfer = || async {
-        let r = ami
-            .action(
-                "Atxfer",
-                &[
-                    ("Channel", name(&transferer)),
-                    ("Exten", "6000"),
-                    ("Context", "park-in"),
-                ],
-            )
-            .await;
-        assert_eq!(
-            r.get("Response").map(String::as_str),
-            Some("Success"),
-            "{r:?}"
-        );
-    };
-    let mut consult = None;
-    for _ in 0..2 {
-        let mark = asterisk_log().len();
-        atxfer().await;
-        consult = wait_for(
-            "the consultation call, or the transfer given up",
-            S(15),
-            || async {
-                if let Some(c) = ari.channel_named("Local/6000@park-in-", ";2").await {
-                    return Some(Some(c));
-                }
-                let log = asterisk_log();
-                log[mark.min(log.len())..]
-                    .contains("Unable to acquire target extension for attended transfer")
-                    .then_some(None)
-            },
-        )
-        .await;
-        if consult.is_some() {
-            break;
-        }
-    }
-    let consult = consult.expect("the consultation call in Stasis");
+    // Alice presses her attended-transfer key and dials the numeric park code (tried again
+    // when Asterisk loses the digits AMI feeds it, as a person would).
+    let consult = atxfer(&ari, &ami, &transferer, "6000").await;
     let call = cp.wait_parked_on("701").await;
     assert_eq!(call.channel.as_str(), id(&consult));
     assert_eq!(

@@ -1158,3 +1158,61 @@ pub fn api_table(token: &str) -> (String, u16, tempfile::TempDir) {
     );
     (toml, port, dir)
 }
+
+/// Alice-style attended transfer on Asterisk: the transferer presses its transfer key and
+/// dials `exten`; returns the consultation channel. AMI's digits are now and then lost by
+/// Asterisk ("Unable to acquire target extension"): then it is tried again, as a person would.
+pub async fn atxfer(ari: &Ari, ami: &Ami, transferer: &Value, exten: &str) -> Value {
+    // Consultation channels to this extension that exist already are not this one's.
+    let prefix = format!("Local/{exten}@park-in-");
+    let before: Vec<String> = ari
+        .channels()
+        .await
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    let fresh = || async {
+        ari.channels().await.into_iter().find(|c| {
+            let n = c["name"].as_str().unwrap_or("");
+            n.starts_with(&prefix) && n.ends_with(";2") && !before.iter().any(|b| b == n)
+        })
+    };
+    for _ in 0..2 {
+        let mark = asterisk_log().len();
+        let r = ami
+            .action(
+                "Atxfer",
+                &[
+                    ("Channel", transferer["name"].as_str().unwrap()),
+                    ("Exten", exten),
+                    ("Context", "park-in"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "{r:?}"
+        );
+        let consult = wait_for(
+            "the consultation call, or the transfer given up",
+            Duration::from_secs(15),
+            || async {
+                if let Some(c) = fresh().await {
+                    return Some(Some(c));
+                }
+                let log = asterisk_log();
+                log[mark.min(log.len())..]
+                    .contains("Unable to acquire target extension for attended transfer")
+                    .then_some(None)
+            },
+        )
+        .await;
+        if let Some(c) = consult {
+            return c;
+        }
+    }
+    panic!("Asterisk lost the attended transfer's digits twice");
+}
