@@ -719,3 +719,44 @@ async fn every_answer_is_one_the_openapi_document_describes() {
     }
     assert!(errs.is_empty(), "{errs:#?}");
 }
+
+/// The same operator's retrieve on the real FreeSWITCH: through the API to an extension of
+/// the testbed's context that answers; bridged there, and logged by whom.
+#[tokio::test]
+async fn freeswitch_retrieve_to_an_extension_through_the_api() {
+    use support::fs::{self, fb, fs_testbed};
+    use support::*;
+    let _turn = exclusive().await;
+    let esl = fs_testbed().await;
+    let (api_toml, port, _api_dir) = api_table(TOKEN);
+    let cp = Callpark::start(&Setup {
+        extra: api_toml,
+        park: "pickup_timeout = \"60s\"\n".into(),
+        ..Setup::freeswitch()
+    })
+    .await;
+    let caller = fs::park_by_transfer(&esl, "alice", "Carol", "5551234").await;
+    cp.wait_parked_on("601").await;
+    let to = format!("exten:answer@{}", fb("CONTEXT"));
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/parked/601/retrieve"
+        ))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "to": to }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    cp.wait_log(&caller, "retrieved", Duration::from_secs(10))
+        .await;
+    let peer = esl.getvar(&caller, "bridge_uuid").await;
+    assert_eq!(peer.len(), 36, "bridged: {peer}");
+    let row = cp
+        .log_rows()
+        .await
+        .into_iter()
+        .find(|r| r.kind == "retrieved" && r.channel == caller)
+        .unwrap();
+    assert!(row.detail.contains(&to), "{}", row.detail);
+}
