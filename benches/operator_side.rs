@@ -3,11 +3,19 @@
 //! answers after 2 s, one never answers), at a paced park rate; plus the API's own request
 //! latency (`GET /api/v1/parked`) under that load.
 //!
-//! Park latency is from the blind transfer (AMI BlindTransfer sent) to callpark's `parked` log
-//! entry (the orbit allocated and the step committed), both on this machine's clock, in ms.
+//! Park latency is from just before the blind transfer (AMI BlindTransfer) is sent to the
+//! arrival of the AMI event of callpark's busy lamp for the call's orbit turning INUSE, which
+//! callpark sets once the orbit is allocated and the step committed: the "in a slot" of
+//! `benches/asterisk_park.rs`, in µs. The orbit of each call comes from callpark's log.
 //!
-//! Run: `cargo bench --bench operator_side [-- --calls N --rate R]` (defaults 600 calls at 200
-//! per second); under `cargo test` it parks 20 calls at 20 per second with 50 subscribers.
+//! The runs without and with the operator's side alternate, `--rounds` times, and the figures
+//! are over all rounds: one run's p99 on this shared machine moves by more than the cost
+//! being measured.
+//!
+//! Run: `cargo bench --bench operator_side [-- --calls N --rate R --rounds K --subscribers S]`
+//! (defaults 600
+//! calls at 200 per second, 3 rounds, 1,000 subscribers); under `cargo test` it parks 20 calls at 20 per second
+//! with 50 subscribers, once.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -21,16 +29,25 @@ use support::*;
 
 const TOKEN: &str = "operator-side-bench-token";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn pct(v: &mut [i64], p: f64) -> i64 {
     v.sort_unstable();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(us: i64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+/// p50 and p99, then the rest of the tail.
+fn summary(v: &mut [i64]) -> String {
+    format!(
+        "p50 {}  p99 {}  (p90 {}  p95 {}  max {})",
+        ms(pct(v, 0.5)),
+        ms(pct(v, 0.99)),
+        ms(pct(v, 0.9)),
+        ms(pct(v, 0.95)),
+        ms(pct(v, 1.0))
+    )
 }
 
 /// A bridged pair for call `i`, its caller named `P<i>`; returns the transferer's name.
@@ -64,7 +81,7 @@ async fn pair(ari: &Ari, ami: &Ami, i: usize) -> String {
         .clone()
 }
 
-/// Parks `calls` calls at `rate` per second; returns each park's latency in ms.
+/// Parks `calls` calls at `rate` per second; returns each park's latency in µs.
 async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) -> Vec<i64> {
     // The pairs first, so the paced part is only the transfers.
     let mut transferers = Vec::new();
@@ -72,77 +89,85 @@ async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) 
         let pairs = chunk.iter().map(|i| pair(ari, ami, *i));
         transferers.extend(futures_util::future::join_all(pairs).await);
     }
+    let mark = ami.mark();
     let start = Instant::now();
-    let mut sent = Vec::new();
     let transfers = transferers.iter().enumerate().map(|(i, t)| {
         let ami = ami.clone();
         async move {
             tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into())
                 .await;
-            let t0 = now_ms();
+            let t0 = Instant::now();
             ami.blind_transfer(t, "park", "park-in").await;
             (i, t0)
         }
     });
-    sent.extend(futures_util::future::join_all(transfers).await);
+    let sent = futures_util::future::join_all(transfers).await;
     let took = start.elapsed();
     wait_for("every call parked", Duration::from_secs(60), || async {
         (cp.parked().await.len() >= calls).then_some(())
     })
     .await;
     println!(
-        "  {calls} transfers sent in {:.2} s ({:.0} per second)",
+        "    {calls} transfers sent in {:.2} s ({:.0} per second)",
         took.as_secs_f64(),
         calls as f64 / took.as_secs_f64()
     );
     let rows = cp.log_rows().await;
-    sent.iter()
-        .map(|(i, t0)| {
-            let who = format!("from P{i} <");
-            let row = rows
-                .iter()
-                .find(|r| r.kind == "parked" && r.detail.contains(&who))
-                .unwrap_or_else(|| panic!("call P{i} was not parked"));
-            row.at - t0
-        })
-        .collect()
+    let mut lit = Vec::new();
+    for (i, t0) in sent {
+        let who = format!("from P{i} <");
+        let orbit = rows
+            .iter()
+            .find(|r| r.kind == "parked" && r.detail.contains(&who))
+            .and_then(|r| r.orbit.clone())
+            .unwrap_or_else(|| panic!("call P{i} was not parked"));
+        let device = format!("Stasis:callpark-{orbit}");
+        let on = ami
+            .wait_event(mark, "DeviceStateChange", Duration::from_secs(10), |m| {
+                m.get("Device") == Some(&device)
+                    && m.get("State").map(String::as_str) == Some("INUSE")
+            })
+            .await;
+        lit.push(arrived(&on).duration_since(t0).as_micros() as i64);
+    }
+    lit
 }
 
-#[tokio::main]
-async fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let arg = |k: &str, d: f64| {
-        let args: Vec<String> = std::env::args().collect();
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (calls, rate, subscribers) = if full {
-        (arg("--calls", 600.0) as usize, arg("--rate", 200.0), 1000)
-    } else {
-        (20, 20.0, 50)
-    };
-    let _turn = exclusive_of("asterisk").await;
-    let (ari, ami) = testbed().await;
-    let base = || Setup {
-        park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
-        ranges: vec![("701", "799"), ("5000", "5999")],
-        ast_include_from_config: true,
-        log: "info",
-        ..Setup::default()
-    };
+/// Subscribers connected, and entries they got.
+type Counts = (Arc<AtomicUsize>, Arc<AtomicUsize>);
 
-    // Without the operator's side.
-    let cp = Callpark::start(&base()).await;
-    println!("park -> parked (orbit committed), {calls} calls at {rate} per second:");
-    println!(" without [api]:");
-    let mut without = park_run(&ari, &ami, &cp, calls, rate).await;
-    ari.reset().await;
-    drop(cp);
+/// `n` event-stream subscribers, counting the entries they get, until the service ends.
+async fn subscribe(http: reqwest::Client, api: String, n: usize, counts: Counts) {
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (http, api) = (http.clone(), api.clone());
+        let (connected, events) = (counts.0.clone(), counts.1.clone());
+        all.spawn(async move {
+            let r = http
+                .get(format!("{api}/events"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("subscribe");
+            assert!(r.status().is_success(), "subscribe: {}", r.status());
+            connected.fetch_add(1, Ordering::Relaxed);
+            let mut s = r.bytes_stream();
+            // Each event has one `id:` line; the tail of a chunk is kept so a line split
+            // across two chunks is counted once.
+            let mut carry = b"\n".to_vec();
+            while let Some(Ok(chunk)) = s.next().await {
+                carry.extend_from_slice(&chunk);
+                let n = carry.windows(4).filter(|w| w == b"\nid:").count();
+                events.fetch_add(n, Ordering::Relaxed);
+                carry = carry[carry.len().saturating_sub(3)..].to_vec();
+            }
+        });
+    }
+    all.join_all().await;
+}
 
-    // With it: the API, its subscribers, and two webhooks that are no help.
+/// Two webhooks that are no help: one answers after 2 s, one accepts and never answers.
+async fn bad_webhooks() -> (String, String) {
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
     tokio::spawn(async move {
@@ -163,46 +188,87 @@ async fn main() {
             held.push(s);
         }
     });
+    (slow_url, dead_url)
+}
+
+struct Load {
+    calls: usize,
+    rate: f64,
+    subscribers: usize,
+    /// The pause between two API requests of the prober.
+    probe_every: Duration,
+}
+
+fn base() -> Setup {
+    Setup {
+        park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
+        ranges: vec![("701", "799"), ("5000", "5999")],
+        ast_include_from_config: true,
+        log: "info",
+        ..Setup::default()
+    }
+}
+
+/// One run with the API on, its subscribers and the webhooks: the park latencies, the API's
+/// own request latencies (µs), and how many entries the subscribers got.
+async fn with_api(
+    ari: &Ari,
+    ami: &Ami,
+    load: &Load,
+    hooks: &(String, String),
+) -> (Vec<i64>, Vec<i64>, usize) {
     let (api_toml, port, _api_dir) = api_table(TOKEN);
     let cp = Callpark::start(&Setup {
         extra: format!(
-            "{api_toml}webhooks = [\"{slow_url}\", \"{dead_url}\"]\nwebhook_timeout = \"30s\"\n"
+            "{api_toml}webhooks = [\"{}\", \"{}\"]\nwebhook_timeout = \"30s\"\n",
+            hooks.0, hooks.1
         ),
         ..base()
     })
     .await;
     let api = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(subscribers + 10)
+        .pool_max_idle_per_host(load.subscribers + 10)
         .build()
         .unwrap();
-    let events = Arc::new(AtomicUsize::new(0));
-    for _ in 0..subscribers {
-        let (http, api, events) = (http.clone(), api.clone(), events.clone());
+    let (connected, events) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // The subscribers stand for receptionists' browsers, which run on their own machines. Here
+    // they share this machine's two cores with Asterisk, callpark and the transfers being
+    // timed, so they run as a process of their own, in a session (scheduler autogroup) of
+    // their own at the lowest CPU priority: reading a thousand streams is the clients' work,
+    // not callpark's, and must not delay the timed transfers either.
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(SUBSCRIBE, format!("{} {api}", load.subscribers))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the subscribers");
+    {
+        let (connected, events) = (connected.clone(), events.clone());
+        let out = child.stdout.take().unwrap();
         tokio::spawn(async move {
-            let r = http
-                .get(format!("{api}/events"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("subscribe");
-            let mut s = r.bytes_stream();
-            // Each event has one `id:` line; the tail of a chunk is kept so a line split
-            // across two chunks is counted once.
-            let mut carry = b"\n".to_vec();
-            while let Some(Ok(chunk)) = s.next().await {
-                carry.extend_from_slice(&chunk);
-                let n = carry.windows(4).filter(|w| w == b"\nid:").count();
-                events.fetch_add(n, Ordering::Relaxed);
-                carry = carry[carry.len().saturating_sub(3)..].to_vec();
+            let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(out));
+            while let Ok(Some(l)) = lines.next_line().await {
+                let (k, v) = l.split_once(' ').unwrap_or((&l, "0"));
+                let v: usize = v.parse().unwrap_or(0);
+                match k {
+                    "connected" => connected.store(v, Ordering::Relaxed),
+                    "events" => events.store(v, Ordering::Relaxed),
+                    _ => {}
+                }
             }
         });
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for(
+        "every subscriber connected",
+        Duration::from_secs(60),
+        || async { (connected.load(Ordering::Relaxed) >= load.subscribers).then_some(()) },
+    )
+    .await;
     // The API's own latency while parking goes on.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
-        let (http, api, stop) = (http.clone(), api.clone(), stop.clone());
+        let (http, api, stop, every) = (http.clone(), api.clone(), stop.clone(), load.probe_every);
         tokio::spawn(async move {
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
@@ -216,44 +282,169 @@ async fn main() {
                 assert!(r.status().is_success());
                 let _ = r.bytes().await;
                 lat.push(t0.elapsed().as_micros() as i64);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(every).await;
             }
             lat
         })
     };
-    println!(" with [api], {subscribers} event-stream subscribers, a 2 s webhook and a dead one:");
-    let mut with = park_run(&ari, &ami, &cp, calls, rate).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let parks = park_run(ari, ami, &cp, load.calls, load.rate).await;
+    // The last tick of the feed reaches the subscribers.
+    let want = load.calls * load.subscribers;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while events.load(Ordering::Relaxed) < want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
-    let mut api_lat = prober.await.unwrap();
+    let api_lat = prober.await.unwrap();
     let delivered = events.load(Ordering::Relaxed);
     ari.reset().await;
     drop(cp);
+    let _ = child.kill().await;
+    (parks, api_lat, delivered)
+}
+
+/// Set in the subscribers' process: how many, and the API's base URL.
+const SUBSCRIBE: &str = "OPERATOR_SIDE_SUBSCRIBE";
+
+/// The subscribers' process: its own session and the lowest priority, then the streams; it
+/// prints how many are connected and how many entries they got, until the service ends.
+fn subscribers_process(spec: &str) {
+    let (n, api) = spec.split_once(' ').expect("SUBSCRIBE: `N URL`");
+    let n: usize = n.parse().expect("SUBSCRIBE: N");
+    // SAFETY: setsid takes no arguments and touches no memory of ours.
+    unsafe { libc::setsid() };
+    std::fs::write("/proc/self/autogroup", "19").expect("lower the subscribers' autogroup");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let counts: Counts = Default::default();
+    let report = counts.clone();
+    rt.spawn(async move {
+        let mut last = (usize::MAX, usize::MAX);
+        loop {
+            let now = (
+                report.0.load(Ordering::Relaxed),
+                report.1.load(Ordering::Relaxed),
+            );
+            if now != last {
+                println!("connected {}\nevents {}", now.0, now.1);
+                last = now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n + 10)
+        .build()
+        .unwrap();
+    rt.block_on(subscribe(http, api.to_string(), n, counts));
+}
+
+fn main() {
+    match std::env::var(SUBSCRIBE) {
+        Ok(spec) => subscribers_process(&spec),
+        Err(_) => tokio::runtime::Runtime::new().unwrap().block_on(bench()),
+    }
+}
+
+async fn bench() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let arg = |k: &str, d: f64| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (load, rounds) = if full {
+        let load = Load {
+            calls: arg("--calls", 600.0) as usize,
+            rate: arg("--rate", 200.0),
+            subscribers: arg("--subscribers", 1000.0) as usize,
+            probe_every: Duration::from_millis(arg("--probe-every", 20.0) as u64),
+        };
+        (load, arg("--rounds", 3.0) as usize)
+    } else {
+        let load = Load {
+            calls: 20,
+            rate: 20.0,
+            subscribers: 50,
+            probe_every: Duration::from_millis(20),
+        };
+        (load, 1)
+    };
+    let _turn = exclusive_of("asterisk").await;
+    let (ari, ami) = testbed().await;
+    let hooks = bad_webhooks().await;
+    let (calls, rate, subscribers) = (load.calls, load.rate, load.subscribers);
+    println!(
+        "park -> orbit committed and lamp lit, {calls} calls at {rate} per second, {rounds} round(s);"
+    );
+    println!(" with [api]: {subscribers} event-stream subscribers, a 2 s webhook and a dead one");
+    let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());
+    // Each round's p99, each way (µs).
+    let (mut w99s, mut o99s) = (Vec::new(), Vec::new());
+    let mut delivered_all = true;
+    for round in 1..=rounds {
+        // Which goes first alternates, so a testbed that slows down (or warms up) as it runs
+        // weighs on both sides alike.
+        for api_on in [round % 2 == 0, round % 2 == 1] {
+            if api_on {
+                println!("  round {round}, with [api]:");
+                let (mut o, a, delivered) = with_api(&ari, &ami, &load, &hooks).await;
+                println!("    {}", summary(&mut o));
+                o99s.push(pct(&mut o, 0.99));
+                println!(
+                    "    events delivered to the subscribers: {delivered} of {} ({calls} parks x {subscribers})",
+                    calls * subscribers
+                );
+                delivered_all &= delivered >= calls * subscribers;
+                with.extend(o);
+                api_lat.extend(a);
+            } else {
+                println!("  round {round}, without [api]:");
+                let cp = Callpark::start(&base()).await;
+                let mut w = park_run(&ari, &ami, &cp, calls, rate).await;
+                ari.reset().await;
+                drop(cp);
+                println!("    {}", summary(&mut w));
+                w99s.push(pct(&mut w, 0.99));
+                without.extend(w);
+            }
+        }
+    }
     let shipped = std::path::Path::new(REPO).join("dialplan/asterisk/callpark.conf");
     install_asterisk_include(&std::fs::read_to_string(shipped).unwrap());
 
-    let (w50, w99) = (pct(&mut without, 0.5), pct(&mut without, 0.99));
-    let (o50, o99) = (pct(&mut with, 0.5), pct(&mut with, 0.99));
-    println!("  without: p50 {w50} ms  p99 {w99} ms");
-    println!("  with:    p50 {o50} ms  p99 {o99} ms");
+    println!(" all rounds ({} parks each way):", without.len());
+    println!("  without: {}", summary(&mut without));
+    println!("  with:    {}", summary(&mut with));
+    let diff = |w: i64, o: i64| {
+        format!(
+            "{} ({:+.1} %)",
+            ms(o - w),
+            100.0 * (o - w) as f64 / w.max(1) as f64
+        )
+    };
+    let (w99, o99) = (pct(&mut without, 0.99), pct(&mut with, 0.99));
+    println!("  p99 difference, all parks together: {}", diff(w99, o99));
+    // One stall of this shared machine (a round's p99 of hundreds of ms has been seen, with or
+    // without the API) can make the pooled p99; the median round's cannot.
+    let (mw, mo) = (pct(&mut w99s, 0.5), pct(&mut o99s, 0.5));
     println!(
-        "  p99 difference: {} ms ({:+.1} %)",
-        o99 - w99,
-        100.0 * (o99 - w99) as f64 / w99.max(1) as f64
+        "  median of the rounds' p99: without {}, with {}; difference {}",
+        ms(mw),
+        ms(mo),
+        diff(mw, mo)
     );
     println!(
-        "  GET /api/v1/parked under load: {} requests, p50 {:.1} ms  p99 {:.1} ms",
+        "  GET /api/v1/parked under load: {} requests, {}",
         api_lat.len(),
-        pct(&mut api_lat, 0.5) as f64 / 1000.0,
-        pct(&mut api_lat, 0.99) as f64 / 1000.0
+        summary(&mut api_lat)
     );
-    println!(
-        "  events delivered to the subscribers: {delivered} of {} ({} parks x {subscribers})",
-        calls * subscribers,
-        calls
-    );
-    assert!(
-        delivered >= calls * subscribers,
-        "every subscriber sees every park"
-    );
+    assert!(delivered_all, "every subscriber sees every park");
 }

@@ -433,6 +433,24 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
 
 mod support;
 
+/// Each thread of process `pid`: its name and nice value (from /proc).
+fn threads_nice(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(t.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is the 3rd field, nice the 19th.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if let Some(n) = rest.split(' ').nth(16).and_then(|n| n.parse().ok()) {
+            out.push((comm.trim().to_string(), n));
+        }
+    }
+    out
+}
+
 /// The operator's side on the real Asterisk: `callpark run` with `[api]`, a parked call
 /// retrieved to an extension through the API, another hung up, and bad requests refused.
 #[tokio::test]
@@ -449,6 +467,26 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
     .await;
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let http = reqwest::Client::new();
+    // The API's threads yield the CPU to the pools': a lower priority than theirs.
+    let nice = threads_nice(cp.pid().unwrap());
+    let api_nice: Vec<i64> = nice
+        .iter()
+        .filter(|(c, _)| c == "callpark-api")
+        .map(|(_, n)| *n)
+        .collect();
+    let pool_nice: Vec<i64> = nice
+        .iter()
+        .filter(|(c, _)| c == "tokio-rt-worker")
+        .map(|(_, n)| *n)
+        .collect();
+    assert!(
+        !api_nice.is_empty() && api_nice.iter().all(|n| *n == 10),
+        "{nice:?}"
+    );
+    assert!(
+        !pool_nice.is_empty() && pool_nice.iter().all(|n| *n == 0),
+        "{nice:?}"
+    );
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
     let caller = caller["id"].as_str().unwrap().to_string();
     cp.wait_parked_on("701").await;
@@ -509,8 +547,13 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
     assert!(out.status.success(), "{out:?}");
     cp.wait_log(&caller, "retrieved", Duration::from_secs(10))
         .await;
-    // The feed looks every 200 ms; then the stream ends with the process, and the reader.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The feed sends a batch at most once a second; the reader ends when it has the line.
+    wait_for(
+        "callpark watch to print the retrieve",
+        Duration::from_secs(10),
+        || async { lines.is_finished().then_some(()) },
+    )
+    .await;
     let _ = watch.kill();
     let _ = watch.wait();
     let seen = tokio::task::spawn_blocking(move || lines.join().unwrap())

@@ -18,15 +18,15 @@ pub const QUEUE_MAX: usize = 10_000;
 pub const TRIES: u32 = 6;
 
 /// Starts one webhook: a reader that queues what the feed brings, and a sender.
-pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Fed>>, timeout: Duration) {
+pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Batch>>, timeout: Duration) {
     let queue: Arc<Mutex<VecDeque<LogRow>>> = Arc::default();
     let wake = Arc::new(Notify::new());
     {
         let (queue, wake, url) = (queue.clone(), wake.clone(), url.clone());
         tokio::spawn(async move {
             loop {
-                let row = match feed.recv().await {
-                    Ok(f) => f.row.clone(),
+                let batch = match feed.recv().await {
+                    Ok(b) => b,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         warn!(%url, skipped = n, "webhook: the event feed ran ahead; entries skipped");
                         continue;
@@ -34,11 +34,13 @@ pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Fed>>, timeou
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 let mut q = queue.lock().expect("webhook queue");
-                if q.len() >= QUEUE_MAX {
-                    let old = q.pop_front();
-                    warn!(%url, dropped = ?old.map(|r| r.id), "webhook: queue full, oldest entry dropped");
+                for row in &batch.rows {
+                    if q.len() >= QUEUE_MAX {
+                        let old = q.pop_front();
+                        warn!(%url, dropped = ?old.map(|r| r.id), "webhook: queue full, oldest entry dropped");
+                    }
+                    q.push_back(row.clone());
                 }
-                q.push_back(row);
                 drop(q);
                 wake.notify_one();
             }

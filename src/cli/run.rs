@@ -4,13 +4,17 @@
 use std::process::ExitCode;
 
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::service;
 use crate::service::health::Health;
 use crate::service::notify::Notifier;
 use crate::store::Store;
+
+/// The admin API's nice value: under load it gets a small share of the CPU next to the
+/// pools (nice 10 weighs about a tenth of nice 0), and all of it when they are idle.
+const API_NICE: i32 = 10;
 
 pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     // First: a broken NOTIFY_SOCKET or WATCHDOG_USEC would leave systemd waiting for a READY
@@ -57,11 +61,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         controls.insert(pbx.name.clone(), tx);
         control_rx.insert(pbx.name.clone(), rx);
     }
-    // The admin API, bound before any pool starts: a taken port stops `run` here.
     // The admin API, bound before any pool starts: a taken port stops `run` here. It runs on
-    // its own thread and runtime, with its own store connections: a thousand event-stream
-    // subscribers or a slow client compete with the pools for the CPU, never for their
-    // runtime's workers (measured: benches/operator_side.rs).
+    // its own thread and runtime, with its own store connections and a lower CPU priority: a
+    // thousand event-stream subscribers or a slow client never take the pools' runtime
+    // workers, and yield the CPU to them when it is short (measured:
+    // benches/operator_side.rs).
     if let Some(a) = &cfg.api {
         let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
         let listener = crate::api::bind_std(a.listen)?;
@@ -73,6 +77,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new()
             .name("callpark-api".into())
             .spawn(move || {
+                // Before the runtime, so its workers and the store's threads inherit it.
+                if let Err(e) = crate::api::lower_priority(API_NICE) {
+                    warn!("admin API: could not lower its CPU priority: {e}");
+                }
                 let rt = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name("callpark-api")
