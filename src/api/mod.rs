@@ -524,6 +524,7 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
     };
     // Subscribed before reading the backlog, so nothing falls between the two.
     let rx = s.feed.subscribe();
+    let phase = spread_phase();
     let mut last = match resume {
         Some(id) => id,
         None => s.store.last_log_id().await?,
@@ -539,7 +540,7 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
     let backlog = chunks(backlog);
     let stream = futures_util::stream::unfold(
         (backlog, rx, last, store),
-        |(mut backlog, mut rx, mut last, store)| async move {
+        move |(mut backlog, mut rx, mut last, store)| async move {
             loop {
                 if let Some((id, b)) = backlog.pop_front() {
                     last = last.max(id);
@@ -549,6 +550,9 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
                     Ok(batch) => {
                         let Some(b) = batch.after(last) else { continue };
                         last = batch.last_id().unwrap_or(last);
+                        if batch.rows.len() > BUSY_BATCH {
+                            tokio::time::sleep(phase).await;
+                        }
                         return Some((Ok(b), (backlog, rx, last, store)));
                     }
                     // A subscriber too slow for the feed catches up from the store.
@@ -574,6 +578,22 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
         axum::body::Body::from_stream(body),
     )
         .into_response())
+}
+
+/// A batch larger than this is written to each subscriber at its own phase.
+const BUSY_BATCH: usize = 10;
+/// How far apart in time the subscribers' phases are spread.
+const SPREAD: Duration = Duration::from_millis(800);
+
+/// The next subscriber's phase in [0, [`SPREAD`]): successive subscribers are placed by the
+/// golden ratio, so any number of them is spread evenly. Under load, a thousand subscribers
+/// then get a batch over most of a second instead of all in one burst, which would hold up
+/// the PBX's and the pools' threads for tens of ms once a second (the parks' p99 showed it).
+fn spread_phase() -> Duration {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let frac = (n as f64 * 0.618_033_988_749_895).fract();
+    SPREAD.mul_f64(frac)
 }
 
 /// Stored entries as stream chunks of up to a thousand frames, each with its last entry's id.
@@ -810,6 +830,22 @@ mod tests {
         let tail = b.after(11).unwrap();
         assert!(tail.starts_with(b"id: 12\n") && tail.ends_with(b"\n\n"));
         assert_eq!(Batch::new(vec![]).after(0), None);
+    }
+
+    #[test]
+    fn subscribers_phases_are_spread_over_the_window() {
+        let mut p: Vec<Duration> = (0..1000).map(|_| spread_phase()).collect();
+        assert!(p.iter().all(|d| *d < SPREAD));
+        p.sort();
+        // Every tenth of the window holds about a tenth of them.
+        for k in 0..10 {
+            let (lo, hi) = (
+                SPREAD.mul_f64(k as f64 / 10.0),
+                SPREAD.mul_f64((k + 1) as f64 / 10.0),
+            );
+            let n = p.iter().filter(|d| **d >= lo && **d < hi).count();
+            assert!((90..=110).contains(&n), "tenth {k}: {n}");
+        }
     }
 
     #[test]
