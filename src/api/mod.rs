@@ -126,8 +126,7 @@ fn frame(r: &LogRow) -> Vec<u8> {
 /// reaches the console and the webhooks within this.
 const FEED_EVERY: Duration = Duration::from_millis(200);
 /// The least time between two batches: while entries keep coming they go out once a second,
-/// so a thousand subscribers cost a thousand writes a second however fast calls are parked
-/// (measured: benches/operator_side.rs; at 200 ms apart they slowed parking down).
+/// so a thousand subscribers cost a thousand writes a second however fast calls are parked.
 const FEED_GAP: Duration = Duration::from_secs(1);
 
 impl ApiState {
@@ -587,8 +586,8 @@ const SPREAD: Duration = Duration::from_millis(800);
 
 /// The next subscriber's phase in [0, [`SPREAD`]): successive subscribers are placed by the
 /// golden ratio, so any number of them is spread evenly. Under load, a thousand subscribers
-/// then get a batch over most of a second instead of all in one burst, which would hold up
-/// the PBX's and the pools' threads for tens of ms once a second (the parks' p99 showed it).
+/// then get a batch over most of a second instead of all at once, a burst that the parks
+/// caught in it paid for (their p95, in benches/operator_side.rs).
 fn spread_phase() -> Duration {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
