@@ -185,14 +185,7 @@ async fn bad_webhooks() -> (String, String) {
         );
         axum::serve(slow, app).await
     });
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = dead.accept().await {
-            held.push(s);
-        }
-    });
+    let dead_url = dead_webhook().await;
     (slow_url, dead_url)
 }
 

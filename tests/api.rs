@@ -280,14 +280,7 @@ async fn webhooks_get_every_entry_in_order_with_retries_and_a_dead_one_delays_no
     let ok_url = format!("http://{}/hook", ok.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(ok, app).await });
     // One that takes the connection and never answers.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = dead.accept().await {
-            held.push(s);
-        }
-    });
+    let dead_url = support::dead_webhook().await;
     let api = start_with(&format!(
         "webhooks = [\"{dead_url}\", \"{ok_url}\"]\nwebhook_timeout = \"1s\""
     ))

@@ -1216,3 +1216,16 @@ pub async fn atxfer(ari: &Ari, ami: &Ami, transferer: &Value, exten: &str) -> Va
     }
     panic!("Asterisk lost the attended transfer's digits twice");
 }
+
+/// A webhook that takes every connection and never answers: its URL.
+pub async fn dead_webhook() -> String {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", dead.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = dead.accept().await {
+            held.push(s);
+        }
+    });
+    url
+}
