@@ -566,12 +566,7 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
     )
     .await;
     assert_eq!(bridged["channels"].as_array().unwrap().len(), 2);
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "retrieved" && r.channel == caller)
-        .unwrap();
+    let row = cp.log_row(&caller, "retrieved").await;
     assert!(row.detail.contains("exten:answer@phones"), "{}", row.detail);
     // Another call, hung up by the operator.
     let (other, _) = park_by_transfer(&ari, &ami, "bob", "\"Dave\" <5552222>").await;
@@ -788,11 +783,6 @@ async fn freeswitch_retrieve_to_an_extension_through_the_api() {
         .await;
     let peer = esl.getvar(&caller, "bridge_uuid").await;
     assert_eq!(peer.len(), 36, "bridged: {peer}");
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "retrieved" && r.channel == caller)
-        .unwrap();
+    let row = cp.log_row(&caller, "retrieved").await;
     assert!(row.detail.contains(&to), "{}", row.detail);
 }

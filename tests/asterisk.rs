@@ -58,12 +58,7 @@ async fn park_by_blind_transfer_music_lamp_then_retrieve_bridges_and_frees() {
     .await;
     assert_eq!(bridge["channels"].as_array().unwrap().len(), 2);
     cp.wait_log(id(&caller), "retrieved", S(5)).await;
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "retrieved" && r.channel == id(&caller))
-        .unwrap();
+    let row = cp.log_row(id(&caller), "retrieved").await;
     assert!(
         row.detail.contains("202"),
         "the log says who retrieved: {}",
@@ -388,12 +383,7 @@ async fn empty_orbit_full_range_and_policy_refusal() {
     let (third, _) = park_by_transfer(&ari, &ami, "carol", "\"C3\" <5550003>").await;
     let kinds = kinds_until(&cp, id(&third), "returned", S(10)).await;
     assert_eq!(kinds, ["refused", "returned"]);
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "refused" && r.channel == id(&third))
-        .unwrap();
+    let row = cp.log_row(id(&third), "refused").await;
     assert!(
         row.detail.contains("every orbit is in use"),
         "{}",
@@ -412,12 +402,7 @@ async fn empty_orbit_full_range_and_policy_refusal() {
     let (refused, _) = park_by_transfer(&ari, &ami, "mallory", "\"C4\" <5550004>").await;
     let kinds = kinds_until(&cp, id(&refused), "returned", S(10)).await;
     assert_eq!(kinds, ["refused", "returned"]);
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "refused" && r.channel == id(&refused))
-        .unwrap();
+    let row = cp.log_row(id(&refused), "refused").await;
     assert!(row.detail.contains("not enabled"), "{}", row.detail);
 }
 

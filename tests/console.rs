@@ -85,12 +85,7 @@ async fn a_receptionist_sees_the_parked_call_and_retrieves_it_to_her_extension()
     // Bridged at her extension, and logged so.
     cp.wait_log(&caller, "retrieved", Duration::from_secs(5))
         .await;
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "retrieved" && r.channel == caller)
-        .unwrap();
+    let row = cp.log_row(&caller, "retrieved").await;
     assert!(row.detail.contains("exten:answer@phones"), "{}", row.detail);
     let png = std::fs::read(format!("{repo}/target/test-artifacts/console.png")).unwrap();
     assert!(

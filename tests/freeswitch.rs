@@ -75,12 +75,7 @@ async fn park_by_blind_transfer_music_lamp_then_retrieve_bridges_and_frees() {
     )
     .await;
     cp.wait_log(&caller, "retrieved", S(5)).await;
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "retrieved" && r.channel == caller)
-        .unwrap();
+    let row = cp.log_row(&caller, "retrieved").await;
     assert!(row.detail.contains("202"), "who retrieved: {}", row.detail);
     assert!(cp.parked().await.is_empty(), "orbit 601 is free again");
     lamp(&esl, mark, "601", false).await;
@@ -360,12 +355,7 @@ async fn empty_orbit_full_range_and_policy_refusal() {
     let third = park_by_transfer(&esl, "carol", "C3", "5550003").await;
     let kinds = kinds_until(&cp, &third, "returned", S(10)).await;
     assert_eq!(kinds, ["refused", "returned"]);
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "refused" && r.channel == third)
-        .unwrap();
+    let row = cp.log_row(&third, "refused").await;
     assert!(
         row.detail.contains("every orbit is in use"),
         "{}",
@@ -384,12 +374,7 @@ async fn empty_orbit_full_range_and_policy_refusal() {
     let refused = park_by_transfer(&esl, "mallory", "C4", "5550004").await;
     let kinds = kinds_until(&cp, &refused, "returned", S(10)).await;
     assert_eq!(kinds, ["refused", "returned"]);
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "refused" && r.channel == refused)
-        .unwrap();
+    let row = cp.log_row(&refused, "refused").await;
     assert!(row.detail.contains("not enabled"), "{}", row.detail);
 }
 

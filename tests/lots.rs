@@ -441,12 +441,7 @@ async fn asterisk_attended_transfer_to_an_orbit_parks_there_or_goes_back_when_bu
     let mark = asterisk_log().len();
     let consult2 = atxfer(&ari, &ami, &grace, "702").await;
     cp.wait_log(id(&consult2), "refused", S(10)).await;
-    let row = cp
-        .log_rows()
-        .await
-        .into_iter()
-        .find(|r| r.kind == "refused" && r.channel == id(&consult2))
-        .unwrap();
+    let row = cp.log_row(id(&consult2), "refused").await;
     assert!(row.detail.contains("in use"), "{}", row.detail);
     let told = format!(
         "<{}> Playing 'pbx-parkingfailed",

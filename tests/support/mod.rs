@@ -882,6 +882,15 @@ impl Callpark {
         v
     }
 
+    /// The first log entry of `kind` for `channel`; panics naming both when there is none.
+    pub async fn log_row(&self, channel: &str, kind: &str) -> LogRow {
+        self.log_rows()
+            .await
+            .into_iter()
+            .find(|r| r.kind == kind && r.channel == channel)
+            .unwrap_or_else(|| panic!("no `{kind}` entry in the log for {channel}"))
+    }
+
     /// Log kinds of one channel, oldest first.
     pub async fn kinds_of(&self, channel: &str) -> Vec<String> {
         let mut rows: Vec<LogRow> = self
