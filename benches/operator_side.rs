@@ -87,7 +87,14 @@ async fn pair(ari: &Ari, ami: &Ami, i: usize) -> String {
 }
 
 /// Parks `calls` calls at `rate` per second; returns each park's latency in µs.
-async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) -> Vec<i64> {
+async fn park_run(
+    ari: &Ari,
+    ami: &Ami,
+    cp: &Callpark,
+    calls: usize,
+    rate: f64,
+    subscribers: Option<u32>,
+) -> Vec<i64> {
     // The pairs first, so the paced part is only the transfers.
     let mut transferers = Vec::new();
     for chunk in (0..calls).collect::<Vec<_>>().chunks(10) {
@@ -95,6 +102,7 @@ async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) 
         transferers.extend(futures_util::future::join_all(pairs).await);
     }
     let mark = ami.mark();
+    let cpu0 = Cpu::now(cp.pid(), subscribers);
     let start = Instant::now();
     let transfers = transferers.iter().enumerate().map(|(i, t)| {
         let ami = ami.clone();
@@ -112,6 +120,7 @@ async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) 
         (cp.parked().await.len() >= calls).then_some(())
     })
     .await;
+    println!("    {}", Cpu::now(cp.pid(), subscribers).since(&cpu0));
     println!(
         "    {calls} transfers sent in {:.2} s ({:.0} per second)",
         took.as_secs_f64(),
@@ -138,11 +147,130 @@ async fn park_run(ari: &Ari, ami: &Ami, cp: &Callpark, calls: usize, rate: f64) 
     lit
 }
 
+/// CPU time so far, in clock ticks, of what shares the machine while parking: callpark's
+/// threads by name, Asterisk, the subscribers' process, and the kernel's softirq work (the
+/// loopback's delivery of every write runs there).
+struct Cpu {
+    callpark: std::collections::BTreeMap<String, u64>,
+    asterisk: u64,
+    subscribers: u64,
+    softirq: u64,
+    at: Instant,
+}
+
+/// utime + stime of a /proc stat file, and the name in it.
+fn stat_ticks(path: &std::path::Path) -> Option<(String, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = s.rsplit_once(") ")?;
+    let name = head.split_once(" (")?.1.to_string();
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some((
+        name,
+        f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    ))
+}
+
+impl Cpu {
+    fn now(callpark: Option<u32>, subscribers: Option<u32>) -> Cpu {
+        let mut by_name = std::collections::BTreeMap::new();
+        if let Some(pid) = callpark
+            && let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task"))
+        {
+            for t in tasks.flatten() {
+                if let Some((n, v)) = stat_ticks(&t.path().join("stat")) {
+                    *by_name.entry(n).or_insert(0) += v;
+                }
+            }
+        }
+        let mut asterisk = 0;
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Some((n, v)) = stat_ticks(&p.path().join("stat"))
+                && n == "asterisk"
+            {
+                asterisk += v;
+            }
+        }
+        let subscribers = subscribers
+            .and_then(|p| stat_ticks(std::path::Path::new(&format!("/proc/{p}/stat"))))
+            .map_or(0, |(_, v)| v);
+        let softirq = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next()?.split_whitespace().nth(7)?.parse().ok())
+            .unwrap_or(0);
+        Cpu {
+            callpark: by_name,
+            asterisk,
+            subscribers,
+            softirq,
+            at: Instant::now(),
+        }
+    }
+
+    /// The CPU used since `before`, as a share of one core over the time between them.
+    fn since(&self, before: &Cpu) -> String {
+        // SAFETY: sysconf only reads its argument.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let secs = self.at.duration_since(before.at).as_secs_f64();
+        let pct =
+            |a: u64, b: u64| format!("{:.0} %", a.saturating_sub(b) as f64 / hz / secs * 100.0);
+        let mut parts: Vec<String> = self
+            .callpark
+            .iter()
+            .map(|(n, v)| {
+                format!(
+                    "{n} {}",
+                    pct(*v, before.callpark.get(n).copied().unwrap_or(0))
+                )
+            })
+            .collect();
+        parts.push(format!("asterisk {}", pct(self.asterisk, before.asterisk)));
+        if self.subscribers > 0 {
+            parts.push(format!(
+                "subscribers {}",
+                pct(self.subscribers, before.subscribers)
+            ));
+        }
+        parts.push(format!("softirq {}", pct(self.softirq, before.softirq)));
+        format!("CPU over {secs:.1} s (of one core): {}", parts.join(", "))
+    }
+}
+
+/// Where callpark put its API threads (src/api/cpu.rs): their cpu cgroups, from /proc.
+fn api_threads_cgroup(pid: u32) -> String {
+    let mut where_: Vec<String> = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "callpark-api" {
+            continue;
+        }
+        let cg = std::fs::read_to_string(t.path().join("cgroup")).unwrap_or_default();
+        let cpu = cg
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == "cpu"))
+            })
+            .or_else(|| cg.lines().find(|l| l.starts_with("0::")))
+            .and_then(|l| l.rsplit(':').next())
+            .unwrap_or("?")
+            .to_string();
+        if !where_.contains(&cpu) {
+            where_.push(cpu);
+        }
+    }
+    format!("API threads in cpu cgroup {}", where_.join(", "))
+}
+
 /// Subscribers connected, and entries they got.
 type Counts = (Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 /// `n` event-stream subscribers, counting the entries they get, until the service ends.
-async fn subscribe(http: reqwest::Client, api: String, n: usize, counts: Counts) {
+async fn subscribe(http: reqwest::Client, api: String, n: usize, gzip: bool, counts: Counts) {
     let mut all = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (http, api) = (http.clone(), api.clone());
@@ -150,6 +278,12 @@ async fn subscribe(http: reqwest::Client, api: String, n: usize, counts: Counts)
         all.spawn(async move {
             let r = http
                 .get(format!("{api}/events"))
+                // reqwest asks for gzip and decodes it, as browsers do; `--identity` stands
+                // for clients that do not.
+                .header(
+                    reqwest::header::ACCEPT_ENCODING,
+                    if gzip { "gzip" } else { "identity" },
+                )
                 .bearer_auth(TOKEN)
                 .send()
                 .await
@@ -193,6 +327,8 @@ struct Load {
     calls: usize,
     rate: f64,
     subscribers: usize,
+    /// Whether the subscribers take the stream in gzip, as browsers do.
+    gzip: bool,
     /// The pause between two API requests of the prober.
     probe_every: Duration,
 }
@@ -225,6 +361,7 @@ async fn with_api(
     })
     .await;
     let api = format!("http://127.0.0.1:{port}/api/v1");
+    println!("    {}", api_threads_cgroup(cp.pid().unwrap()));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(load.subscribers + 10)
         .build()
@@ -236,7 +373,10 @@ async fn with_api(
     // their own at the lowest CPU priority: reading a thousand streams is the clients' work,
     // not callpark's, and must not delay the timed transfers either.
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .env(SUBSCRIBE, format!("{} {api}", load.subscribers))
+        .env(
+            SUBSCRIBE,
+            format!("{} {} {api}", load.subscribers, load.gzip),
+        )
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -286,7 +426,7 @@ async fn with_api(
             lat
         })
     };
-    let parks = park_run(ari, ami, &cp, load.calls, load.rate).await;
+    let parks = park_run(ari, ami, &cp, load.calls, load.rate, child.id()).await;
     // The last tick of the feed reaches the subscribers.
     let want = load.calls * load.subscribers;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -333,8 +473,13 @@ fn lowest_priority() -> String {
 /// The subscribers' process: its own session and the lowest priority, then the streams; it
 /// prints how many are connected and how many entries they got, until the service ends.
 fn subscribers_process(spec: &str) {
-    let (n, api) = spec.split_once(' ').expect("SUBSCRIBE: `N URL`");
-    let n: usize = n.parse().expect("SUBSCRIBE: N");
+    let mut spec = spec.splitn(3, ' ');
+    let (n, gzip, api) = (spec.next(), spec.next(), spec.next());
+    let n: usize = n
+        .and_then(|n| n.parse().ok())
+        .expect("SUBSCRIBE: `N GZIP URL`");
+    let gzip = gzip == Some("true");
+    let api = api.expect("SUBSCRIBE: `N GZIP URL`");
     println!("placed {}", lowest_priority());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -360,7 +505,7 @@ fn subscribers_process(spec: &str) {
         .pool_max_idle_per_host(n + 10)
         .build()
         .unwrap();
-    rt.block_on(subscribe(http, api.to_string(), n, counts));
+    rt.block_on(subscribe(http, api.to_string(), n, gzip, counts));
 }
 
 fn main() {
@@ -385,6 +530,7 @@ async fn bench() {
             calls: arg("--calls", 600.0) as usize,
             rate: arg("--rate", 200.0),
             subscribers: arg("--subscribers", 1000.0) as usize,
+            gzip: !std::env::args().any(|a| a == "--identity"),
             probe_every: Duration::from_millis(arg("--probe-every", 100.0) as u64),
         };
         (load, arg("--rounds", 10.0) as usize)
@@ -393,6 +539,7 @@ async fn bench() {
             calls: 20,
             rate: 20.0,
             subscribers: 50,
+            gzip: true,
             probe_every: Duration::from_millis(20),
         };
         (load, 1)
@@ -404,7 +551,14 @@ async fn bench() {
     println!(
         "park -> orbit committed and lamp lit, {calls} calls at {rate} per second, {rounds} round(s);"
     );
-    println!(" with [api]: {subscribers} event-stream subscribers, a 2 s webhook and a dead one");
+    println!(
+        " with [api]: {subscribers} event-stream subscribers ({}), a 2 s webhook and a dead one",
+        if load.gzip {
+            "in gzip, as browsers take it"
+        } else {
+            "uncompressed (--identity)"
+        }
+    );
     let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());
     // Each round's p99, each way (µs).
     let (mut w99s, mut o99s) = (Vec::new(), Vec::new());
@@ -428,7 +582,7 @@ async fn bench() {
             } else {
                 println!("  round {round}, without [api]:");
                 let cp = Callpark::start(&base()).await;
-                let mut w = park_run(&ari, &ami, &cp, calls, rate).await;
+                let mut w = park_run(&ari, &ami, &cp, calls, rate, None).await;
                 ari.reset().await;
                 drop(cp);
                 println!("    {}", summary(&mut w));

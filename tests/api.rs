@@ -351,14 +351,31 @@ async fn metrics_in_prometheus_text() {
     }
 }
 
-/// Reads SSE events (id, event) from a response until `n` arrived.
+/// Reads SSE events (id, event) from a response until `n` arrived; a gzip stream is decoded
+/// as it comes, each batch on its own, as a browser does.
 async fn read_events(resp: reqwest::Response, n: usize) -> Vec<(i64, String)> {
+    use std::io::Write;
+    let gz = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
+    let mut gunzip = flate2::write::GzDecoder::new(Vec::new());
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut out = Vec::new();
     let read = async {
         while out.len() < n {
-            let chunk = stream.next().await.expect("the stream ended").unwrap();
+            let mut chunk = stream
+                .next()
+                .await
+                .expect("the stream ended")
+                .unwrap()
+                .to_vec();
+            if gz {
+                gunzip.write_all(&chunk).expect("gzip");
+                gunzip.flush().expect("gzip");
+                chunk = std::mem::take(gunzip.get_mut());
+            }
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();
@@ -384,19 +401,42 @@ async fn read_events(resp: reqwest::Response, n: usize) -> Vec<(i64, String)> {
 async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
     let api = start().await;
     let url = format!("{}/api/v1/events", api.base);
-    // Resumed after entry 1: entry 2 from the store, then what is logged next.
+    // Resumed after entry 1: entry 2 from the store, then what is logged next; by a client
+    // that takes no gzip, so uncompressed.
     let resumed = api
         .http
         .get(&url)
         .bearer_auth(TOKEN)
         .header("Last-Event-ID", "1")
+        .header("Accept-Encoding", "identity")
         .send()
         .await
         .unwrap();
     assert_eq!(resumed.status().as_u16(), 200);
     assert_eq!(resumed.headers()["content-type"], "text/event-stream");
-    // A fresh subscriber gets only what happens from now on.
-    let fresh = api.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resumed.headers().get("content-encoding"), None);
+    // A fresh subscriber gets only what happens from now on; asking as browsers do, it gets
+    // gzip (read raw here, and decoded by `read_events`).
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let fresh = raw
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("Accept-Encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.headers()["content-encoding"], "gzip");
+    assert_eq!(fresh.headers()["vary"], "accept-encoding");
+    // Resumed in gzip too: the backlog's chunks and the live batches are one gzip stream.
+    let resumed_gz = raw
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "0")
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed_gz.headers()["content-encoding"], "gzip");
     tokio::time::sleep(Duration::from_millis(300)).await;
     api.store
         .apply(
@@ -411,6 +451,14 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
         [(2, "parked".to_string()), (3, "retrieved".to_string())]
     );
     assert_eq!(read_events(fresh, 1).await, [(3, "retrieved".to_string())]);
+    assert_eq!(
+        read_events(resumed_gz, 3).await,
+        [
+            (1, "parked".to_string()),
+            (2, "parked".to_string()),
+            (3, "retrieved".to_string())
+        ]
+    );
     // A Last-Event-ID that is no id is refused, naming the header.
     let bad = api
         .http
@@ -425,6 +473,27 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
 }
 
 mod support;
+
+/// Each thread of process `pid`: its name and cgroup v1 cpu cgroup (from /proc).
+fn threads_cpu_cgroup(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
+        let cg = std::fs::read_to_string(t.join("cgroup")).unwrap_or_default();
+        // `N:cpu:/path` (or `N:cpu,cpuacct:/path`).
+        if let Some(path) = cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            ctrl.split(',')
+                .any(|c| c == "cpu")
+                .then(|| path.to_string())
+        }) {
+            out.push((comm.trim().to_string(), path));
+        }
+    }
+    out
+}
 
 /// Each thread of process `pid`: its name and nice value (from /proc).
 fn threads_nice(pid: u32) -> Vec<(String, i64)> {
@@ -479,6 +548,33 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
     assert!(
         !pool_nice.is_empty() && pool_nice.iter().all(|n| *n == 0),
         "{nice:?}"
+    );
+    // ... and, against Asterisk too, they sit in an idle cgroup of their own (src/api/cpu.rs);
+    // the pools stay where the service was started.
+    let groups = threads_cpu_cgroup(cp.pid().unwrap());
+    let in_group = |name: &str| -> Vec<&String> {
+        groups
+            .iter()
+            .filter(|(c, _)| c == name)
+            .map(|(_, g)| g)
+            .collect()
+    };
+    let api_groups = in_group("callpark-api");
+    assert!(
+        !api_groups.is_empty() && api_groups.iter().all(|g| g.ends_with("/callpark-api")),
+        "{groups:?}"
+    );
+    assert!(
+        in_group("tokio-rt-worker")
+            .iter()
+            .all(|g| !g.ends_with("/callpark-api")),
+        "{groups:?}"
+    );
+    let idle = format!("/sys/fs/cgroup/cpu{}/cpu.idle", api_groups[0]);
+    assert_eq!(
+        std::fs::read_to_string(&idle).unwrap().trim(),
+        "1",
+        "{idle}"
     );
     let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
     let caller = caller["id"].as_str().unwrap().to_string();

@@ -5,6 +5,8 @@
 //! It reads the store, which every pool writes each step to before the PBX acts on it, so what
 //! the API shows is what a restart would resume; it never talks to a PBX.
 
+pub mod cpu;
+mod gzip;
 pub mod webhook;
 
 use std::convert::Infallible;
@@ -82,6 +84,8 @@ pub struct Batch {
     frames: bytes::Bytes,
     /// Where each entry's frame starts in `frames`.
     starts: Vec<usize>,
+    /// All the frames as one gzip segment, made once for every subscriber that takes gzip.
+    gz: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Batch {
@@ -96,6 +100,7 @@ impl Batch {
             rows,
             frames: frames.into(),
             starts,
+            gz: std::sync::OnceLock::new(),
         }
     }
 
@@ -103,6 +108,19 @@ impl Batch {
     fn after(&self, last: i64) -> Option<bytes::Bytes> {
         let i = self.rows.partition_point(|r| r.id <= last);
         (i < self.rows.len()).then(|| self.frames.slice(self.starts[i]..))
+    }
+
+    /// [`Batch::after`] as a gzip segment: the whole batch (what nearly every subscriber
+    /// wants) is compressed once and shared; a part of it, for a subscriber that joined in
+    /// the middle of it, is compressed for that one.
+    fn after_gz(&self, last: i64) -> Option<bytes::Bytes> {
+        let i = self.rows.partition_point(|r| r.id <= last);
+        match i {
+            0 if !self.rows.is_empty() => {
+                Some(self.gz.get_or_init(|| gzip::segment(&self.frames)).clone())
+            }
+            _ => self.after(last).map(|b| gzip::segment(&b)),
+        }
     }
 
     /// The id of the batch's last entry.
@@ -521,6 +539,13 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
             ));
         }
     };
+    // Browsers take gzip: the frames shrink several times, and each batch is compressed once
+    // for all the subscribers that take it (src/api/gzip.rs).
+    let gz = gzip::accepted(
+        headers
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    );
     // Subscribed before reading the backlog, so nothing falls between the two.
     let rx = s.feed.subscribe();
     let phase = spread_phase();
@@ -536,7 +561,7 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
         last = r.id;
     }
     let store = s.store.clone();
-    let backlog = chunks(backlog);
+    let backlog = chunks(backlog, gz);
     let stream = futures_util::stream::unfold(
         (backlog, rx, last, store),
         move |(mut backlog, mut rx, mut last, store)| async move {
@@ -547,7 +572,12 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
                 }
                 match rx.recv().await {
                     Ok(batch) => {
-                        let Some(b) = batch.after(last) else { continue };
+                        let b = if gz {
+                            batch.after_gz(last)
+                        } else {
+                            batch.after(last)
+                        };
+                        let Some(b) = b else { continue };
                         last = batch.last_id().unwrap_or(last);
                         if batch.rows.len() > BUSY_BATCH {
                             tokio::time::sleep(phase).await;
@@ -556,7 +586,8 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
                     }
                     // A subscriber too slow for the feed catches up from the store.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        backlog = chunks(store.log_after(last, 100_000).await.unwrap_or_default());
+                        backlog =
+                            chunks(store.log_after(last, 100_000).await.unwrap_or_default(), gz);
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
@@ -564,19 +595,36 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
         },
     );
     // A comment line now and then keeps proxies from closing a quiet stream.
-    let keep_alive = futures_util::stream::unfold((), |()| async {
+    let keep_alive = futures_util::stream::unfold((), move |()| async move {
         tokio::time::sleep(Duration::from_secs(15)).await;
-        Some((Ok(bytes::Bytes::from_static(b": keep-alive\n\n")), ()))
+        let comment: &[u8] = b": keep-alive\n\n";
+        let b = match gz {
+            true => gzip::segment(comment),
+            false => bytes::Bytes::from_static(comment),
+        };
+        Some((Ok(b), ()))
     });
-    let body = futures_util::stream::select(stream, keep_alive);
-    Ok((
+    let head = futures_util::stream::iter(
+        gz.then(|| Ok::<_, Infallible>(bytes::Bytes::from_static(&gzip::HEADER))),
+    );
+    let body =
+        futures_util::StreamExt::chain(head, futures_util::stream::select(stream, keep_alive));
+    let mut r = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::VARY, "accept-encoding"),
         ],
         axum::body::Body::from_stream(body),
     )
-        .into_response())
+        .into_response();
+    if gz {
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    Ok(r)
 }
 
 /// A batch larger than this is written to each subscriber at its own phase.
@@ -595,13 +643,18 @@ fn spread_phase() -> Duration {
     SPREAD.mul_f64(frac)
 }
 
-/// Stored entries as stream chunks of up to a thousand frames, each with its last entry's id.
-fn chunks(rows: Vec<LogRow>) -> std::collections::VecDeque<(i64, bytes::Bytes)> {
+/// Stored entries as stream chunks of up to a thousand frames, each with its last entry's id;
+/// gzip segments if `gz`.
+fn chunks(rows: Vec<LogRow>, gz: bool) -> std::collections::VecDeque<(i64, bytes::Bytes)> {
     let mut out = std::collections::VecDeque::new();
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let batch = Batch::new(rows.by_ref().take(1000).collect());
-        if let (Some(id), Some(b)) = (batch.last_id(), batch.after(i64::MIN)) {
+        let b = match gz {
+            true => batch.after_gz(i64::MIN),
+            false => batch.after(i64::MIN),
+        };
+        if let (Some(id), Some(b)) = (batch.last_id(), b) {
             out.push_back((id, b));
         }
     }
@@ -849,11 +902,43 @@ mod tests {
 
     #[test]
     fn a_backlog_goes_out_in_chunks_of_a_thousand() {
-        let c = chunks((1..=2500).map(row).collect());
+        let c = chunks((1..=2500).map(row).collect(), false);
         let lasts: Vec<i64> = c.iter().map(|(id, _)| *id).collect();
         assert_eq!(lasts, vec![1000, 2000, 2500]);
         let all: Vec<i64> = c.iter().flat_map(|(_, b)| ids(b)).collect();
         assert_eq!(all, (1..=2500).collect::<Vec<_>>());
-        assert!(chunks(vec![]).is_empty());
+        assert!(chunks(vec![], false).is_empty());
+        // In gzip, the same chunks decode to the same frames.
+        let gz = chunks((1..=2500).map(row).collect(), true);
+        assert_eq!(gz.iter().map(|(id, _)| *id).collect::<Vec<_>>(), lasts);
+        let mut stream = gzip::HEADER.to_vec();
+        gz.iter().for_each(|(_, b)| stream.extend_from_slice(b));
+        let plain: Vec<u8> = c.iter().flat_map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(gunzip(&stream), plain);
+    }
+
+    /// What a reader of a gzip event stream (no trailer) has decoded.
+    fn gunzip(stream: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        match flate2::read::GzDecoder::new(stream).read_to_end(&mut out) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}"),
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_batch_is_compressed_once_and_a_part_for_its_subscriber() {
+        let b = Batch::new((10..15).map(row).collect());
+        let whole = b.after_gz(9).unwrap();
+        // The same bytes for every subscriber that wants it all: shared, not recompressed.
+        assert_eq!(whole.as_ptr(), b.after_gz(0).unwrap().as_ptr());
+        let part = b.after_gz(11).unwrap();
+        let decoded = gunzip(&[&gzip::HEADER[..], &whole, &part].concat());
+        let want = [b.after(9).unwrap(), b.after(11).unwrap()].concat();
+        assert_eq!(decoded, want);
+        assert_eq!(b.after_gz(14), None);
+        assert_eq!(Batch::new(vec![]).after_gz(0), None);
     }
 }

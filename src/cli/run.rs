@@ -62,10 +62,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         control_rx.insert(pbx.name.clone(), rx);
     }
     // The admin API, bound before any pool starts: a taken port stops `run` here. It runs on
-    // its own thread and runtime, with its own store connections and a lower CPU priority: a
-    // thousand event-stream subscribers or a slow client never take the pools' runtime
-    // workers, and yield the CPU to them when it is short (measured:
-    // benches/operator_side.rs).
+    // its own thread and runtime, with its own store connections, in an idle cgroup where it
+    // can make one (src/api/cpu.rs) and at nice 10: a thousand event-stream subscribers or a
+    // slow client never take the pools' runtime workers, and yield the CPU to them and to the
+    // PBX when it is short (measured: benches/operator_side.rs).
     if let Some(a) = &cfg.api {
         let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
         let listener = crate::api::bind_std(a.listen)?;
@@ -77,9 +77,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new()
             .name("callpark-api".into())
             .spawn(move || {
-                // Before the runtime, so its workers and the store's threads inherit it.
+                // Before the runtime, so its workers and the store's threads inherit both.
                 if let Err(e) = crate::api::lower_priority(API_NICE) {
                     warn!("admin API: could not lower its CPU priority: {e}");
+                }
+                match crate::api::cpu::idle_cgroup() {
+                    Ok(dir) => info!("admin API: runs in idle cgroup {}", dir.display()),
+                    Err(e) => warn!(
+                        "admin API: not in an idle cgroup ({e}); its nice {API_NICE} orders \
+                         it only against callpark's own threads, not the PBX's. For parking \
+                         to come first under load, give the service its cpu cgroup \
+                         (systemd: Delegate=cpu, as contrib/callpark.service has)"
+                    ),
                 }
                 let rt = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
