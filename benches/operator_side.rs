@@ -155,6 +155,8 @@ struct Cpu {
     asterisk: u64,
     subscribers: u64,
     softirq: u64,
+    /// Time the hypervisor ran something else while this machine's vCPUs wanted to run.
+    steal: u64,
     at: Instant,
 }
 
@@ -193,15 +195,22 @@ impl Cpu {
         let subscribers = subscribers
             .and_then(|p| stat_ticks(std::path::Path::new(&format!("/proc/{p}/stat"))))
             .map_or(0, |(_, v)| v);
-        let softirq = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| s.lines().next()?.split_whitespace().nth(7)?.parse().ok())
-            .unwrap_or(0);
+        // The `cpu` line: user nice system idle iowait irq softirq steal ...
+        let total = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let field = |n: usize| -> u64 {
+            total
+                .lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(n)?.parse().ok())
+                .unwrap_or(0)
+        };
+        let (softirq, steal) = (field(7), field(8));
         Cpu {
             callpark: by_name,
             asterisk,
             subscribers,
             softirq,
+            steal,
             at: Instant::now(),
         }
     }
@@ -231,6 +240,7 @@ impl Cpu {
             ));
         }
         parts.push(format!("softirq {}", pct(self.softirq, before.softirq)));
+        parts.push(format!("steal {}", pct(self.steal, before.steal)));
         format!("CPU over {secs:.1} s (of one core): {}", parts.join(", "))
     }
 }
