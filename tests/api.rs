@@ -474,43 +474,42 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
 
 mod support;
 
-/// Each thread of process `pid`: its name and cgroup v1 cpu cgroup (from /proc).
-fn threads_cpu_cgroup(pid: u32) -> Vec<(String, String)> {
+/// Each thread of process `pid`: its name, and what `read` finds in its /proc directory.
+fn per_thread<T>(pid: u32, read: impl Fn(&std::path::Path) -> Option<T>) -> Vec<(String, T)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let t = t.unwrap().path();
         let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-        let cg = std::fs::read_to_string(t.join("cgroup")).unwrap_or_default();
-        // `N:cpu:/path` (or `N:cpu,cpuacct:/path`).
-        if let Some(path) = cg.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-            ctrl.split(',')
-                .any(|c| c == "cpu")
-                .then(|| path.to_string())
-        }) {
-            out.push((comm.trim().to_string(), path));
+        if let Some(v) = read(&t) {
+            out.push((comm.trim().to_string(), v));
         }
     }
     out
 }
 
-/// Each thread of process `pid`: its name and nice value (from /proc).
+/// Each thread of process `pid`: its name and cgroup v1 cpu cgroup.
+fn threads_cpu_cgroup(pid: u32) -> Vec<(String, String)> {
+    per_thread(pid, |t| {
+        let cg = std::fs::read_to_string(t.join("cgroup")).ok()?;
+        // `N:cpu:/path` (or `N:cpu,cpuacct:/path`).
+        cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            ctrl.split(',')
+                .any(|c| c == "cpu")
+                .then(|| path.to_string())
+        })
+    })
+}
+
+/// Each thread of process `pid`: its name and nice value.
 fn threads_nice(pid: u32) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let t = t.unwrap().path();
-        let comm = std::fs::read_to_string(t.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(t.join("stat")).unwrap_or_default();
+    per_thread(pid, |t| {
+        let stat = std::fs::read_to_string(t.join("stat")).ok()?;
         // Fields after the parenthesised name: state is the 3rd field, nice the 19th.
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if let Some(n) = rest.split(' ').nth(16).and_then(|n| n.parse().ok()) {
-            out.push((comm.trim().to_string(), n));
-        }
-    }
-    out
+        let (_, rest) = stat.rsplit_once(") ")?;
+        rest.split(' ').nth(16)?.parse().ok()
+    })
 }
 
 /// The operator's side on the real Asterisk: `callpark run` with `[api]`, a parked call
