@@ -597,10 +597,14 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
     // A comment line now and then keeps proxies from closing a quiet stream.
     let keep_alive = futures_util::stream::unfold((), move |()| async move {
         tokio::time::sleep(Duration::from_secs(15)).await;
-        let comment: &[u8] = b": keep-alive\n\n";
+        const COMMENT: &[u8] = b": keep-alive\n\n";
+        // Compressed once for every subscriber, like a batch: a compressor's state is
+        // hundreds of kilobytes, too much to make a thousand times every 15 s.
+        static GZ: std::sync::LazyLock<bytes::Bytes> =
+            std::sync::LazyLock::new(|| gzip::segment(COMMENT));
         let b = match gz {
-            true => gzip::segment(comment),
-            false => bytes::Bytes::from_static(comment),
+            true => GZ.clone(),
+            false => bytes::Bytes::from_static(COMMENT),
         };
         Some((Ok(b), ()))
     });
