@@ -16,10 +16,13 @@
 //! The subscribers stand for browsers on other machines. They run in a process of their own
 //! in a `cpu.idle` cgroup (else a session whose autogroup has nice 19), so that reading a
 //! thousand streams here is not charged to callpark; callpark's own side of them (the API's
-//! threads, the writes, the kernel's loopback work on its side) is what is measured.
+//! threads, the writes, the kernel's loopback work on its side) is what is measured. For the
+//! same reason they read the stream as it comes but keep it undecoded until the parks are
+//! timed, then decode (gunzip) it and count every entry: a browser's decoding is done on the
+//! receptionist's machine. `--decode-live` makes them decode as it comes instead.
 //!
 //! Run: `cargo bench --bench operator_side [-- --calls N --rate R --rounds K --subscribers S
-//! --probe-every MS]` (defaults 600 calls at 200 per second, 10 rounds, 1,000 subscribers);
+//! --probe-every MS --identity --decode-live]` (defaults 600 calls at 200 per second, 10 rounds, 1,000 subscribers);
 //! under `cargo test` it parks 20 calls at 20 per second with 50 subscribers, once.
 
 #[path = "../tests/support/mod.rs"]
@@ -152,12 +155,44 @@ async fn park_run(
 /// loopback's delivery of every write runs there).
 struct Cpu {
     callpark: std::collections::BTreeMap<String, u64>,
+    /// Context switches so far of callpark's threads by name: each is a thread woken for
+    /// some work, and on a virtual machine a switch costs as much as a little work.
+    switches: std::collections::BTreeMap<String, u64>,
     asterisk: u64,
     subscribers: u64,
     softirq: u64,
     /// Time the hypervisor ran something else while this machine's vCPUs wanted to run.
     steal: u64,
+    /// Nanoseconds each thread (by pid/tid) of Asterisk and of callpark's pools has waited on
+    /// a run queue, ready but not running (/proc/…/schedstat), with the part it belongs to:
+    /// what the timed parks feel of the CPU being taken by someone else.
+    waited: std::collections::HashMap<(u32, u32), (&'static str, u64)>,
     at: Instant,
+}
+
+/// Each thread's run-queue wait (ns) of process `pid`, as `part`.
+fn waits(
+    pid: u32,
+    part: impl Fn(&str) -> Option<&'static str>,
+    into: &mut std::collections::HashMap<(u32, u32), (&'static str, u64)>,
+) {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let Some(part) = part(comm.trim()) else {
+            continue;
+        };
+        let tid = t.file_name().to_string_lossy().parse().unwrap_or(0);
+        let wait = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse().ok());
+        if let Some(wait) = wait {
+            into.insert((pid, tid), (part, wait));
+        }
+    }
 }
 
 /// utime + stime of a /proc stat file, and the name in it.
@@ -175,14 +210,35 @@ fn stat_ticks(path: &std::path::Path) -> Option<(String, u64)> {
 impl Cpu {
     fn now(callpark: Option<u32>, subscribers: Option<u32>) -> Cpu {
         let mut by_name = std::collections::BTreeMap::new();
+        let mut switches = std::collections::BTreeMap::new();
         if let Some(pid) = callpark
             && let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task"))
         {
             for t in tasks.flatten() {
                 if let Some((n, v)) = stat_ticks(&t.path().join("stat")) {
+                    let status = std::fs::read_to_string(t.path().join("status"));
+                    let switched: u64 = status
+                        .iter()
+                        .flat_map(|s| s.lines())
+                        .filter(|l| l.contains("ctxt_switches:"))
+                        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                        .sum();
+                    *switches.entry(n.clone()).or_insert(0) += switched;
                     *by_name.entry(n).or_insert(0) += v;
                 }
             }
+        }
+        let mut waited = std::collections::HashMap::new();
+        if let Some(pid) = callpark {
+            // The pools' runtime and the store's writer; the API's own threads are not on
+            // the parks' path.
+            waits(
+                pid,
+                |comm| {
+                    (comm.starts_with("tokio-rt") || comm.starts_with("sqlx")).then_some("callpark")
+                },
+                &mut waited,
+            );
         }
         let mut asterisk = 0;
         for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -190,6 +246,8 @@ impl Cpu {
                 && n == "asterisk"
             {
                 asterisk += v;
+                let pid = p.file_name().to_string_lossy().parse().unwrap_or(0);
+                waits(pid, |_| Some("asterisk"), &mut waited);
             }
         }
         let subscribers = subscribers
@@ -207,10 +265,12 @@ impl Cpu {
         let (softirq, steal) = (field(7), field(8));
         Cpu {
             callpark: by_name,
+            switches,
             asterisk,
             subscribers,
             softirq,
             steal,
+            waited,
             at: Instant::now(),
         }
     }
@@ -241,7 +301,33 @@ impl Cpu {
         }
         parts.push(format!("softirq {}", pct(self.softirq, before.softirq)));
         parts.push(format!("steal {}", pct(self.steal, before.steal)));
-        format!("CPU over {secs:.1} s (of one core): {}", parts.join(", "))
+        // Threads that ended in between (Asterisk's per-call ones) are not counted.
+        let mut waited = std::collections::BTreeMap::new();
+        for (k, (part, ns)) in &self.waited {
+            if let Some((_, was)) = before.waited.get(k) {
+                *waited.entry(*part).or_insert(0) += ns.saturating_sub(*was);
+            }
+        }
+        let waited: Vec<String> = waited
+            .iter()
+            .map(|(part, ns)| format!("{part} {:.0} ms", *ns as f64 / 1e6))
+            .collect();
+        // Threads that ended in between are not counted here either.
+        let switched: Vec<String> = self
+            .switches
+            .iter()
+            .filter_map(|(n, v)| {
+                let was = before.switches.get(n)?;
+                Some(format!("{n} {:.0}", v.saturating_sub(*was) as f64 / secs))
+            })
+            .collect();
+        format!(
+            "CPU over {secs:.1} s (of one core): {}\n    ready but waiting for a CPU: {}\n    \
+             context switches a second: {}",
+            parts.join(", "),
+            waited.join(", "),
+            switched.join(", ")
+        )
     }
 }
 
@@ -279,17 +365,58 @@ fn api_threads_cgroup(pid: u32) -> String {
 /// Subscribers connected, and entries they got.
 type Counts = (Arc<AtomicUsize>, Arc<AtomicUsize>);
 
-/// `n` event-stream subscribers, counting the entries they get, until the service ends.
-async fn subscribe(http: reqwest::Client, api: String, n: usize, gzip: bool, counts: Counts) {
+/// Counts the entries (one `id:` line each) in the text of a stream as it comes; the tail of a
+/// chunk is kept so a line split across two chunks is counted once.
+struct Counter {
+    gunzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    carry: Vec<u8>,
+}
+
+impl Counter {
+    fn new(gzip: bool) -> Counter {
+        Counter {
+            gunzip: gzip.then(|| flate2::write::GzDecoder::new(Vec::new())),
+            carry: b"\n".to_vec(),
+        }
+    }
+
+    /// The entries that `bytes`, as they came from the wire, complete.
+    fn count(&mut self, bytes: &[u8]) -> usize {
+        match &mut self.gunzip {
+            Some(g) => {
+                std::io::Write::write_all(g, bytes).expect("the stream is gzip");
+                std::io::Write::flush(g).expect("the stream is gzip");
+                self.carry.append(g.get_mut());
+            }
+            None => self.carry.extend_from_slice(bytes),
+        }
+        let n = self.carry.windows(4).filter(|w| w == b"\nid:").count();
+        self.carry = self.carry[self.carry.len().saturating_sub(3)..].to_vec();
+        n
+    }
+}
+
+/// `n` event-stream subscribers, counting the entries they get, until the service ends. They
+/// keep what they read as it came off the wire and count it only once `decode` is true: the
+/// decoding and parsing a browser does happens on the receptionist's machine, not on the one
+/// whose parks are timed.
+async fn subscribe(
+    http: reqwest::Client,
+    api: String,
+    n: usize,
+    gzip: bool,
+    decode: tokio::sync::watch::Receiver<bool>,
+    counts: Counts,
+) {
     let mut all = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (http, api) = (http.clone(), api.clone());
         let (connected, events) = (counts.0.clone(), counts.1.clone());
+        let mut decode = decode.clone();
         all.spawn(async move {
             let r = http
                 .get(format!("{api}/events"))
-                // reqwest asks for gzip and decodes it, as browsers do; `--identity` stands
-                // for clients that do not.
+                // Asked as browsers do; `--identity` stands for clients that do not take gzip.
                 .header(
                     reqwest::header::ACCEPT_ENCODING,
                     if gzip { "gzip" } else { "identity" },
@@ -299,16 +426,36 @@ async fn subscribe(http: reqwest::Client, api: String, n: usize, gzip: bool, cou
                 .await
                 .expect("subscribe");
             assert!(r.status().is_success(), "subscribe: {}", r.status());
+            let gzipped = r
+                .headers()
+                .get(reqwest::header::CONTENT_ENCODING)
+                .is_some_and(|v| v == "gzip");
+            assert_eq!(gzipped, gzip, "Content-Encoding as asked");
             connected.fetch_add(1, Ordering::Relaxed);
             let mut s = r.bytes_stream();
-            // Each event has one `id:` line; the tail of a chunk is kept so a line split
-            // across two chunks is counted once.
-            let mut carry = b"\n".to_vec();
-            while let Some(Ok(chunk)) = s.next().await {
-                carry.extend_from_slice(&chunk);
-                let n = carry.windows(4).filter(|w| w == b"\nid:").count();
-                events.fetch_add(n, Ordering::Relaxed);
-                carry = carry[carry.len().saturating_sub(3)..].to_vec();
+            let mut counter = Counter::new(gzip);
+            let mut kept = Vec::new();
+            loop {
+                // Some(chunk) off the wire, or None once told to decode what is kept.
+                let next = tokio::select! {
+                    chunk = s.next() => match chunk {
+                        Some(Ok(chunk)) => Some(chunk),
+                        _ => break,
+                    },
+                    Ok(_) = decode.wait_for(|d| *d), if !kept.is_empty() => None,
+                };
+                match next {
+                    Some(chunk) if *decode.borrow() => {
+                        kept.extend_from_slice(&chunk);
+                        events.fetch_add(counter.count(&kept), Ordering::Relaxed);
+                        kept.clear();
+                    }
+                    Some(chunk) => kept.extend_from_slice(&chunk),
+                    None => {
+                        events.fetch_add(counter.count(&kept), Ordering::Relaxed);
+                        kept = Vec::new();
+                    }
+                }
             }
         });
     }
@@ -339,6 +486,9 @@ struct Load {
     subscribers: usize,
     /// Whether the subscribers take the stream in gzip, as browsers do.
     gzip: bool,
+    /// Whether the subscribers decode and count the stream as it comes, as a browser on this
+    /// machine would, rather than after the parks are timed.
+    decode_live: bool,
     /// The pause between two API requests of the prober.
     probe_every: Duration,
 }
@@ -385,8 +535,12 @@ async fn with_api(
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .env(
             SUBSCRIBE,
-            format!("{} {} {api}", load.subscribers, load.gzip),
+            format!(
+                "{} {} {} {api}",
+                load.subscribers, load.gzip, load.decode_live
+            ),
         )
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -437,6 +591,11 @@ async fn with_api(
         })
     };
     let parks = park_run(ari, ami, &cp, load.calls, load.rate, child.id()).await;
+    // The parks are timed: now the subscribers may read what they were sent.
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, b"decode\n")
+        .await
+        .expect("tell the subscribers to decode");
     // The last tick of the feed reaches the subscribers.
     let want = load.calls * load.subscribers;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -455,7 +614,8 @@ async fn with_api(
     (parks, api_lat, delivered)
 }
 
-/// Set in the subscribers' process: how many, and the API's base URL.
+/// Set in the subscribers' process: how many, whether in gzip, whether they decode as the
+/// stream comes (else once told `decode` on their stdin), and the API's base URL.
 const SUBSCRIBE: &str = "OPERATOR_SIDE_SUBSCRIBE";
 
 /// The subscribers' cgroup, removed once they are gone.
@@ -483,13 +643,13 @@ fn lowest_priority() -> String {
 /// The subscribers' process: its own session and the lowest priority, then the streams; it
 /// prints how many are connected and how many entries they got, until the service ends.
 fn subscribers_process(spec: &str) {
-    let mut spec = spec.splitn(3, ' ');
-    let (n, gzip, api) = (spec.next(), spec.next(), spec.next());
-    let n: usize = n
-        .and_then(|n| n.parse().ok())
-        .expect("SUBSCRIBE: `N GZIP URL`");
+    const SPEC: &str = "SUBSCRIBE: `N GZIP DECODE_LIVE URL`";
+    let mut spec = spec.splitn(4, ' ');
+    let (n, gzip, live, api) = (spec.next(), spec.next(), spec.next(), spec.next());
+    let n: usize = n.and_then(|n| n.parse().ok()).expect(SPEC);
     let gzip = gzip == Some("true");
-    let api = api.expect("SUBSCRIBE: `N GZIP URL`");
+    let live = live == Some("true");
+    let api = api.expect(SPEC);
     println!("placed {}", lowest_priority());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -511,11 +671,23 @@ fn subscribers_process(spec: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
+    let (tell, decode) = tokio::sync::watch::channel(live);
+    rt.spawn(async move {
+        let mut lines =
+            tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l == "decode" {
+                tell.send_replace(true);
+            }
+        }
+    });
+    // The subscribers decode the gzip themselves, when they are told to.
     let http = reqwest::Client::builder()
+        .no_gzip()
         .pool_max_idle_per_host(n + 10)
         .build()
         .unwrap();
-    rt.block_on(subscribe(http, api.to_string(), n, gzip, counts));
+    rt.block_on(subscribe(http, api.to_string(), n, gzip, decode, counts));
 }
 
 fn main() {
@@ -541,6 +713,7 @@ async fn bench() {
             rate: arg("--rate", 200.0),
             subscribers: arg("--subscribers", 1000.0) as usize,
             gzip: !std::env::args().any(|a| a == "--identity"),
+            decode_live: std::env::args().any(|a| a == "--decode-live"),
             probe_every: Duration::from_millis(arg("--probe-every", 100.0) as u64),
         };
         (load, arg("--rounds", 10.0) as usize)
@@ -550,6 +723,7 @@ async fn bench() {
             rate: 20.0,
             subscribers: 50,
             gzip: true,
+            decode_live: false,
             probe_every: Duration::from_millis(20),
         };
         (load, 1)
@@ -562,11 +736,16 @@ async fn bench() {
         "park -> orbit committed and lamp lit, {calls} calls at {rate} per second, {rounds} round(s);"
     );
     println!(
-        " with [api]: {subscribers} event-stream subscribers ({}), a 2 s webhook and a dead one",
+        " with [api]: {subscribers} event-stream subscribers ({}, {}), a 2 s webhook and a dead one",
         if load.gzip {
             "in gzip, as browsers take it"
         } else {
             "uncompressed (--identity)"
+        },
+        if load.decode_live {
+            "decoded as it comes (--decode-live)"
+        } else {
+            "decoded once the parks are timed"
         }
     );
     let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());

@@ -635,16 +635,21 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
 const BUSY_BATCH: usize = 10;
 /// How far apart in time the subscribers' phases are spread.
 const SPREAD: Duration = Duration::from_millis(800);
+/// How many phases there are in [`SPREAD`].
+const PHASES: u32 = 16;
 
-/// The next subscriber's phase in [0, [`SPREAD`]): successive subscribers are placed by the
-/// golden ratio, so any number of them is spread evenly. Under load, a thousand subscribers
-/// then get a batch over most of a second instead of all at once, a burst that the parks
-/// caught in it paid for (their p95, in benches/operator_side.rs).
+/// The next subscriber's phase: one of [`PHASES`] points in [0, [`SPREAD`]), each
+/// `SPREAD / PHASES` apart. Successive subscribers are placed by the golden ratio, so any
+/// number of them is spread evenly. Under load, a thousand subscribers then get a batch in
+/// sixteen groups over most of a second instead of all at once, a burst that the parks
+/// caught in it paid for (their p95, in benches/operator_side.rs); and the API's thread wakes
+/// sixteen times a batch rather than once for each subscriber, a context switch each
+/// (measured there too).
 fn spread_phase() -> Duration {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let frac = (n as f64 * 0.618_033_988_749_895).fract();
-    SPREAD.mul_f64(frac)
+    SPREAD / PHASES * (frac * PHASES as f64) as u32
 }
 
 /// Stored entries as stream chunks of up to a thousand frames, each with its last entry's id;
@@ -890,17 +895,17 @@ mod tests {
 
     #[test]
     fn subscribers_phases_are_spread_over_the_window() {
-        let mut p: Vec<Duration> = (0..1000).map(|_| spread_phase()).collect();
+        let p: Vec<Duration> = (0..1000).map(|_| spread_phase()).collect();
         assert!(p.iter().all(|d| *d < SPREAD));
-        p.sort();
-        // Every tenth of the window holds about a tenth of them.
-        for k in 0..10 {
-            let (lo, hi) = (
-                SPREAD.mul_f64(k as f64 / 10.0),
-                SPREAD.mul_f64((k + 1) as f64 / 10.0),
-            );
-            let n = p.iter().filter(|d| **d >= lo && **d < hi).count();
-            assert!((90..=110).contains(&n), "tenth {k}: {n}");
+        // Sixteen phases, each a sixteenth of the window apart, all in use.
+        let distinct: std::collections::BTreeSet<Duration> = p.iter().copied().collect();
+        let want: std::collections::BTreeSet<Duration> =
+            (0..PHASES).map(|k| SPREAD / PHASES * k).collect();
+        assert_eq!(distinct, want);
+        // Each phase holds about a sixteenth of them (62.5).
+        for phase in want {
+            let n = p.iter().filter(|d| **d == phase).count();
+            assert!((55..=70).contains(&n), "phase {phase:?}: {n}");
         }
     }
 

@@ -90,8 +90,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                          (systemd: Delegate=cpu, as contrib/callpark.service has)"
                     ),
                 }
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
+                // One thread for the whole API: its work is small and comes in bursts, and
+                // handing tasks between a worker and this thread cost more context switches
+                // than the work itself.
+                let rt = match tokio::runtime::Builder::new_current_thread()
                     .thread_name("callpark-api")
                     .enable_all()
                     .build()

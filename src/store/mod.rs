@@ -37,6 +37,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("database: the {what} read as one list cannot be decoded ({source})")]
+    List {
+        what: &'static str,
+        source: serde_json::Error,
+    },
 }
 
 /// One entry of the event log as stored.
@@ -89,6 +94,10 @@ impl Store {
             // the database file). The service checkpoints from its own task instead
             // ([`Store::checkpoint`]); SQLite still checkpoints when the last connection closes.
             .pragma("wal_autocheckpoint", "0")
+            // A query's rows come back from the connection's thread through a channel; at
+            // sqlx's 50 the thread stops and is woken again a dozen times for the API's list
+            // of 600 parked calls, each a pair of context switches.
+            .row_buffer_size(1024)
             .foreign_keys(true);
         let db = SqlitePoolOptions::new()
             .max_connections(4)
@@ -175,21 +184,43 @@ impl Store {
         &self,
         pool: Option<&str>,
     ) -> Result<Vec<(String, ParkedCall)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT pool, channel, record FROM parked_call WHERE (?1 IS NULL OR pool = ?1) ORDER BY parked_at, channel",
-        )
-        .bind(pool)
-        .fetch_all(&self.db)
-        .await?;
+        let rows: Vec<(String, String, String)> = self
+            .list(
+                "parked calls",
+                sqlx::query_scalar(
+                    "SELECT json_group_array(json_array(pool, channel, record)
+                        ORDER BY parked_at, channel)
+                     FROM parked_call WHERE (?1 IS NULL OR pool = ?1)",
+                )
+                .bind(pool),
+            )
+            .await?;
         rows.into_iter()
-            .map(|r| {
-                let channel: String = r.get("channel");
-                let record: String = r.get("record");
+            .map(|(pool, channel, record)| {
                 let call = serde_json::from_str(&record)
                     .map_err(|source| StoreError::Corrupt { channel, source })?;
-                Ok((r.get("pool"), call))
+                Ok((pool, call))
             })
             .collect()
+    }
+
+    /// The rows of a query that gives one JSON array (`json_group_array`), decoded. A list is
+    /// read this way because sqlx hands each row from the connection's thread to the caller
+    /// through a channel, waking the caller's thread again and again for a list of hundreds
+    /// (the admin API's parked calls and event feed, many times a second): one row is one
+    /// wake-up.
+    async fn list<'q, T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        query: sqlx::query::QueryScalar<
+            'q,
+            sqlx::Sqlite,
+            String,
+            sqlx::sqlite::SqliteArguments<'q>,
+        >,
+    ) -> Result<Vec<T>, StoreError> {
+        let json = query.fetch_one(&self.db).await?;
+        serde_json::from_str(&json).map_err(|source| StoreError::List { what, source })
     }
 
     /// Drops calls the core would not take back (their orbit left the table), logging why.
@@ -268,15 +299,41 @@ impl Store {
 
     /// Log entries after `id`, oldest first, at most `limit` (the event stream's resume).
     pub async fn log_after(&self, id: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, pool, kind, channel, orbit, lot, detail FROM event_log
-             WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.db)
-        .await?;
-        Ok(rows.into_iter().map(log_row).collect())
+        type Row = (
+            i64,
+            Millis,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = self
+            .list(
+                "event log",
+                sqlx::query_scalar(
+                    "SELECT json_group_array(
+                        json_array(id, at, pool, kind, channel, orbit, lot, detail) ORDER BY id)
+                     FROM (SELECT * FROM event_log WHERE id > ? ORDER BY id LIMIT ?)",
+                )
+                .bind(id)
+                .bind(limit),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, pool, kind, channel, orbit, lot, detail)| LogRow {
+                id,
+                at,
+                pool,
+                kind,
+                channel,
+                orbit,
+                lot,
+                detail,
+            })
+            .collect())
     }
 
     /// The newest log entry's id (0 when the log is empty).
@@ -389,5 +446,131 @@ fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
         orbit: r.get("orbit"),
         lot: r.get("lot"),
         detail: r.get("detail"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::park::{CallState, LogKind, Parker, Party};
+
+    fn call(ch: &str, orbit: &str, parked_at: Millis) -> ParkedCall {
+        ParkedCall {
+            channel: ChannelId::new(ch),
+            orbit: Some(orbit.parse().unwrap()),
+            caller: Party {
+                name: "Carol \"Reception\" \\ Ünï 📞".into(),
+                number: "5551234".into(),
+            },
+            parker: Parker {
+                ids: vec!["alice".into()],
+                endpoint: Some("PJSIP/alice".into()),
+                display: "PJSIP/alice".into(),
+            },
+            lot: None,
+            parked_at,
+            deadline: parked_at + 90_000,
+            attempts: 0,
+            fallback_tried: false,
+            state: CallState::Parked,
+        }
+    }
+
+    fn entry(ch: &str, orbit: Option<&str>, lot: Option<&str>, detail: &str) -> LogEvent {
+        LogEvent {
+            at: 1_700_000_000_123,
+            kind: LogKind::Parked,
+            channel: ChannelId::new(ch),
+            orbit: orbit.map(|o| o.parse().unwrap()),
+            lot: lot.map(str::to_string),
+            detail: detail.into(),
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Store::open(&dir.path().join("s.db")).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn parked_calls_come_back_whole_in_park_order_and_by_pool() {
+        let (s, _dir) = store().await;
+        assert!(s.parked(None).await.unwrap().is_empty());
+        // Same park time: the channel decides.
+        let (a, b, c) = (
+            call("b-1", "701", 5),
+            call("a-2", "702", 5),
+            call("z-3", "5000", 1),
+        );
+        let up = |c: &ParkedCall| Change::Upsert(Box::new(c.clone()));
+        s.apply("ast", &[up(&a), up(&b)], &[]).await.unwrap();
+        s.apply("fs", &[up(&c)], &[]).await.unwrap();
+        let all = s.parked(None).await.unwrap();
+        assert_eq!(
+            all,
+            vec![
+                ("fs".to_string(), c.clone()),
+                ("ast".to_string(), b.clone()),
+                ("ast".to_string(), a.clone())
+            ]
+        );
+        assert_eq!(
+            s.parked(Some("ast")).await.unwrap(),
+            vec![("ast".to_string(), b), ("ast".to_string(), a)]
+        );
+        assert!(s.parked(Some("none")).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stored_call_is_named() {
+        let (s, _dir) = store().await;
+        let c = call("ch-9", "701", 5);
+        s.apply("ast", &[Change::Upsert(Box::new(c))], &[])
+            .await
+            .unwrap();
+        sqlx::query("UPDATE parked_call SET record = '{\"channel\": 1' WHERE channel = 'ch-9'")
+            .execute(&s.db)
+            .await
+            .unwrap();
+        let e = s.parked(None).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt { channel, .. } if channel == "ch-9"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_log_comes_back_in_order_after_an_id_and_up_to_a_limit() {
+        let (s, _dir) = store().await;
+        assert!(s.log_after(0, 10).await.unwrap().is_empty());
+        let log = [
+            entry("c1", Some("701"), Some("sales"), "by PJSIP/alice"),
+            entry("c2", None, None, "quotes \" and \\ and\nnewline, Ünï 📞"),
+            entry("c3", Some("#5000"), None, ""),
+        ];
+        s.apply("ast", &[], &log).await.unwrap();
+        let rows = s.log_after(0, 10).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        for (r, e) in rows.iter().zip(&log) {
+            assert_eq!(r.pool, "ast");
+            assert_eq!(r.kind, "parked");
+            assert_eq!(r.at, e.at);
+            assert_eq!(r.channel, e.channel.as_str());
+            assert_eq!(r.orbit, e.orbit.map(|o| o.to_string()));
+            assert_eq!(r.lot, e.lot);
+            assert_eq!(r.detail, e.detail);
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let after: Vec<i64> = s
+            .log_after(ids[0], 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(after, vec![ids[1]]);
+        assert!(s.log_after(ids[2], 10).await.unwrap().is_empty());
+        assert_eq!(s.last_log_id().await.unwrap(), ids[2]);
     }
 }
