@@ -690,6 +690,38 @@ fn subscribers_process(spec: &str) {
     rt.block_on(subscribe(http, api.to_string(), n, gzip, decode, counts));
 }
 
+/// How much the pooled p99 of `with` exceeds that of `without`, in %, as the 5th and 95th
+/// percentile over `draws` resamplings of the rounds. A draw takes as many rounds as were run,
+/// with replacement, each with both its halves: the two ran back to back, so they share
+/// whatever the shared machine was doing then. The spread says how far the machine's moods
+/// alone move the figure.
+fn paired_interval(without: &[Vec<i64>], with: &[Vec<i64>], draws: usize) -> (f64, f64) {
+    let n = without.len().min(with.len());
+    // A fixed xorshift: the interval is the same for the same rounds.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut diffs: Vec<f64> = (0..draws)
+        .map(|_| {
+            let (mut w, mut o) = (Vec::new(), Vec::new());
+            for _ in 0..n {
+                let r = (next() % n as u64) as usize;
+                w.extend_from_slice(&without[r]);
+                o.extend_from_slice(&with[r]);
+            }
+            let (w99, o99) = (pct(&mut w, 0.99), pct(&mut o, 0.99));
+            100.0 * (o99 - w99) as f64 / w99.max(1) as f64
+        })
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    let at = |p: f64| diffs[((diffs.len() - 1) as f64 * p).round() as usize];
+    (at(0.05), at(0.95))
+}
+
 fn main() {
     match std::env::var(SUBSCRIBE) {
         Ok(spec) => subscribers_process(&spec),
@@ -749,6 +781,8 @@ async fn bench() {
         }
     );
     let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());
+    // Each round's latencies, each way, for the interval below.
+    let (mut by_round_w, mut by_round_o) = (Vec::new(), Vec::new());
     // Each round's p99, each way (µs).
     let (mut w99s, mut o99s) = (Vec::new(), Vec::new());
     let mut delivered_all = true;
@@ -766,6 +800,7 @@ async fn bench() {
                     calls * subscribers
                 );
                 delivered_all &= delivered >= calls * subscribers;
+                by_round_o.push(o.clone());
                 with.extend(o);
                 api_lat.extend(a);
             } else {
@@ -776,6 +811,7 @@ async fn bench() {
                 drop(cp);
                 println!("    {}", summary(&mut w));
                 w99s.push(pct(&mut w, 0.99));
+                by_round_w.push(w.clone());
                 without.extend(w);
             }
         }
@@ -795,6 +831,13 @@ async fn bench() {
     };
     let (w99, o99) = (pct(&mut without, 0.99), pct(&mut with, 0.99));
     println!("  p99 difference, all parks together: {}", diff(w99, o99));
+    if rounds > 1 {
+        let (lo, hi) = paired_interval(&by_round_w, &by_round_o, 2000);
+        println!(
+            "  90 % interval of that difference over the rounds (paired bootstrap, 2,000 draws): \
+             {lo:+.1} % to {hi:+.1} %"
+        );
+    }
     // One stall of this shared machine (a round's p99 of hundreds of ms has been seen, with or
     // without the API) can make the pooled p99; the median round's cannot.
     let (mw, mo) = (pct(&mut w99s, 0.5), pct(&mut o99s, 0.5));

@@ -188,6 +188,26 @@ async fn parked_calls_orbits_and_settings_as_json() {
     let calls = parked.as_array().unwrap();
     assert_eq!(calls.len(), 2);
     let c1 = calls.iter().find(|c| c["orbit"] == "701").unwrap();
+    let fields: Vec<&String> = c1.as_object().unwrap().keys().collect();
+    assert_eq!(
+        fields,
+        [
+            "attempt",
+            "caller",
+            "channel",
+            "lot",
+            "max_attempts",
+            "next_deadline",
+            "orbit",
+            "parked_at",
+            "parker",
+            "pool",
+            "state"
+        ]
+    );
+    assert_eq!(c1["channel"], "c1");
+    assert_eq!(c1["parked_at"], 1_000);
+    assert_eq!(c1["parker"], "PJSIP/alice");
     assert_eq!(c1["lot"], "general");
     assert_eq!(c1["pool"], "pbx-a");
     assert_eq!(c1["caller"]["name"], "Carol");

@@ -294,9 +294,8 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
 async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
     let store = Store::open(&cfg.database_path()).await?;
     if format == Format::Json {
-        let calls: Vec<serde_json::Value> = store
-            .parked(None)
-            .await?
+        let calls = store.parked(None).await?;
+        let calls: Vec<crate::api::CallView> = calls
             .iter()
             .map(|(pool, c)| crate::api::call_json(cfg, pool, c))
             .collect();
