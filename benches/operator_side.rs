@@ -29,7 +29,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -462,22 +462,83 @@ async fn subscribe(
     all.join_all().await;
 }
 
-/// Two webhooks that are no help: one answers after 2 s, one accepts and never answers.
-async fn bad_webhooks() -> (String, String) {
-    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
-    tokio::spawn(async move {
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(|| async {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                "ok"
-            }),
-        );
-        axum::serve(slow, app).await
-    });
-    let dead_url = dead_webhook().await;
-    (slow_url, dead_url)
+/// Two webhooks that are no help: one answers after 2 s, one accepts and never answers. They
+/// stand for systems on other machines, like the subscribers: they are served from a thread
+/// and runtime of their own, in the subscribers' idle cgroup where this process may make it,
+/// so that taking callpark's posts neither uses the CPU the parks need nor delays the
+/// runtime that timestamps them. Their URLs, and where the thread runs.
+fn bad_webhooks() -> (String, String, String, i32) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("bad-webhooks".into())
+        .spawn(move || {
+            let dir = std::path::Path::new(CLIENTS_CGROUP);
+            // SAFETY: gettid takes no arguments.
+            let tid = unsafe { libc::gettid() };
+            let placed = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(dir.join("cpu.idle"), "1"))
+                .and_then(|()| std::fs::write(dir.join("tasks"), tid.to_string()))
+                .map_or_else(
+                    |e| format!("in this process's cgroup (no idle cgroup: {e})"),
+                    |()| format!("in cgroup {} (cpu.idle = 1)", dir.display()),
+                );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let slow_url = format!("http://{}/hook", slow.local_addr().unwrap());
+                tokio::spawn(async move {
+                    let app = axum::Router::new().route(
+                        "/hook",
+                        axum::routing::post(|| async {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            "ok"
+                        }),
+                    );
+                    axum::serve(slow, app).await
+                });
+                let dead_url = dead_webhook().await;
+                tx.send((slow_url, dead_url, placed, tid)).unwrap();
+                std::future::pending::<()>().await
+            })
+        })
+        .expect("start the webhooks' thread");
+    rx.recv().expect("the webhooks' addresses")
+}
+
+/// Asks the API for its list of parked calls every `every` until `stop`; each request's
+/// latency in µs. On a thread and runtime of its own, so that reading the lists does not delay
+/// the runtime that timestamps the parks.
+fn probe(api: String, every: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<i64>> {
+    std::thread::Builder::new()
+        .name("api-prober".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let http = reqwest::Client::new();
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let r = http
+                        .get(format!("{api}/parked"))
+                        .bearer_auth(TOKEN)
+                        .send()
+                        .await
+                        .expect("GET /parked");
+                    assert!(r.status().is_success());
+                    let _ = r.bytes().await;
+                    lat.push(t0.elapsed().as_micros() as i64);
+                    tokio::time::sleep(every).await;
+                }
+                lat
+            })
+        })
+        .expect("start the prober")
 }
 
 struct Load {
@@ -509,7 +570,7 @@ async fn with_api(
     ari: &Ari,
     ami: &Ami,
     load: &Load,
-    hooks: &(String, String),
+    hooks: &(String, String, String, i32),
 ) -> (Vec<i64>, Vec<i64>, usize) {
     let (api_toml, port, _api_dir) = api_table(TOKEN);
     let cp = Callpark::start(&Setup {
@@ -522,10 +583,6 @@ async fn with_api(
     .await;
     let api = format!("http://127.0.0.1:{port}/api/v1");
     println!("    {}", api_threads_cgroup(cp.pid().unwrap()));
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(load.subscribers + 10)
-        .build()
-        .unwrap();
     let (connected, events) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     // The subscribers stand for receptionists' browsers, which run on their own machines. Here
     // they share this machine's two cores with Asterisk, callpark and the transfers being
@@ -569,27 +626,8 @@ async fn with_api(
     )
     .await;
     // The API's own latency while parking goes on.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prober = {
-        let (http, api, stop, every) = (http.clone(), api.clone(), stop.clone(), load.probe_every);
-        tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                let r = http
-                    .get(format!("{api}/parked"))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await
-                    .expect("GET /parked");
-                assert!(r.status().is_success());
-                let _ = r.bytes().await;
-                lat.push(t0.elapsed().as_micros() as i64);
-                tokio::time::sleep(every).await;
-            }
-            lat
-        })
-    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = probe(api.clone(), load.probe_every, stop.clone());
     let parks = park_run(ari, ami, &cp, load.calls, load.rate, child.id()).await;
     // The parks are timed: now the subscribers may read what they were sent.
     let mut stdin = child.stdin.take().unwrap();
@@ -605,7 +643,9 @@ async fn with_api(
     })
     .await;
     stop.store(true, Ordering::Relaxed);
-    let api_lat = prober.await.unwrap();
+    let api_lat = tokio::task::spawn_blocking(move || prober.join().expect("the prober"))
+        .await
+        .unwrap();
     let delivered = events.load(Ordering::Relaxed);
     ari.reset().await;
     drop(cp);
@@ -762,7 +802,7 @@ async fn bench() {
     };
     let _turn = exclusive_of("asterisk").await;
     let (ari, ami) = testbed().await;
-    let hooks = bad_webhooks().await;
+    let hooks = bad_webhooks();
     let (calls, rate, subscribers) = (load.calls, load.rate, load.subscribers);
     println!(
         "park -> orbit committed and lamp lit, {calls} calls at {rate} per second, {rounds} round(s);"
@@ -780,6 +820,7 @@ async fn bench() {
             "decoded once the parks are timed"
         }
     );
+    println!(" the webhooks run {}", hooks.2);
     let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());
     // Each round's latencies, each way, for the interval below.
     let (mut by_round_w, mut by_round_o) = (Vec::new(), Vec::new());
@@ -815,6 +856,11 @@ async fn bench() {
                 without.extend(w);
             }
         }
+    }
+    // The webhooks' thread back where this process runs, so its idle cgroup can go.
+    if let Some(parent) = std::path::Path::new(CLIENTS_CGROUP).parent() {
+        let _ = std::fs::write(parent.join("tasks"), hooks.3.to_string());
+        let _ = std::fs::remove_dir(CLIENTS_CGROUP);
     }
     let shipped = std::path::Path::new(REPO).join("dialplan/asterisk/callpark.conf");
     install_asterisk_include(&std::fs::read_to_string(shipped).unwrap());
