@@ -24,9 +24,9 @@
 //! of the receptionists' machines. What callpark does for them stays in the timed part: the
 //! API's threads, every write, and the kernel's loopback delivery of it into the receive
 //! buffers, which on a real network another machine would do. The bench checks that callpark
-//! could hand over every byte meanwhile (`/proc/net/tcp`: nothing left in its send queues), so
-//! a closed receive window did not hold a write back. `--read-live` makes them read as it comes
-//! (and decode after), `--decode-live` read and decode as it comes.
+//! sent every byte meanwhile (`ss`: nothing written and unsent, no connection ever limited by
+//! its receive window), so a full receive window did not hold a write back. `--read-live` makes
+//! them read as it comes (and decode after), `--decode-live` read and decode as it comes.
 //!
 //! Run: `cargo bench --bench operator_side [-- --calls N --rate R --rounds K --subscribers S
 //! --probe-every MS --prober-idle --identity --read-live --decode-live]` (defaults 600 calls at
@@ -723,7 +723,7 @@ async fn with_api(
         // were written, as a network would: a full receive window would have held the writes
         // back and hidden their cost from the timed parks.
         assert!(
-            q.server_unsent * 20 <= q.clients_unread.max(1),
+            q.server_notsent == 0 && q.rwnd_limited == 0,
             "the subscribers' receive windows filled while parking ({q}): fewer --calls per round"
         );
     }
@@ -755,54 +755,62 @@ async fn with_api(
     (parks, api_lat, delivered)
 }
 
-/// What waits in the event stream's TCP sockets (the API's port), from /proc/net/tcp.
+/// What waits in the event stream's TCP sockets (the API's port), as `ss` reports it.
 struct Queues {
     /// Established connections on the API's side.
     sockets: usize,
-    /// Bytes callpark wrote that its side has not handed over (window closed, or in flight).
-    server_unsent: u64,
+    /// Bytes callpark wrote that its kernel has not sent yet (`notsent`): held back by a
+    /// receive window or a congestion window.
+    server_notsent: u64,
+    /// Connections that were ever held back by the peer's receive window (`rwnd_limited`).
+    rwnd_limited: usize,
     /// Bytes in the subscribers' receive buffers, not yet read.
     clients_unread: u64,
 }
 
+/// `ss` for the established TCP connections matching `filter`, one block per connection
+/// (with `-i`, the info line is indented under the connection's).
+fn ss(args: &[&str], filter: &str) -> String {
+    let out = std::process::Command::new("ss")
+        .args(args)
+        .args(["state", "established", filter])
+        .output()
+        .expect("run ss (iproute2; contrib/test-all.sh installs it)");
+    assert!(out.status.success(), "ss {args:?} {filter}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 impl Queues {
     fn read(port: u16) -> Queues {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let server = ss(&["-tinH"], &format!("( sport = :{port} )"));
+        let clients = ss(&["-tnH"], &format!("( dport = :{port} )"));
+        let field = |l: &str, key: &str| -> Option<u64> {
+            let v = l.split_whitespace().find_map(|w| w.strip_prefix(key))?;
+            v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
         let mut q = Queues {
             sockets: 0,
-            server_unsent: 0,
+            server_notsent: 0,
+            rwnd_limited: 0,
             clients_unread: 0,
         };
-        let port_of = |addr: &str| {
-            addr.rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-        };
-        // sl local_address rem_address st tx_queue:rx_queue ...
-        for l in table.lines().skip(1) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (Some(local), Some(remote), Some(st), Some(queues)) =
-                (f.get(1), f.get(2), f.get(3), f.get(4))
-            else {
-                continue;
-            };
-            // 01: established.
-            if *st != "01" {
-                continue;
-            }
-            let Some((tx, rx)) = queues.split_once(':') else {
-                continue;
-            };
-            let (tx, rx) = (
-                u64::from_str_radix(tx, 16).unwrap_or(0),
-                u64::from_str_radix(rx, 16).unwrap_or(0),
-            );
-            if port_of(local) == Some(port) {
+        for l in server.lines() {
+            if l.starts_with(char::is_whitespace) {
+                q.server_notsent += field(l, "notsent:").unwrap_or(0);
+                q.rwnd_limited += usize::from(field(l, "rwnd_limited:").is_some_and(|ms| ms > 0));
+            } else if !l.trim().is_empty() {
                 q.sockets += 1;
-                q.server_unsent += tx;
-            } else if port_of(remote) == Some(port) {
-                q.clients_unread += rx;
             }
         }
+        // Recv-Q Send-Q Local Peer
+        q.clients_unread = clients
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
         q
     }
 }
@@ -811,10 +819,12 @@ impl std::fmt::Display for Queues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "after the timed parks, API's {} connections: {} KB not yet handed over by callpark, \
-             {} KB waiting unread in the clients' receive buffers",
+            "after the timed parks, API's {} connections: {} B written by callpark and not yet \
+             sent, {} ever held back by a full receive window; {} KB waiting unread in the \
+             clients' receive buffers",
             self.sockets,
-            self.server_unsent / 1024,
+            self.server_notsent,
+            self.rwnd_limited,
             self.clients_unread / 1024
         )
     }

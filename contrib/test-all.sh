@@ -74,6 +74,12 @@ if ! command -v npm >/dev/null; then
     apt-get -q update >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get -q -y install npm >/dev/null
 fi
+# The operator-side benchmark reads the API's sockets with ss (iproute2).
+if ! command -v ss >/dev/null; then
+    echo "test-all: apt-get install iproute2 (ss, for the operator-side benchmark)"
+    apt-get -q update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y install iproute2 >/dev/null
+fi
 npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
 
 cargo fmt --all -- --check
