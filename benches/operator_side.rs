@@ -286,21 +286,23 @@ impl Cpu {
         }
     }
 
-    /// The hypervisor's steal time since `before`, as a share of one core (%).
-    fn steal_since(&self, before: &Cpu) -> f64 {
+    /// Clock ticks `now - was` as a share of one core (%) over the time since `before`.
+    fn share(&self, before: &Cpu, now: u64, was: u64) -> f64 {
         // SAFETY: sysconf only reads its argument.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let secs = self.at.duration_since(before.at).as_secs_f64();
-        self.steal.saturating_sub(before.steal) as f64 / hz / secs * 100.0
+        now.saturating_sub(was) as f64 / hz / secs * 100.0
+    }
+
+    /// The hypervisor's steal time since `before`, as a share of one core (%).
+    fn steal_since(&self, before: &Cpu) -> f64 {
+        self.share(before, self.steal, before.steal)
     }
 
     /// The CPU used since `before`, as a share of one core over the time between them.
     fn since(&self, before: &Cpu) -> String {
-        // SAFETY: sysconf only reads its argument.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         let secs = self.at.duration_since(before.at).as_secs_f64();
-        let pct =
-            |a: u64, b: u64| format!("{:.0} %", a.saturating_sub(b) as f64 / hz / secs * 100.0);
+        let pct = |a: u64, b: u64| format!("{:.0} %", self.share(before, a, b));
         let mut parts: Vec<String> = self
             .callpark
             .iter()
@@ -786,11 +788,8 @@ impl Queues {
         let clients = ss(&["-tnH"], &format!("( dport = :{port} )"));
         let field = |l: &str, key: &str| -> Option<u64> {
             let v = l.split_whitespace().find_map(|w| w.strip_prefix(key))?;
-            v.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
+            // `notsent:1234`, `rwnd_limited:304ms(100.0%)`: the leading digits.
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         };
         let mut q = Queues {
             sockets: 0,
@@ -950,6 +949,47 @@ fn paired_interval(without: &[Vec<i64>], with: &[Vec<i64>], draws: usize) -> (f6
     (at(0.05), at(0.95))
 }
 
+fn p99(v: &[i64]) -> i64 {
+    pct(&mut v.to_vec(), 0.99)
+}
+
+/// The rounds' parks without and with the API, pooled, then the p99 difference with its
+/// paired interval, then the median of the rounds' p99s.
+fn compare(without: &[Vec<i64>], with: &[Vec<i64>]) {
+    let (mut w, mut o) = (without.concat(), with.concat());
+    println!("  without: {}", summary(&mut w));
+    println!("  with:    {}", summary(&mut o));
+    let diff = |w: i64, o: i64| {
+        format!(
+            "{} ({:+.1} %)",
+            ms(o - w),
+            100.0 * (o - w) as f64 / w.max(1) as f64
+        )
+    };
+    println!(
+        "  p99 difference, the parks together: {}",
+        diff(p99(&w), p99(&o))
+    );
+    if without.len() > 1 {
+        let (lo, hi) = paired_interval(without, with, 2000);
+        println!(
+            "  90 % interval of that difference over the rounds (paired bootstrap, 2,000 draws): \
+             {lo:+.1} % to {hi:+.1} %"
+        );
+    }
+    // One stall of this shared machine (a round's p99 of hundreds of ms has been seen, with or
+    // without the API) can make the pooled p99; the median round's cannot.
+    let mut w99s: Vec<i64> = without.iter().map(|v| p99(v)).collect();
+    let mut o99s: Vec<i64> = with.iter().map(|v| p99(v)).collect();
+    let (mw, mo) = (pct(&mut w99s, 0.5), pct(&mut o99s, 0.5));
+    println!(
+        "  median of the rounds' p99: without {}, with {}; difference {}",
+        ms(mw),
+        ms(mo),
+        diff(mw, mo)
+    );
+}
+
 fn main() {
     match std::env::var(SUBSCRIBE) {
         Ok(spec) => subscribers_process(&spec),
@@ -1013,11 +1053,9 @@ async fn bench() {
         load.reading.describe()
     );
     println!(" the webhooks run {}", hooks.2);
-    let (mut without, mut with, mut api_lat) = (Vec::new(), Vec::new(), Vec::new());
-    // Each round's latencies, each way, for the interval below.
+    let mut api_lat = Vec::new();
+    // Each round's latencies, each way.
     let (mut by_round_w, mut by_round_o) = (Vec::new(), Vec::new());
-    // Each round's p99, each way (µs).
-    let (mut w99s, mut o99s) = (Vec::new(), Vec::new());
     // Each round's steal time, each way (share of one core, %).
     let (mut steal_w, mut steal_o) = (Vec::new(), Vec::new());
     let mut delivered_all = true;
@@ -1030,14 +1068,12 @@ async fn bench() {
                 let ((mut o, steal), a, delivered) = with_api(&ari, &ami, &load, &hooks).await;
                 steal_o.push(steal);
                 println!("    {}", summary(&mut o));
-                o99s.push(pct(&mut o, 0.99));
                 println!(
                     "    events delivered to the subscribers: {delivered} of {} ({calls} parks x {subscribers})",
                     calls * subscribers
                 );
                 delivered_all &= delivered >= calls * subscribers;
-                by_round_o.push(o.clone());
-                with.extend(o);
+                by_round_o.push(o);
                 api_lat.extend(a);
             } else {
                 println!("  round {round}, without [api]:");
@@ -1047,9 +1083,7 @@ async fn bench() {
                 ari.reset().await;
                 drop(cp);
                 println!("    {}", summary(&mut w));
-                w99s.push(pct(&mut w, 0.99));
-                by_round_w.push(w.clone());
-                without.extend(w);
+                by_round_w.push(w);
             }
         }
     }
@@ -1061,87 +1095,43 @@ async fn bench() {
     let shipped = std::path::Path::new(REPO).join("dialplan/asterisk/callpark.conf");
     install_asterisk_include(&std::fs::read_to_string(shipped).unwrap());
 
-    println!(" all rounds ({} parks each way):", without.len());
-    println!("  without: {}", summary(&mut without));
-    println!("  with:    {}", summary(&mut with));
-    let diff = |w: i64, o: i64| {
-        format!(
-            "{} ({:+.1} %)",
-            ms(o - w),
-            100.0 * (o - w) as f64 / w.max(1) as f64
-        )
-    };
-    let (w99, o99) = (pct(&mut without, 0.99), pct(&mut with, 0.99));
-    println!("  p99 difference, all parks together: {}", diff(w99, o99));
-    if rounds > 1 {
-        let (lo, hi) = paired_interval(&by_round_w, &by_round_o, 2000);
-        println!(
-            "  90 % interval of that difference over the rounds (paired bootstrap, 2,000 draws): \
-             {lo:+.1} % to {hi:+.1} %"
-        );
-    }
-    // One stall of this shared machine (a round's p99 of hundreds of ms has been seen, with or
-    // without the API) can make the pooled p99; the median round's cannot.
-    let (mw, mo) = (pct(&mut w99s, 0.5), pct(&mut o99s, 0.5));
     println!(
-        "  median of the rounds' p99: without {}, with {}; difference {}",
-        ms(mw),
-        ms(mo),
-        diff(mw, mo)
+        " all rounds ({} parks each way):",
+        by_round_w.concat().len()
     );
+    compare(&by_round_w, &by_round_o);
     // The same over the rounds in which the hypervisor took (almost) nothing from either half:
     // a round with steal in it times the host's other tenants, with or without the API.
-    let clean: Vec<usize> = (0..by_round_w.len().min(by_round_o.len()))
+    let clean: Vec<usize> = (0..rounds)
         .filter(|&r| steal_w[r].max(steal_o[r]) <= STEAL_LIMIT)
+        .collect();
+    let left_out: Vec<String> = (0..rounds)
+        .filter(|r| !clean.contains(r))
+        .map(|r| {
+            format!(
+                "round {} with {:.0} % / without {:.0} %",
+                r + 1,
+                steal_o[r],
+                steal_w[r]
+            )
+        })
         .collect();
     println!(
         " rounds with at most {STEAL_LIMIT} % steal in both halves: {} of {rounds}{}",
         clean.len(),
-        if clean.len() < rounds {
-            format!(
-                " (left out: {})",
-                (0..rounds)
-                    .filter(|r| !clean.contains(r))
-                    .map(|r| format!(
-                        "round {} with {:.0} % / without {:.0} %",
-                        r + 1,
-                        steal_o[r],
-                        steal_w[r]
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
+        if left_out.is_empty() {
             String::new()
+        } else {
+            format!(" (left out: {})", left_out.join(", "))
         }
     );
-    if !clean.is_empty() && clean.len() < rounds {
+    if !clean.is_empty() && !left_out.is_empty() {
         let pick =
             |v: &[Vec<i64>]| -> Vec<Vec<i64>> { clean.iter().map(|&r| v[r].clone()).collect() };
-        let (cw, co) = (pick(&by_round_w), pick(&by_round_o));
-        let (mut aw, mut ao) = (cw.concat(), co.concat());
-        let (w99, o99) = (pct(&mut aw, 0.99), pct(&mut ao, 0.99));
-        println!("  without: {}", summary(&mut aw));
-        println!("  with:    {}", summary(&mut ao));
-        println!("  p99 difference, those parks together: {}", diff(w99, o99));
-        if clean.len() > 1 {
-            let (lo, hi) = paired_interval(&cw, &co, 2000);
-            println!(
-                "  90 % interval of that difference over those rounds: {lo:+.1} % to {hi:+.1} %"
-            );
-        }
-        let mut cw99: Vec<i64> = cw.iter().map(|v| pct(&mut v.clone(), 0.99)).collect();
-        let mut co99: Vec<i64> = co.iter().map(|v| pct(&mut v.clone(), 0.99)).collect();
-        let (mw, mo) = (pct(&mut cw99, 0.5), pct(&mut co99, 0.5));
-        println!(
-            "  median of those rounds' p99: without {}, with {}; difference {}",
-            ms(mw),
-            ms(mo),
-            diff(mw, mo)
-        );
+        compare(&pick(&by_round_w), &pick(&by_round_o));
     }
-    let higher = (0..by_round_w.len().min(by_round_o.len()))
-        .filter(|&r| pct(&mut by_round_o[r].clone(), 0.99) > pct(&mut by_round_w[r].clone(), 0.99))
+    let higher = (0..rounds)
+        .filter(|&r| p99(&by_round_o[r]) > p99(&by_round_w[r]))
         .count();
     println!(" rounds whose p99 was higher with the API: {higher} of {rounds}");
     println!(
