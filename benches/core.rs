@@ -54,7 +54,7 @@ fn everyone() -> PolicySet {
 }
 
 fn park(i: usize) -> Event {
-    Event::Park {
+    Event::Park(ParkRequest {
         channel: ChannelId::new(format!("1795360454.{i}")),
         caller: Party {
             name: "Caller Name".into(),
@@ -71,7 +71,8 @@ fn park(i: usize) -> Event {
         announce_to: None,
         lot: None,
         orbit: None,
-    }
+        replaces: None,
+    })
 }
 
 fn parked_core(n: usize, ranges: usize) -> ParkCore {

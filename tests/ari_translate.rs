@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use callpark::park::{ChannelId, Command, Event, LegPurpose, Moh, Party, Target};
+use callpark::park::{ChannelId, Command, Event, LegPurpose, Moh, ParkRequest, Party, Target};
 use callpark::pbx::asterisk::model::{AriEvent, decode_event};
 use callpark::pbx::asterisk::rest::AriError;
 use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Request, Tag};
@@ -102,13 +102,13 @@ fn captured_park_without_channelvars_reads_the_transfer_variables_first() {
     );
     let out = reply(&mut t, out.requests[0].clone(), Err(not_found(&r.path)));
     let [
-        Event::Park {
+        Event::Park(ParkRequest {
             channel,
             caller,
             parker,
             announce_to,
             ..
-        },
+        }),
     ] = &calls(&out)[..]
     else {
         panic!("{:?}", out.events)
@@ -133,11 +133,11 @@ fn a_blind_transfer_in_channelvars_is_reported_at_once() {
     let out = wire(&mut t, event(&v));
     assert!(out.requests.is_empty(), "no REST round trip");
     let [
-        Event::Park {
+        Event::Park(ParkRequest {
             parker,
             announce_to,
             ..
-        },
+        }),
     ] = &calls(&out)[..]
     else {
         panic!("{:?}", out.events)
@@ -402,7 +402,7 @@ fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted(
         out.requests[0].clone(),
         Err(not_found("ATTENDEDTRANSFER")),
     );
-    let [PbxEvent::Found(Event::Park { channel, .. })] = &out.events[..] else {
+    let [PbxEvent::Found(Event::Park(ParkRequest { channel, .. }))] = &out.events[..] else {
         panic!("{:?}", out.events)
     };
     assert_eq!(channel.as_str(), "1795360454.4");
@@ -426,7 +426,7 @@ fn a_call_the_include_put_on_hold_keeps_that_music_until_it_is_stopped() {
     v["channel"]["channelvars"] =
         serde_json::json!({"BLINDTRANSFER": "PJSIP/alice-00000012", "ATTENDEDTRANSFER": ""});
     let out = wire(&mut t, event(&v));
-    let [Event::Park { lot, orbit, .. }] = &calls(&out)[..] else {
+    let [Event::Park(ParkRequest { lot, orbit, .. })] = &calls(&out)[..] else {
         panic!("{:?}", out.events)
     };
     assert_eq!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use callpark::park::{
-    ChannelId, Command, Destination, Event, LampState, LegPurpose, Moh, Party, Target,
+    ChannelId, Command, Destination, Event, LampState, LegPurpose, Moh, ParkRequest, Party, Target,
 };
 use callpark::pbx::freeswitch::codec::{EslCodec, Frame};
 use callpark::pbx::freeswitch::model::FsEvent;
@@ -101,13 +101,13 @@ fn the_captured_park_and_retrieve_are_taken() {
         "the include's fallback is cancelled"
     );
     let [
-        Event::Park {
+        Event::Park(ParkRequest {
             channel,
             announce_to,
             parker,
             caller,
             ..
-        },
+        }),
     ] = &calls(&out)[..]
     else {
         panic!("{:?}", out.events)
@@ -241,9 +241,9 @@ fn a_reconnection_adopts_what_sits_in_callparks_hands() {
     );
     assert_eq!(lines(&out), [format!("api sched_del {P}")], "taken");
     let [
-        PbxEvent::Found(Event::Park {
+        PbxEvent::Found(Event::Park(ParkRequest {
             channel, parker, ..
-        }),
+        })),
     ] = &out.events[..]
     else {
         panic!("{:?}", out.events)
@@ -317,11 +317,11 @@ fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
         })),
     );
     let [
-        Event::Park {
+        Event::Park(ParkRequest {
             parker,
             announce_to,
             ..
-        },
+        }),
     ] = &calls(&out)[..]
     else {
         panic!("{:?}", out.events)

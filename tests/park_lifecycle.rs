@@ -54,7 +54,7 @@ fn settings(attempts: u8, fallback: bool) -> Settings {
 }
 
 fn park_event(c: &str, user: &str) -> Event {
-    Event::Park {
+    Event::Park(ParkRequest {
         channel: ch(c),
         caller: Party {
             name: "Bob".into(),
@@ -68,11 +68,12 @@ fn park_event(c: &str, user: &str) -> Event {
         announce_to: None,
         lot: None,
         orbit: None,
-    }
+        replaces: None,
+    })
 }
 
 fn announced(mut e: Event, to: &str) -> Event {
-    if let Event::Park { announce_to, .. } = &mut e {
+    if let Event::Park(ParkRequest { announce_to, .. }) = &mut e {
         *announce_to = Some(ch(to));
     }
     e
@@ -328,6 +329,154 @@ fn no_fallback_configured_disconnects_after_last_ringback() {
     assert_eq!(kinds(&mut core).last(), Some(&LogKind::Disconnected));
 }
 
+/// A park whose parker is on the line (the park code dialled): nobody to ring back.
+fn dialled(c: &str) -> Event {
+    let mut e = announced(park_event(c, "alice"), c);
+    if let Event::Park(r) = &mut e {
+        r.parker.endpoint = None;
+    }
+    e
+}
+
+#[test]
+fn nobody_to_ring_back_goes_straight_to_the_fallback() {
+    let mut core = core_with(settings(2, true), &["700-709"]);
+    core.handle(0, dialled("k"));
+    kinds(&mut core);
+    let cmds = core.handle_timeout(90_000);
+    assert_eq!(
+        originates(&cmds),
+        [(ch("k").leg("fb"), LegPurpose::Fallback)]
+    );
+    let log = core.drain_log();
+    assert_eq!(log[0].kind, LogKind::FallbackStarted);
+    assert!(
+        log[0].detail.contains("nobody to ring back"),
+        "{}",
+        log[0].detail
+    );
+}
+
+#[test]
+fn nobody_to_ring_back_and_no_fallback_keeps_the_call_parked_until_retrieved() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    kinds(&mut core);
+    let cmds = core.handle_timeout(90_000);
+    assert!(cmds.is_empty(), "no ringback, no hang-up: {cmds:?}");
+    let log = core.drain_log();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].kind, LogKind::KeptParked);
+    assert!(!log[0].kind.is_final());
+    let call = core.call(&ch("k")).unwrap();
+    assert_eq!(call.state, CallState::Parked);
+    assert_eq!(call.deadline, NO_DEADLINE);
+    assert_eq!(core.next_deadline(), None, "no timer runs for it");
+    assert!(core.handle_timeout(100_000_000).is_empty());
+    // Still retrievable, at any time.
+    let cmds = core.handle(200_000_000, retrieve("r", "700"));
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("k"),
+        other: ch("r")
+    }));
+}
+
+/// An attended transfer: the consultation `k` dialled the park code and heard its orbit;
+/// the phone's REFER with Replaces swaps the caller `c` in.
+fn replacing(c: &str, k: &str) -> Event {
+    let mut e = park_event(c, "bob");
+    if let Event::Park(r) = &mut e {
+        r.caller = Party {
+            name: "Carol".into(),
+            number: "300".into(),
+        };
+        r.replaces = Some(ch(k));
+    }
+    e
+}
+
+#[test]
+fn an_attended_transfer_hands_the_consultations_orbit_to_the_caller() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    core.handle(0, park_event("other", "x"));
+    assert_eq!(core.call(&ch("k")).unwrap().orbit, Some(o("700")));
+    core.drain_changes();
+    kinds(&mut core);
+    let cmds = core.handle(4_000, replacing("c", "k"));
+    // The caller takes 700 itself, not the lowest free orbit (702), and the lamp never
+    // goes out in between.
+    let call = core.call(&ch("c")).unwrap();
+    assert_eq!(call.orbit, Some(o("700")));
+    assert_eq!(call.parker.endpoint.as_deref(), Some("PJSIP/bob"));
+    assert_eq!(call.caller.name, "Carol");
+    assert_eq!(call.parked_at, 4_000);
+    assert_eq!(call.deadline, 94_000);
+    assert!(core.call(&ch("k")).is_none());
+    assert_eq!(core.call_on(o("700")).unwrap().channel, ch("c"));
+    assert!(cmds.contains(&Command::Answer { channel: ch("c") }));
+    assert!(
+        cmds.contains(&Command::Hangup { channel: ch("k") }),
+        "the consultation is released"
+    );
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::Lamp { .. } | Command::Announce { .. })),
+        "{cmds:?}"
+    );
+    assert_eq!(notes(&cmds), ["Call from Carol <300> parked on 700"]);
+    // One park in the log: the consultation's, handed over; nothing ended.
+    let log = core.drain_log();
+    assert_eq!(
+        log.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [LogKind::HandedOver]
+    );
+    assert_eq!(log[0].channel, ch("c"));
+    assert_eq!(log[0].orbit, Some(o("700")));
+    // The store drops the consultation before it writes the caller (one call per orbit).
+    let changes = core.drain_changes();
+    assert!(
+        matches!(&changes[..], [Change::Remove(k), Change::Upsert(c)] if *k == ch("k") && c.channel == ch("c")),
+        "{changes:?}"
+    );
+    // The consultation's hang-up, when it comes, changes nothing.
+    assert!(
+        core.handle(4_010, Event::Hangup { channel: ch("k") })
+            .is_empty()
+    );
+    // The transferring phone is rung back, 90 s after the hand-over.
+    assert!(
+        originates(&core.handle_timeout(93_999))
+            .iter()
+            .all(|(l, _)| *l != ch("c").leg("rb1"))
+    );
+    let cmds = core.handle_timeout(94_000);
+    assert_eq!(
+        originates(&cmds),
+        [(ch("c").leg("rb1"), LegPurpose::Ringback { attempt: 1 })]
+    );
+}
+
+#[test]
+fn a_consultation_hung_up_without_a_transfer_frees_its_orbit_at_once() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    let cmds = core.handle(3_000, Event::Hangup { channel: ch("k") });
+    assert!(cmds.contains(&Command::Lamp {
+        orbit: o("700"),
+        state: LampState::Idle
+    }));
+    assert_eq!(
+        core.orbits().usage().map(|(_, used, _)| used).sum::<u64>(),
+        0
+    );
+    // A caller that claims to replace a consultation gone already is parked like any other.
+    core.handle(3_010, replacing("c", "k"));
+    assert_eq!(core.call(&ch("c")).unwrap().orbit, Some(o("700")));
+    assert_eq!(kinds(&mut core).last(), Some(&LogKind::Parked));
+}
+
 #[test]
 fn parked_caller_hangs_up_while_parked_and_while_ringback_rings() {
     let mut core = core_with(settings(1, false), &["700-709"]);
@@ -516,7 +665,7 @@ fn directed_park_takes_the_named_orbit_or_refuses() {
     let mut core = core_with(settings(1, false), &["700-709"]);
     let ev = |c: &str, orbit: &str| {
         let mut e = announced(park_event(c, "alice"), c);
-        if let Event::Park { orbit: want, .. } = &mut e {
+        if let Event::Park(ParkRequest { orbit: want, .. }) = &mut e {
             *want = Some(o(orbit));
         }
         e
@@ -652,7 +801,7 @@ fn found_on_reconnect_answered_legs_are_bridged_or_hung_up_and_retrievers_reconn
 
 fn directed(c: &str, user: &str, orbit: &str) -> Event {
     let mut e = park_event(c, user);
-    if let Event::Park { orbit: o2, .. } = &mut e {
+    if let Event::Park(ParkRequest { orbit: o2, .. }) = &mut e {
         *o2 = Some(o(orbit));
     }
     e
@@ -660,7 +809,7 @@ fn directed(c: &str, user: &str, orbit: &str) -> Event {
 
 fn in_lot(c: &str, user: &str, lot: &str) -> Event {
     let mut e = park_event(c, user);
-    if let Event::Park { lot: l, .. } = &mut e {
+    if let Event::Park(ParkRequest { lot: l, .. }) = &mut e {
         *l = Some(lot.into());
     }
     e
@@ -856,6 +1005,8 @@ enum Step {
     Operator(u8),
     /// An operator hangs up orbit 700 + n % 5.
     OperatorHangUp(u8),
+    /// An attended transfer completes: a new caller takes the place of a held call.
+    HandOver(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -867,6 +1018,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::ParkTwice),
         1 => any::<u8>().prop_map(Step::Operator),
         1 => any::<u8>().prop_map(Step::OperatorHangUp),
+        2 => any::<u8>().prop_map(Step::HandOver),
         2 => any::<u8>().prop_map(Step::Retrieve),
         1 => any::<u8>().prop_map(Step::HangupParked),
         2 => any::<u8>().prop_map(Step::AnswerLeg),
@@ -928,7 +1080,7 @@ impl Checker {
             }
         }
         for e in core.drain_log() {
-            if e.kind == LogKind::Parked {
+            if matches!(e.kind, LogKind::Parked | LogKind::HandedOver) {
                 prop_assert!(self.parked.insert(e.channel.clone()));
             }
             if e.kind.is_final() {
@@ -988,9 +1140,10 @@ proptest! {
         let mut now: Millis = 0;
         let mut next = 0u32;
         let mut retrievers = Vec::new();
+        let mut handed: Vec<ChannelId> = Vec::new();
         let ev_park = |c: &str| {
             let mut e = park_event(c, "alice");
-            if let Event::Park { parker, .. } = &mut e {
+            if let Event::Park(ParkRequest { parker, .. }) = &mut e {
                 if !known_parker { parker.endpoint = None; }
             }
             e
@@ -1011,7 +1164,7 @@ proptest! {
                 *next += 1;
                 let c = format!("p{next}");
                 let mut e = ev_park(&c);
-                if let Event::Park { lot: l, orbit: o, .. } = &mut e {
+                if let Event::Park(ParkRequest { lot: l, orbit: o, .. }) = &mut e {
                     *l = lot.map(str::to_string);
                     *o = orbit;
                 }
@@ -1053,6 +1206,33 @@ proptest! {
                     chk.see(&mut core, &cmds, max)?;
                     park(&mut core, &mut next, None, None)
                 }
+                Step::HandOver(i) => match pick(&calls, i) {
+                    Some(k) => {
+                        next += 1;
+                        let c = ch(&format!("h{next}"));
+                        let mut e = ev_park(c.as_str());
+                        if let Event::Park(r) = &mut e {
+                            r.replaces = Some(k.channel.clone());
+                        }
+                        parks.push((c.clone(), None));
+                        let cmds = core.handle(now, e);
+                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Ringback { .. } | CallState::Fallback { .. });
+                        if waits {
+                            // The orbit passes over without being freed; the held call goes.
+                            prop_assert!(core.call(&k.channel).is_none());
+                            prop_assert_eq!(core.call(&c).and_then(|x| x.orbit), k.orbit);
+                            let hangs_up = cmds.contains(&Command::Hangup { channel: k.channel.clone() });
+                            prop_assert!(hangs_up, "{:?}", cmds);
+                            prop_assert!(!cmds.iter().any(|x| matches!(x, Command::Lamp { state: LampState::Idle, .. })), "{:?}", cmds);
+                            handed.push(k.channel.clone());
+                        } else {
+                            // Nothing to take over: parked like any call.
+                            prop_assert!(core.call(&k.channel).is_some());
+                        }
+                        cmds
+                    }
+                    None => vec![],
+                },
                 Step::Retrieve(i) => {
                     next += 1;
                     let r = format!("r{next}");
@@ -1114,6 +1294,10 @@ proptest! {
                 }
             }
             chk.see(&mut core, &cmds, max)?;
+            // A call that handed its orbit over ended nowhere: its caller's park goes on.
+            for k in handed.drain(..) {
+                prop_assert!(chk.parked.remove(&k), "{} was never parked", k);
+            }
             // Events for channels that are gone change nothing; an answered one is hung up.
             let gone = ChannelId::new("gone");
             let before: Vec<ParkedCall> = core.calls().cloned().collect();
@@ -1135,6 +1319,17 @@ proptest! {
                 Some(t) => { now = now.max(t); let cmds = core.handle_timeout(now); chk.see(&mut core, &cmds, max)?; }
                 None => break,
             }
+        }
+        // What time alone does not end waits for a retrieve: a call with nobody to ring back
+        // and no fallback (its parker unknown), with no timer left. Its caller hangs up.
+        let kept: Vec<ParkedCall> = core.calls().cloned().collect();
+        for c in &kept {
+            prop_assert!(
+                (!fallback || c.fallback_tried) && c.parker.endpoint.is_none() && c.state == CallState::Parked && c.deadline == NO_DEADLINE,
+                "a call time should have ended: {:?}", c
+            );
+            let cmds = core.handle(now, Event::Hangup { channel: c.channel.clone() });
+            chk.see(&mut core, &cmds, max)?;
         }
         prop_assert_eq!(core.calls().count(), 0, "calls left: {:?}", core.calls().collect::<Vec<_>>());
         prop_assert!(chk.lamps.values().all(|s| *s == LampState::Idle), "an orbit was never freed");

@@ -83,7 +83,7 @@ fn start(core: ParkCore, store: Store, clock: &Clock) -> Running {
 }
 
 fn park(ch: &str) -> PbxEvent {
-    PbxEvent::Call(Event::Park {
+    PbxEvent::Call(Event::Park(ParkRequest {
         channel: ChannelId::new(ch),
         caller: Party {
             name: "Caller".into(),
@@ -97,7 +97,8 @@ fn park(ch: &str) -> PbxEvent {
         announce_to: None,
         lot: None,
         orbit: None,
-    })
+        replaces: None,
+    }))
 }
 
 /// The next command, which must come soon.

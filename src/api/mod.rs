@@ -311,7 +311,8 @@ pub struct CallView<'a> {
     channel: &'a str,
     lot: &'a str,
     max_attempts: u8,
-    next_deadline: crate::park::Millis,
+    /// `None`: no timer runs (parked until retrieved).
+    next_deadline: Option<crate::park::Millis>,
     orbit: Option<Orbit>,
     parked_at: crate::park::Millis,
     parker: &'a str,
@@ -336,7 +337,7 @@ pub fn call_json<'a>(cfg: &Config, pool: &'a str, c: &'a ParkedCall) -> CallView
         channel: c.channel.as_str(),
         lot: lot_name(&c.lot),
         max_attempts: cfg.lot_park(c.lot.as_deref()).max_pickup_attempts,
-        next_deadline: c.deadline,
+        next_deadline: (c.deadline != crate::park::NO_DEADLINE).then_some(c.deadline),
         orbit: c.orbit,
         parked_at: c.parked_at,
         parker: &c.parker.display,

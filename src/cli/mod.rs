@@ -309,7 +309,7 @@ async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
     );
     for (pool, c) in store.parked(None).await? {
         println!(
-            "{:<10} {:<8} {:<12} {:<24} {:<20} {:<12} {:<8} {:>7}s",
+            "{:<10} {:<8} {:<12} {:<24} {:<20} {:<12} {:<8} {:>8}",
             c.orbit.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
             pool,
             c.lot.as_deref().unwrap_or(GENERAL_LOT),
@@ -317,7 +317,10 @@ async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
             format!("{} {}", c.caller.name, c.caller.number),
             c.state.name(),
             c.attempts,
-            ((c.deadline - now).max(0)) / 1000
+            match c.deadline {
+                crate::park::NO_DEADLINE => "-".to_string(),
+                d => format!("{}s", ((d - now).max(0)) / 1000),
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -223,23 +223,7 @@ impl ParkCore {
     pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Command> {
         let mut out = Vec::new();
         match event {
-            Event::Park {
-                channel,
-                caller,
-                parker,
-                announce_to,
-                lot,
-                orbit,
-            } => self.on_park(
-                now,
-                channel,
-                caller,
-                parker,
-                announce_to,
-                lot,
-                orbit,
-                &mut out,
-            ),
+            Event::Park(req) => self.on_park(now, req, &mut out),
             Event::Retrieve { channel, orbit, by } => {
                 self.on_retrieve(now, channel, orbit, by, &mut out)
             }
@@ -382,7 +366,9 @@ impl ParkCore {
             self.channels
                 .insert(leg.clone(), (call.channel.clone(), Role::Leg));
         }
-        self.deadlines.insert((call.deadline, call.channel.clone()));
+        if call.deadline != NO_DEADLINE {
+            self.deadlines.insert((call.deadline, call.channel.clone()));
+        }
     }
 
     fn unindex(&mut self, call: &ParkedCall) {
@@ -484,32 +470,34 @@ impl ParkCore {
 
     // ----- events -----------------------------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_park(
-        &mut self,
-        now: Millis,
-        ch: ChannelId,
-        caller: Party,
-        parker: Parker,
-        announce_to: Option<ChannelId>,
-        lot: Option<String>,
-        wanted: Option<Orbit>,
-        out: &mut Vec<Command>,
-    ) {
-        if self.channels.contains_key(&ch) {
+    fn on_park(&mut self, now: Millis, mut req: ParkRequest, out: &mut Vec<Command>) {
+        if self.channels.contains_key(&req.channel) {
             return; // a repeated park of a call we hold already
         }
-        let orbit = self.choose_orbit(&parker, lot.as_deref(), wanted);
-        let orbit = match orbit {
+        if let Some(replaced) = req.replaces.clone() {
+            if self.can_hand_over(&replaced) {
+                return self.hand_over(now, replaced, req, out);
+            }
+        }
+        let wanted = req.orbit;
+        let orbit = match self.choose_orbit(&req.parker, req.lot.as_deref(), wanted) {
             Ok(o) => o,
             Err(reason) => {
                 // A refused call keeps the lot it asked for (the orbit's, when directed).
-                let lot = lot.or_else(|| {
-                    wanted.and_then(|o| self.orbits.lot_of(o).flatten().map(str::to_string))
-                });
-                return self.refuse(now, ch, caller, parker, announce_to, lot, reason, out);
+                if req.lot.is_none() {
+                    req.lot =
+                        wanted.and_then(|o| self.orbits.lot_of(o).flatten().map(str::to_string));
+                }
+                return self.refuse(now, req, reason, out);
             }
         };
+        let ParkRequest {
+            channel: ch,
+            caller,
+            parker,
+            announce_to,
+            ..
+        } = req;
         // The call belongs to its orbit's lot, whose settings it follows.
         let lot = self.orbits.lot_of(orbit).flatten().map(str::to_string);
         let cfg = self.cfg(lot.as_deref());
@@ -564,6 +552,94 @@ impl ParkCore {
         self.calls.insert(ch.clone(), call);
         self.dirty.push(ch.clone());
         self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
+    }
+
+    /// Whether the call on `replaced` can pass its orbit on to the channel taking its place:
+    /// it is parked on an orbit and waits there (not being connected to anyone).
+    fn can_hand_over(&self, replaced: &ChannelId) -> bool {
+        self.calls.get(replaced).is_some_and(|c| {
+            c.orbit.is_some()
+                && matches!(
+                    c.state,
+                    CallState::Parked | CallState::Ringback { .. } | CallState::Fallback { .. }
+                )
+        })
+    }
+
+    /// An attended transfer completed: the caller took the place of the consultation call
+    /// parked on an orbit (which heard that orbit). The orbit passes to the caller without
+    /// being freed (no other park can take it in between), the transferring phone becomes the
+    /// parker, and the pickup timeout starts now. The consultation is released.
+    fn hand_over(
+        &mut self,
+        now: Millis,
+        replaced: ChannelId,
+        req: ParkRequest,
+        out: &mut Vec<Command>,
+    ) {
+        let Some(old) = self.calls.remove(&replaced) else {
+            return;
+        };
+        self.unindex(&old);
+        // Removed before the new call is written: the store allows one call per orbit.
+        self.dirty.push(replaced.clone());
+        if let Some(leg) = old.state.leg() {
+            out.push(Command::Hangup {
+                channel: leg.clone(),
+            });
+        }
+        let orbit = old.orbit.expect("only calls on an orbit are handed over");
+        let cfg = self.cfg(old.lot.as_deref());
+        let ch = req.channel;
+        // The phone that transferred is the parker; a replacing call that names nobody keeps
+        // the consultation's parker (the same phone).
+        let parker = if req.parker.endpoint.is_some() || old.parker.endpoint.is_none() {
+            req.parker
+        } else {
+            old.parker
+        };
+        out.push(Command::Answer {
+            channel: ch.clone(),
+        });
+        Self::start_moh_of(&cfg, &ch, out);
+        out.push(Command::Hangup {
+            channel: replaced.clone(),
+        });
+        if let Some(ep) = &parker.endpoint {
+            out.push(Command::Notify {
+                endpoint: ep.clone(),
+                text: format!("Call from {} parked on {orbit}", party_label(&req.caller)),
+            });
+        }
+        let detail = format!(
+            "by {} from {} (took the place of {replaced})",
+            parker.display,
+            party_label(&req.caller)
+        );
+        let call = ParkedCall {
+            channel: ch.clone(),
+            orbit: Some(orbit),
+            caller: req.caller,
+            parker,
+            lot: old.lot,
+            parked_at: now,
+            deadline: now + cfg.pickup_timeout,
+            attempts: 0,
+            fallback_tried: false,
+            state: CallState::Parked,
+        };
+        self.by_orbit.insert(orbit, ch.clone());
+        self.index(&call);
+        self.calls.insert(ch.clone(), call);
+        self.dirty.push(ch.clone());
+        // The lamp was lit for the consultation and stays lit (ringing becomes in use).
+        if LampState::of(&old.state) != LampState::InUse {
+            out.push(Command::Lamp {
+                orbit,
+                state: LampState::InUse,
+            });
+        }
+        self.push_log(now, LogKind::HandedOver, &ch, Some(orbit), detail);
     }
 
     /// The orbit a park gets, by the parker's voice policy: the orbit asked for (directed
@@ -622,18 +698,21 @@ impl ParkCore {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn refuse(
         &mut self,
         now: Millis,
-        ch: ChannelId,
-        caller: Party,
-        parker: Parker,
-        announce_to: Option<ChannelId>,
-        lot: Option<String>,
+        req: ParkRequest,
         reason: RefuseReason,
         out: &mut Vec<Command>,
     ) {
+        let ParkRequest {
+            channel: ch,
+            caller,
+            parker,
+            announce_to,
+            lot,
+            ..
+        } = req;
         let cfg = self.cfg(lot.as_deref());
         let detail = format!("{}: {}", parker.display, reason.as_str());
         self.push_log(now, LogKind::Refused, &ch, None, detail);
@@ -1038,13 +1117,11 @@ impl ParkCore {
                     timeout_ms: cfg.ringback_ring_time,
                     purpose: LegPurpose::Fallback,
                 });
-                self.push_log(
-                    now,
-                    LogKind::FallbackStarted,
-                    parked,
-                    call.orbit,
-                    dest.to_string(),
-                );
+                let detail = match call.parker.endpoint {
+                    Some(_) => dest.to_string(),
+                    None => format!("{dest} (nobody to ring back)"),
+                };
+                self.push_log(now, LogKind::FallbackStarted, parked, call.orbit, detail);
                 let deadline = now + cfg.ringback_ring_time;
                 self.update(parked, |c| {
                     c.state = CallState::Fallback { leg };
@@ -1116,6 +1193,19 @@ impl ParkCore {
             CallState::Parked => {
                 let endpoint = call.parker.endpoint.clone();
                 match endpoint {
+                    // Nobody to ring back (the parker is unknown, or dialled the park code
+                    // itself): straight to the fallback, or parked until retrieved.
+                    None if cfg.on_timeout.is_none() || call.fallback_tried => {
+                        self.push_log(
+                            now,
+                            LogKind::KeptParked,
+                            &parked,
+                            call.orbit,
+                            "nobody to ring back and no on_timeout destination: parked until retrieved"
+                                .into(),
+                        );
+                        self.update(&parked, |c| c.deadline = NO_DEADLINE);
+                    }
                     Some(ep) if call.attempts < cfg.max_pickup_attempts => {
                         let attempt = call.attempts + 1;
                         let leg = parked.leg(&format!("rb{attempt}"));

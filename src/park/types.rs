@@ -9,6 +9,10 @@ use crate::orbit::Orbit;
 /// Milliseconds since the Unix epoch. Deadlines are absolute so that a restart resumes them.
 pub type Millis = i64;
 
+/// The deadline of a call that waits with no timer running: parked until retrieved (nobody to
+/// ring back and no `on_timeout`). Stored like any deadline; never fires.
+pub const NO_DEADLINE: Millis = Millis::MAX;
+
 /// A PBX channel id (ARI channel id, FreeSWITCH uuid), opaque to the core.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -221,22 +225,46 @@ pub enum OperatorError {
     Busy(Orbit),
 }
 
+/// A call that arrived at the park code (or was transferred to an orbit): what the core needs
+/// to park it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkRequest {
+    pub channel: ChannelId,
+    pub caller: Party,
+    pub parker: Parker,
+    /// The channel that should hear the orbit spoken, when the parker is on the line
+    /// (the park code dialled directly, or an attended transfer not yet completed).
+    pub announce_to: Option<ChannelId>,
+    /// Parking lot asked for; `None` takes any range of the pool.
+    pub lot: Option<String>,
+    /// Directed park: this orbit and no other.
+    pub orbit: Option<Orbit>,
+    /// The channel whose place this call takes: a phone's attended transfer (SIP REFER with
+    /// Replaces) swapped the caller in for its consultation call, which was parked on an orbit
+    /// and heard it. The caller is handed that orbit, with the transferring phone as parker.
+    pub replaces: Option<ChannelId>,
+}
+
+impl ParkRequest {
+    /// A plain park of `channel`: no announcement, any lot, any orbit.
+    pub fn new(channel: ChannelId, caller: Party, parker: Parker) -> ParkRequest {
+        ParkRequest {
+            channel,
+            caller,
+            parker,
+            announce_to: None,
+            lot: None,
+            orbit: None,
+            replaces: None,
+        }
+    }
+}
+
 /// What a PBX tells the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A call arrived at the park code.
-    Park {
-        channel: ChannelId,
-        caller: Party,
-        parker: Parker,
-        /// The channel that should hear the orbit spoken, when the parker is on the line
-        /// (the park code dialled directly, or an attended transfer not yet completed).
-        announce_to: Option<ChannelId>,
-        /// Parking lot asked for; `None` takes any range of the pool.
-        lot: Option<String>,
-        /// Directed park: this orbit and no other.
-        orbit: Option<Orbit>,
-    },
+    Park(ParkRequest),
     /// Someone dialled an orbit.
     Retrieve {
         channel: ChannelId,
@@ -478,6 +506,12 @@ pub enum LogKind {
     RetrieveStarted,
     RetrieveAbandoned,
     OrbitEmpty,
+    /// A caller took the place of the consultation call parked on its orbit (an attended
+    /// transfer completed with REFER/Replaces): the call on the orbit is now the caller's.
+    HandedOver,
+    /// The pickup timeout passed with nobody to ring back (the parker is unknown, or dialled
+    /// the park code itself) and no `on_timeout`: the call stays parked until retrieved.
+    KeptParked,
     /// Ended: bridged to a retriever.
     Retrieved,
     /// Ended: the parker answered a ringback.
@@ -493,7 +527,7 @@ pub enum LogKind {
 }
 
 impl LogKind {
-    pub const ALL: [LogKind; 15] = [
+    pub const ALL: [LogKind; 17] = [
         LogKind::Parked,
         LogKind::Refused,
         LogKind::RingbackStarted,
@@ -503,6 +537,8 @@ impl LogKind {
         LogKind::RetrieveStarted,
         LogKind::RetrieveAbandoned,
         LogKind::OrbitEmpty,
+        LogKind::HandedOver,
+        LogKind::KeptParked,
         LogKind::Retrieved,
         LogKind::Reconnected,
         LogKind::FallbackAnswered,
@@ -522,6 +558,8 @@ impl LogKind {
             LogKind::RetrieveStarted => "retrieve_started",
             LogKind::RetrieveAbandoned => "retrieve_abandoned",
             LogKind::OrbitEmpty => "orbit_empty",
+            LogKind::HandedOver => "handed_over",
+            LogKind::KeptParked => "kept_parked",
             LogKind::Retrieved => "retrieved",
             LogKind::Reconnected => "reconnected",
             LogKind::FallbackAnswered => "fallback_answered",

@@ -19,8 +19,8 @@ pub use clock::Clock;
 use crate::config::{Config, ParkConfig};
 use crate::orbit::Orbit;
 use crate::park::{
-    ChannelId, Command, Event, LampState, Millis, Moh, OperatorError, ParkCore, PoolOrbits,
-    Settings, Target,
+    ChannelId, Command, Event, LampState, Millis, Moh, OperatorError, ParkCore, ParkRequest,
+    PoolOrbits, Settings, Target,
 };
 use crate::pbx::{Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
@@ -293,7 +293,7 @@ impl PoolRun<'_> {
     /// came). A park the store says ended already (callpark stopped between writing the end
     /// and hanging up) is hung up instead of parked a second time.
     async fn found(&mut self, core: &mut ParkCore, e: Event) -> Result<(), ServiceError> {
-        if let Event::Park { channel, .. } = &e {
+        if let Event::Park(ParkRequest { channel, .. }) = &e {
             if !core.knows(channel) && self.store.ended(channel).await? {
                 warn!(pool = self.pool, channel = %channel, "found a call whose park had ended; hanging it up");
                 return self
@@ -305,7 +305,7 @@ impl PoolRun<'_> {
         }
         // A bridge found between channels the core does not know is somebody else's call.
         let adopting = match &e {
-            Event::Park { channel, .. }
+            Event::Park(ParkRequest { channel, .. })
             | Event::Retrieve { channel, .. }
             | Event::Answered { channel } => !core.knows(channel),
             _ => false,

@@ -18,7 +18,9 @@ use super::dialplan;
 use super::model::{AriEvent, Bridge, Channel, ChannelState, Variable, endpoint_of};
 use super::rest::AriError;
 use crate::orbit::Orbit;
-use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Parker, Party, Target};
+use crate::park::{
+    ChannelId, Command, Destination, Event, LampState, Moh, ParkRequest, Parker, Party, Target,
+};
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Sounds of Asterisk's core sound set that callpark plays.
@@ -528,14 +530,15 @@ impl AriTranslator {
                 )
             }
         };
-        let park = Event::Park {
+        let park = Event::Park(ParkRequest {
             channel: id.clone(),
             caller: p.caller,
             parker,
             announce_to,
             lot: p.lot,
             orbit: p.orbit,
-        };
+            replaces: None,
+        });
         if p.found {
             out.events.push(PbxEvent::Found(park));
         } else {

@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 use super::codec::Outgoing;
 use super::model::{ChannelList, FsEvent};
 use crate::orbit::Orbit;
-use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Parker, Party, Target};
+use crate::park::{
+    ChannelId, Command, Destination, Event, LampState, Moh, ParkRequest, Parker, Party, Target,
+};
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
@@ -187,14 +189,15 @@ impl FsTranslator {
                     .callpark_orbit
                     .as_deref()
                     .and_then(|o| o.parse::<Orbit>().ok());
-                out.event(Event::Park {
+                out.event(Event::Park(ParkRequest {
                     channel: id,
                     caller,
                     parker,
                     announce_to,
                     lot,
                     orbit,
-                });
+                    replaces: None,
+                }));
             }
             Some("retrieve") => {
                 self.take(out, &id, chan);
