@@ -156,6 +156,7 @@ fn benches(c: &mut Criterion) {
                     channel: ChannelId::new(format!("r{n}")),
                     orbit,
                     by: Party::default(),
+                    dialler: Parker::default(),
                 },
             );
             core.handle(

@@ -14,7 +14,7 @@ AST=contrib/testbed/asterisk/testbed.sh
 FS=contrib/testbed/freeswitch/testbed.sh
 # The targets that need the FreeSWITCH testbed: tests, and the benchmarks run once in test mode
 # (the fault run's benchmark drives both PBXes).
-FS_TESTS=(--test freeswitch --test cross_pbx --test api --test lots --test caller_id --test lamps --test faults_freeswitch --test lint_freeswitch_order)
+FS_TESTS=(--test freeswitch --test phones --test cross_pbx --test api --test lots --test caller_id --test lamps --test faults_freeswitch --test lint_freeswitch_order)
 FS_TARGETS=("${FS_TESTS[@]}" --bench freeswitch_park --bench faults)
 started_ast=0
 started_fs=0
@@ -81,6 +81,20 @@ if ! command -v ss >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get -q -y install iproute2 >/dev/null
 fi
 npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
+# The tests' scriptable SIP phone (tests/phone/phone.py, driven by tests/support/phone.rs) runs on
+# PJSIP's pjsua2, a SIP stack nobody here wrote, so the PBXes see what real phones send (REFER
+# with Replaces, re-INVITE holds, 302 deflections). PyPI's binary wheel is built for CPython
+# 3.11 (manylinux); it goes into a venv of its own under target/.
+if ! target/pjsua2-venv/bin/python -c 'import pjsua2' >/dev/null 2>&1; then
+    echo "test-all: pip install pjsua2-python into target/pjsua2-venv (for the tests' SIP phone)"
+    if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        apt-get -q update >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get -q -y install python3-venv >/dev/null
+    fi
+    rm -rf target/pjsua2-venv
+    python3 -m venv target/pjsua2-venv
+    target/pjsua2-venv/bin/pip install -q pjsua2-python==2.15.1.post1
+fi
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use callpark::park::{ChannelId, Command, Event, LegPurpose, Moh, ParkRequest, Party, Target};
+use callpark::park::{
+    ChannelId, Command, Event, LegPurpose, Moh, ParkRequest, Parker, Party, Target,
+};
 use callpark::pbx::asterisk::model::{AriEvent, decode_event};
 use callpark::pbx::asterisk::rest::AriError;
 use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Request, Tag};
@@ -101,6 +103,12 @@ fn captured_park_without_channelvars_reads_the_transfer_variables_first() {
         [("variable", "ATTENDEDTRANSFER".to_string())]
     );
     let out = reply(&mut t, out.requests[0].clone(), Err(not_found(&r.path)));
+    // Neither transfer: was it forwarded here (a phone's 302)?
+    assert_eq!(
+        out.requests[0].query,
+        [("variable", "FORWARDERNAME".to_string())]
+    );
+    let out = reply(&mut t, out.requests[0].clone(), Err(not_found(&r.path)));
     let [
         Event::Park(ParkRequest {
             channel,
@@ -171,7 +179,12 @@ fn a_blind_transfer_in_channelvars_is_reported_at_once() {
 fn captured_retrieve_then_the_bridge_it_asks_for() {
     let mut t = tr();
     let out = wire(&mut t, event(&raw("StasisStart-2.json")));
-    let [Event::Retrieve { orbit, by, channel }] = &calls(&out)[..] else {
+    let [
+        Event::Retrieve {
+            orbit, by, channel, ..
+        },
+    ] = &calls(&out)[..]
+    else {
         panic!("{:?}", out.events)
     };
     assert_eq!(orbit.to_string(), "701");
@@ -381,7 +394,12 @@ fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted(
                 by: Party {
                     name: "Bob".into(),
                     number: "200".into()
-                }
+                },
+                dialler: Parker {
+                    ids: vec!["200".into(), "Local/answer@phones".into()],
+                    endpoint: None,
+                    display: "Local/answer@phones".into(),
+                },
             },
             &Event::Answered {
                 channel: ChannelId::new("leg1")
@@ -401,6 +419,11 @@ fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted(
         &mut t,
         out.requests[0].clone(),
         Err(not_found("ATTENDEDTRANSFER")),
+    );
+    let out = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(not_found("FORWARDERNAME")),
     );
     let [PbxEvent::Found(Event::Park(ParkRequest { channel, .. }))] = &out.events[..] else {
         panic!("{:?}", out.events)

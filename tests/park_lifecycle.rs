@@ -87,6 +87,11 @@ fn retrieve(c: &str, orbit: &str) -> Event {
             name: "Carol".into(),
             number: "300".into(),
         },
+        dialler: Parker {
+            ids: vec!["300".into()],
+            endpoint: None,
+            display: "carol".into(),
+        },
     }
 }
 
@@ -574,8 +579,64 @@ fn retrieve_while_ringback_rings_cancels_the_ringback() {
 }
 
 #[test]
-fn empty_orbit_and_unknown_orbit() {
+fn dialling_a_free_orbit_holds_the_call_there_and_an_unknown_or_busy_one_is_empty() {
     let mut core = core_with(settings(1, false), &["700-709"]);
+    // A free orbit: held there hearing it, as the consultation of an attended transfer to
+    // that orbit (which the phone's REFER with Replaces completes), never "orbit empty".
+    let cmds = core.handle(0, retrieve("carol", "705"));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Answer {
+                channel: ch("carol")
+            },
+            Command::Announce {
+                channel: ch("carol"),
+                orbit: o("705")
+            },
+            Command::StartMoh {
+                channel: ch("carol"),
+                moh: Moh::Class(None)
+            },
+            Command::Lamp {
+                orbit: o("705"),
+                state: LampState::InUse
+            },
+        ]
+    );
+    assert_eq!(kinds(&mut core), [LogKind::Parked]);
+    let held = core.call(&ch("carol")).unwrap();
+    assert_eq!(held.orbit, Some(o("705")));
+    assert_eq!(
+        held.parker.endpoint, None,
+        "nobody to ring back: it is on the line"
+    );
+    // The caller taking its place gets 705.
+    core.handle(2_000, replacing("c", "carol"));
+    assert_eq!(core.call(&ch("c")).unwrap().orbit, Some(o("705")));
+    // An orbit that is not ours.
+    let cmds = core.handle(0, retrieve("carol2", "999"));
+    assert!(cmds.contains(&Command::OrbitEmpty {
+        channel: ch("carol2"),
+        orbit: o("999")
+    }));
+    // An orbit being retrieved by someone else: exactly one gets it.
+    core.handle(3_000, retrieve("r1", "705"));
+    let cmds = core.handle(3_000, retrieve("r2", "705"));
+    assert!(cmds.contains(&Command::OrbitEmpty {
+        channel: ch("r2"),
+        orbit: o("705")
+    }));
+}
+
+#[test]
+fn dialling_a_free_orbit_without_a_policy_that_allows_park_is_empty() {
+    let nobody = PolicySet::new(vec![]);
+    let mut core = ParkCore::new(
+        settings(1, false),
+        nobody,
+        PoolOrbits::new(&table(&["700-709"]), "pbx"),
+    );
     let cmds = core.handle(0, retrieve("carol", "705"));
     assert_eq!(
         cmds,
@@ -589,11 +650,7 @@ fn empty_orbit_and_unknown_orbit() {
             }
         ]
     );
-    let cmds = core.handle(0, retrieve("carol2", "999"));
-    assert!(cmds.contains(&Command::OrbitEmpty {
-        channel: ch("carol2"),
-        orbit: o("999")
-    }));
+    assert_eq!(kinds(&mut core), [LogKind::OrbitEmpty]);
 }
 
 #[test]
@@ -1007,6 +1064,8 @@ enum Step {
     OperatorHangUp(u8),
     /// An attended transfer completes: a new caller takes the place of a held call.
     HandOver(u8),
+    /// A held call's channel leaves, replaced by a transfer (its caller may follow).
+    Replaced(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -1019,6 +1078,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(Step::Operator),
         1 => any::<u8>().prop_map(Step::OperatorHangUp),
         2 => any::<u8>().prop_map(Step::HandOver),
+        1 => any::<u8>().prop_map(Step::Replaced),
         2 => any::<u8>().prop_map(Step::Retrieve),
         1 => any::<u8>().prop_map(Step::HangupParked),
         2 => any::<u8>().prop_map(Step::AnswerLeg),
@@ -1070,7 +1130,14 @@ impl Checker {
                         }
                         LegPurpose::Fallback => {
                             let n = self.ringbacks.get(&parked).copied().unwrap_or(0);
-                            prop_assert_eq!(n, self.owed, "fallback before the last ringback");
+                            // No ringbacks are owed to a parker with no phone to ring (one
+                            // that dialled a free orbit is held there, with none).
+                            let owed = match core.call(&parked).map(|c| c.parker.endpoint.is_some())
+                            {
+                                Some(true) => self.owed,
+                                _ => 0,
+                            };
+                            prop_assert_eq!(n, owed, "fallback before the last ringback");
                         }
                         LegPurpose::Return | LegPurpose::Deliver => {}
                     }
@@ -1192,7 +1259,7 @@ proptest! {
                         Err(e) => {
                             // Refused only for an orbit with no call, or one being connected.
                             let held = core.call_on(orbit).map(|c| c.state.name());
-                            prop_assert!(matches!((&e, held), (OperatorError::NoCall(_), None) | (OperatorError::Busy(_), Some("connecting"))), "{:?} {:?}", e, held);
+                            prop_assert!(matches!((&e, held), (OperatorError::NoCall(_), None) | (OperatorError::Busy(_), Some("connecting" | "handing_over"))), "{:?} {:?}", e, held);
                             vec![]
                         }
                     }
@@ -1216,7 +1283,7 @@ proptest! {
                         }
                         parks.push((c.clone(), None));
                         let cmds = core.handle(now, e);
-                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Ringback { .. } | CallState::Fallback { .. });
+                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. });
                         if waits {
                             // The orbit passes over without being freed; the held call goes.
                             prop_assert!(core.call(&k.channel).is_none());
@@ -1228,6 +1295,22 @@ proptest! {
                         } else {
                             // Nothing to take over: parked like any call.
                             prop_assert!(core.call(&k.channel).is_some());
+                        }
+                        cmds
+                    }
+                    None => vec![],
+                },
+                Step::Replaced(i) => match pick(&calls, i) {
+                    Some(k) => {
+                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. });
+                        let cmds = core.handle(now, Event::Replaced { channel: k.channel.clone() });
+                        if waits {
+                            // Its orbit waits for the caller, a few seconds at most.
+                            let c = core.call(&k.channel).unwrap();
+                            prop_assert_eq!(&c.state, &CallState::Replaced);
+                            prop_assert_eq!(c.deadline, now + HANDOVER_TIMEOUT);
+                        } else {
+                            prop_assert!(core.call(&k.channel).is_none(), "ended like a hang-up");
                         }
                         cmds
                     }

@@ -224,15 +224,19 @@ impl ParkCore {
         let mut out = Vec::new();
         match event {
             Event::Park(req) => self.on_park(now, req, &mut out),
-            Event::Retrieve { channel, orbit, by } => {
-                self.on_retrieve(now, channel, orbit, by, &mut out)
-            }
+            Event::Retrieve {
+                channel,
+                orbit,
+                by,
+                dialler,
+            } => self.on_retrieve(now, channel, orbit, by, dialler, &mut out),
             Event::Answered { channel } => self.on_answered(now, channel, &mut out),
             Event::OriginateFailed { channel, reason } => {
                 self.on_leg_failed(now, channel, &reason, &mut out)
             }
             Event::Bridged { channel } => self.on_bridged(now, channel, &mut out),
             Event::Hangup { channel } => self.on_hangup(now, channel, &mut out),
+            Event::Replaced { channel } => self.on_replaced(now, channel, &mut out),
         }
         self.flush_lamps(&mut out);
         out
@@ -288,7 +292,10 @@ impl ParkCore {
             .cloned()
             .ok_or(OperatorError::NoCall(orbit))?;
         let call = &self.calls[&parked];
-        if matches!(call.state, CallState::Connecting { .. }) {
+        if matches!(
+            call.state,
+            CallState::Connecting { .. } | CallState::Replaced
+        ) {
             return Err(OperatorError::Busy(orbit));
         }
         let cfg = self.cfg_of(&parked);
@@ -561,7 +568,10 @@ impl ParkCore {
             c.orbit.is_some()
                 && matches!(
                     c.state,
-                    CallState::Parked | CallState::Ringback { .. } | CallState::Fallback { .. }
+                    CallState::Parked
+                        | CallState::Replaced
+                        | CallState::Ringback { .. }
+                        | CallState::Fallback { .. }
                 )
         })
     }
@@ -640,6 +650,13 @@ impl ParkCore {
             });
         }
         self.push_log(now, LogKind::HandedOver, &ch, Some(orbit), detail);
+    }
+
+    /// Whether a voice policy enables call park for `parker`.
+    fn may_park(&self, parker: &Parker) -> bool {
+        self.policies
+            .rule_for(parker.ids.iter().map(String::as_str))
+            .is_some_and(|r| r.enable_call_park)
     }
 
     /// The orbit a park gets, by the parker's voice policy: the orbit asked for (directed
@@ -789,6 +806,7 @@ impl ParkCore {
         ch: ChannelId,
         orbit: Orbit,
         by: Party,
+        dialler: Parker,
         out: &mut Vec<Command>,
     ) {
         if let Some((parked, Role::Leg)) = self.channels.get(&ch).cloned() {
@@ -808,6 +826,20 @@ impl ParkCore {
                 )
             )
         }) else {
+            // A free orbit of ours: the call is held there, hearing the orbit, as if it had
+            // dialled the park code and been given that orbit. It is how a phone's attended
+            // transfer to an orbit starts (the consultation call), which its REFER with
+            // Replaces completes by handing the orbit to the caller; the PBX cannot tell it
+            // from a retrieve until then. Only a parker a voice policy allows is held.
+            let free = !self.by_orbit.contains_key(&orbit) && self.orbits.owns(orbit);
+            if free && self.may_park(&dialler) && !self.channels.contains_key(&ch) {
+                let req = ParkRequest {
+                    announce_to: Some(ch.clone()),
+                    orbit: Some(orbit),
+                    ..ParkRequest::new(ch, by, dialler)
+                };
+                return self.on_park(now, req, out);
+            }
             // Empty orbit, or another retriever won the race: exactly one is bridged.
             out.push(Command::Answer {
                 channel: ch.clone(),
@@ -880,7 +912,7 @@ impl ParkCore {
             // Answered again while connecting: found answered and not bridged on reconnect
             // (callpark stopped between asking for the bridge and seeing it). Ask again.
             CallState::Connecting { .. } => return self.bridge_again(now, &parked, out),
-            CallState::Parked => return,
+            CallState::Parked | CallState::Replaced => return,
         };
         self.stop_moh(&parked, out);
         out.push(Command::Bridge {
@@ -976,7 +1008,7 @@ impl ParkCore {
             }
         }
         match call.state.clone() {
-            CallState::Parked => {}
+            CallState::Parked | CallState::Replaced => {}
             CallState::Delivering { to, resume, .. } => {
                 // Nobody took it where the operator sent it: it waits on its orbit again.
                 self.push_log(
@@ -1248,7 +1280,31 @@ impl ParkCore {
                     out,
                 );
             }
+            CallState::Replaced => self.finish(
+                now,
+                &parked,
+                LogKind::Abandoned,
+                "replaced by a transfer whose caller never arrived".into(),
+                out,
+            ),
         }
+    }
+
+    /// A held call's channel left, replaced by a transfer: its orbit waits (still lit, not
+    /// retrievable) for the call taking its place, for at most [`HANDOVER_TIMEOUT`].
+    fn on_replaced(&mut self, now: Millis, ch: ChannelId, out: &mut Vec<Command>) {
+        if !self.can_hand_over(&ch) {
+            return self.on_hangup(now, ch, out);
+        }
+        if let Some(leg) = self.calls[&ch].state.leg() {
+            out.push(Command::Hangup {
+                channel: leg.clone(),
+            });
+        }
+        self.update(&ch, |c| {
+            c.state = CallState::Replaced;
+            c.deadline = now + HANDOVER_TIMEOUT;
+        });
     }
 }
 

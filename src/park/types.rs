@@ -141,6 +141,11 @@ pub enum Moh {
     File(String),
 }
 
+/// How long the orbit of a replaced call waits for the call replacing it (FreeSWITCH hangs the
+/// consultation up some 20 ms before the caller arrives). Not a setting: it only bounds the
+/// wait when the transfer fails after the consultation has gone.
+pub const HANDOVER_TIMEOUT: Millis = 5_000;
+
 /// How long a requested bridge may take before it counts as failed. Not a setting in the file:
 /// it only bounds the wait for a PBX that never reports the bridge, and Lync has none to mirror.
 pub const BRIDGE_TIMEOUT: Millis = 10_000;
@@ -270,6 +275,10 @@ pub enum Event {
         channel: ChannelId,
         orbit: Orbit,
         by: Party,
+        /// Who dialled, as a parker: dialling a free orbit holds the call there (the phone's
+        /// consultation call of an attended transfer to that orbit, which REFER with Replaces
+        /// hands to the caller), if a voice policy lets it park.
+        dialler: Parker,
     },
     /// A channel the core originated (ringback, fallback, return) was answered.
     Answered { channel: ChannelId },
@@ -279,6 +288,10 @@ pub enum Event {
     Bridged { channel: ChannelId },
     /// A channel hung up or vanished.
     Hangup { channel: ChannelId },
+    /// A channel left because a transfer replaced it (the consultation call of a phone's
+    /// attended transfer, REFER with Replaces), and the call that takes its place is on its way
+    /// as a [`ParkRequest`] with `replaces` naming it. What it held waits for that call.
+    Replaced { channel: ChannelId },
 }
 
 /// Why an originated leg is placed.
@@ -394,6 +407,7 @@ impl LampState {
     pub fn of(state: &CallState) -> LampState {
         match state {
             CallState::Parked
+            | CallState::Replaced
             | CallState::Returning { .. }
             | CallState::Connecting {
                 via: Via::Retrieve { .. } | Via::Return,
@@ -431,6 +445,9 @@ pub enum CallState {
         to: String,
         resume: Millis,
     },
+    /// The channel was replaced by a transfer; the caller taking its place is on its way and
+    /// gets the orbit. Deadline: [`HANDOVER_TIMEOUT`].
+    Replaced,
     /// A bridge with `leg` was asked for. Deadline: bridge timeout.
     Connecting {
         leg: ChannelId,
@@ -449,6 +466,7 @@ impl CallState {
             CallState::Fallback { .. } => "fallback",
             CallState::Returning { .. } => "returning",
             CallState::Delivering { .. } => "delivering",
+            CallState::Replaced => "handing_over",
             CallState::Connecting { .. } => "connecting",
         }
     }
@@ -456,7 +474,7 @@ impl CallState {
     /// The other channel the call is waiting on, if any.
     pub fn leg(&self) -> Option<&ChannelId> {
         match self {
-            CallState::Parked => None,
+            CallState::Parked | CallState::Replaced => None,
             CallState::Ringback { leg, .. }
             | CallState::Fallback { leg }
             | CallState::Returning { leg, .. }

@@ -76,6 +76,8 @@ pub enum Tag {
 pub enum TransferVar {
     Blind,
     Attended,
+    /// The channel whose Dial forwarded the call here: a phone that deflected it (SIP 302).
+    Forwarder,
 }
 
 impl TransferVar {
@@ -83,6 +85,7 @@ impl TransferVar {
         match self {
             TransferVar::Blind => "BLINDTRANSFER",
             TransferVar::Attended => "ATTENDEDTRANSFER",
+            TransferVar::Forwarder => "FORWARDERNAME",
         }
     }
 }
@@ -134,6 +137,8 @@ struct PendingPark {
     orbit: Option<Orbit>,
     /// Found on (re)connecting rather than announced by StasisStart.
     found: bool,
+    /// The channel this one took the place of (a phone's REFER with Replaces).
+    replaces: Option<ChannelId>,
 }
 
 /// The translator; see the module docs.
@@ -407,13 +412,56 @@ impl AriTranslator {
                 .skip(1)
                 .map(|a| a.trim().to_string())
                 .collect();
-            self.on_stasis_start(args, ch, out);
+            self.on_stasis_start(args, ch, None, out);
         }
         self.adopting = false;
     }
 
-    fn on_stasis_start(&mut self, args: Vec<String>, ch: Channel, out: &mut Output<Request>) {
+    /// A channel entered the Stasis application: with the include's arguments, or with none
+    /// when a phone's attended transfer (REFER with Replaces) swapped it in for the channel
+    /// that was there (`replaced`, whose arguments then say what it was).
+    fn on_stasis_start(
+        &mut self,
+        mut args: Vec<String>,
+        ch: Channel,
+        replaced: Option<Channel>,
+        out: &mut Output<Request>,
+    ) {
         let id = ChannelId::new(ch.id.clone());
+        let mut replaces = None;
+        if args.is_empty() {
+            let replaced_args = replaced
+                .as_ref()
+                .and_then(|r| r.dialplan.as_ref())
+                .map(|dp| {
+                    dp.app_data
+                        .split(',')
+                        .skip(1)
+                        .map(|a| a.trim().to_string())
+                        .collect::<Vec<_>>()
+                });
+            match (replaced, replaced_args) {
+                (Some(r), Some(a)) if !a.is_empty() => {
+                    // The consultation was a park (the park code) or dialled an orbit: the caller
+                    // is parked in its place, on the orbit the consultation heard.
+                    args = match a[0].as_str() {
+                        "retrieve" => vec![
+                            "park".into(),
+                            String::new(),
+                            a.get(1).cloned().unwrap_or_default(),
+                        ],
+                        _ => a.into_iter().take(3).collect(),
+                    };
+                    replaces = Some(ChannelId::new(r.id));
+                }
+                _ => {
+                    // Nothing says why it is here; it is not sent back to the dialplan (whose
+                    // next step after Stasis() would end it): it is parked.
+                    warn!(pbx = %self.s.pool, channel = %ch.name, "entered Stasis({}) with no arguments and replacing no call of callpark's; parking it", self.s.app);
+                    args = vec!["park".into()];
+                }
+            }
+        }
         if !self.adopting {
             self.seen.insert(id.clone());
         }
@@ -424,6 +472,15 @@ impl AriTranslator {
             name: ch.caller.name.clone(),
             number: ch.caller.number.clone(),
         };
+        match args.first().map(String::as_str) {
+            Some("retrieve") | Some("leg") => {}
+            Some("park") => {}
+            other => {
+                // Not sent back to the dialplan, whose next step after Stasis() would end it.
+                warn!(pbx = %self.s.pool, channel = %ch.name, "Stasis({},{other:?}) is not a call callpark expects; parking it", self.s.app);
+                args = vec!["park".into()];
+            }
+        }
         match args.first().map(String::as_str) {
             Some("park") => {
                 if args.get(3).is_some_and(|a| a == "moh") {
@@ -446,6 +503,7 @@ impl AriTranslator {
                     lot,
                     orbit,
                     found: self.adopting,
+                    replaces,
                 };
                 self.resolve_park(id, pending, out);
             }
@@ -455,6 +513,7 @@ impl AriTranslator {
                     Event::Retrieve {
                         channel: id,
                         orbit,
+                        dialler: dialled_parker(&ch, &caller),
                         by: caller,
                     },
                 ),
@@ -468,27 +527,36 @@ impl AriTranslator {
                 self.chan(&id).ringing = false;
                 self.report(out, Event::Answered { channel: id });
             }
-            other => {
-                warn!(pbx = %self.s.pool, channel = %ch.name, "Stasis({},{other:?}) is not a callpark call; sending it back to the dialplan", self.s.app);
-                self.action(out, Method::POST, &id, "/continue", vec![], "continue");
-            }
+            // Made one of the three above.
+            _ => {}
         }
     }
 
     /// Reports a park once who parked is known: from the event's channelvars, else the
-    /// variables are read over REST first (BLINDTRANSFER, then ATTENDEDTRANSFER if needed).
+    /// variables are read over REST first (BLINDTRANSFER, then ATTENDEDTRANSFER, then
+    /// FORWARDERNAME, each only if the one before is unset).
     fn resolve_park(&mut self, id: ChannelId, p: PendingPark, out: &mut Output<Request>) {
         // None: not known yet; Some(None): known to be unset.
         let known = |v: TransferVar| -> Option<Option<String>> {
             let value = p.channel.channelvars.as_ref()?.get(v.name())?;
             Some(Some(value.clone()).filter(|s| !s.is_empty()))
         };
-        match (known(TransferVar::Blind), known(TransferVar::Attended)) {
-            (Some(Some(blind)), _) => self.report_park(id, p, Some(blind), None, out),
-            (Some(None), Some(attended)) => self.report_park(id, p, None, attended, out),
-            (Some(None), None) => self.lookup(id, p, TransferVar::Attended, out),
-            (None, _) => self.lookup(id, p, TransferVar::Blind, out),
+        let mut by = None;
+        for v in [
+            TransferVar::Blind,
+            TransferVar::Attended,
+            TransferVar::Forwarder,
+        ] {
+            match known(v) {
+                None => return self.lookup(id, p, v, out),
+                Some(Some(t)) => {
+                    by = Some((v, t));
+                    break;
+                }
+                Some(None) => {}
+            }
         }
+        self.report_park(id, p, by, out);
     }
 
     fn lookup(&mut self, id: ChannelId, p: PendingPark, v: TransferVar, out: &mut Output<Request>) {
@@ -502,33 +570,26 @@ impl AriTranslator {
         self.lookups.insert(id, p);
     }
 
+    /// `by`: the variable that names who parked, and the channel it names.
     fn report_park(
         &mut self,
         id: ChannelId,
         p: PendingPark,
-        blind: Option<String>,
-        attended: Option<String>,
+        by: Option<(TransferVar, String)>,
         out: &mut Output<Request>,
     ) {
-        // A blind transfer names the transferer (it has left); an attended one too (it is still
-        // on this line and hears the orbit). Neither: the park code was dialled directly.
-        let (parker, announce_to) = match (blind, attended) {
-            (Some(t), _) => (transferer(&t), None),
-            (None, Some(t)) => (transferer(&t), Some(id.clone())),
-            // The caller parks itself and hears the orbit; there is no other phone to ring.
-            (None, None) => {
-                let ep = endpoint_of(&p.channel.name);
-                let mut ids = vec![p.caller.number.clone()];
-                ids.extend(ep.clone());
-                (
-                    Parker {
-                        ids,
-                        endpoint: None,
-                        display: ep.unwrap_or_else(|| p.caller.number.clone()),
-                    },
-                    Some(id.clone()),
-                )
+        let (parker, announce_to) = match by {
+            // A blind transfer names the transferer, which has left; a call forwarded or
+            // deflected here (a phone's 302, Dial's forward) names the phone that sent it.
+            Some((TransferVar::Blind | TransferVar::Forwarder, t)) => (transferer(&t), None),
+            // An attended transfer: the transferer is still on this line and hears the orbit
+            // (Asterisk's own attended transfer keeps its consultation channel), unless a
+            // phone's REFER with Replaces swapped the caller in and the phone has left.
+            Some((TransferVar::Attended, t)) => {
+                (transferer(&t), p.replaces.is_none().then(|| id.clone()))
             }
+            // The caller parks itself and hears the orbit; there is no other phone to ring.
+            None => (dialled_parker(&p.channel, &p.caller), Some(id.clone())),
         };
         let park = Event::Park(ParkRequest {
             channel: id.clone(),
@@ -537,7 +598,7 @@ impl AriTranslator {
             announce_to,
             lot: p.lot,
             orbit: p.orbit,
-            replaces: None,
+            replaces: p.replaces,
         });
         if p.found {
             out.events.push(PbxEvent::Found(park));
@@ -592,7 +653,11 @@ impl Translator for AriTranslator {
     fn on_wire(&mut self, ev: AriEvent, out: &mut Output<Request>) {
         debug!(pbx = %self.s.pool, ?ev, "ARI event");
         match ev {
-            AriEvent::StasisStart { args, channel, .. } => self.on_stasis_start(args, channel, out),
+            AriEvent::StasisStart {
+                args,
+                channel,
+                replace_channel,
+            } => self.on_stasis_start(args, channel, replace_channel.map(|c| *c), out),
             AriEvent::ChannelStateChange { channel } if channel.state == ChannelState::Up => {
                 self.chan(&ChannelId::new(channel.id)).up = true;
             }
@@ -909,6 +974,19 @@ impl Translator for AriTranslator {
                 Ok(_) => {}
             },
         }
+    }
+}
+
+/// The parker of a call that dialled the park code (or an orbit) itself: matched against
+/// voice policies by its number and endpoint, with no phone to ring back (it is on the line).
+fn dialled_parker(ch: &Channel, caller: &Party) -> Parker {
+    let ep = endpoint_of(&ch.name);
+    let mut ids = vec![caller.number.clone()];
+    ids.extend(ep.clone());
+    Parker {
+        ids,
+        endpoint: None,
+        display: ep.unwrap_or_else(|| caller.number.clone()),
     }
 }
 

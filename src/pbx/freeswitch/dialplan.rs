@@ -68,6 +68,18 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
          includes it; README.md shows the line), then run reloadxml. -->"
     );
     let _ = writeln!(s, "<include>");
+    // What keeps a held call in callpark's hands whatever happens to its media: when a bridge
+    // callpark makes ends, the call ends (not the rest of the extension, which parks); when
+    // `uuid_bridge` finds the other side gone as it starts, the call is parked again rather
+    // than hung up (FreeSWITCH's default for that race).
+    let held = |s: &mut String| {
+        for v in [
+            "hangup_after_bridge=true",
+            "uuid_bridge_park_on_cancel=true",
+        ] {
+            let _ = writeln!(s, "      <action application=\"set\" data=\"{v}\"/>");
+        }
+    };
     let park = |s: &mut String, name: &str, dest: &str, lot: Option<&str>| {
         // Each lot's own music.
         let hold = hold_music(lot.and_then(|l| cfg.lot(l)).map_or(&cfg.park, |l| &l.park));
@@ -88,6 +100,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 xml_escape(lot)
             );
         }
+        held(s);
         let _ = writeln!(
             s,
             "      <action application=\"sched_transfer\" data=\"+{TAKEOVER_SECS} callpark-down-park XML ${{context}}\"/>"
@@ -97,9 +110,12 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         }
         let _ = writeln!(s, "    </condition>");
         // A transferred call is put on hold right here, as FreeSWITCH's own valet_park does;
-        // callpark takes it from the music. When a bridge callpark makes ends, the call goes on
-        // to `hangup`. A call that dialled the park code itself is parked silent: callpark
-        // speaks the orbit to it first.
+        // callpark takes it from the music. The music is followed by `park`, never `hangup`:
+        // music that cannot play (a missing file or class) or runs out leaves the call parked
+        // in silence, and a `uuid_bridge` that interrupts the music finds the channel in
+        // `park` (or on its way into it), which it takes over, rather than hung up by the
+        // next step. A call that dialled the park code itself is parked silent: callpark speaks
+        // the orbit to it first.
         if let Some((app, data)) = &hold {
             let _ = writeln!(
                 s,
@@ -111,7 +127,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 "      <anti-action application=\"{app}\" data=\"{}\"/>",
                 xml_escape(data)
             );
-            let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
+            let _ = writeln!(s, "      <anti-action application=\"park\"/>");
             let _ = writeln!(s, "    </condition>");
         }
         let _ = writeln!(s, "  </extension>");
@@ -155,6 +171,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 s,
                 "      <action application=\"set\" data=\"callpark_orbit=$1\"/>"
             );
+            held(&mut s);
             let _ = writeln!(s, "    </condition>");
             // Dialled: a retrieve. Transferred here (a busy-lamp key pressed during a call):
             // a directed park onto this orbit, on hold at once like any transferred park;
@@ -192,7 +209,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                         "      <anti-action application=\"{app}\" data=\"{}\"/>",
                         xml_escape(&data)
                     );
-                    let _ = writeln!(s, "      <anti-action application=\"hangup\"/>");
+                    let _ = writeln!(s, "      <anti-action application=\"park\"/>");
                 }
                 None => {
                     let _ = writeln!(s, "      <anti-action application=\"park\"/>");

@@ -64,6 +64,23 @@ pub struct FsEvent {
     pub referred_by: Option<String>,
     /// Whose presence a PRESENCE_PROBE asks for (`701@domain`): a phone subscribed to it.
     pub presence_to: Option<String>,
+    /// The argument of the application an EXECUTE event is about (the music played).
+    pub application_data: Option<String>,
+    /// How an application ended (CHANNEL_EXECUTE_COMPLETE: `FILE PLAYED`, `FILE NOT FOUND`).
+    pub application_response: Option<String>,
+    /// The SIP Call-ID of a sofia channel: what a REFER's Replaces names.
+    pub sip_call_id: Option<String>,
+    /// The Refer-To of the REFER that transferred this channel here; `Replaces=` in it names
+    /// the call (its Call-ID) it takes the place of.
+    pub sip_refer_to: Option<String>,
+    /// `replaced` on a consultation call an attended transfer (REFER with Replaces) ended.
+    pub transfer_disposition: Option<String>,
+    /// The directory user (and its domain) this call last dialled: after a phone answered it
+    /// with a 302 (deflect, forward), the phone that sent it on.
+    pub dialed_user: Option<String>,
+    pub dialed_domain: Option<String>,
+    /// How sofia followed that 302 (`sofia/internal/sip:park@…`): the phone's profile.
+    pub sip_redirect_dialstring: Option<String>,
 }
 
 impl FsEvent {
@@ -94,6 +111,14 @@ impl FsEvent {
             "variable_transfer_source" => &mut self.transfer_source,
             "variable_sip_h_Referred-By" => &mut self.referred_by,
             "to" => &mut self.presence_to,
+            "Application-Data" => &mut self.application_data,
+            "Application-Response" => &mut self.application_response,
+            "variable_sip_call_id" => &mut self.sip_call_id,
+            "variable_sip_refer_to" => &mut self.sip_refer_to,
+            "variable_transfer_disposition" => &mut self.transfer_disposition,
+            "variable_dialed_user" => &mut self.dialed_user,
+            "variable_dialed_domain" => &mut self.dialed_domain,
+            "variable_sip_redirect_dialstring" => &mut self.sip_redirect_dialstring,
             _ => return None,
         })
     }
@@ -251,6 +276,19 @@ impl FsEvent {
         self.transfer_source
             .as_deref()
             .is_some_and(|s| s.contains(":bl_xfer:") || s.contains(":uuid_br:"))
+    }
+}
+
+impl FsEvent {
+    /// The Call-ID a REFER's `Refer-To: <sip:park@pbx?Replaces=<call-id>%3Bto-tag%3D…>` names:
+    /// the call this one takes the place of.
+    pub fn replaces_call_id(&self) -> Option<String> {
+        let refer_to = self.sip_refer_to.as_deref()?;
+        let (_, rest) = refer_to.split_once("Replaces=")?;
+        let raw = rest.split(['&', '>']).next()?;
+        let value = url_decode(raw)?;
+        let call_id = value.split(';').next()?.trim();
+        (!call_id.is_empty()).then(|| call_id.to_string())
     }
 }
 

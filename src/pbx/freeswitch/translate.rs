@@ -10,7 +10,7 @@
 //! the transfer tells the caller and moves on, so no call waits in silence. Legs callpark originates carry `callpark_leg` and the core's id as their uuid.
 //! The event socket is subscribed to exactly the events these variables mark (filters).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use tracing::{debug, info, warn};
 
@@ -30,7 +30,7 @@ pub const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.
 /// PRESENCE_PROBE: sofia answers a phone's SUBSCRIBE with an empty (idle) NOTIFY and asks
 /// for the presence; it keeps none of the PRESENCE_IN callpark sent before (seen on
 /// FreeSWITCH 1.11), so callpark answers the probe of a lit orbit.
-pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
+pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
 
 /// What the translator needs to know of its `[[pbx]]`.
 #[derive(Debug, Clone)]
@@ -74,13 +74,23 @@ pub enum Reply {
 }
 
 /// A channel in callpark's hands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Chan {
     answered: bool,
     /// On hold by the include's own music, which runs until a bridge ends it: callpark's
     /// music on hold for this channel is already playing.
     dialplan_music: bool,
+    /// The music on hold it plays (`local_stream://moh`, a file), as FreeSWITCH expanded it.
+    music: Option<String>,
+    /// A bridge was asked for: its music ends because the bridge took the channel.
+    bridging: bool,
+    /// Its SIP Call-ID, which a REFER with Replaces names.
+    sip_call_id: Option<String>,
 }
+
+/// How many replaced calls wait for the call taking their place (FreeSWITCH ends the
+/// consultation some 20 ms before the caller arrives); the oldest is forgotten beyond this.
+const REPLACED_KEPT: usize = 64;
 
 /// The translator; see the module docs.
 #[derive(Debug)]
@@ -90,6 +100,10 @@ pub struct FsTranslator {
     /// The last lamp sent of each orbit that is not idle, to answer presence probes (idle is
     /// what sofia shows by itself). Kept across reconnections: lamps sent meanwhile count.
     lamps: HashMap<Orbit, LampState>,
+    /// Held calls an attended transfer replaced, by SIP Call-ID, until their caller arrives.
+    replaced: VecDeque<(String, ChannelId)>,
+    /// Music sources already reported as not playing: each is logged once.
+    silent_music: HashSet<String>,
 }
 
 impl FsTranslator {
@@ -98,6 +112,8 @@ impl FsTranslator {
             s,
             chans: HashMap::new(),
             lamps: HashMap::new(),
+            replaced: VecDeque::new(),
+            silent_music: HashSet::new(),
         }
     }
 
@@ -148,40 +164,40 @@ impl FsTranslator {
     fn on_park(&mut self, ev: &FsEvent, id: ChannelId, out: &mut Output<Request>) {
         let music =
             |app: &Option<String>| matches!(app.as_deref(), Some("playback" | "endless_playback"));
+        // The include's music, or (found on reconnecting) music playing: either way it need
+        // not be started again.
+        let dialplan_music = ev.name == "CHANNEL_EXECUTE"
+            || (ev.name == "CHANNEL_DATA" && music(&ev.current_application));
         let chan = Chan {
             answered: ev.answered(),
-            // The include's music, or (found on reconnecting) music playing: either way it
-            // need not be started again.
-            dialplan_music: ev.name == "CHANNEL_EXECUTE"
-                || (ev.name == "CHANNEL_DATA" && music(&ev.current_application)),
+            dialplan_music,
+            music: ev
+                .application_data
+                .clone()
+                .filter(|_| ev.name == "CHANNEL_EXECUTE"),
+            bridging: false,
+            sip_call_id: ev.sip_call_id.clone(),
         };
         let caller = Party {
             name: ev.caller_name.clone().unwrap_or_default(),
             number: ev.caller_number.clone().unwrap_or_default(),
         };
+        let context = ev.context.as_deref().unwrap_or("default");
         match ev.callpark_action.as_deref() {
             Some("park") => {
                 self.take(out, &id, chan);
                 let lot = ev.callpark_lot.clone().filter(|l| !l.is_empty());
-                let context = ev.context.as_deref().unwrap_or("default");
-                let (parker, announce_to) = match parker_of(ev, context) {
+                // A phone's REFER with Replaces: FreeSWITCH ended the consultation call and
+                // sent the caller here by a blind transfer; the Refer-To names the call.
+                let replaces = ev.replaces_call_id().and_then(|call_id| {
+                    let i = self.replaced.iter().position(|(c, _)| *c == call_id)?;
+                    self.replaced.remove(i).map(|(_, k)| k)
+                });
+                let (parker, announce_to) = match self.parker_of(ev, context) {
                     Some(p) => (p, None),
                     // Dialled directly (or the first leg of an attended transfer): the caller
                     // parks itself and hears the orbit; there is no other phone to ring back.
-                    None => {
-                        let name = ev.channel_name.clone().unwrap_or_default();
-                        let mut ids = vec![caller.number.clone()];
-                        ids.extend(endpoint_of(&name, context));
-                        (
-                            Parker {
-                                display: endpoint_of(&name, context)
-                                    .unwrap_or_else(|| caller.number.clone()),
-                                ids,
-                                endpoint: None,
-                            },
-                            Some(id.clone()),
-                        )
-                    }
+                    None => (dialled_parker(ev, &caller, context), Some(id.clone())),
                 };
                 // Transferred to an orbit (the include marks it `park` with the orbit): a
                 // directed park.
@@ -196,7 +212,7 @@ impl FsTranslator {
                     announce_to,
                     lot,
                     orbit,
-                    replaces: None,
+                    replaces,
                 }));
             }
             Some("retrieve") => {
@@ -205,6 +221,7 @@ impl FsTranslator {
                     Some(Ok(orbit)) => out.event(Event::Retrieve {
                         channel: id,
                         orbit,
+                        dialler: dialled_parker(ev, &caller, context),
                         by: caller,
                     }),
                     other => {
@@ -215,6 +232,75 @@ impl FsTranslator {
             }
             _ => {}
         }
+    }
+
+    /// An application ended on a channel in callpark's hands. When it was its music on hold
+    /// and no bridge took the channel from it, the music could not play (a missing file or
+    /// class, sounds not installed) or ran out (a short file): the call waits in silence, in
+    /// the `park` the include or the service put it in, never hung up. Said once per source.
+    fn on_music_ended(&mut self, ev: &FsEvent, id: &ChannelId) {
+        let Some(chan) = self.chans.get(id) else {
+            return;
+        };
+        let (Some(music), Some(data)) = (&chan.music, &ev.application_data) else {
+            return;
+        };
+        // `${hold_music}` reaches events expanded: then any playback but the spoken orbit and
+        // the prompts is the music.
+        let is_music = if music.contains("${") {
+            !data.starts_with("file_string://") && data != SOUND_PARK_FAILED
+        } else {
+            music == data
+        };
+        if !is_music || chan.bridging || ev.answer_state.as_deref() == Some("hangup") {
+            return;
+        }
+        let music = data.clone();
+        let why = ev.application_response.as_deref().unwrap_or("ended");
+        if self.silent_music.insert(music.clone()) {
+            warn!(pbx = %self.s.pool, channel = %id, music = %music,
+                  "music on hold stopped ({why}): parked calls wait in silence; check that the music class or file exists (FreeSWITCH's sound packages, local_stream.conf.xml, `hold_music` in vars.xml, or music_on_hold_class / music_on_hold_file)");
+        } else {
+            debug!(pbx = %self.s.pool, channel = %id, music = %music, "music on hold stopped ({why})");
+        }
+        if let Some(c) = self.chans.get_mut(id) {
+            c.dialplan_music = false;
+        }
+    }
+
+    /// Who parked a call transferred here, as a dial string for its ringbacks. An explicit
+    /// `callpark_parker` wins; else the channel it was bridged to before the transfer (the
+    /// transferer); else, for a call a phone sent on with a 302 before answering (deflect,
+    /// forward: sofia transfers the caller to the Contact's user), the directory user it had
+    /// dialled. `None`: the caller dialled the park code itself.
+    fn parker_of(&self, ev: &FsEvent, context: &str) -> Option<Parker> {
+        if let Some(p) = ev.callpark_parker.as_deref().filter(|p| !p.is_empty()) {
+            return Some(parker_at(p.to_string()));
+        }
+        if !ev.blind_transferred() {
+            return None;
+        }
+        if let Some(b) = ev.bridge_channel.as_deref().filter(|b| !b.is_empty()) {
+            return endpoint_of(b, context).map(parker_at);
+        }
+        let user = ev.dialed_user.as_deref().filter(|u| !u.is_empty())?;
+        let domain = ev
+            .dialed_domain
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&self.s.domain);
+        // The phone's registration on the profile that followed the 302 (`%`: sofia looks
+        // the contact up), so that a SIP MESSAGE can name the profile too; else the directory.
+        let profile = ev
+            .sip_redirect_dialstring
+            .as_deref()
+            .and_then(|d| d.strip_prefix("sofia/"))
+            .and_then(|d| d.split_once('/'))
+            .map(|(p, _)| p);
+        Some(parker_at(match profile {
+            Some(p) => format!("sofia/{p}/{user}%{domain}"),
+            None => format!("user/{user}@{domain}"),
+        }))
     }
 
     /// What a (re)connection finds: channels bridged by `uuid_bridge` are reported bridged
@@ -251,7 +337,7 @@ impl FsTranslator {
                     id.clone(),
                     Chan {
                         answered: true,
-                        dialplan_music: false,
+                        ..Chan::default()
                     },
                 );
                 found.event(Event::Answered { channel: id });
@@ -436,7 +522,7 @@ impl Translator for FsTranslator {
                     id.clone(),
                     Chan {
                         answered: true,
-                        dialplan_music: false,
+                        ..Chan::default()
                     },
                 );
                 out.event(Event::Answered { channel: id });
@@ -448,10 +534,22 @@ impl Translator for FsTranslator {
                 }
                 out.event(Event::Bridged { channel: id })
             }
+            "CHANNEL_EXECUTE_COMPLETE" if !leg => self.on_music_ended(&ev, &id),
             "CHANNEL_HANGUP" => {
-                self.chans.remove(&id);
+                let chan = self.chans.remove(&id);
                 let answered = ev.answered_time.as_deref().is_some_and(|t| t != "0");
-                if leg && !answered {
+                let replaced = ev.transfer_disposition.as_deref() == Some("replaced")
+                    || ev.hangup_cause.as_deref() == Some("ATTENDED_TRANSFER");
+                if let (true, Some(call_id)) =
+                    (replaced, chan.and_then(|c| c.sip_call_id).filter(|_| !leg))
+                {
+                    // The consultation of a phone's attended transfer: the caller follows.
+                    if self.replaced.len() == REPLACED_KEPT {
+                        self.replaced.pop_front();
+                    }
+                    self.replaced.push_back((call_id, id.clone()));
+                    out.event(Event::Replaced { channel: id });
+                } else if leg && !answered {
                     out.event(Event::OriginateFailed {
                         channel: id,
                         reason: ev.hangup_cause.unwrap_or_else(|| "hung up".into()),
@@ -490,6 +588,9 @@ impl Translator for FsTranslator {
                     Moh::Class(Some(class)) => ("playback", format!("local_stream://{class}")),
                     Moh::File(path) => ("endless_playback", path),
                 };
+                let c = self.chans.entry(channel.clone()).or_default();
+                c.bridging = false;
+                c.music = Some(arg.clone());
                 self.execute(out, "start music on hold", &channel, app, &arg);
             }
             // Nothing to send: the core follows StopMoh with Bridge, and `uuid_bridge` itself
@@ -564,12 +665,20 @@ impl Translator for FsTranslator {
             // id (switch_ivr_bridge's send_display), which sofia passes on to the phones it
             // knows (Polycom, Yealink, Aastra, Cisco SPA: an UPDATE with P-Asserted-Identity;
             // snom: INFO); seen on the testbed in tests/caller_id.rs.
-            Command::Bridge { parked, other } => self.action(
-                out,
-                "bridge",
-                Some(&parked),
-                format!("uuid_bridge {parked} {other}"),
-            ),
+            Command::Bridge { parked, other } => {
+                // `uuid_bridge` ends whatever either plays, the include's music included.
+                for ch in [&parked, &other] {
+                    let c = self.chans.entry(ch.clone()).or_default();
+                    c.bridging = true;
+                    c.dialplan_music = false;
+                }
+                self.action(
+                    out,
+                    "bridge",
+                    Some(&parked),
+                    format!("uuid_bridge {parked} {other}"),
+                )
+            }
             Command::Hangup { channel } => self.action(
                 out,
                 "hang up",
@@ -713,25 +822,29 @@ pub fn spoken(orbit: Orbit) -> String {
     format!("file_string://{}", files.join("!"))
 }
 
-/// Who parked a blind-transferred call, as a dial string for its ringbacks. An explicit
-/// `callpark_parker` wins; else the channel it was bridged to before the transfer (the
-/// transferer). `None`: the caller dialled the park code itself.
-fn parker_of(ev: &FsEvent, context: &str) -> Option<Parker> {
-    let endpoint = match ev.callpark_parker.as_deref().filter(|p| !p.is_empty()) {
-        Some(p) => p.to_string(),
-        None if ev.blind_transferred() => endpoint_of(
-            ev.bridge_channel.as_deref().filter(|b| !b.is_empty())?,
-            context,
-        )?,
-        None => return None,
-    };
+/// The parker of a call that dialled the park code (or an orbit) itself: matched against
+/// voice policies by its number and endpoint, with no phone to ring back (it is on the line).
+fn dialled_parker(ev: &FsEvent, caller: &Party, context: &str) -> Parker {
+    let name = ev.channel_name.clone().unwrap_or_default();
+    let ep = endpoint_of(&name, context);
+    let mut ids = vec![caller.number.clone()];
+    ids.extend(ep.clone());
+    Parker {
+        display: ep.unwrap_or_else(|| caller.number.clone()),
+        ids,
+        endpoint: None,
+    }
+}
+
+/// A parker from the dial string its ringbacks go to.
+fn parker_at(endpoint: String) -> Parker {
     let mut ids = vec![endpoint.clone()];
     ids.extend(user_of(&endpoint));
-    Some(Parker {
+    Parker {
         ids,
         endpoint: Some(endpoint.clone()),
         display: endpoint,
-    })
+    }
 }
 
 /// A dial string that reaches the phone behind a channel name: sofia names are dial strings
@@ -758,7 +871,7 @@ fn user_of(endpoint: &str) -> Option<String> {
         "sofia" => rest.get(1)?,
         _ => rest.first()?,
     };
-    let user = who.split('@').next()?;
+    let user = who.split(['@', '%']).next()?;
     (!user.is_empty()).then(|| user.to_string())
 }
 
@@ -768,7 +881,8 @@ fn sip_user_of(endpoint: &str) -> Option<String> {
     let rest = endpoint.strip_prefix("sofia/")?;
     let (profile, uri) = rest.split_once('/')?;
     let uri = uri.trim_start_matches("sip:");
-    let (user, host) = uri.split_once('@')?;
+    // `user%domain`: a registered user of the profile.
+    let (user, host) = uri.split_once('@').or_else(|| uri.split_once('%'))?;
     let host = host.split([':', ';']).next()?;
     Some(format!("{profile}/{user}@{host}"))
 }
@@ -798,6 +912,14 @@ mod tests {
             Some("internal/alice@127.0.0.1")
         );
         assert_eq!(sip_user_of("loopback/x/y"), None);
+        assert_eq!(
+            sip_user_of("sofia/internal/alice%127.0.0.1").as_deref(),
+            Some("internal/alice@127.0.0.1")
+        );
+        assert_eq!(
+            user_of("sofia/internal/alice%127.0.0.1").as_deref(),
+            Some("alice")
+        );
     }
 
     #[test]

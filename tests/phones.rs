@@ -1,0 +1,490 @@
+//! What a real SIP phone does, on both PBXes: attended transfers (REFER with Replaces) to the
+//! park code and to an orbit, a consultation hung up instead of transferred, and a call the
+//! phone deflects to the park code with a 302. The phone is PJSIP's pjsua2
+//! (`tests/phone/phone.py`, `support::phone`), a SIP stack nobody here wrote, registered as
+//! `alice`; the caller is the PBX's own channel calling it (a Local channel on Asterisk, a
+//! loopback one on FreeSWITCH). Each test checks where the caller ends up, the event log, the
+//! busy lamp, and that ringbacks go to the phone.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::fs::{Esl, fb, fs_testbed};
+use support::phone::{Phone, PhoneOpts};
+use support::*;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+const CALLER_NUMBER: &str = "5551234";
+
+/// One of the two testbeds, as the phone and the test see it.
+enum Pbx {
+    Asterisk(Ari),
+    Freeswitch(Esl),
+}
+
+impl Pbx {
+    async fn asterisk() -> Pbx {
+        let (ari, _ami) = testbed().await;
+        Pbx::Asterisk(ari)
+    }
+
+    async fn freeswitch() -> Pbx {
+        Pbx::Freeswitch(fs_testbed().await)
+    }
+
+    fn setup(&self, park: &str) -> Setup {
+        let mut s = match self {
+            Pbx::Asterisk(_) => Setup {
+                ranges: vec![("701", "709")],
+                ..Setup::default()
+            },
+            Pbx::Freeswitch(_) => Setup {
+                fs_ranges: vec![("601", "609")],
+                ..Setup::freeswitch()
+            },
+        };
+        s.park = park.into();
+        s
+    }
+
+    /// The SIP address of an extension on this PBX.
+    fn uri(&self, exten: &str) -> String {
+        match self {
+            Pbx::Asterisk(_) => format!("sip:{exten}@{}", tb("SIP_BIND")),
+            Pbx::Freeswitch(_) => format!("sip:{exten}@{}", fb("SIP_BIND")),
+        }
+    }
+
+    /// The orbit numbers of the pool: 701... on Asterisk, 601... on FreeSWITCH.
+    fn orbit(&self, n: u32) -> String {
+        match self {
+            Pbx::Asterisk(_) => format!("{}", 700 + n),
+            Pbx::Freeswitch(_) => format!("{}", 600 + n),
+        }
+    }
+
+    /// The phone `alice` of this PBX: Asterisk's endpoint has a static contact, FreeSWITCH's
+    /// directory user registers.
+    async fn alice(&self) -> Phone {
+        let log = std::env::temp_dir().join(format!(
+            "callpark-phone-{}-{}.log",
+            self.name(),
+            std::process::id()
+        ));
+        let opts = match self {
+            Pbx::Asterisk(_) => PhoneOpts::new(
+                &tb("SIP_ALICE_CONTACT"),
+                &format!("\"Alice\" <sip:alice@{}>", tb("SIP_BIND")),
+            ),
+            Pbx::Freeswitch(_) => PhoneOpts::new(
+                &fb("SIP_ALICE_CONTACT"),
+                &format!("\"Alice\" <sip:alice@{}>", fb("SIP_BIND")),
+            )
+            .registering(&format!("sip:{}", fb("SIP_BIND")), "alice", "alice"),
+        };
+        Phone::start(PhoneOpts {
+            log: Some(log),
+            ..opts
+        })
+        .await
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Pbx::Asterisk(_) => "asterisk",
+            Pbx::Freeswitch(_) => "freeswitch",
+        }
+    }
+
+    /// Carol calls alice's phone: the PBX's own channel, bridged to the phone once it answers.
+    async fn carol_calls_alice(&self) {
+        match self {
+            Pbx::Asterisk(ari) => {
+                ari.post(
+                    "/channels",
+                    &[
+                        ("endpoint", "Local/to-sip-alice@calls"),
+                        ("context", "phones"),
+                        ("extension", "answer"),
+                        ("priority", "1"),
+                        ("callerId", &format!("\"Carol\" <{CALLER_NUMBER}>")),
+                        ("timeout", "30"),
+                    ],
+                )
+                .await;
+            }
+            Pbx::Freeswitch(esl) => {
+                let r = esl
+                    .bgapi(&format!(
+                        "originate {{origination_caller_id_name=Carol,origination_caller_id_number={CALLER_NUMBER}}}loopback/to-user-alice/{} &park()",
+                        fb("CONTEXT")
+                    ))
+                    .await;
+                assert!(r.contains("+OK"), "originate: {r}");
+            }
+        }
+    }
+
+    /// The endpoint callpark rings back for alice's phone.
+    fn is_alice(&self, endpoint: Option<&str>) -> bool {
+        match self {
+            Pbx::Asterisk(_) => endpoint == Some("PJSIP/alice"),
+            Pbx::Freeswitch(_) => endpoint.is_some_and(|e| {
+                e.starts_with("sofia/internal/alice@")
+                    || e.starts_with("sofia/internal/alice%")
+                    || e.starts_with("user/alice@")
+            }),
+        }
+    }
+
+    /// The busy lamp of `orbit` as the PBX holds it: lit or not.
+    async fn lamp_lit(&self, cp: &Callpark, orbit: &str) -> bool {
+        match self {
+            Pbx::Asterisk(ari) => {
+                ari.device_state(&format!("Stasis:callpark-{orbit}")).await == "INUSE"
+            }
+            // FreeSWITCH keeps no presence; callpark's own record of what it sent is its log.
+            Pbx::Freeswitch(_) => {
+                let log = cp.log_text();
+                let last = log
+                    .lines()
+                    .filter(|l| l.contains("Lamp") && l.contains(&format!("value: {}", &orbit)))
+                    .next_back()
+                    .unwrap_or("");
+                last.contains("InUse")
+            }
+        }
+    }
+}
+
+/// The call parked from Carol, once there is one.
+async fn carols_park(cp: &Callpark) -> callpark::park::ParkedCall {
+    wait_for("Carol's call parked", S(10), || async {
+        cp.parked()
+            .await
+            .into_iter()
+            .find(|c| c.caller.number == CALLER_NUMBER && c.state.name() == "parked")
+    })
+    .await
+}
+
+/// Log rows from `from` on, as (kind, channel, orbit).
+async fn log_since(cp: &Callpark, from: usize) -> Vec<(String, String, Option<String>)> {
+    cp.log_rows()
+        .await
+        .into_iter()
+        .skip(from)
+        .map(|r| (r.kind, r.channel, r.orbit))
+        .collect()
+}
+
+/// Alice answers Carol's call: the phone's call id.
+async fn alice_talks_to_carol(pbx: &Pbx, alice: &Phone) -> u64 {
+    let mark = alice.mark();
+    pbx.carol_calls_alice().await;
+    let inc = alice.wait_incoming(mark, S(10)).await;
+    let c1 = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, c1, "CONFIRMED", S(10)).await;
+    c1
+}
+
+fn is_state(e: &Value, call: u64, state: &str) -> bool {
+    support::phone::ev_name(e) == "call_state" && e["call"] == call && e["state"] == state
+}
+
+/// Alice holds Carol, calls `exten` (the consultation), waits until callpark holds it on an
+/// orbit; returns the consultation's call id and that orbit.
+async fn consult(pbx: &Pbx, cp: &Callpark, alice: &Phone, c1: u64, exten: &str) -> (u64, String) {
+    alice.hold(c1).await;
+    let mark = alice.mark();
+    let c2 = alice.call(&pbx.uri(exten)).await;
+    alice.wait_state_since(mark, c2, "CONFIRMED", S(10)).await;
+    let held = wait_for("the consultation held on an orbit", S(10), || async {
+        cp.parked().await.into_iter().find(|c| {
+            c.caller.number == "100" || c.caller.name == "Alice" || c.caller.number == "alice"
+        })
+    })
+    .await;
+    (c2, held.orbit.unwrap().to_string())
+}
+
+/// Attended transfer to the park code: the orbit the consultation heard is handed to the
+/// caller (not freed and given again: a lower orbit freed meanwhile is not taken), with the
+/// phone as its parker; one park in the log; the phone is rung back at the pickup timeout.
+async fn attended_transfer_to_the_park_code(pbx: Pbx) {
+    let cp =
+        Callpark::start(&pbx.setup(
+            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+        ))
+        .await;
+    let alice = pbx.alice().await;
+    alice.auto("answer").await;
+    // Someone holds the first orbit while alice consults, and leaves before she transfers.
+    let blocker = alice_talks_to_carol_elsewhere(&pbx).await;
+    let c1 = alice_talks_to_carol(&pbx, &alice).await;
+    let from = cp.log_rows().await.len();
+    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, "park").await;
+    assert_eq!(orbit, pbx.orbit(2), "the lowest free orbit, as heard");
+    assert!(pbx.lamp_lit(&cp, &orbit).await);
+    hang_up_blocker(&pbx, &cp, blocker).await;
+
+    let mark = alice.mark();
+    alice.xfer_replaces(c1, c2).await;
+    let call = carols_park(&cp).await;
+    assert_eq!(
+        call.orbit.map(|o| o.to_string()).as_deref(),
+        Some(orbit.as_str()),
+        "the caller takes the orbit the consultation heard, not the one freed meanwhile"
+    );
+    assert!(
+        pbx.is_alice(call.parker.endpoint.as_deref()),
+        "the phone is the parker: {:?}",
+        call.parker
+    );
+    // The consultation is released and the phone's first call ends.
+    alice
+        .wait(mark, "the consultation released", S(10), |e| {
+            is_state(e, c2, "DISCONNECTED")
+        })
+        .await;
+    let kinds = log_since(&cp, from).await;
+    let parks: Vec<_> = kinds
+        .iter()
+        .filter(|(k, _, o)| k == "parked" && o.as_deref() == Some(orbit.as_str()))
+        .collect();
+    assert_eq!(parks.len(), 1, "one park of {orbit}: {kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, ch, _)| k == "handed_over" && ch == call.channel.as_str()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|(k, _, _)| k == "abandoned").count(),
+        1,
+        "nothing abandoned but the blocker: {kinds:?}"
+    );
+    assert!(pbx.lamp_lit(&cp, &orbit).await, "the lamp stays lit");
+
+    // The pickup timeout rings the phone that transferred.
+    let mark = alice.mark();
+    let inc = alice.wait_incoming(mark, S(20)).await;
+    let rb = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, rb, "CONFIRMED", S(10)).await;
+    cp.wait_log(call.channel.as_str(), "reconnected", S(10))
+        .await;
+    alice.quit().await;
+}
+
+/// A call parked on the first orbit by a plain park (the PBX parks a channel it dialled
+/// itself), which the test hangs up later: its channel.
+async fn alice_talks_to_carol_elsewhere(pbx: &Pbx) -> String {
+    match pbx {
+        Pbx::Asterisk(ari) => {
+            let ch = ari
+                .originate_local("park", "park-in", ("answer", "phones"), "\"Blocker\" <900>")
+                .await;
+            ch["id"].as_str().unwrap().to_string()
+        }
+        Pbx::Freeswitch(esl) => esl.call("park", "Blocker", "900").await,
+    }
+}
+
+async fn hang_up_blocker(pbx: &Pbx, cp: &Callpark, ch: String) {
+    wait_for("the blocker parked", S(10), || async {
+        cp.parked()
+            .await
+            .into_iter()
+            .find(|c| c.caller.number == "900")
+    })
+    .await;
+    match pbx {
+        Pbx::Asterisk(ari) => {
+            // The Local channel's other half is the one in Stasis.
+            for c in ari.channels().await {
+                if c["caller"]["number"] == "900" {
+                    ari.delete(&format!("/channels/{}", c["id"].as_str().unwrap()))
+                        .await;
+                }
+            }
+            let _ = ch;
+        }
+        Pbx::Freeswitch(esl) => {
+            esl.api(&format!("uuid_kill {ch}")).await;
+        }
+    }
+    wait_for("the blocker gone", S(10), || async {
+        (!cp.parked().await.iter().any(|c| c.caller.number == "900")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn asterisk_attended_transfer_to_the_park_code() {
+    let _turn = exclusive().await;
+    attended_transfer_to_the_park_code(Pbx::asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_attended_transfer_to_the_park_code() {
+    let _turn = exclusive().await;
+    attended_transfer_to_the_park_code(Pbx::freeswitch().await).await;
+}
+
+/// Attended transfer to a free orbit: the consultation is held there hearing it (not told
+/// "orbit empty"), and the REFER parks the caller on exactly that orbit.
+async fn attended_transfer_to_an_orbit(pbx: Pbx) {
+    let cp =
+        Callpark::start(&pbx.setup(
+            "pickup_timeout = \"60s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+        ))
+        .await;
+    let alice = pbx.alice().await;
+    alice.auto("answer").await;
+    let c1 = alice_talks_to_carol(&pbx, &alice).await;
+    let from = cp.log_rows().await.len();
+    let target = pbx.orbit(5);
+    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, &target).await;
+    assert_eq!(orbit, target);
+    let kinds = log_since(&cp, from).await;
+    assert!(
+        !kinds.iter().any(|(k, _, _)| k == "orbit_empty"),
+        "{kinds:?}"
+    );
+    alice.xfer_replaces(c1, c2).await;
+    let call = carols_park(&cp).await;
+    assert_eq!(call.orbit.map(|o| o.to_string()), Some(target.clone()));
+    assert!(
+        pbx.is_alice(call.parker.endpoint.as_deref()),
+        "{:?}",
+        call.parker
+    );
+    assert!(pbx.lamp_lit(&cp, &target).await);
+    let kinds = log_since(&cp, from).await;
+    assert_eq!(
+        kinds.iter().filter(|(k, _, _)| k == "parked").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|(k, _, _)| k == "handed_over"),
+        "{kinds:?}"
+    );
+    // Dialling the orbit now retrieves it.
+    let mark = alice.mark();
+    let r = alice.call(&pbx.uri(&target)).await;
+    alice.wait_state_since(mark, r, "CONFIRMED", S(10)).await;
+    cp.wait_log(call.channel.as_str(), "retrieved", S(10)).await;
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_attended_transfer_to_an_orbit() {
+    let _turn = exclusive().await;
+    attended_transfer_to_an_orbit(Pbx::asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_attended_transfer_to_an_orbit() {
+    let _turn = exclusive().await;
+    attended_transfer_to_an_orbit(Pbx::freeswitch().await).await;
+}
+
+/// A consultation the phone hangs up instead of transferring frees its orbit at once; the
+/// caller stays with the phone.
+async fn consultation_abandoned(pbx: Pbx) {
+    let cp =
+        Callpark::start(&pbx.setup(
+            "pickup_timeout = \"60s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+        ))
+        .await;
+    let alice = pbx.alice().await;
+    alice.auto("answer").await;
+    let c1 = alice_talks_to_carol(&pbx, &alice).await;
+    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, "park").await;
+    alice.hangup(c2).await;
+    wait_for("the orbit free again", S(5), || async {
+        cp.parked().await.is_empty().then_some(())
+    })
+    .await;
+    assert!(!pbx.lamp_lit(&cp, &orbit).await);
+    // Carol is still on alice's first call, which comes off hold.
+    alice.unhold(c1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !alice
+            .events()
+            .iter()
+            .any(|e| is_state(e, c1, "DISCONNECTED")),
+        "the caller stays with the phone"
+    );
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_consultation_hung_up_frees_its_orbit() {
+    let _turn = exclusive().await;
+    consultation_abandoned(Pbx::asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_consultation_hung_up_frees_its_orbit() {
+    let _turn = exclusive().await;
+    consultation_abandoned(Pbx::freeswitch().await).await;
+}
+
+/// The phone deflects a ringing call to the park code (302, its Forward key): the caller is
+/// parked, the phone is its parker, told the orbit, and rung back.
+async fn deflect_to_the_park_code(pbx: Pbx) {
+    let cp =
+        Callpark::start(&pbx.setup(
+            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+        ))
+        .await;
+    let alice = pbx.alice().await;
+    alice.auto(&format!("redirect {}", pbx.uri("park"))).await;
+    let mark = alice.mark();
+    pbx.carol_calls_alice().await;
+    let call = carols_park(&cp).await;
+    assert!(
+        pbx.is_alice(call.parker.endpoint.as_deref()),
+        "the deflecting phone is the parker: {:?}",
+        call.parker
+    );
+    let orbit = call.orbit.unwrap().to_string();
+    assert!(pbx.lamp_lit(&cp, &orbit).await);
+    let msg = alice
+        .wait(mark, "the orbit told to the phone", S(10), |e| {
+            support::phone::ev_name(e) == "message"
+        })
+        .await;
+    assert!(msg["body"].as_str().unwrap_or("").contains(&orbit), "{msg}");
+    // The ringback reaches the phone, which answers it this time.
+    alice.auto("answer").await;
+    let mark = alice.mark();
+    let inc = alice.wait_incoming(mark, S(20)).await;
+    let rb = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, rb, "CONFIRMED", S(10)).await;
+    cp.wait_log(call.channel.as_str(), "reconnected", S(10))
+        .await;
+    let kinds = log_since(&cp, 0).await;
+    assert!(
+        !kinds.iter().any(|(k, _, _)| k == "disconnected"),
+        "{kinds:?}"
+    );
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_deflect_to_the_park_code() {
+    let _turn = exclusive().await;
+    deflect_to_the_park_code(Pbx::asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_deflect_to_the_park_code() {
+    let _turn = exclusive().await;
+    deflect_to_the_park_code(Pbx::freeswitch().await).await;
+}
