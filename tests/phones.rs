@@ -139,21 +139,40 @@ impl Pbx {
         }
     }
 
-    /// The busy lamp of `orbit` as the PBX holds it: lit or not.
+    /// Waits until the busy lamp of `orbit` is lit (or out); true when it got there.
     async fn lamp_lit(&self, cp: &Callpark, orbit: &str) -> bool {
+        self.lamp_is(cp, orbit, true).await
+    }
+
+    async fn lamp_is(&self, cp: &Callpark, orbit: &str, lit: bool) -> bool {
+        let end = std::time::Instant::now() + S(5);
+        loop {
+            if self.lamp_now(cp, orbit).await == lit {
+                return true;
+            }
+            if std::time::Instant::now() > end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The busy lamp of `orbit` as the PBX holds it now: lit or not.
+    async fn lamp_now(&self, cp: &Callpark, orbit: &str) -> bool {
         match self {
             Pbx::Asterisk(ari) => {
                 ari.device_state(&format!("Stasis:callpark-{orbit}")).await == "INUSE"
             }
-            // FreeSWITCH keeps no presence; callpark's own record of what it sent is its log.
-            Pbx::Freeswitch(_) => {
-                let log = cp.log_text();
-                let last = log
-                    .lines()
-                    .filter(|l| l.contains("Lamp") && l.contains(&format!("value: {}", &orbit)))
-                    .next_back()
-                    .unwrap_or("");
-                last.contains("InUse")
+            // FreeSWITCH keeps no presence: the last busy-lamp event callpark sent for it.
+            Pbx::Freeswitch(esl) => {
+                let _ = cp;
+                esl.events()
+                    .iter()
+                    .rfind(|e| {
+                        e.name() == "PRESENCE_IN"
+                            && e.get("unique-id") == format!("callpark-{orbit}")
+                    })
+                    .is_some_and(|e| e.get("answer-state") == "confirmed")
             }
         }
     }
@@ -409,7 +428,7 @@ async fn consultation_abandoned(pbx: Pbx) {
         cp.parked().await.is_empty().then_some(())
     })
     .await;
-    assert!(!pbx.lamp_lit(&cp, &orbit).await);
+    assert!(pbx.lamp_is(&cp, &orbit, false).await, "the lamp goes out");
     // Carol is still on alice's first call, which comes off hold.
     alice.unhold(c1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
