@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, MutexGuard, Notify};
 
 pub mod faults;
 pub mod fs;
+pub mod gesture;
 pub mod phone;
 pub mod sip;
 pub mod wire;

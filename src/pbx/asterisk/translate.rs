@@ -160,6 +160,8 @@ pub struct AriTranslator {
     /// (which may be older than those events) must not report them again.
     seen: HashSet<ChannelId>,
     seq: u64,
+    /// Music sources already reported as not playing: each is logged once.
+    silent_music: HashSet<String>,
 }
 
 /// The key that orders the requests of a (re)connection: bridges first, then channels.
@@ -182,6 +184,7 @@ impl AriTranslator {
             adopting: false,
             seen: HashSet::new(),
             seq: 0,
+            silent_music: HashSet::new(),
         }
     }
 
@@ -246,7 +249,8 @@ impl AriTranslator {
         pb
     }
 
-    fn on_playback_finished(&mut self, pb: &PlaybackId, out: &mut Output<Request>) {
+    /// A playback ended; `failed`: it never played (a missing sound file).
+    fn on_playback_finished(&mut self, pb: &PlaybackId, failed: bool, out: &mut Output<Request>) {
         let Some(after) = self.after.remove(pb) else {
             return;
         };
@@ -265,10 +269,29 @@ impl AriTranslator {
                 }
             }
             AfterPlayback::Loop { channel, media } => {
-                if self.chans.get(&channel).and_then(|c| c.file_moh.as_ref()) == Some(pb) {
+                if self.chans.get(&channel).and_then(|c| c.file_moh.as_ref()) != Some(pb) {
+                    return;
+                }
+                if failed {
+                    // Played again it would fail again, at once and forever: the call waits
+                    // in silence (still parked), and the file is reported once.
+                    self.chan(&channel).file_moh = None;
+                    self.music_silent(&channel, &media);
+                } else {
                     self.play_file_moh(out, &channel, &media);
                 }
             }
+        }
+    }
+
+    /// Music on hold that cannot play: said once per source, as a warning; the call stays
+    /// parked in silence.
+    fn music_silent(&mut self, ch: &ChannelId, media: &str) {
+        if self.silent_music.insert(media.to_string()) {
+            warn!(pbx = %self.s.pool, channel = %ch, music = %media,
+                  "music on hold cannot play: parked calls wait in silence; check that the music class (musiconhold.conf) or file exists");
+        } else {
+            debug!(pbx = %self.s.pool, channel = %ch, music = %media, "music on hold cannot play");
         }
     }
 
@@ -699,7 +722,8 @@ impl Translator for AriTranslator {
                 self.drop_bridge_of(&ChannelId::new(channel.id), out)
             }
             AriEvent::PlaybackFinished { playback } => {
-                self.on_playback_finished(&PlaybackId(playback.id), out)
+                let failed = playback.state == "failed";
+                self.on_playback_finished(&PlaybackId(playback.id), failed, out)
             }
             _ => {}
         }
@@ -936,7 +960,7 @@ impl Translator for AriTranslator {
                 if let Err(e) = reply {
                     warn!(pbx = %self.s.pool, "play on {}: {e}", req.path);
                     // Could not play: do the follow-up now rather than leave the call waiting.
-                    self.on_playback_finished(&pb, out);
+                    self.on_playback_finished(&pb, true, out);
                 }
             }
             Tag::BridgeCreated {
