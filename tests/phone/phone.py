@@ -149,6 +149,11 @@ class Call(pj.Call):
         # NOTIFYs of our REFER (sipfrag status of the new call).
         emit("xfer_status", call=self.getId(), code=prm.statusCode, reason=prm.reason,
              final=prm.finalNotify)
+        # A transfer that succeeded ends the transferring call, as desk phones do (Asterisk
+        # leaves it to the phone: it never sends BYE on it).
+        if prm.finalNotify and 200 <= prm.statusCode < 300:
+            prm.cont = False
+            self.hangup(pj.CallOpParam(True))
 
     @guarded
     def onCallTransferRequest(self, prm):
@@ -352,6 +357,8 @@ def main():
     # queued for this thread too.
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
+    # A benchmark's phone holds a consultation, a held call and a ringback at once, over and over.
+    cfg.uaConfig.maxCalls = 32
     cfg.uaConfig.userAgent = "callpark-phone pjsua2 " + ep.libVersion().full
     cfg.medConfig.threadCnt = 0
     cfg.medConfig.noVad = True  # silence is sent as RTP: packet counts mean something

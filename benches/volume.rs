@@ -1,0 +1,402 @@
+//! Volume: thousands of ordinary cycles on each real PBX, counting every call lost. A bug that
+//! drops one call in a thousand shows only here, never in a test of one park.
+//!
+//! Run: `cargo bench --bench volume -- [--pbx asterisk|freeswitch] [--retrieves N]
+//! [--ringbacks N] [--attended-every K]`. Defaults: 2,000 park -> retrieve cycles and 500 park
+//! -> ringback -> answered cycles on each PBX; one retrieve cycle in ten is an attended
+//! transfer from a real SIP phone (PJSIP's pjsua2: consultation to the park code, REFER with
+//! Replaces), the others blind transfers by the PBX itself. Under `cargo test` (CI): 200 of
+//! each.
+//!
+//! A cycle counts as lost unless its call ends the way it should: retrieved (the log's
+//! `retrieved` for the parked channel) or answered by its parker at the ringback
+//! (`reconnected`), with nothing on the way that ends a park (`abandoned`, `disconnected`) and
+//! no retriever told the orbit is empty. The report gives counts, losses (each with its
+//! reason) and the slowest cycle.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use callpark::store::{LogRow, Store};
+use support::fs::Esl;
+use support::gesture::{self, Pbx as Phones};
+use support::*;
+use tokio::sync::Notify;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// Every log entry callpark writes, read as it commits them (one reader for all cycles).
+#[derive(Clone)]
+struct Watch {
+    rows: Arc<Mutex<Vec<LogRow>>>,
+    news: Arc<Notify>,
+}
+
+impl Watch {
+    async fn start(db: std::path::PathBuf) -> Watch {
+        let w = Watch {
+            rows: Arc::default(),
+            news: Arc::default(),
+        };
+        let (rows, news) = (w.rows.clone(), w.news.clone());
+        let store = Store::open(&db).await.expect("open the store");
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                let got = store.log_after(last, 5_000).await.expect("read the log");
+                if let Some(r) = got.last() {
+                    last = r.id;
+                    rows.lock().unwrap().extend(got);
+                    news.notify_waiters();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        w
+    }
+
+    fn mark(&self) -> usize {
+        self.rows.lock().unwrap().len()
+    }
+
+    /// The first entry after `mark` that `pred` takes, or why none came in time.
+    async fn wait(
+        &self,
+        mark: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&LogRow) -> bool,
+    ) -> Result<LogRow, String> {
+        let end = Instant::now() + timeout;
+        let mut from = mark;
+        loop {
+            let notified = self.news.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let rows = self.rows.lock().unwrap();
+                if let Some(r) = rows[from..].iter().find(|r| pred(r)) {
+                    return Ok(r.clone());
+                }
+                from = rows.len();
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+                return Err(format!("no {what} within {timeout:?}"));
+            }
+        }
+    }
+
+    /// The kinds logged for `channel`, oldest first.
+    fn kinds_of(&self, channel: &str) -> Vec<String> {
+        self.rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.channel == channel)
+            .map(|r| r.kind.clone())
+            .collect()
+    }
+
+    /// Waits for `kind` on `channel`; fails at once when the park ended some other way.
+    async fn outcome(
+        &self,
+        mark: usize,
+        channel: &str,
+        kind: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let row = self
+            .wait(mark, &format!("`{kind}` for {channel}"), timeout, |r| {
+                r.channel == channel
+                    && (r.kind == kind || matches!(r.kind.as_str(), "abandoned" | "disconnected"))
+            })
+            .await?;
+        if row.kind != kind {
+            return Err(format!(
+                "{channel}: {} ({}), log {:?}",
+                row.kind,
+                row.detail,
+                self.kinds_of(channel)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The PBX a cycle drives: its own client, and how it parks, retrieves and hangs up.
+#[derive(Clone)]
+enum Driver {
+    Asterisk(Arc<Ari>, Arc<Ami>),
+    Freeswitch(Arc<Esl>),
+}
+
+impl Driver {
+    /// A call from `phone` (a simulated phone that answers), blind-transferred to the park
+    /// code: the parked channel.
+    async fn park(&self, phone: &str, n: usize) -> String {
+        match self {
+            Driver::Asterisk(ari, ami) => {
+                let (caller, _) =
+                    park_by_transfer(ari, ami, phone, &format!("\"Bench {n}\" <55{n:05}>")).await;
+                caller["id"].as_str().unwrap().to_string()
+            }
+            Driver::Freeswitch(esl) => {
+                support::fs::park_by_transfer(
+                    esl,
+                    phone,
+                    &format!("Bench{n}"),
+                    &format!("55{n:05}"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Another phone dials `orbit`: the retrieving channel.
+    async fn retrieve(&self, orbit: &str) -> String {
+        match self {
+            Driver::Asterisk(ari, _) => {
+                let r = dial_orbit(ari, orbit, "\"Dave\" <202>").await;
+                r["id"].as_str().unwrap().to_string()
+            }
+            Driver::Freeswitch(esl) => esl.call(orbit, "Dave", "202").await,
+        }
+    }
+
+    async fn hang_up(&self, channel: &str) {
+        match self {
+            Driver::Asterisk(ari, _) => {
+                ari.delete(&format!("/channels/{channel}")).await;
+            }
+            Driver::Freeswitch(esl) => {
+                esl.api(&format!("uuid_kill {channel}")).await;
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    name: &'static str,
+    done: usize,
+    lost: Vec<String>,
+    slowest: Duration,
+}
+
+impl Tally {
+    fn add(&mut self, r: Result<Duration, String>) {
+        self.done += 1;
+        match r {
+            Ok(d) => self.slowest = self.slowest.max(d),
+            Err(e) => self.lost.push(e),
+        }
+    }
+}
+
+/// Park by blind transfer, retrieve by dialling the orbit, hang up.
+async fn retrieve_cycle(d: &Driver, w: &Watch, phone: &str, n: usize) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let mark = w.mark();
+    let parked = d.park(phone, n).await;
+    let row = w
+        .wait(mark, &format!("`parked` for {parked}"), S(20), |r| {
+            r.channel == parked && r.kind == "parked"
+        })
+        .await?;
+    let orbit = row.orbit.clone().unwrap();
+    let retriever = d.retrieve(&orbit).await;
+    let result = w.outcome(mark, &parked, "retrieved", S(20)).await;
+    d.hang_up(&retriever).await;
+    if w.kinds_of(&retriever).iter().any(|k| k == "orbit_empty") {
+        return Err(format!("{retriever} was told {orbit} is empty"));
+    }
+    result.map(|_| t0.elapsed())
+}
+
+/// Park by blind transfer; nobody retrieves; the parker answers its ringback; hang up.
+async fn ringback_cycle(d: &Driver, w: &Watch, phone: &str, n: usize) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let mark = w.mark();
+    let parked = d.park(phone, n).await;
+    let result = w.outcome(mark, &parked, "reconnected", S(40)).await;
+    d.hang_up(&parked).await;
+    result.map(|_| t0.elapsed())
+}
+
+/// The SIP phone's attended transfer to the park code, then a retrieve of the caller.
+async fn attended_cycle(
+    phones: &Phones,
+    alice: &support::phone::Phone,
+    cp: &Callpark,
+    d: &Driver,
+    w: &Watch,
+) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let mark = w.mark();
+    let c1 = gesture::alice_talks_to_carol(phones, alice).await;
+    let (c2, orbit) = gesture::consult(phones, cp, alice, c1, "park").await;
+    alice.xfer_replaces(c1, c2).await;
+    let row = w
+        .wait(
+            mark,
+            "`handed_over` of the consultation's orbit",
+            S(20),
+            |r| r.kind == "handed_over" && r.orbit.as_deref() == Some(orbit.as_str()),
+        )
+        .await?;
+    let retriever = d.retrieve(&orbit).await;
+    let result = w.outcome(mark, &row.channel, "retrieved", S(20)).await;
+    d.hang_up(&retriever).await;
+    result.map(|_| t0.elapsed())
+}
+
+/// `n` cycles of `f`, `workers` at a time, each worker with a phone of its own.
+async fn run_cycles<F, Fut>(name: &'static str, n: usize, workers: usize, f: F) -> Tally
+where
+    F: Fn(String, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Duration, String>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Mutex::new(Tally {
+        name,
+        ..Tally::default()
+    }));
+    let mut tasks = Vec::new();
+    for k in 0..workers.min(n.max(1)) {
+        let (next, tally, f) = (next.clone(), tally.clone(), f.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = f(format!("{name}{k}"), i).await;
+                tally.lock().unwrap().add(r);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("a cycle worker panicked");
+    }
+    Arc::into_inner(tally).unwrap().into_inner().unwrap()
+}
+
+fn report(pbx: &str, t: &Tally) {
+    println!(
+        "volume/{pbx}: {:<10} {:>5} cycles, {} lost, slowest {}",
+        t.name,
+        t.done,
+        t.lost.len(),
+        ms(t.slowest)
+    );
+    for l in t.lost.iter().take(20) {
+        println!("  lost: {l}");
+    }
+}
+
+async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every: usize) -> usize {
+    let phones = match which {
+        "asterisk" => Phones::asterisk().await,
+        _ => Phones::freeswitch().await,
+    };
+    let driver = match which {
+        "asterisk" => {
+            let (ari, ami) = testbed().await;
+            Driver::Asterisk(Arc::new(ari), Arc::new(ami))
+        }
+        // Only what the cycles ask for: a client that kept every event of thousands of calls
+        // would hold gigabytes.
+        _ => Driver::Freeswitch(Arc::new(Esl::connect_for("BACKGROUND_JOB").await)),
+    };
+    let cp = Callpark::start(&Setup {
+        log: "info",
+        ..phones.setup(
+            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+        )
+    })
+    .await;
+    let watch = Watch::start(cp.db()).await;
+    let attended = retrieves.checked_div(attended_every).unwrap_or(0);
+    let started = Instant::now();
+
+    // Blind retrieves, four at a time, beside the SIP phone's attended ones.
+    let (d, w) = (driver.clone(), watch.clone());
+    let blind = tokio::spawn(run_cycles(
+        "retrieve",
+        retrieves - attended,
+        4,
+        move |p, i| {
+            let (d, w) = (d.clone(), w.clone());
+            async move { retrieve_cycle(&d, &w, &p, i).await }
+        },
+    ));
+    let mut att = Tally {
+        name: "attended",
+        ..Tally::default()
+    };
+    if attended > 0 {
+        let alice = phones.alice().await;
+        alice.auto("answer").await;
+        for _ in 0..attended {
+            att.add(attended_cycle(&phones, &alice, &cp, &driver, &watch).await);
+        }
+        alice.quit().await;
+    }
+    let blind = blind.await.expect("the blind cycles panicked");
+    let retrieve_time = started.elapsed();
+
+    // Ringbacks: each waits out the pickup timeout, so fifty wait at once.
+    let (d, w) = (driver.clone(), watch.clone());
+    let started = Instant::now();
+    let rb = run_cycles("ringback", ringbacks, 50, move |p, i| {
+        let (d, w) = (d.clone(), w.clone());
+        async move { ringback_cycle(&d, &w, &p, 100_000 + i).await }
+    })
+    .await;
+    report(which, &blind);
+    report(which, &att);
+    report(which, &rb);
+    println!(
+        "volume/{which}: retrieves took {}, ringbacks {}",
+        ms(retrieve_time),
+        ms(started.elapsed())
+    );
+    blind.lost.len() + att.lost.len() + rb.lost.len()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let full = args.iter().any(|a| a == "--bench");
+    let num = |flag: &str, full_default: usize, test_default: usize| {
+        value(flag)
+            .map(|v| v.parse().unwrap_or_else(|_| panic!("{flag} N")))
+            .unwrap_or(if full { full_default } else { test_default })
+    };
+    let retrieves = num("--retrieves", 2000, 200);
+    let ringbacks = num("--ringbacks", 500, 200);
+    let attended_every = num("--attended-every", 10, 10);
+    let pbxes = match value("--pbx").as_deref() {
+        Some(p @ ("asterisk" | "freeswitch")) => vec![p.to_string()],
+        Some(other) => panic!("--pbx {other}: asterisk or freeswitch"),
+        None => vec!["asterisk".into(), "freeswitch".into()],
+    };
+    let mut lost = 0;
+    for pbx in pbxes {
+        // Both testbeds: the phone helpers reset the one they drive.
+        let _turn = exclusive().await;
+        lost += one_pbx(&pbx, retrieves, ringbacks, attended_every).await;
+    }
+    assert_eq!(lost, 0, "calls were lost");
+}
