@@ -619,3 +619,120 @@ fn lamps_are_device_states_a_phone_can_tell_apart() {
         );
     }
 }
+
+/// Events captured on the testbed while PJSIP's pjsua2 did a gesture (tests/data/asterisk).
+fn gesture(name: &str) -> Vec<Value> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/asterisk")
+        .join(name);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A lookup's reply: the variable's value, or not set.
+fn var_reply(t: &mut AriTranslator, out: &Output<Request>, value: Option<&str>) -> Output<Request> {
+    let r = out.requests[0].clone();
+    match value {
+        Some(v) => reply(t, r, Ok(&serde_json::json!({ "value": v }).to_string())),
+        None => {
+            let path = r.path.clone();
+            reply(t, r, Err(not_found(&path)))
+        }
+    }
+}
+
+#[test]
+fn the_caller_swapped_in_by_refer_with_replaces_takes_the_consultations_place() {
+    let [consultation, caller] = &gesture("attended-transfer-to-park.jsonl")[..] else {
+        panic!("two StasisStarts")
+    };
+    let mut t = tr();
+    // The consultation dialled the park code: it parks itself, hearing the orbit (its
+    // channelvars lack FORWARDERNAME, which is read over REST).
+    let out = wire(&mut t, event(consultation));
+    let out = var_reply(&mut t, &out, None);
+    let k = ChannelId::new(consultation["channel"]["id"].as_str().unwrap());
+    let [Event::Park(ParkRequest { announce_to, .. })] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(announce_to.as_ref(), Some(&k));
+    // No arguments, `replace_channel` naming the consultation, ATTENDEDTRANSFER the phone.
+    assert_eq!(caller["args"], serde_json::json!([]));
+    let out = wire(&mut t, event(caller));
+    let out = if calls(&out).is_empty() {
+        var_reply(&mut t, &out, None)
+    } else {
+        out
+    };
+    let [
+        Event::Park(ParkRequest {
+            channel,
+            parker,
+            announce_to,
+            replaces,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?} {:?}", out.events, out.requests)
+    };
+    assert_eq!(channel.as_str(), caller["channel"]["id"].as_str().unwrap());
+    assert_eq!(
+        replaces.as_ref(),
+        Some(&k),
+        "it takes the consultation's orbit"
+    );
+    assert_eq!(parker.endpoint.as_deref(), Some("PJSIP/alice"));
+    assert_eq!(*announce_to, None, "the phone has left the call");
+    assert!(
+        !out.requests.iter().any(|r| r.path.ends_with("/continue")),
+        "never sent back to the dialplan (which hangs up)"
+    );
+}
+
+#[test]
+fn a_stasis_entry_with_nothing_to_say_why_is_parked_not_sent_back() {
+    let mut t = tr();
+    let mut v = raw("StasisStart-1.json");
+    v["args"] = serde_json::json!([]);
+    v["channel"]["channelvars"] =
+        serde_json::json!({"BLINDTRANSFER": "", "ATTENDEDTRANSFER": "", "FORWARDERNAME": ""});
+    let out = wire(&mut t, event(&v));
+    assert!(
+        matches!(&calls(&out)[..], [Event::Park(_)]),
+        "{:?}",
+        out.events
+    );
+    assert!(!out.requests.iter().any(|r| r.path.ends_with("/continue")));
+}
+
+#[test]
+fn a_call_deflected_by_a_phone_names_it_as_the_parker() {
+    let [deflected] = &gesture("deflect-to-park.jsonl")[..] else {
+        panic!("one StasisStart")
+    };
+    let mut t = tr();
+    // Captured with channelvars of BLINDTRANSFER and ATTENDEDTRANSFER only: FORWARDERNAME is
+    // read over REST; Dial set it to the channel of the phone that answered with a 302.
+    let out = wire(&mut t, event(deflected));
+    assert_eq!(
+        out.requests[0].query,
+        [("variable", "FORWARDERNAME".to_string())]
+    );
+    let out = var_reply(&mut t, &out, Some("PJSIP/alice-00000009"));
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(parker.endpoint.as_deref(), Some("PJSIP/alice"));
+    assert_eq!(*announce_to, None, "the caller is not the parker");
+}

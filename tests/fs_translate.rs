@@ -880,3 +880,139 @@ fn presence_probes_of_lit_orbits_are_answered_with_the_last_lamp() {
     assert_eq!(answer_state(&sent), ["terminated"]);
     assert!(wire(&mut t, probe("601@example.net")).is_empty());
 }
+
+/// Events captured on the testbed while PJSIP's pjsua2 did a gesture (tests/data/freeswitch).
+fn gesture(name: &str) -> Vec<FsEvent> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/freeswitch")
+        .join(name);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| FsEvent::from_json(l.as_bytes()).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_attended_transfer_hands_the_consultations_place_to_the_caller() {
+    // The phone called the park code (the consultation), then sent REFER with Replaces:
+    // FreeSWITCH ends the consultation (`replaced`) and blind-transfers the caller to the park
+    // code with the consultation's Call-ID in its Refer-To.
+    let [park, hangup, caller] = &gesture("attended-transfer-to-park.jsonl")[..] else {
+        panic!("three events")
+    };
+    let mut t = tr();
+    let k = ChannelId::new(park.uuid.clone().unwrap());
+    let out = wire(&mut t, park.clone());
+    let [
+        Event::Park(ParkRequest {
+            announce_to,
+            replaces: None,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        announce_to.as_ref(),
+        Some(&k),
+        "the consultation hears its orbit"
+    );
+    let out = wire(&mut t, hangup.clone());
+    assert_eq!(
+        calls(&out),
+        [Event::Replaced { channel: k.clone() }],
+        "not a hang-up: its caller follows"
+    );
+    let out = wire(&mut t, caller.clone());
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            replaces,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(replaces.as_ref(), Some(&k));
+    assert_eq!(*announce_to, None, "the phone has left");
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("sofia/internal/alice@127.0.0.1:5270"),
+        "the phone that transferred"
+    );
+}
+
+#[test]
+fn a_deflected_call_names_the_phone_that_sent_it() {
+    let [ev] = &gesture("deflect-to-park.jsonl")[..] else {
+        panic!("one event")
+    };
+    let out = wire(&mut tr(), ev.clone());
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(*announce_to, None, "the caller is not the parker");
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("sofia/internal/alice%127.0.0.1"),
+        "the deflecting phone's registration"
+    );
+    assert!(parker.ids.contains(&"alice".to_string()));
+    // It is told the orbit by a SIP MESSAGE through its profile.
+    let out = cmd(
+        &mut tr(),
+        Command::Notify {
+            endpoint: parker.endpoint.clone().unwrap(),
+            text: "parked on 601".into(),
+        },
+    );
+    assert_eq!(
+        lines(&out),
+        ["api chat sip|callpark@example.net|internal/alice@127.0.0.1|parked on 601"]
+    );
+}
+
+#[test]
+fn music_that_stops_is_reported_once_and_the_call_stays() {
+    let mut t = tr();
+    let mut park = FsEvent {
+        name: "CHANNEL_EXECUTE".into(),
+        uuid: Some("p1".into()),
+        callpark_action: Some("park".into()),
+        application: Some("playback".into()),
+        application_data: Some("/nonexistent.wav".into()),
+        transfer_source: Some("1:x:bl_xfer:park".into()),
+        ..FsEvent::default()
+    };
+    wire(&mut t, park.clone());
+    let mut done = park.clone();
+    done.name = "CHANNEL_EXECUTE_COMPLETE".into();
+    done.application_response = Some("FILE NOT FOUND".into());
+    let out = wire(&mut t, done.clone());
+    assert!(out.is_empty(), "nothing ends the call: {:?}", out.events);
+    // A second call on the same music: the same, without a second warning (see the log).
+    park.uuid = Some("p2".into());
+    wire(&mut t, park);
+    done.uuid = Some("p2".into());
+    assert!(wire(&mut t, done).is_empty());
+    // Music interrupted by callpark's own bridge is not reported: it is the bridge.
+    let out = cmd(
+        &mut t,
+        Command::Bridge {
+            parked: ChannelId::new("p2"),
+            other: ChannelId::new("r"),
+        },
+    );
+    assert_eq!(lines(&out), ["api uuid_bridge p2 r"]);
+}
