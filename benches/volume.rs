@@ -267,7 +267,7 @@ where
         ..Tally::default()
     }));
     let mut tasks = Vec::new();
-    for k in 0..workers.min(n.max(1)) {
+    for _ in 0..workers.min(n.max(1)) {
         let (next, tally, f) = (next.clone(), tally.clone(), f.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -275,7 +275,9 @@ where
                 if i >= n {
                     break;
                 }
-                let r = f(format!("{name}{k}"), i).await;
+                // A phone of its own per cycle: the previous call of a phone may still be
+                // going away when the next one starts.
+                let r = f(format!("{name}{i}"), i).await;
                 tally.lock().unwrap().add(r);
             }
         }));

@@ -292,3 +292,62 @@ async fn freeswitch_deflect_to_the_park_code() {
     let _turn = exclusive().await;
     deflect_to_the_park_code(Pbx::freeswitch().await).await;
 }
+
+/// FreeSWITCH's own attended transfer (`att_xfer`, bound to a key as the vanilla dialplan
+/// binds `*4`): its consultation is a loopback call to the park code placed by the phone's
+/// session; it parks there hearing its orbit, with the phone as parker, and the phone's
+/// hang-up connects the caller to it. The phone is rung back.
+#[tokio::test]
+async fn freeswitch_att_xfer_to_the_park_code() {
+    let _turn = exclusive().await;
+    let pbx = Pbx::freeswitch().await;
+    let Pbx::Freeswitch(esl) = &pbx else {
+        unreachable!()
+    };
+    let cp =
+        Callpark::start(&pbx.setup(
+            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
+        ))
+        .await;
+    let alice = pbx.alice().await;
+    alice.auto("answer").await;
+    let mark = alice.mark();
+    let r = esl
+        .bgapi(&format!(
+            "originate {{origination_caller_id_name=Carol,origination_caller_id_number=5551234,attxfer_dest=loopback/park/{ctx}}}loopback/attxfer-to-user-alice/{ctx} &park()",
+            ctx = support::fs::fb("CONTEXT")
+        ))
+        .await;
+    assert!(r.contains("+OK"), "originate: {r}");
+    let c1 = alice.wait_incoming(mark, S(10)).await["call"]
+        .as_u64()
+        .unwrap();
+    alice.wait_state_since(mark, c1, "CONFIRMED", S(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice.dtmf(c1, "*4").await;
+    let held = wait_for("the consultation parked", S(10), || async {
+        cp.parked().await.into_iter().next()
+    })
+    .await;
+    assert!(
+        pbx.is_alice(held.parker.endpoint.as_deref()),
+        "the phone whose att_xfer placed the consultation parks: {:?}",
+        held.parker
+    );
+    let orbit = held.orbit.unwrap().to_string();
+    assert!(pbx.lamp_lit(&cp, &orbit).await);
+    // The phone hangs up: att_xfer connects the caller to the consultation, still parked.
+    tokio::time::sleep(S(2)).await;
+    alice.hangup(c1).await;
+    tokio::time::sleep(S(1)).await;
+    let still = cp.wait_parked_on(&orbit).await;
+    assert_eq!(still.channel, held.channel);
+    // The pickup timeout rings the phone, which answers.
+    let mark = alice.mark();
+    let inc = alice.wait_incoming(mark, S(20)).await;
+    let rb = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, rb, "CONFIRMED", S(10)).await;
+    cp.wait_log(held.channel.as_str(), "reconnected", S(10))
+        .await;
+    alice.quit().await;
+}

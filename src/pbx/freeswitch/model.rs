@@ -81,6 +81,9 @@ pub struct FsEvent {
     pub dialed_domain: Option<String>,
     /// How sofia followed that 302 (`sofia/internal/sip:park@…`): the phone's profile.
     pub sip_redirect_dialstring: Option<String>,
+    /// The channel whose session placed this loopback call: the phone running FreeSWITCH's
+    /// `att_xfer` (its consultation call to the park code).
+    pub loopback_from: Option<String>,
 }
 
 impl FsEvent {
@@ -119,6 +122,7 @@ impl FsEvent {
             "variable_dialed_user" => &mut self.dialed_user,
             "variable_dialed_domain" => &mut self.dialed_domain,
             "variable_sip_redirect_dialstring" => &mut self.sip_redirect_dialstring,
+            "variable_other_loopback_from_uuid" => &mut self.loopback_from,
             _ => return None,
         })
     }

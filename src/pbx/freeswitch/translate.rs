@@ -58,6 +58,9 @@ pub enum Tag {
     /// `uuid_dump <uuid> json` of a channel that may sit in callpark's hands after a
     /// (re)connection: its variables say whether it does.
     Dump(ChannelId),
+    /// `uuid_getvar <uuid> channel_name` of the phone that placed a park's loopback call: the
+    /// park waits for it to know its parker.
+    PlacedBy(ChannelId),
     /// A `bgapi originate`: `-ERR` here means the leg was never placed.
     Originate(ChannelId),
     /// Any other command, for the log.
@@ -104,6 +107,8 @@ pub struct FsTranslator {
     replaced: VecDeque<(String, ChannelId)>,
     /// Music sources already reported as not playing: each is logged once.
     silent_music: HashSet<String>,
+    /// Parks waiting for the name of the channel that placed them (see [`Tag::PlacedBy`]).
+    placed_by: HashMap<ChannelId, (ParkRequest, bool)>,
 }
 
 impl FsTranslator {
@@ -114,6 +119,7 @@ impl FsTranslator {
             lamps: HashMap::new(),
             replaced: VecDeque::new(),
             silent_music: HashSet::new(),
+            placed_by: HashMap::new(),
         }
     }
 
@@ -205,15 +211,31 @@ impl FsTranslator {
                     .callpark_orbit
                     .as_deref()
                     .and_then(|o| o.parse::<Orbit>().ok());
-                out.event(Event::Park(ParkRequest {
-                    channel: id,
+                let req = ParkRequest {
+                    channel: id.clone(),
                     caller,
                     parker,
                     announce_to,
                     lot,
                     orbit,
                     replaces,
-                }));
+                };
+                // Dialled through a loopback call a phone's session placed (FreeSWITCH's
+                // `att_xfer`: the consultation to the park code, which the phone's hang-up
+                // later connects to the caller): that phone is the parker, once its name is
+                // known.
+                match ev
+                    .loopback_from
+                    .as_deref()
+                    .filter(|u| req.announce_to.is_some() && !u.is_empty())
+                {
+                    Some(from) => {
+                        let line = format!("uuid_getvar {from} channel_name");
+                        out.request(self.api(line, Tag::PlacedBy(id.clone())));
+                        self.placed_by.insert(id, (req, ev.name == "CHANNEL_DATA"));
+                    }
+                    None => out.event(Event::Park(req)),
+                }
             }
             Some("retrieve") => {
                 self.take(out, &id, chan);
@@ -536,6 +558,7 @@ impl Translator for FsTranslator {
             }
             "CHANNEL_EXECUTE_COMPLETE" if !leg => self.on_music_ended(&ev, &id),
             "CHANNEL_HANGUP" => {
+                self.placed_by.remove(&id);
                 let chan = self.chans.remove(&id);
                 let answered = ev.answered_time.as_deref().is_some_and(|t| t != "0");
                 let replaced = ev.transfer_disposition.as_deref() == Some("replaced")
@@ -717,11 +740,16 @@ impl Translator for FsTranslator {
         let text = match reply {
             Reply::Text(t) => t,
             Reply::Lost(why) => {
-                if let Tag::Originate(leg) = req.tag {
-                    out.event(Event::OriginateFailed {
+                match req.tag {
+                    Tag::Originate(leg) => out.event(Event::OriginateFailed {
                         channel: leg,
                         reason: why,
-                    });
+                    }),
+                    // Found again when the connection is back.
+                    Tag::PlacedBy(id) => {
+                        self.placed_by.remove(&id);
+                    }
+                    _ => {}
                 }
                 return;
             }
@@ -743,6 +771,23 @@ impl Translator for FsTranslator {
                     text.chars().take(200).collect::<String>())
                 }
             },
+            Tag::PlacedBy(id) => {
+                let Some((mut req, found)) = self.placed_by.remove(&id) else {
+                    return;
+                };
+                let name = text.trim();
+                if name.starts_with("sofia/") {
+                    if let Some(ep) = endpoint_of(name, "default") {
+                        req.parker = parker_at(ep);
+                    }
+                }
+                let e = Event::Park(req);
+                out.events.push(if found {
+                    PbxEvent::Found(e)
+                } else {
+                    PbxEvent::Call(e)
+                });
+            }
             Tag::Dump(id) => match FsEvent::from_json(text.as_bytes()) {
                 Ok(ev) => self.on_found(ev, id, out),
                 // `-ERR No such channel!`: it ended meanwhile, and its hang-up event tells.
