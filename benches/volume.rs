@@ -317,9 +317,8 @@ async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every
         _ => Driver::Freeswitch(Arc::new(Esl::connect_for("BACKGROUND_JOB").await)),
     };
     // The whole range the testbed's include routes: fifty ringbacks wait at once.
-    let mut setup = phones.setup(
-        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
-    );
+    let mut setup = phones
+        .setup("pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n");
     setup.log = "info";
     match which {
         "asterisk" => setup.ranges = vec![("701", "799")],

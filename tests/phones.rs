@@ -14,15 +14,18 @@ use support::gesture::*;
 use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// A short pickup timeout, so the ringback comes within the test.
+const RINGS_SOON: &str =
+    "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n";
+/// A pickup timeout that does not fire during the test.
+const RINGS_LATER: &str =
+    "pickup_timeout = \"60s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n";
 /// Attended transfer to the park code: the orbit the consultation heard is handed to the
 /// caller (not freed and given again: a lower orbit freed meanwhile is not taken), with the
 /// phone as its parker; one park in the log; the phone is rung back at the pickup timeout.
 async fn attended_transfer_to_the_park_code(pbx: Pbx) {
-    let cp =
-        Callpark::start(&pbx.setup(
-            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
-        ))
-        .await;
+    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
     let alice = pbx.alice().await;
     alice.auto("answer").await;
     // Someone holds the first orbit while alice consults, and leaves before she transfers.
@@ -140,11 +143,7 @@ async fn freeswitch_attended_transfer_to_the_park_code() {
 /// Attended transfer to a free orbit: the consultation is held there hearing it (not told
 /// "orbit empty"), and the REFER parks the caller on exactly that orbit.
 async fn attended_transfer_to_an_orbit(pbx: Pbx) {
-    let cp =
-        Callpark::start(&pbx.setup(
-            "pickup_timeout = \"60s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
-        ))
-        .await;
+    let cp = Callpark::start(&pbx.setup(RINGS_LATER)).await;
     let alice = pbx.alice().await;
     alice.auto("answer").await;
     let c1 = alice_talks_to_carol(&pbx, &alice).await;
@@ -199,11 +198,7 @@ async fn freeswitch_attended_transfer_to_an_orbit() {
 /// A consultation the phone hangs up instead of transferring frees its orbit at once; the
 /// caller stays with the phone.
 async fn consultation_abandoned(pbx: Pbx) {
-    let cp =
-        Callpark::start(&pbx.setup(
-            "pickup_timeout = \"60s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
-        ))
-        .await;
+    let cp = Callpark::start(&pbx.setup(RINGS_LATER)).await;
     let alice = pbx.alice().await;
     alice.auto("answer").await;
     let c1 = alice_talks_to_carol(&pbx, &alice).await;
@@ -242,11 +237,7 @@ async fn freeswitch_consultation_hung_up_frees_its_orbit() {
 /// The phone deflects a ringing call to the park code (302, its Forward key): the caller is
 /// parked, the phone is its parker, told the orbit, and rung back.
 async fn deflect_to_the_park_code(pbx: Pbx) {
-    let cp =
-        Callpark::start(&pbx.setup(
-            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
-        ))
-        .await;
+    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
     let alice = pbx.alice().await;
     alice.auto(&format!("redirect {}", pbx.uri("park"))).await;
     let mark = alice.mark();
@@ -304,11 +295,7 @@ async fn freeswitch_att_xfer_to_the_park_code() {
     let Pbx::Freeswitch(esl) = &pbx else {
         unreachable!()
     };
-    let cp =
-        Callpark::start(&pbx.setup(
-            "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"8s\"\n",
-        ))
-        .await;
+    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
     let alice = pbx.alice().await;
     alice.auto("answer").await;
     let mark = alice.mark();

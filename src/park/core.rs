@@ -542,6 +542,22 @@ impl ParkCore {
         if let Some(w) = moved {
             detail.push_str(&format!(" ({w} was in use)"));
         }
+        self.hold(now, &ch, orbit, caller, parker, lot, &cfg);
+        self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
+    }
+
+    /// Records `ch` as parked on `orbit` (taken already) from `now`, its pickup timer running.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        now: Millis,
+        ch: &ChannelId,
+        orbit: Orbit,
+        caller: Party,
+        parker: Parker,
+        lot: Option<String>,
+        cfg: &Settings,
+    ) {
         let call = ParkedCall {
             channel: ch.clone(),
             orbit: Some(orbit),
@@ -558,7 +574,6 @@ impl ParkCore {
         self.index(&call);
         self.calls.insert(ch.clone(), call);
         self.dirty.push(ch.clone());
-        self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
     }
 
     /// Whether the call on `replaced` can pass its orbit on to the channel taking its place:
@@ -626,22 +641,7 @@ impl ParkCore {
             parker.display,
             party_label(&req.caller)
         );
-        let call = ParkedCall {
-            channel: ch.clone(),
-            orbit: Some(orbit),
-            caller: req.caller,
-            parker,
-            lot: old.lot,
-            parked_at: now,
-            deadline: now + cfg.pickup_timeout,
-            attempts: 0,
-            fallback_tried: false,
-            state: CallState::Parked,
-        };
-        self.by_orbit.insert(orbit, ch.clone());
-        self.index(&call);
-        self.calls.insert(ch.clone(), call);
-        self.dirty.push(ch.clone());
+        self.hold(now, &ch, orbit, req.caller, parker, old.lot, &cfg);
         // The lamp was lit for the consultation and stays lit (ringing becomes in use).
         if LampState::of(&old.state) != LampState::InUse {
             out.push(Command::Lamp {
