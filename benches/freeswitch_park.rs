@@ -12,8 +12,11 @@
 //! callpark that music is started by its include, before callpark takes the call); "in a slot"
 //! is callpark's busy-lamp PRESENCE_IN (sent once the orbit is allocated and committed to the
 //! store) or valet's `valet_parking::info` hold event. A retrieve is done when the parked
-//! channel's CHANNEL_BRIDGE arrives. Times are taken at the arrival of those events on the
-//! test's own event socket, from just before the command is sent.
+//! channel's CHANNEL_BRIDGE fires. Each time runs from just before the command is sent to the
+//! instant FreeSWITCH fired the event (its `Event-Date-Timestamp`, on FreeSWITCH's clock,
+//! whose offset from ours is measured first): not to the event's arrival here, which
+//! mod_event_socket delays by up to 20 ms (its idle connection thread polls every 20 ms) and
+//! would blur both systems' figures alike.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -47,6 +50,47 @@ impl System {
 
 const T: Duration = Duration::from_secs(20);
 
+/// FreeSWITCH's clock against ours: `stamp - offset` is an event's time on our clock.
+#[derive(Clone, Copy)]
+struct Clock {
+    offset_us: i64,
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_micros() as i64
+}
+
+impl Clock {
+    /// The smallest difference over a few events fired on request: the command's own
+    /// travel makes every other sample larger.
+    async fn measure(esl: &Esl) -> Clock {
+        let mut best = i64::MAX;
+        for _ in 0..20 {
+            let mark = esl.mark();
+            let sent = now_us();
+            let r = esl
+                .sendevent("CUSTOM", &[("Event-Subclass", "callpark::clock")])
+                .await;
+            assert!(r.starts_with("+OK"), "sendevent: {r}");
+            let e = esl
+                .wait_event(mark, "the clock event", T, |e| {
+                    e.get("Event-Subclass") == "callpark::clock"
+                })
+                .await;
+            best = best.min(e.stamp_us() - sent);
+        }
+        Clock { offset_us: best }
+    }
+
+    /// From `t0_us` (our clock) to when FreeSWITCH fired `e`.
+    fn since(self, t0_us: i64, e: &Ev) -> Duration {
+        Duration::from_micros((e.stamp_us() - self.offset_us - t0_us).max(0) as u64)
+    }
+}
+
 /// A bridged pair; returns the caller's uuid (the channel that will be parked).
 async fn pair(esl: &Esl, tag: &str) -> String {
     let caller = esl.call("to-answer", "Bench", "5550100").await;
@@ -59,7 +103,12 @@ async fn pair(esl: &Esl, tag: &str) -> String {
 
 /// Parks the caller of a fresh pair; returns the latencies to its hold music and to its slot,
 /// the parked channel and the event mark from before the park.
-async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, Duration, String, usize) {
+async fn park(
+    esl: &Esl,
+    clock: Clock,
+    sys: System,
+    tag: &str,
+) -> (Duration, Duration, String, usize) {
     let caller = pair(esl, tag).await;
     let mark = esl.mark();
     let cmd = format!(
@@ -67,7 +116,7 @@ async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, Duration, String,
         sys.park_code(),
         fb("CONTEXT")
     );
-    let t0 = Instant::now();
+    let t0 = now_us();
     let r = esl.api(&cmd).await;
     assert!(r.starts_with("+OK"), "{cmd}: {r}");
     let on_hold = esl
@@ -97,8 +146,8 @@ async fn park(esl: &Esl, sys: System, tag: &str) -> (Duration, Duration, String,
         )
         .await;
     (
-        on_hold.at.saturating_duration_since(t0),
-        in_slot.at.saturating_duration_since(t0),
+        clock.since(t0, &on_hold),
+        clock.since(t0, &in_slot),
         caller,
         mark,
     )
@@ -123,9 +172,9 @@ fn slot(esl: &Esl, sys: System, caller: &str, mark: usize) -> String {
 }
 
 /// Dials the slot and waits until the parked call is bridged; returns the time it took.
-async fn retrieve(esl: &Esl, caller: &str, slot: &str) -> Duration {
+async fn retrieve(esl: &Esl, clock: Clock, caller: &str, slot: &str) -> Duration {
     let mark = esl.mark();
-    let t0 = Instant::now();
+    let t0 = now_us();
     let r = esl
         .bgapi(&format!(
             "originate {{origination_caller_id_number=5550200}}loopback/{slot}/{} &park()",
@@ -139,7 +188,7 @@ async fn retrieve(esl: &Esl, caller: &str, slot: &str) -> Duration {
                 && (e.uuid() == caller || e.get("Other-Leg-Unique-ID") == caller)
         })
         .await;
-    let took = bridged.at.saturating_duration_since(t0);
+    let took = clock.since(t0, &bridged);
     esl.api(&format!("uuid_kill {caller}")).await;
     took
 }
@@ -161,9 +210,10 @@ async fn main() {
     fs_testbed().await;
     // Only what the figures are read from.
     let esl = Esl::connect_for(
-        "CHANNEL_PARK CHANNEL_BRIDGE PLAYBACK_START PRESENCE_IN CUSTOM valet_parking::info",
+        "CHANNEL_PARK CHANNEL_BRIDGE PLAYBACK_START PRESENCE_IN CUSTOM valet_parking::info callpark::clock",
     )
     .await;
+    let clock = Clock::measure(&esl).await;
     let log = match std::env::var("CALLPARK_BENCH_LOG") {
         Ok(_) => "callpark=debug",
         Err(_) => "info",
@@ -183,9 +233,9 @@ async fn main() {
     for i in 0..rounds {
         for (k, sys) in systems.into_iter().enumerate() {
             let tag = format!("{}{i}", &sys.label()[..1]);
-            let (l, in_slot, caller, mark) = park(&esl, sys, &tag).await;
+            let (l, in_slot, caller, mark) = park(&esl, clock, sys, &tag).await;
             let s = slot(&esl, sys, &caller, mark);
-            let r = retrieve(&esl, &caller, &s).await;
+            let r = retrieve(&esl, clock, &caller, &s).await;
             lat[k].push(l);
             slotted[k].push(in_slot);
             cyc[k].push(l + r);

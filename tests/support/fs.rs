@@ -68,6 +68,12 @@ impl Ev {
     pub fn channel(&self) -> &str {
         self.get("Channel-Name")
     }
+    /// When FreeSWITCH fired the event (`Event-Date-Timestamp`, microseconds of its clock).
+    pub fn stamp_us(&self) -> i64 {
+        self.get("Event-Date-Timestamp")
+            .parse()
+            .unwrap_or_else(|_| panic!("{} without Event-Date-Timestamp", self.name()))
+    }
 }
 
 type Waiter = oneshot::Sender<Frame>;

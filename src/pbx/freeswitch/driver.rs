@@ -2,6 +2,15 @@
 //! are pipelined (FreeSWITCH answers them in order, so replies are matched to a FIFO of what
 //! was sent); a writer task owns the write half so a burst of commands can never block the
 //! reading of events, and the reverse.
+//!
+//! Wake-up connections: mod_event_socket hands a connection its queued events only when that
+//! connection's thread wakes, and an idle thread sleeps in a 20 ms poll of its socket. Alone,
+//! every event would reach callpark up to 20 ms late (10 ms on average), and a retrieve or a
+//! park waits for one. A byte received wakes the thread at once, and a bare newline between
+//! frames is ignored. So each connection has `WAKERS` more connections that listen only for
+//! the events someone waits on, their 20 ms cycles spread evenly over the period; whichever
+//! wakes first sends a newline on the main connection, whose thread then sends its queue at
+//! once, in order. Events still come, in order, from the main connection alone.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -10,19 +19,26 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
 
 use super::codec::{EslCodec, Frame, Outgoing};
 use super::model::FsEvent;
-use super::translate::{FsTranslator, Reply, Request};
+use super::translate::{FILTERS, FsTranslator, Reply, Request, WAKE_EVENTS};
 use crate::pbx::{Incoming, Transport};
 
 /// Requests kept while disconnected, sent after the next connect; older ones are dropped.
 const HELD_MAX: usize = 10_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Wake-up connections per event-socket connection: an event waits at most 20 ms / WAKERS.
+const WAKERS: u32 = 4;
+/// mod_event_socket's idle poll of a connection's socket.
+const ESL_IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often the wake-up connections' cycles are spread out again (they drift by the time
+/// FreeSWITCH spends on each wake).
+const RESPREAD_EVERY: Duration = Duration::from_secs(10);
 
 struct Conn {
     reader: FramedRead<OwnedReadHalf, EslCodec>,
@@ -31,6 +47,15 @@ struct Conn {
     pending: VecDeque<Option<Request>>,
     /// `Closed` was reported; nothing more is read.
     closed: bool,
+    wakers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        for w in &self.wakers {
+            w.abort();
+        }
+    }
 }
 
 pub struct EslTransport {
@@ -93,6 +118,99 @@ async fn handshake_frame(
     }
 }
 
+/// Connects and authenticates: the connection's two halves, ready for commands.
+async fn open(
+    addr: &str,
+    password: &str,
+) -> Result<(FramedRead<OwnedReadHalf, EslCodec>, OwnedWriteHalf), String> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: connection timed out"))?
+        .map_err(|e| format!("{addr}: {e}"))?;
+    // Commands are small and latency is the point: send each at once.
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut reader = FramedRead::new(r, EslCodec::default());
+    let greeting = handshake_frame(&mut reader).await?;
+    if greeting.content_type() != "auth/request" {
+        return Err(format!(
+            "{addr} did not greet like an event socket (Content-Type {:?})",
+            greeting.content_type()
+        ));
+    }
+    let mut auth = BytesMut::new();
+    EslCodec::default()
+        .encode(&Outgoing::new(format!("auth {password}")), &mut auth)
+        .map_err(|e| e.to_string())?;
+    w.write_all(&auth).await.map_err(|e| e.to_string())?;
+    let reply = handshake_frame(&mut reader).await?;
+    let text = reply.reply_text();
+    if !text.starts_with("+OK") {
+        return Err(format!(
+            "the event socket refused the password ({}); check password / password_env against event_socket.conf.xml",
+            text.trim()
+        ));
+    }
+    Ok((reader, w))
+}
+
+/// One wake-up connection (see the module's comment): from `phase` on, its thread's 20 ms
+/// cycle starts at `phase` (a newline received restarts it), and every event it hears sends a
+/// newline on the main connection through `main`. It lives as long as the main connection.
+async fn waker(
+    addr: String,
+    password: String,
+    phase: tokio::time::Instant,
+    main: mpsc::UnboundedSender<BytesMut>,
+) {
+    let fail = |e: String| {
+        warn!(
+            "a wake-up connection to the event socket failed ({e}); until callpark reconnects, events may reach it up to 20 ms later"
+        )
+    };
+    let (mut reader, mut w) = match open(&addr, &password).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut setup = BytesMut::new();
+    let mut codec = EslCodec::default();
+    for line in std::iter::once(format!("event plain {WAKE_EVENTS}"))
+        .chain(FILTERS.iter().map(|f| f.to_string()))
+    {
+        if let Err(e) = codec.encode(&Outgoing::new(line), &mut setup) {
+            return fail(e.to_string());
+        }
+    }
+    if let Err(e) = w.write_all(&setup).await {
+        return fail(e.to_string());
+    }
+    let mut spread = tokio::time::interval_at(phase, RESPREAD_EVERY);
+    spread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            frame = reader.next() => match frame {
+                Some(Ok(f)) => {
+                    if f.content_type().starts_with("text/event")
+                        && main.send(BytesMut::from(&b"\n"[..])).is_err()
+                    {
+                        return;
+                    }
+                    if f.content_type() == "command/reply" && !f.reply_text().starts_with("+OK") {
+                        return fail(format!("FreeSWITCH answered {}", f.reply_text().trim()));
+                    }
+                }
+                Some(Err(e)) => return fail(format!("malformed frame: {e}")),
+                None => return fail("the event socket closed it".into()),
+            },
+            _ = spread.tick() => {
+                if let Err(e) = w.write_all(b"\n").await {
+                    return fail(e.to_string());
+                }
+            }
+        }
+    }
+}
+
 impl Transport for EslTransport {
     type Tr = FsTranslator;
 
@@ -102,35 +220,7 @@ impl Transport for EslTransport {
 
     async fn connect(&mut self) -> Result<(), String> {
         self.close();
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| format!("{}: connection timed out", self.addr))?
-            .map_err(|e| format!("{}: {e}", self.addr))?;
-        // Commands are small and latency is the point: send each at once.
-        let _ = stream.set_nodelay(true);
-        let (r, mut w) = stream.into_split();
-        let mut reader = FramedRead::new(r, EslCodec::default());
-        let greeting = handshake_frame(&mut reader).await?;
-        if greeting.content_type() != "auth/request" {
-            return Err(format!(
-                "{} did not greet like an event socket (Content-Type {:?})",
-                self.addr,
-                greeting.content_type()
-            ));
-        }
-        let mut auth = BytesMut::new();
-        self.codec
-            .encode(&Outgoing::new(format!("auth {}", self.password)), &mut auth)
-            .map_err(|e| e.to_string())?;
-        w.write_all(&auth).await.map_err(|e| e.to_string())?;
-        let reply = handshake_frame(&mut reader).await?;
-        let text = reply.reply_text();
-        if !text.starts_with("+OK") {
-            return Err(format!(
-                "the event socket refused the password ({}); check password / password_env against event_socket.conf.xml",
-                text.trim()
-            ));
-        }
+        let (reader, mut w) = open(&self.addr, &self.password).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
         tokio::spawn(async move {
             while let Some(mut buf) = rx.recv().await {
@@ -144,11 +234,20 @@ impl Transport for EslTransport {
                 }
             }
         });
+        // Far enough ahead for the wake-up connections to be up by their first turn.
+        let base = tokio::time::Instant::now() + Duration::from_millis(300);
+        let wakers = (0..WAKERS)
+            .map(|i| {
+                let (addr, password, main) = (self.addr.clone(), self.password.clone(), tx.clone());
+                tokio::spawn(waker(addr, password, base + ESL_IDLE_POLL * i / WAKERS, main))
+            })
+            .collect();
         self.conn = Some(Conn {
             reader,
             writer: tx,
             pending: VecDeque::new(),
             closed: false,
+            wakers,
         });
         Ok(())
     }
@@ -228,14 +327,152 @@ impl Transport for EslTransport {
     }
 
     fn close(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        if let Some(mut conn) = self.conn.take() {
             // The writer task ends with its channel; replies that will never come are lost.
-            for req in conn.pending.into_iter().flatten() {
+            for req in std::mem::take(&mut conn.pending).into_iter().flatten() {
                 self.ready.push_back((
                     req,
                     Reply::Lost("the event socket connection dropped".into()),
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+    use tokio::sync::broadcast;
+
+    use super::super::translate::Tag;
+    use super::*;
+
+    /// What the fake event socket saw.
+    #[derive(Default)]
+    struct Seen {
+        wakers: usize,
+        nudges: usize,
+    }
+
+    /// An event socket that behaves as mod_event_socket does when its connection threads
+    /// never time out of their poll: a connection gets its queued events only once it has
+    /// received a byte. Wake-up connections (`event plain`) are treated the same, but the
+    /// test's events reach them at once, as a wake-up connection whose turn has come.
+    async fn fake_event_socket(
+        events: broadcast::Sender<String>,
+        seen: Arc<Mutex<Seen>>,
+    ) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let (events, seen) = (events.subscribe(), seen.clone());
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let mut events = events;
+                    w.write_all(b"Content-Type: auth/request\n\n").await.unwrap();
+                    let (mut waker, mut command, mut queued) = (false, Vec::new(), Vec::new());
+                    loop {
+                        tokio::select! {
+                            line = lines.next_line() => {
+                                let Ok(Some(line)) = line else { return };
+                                if !line.is_empty() {
+                                    command.push(line);
+                                    continue;
+                                }
+                                if command.is_empty() {
+                                    // A byte between frames: the thread wakes, sends its queue.
+                                    if !waker {
+                                        seen.lock().unwrap().nudges += 1;
+                                    }
+                                    for body in queued.drain(..) {
+                                        let body: String = body;
+                                        let head = format!(
+                                            "Content-Length: {}\nContent-Type: text/event-json\n\n",
+                                            body.len()
+                                        );
+                                        w.write_all(head.as_bytes()).await.unwrap();
+                                        w.write_all(body.as_bytes()).await.unwrap();
+                                    }
+                                    continue;
+                                }
+                                if command[0].starts_with("event plain") {
+                                    waker = true;
+                                    seen.lock().unwrap().wakers += 1;
+                                }
+                                command.clear();
+                                w.write_all(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
+                                    .await
+                                    .unwrap();
+                            }
+                            ev = events.recv() => {
+                                let Ok(body) = ev else { return };
+                                if waker {
+                                    let head = format!(
+                                        "Content-Length: {}\nContent-Type: text/event-plain\n\n",
+                                        body.len()
+                                    );
+                                    w.write_all(head.as_bytes()).await.unwrap();
+                                    w.write_all(body.as_bytes()).await.unwrap();
+                                } else {
+                                    queued.push(body);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_event_heard_by_a_wake_up_connection_wakes_the_main_connection() {
+        let (events, _) = broadcast::channel(16);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let addr = fake_event_socket(events.clone(), seen.clone()).await;
+        let mut esl = EslTransport::new(&addr, "ClueCon");
+        esl.connect().await.expect("connects to the fake event socket");
+        esl.send(Request {
+            out: Outgoing::new("event json CHANNEL_PARK"),
+            tag: Tag::Setup,
+        });
+        let guard = Duration::from_secs(10);
+        match tokio::time::timeout(guard, esl.next()).await.unwrap() {
+            Incoming::Reply(req, Reply::Text(t)) => {
+                assert_eq!(req.out, Outgoing::new("event json CHANNEL_PARK"));
+                assert!(t.starts_with("+OK"), "{t}");
+            }
+            _ => panic!("the subscription's reply first"),
+        }
+        // Every wake-up connection subscribed before the event is fired.
+        tokio::time::timeout(guard, async {
+            while seen.lock().unwrap().wakers < WAKERS as usize {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the wake-up connections subscribe");
+        events
+            .send(r#"{"Event-Name":"CHANNEL_PARK","Unique-ID":"u-1"}"#.to_string())
+            .unwrap();
+        // The main connection would hold the event forever without a nudge; the guard only
+        // turns that hang into a failure.
+        match tokio::time::timeout(guard, esl.next()).await {
+            Ok(Incoming::Wire(ev)) => {
+                assert_eq!(ev.name, "CHANNEL_PARK");
+                assert_eq!(ev.uuid.as_deref(), Some("u-1"));
+            }
+            Ok(_) => panic!("the event, nothing else"),
+            Err(_) => panic!("the main connection was never woken for the event"),
+        }
+        assert!(seen.lock().unwrap().nudges >= 1);
+        // The wake-up connections end with the main connection.
+        esl.close();
     }
 }

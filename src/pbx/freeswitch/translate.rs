@@ -32,6 +32,20 @@ pub const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.
 /// FreeSWITCH 1.11), so callpark answers the probe of a lit orbit.
 pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
 
+/// Only channels marked by the include file or by an originate, and our jobs' results: a busy
+/// FreeSWITCH's other calls never cross the socket.
+pub const FILTERS: [&str; 4] = [
+    "filter variable_callpark_action /./",
+    "filter variable_callpark_leg /./",
+    "filter Event-Name BACKGROUND_JOB",
+    "filter Event-Name PRESENCE_PROBE",
+];
+
+/// The events someone waits on callpark for: a park or a retrieve dialled, a transferred
+/// call's music (its park), a ringback leg answered (parked), a call gone, an originate that
+/// failed. The driver's wake-up connections listen for these only (see `driver.rs`).
+pub const WAKE_EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_HANGUP BACKGROUND_JOB";
+
 /// What the translator needs to know of its `[[pbx]]`.
 #[derive(Debug, Clone)]
 pub struct FsSettings {
@@ -470,14 +484,7 @@ impl Translator for FsTranslator {
             out: Outgoing::new(format!("event json {EVENTS}")),
             tag: Tag::Setup,
         });
-        // Only channels marked by the include file or by an originate, and our jobs' results:
-        // a busy FreeSWITCH's other calls never cross the socket.
-        for f in [
-            "filter variable_callpark_action /./",
-            "filter variable_callpark_leg /./",
-            "filter Event-Name BACKGROUND_JOB",
-            "filter Event-Name PRESENCE_PROBE",
-        ] {
+        for f in FILTERS {
             out.request(Request {
                 out: Outgoing::new(f),
                 tag: Tag::Setup,
