@@ -19,6 +19,10 @@ use crate::park::Destination;
 /// within milliseconds.
 pub const TAKEOVER_SECS: u32 = 3;
 
+/// Where FreeSWITCH sends a held call whose bridge lost its other side as it started (the
+/// other side's `rdnis`; see `generate`): parked again, in callpark's hands.
+pub const RETURN_EXTEN: &str = "callpark-return";
+
 /// A regex matching exactly the orbits of `span` (anchored, one capture group).
 pub fn span_regex(span: &Span) -> String {
     let alts = regex_alternatives(
@@ -71,11 +75,15 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     // What keeps a held call in callpark's hands whatever happens to its media: when a bridge
     // callpark makes ends, the call ends (not the rest of the extension, which parks); when
     // `uuid_bridge` finds the other side gone as it starts, the call is parked again rather
-    // than hung up (FreeSWITCH's default for that race).
+    // than hung up (FreeSWITCH's default for that race): before it answered
+    // (`uuid_bridge_park_on_cancel`), or after (FreeSWITCH then sends the held call to the
+    // other side's `rdnis`, here `RETURN_EXTEN`, and hangs it up only when there is none).
+    // The same variables serve both sides: a retriever's are read as the other side's.
     let held = |s: &mut String| {
         for v in [
             "hangup_after_bridge=true",
             "uuid_bridge_park_on_cancel=true",
+            &format!("rdnis={RETURN_EXTEN}"),
         ] {
             let _ = writeln!(s, "      <action application=\"set\" data=\"{v}\"/>");
         }
@@ -286,6 +294,27 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         "      <action application=\"playback\" data=\"{SOUND_ORBIT_EMPTY}\"/>"
     );
     let _ = writeln!(s, "      <action application=\"hangup\"/>");
+    let _ = writeln!(s, "    </condition>");
+    let _ = writeln!(s, "  </extension>");
+    let _ = writeln!(
+        s,
+        "  <!-- A held call whose retriever or ringback left just as callpark bridged it:\n       \
+         FreeSWITCH sends it here instead of hanging it up; callpark still holds its orbit. -->"
+    );
+    let _ = writeln!(s, "  <extension name=\"{RETURN_EXTEN}\">");
+    let _ = writeln!(
+        s,
+        "    <condition field=\"destination_number\" expression=\"^{RETURN_EXTEN}$\"/>"
+    );
+    let _ = writeln!(
+        s,
+        "    <condition field=\"${{callpark_action}}\" expression=\"^park$\">"
+    );
+    let _ = writeln!(s, "      <action application=\"park\"/>");
+    let _ = writeln!(
+        s,
+        "      <anti-action application=\"hangup\" data=\"UNALLOCATED_NUMBER\"/>"
+    );
     let _ = writeln!(s, "    </condition>");
     let _ = writeln!(s, "  </extension>");
     let _ = writeln!(s, "</include>");

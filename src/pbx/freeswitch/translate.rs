@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use tracing::{debug, info, warn};
 
 use super::codec::Outgoing;
+use super::dialplan::RETURN_EXTEN;
 use super::model::{ChannelList, FsEvent};
 use crate::orbit::Orbit;
 use crate::park::{
@@ -669,7 +670,7 @@ impl Translator for FsTranslator {
                 let mut vars = format!(
                     "origination_uuid={channel},callpark_leg={channel},\
                      origination_caller_id_name={},origination_caller_id_number={},\
-                     originate_timeout={secs},hangup_after_bridge=true",
+                     originate_timeout={secs},hangup_after_bridge=true,rdnis={RETURN_EXTEN}",
                     originate_value(&caller_id.name),
                     originate_value(&caller_id.number),
                 );
