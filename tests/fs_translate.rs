@@ -356,7 +356,10 @@ fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
                 other: r.clone()
             }
         )),
-        [format!("api uuid_bridge {p} {r}")]
+        [
+            format!("api uuid_setvar {p} transfer_after_bridge callpark-return"),
+            format!("api uuid_bridge {p} {r}")
+        ]
     );
     let out = wire(
         &mut t,
@@ -364,6 +367,17 @@ fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
                   "variable_callpark_action": "park"})),
     );
     assert_eq!(calls(&out), [Event::Bridged { channel: p.clone() }]);
+    // Started, the bridge's end ends the call: its way back into `park` is disarmed, once.
+    assert_eq!(
+        lines(&out),
+        [format!("api uuid_setvar {p} transfer_after_bridge")]
+    );
+    let again = wire(
+        &mut t,
+        ev(json!({"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": P,
+                  "variable_callpark_action": "park"})),
+    );
+    assert!(lines(&again).is_empty(), "{:?}", lines(&again));
     // After the bridge the include's music is gone: music is callpark's again.
     let out = cmd(
         &mut t,
@@ -378,6 +392,31 @@ fn a_blind_transfer_names_the_transferer_and_the_include_music_is_kept() {
             .out
             .headers
             .contains(&("execute-app-arg".into(), "local_stream://jazz".into()))
+    );
+}
+
+#[test]
+fn a_held_call_sent_back_to_park_by_a_failed_bridge_is_a_park_again() {
+    // FreeSWITCH sends a held call whose bridge lost its other side to `callpark-return`
+    // (the include parks it there): reported as a park, which the core ignores while it holds
+    // the call and takes anew if that bridge had started and ended meanwhile.
+    let mut t = tr();
+    let p = ChannelId::new(P);
+    let parked = json!({"Event-Name": "CHANNEL_PARK", "Unique-ID": P,
+                        "Caller-Caller-ID-Name": "Carol", "Caller-Caller-ID-Number": "5551234",
+                        "Caller-Destination-Number": "park", "Caller-Context": "default",
+                        "variable_callpark_action": "park"});
+    let first = wire(&mut t, ev(parked.clone()));
+    assert!(matches!(calls(&first).as_slice(), [Event::Park(r)] if r.channel == p));
+    // Known now: the same park again is nothing new.
+    assert!(calls(&wire(&mut t, ev(parked.clone()))).is_empty());
+    let mut back = parked;
+    back["Caller-Destination-Number"] = json!("callpark-return");
+    let out = wire(&mut t, ev(back));
+    assert!(
+        matches!(calls(&out).as_slice(), [Event::Park(r)] if r.channel == p),
+        "{:?}",
+        calls(&out)
     );
 }
 
@@ -398,7 +437,10 @@ fn after_a_restart_a_parked_call_is_bridged_without_breaking_its_music() {
                 other: r.clone()
             }
         )),
-        [format!("api uuid_bridge {p} {r}")]
+        [
+            format!("api uuid_setvar {p} transfer_after_bridge callpark-return"),
+            format!("api uuid_bridge {p} {r}")
+        ]
     );
 }
 
@@ -425,7 +467,7 @@ fn commands_become_event_socket_commands() {
     assert_eq!(
         r.out.line,
         format!(
-            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number='5551234',originate_timeout=20,hangup_after_bridge=true}}sofia/internal/alice@192.0.2.7:5060 &park()"
+            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number='5551234',originate_timeout=20,hangup_after_bridge=true,rdnis=callpark-return}}sofia/internal/alice@192.0.2.7:5060 &park()"
         )
     );
     assert_eq!(r.out.headers, [("Job-UUID".to_string(), leg.to_string())]);
@@ -1014,5 +1056,11 @@ fn music_that_stops_is_reported_once_and_the_call_stays() {
             other: ChannelId::new("r"),
         },
     );
-    assert_eq!(lines(&out), ["api uuid_bridge p2 r"]);
+    assert_eq!(
+        lines(&out),
+        [
+            "api uuid_setvar p2 transfer_after_bridge callpark-return",
+            "api uuid_bridge p2 r"
+        ]
+    );
 }

@@ -76,9 +76,12 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     // callpark makes ends, the call ends (not the rest of the extension, which parks); when
     // `uuid_bridge` finds the other side gone as it starts, the call is parked again rather
     // than hung up (FreeSWITCH's default for that race): before it answered
-    // (`uuid_bridge_park_on_cancel`), or after (FreeSWITCH then sends the held call to the
-    // other side's `rdnis`, here `RETURN_EXTEN`, and hangs it up only when there is none).
-    // The same variables serve both sides: a retriever's are read as the other side's.
+    // (`uuid_bridge_park_on_cancel`), after (FreeSWITCH then sends the held call to the
+    // other side's `rdnis`, here `RETURN_EXTEN`, and hangs it up only when there is none),
+    // or gone altogether (then to the held call's own `transfer_after_bridge`, which callpark
+    // sets just before each bridge and unsets once it has started, so that a conversation's
+    // end still ends the call). The same variables serve both sides: a retriever's are read
+    // as the other side's.
     let held = |s: &mut String| {
         for v in [
             "hangup_after_bridge=true",

@@ -239,7 +239,12 @@ impl Transport for EslTransport {
         let wakers = (0..WAKERS)
             .map(|i| {
                 let (addr, password, main) = (self.addr.clone(), self.password.clone(), tx.clone());
-                tokio::spawn(waker(addr, password, base + ESL_IDLE_POLL * i / WAKERS, main))
+                tokio::spawn(waker(
+                    addr,
+                    password,
+                    base + ESL_IDLE_POLL * i / WAKERS,
+                    main,
+                ))
             })
             .collect();
         self.conn = Some(Conn {
@@ -375,7 +380,9 @@ mod tests {
                     let (r, mut w) = sock.into_split();
                     let mut lines = BufReader::new(r).lines();
                     let mut events = events;
-                    w.write_all(b"Content-Type: auth/request\n\n").await.unwrap();
+                    w.write_all(b"Content-Type: auth/request\n\n")
+                        .await
+                        .unwrap();
                     let (mut waker, mut command, mut queued) = (false, Vec::new(), Vec::new());
                     loop {
                         tokio::select! {
@@ -437,7 +444,9 @@ mod tests {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let addr = fake_event_socket(events.clone(), seen.clone()).await;
         let mut esl = EslTransport::new(&addr, "ClueCon");
-        esl.connect().await.expect("connects to the fake event socket");
+        esl.connect()
+            .await
+            .expect("connects to the fake event socket");
         esl.send(Request {
             out: Outgoing::new("event json CHANNEL_PARK"),
             tag: Tag::Setup,

@@ -102,6 +102,9 @@ struct Chan {
     music: Option<String>,
     /// A bridge was asked for: its music ends because the bridge took the channel.
     bridging: bool,
+    /// A bridge was asked for and has not started: its `transfer_after_bridge` (the way back
+    /// into `park` should the other side vanish) is still set.
+    return_armed: bool,
     /// Its SIP Call-ID, which a REFER with Replaces names.
     sip_call_id: Option<String>,
 }
@@ -197,6 +200,7 @@ impl FsTranslator {
                 .clone()
                 .filter(|_| ev.name == "CHANNEL_EXECUTE"),
             bridging: false,
+            return_armed: false,
             sip_call_id: ev.sip_call_id.clone(),
         };
         let caller = Party {
@@ -527,6 +531,13 @@ impl Translator for FsTranslator {
         }
         match ev.name.as_str() {
             "CHANNEL_PARK" if !leg && !self.chans.contains_key(&id) => self.on_park(&ev, id, out),
+            // A held call whose bridge lost its other side as it started, parked again by the
+            // include. Taken as a park: the core ignores it while it holds the call, and
+            // parks it anew should that bridge have started and ended meanwhile (the call
+            // would otherwise wait in `park` with nobody to end it).
+            "CHANNEL_PARK" if !leg && ev.destination.as_deref() == Some(RETURN_EXTEN) => {
+                self.on_park(&ev, id, out)
+            }
             // The include's hold music for a transferred call (and not music callpark started:
             // those channels are known already).
             "CHANNEL_EXECUTE"
@@ -561,6 +572,25 @@ impl Translator for FsTranslator {
                 // A bridge ends the include's music.
                 if let Some(c) = self.chans.get_mut(&id) {
                     c.dialplan_music = false;
+                }
+                // The bridge callpark asked for has started: from now on its end ends the call
+                // (`hangup_after_bridge`), no longer a transfer back into `park` (see the
+                // include). A bridge over before this lands sends the call there, where it is
+                // parked anew (above).
+                let sides = [Some(id.clone()), ev.other_leg.clone().map(ChannelId::new)];
+                for side in sides.into_iter().flatten() {
+                    if self
+                        .chans
+                        .get_mut(&side)
+                        .is_some_and(|c| std::mem::take(&mut c.return_armed))
+                    {
+                        self.action(
+                            out,
+                            "end the bridge's way back to park",
+                            Some(&side),
+                            format!("uuid_setvar {side} transfer_after_bridge"),
+                        );
+                    }
                 }
                 out.event(Event::Bridged { channel: id })
             }
@@ -703,6 +733,18 @@ impl Translator for FsTranslator {
                     c.bridging = true;
                     c.dialplan_music = false;
                 }
+                // Should the other side be gone by the time the bridge starts, FreeSWITCH
+                // hangs the held call up unless it has somewhere to go: back into `park`, by
+                // the include's `callpark-return`. Unset when the bridge starts.
+                if let Some(c) = self.chans.get_mut(&parked) {
+                    c.return_armed = true;
+                }
+                self.action(
+                    out,
+                    "arm the way back to park",
+                    Some(&parked),
+                    format!("uuid_setvar {parked} transfer_after_bridge {RETURN_EXTEN}"),
+                );
                 self.action(
                     out,
                     "bridge",
