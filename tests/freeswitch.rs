@@ -342,7 +342,6 @@ async fn a_retriever_gone_as_callpark_bridges_never_takes_the_parked_call_with_i
     let _turn = exclusive().await;
     let esl = fs_testbed().await;
     let cp = Callpark::start(&setup("pickup_timeout = \"10m\"\n")).await;
-    let ctx = fb("CONTEXT");
     let (mut kept, mut retrieved, mut reparked) = (0, 0, 0);
     let mut caller: Option<String> = None;
     for i in 0..60u64 {
@@ -356,13 +355,8 @@ async fn a_retriever_gone_as_callpark_bridges_never_takes_the_parked_call_with_i
         };
         let before = cp.kinds_of(&c).await.len();
         let mark = esl.mark();
-        let a = uuid();
-        let r = esl
-            .bgapi(&format!(
-                "originate {{origination_uuid={a},origination_caller_id_number=202}}loopback/601/{ctx} &park()"
-            ))
-            .await;
-        assert!(r.starts_with("+OK"), "{r}");
+        // Not `dial_orbit`, which waits for the other half: the hang-up must follow at once.
+        let a = esl.start_call("601", "Dave", "202").await;
         // callpark answers the retriever, then bridges: hang up from that moment on.
         let answered = esl
             .wait_event(mark, "the retriever answered by callpark", S(10), |e| {

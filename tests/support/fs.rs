@@ -276,9 +276,9 @@ impl Esl {
         .await;
     }
 
-    /// A loopback call into `exten` of the test context, started in the background; the
-    /// originating half parks. Returns the uuid of the half that runs `exten` (`<exten>-b`).
-    pub async fn call(&self, exten: &str, name: &str, number: &str) -> String {
+    /// Starts a loopback call into `exten` of the test context and returns at once with the
+    /// uuid of its originating half (`<exten>-a`), which parks.
+    pub async fn start_call(&self, exten: &str, name: &str, number: &str) -> String {
         let ctx = fb("CONTEXT");
         let a = uuid();
         let r = self
@@ -287,6 +287,13 @@ impl Esl {
             ))
             .await;
         assert!(r.starts_with("+OK"), "originate: {r}");
+        a
+    }
+
+    /// A loopback call into `exten` of the test context, started in the background; the
+    /// originating half parks. Returns the uuid of the half that runs `exten` (`<exten>-b`).
+    pub async fn call(&self, exten: &str, name: &str, number: &str) -> String {
+        let a = self.start_call(exten, name, number).await;
         // Loopback names each half's peer in `other_loopback_leg_uuid`.
         super::wait_for(
             &format!("the other half of loopback/{exten} ({a})"),
