@@ -57,7 +57,8 @@ fn example_default_xml() {
     let r = check(&dp, "701-799,*7000-*7099");
     // By hand: unloop tests other fields (may catch all); set-domain continues and only sets;
     // Local_Extension ($${local_ext} = ^(7[0-4]\d)$) bridges 701-749; the night rule may take
-    // every *7xxx; the included pickup groups take *7000-*7019; callpark-orbits the rest.
+    // every *7xxx; the included pickup groups take *7000-*7019 (`pickup`: a service of its
+    // own, so a conflict); callpark-orbits the rest.
     let got = summary(&r);
     assert_eq!(
         got,
@@ -91,11 +92,23 @@ fn example_default_xml() {
         "{}",
         r.findings[1].fix
     );
-    assert_eq!(r.findings[3].kind, Kind::Catches);
+    assert_eq!(r.findings[3].kind, Kind::Conflicts);
     assert!(
         r.findings[3]
             .fix
-            .starts_with("move <extension name=\"callpark-orbits\">")
+            .contains("use another orbit range instead of *7000-*7099"),
+        "{}",
+        r.findings[3].fix
+    );
+    // The night rule may transfer the star codes elsewhere: callpark's own extension goes
+    // in front of it, moved from where it is.
+    assert_eq!(r.findings[2].kind, Kind::Catches);
+    assert!(
+        r.findings[2]
+            .fix
+            .starts_with("move <extension name=\"callpark-orbits\"> ("),
+        "{}",
+        r.findings[2].fix
     );
 }
 
@@ -141,9 +154,11 @@ fn break_and_anti_actions() {
 {CALLPARK}"#
     ));
     let r = check(&dp, "701-799");
-    // 750-779 queue the log (the extension takes them); 780-799 queue the anti-action bridge;
-    // 701-749 stop at the first condition with nothing queued and reach callpark.
-    assert_eq!(summary(&r), [run("odd", "750-799")]);
+    // 750-779 pass the second condition, 780-799 fail it with an anti-action: both proceed,
+    // so the extension takes them. 701-749 pass the first condition and break there: that
+    // condition was the last evaluated and it matched, so mod_dialplan_xml ends the hunt at
+    // this extension too, with nothing queued ("No Route"): caught as well.
+    assert_eq!(summary(&r), [run("odd", "701-799")]);
 
     // break="never" goes on after a false condition; "always" stops after any.
     let dp = context(&format!(
@@ -162,7 +177,196 @@ fn break_and_anti_actions() {
 {CALLPARK}"#
     ));
     let r = check(&dp, "701-799");
-    assert_eq!(summary(&r), [run("never", "710-719")]);
+    // never: 701-709 pass the first condition, go on, and fail the second (no anti-action):
+    // the last evaluated condition did not match, the hunt goes on. always: 720-729 match
+    // the first condition and stop there, matched: the hunt ends at it ("No Route").
+    assert_eq!(
+        summary(&r),
+        [run("never", "710-719"), run("always", "720-729")]
+    );
+}
+
+#[test]
+fn inline_sets_on_other_fields_never_take_a_number_the_last_condition_refuses() {
+    // A valet-park extension as FreeSWITCH-based distributions write it: conditions on
+    // variables with break="never" whose actions all run inline (during the hunt, queuing
+    // nothing), then the number. For 7000-7099 the last condition evaluated is the number's,
+    // false and without anti-actions, whatever the variables hold: never taken.
+    let dp = context(
+        r#"<extension name="valet_park" continue="false">
+  <condition field="${sip_refer_to}" expression="^.+$" break="never">
+    <action application="set" data="referred_by_user=${sip_refer_to}" inline="true"/>
+  </condition>
+  <condition field="${sip_h_Referred-By}" expression="^&lt;sip:(.*)@.*$" break="never">
+    <action application="set" data="referred_by_user=$1" inline="true"/>
+  </condition>
+  <condition field="${referred_by_user}" expression="^.+$" break="never">
+    <action application="set" data="valet_hold_music=local_stream://moh" inline="true"/>
+  </condition>
+  <condition field="destination_number" expression="^(\*59\d\d)$">
+    <action application="answer"/>
+    <action application="valet_park" data="valet_lot $1"/>
+  </condition>
+</extension>
+<extension name="callpark-orbits">
+  <condition field="destination_number" expression="^(70\d\d)$"/>
+</extension>"#,
+    );
+    let table = callpark::lint::orbits_from_list("7000-7099,*5950-*5999").unwrap();
+    let mut r = Report::new(Target::from_table(&table));
+    freeswitch::check(&dp, "default", &mut r).unwrap();
+    // *5950-*5999 are the extension's own numbers (valet_park): a conflict, and sure, as the
+    // conditions before it never stop the hunt.
+    assert_eq!(summary(&r), [run("valet_park", "*5950-*5999")]);
+    assert_eq!(r.findings[0].kind, Kind::Conflicts);
+
+    // A queued (not inline) routing action runs once the call is taken, even when this
+    // extension does not take it: it catches.
+    let dp = context(&format!(
+        r#"<extension name="tag">
+  <condition field="${{sip_refer_to}}" expression="^.+$" break="never">
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+  <condition field="destination_number" expression="^(\*59\d\d)$"/>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(
+        summary(&r),
+        [(
+            "tag".to_string(),
+            Certainty::MayCatch,
+            vec![("701".to_string(), "799".to_string())]
+        )]
+    );
+    assert_eq!(
+        r.findings[0].reason.as_deref(),
+        Some("depends on field `${sip_refer_to}`")
+    );
+}
+
+#[test]
+fn exact_numbers_in_an_alternation_are_destinations() {
+    // Voicemail main through a script, on three exact numbers: *4000 is its number, a
+    // conflict (renumber), never a catch whose fix would move callpark above it.
+    let dp = context(&format!(
+        r#"<extension name="vmain">
+  <condition field="destination_number" expression="^vmain$|^\*4000$|^\*98$">
+    <action application="answer"/>
+    <action application="lua" data="app.lua voicemail"/>
+  </condition>
+</extension>
+<extension name="quoted">
+  <condition field="destination_number" expression="^\Q*4001\E$">
+    <action application="lua" data="app.lua voicemail"/>
+  </condition>
+</extension>
+<extension name="group">
+  <condition field="destination_number" expression="^(\*4002|\*4003)$">
+    <action application="transfer" data="$1 XML features"/>
+  </condition>
+</extension>
+<extension name="mixed">
+  <condition field="destination_number" expression="^\*4004$|^\*40(\d+)$">
+    <action application="transfer" data="$1 XML features"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "*4000-*4099");
+    let got: Vec<(&str, Kind, String)> = r
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.rule.as_str(),
+                f.kind,
+                caught_texts(&r, &f.caught)
+                    .iter()
+                    .map(|(a, b)| {
+                        if a == b {
+                            a.clone()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        })
+        .collect();
+    // vmain: *4000 (names it). quoted: `\Q*4001\E` is the literal *4001 (PCRE), decided, not
+    // "undecided". group: both numbers named one by one. mixed: *4004 is named exactly, the
+    // rest of *40xx is a catch-all's: one finding, a conflict, as *4004 is its own number.
+    assert_eq!(
+        got,
+        [
+            ("vmain", Kind::Conflicts, "*4000".to_string()),
+            ("quoted", Kind::Conflicts, "*4001".to_string()),
+            ("group", Kind::Conflicts, "*4002-*4003".to_string()),
+            ("mixed", Kind::Conflicts, "*4004-*4099".to_string()),
+        ]
+    );
+    assert!(r.findings.iter().all(|f| !f.fix.contains("move ")));
+}
+
+#[test]
+fn callparks_own_include_is_recognised_and_is_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("dialplan/freeswitch/callpark.xml"),
+        dir.path().join("callpark.xml"),
+    )
+    .unwrap();
+    let body = |include_at_top: bool| {
+        let inc = r#"<X-PRE-PROCESS cmd="include" data="callpark.xml"/>"#;
+        format!(
+            "<include>\n<context name=\"default\">\n{}<extension name=\"catch\">\n  <condition field=\"destination_number\" expression=\"^(\\d+)$\">\n    <action application=\"transfer\" data=\"$1 XML public\"/>\n  </condition>\n</extension>\n{}</context>\n</include>\n",
+            if include_at_top {
+                format!("{inc}\n")
+            } else {
+                String::new()
+            },
+            if include_at_top {
+                String::new()
+            } else {
+                format!("{inc}\n")
+            },
+        )
+    };
+    // The include first: every extension of it is callpark's (the park code, the remote
+    // ranges, the orbits, the fallbacks): nothing to report.
+    std::fs::write(dir.path().join("default.xml"), body(true)).unwrap();
+    let dp = freeswitch::load(&dir.path().join("default.xml")).unwrap();
+    let r = check(&dp, "601-699,701-799,*7000-*7099");
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // The include after a catch-all: the fix moves the include line, naming where it is.
+    std::fs::write(dir.path().join("default.xml"), body(false)).unwrap();
+    let dp = freeswitch::load(&dir.path().join("default.xml")).unwrap();
+    let r = check(&dp, "601-699");
+    assert_eq!(r.findings.len(), 1, "{:#?}", r.findings);
+    let fix = &r.findings[0].fix;
+    assert!(
+        fix.starts_with(r#"move the line <X-PRE-PROCESS cmd="include" data="callpark.xml"/> ("#)
+            && fix.contains("default.xml:8) above <extension name=\"catch\">"),
+        "{fix}"
+    );
+    // Without the include: the fix is the include line, never a transfer to a context no
+    // file defines.
+    let dp = context(
+        r#"<extension name="catch"><condition field="destination_number" expression="^(\d+)$">
+  <action application="transfer" data="$1 XML public"/></condition></extension>"#,
+    );
+    let r = check(&dp, "601-699");
+    let fix = &r.findings[0].fix;
+    assert!(
+        fix.contains(
+            r#"<X-PRE-PROCESS cmd="include" data="callpark.xml"/> above <extension name="catch">"#
+        ) && !fix.contains("XML callpark"),
+        "{fix}"
+    );
 }
 
 #[test]
@@ -278,11 +482,11 @@ fn what_the_extension_does_decides_catches_or_conflicts() {
             ("all", Kind::Catches),
         ]
     );
-    // The catch-all's fix protects only what no destination above already owns.
+    // The catch-all's fix puts callpark's include in front of it.
     assert!(
         r.findings[5]
             .fix
-            .contains(r#"expression="^(78[1-9]|79\d)$""#),
+            .contains("data=\"callpark.xml\"/> above <extension name=\"all\"> (t.xml:15)"),
         "{}",
         r.findings[5].fix
     );

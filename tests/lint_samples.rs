@@ -344,3 +344,52 @@ fn a_fix_for_one_number_names_that_number() {
         f.fix
     );
 }
+
+#[test]
+fn readme_steps_on_vanilla_leave_nothing_to_report() {
+    // README's "Use with your FreeSWITCH", step 2, on the vanilla default.xml: the generated
+    // file in dialplan/default/00_callpark.xml, its include line first in `default`. The
+    // vanilla file includes `default/*.xml` again near its end: the same extensions twice,
+    // both callpark's. With the example configuration's orbits (its own 601-699 and the other
+    // pool's 701-799 and *7000-*7099), callpark's extensions take every orbit first.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("default")).unwrap();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        repo.join("dialplan/freeswitch/callpark.xml"),
+        dir.path().join("default/00_callpark.xml"),
+    )
+    .unwrap();
+    let vanilla = std::fs::read_to_string(data("freeswitch-vanilla/default.xml")).unwrap();
+    let open = "<context name=\"default\">";
+    assert_eq!(vanilla.matches(open).count(), 1);
+    let edited = vanilla.replace(
+        open,
+        &format!("{open}\n    <X-PRE-PROCESS cmd=\"include\" data=\"default/00_callpark.xml\"/>"),
+    );
+    std::fs::write(dir.path().join("default.xml"), edited).unwrap();
+    let dp = callpark::lint::freeswitch::load(&dir.path().join("default.xml")).unwrap();
+    let table = orbits_from_list("601-699,701-799,*7000-*7099").unwrap();
+    let mut r = Report::new(Target::from_table(&table));
+    callpark::lint::freeswitch::check(&dp, "default", &mut r).unwrap();
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // Untouched, the vanilla file's catch-alls take the orbits, and every fix is that
+    // include line, put above the first of them; the one real destination among the
+    // orbits (`eavesdrop` on 779) is a conflict, whose fix renumbers.
+    let r = check_fs("601-699,701-799,*7000-*7099");
+    for f in &r.findings {
+        match f.kind {
+            Kind::Catches => assert!(
+                f.fix
+                    .contains("<X-PRE-PROCESS cmd=\"include\" data=\"callpark.xml\"/> above")
+                    && !f.fix.contains("XML callpark"),
+                "{}",
+                f.fix
+            ),
+            Kind::Conflicts => {
+                assert_eq!(f.rule, "eavesdrop");
+                assert!(f.fix.contains("use another orbit range"), "{}", f.fix);
+            }
+        }
+    }
+}

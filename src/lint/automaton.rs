@@ -160,6 +160,17 @@ fn to_rust_syntax(p: &str, dialect: Dialect) -> String {
                     out.push('\\');
                     break;
                 };
+                // PCRE's `\Q...\E`: everything up to `\E` (or the end) is literal text.
+                if n == 'Q' && dialect == Dialect::Pcre {
+                    while let Some(q) = chars.next() {
+                        if q == '\\' && chars.peek() == Some(&'E') {
+                            chars.next();
+                            break;
+                        }
+                        out.push_str(&regex_syntax::escape(q.encode_utf8(&mut [0; 4])));
+                    }
+                    continue;
+                }
                 // `\Z` is "end, or before a final newline"; orbits hold no newline.
                 if n == 'Z' && !in_class {
                     out.push_str("\\z");
@@ -579,6 +590,17 @@ mod tests {
             r"^(?<ext>\d{4})\z"
         );
         assert_eq!(to_rust_syntax(r"[\Z']", Dialect::DotNet), r"[\Z']");
+    }
+
+    #[test]
+    fn pcre_quoting_is_literal_text() {
+        assert_eq!(to_rust_syntax(r"^\Q*4000\E$", Dialect::Pcre), r"^\*4000$");
+        // Unterminated: literal to the end, as in PCRE.
+        assert_eq!(to_rust_syntax(r"^\Q*4.(", Dialect::Pcre), r"^\*4\.\(");
+        let mut m = Matcher::new(r"^\Q*\E(70\d\d)$", Dialect::Pcre).unwrap();
+        assert!(m.is_dfa());
+        let r = NumRange::new("*", 4, 7000, 7099);
+        assert_eq!(m.matching(&r).unwrap(), r.all());
     }
 
     #[test]

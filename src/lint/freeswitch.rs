@@ -18,7 +18,6 @@ use quick_xml::events::{BytesStart, Event};
 
 use super::automaton::{Dialect, Matcher, NumRange};
 use super::files;
-use super::fix;
 use super::runs::RunSet;
 use super::{Certainty, Kind, LintError, Report, Source};
 
@@ -26,6 +25,8 @@ use super::{Certainty, Kind, LintError, Report, Source};
 pub struct Action {
     pub application: String,
     pub data: String,
+    /// `inline="true"`: run during the hunt, never queued.
+    pub inline: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +74,20 @@ pub struct FsContext {
     pub line: usize,
 }
 
+/// An `X-PRE-PROCESS include` line and the files it brought in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub file: String,
+    pub line: usize,
+    /// Its `data` as written.
+    pub data: String,
+    pub files: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dialplan {
     pub contexts: Vec<FsContext>,
+    pub includes: Vec<Include>,
 }
 
 /// One line of the preprocessed document and where it came from.
@@ -101,6 +113,7 @@ fn preprocess(
     path: &Path,
     vars: &mut Vec<(String, String)>,
     out: &mut Vec<(String, Src)>,
+    includes: &mut Vec<Include>,
     stack: &mut Vec<PathBuf>,
     from: Option<(&str, usize)>,
 ) -> Result<(), LintError> {
@@ -133,8 +146,14 @@ fn preprocess(
             match cmd.as_str() {
                 "include" => {
                     let included = files::expand(&dir.join(subst(&data, vars)));
+                    includes.push(Include {
+                        file: file.clone(),
+                        line,
+                        data: data.clone(),
+                        files: included.iter().map(|f| f.display().to_string()).collect(),
+                    });
                     for f in included {
-                        preprocess(&f, vars, out, stack, Some((&file, line)))?;
+                        preprocess(&f, vars, out, includes, stack, Some((&file, line)))?;
                     }
                 }
                 "set" => {
@@ -172,8 +191,18 @@ fn subst(s: &str, vars: &[(String, String)]) -> String {
 /// Reads `path` and what it includes.
 pub fn load(path: &Path) -> Result<Dialplan, LintError> {
     let mut lines = Vec::new();
-    preprocess(path, &mut Vec::new(), &mut lines, &mut Vec::new(), None)?;
-    parse_lines(&lines)
+    let mut includes = Vec::new();
+    preprocess(
+        path,
+        &mut Vec::new(),
+        &mut lines,
+        &mut includes,
+        &mut Vec::new(),
+        None,
+    )?;
+    let mut dp = parse_lines(&lines)?;
+    dp.includes = includes;
+    Ok(dp)
 }
 
 /// Parses a document given as text (no preprocessing).
@@ -323,6 +352,9 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                     let a = Action {
                         application: attr(&e, "application").unwrap_or_default(),
                         data: attr(&e, "data").unwrap_or_default(),
+                        inline: attr(&e, "inline").is_some_and(|v| {
+                            matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1")
+                        }),
                     };
                     if let Some(c) = cond.as_mut() {
                         if name == "action" {
@@ -390,6 +422,45 @@ const ROUTING: [&str; 21] = [
     "enum",
 ];
 
+/// Applications that only prepare the call for what follows: an extension that runs nothing
+/// else is no destination of its own.
+const PREPARES: [&str; 34] = [
+    "set",
+    "export",
+    "multiset",
+    "unset",
+    "multiunset",
+    "push",
+    "unshift",
+    "set_global",
+    "set_profile_var",
+    "set_user",
+    "set_name",
+    "hash",
+    "db",
+    "limit",
+    "group",
+    "log",
+    "info",
+    "event",
+    "verbose_events",
+    "answer",
+    "pre_answer",
+    "ring_ready",
+    "sleep",
+    "sched_hangup",
+    "sched_cancel",
+    "record_session",
+    "bind_meta_app",
+    "bind_digit_action",
+    "digit_action_set_realm",
+    "privacy",
+    "presence",
+    "set_zombie_exec",
+    "enable_heartbeat",
+    "send_display",
+];
+
 /// Whether an action routes the call or rewrites the number (for `continue="true"`
 /// extensions: anything else, such as `set`, `answer` or `playback`, lets the hunt go on).
 fn routes(a: &Action) -> bool {
@@ -402,6 +473,9 @@ fn routes(a: &Action) -> bool {
         && (d.starts_with("destination_number=") || d.starts_with("effective_destination"))
 }
 
+/// callpark's own extensions: those `callpark dialplan freeswitch` writes (all named
+/// `callpark-...`), and hand-written ones named so or whose actions name callpark (for example
+/// `transfer $1 XML callpark`, or a `socket` to callpark's address with `callpark` in its data).
 fn is_callpark(x: &Extension) -> bool {
     x.name.to_ascii_lowercase().starts_with("callpark")
         || x.conditions.iter().any(|c| {
@@ -412,18 +486,99 @@ fn is_callpark(x: &Extension) -> bool {
         })
 }
 
-/// Whether a `destination_number` expression names one number (`^9196$`, `^(5000)$`).
-fn names_one_number(expr: &str) -> bool {
-    let core = expr
-        .trim_start_matches('^')
-        .trim_end_matches('$')
-        .trim_start_matches('(')
-        .trim_end_matches(')');
-    let core = core.replace(r"\*", "*").replace(r"\#", "#");
-    !core.is_empty()
-        && core
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+/// The top-level alternatives of a pattern (`a|b|(c|d)` gives `a`, `b`, `(c|d)`).
+fn alternatives(expr: &str) -> Vec<&str> {
+    let (mut depth, mut in_class, mut esc, mut start) = (0i32, false, false, 0);
+    let mut out = Vec::new();
+    for (i, c) in expr.char_indices() {
+        match c {
+            _ if esc => esc = false,
+            '\\' => esc = true,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => depth += 1,
+            ')' if !in_class => depth -= 1,
+            '|' if !in_class && depth == 0 => {
+                out.push(&expr[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&expr[start..]);
+    out
+}
+
+/// The text a pattern matches when it matches exactly one string (`^9196$`, `^(\*4000)$`,
+/// `^\Q*98\E$`), anchored at both ends; `None` for anything else.
+fn literal(expr: &str) -> Option<String> {
+    let mut core = expr.strip_prefix('^')?.strip_suffix('$')?;
+    while let Some(inner) = core.strip_prefix('(').and_then(|c| c.strip_suffix(')')) {
+        if alternatives(inner).len() > 1 {
+            return None;
+        }
+        core = inner;
+    }
+    let mut out = String::new();
+    let mut chars = core.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                'Q' => {
+                    let rest: String = chars.by_ref().collect();
+                    let (quoted, after) = rest.split_once("\\E").unwrap_or((&rest, ""));
+                    out.push_str(quoted);
+                    if !after.is_empty() {
+                        return None;
+                    }
+                    break;
+                }
+                n if n.is_ascii_punctuation() => out.push(n),
+                _ => return None,
+            },
+            c if c.is_ascii_alphanumeric() || matches!(c, '*' | '#' | '+' | '-' | '_' | '@') => {
+                if matches!(c, '*' | '+') {
+                    return None;
+                }
+                out.push(c)
+            }
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The strings a `destination_number` expression names exactly: the whole expression, or each
+/// alternative of `^a$|^b$` or `^(a|b)$` that is one literal string (`vmain`, `*4000`).
+fn exact_numbers(expr: &str) -> Vec<String> {
+    let mut out: Vec<String> = alternatives(expr).into_iter().filter_map(literal).collect();
+    if let Some(inner) = expr
+        .strip_prefix("^(")
+        .and_then(|e| e.strip_suffix(")$"))
+        .filter(|i| alternatives(i).len() > 1)
+    {
+        out.extend(
+            alternatives(inner)
+                .into_iter()
+                .filter_map(|a| literal(&format!("^{a}$"))),
+        );
+    }
+    out
+}
+
+/// Whether every alternative of the expression is one literal string.
+fn names_numbers(expr: &str) -> bool {
+    let whole = alternatives(expr);
+    if whole.iter().all(|a| literal(a).is_some()) {
+        return true;
+    }
+    expr.strip_prefix("^(")
+        .and_then(|e| e.strip_suffix(")$"))
+        .is_some_and(|inner| {
+            alternatives(inner)
+                .iter()
+                .all(|a| literal(&format!("^{a}$")).is_some())
+        })
 }
 
 /// Whether an expression matches numbers of any length (`^(.*)$`, `^\*9(\d+)$`).
@@ -456,7 +611,8 @@ fn action_kind(a: &Action) -> Option<(Kind, String)> {
                 None
             }
         }
-        "voicemail" | "conference" | "ivr" | "fifo" | "echo" | "delay_echo" | "valet_park" => {
+        "voicemail" | "conference" | "ivr" | "fifo" | "echo" | "delay_echo" | "valet_park"
+        | "pickup" | "intercept" | "eavesdrop" | "three_way" | "callcenter" => {
             Some((Kind::Conflicts, format!("it runs a service (`{shown}`)")))
         }
         "transfer" | "execute_extension" | "deflect" | "redirect" => {
@@ -467,10 +623,13 @@ fn action_kind(a: &Action) -> Option<(Kind, String)> {
 }
 
 /// Whether orbits taken by `x` are to be protected from it (`Catches`) or are its own
-/// numbers (`Conflicts`), and why: an expression naming one number is a destination, one
-/// matching any length a catch-all; otherwise the first action that says something decides
-/// (`bridge user/...`, `voicemail`, `conference`, `ivr` are destinations; `transfer` or a
-/// gateway sends the number on). When nothing does, `Catches`.
+/// numbers (`Conflicts`), and why. An expression matching any length is a catch-all; one whose
+/// alternatives are all literal strings names destinations. Otherwise the first action that
+/// says something decides (`bridge user/...`, `voicemail`, `conference`, `ivr` are
+/// destinations; `transfer` or a gateway sends the number on); an action the lint cannot
+/// follow (a script, an application it does not know) is taken as a destination, so no fix
+/// ever reorders it. An extension that only prepares the call (`set`, `answer`, `log`...) or
+/// does nothing at all `Catches`: the call goes nowhere there.
 pub fn classify(x: &Extension) -> (Kind, String) {
     let exprs: Vec<&str> = x
         .conditions
@@ -488,82 +647,178 @@ pub fn classify(x: &Extension) -> (Kind, String) {
             ),
         );
     }
-    if let Some(e) = exprs.iter().find(|e| names_one_number(e)) {
+    if let Some(e) = exprs.iter().find(|e| names_numbers(e)) {
         return (
             Kind::Conflicts,
-            format!("`{e}` names one number: a destination of its own"),
+            if alternatives(e).len() > 1 || exact_numbers(e).len() > 1 {
+                format!("`{e}` names its numbers one by one: destinations of their own")
+            } else {
+                format!("`{e}` names one number: a destination of its own")
+            },
         );
     }
-    for c in &x.conditions {
-        for a in c.actions.iter().chain(&c.anti_actions) {
-            if let Some(k) = action_kind(a) {
-                return k;
-            }
-        }
+    let queued = || {
+        x.conditions
+            .iter()
+            .flat_map(|c| c.actions.iter().chain(&c.anti_actions))
+            .filter(|a| !a.inline)
+    };
+    if let Some(k) = queued().find_map(action_kind) {
+        return k;
+    }
+    if let Some(a) =
+        queued().find(|a| !PREPARES.contains(&a.application.to_ascii_lowercase().as_str()))
+    {
+        let shown = format!("{} {}", a.application, a.data);
+        return (
+            Kind::Conflicts,
+            format!(
+                "it runs `{}`, which the lint cannot follow: taken as a destination, never reordered",
+                shown.trim()
+            ),
+        );
     }
     (
         Kind::Catches,
-        "no action of it is a destination (a phone, voicemail, a conference, an IVR): it routes, rewrites or swallows these numbers".into(),
+        "no action of it is a destination (a phone, voicemail, a conference, an IVR, a script): the call goes nowhere there".into(),
     )
 }
 
-/// For one extension: orbits for which it surely / maybe takes the call (`.0`, `.1`), and
-/// surely / maybe routes or rewrites (`.2`, `.3`).
+/// Orbits for which one extension surely / maybe takes the call.
+struct Outcome {
+    sure: RunSet,
+    maybe: RunSet,
+    /// The first condition on something the lint cannot know that the outcome depends on.
+    depends: Option<String>,
+}
+
+/// At most this many conditions of one extension on things the lint cannot know are tried
+/// both ways (2^n walks); beyond, every number that may reach the extension "may" be taken.
+const MAX_UNKNOWN: usize = 10;
+
+/// One extension against `range`, as mod_dialplan_xml hunts it. Conditions run in order on
+/// the numbers that reach them; each is true or false. A condition "proceeds" when it is
+/// true, or false with anti-actions; the extension takes the call when the last condition
+/// evaluated proceeded (`continue="true"` aside: the hunt goes on). `break` decides which
+/// numbers reach the next condition. Actions queued on the way (`inline="true"` ones run at
+/// once and queue nothing) run when the call is finally taken, by this extension or a later
+/// one, so a queued `transfer` (or any routing application) takes the call even when the
+/// extension does not. A condition the lint cannot decide (another field, the time of day,
+/// a pattern it cannot read) is tried both ways: "sure" is what every way takes, "maybe" what
+/// some way takes.
 fn evaluate(
     x: &Extension,
     matchers: &mut [Option<Result<Matcher, String>>],
     range: &NumRange,
     undecided: &mut Option<String>,
-) -> (RunSet, RunSet, RunSet, RunSet) {
+) -> Outcome {
     let all = range.all();
-    let (mut ay, mut am) = (all.clone(), all.clone());
-    let (mut qy, mut qm, mut ry, mut rm) =
-        (RunSet::new(), RunSet::new(), RunSet::new(), RunSet::new());
-    for (c, m) in x.conditions.iter().zip(matchers.iter_mut()) {
-        let (ty, tm, fy, fm) = match (&c.test, m) {
-            (Test::Always, _) => (ay.clone(), am.clone(), RunSet::new(), RunSet::new()),
+    let mut depends = None;
+    // Per condition: the numbers it holds true for, or None when that is unknown.
+    let verdicts: Vec<Option<RunSet>> = x
+        .conditions
+        .iter()
+        .zip(matchers.iter_mut())
+        .map(|(c, m)| match (&c.test, m) {
+            (Test::Always, _) => Some(all.clone()),
             (Test::Destination(_), Some(Ok(m))) => match m.matching(range) {
-                Ok(t) => (
-                    ay.intersect(&t),
-                    am.intersect(&t),
-                    ay.difference(&t),
-                    am.difference(&t),
-                ),
+                Ok(t) => Some(t),
                 Err(w) => {
-                    *undecided = Some(w.0);
-                    (RunSet::new(), am.clone(), RunSet::new(), am.clone())
+                    undecided.get_or_insert(w.0);
+                    None
                 }
             },
             (Test::Destination(_), Some(Err(e))) => {
-                *undecided = Some(e.clone());
-                (RunSet::new(), am.clone(), RunSet::new(), am.clone())
+                undecided.get_or_insert(e.clone());
+                None
             }
-            _ => (RunSet::new(), am.clone(), RunSet::new(), am.clone()),
+            (Test::Unknown(w), _) => {
+                depends.get_or_insert_with(|| format!("depends on {w}"));
+                None
+            }
+            (Test::Destination(_), None) => None,
+        })
+        .collect();
+    let unknown: Vec<usize> = (0..verdicts.len())
+        .filter(|&i| verdicts[i].is_none())
+        .collect();
+    let walk = |truth: &dyn Fn(usize) -> bool| -> RunSet {
+        let (mut alive, mut proceeded, mut routed) = (all.clone(), RunSet::new(), RunSet::new());
+        for (i, c) in x.conditions.iter().enumerate() {
+            if alive.is_empty() {
+                break;
+            }
+            let t = match &verdicts[i] {
+                Some(t) => t.intersect(&alive),
+                None if truth(i) => alive.clone(),
+                None => RunSet::new(),
+            };
+            let f = alive.difference(&t);
+            let here = if c.anti_actions.is_empty() {
+                t.clone()
+            } else {
+                alive.clone()
+            };
+            proceeded = proceeded.difference(&alive).union(&here);
+            if c.actions.iter().any(|a| !a.inline && routes(a)) {
+                routed = routed.union(&t);
+            }
+            if c.anti_actions.iter().any(|a| !a.inline && routes(a)) {
+                routed = routed.union(&f);
+            }
+            alive = match c.brk {
+                Break::OnFalse => t,
+                Break::OnTrue => f,
+                Break::Always => RunSet::new(),
+                Break::Never => alive,
+            };
+        }
+        if x.cont {
+            routed
+        } else {
+            proceeded.union(&routed)
+        }
+    };
+    if unknown.len() > MAX_UNKNOWN {
+        let maybe = walk(&|_| true).union(&walk(&|_| false));
+        return Outcome {
+            sure: RunSet::new(),
+            maybe: if maybe.is_empty() { RunSet::new() } else { all },
+            depends,
         };
-        if !c.actions.is_empty() {
-            qy = qy.union(&ty);
-            qm = qm.union(&tm);
-            if c.actions.iter().any(routes) {
-                ry = ry.union(&ty);
-                rm = rm.union(&tm);
-            }
-        }
-        if !c.anti_actions.is_empty() {
-            qy = qy.union(&fy);
-            qm = qm.union(&fm);
-            if c.anti_actions.iter().any(routes) {
-                ry = ry.union(&fy);
-                rm = rm.union(&fm);
-            }
-        }
-        match c.brk {
-            Break::OnFalse => (ay, am) = (ty, tm),
-            Break::OnTrue => (ay, am) = (fy, fm),
-            Break::Always => (ay, am) = (RunSet::new(), RunSet::new()),
-            Break::Never => {}
-        }
     }
-    (qy, qm, ry, rm)
+    let (mut sure, mut maybe) = (all.clone(), RunSet::new());
+    for bits in 0u32..(1 << unknown.len()) {
+        let taken = walk(&|i| {
+            let k = unknown.iter().position(|&u| u == i).unwrap_or(0);
+            bits & (1 << k) != 0
+        });
+        sure = sure.intersect(&taken);
+        maybe = maybe.union(&taken);
+    }
+    Outcome {
+        sure,
+        maybe,
+        depends,
+    }
+}
+
+/// Where callpark's extensions of a context come from: the `X-PRE-PROCESS include` line that
+/// brought them in, or the first of them when written into the file itself.
+fn callpark_place(dp: &Dialplan, exts: &[&Extension], cps: &[bool]) -> Option<String> {
+    let first = exts.iter().zip(cps).find(|(_, c)| **c).map(|(x, _)| *x)?;
+    Some(
+        match dp.includes.iter().find(|i| i.files.contains(&first.file)) {
+            Some(i) => format!(
+                "the line <X-PRE-PROCESS cmd=\"include\" data=\"{}\"/> ({}:{})",
+                i.data, i.file, i.line
+            ),
+            None => format!(
+                "<extension name=\"{}\"> ({}:{})",
+                first.name, first.file, first.line
+            ),
+        },
+    )
 }
 
 /// Checks the orbits dialled in `context`.
@@ -588,7 +843,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 .collect()
         })
         .collect();
-    let cp = exts.iter().position(|x| is_callpark(x));
+    let cps: Vec<bool> = exts.iter().map(|x| is_callpark(x)).collect();
     for ti in 0..report.targets.len() {
         let range = report.targets[ti].range.clone();
         let mut remaining = range.all();
@@ -597,11 +852,10 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 break;
             }
             let mut undecided = None;
-            let (qy, qm, ry, rm) = evaluate(x, &mut matchers[k], &range, &mut undecided);
-            let (sure, maybe) = if x.cont { (ry, rm) } else { (qy, qm) };
-            let sure = sure.intersect(&remaining);
-            let maybe = maybe.intersect(&remaining).difference(&sure);
-            if Some(k) == cp {
+            let o = evaluate(x, &mut matchers[k], &range, &mut undecided);
+            let sure = o.sure.intersect(&remaining);
+            let maybe = o.maybe.intersect(&remaining).difference(&sure);
+            if cps[k] {
                 remaining = remaining.difference(&sure);
                 continue;
             }
@@ -618,10 +872,6 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                     Some(w),
                 );
             } else {
-                let why = x.conditions.iter().find_map(|c| match &c.test {
-                    Test::Unknown(w) => Some(format!("depends on {w}")),
-                    _ => None,
-                });
                 report.add_finding(
                     Source::FreeSwitch,
                     &x.file,
@@ -631,7 +881,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                     Certainty::MayCatch,
                     ti,
                     maybe,
-                    why,
+                    o.depends,
                 );
             }
             report.add_finding(
@@ -671,7 +921,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             .enumerate()
             .all(|(k, (x, (kind, _)))| {
                 *kind == Kind::Catches
-                    || Some(k) == cp
+                    || cps[k]
                     || x.conditions.iter().all(|cond| match &cond.test {
                         Test::Destination(e) => Matcher::new(e, Dialect::Pcre)
                             .ok()
@@ -690,6 +940,27 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             .position(|x| x.file == f.file && x.line == f.line && x.name == f.rule)
         {
             (f.kind, f.kind_why) = (kinds[k].0, Some(kinds[k].1.clone()));
+            // An orbit an alternative names exactly is that extension's own number, whatever
+            // else its expression matches: moving callpark above it would take it away.
+            if f.kind == Kind::Catches
+                && let Some(n) = exts[k]
+                    .conditions
+                    .iter()
+                    .filter_map(|c| match &c.test {
+                        Test::Destination(e) => Some(exact_numbers(e)),
+                        _ => None,
+                    })
+                    .flatten()
+                    .find(|n| {
+                        f.caught.iter().any(|(t, set)| {
+                            let r = &ranges[*t];
+                            set.values().any(|v| r.text(v) == *n)
+                        })
+                    })
+            {
+                f.kind = Kind::Conflicts;
+                f.kind_why = Some(format!("it names `{n}` exactly: a destination of its own"));
+            }
         }
     }
     // Orbits that are destinations further down stay out of the insertion fixes above them
@@ -704,6 +975,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             owned[*t] = owned[*t].union(r);
         }
     }
+    let place = callpark_place(dp, &exts, &cps);
     for f in report.findings.iter_mut().filter(|f| mine(f)) {
         let mut g = f.clone();
         g.caught = g
@@ -715,7 +987,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         f.fix = if f.kind == Kind::Catches && g.caught.is_empty() {
             "none: these orbits are destinations further down (see the conflicts)".into()
         } else if f.kind == Kind::Catches {
-            fix_for(&g, &exts, cp, &targets)
+            fix_for(&g, place.as_deref(), ctxs[0])
         } else {
             f.caught
                 .iter()
@@ -730,34 +1002,30 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
     Ok(())
 }
 
-fn fix_for(
-    f: &super::Finding,
-    exts: &[&Extension],
-    cp: Option<usize>,
-    targets: &[super::Target],
-) -> String {
-    if let Some(c) = cp.map(|i| exts[i])
-        && f.rule != "(no extension)"
-    {
-        return format!(
-            "move <extension name=\"{}\"> ({}:{}) above <extension name=\"{}\"> ({}:{})",
-            c.name, c.file, c.line, f.rule, f.file, f.line
-        );
-    }
-    let parts = fix::caught_parts(f, targets);
-    let (re, number) = fix::protecting_pattern(&parts);
-    let re = re.replace('&', "&amp;").replace('<', "&lt;");
-    let place = if f.rule == "(no extension)" {
-        "add to the context".to_string()
+/// The fix for orbits an extension catches: callpark's extensions in front of it. When the
+/// context has them, move them (their include line, or the extension); otherwise add the
+/// include line of the file `callpark dialplan freeswitch` writes.
+fn fix_for(f: &super::Finding, place: Option<&str>, ctx: &FsContext) -> String {
+    let before = if f.rule == "(no extension)" {
+        format!(
+            "at the top of <context name=\"{}\"> ({}:{})",
+            ctx.name, ctx.file, ctx.line
+        )
     } else {
         format!(
-            "put before <extension name=\"{}\"> ({}:{})",
-            f.rule, f.file, f.line
+            "above <extension name=\"{}\"> ({}:{}), best at the top of <context name=\"{}\">",
+            f.rule, f.file, f.line, ctx.name
         )
     };
-    format!(
-        "{place}:\n<extension name=\"callpark-orbits\">\n  <condition field=\"destination_number\" expression=\"{re}\">\n    <action application=\"transfer\" data=\"{number} XML callpark\"/>\n  </condition>\n</extension>"
-    )
+    match place {
+        Some(p) if f.rule == "(no extension)" => format!(
+            "callpark's extensions in this context ({p}) do not hold these orbits: write the file again with `callpark dialplan freeswitch` from the configuration that lists them, then reloadxml"
+        ),
+        Some(p) => format!("move {p} {before}"),
+        None => format!(
+            "write callpark's extensions with `callpark dialplan freeswitch > callpark.xml` (beside this file) and put <X-PRE-PROCESS cmd=\"include\" data=\"callpark.xml\"/> {before}"
+        ),
+    }
 }
 
 #[cfg(test)]
