@@ -101,12 +101,12 @@ fn example_default_xml() {
         r.findings[3].fix
     );
     // The night rule may transfer the star codes elsewhere: callpark's own extension goes
-    // in front of it, moved from where it is.
+    // in front of it, moved from where it is, once *7000-*7019 no longer are pickup groups.
     assert_eq!(r.findings[2].kind, Kind::Catches);
     assert!(
         r.findings[2]
             .fix
-            .starts_with("move <extension name=\"callpark-orbits\"> ("),
+            .starts_with("once the orbits no longer collide with the destinations (see the conflicts), move <extension name=\"callpark-orbits\"> ("),
         "{}",
         r.findings[2].fix
     );

@@ -408,11 +408,11 @@ fn page_expected() -> Vec<Seen> {
     ]
 }
 
-// The cases on the plan as FusionPBX 5.5 serves it (continue="1"). The lint disagrees on
-// every one: see the `disagreement_` tests of one cause each further down.
+// The cases on the plan as FusionPBX 5.5 serves it (continue="1"); the tests of one cause
+// each further down pin the three readings they need.
 
 #[test]
-fn disagreement_served_plain_numbers_only_the_per_user_extensions_may_take() {
+fn served_plain_numbers_only_the_per_user_extensions_may_take() {
     let r = check(&served(), PLAIN);
     assert_eq!(summary(&r), plain_expected());
     // Conflicts (the per-user destinations), may-catch catches, and the orbits no extension
@@ -422,12 +422,12 @@ fn disagreement_served_plain_numbers_only_the_per_user_extensions_may_take() {
 }
 
 #[test]
-fn disagreement_served_star_67_is_call_privacys_catch_all() {
+fn served_star_67_is_call_privacys_catch_all() {
     privacy_checks(&check(&served(), PRIVACY));
 }
 
 #[test]
-fn disagreement_served_valet_park_lots_are_destinations() {
+fn served_valet_park_lots_are_destinations() {
     let r = check(&served(), VALET);
     assert_eq!(summary(&r), valet_expected());
     assert_eq!(exits(&r), [false, true, false]);
@@ -435,7 +435,7 @@ fn disagreement_served_valet_park_lots_are_destinations() {
 }
 
 #[test]
-fn disagreement_served_voicemail_main_is_a_destination_through_its_queued_script() {
+fn served_voicemail_main_is_a_destination_through_its_queued_script() {
     let r = check(&served(), VMAIN);
     assert_eq!(summary(&r), vmain_expected());
     assert_eq!(exits(&r), [true, true, true]);
@@ -443,7 +443,7 @@ fn disagreement_served_voicemail_main_is_a_destination_through_its_queued_script
 }
 
 #[test]
-fn disagreement_served_star_8xx_pages_and_redial_is_a_queued_transfer() {
+fn served_star_8xx_pages_and_redial_is_a_queued_transfer() {
     let r = check(&served(), PAGE);
     assert_eq!(summary(&r), page_expected());
     assert_eq!(exits(&r), [false, true, false]);
@@ -489,7 +489,7 @@ fn no_conflict_fix_moves_callpark_above_a_destination() {
 // One cause each, on extensions of the served plan.
 
 #[test]
-fn disagreement_continue_1_lets_the_hunt_go_on() {
+fn continue_1_lets_the_hunt_go_on() {
     // is_zrtp_secure as served: continue="1", one condition on a variable with actions
     // (sleep, playback) and an anti-action (eval). The condition proceeds either way, but
     // dialplan_hunt ends the hunt only when `!switch_true(cont)`, and switch_true("1") is true
@@ -503,7 +503,7 @@ fn disagreement_continue_1_lets_the_hunt_go_on() {
 }
 
 #[test]
-fn disagreement_a_variable_in_the_expression_is_expanded() {
+fn a_variable_in_the_expression_is_expanded() {
     // extension-to-voicemail as served: `${user_exists}` =~ ^true$, `username` =~
     // `^\Q${caller_id_number}\E$`, then destination_number =~ `^\Q${caller_id_number}\E$`.
     // parse_exten expands variables in the expression before matching
@@ -526,7 +526,7 @@ fn disagreement_a_variable_in_the_expression_is_expanded() {
 }
 
 #[test]
-fn disagreement_an_empty_field_is_always_true() {
+fn an_empty_field_is_always_true() {
     // FusionPBX serves a bare `<condition>` (group-intercept's last, local_extension's second,
     // global-variables, domain-variables, user_exists's second, redial's second) as
     // `<condition field="" expression="">`. parse_exten: `field` is "" (not NULL), has no `$`,

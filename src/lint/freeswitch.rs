@@ -44,6 +44,11 @@ pub enum Test {
     Destination(String),
     /// Nothing to test: always true.
     Always,
+    /// A test whose outcome is the same for every call (`field=""`).
+    Fixed(bool),
+    /// `destination_number` against an expression holding variables, given here with each
+    /// variable as "any text": numbers it does not match surely fail.
+    Expanded(String),
     /// Another field, time of day, or several regexes: the lint cannot know.
     Unknown(String),
 }
@@ -177,6 +182,46 @@ fn preprocess(
     Ok(())
 }
 
+/// `expr` with each `${...}` as "any text" (inside `\Q...\E` too).
+fn relax_variables(expr: &str) -> String {
+    let mut out = String::new();
+    let (mut quoted, mut rest) = (false, expr);
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("\\Q") {
+            quoted = true;
+            out.push_str("\\Q");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("\\E") {
+            quoted = false;
+            out.push_str("\\E");
+            rest = r;
+        } else if rest.starts_with("${")
+            && let Some(end) = rest.find('}')
+        {
+            out.push_str(if quoted { "\\E(?:.*)\\Q" } else { "(?:.*)" });
+            rest = &rest[end + 1..];
+        } else if rest.starts_with('\\') && rest.len() > 1 && !quoted {
+            let n = rest[1..].chars().next().map_or(1, char::len_utf8) + 1;
+            out.push_str(&rest[..n]);
+            rest = &rest[n..];
+        } else {
+            let n = rest.chars().next().map_or(1, char::len_utf8);
+            out.push_str(&rest[..n]);
+            rest = &rest[n..];
+        }
+    }
+    out
+}
+
+/// FreeSWITCH's `switch_true`: yes, on, true, t, enabled, active, allow, or a non-zero number.
+fn switch_true(v: &str) -> bool {
+    let v = v.trim().to_ascii_lowercase();
+    matches!(
+        v.as_str(),
+        "yes" | "on" | "true" | "t" | "enabled" | "active" | "allow"
+    ) || v.parse::<i64>().is_ok_and(|n| n != 0)
+}
+
 fn subst(s: &str, vars: &[(String, String)]) -> String {
     if !s.contains("$${") {
         return s.to_string();
@@ -277,7 +322,7 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                 "extension" => {
                     ext = Some(Extension {
                         name: attr(&e, "name").unwrap_or_default(),
-                        cont: attr(&e, "continue").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                        cont: attr(&e, "continue").is_some_and(|v| switch_true(&v)),
                         conditions: Vec::new(),
                         file: file.to_string(),
                         line,
@@ -329,8 +374,22 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         {
                             if timed {
                                 Test::Unknown("a time of day as well".into())
+                            } else if x.contains("${") {
+                                // FreeSWITCH expands the expression before matching it: a
+                                // variable may hold any text, so only numbers the expression
+                                // matches with any text in its place may pass.
+                                Test::Expanded(relax_variables(&x))
                             } else {
                                 Test::Destination(x)
+                            }
+                        }
+                        // An empty field is the empty string (no profile field has no name):
+                        // the expression decides once and for all.
+                        (Some(""), x) if !timed => {
+                            let x = x.unwrap_or_default();
+                            match regex::Regex::new(&x) {
+                                Ok(re) => Test::Fixed(re.is_match("")),
+                                Err(_) => Test::Unknown(format!("expression `{x}`")),
                             }
                         }
                         (Some(f), _) => Test::Unknown(format!("field `{f}`")),
@@ -352,9 +411,7 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                     let a = Action {
                         application: attr(&e, "application").unwrap_or_default(),
                         data: attr(&e, "data").unwrap_or_default(),
-                        inline: attr(&e, "inline").is_some_and(|v| {
-                            matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1")
-                        }),
+                        inline: attr(&e, "inline").is_some_and(|v| switch_true(&v)),
                     };
                     if let Some(c) = cond.as_mut() {
                         if name == "action" {
@@ -714,33 +771,46 @@ fn evaluate(
 ) -> Outcome {
     let all = range.all();
     let mut depends = None;
-    // Per condition: the numbers it holds true for, or None when that is unknown.
-    let verdicts: Vec<Option<RunSet>> = x
+    // Per condition: Ok(the numbers it holds true for), or Err(the numbers it may hold true
+    // for) when that depends on what the lint cannot know.
+    let verdicts: Vec<Result<RunSet, RunSet>> = x
         .conditions
         .iter()
         .zip(matchers.iter_mut())
         .map(|(c, m)| match (&c.test, m) {
-            (Test::Always, _) => Some(all.clone()),
+            (Test::Always, _) | (Test::Fixed(true), _) => Ok(all.clone()),
+            (Test::Fixed(false), _) => Ok(RunSet::new()),
             (Test::Destination(_), Some(Ok(m))) => match m.matching(range) {
-                Ok(t) => Some(t),
+                Ok(t) => Ok(t),
                 Err(w) => {
                     undecided.get_or_insert(w.0);
-                    None
+                    Err(all.clone())
                 }
             },
-            (Test::Destination(_), Some(Err(e))) => {
+            (Test::Expanded(e), Some(Ok(m))) => match m.matching(range) {
+                Ok(t) if t.is_empty() => Ok(t),
+                Ok(t) => {
+                    depends.get_or_insert_with(|| format!("depends on the variables in `{e}`"));
+                    Err(t)
+                }
+                Err(w) => {
+                    undecided.get_or_insert(w.0);
+                    Err(all.clone())
+                }
+            },
+            (Test::Destination(_) | Test::Expanded(_), Some(Err(e))) => {
                 undecided.get_or_insert(e.clone());
-                None
+                Err(all.clone())
             }
             (Test::Unknown(w), _) => {
                 depends.get_or_insert_with(|| format!("depends on {w}"));
-                None
+                Err(all.clone())
             }
-            (Test::Destination(_), None) => None,
+            (Test::Destination(_) | Test::Expanded(_), None) => Err(all.clone()),
         })
         .collect();
     let unknown: Vec<usize> = (0..verdicts.len())
-        .filter(|&i| verdicts[i].is_none())
+        .filter(|&i| verdicts[i].is_err())
         .collect();
     let walk = |truth: &dyn Fn(usize) -> bool| -> RunSet {
         let (mut alive, mut proceeded, mut routed) = (all.clone(), RunSet::new(), RunSet::new());
@@ -749,9 +819,9 @@ fn evaluate(
                 break;
             }
             let t = match &verdicts[i] {
-                Some(t) => t.intersect(&alive),
-                None if truth(i) => alive.clone(),
-                None => RunSet::new(),
+                Ok(t) => t.intersect(&alive),
+                Err(may) if truth(i) => may.intersect(&alive),
+                Err(_) => RunSet::new(),
             };
             let f = alive.difference(&t);
             let here = if c.anti_actions.is_empty() {
@@ -837,7 +907,9 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             x.conditions
                 .iter()
                 .map(|c| match &c.test {
-                    Test::Destination(e) => Some(Matcher::new(e, Dialect::Pcre)),
+                    Test::Destination(e) | Test::Expanded(e) => {
+                        Some(Matcher::new(e, Dialect::Pcre))
+                    }
                     _ => None,
                 })
                 .collect()
@@ -987,7 +1059,16 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
         f.fix = if f.kind == Kind::Catches && g.caught.is_empty() {
             "none: these orbits are destinations further down (see the conflicts)".into()
         } else if f.kind == Kind::Catches {
-            fix_for(&g, place.as_deref(), ctxs[0])
+            let fix = fix_for(&g, place.as_deref(), ctxs[0]);
+            // callpark's extensions hold every orbit of a range: in front of a destination
+            // that owns some of them they would take it away. Renumbering comes first.
+            if f.caught.iter().any(|(t, _)| !owned[*t].is_empty()) {
+                format!(
+                    "once the orbits no longer collide with the destinations (see the conflicts), {fix}"
+                )
+            } else {
+                fix
+            }
         } else {
             f.caught
                 .iter()
