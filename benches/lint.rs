@@ -5,6 +5,10 @@
 //! (b) one rule against a 10^9-number range and against a 100-number range: the same time.
 //! (c) the automaton against naive enumeration (format each number, run the regex) on a range
 //!     of 10^6 orbits; the ratio is printed; target at least 100x.
+//! (d) the largest real dial plans in the tests, read and checked from their files: FusionPBX's
+//!     as it serves it (tests/data/lint/fusionpbx, 63 extensions) with five orbit ranges, and
+//!     FreePBX's extensions.conf (tests/data/lint/freepbx) from [from-internal]; target under
+//!     50 ms each.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -152,6 +156,37 @@ fn bench(c: &mut Criterion) {
     g.bench_function("one_lookahead_rule_x_1e6_fallback", |b| {
         b.iter(|| automaton(look, &million))
     });
+
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/lint");
+    let five = |list: &str| Target::from_table(&callpark::lint::orbits_from_list(list).unwrap());
+    let fs_targets = five("7000-7099,*6700-*6799,*5900-*5999,*4000-*4099,*800-*899");
+    let fusion = || {
+        let dp = callpark::lint::freeswitch::load(&data.join("fusionpbx/dialplan.xml")).unwrap();
+        let mut r = Report::new(fs_targets.clone());
+        callpark::lint::freeswitch::check(&dp, "pbx.example.com", &mut r).unwrap();
+        r.findings.len()
+    };
+    let ast_targets = five("5500-5599,*720-*729,*400-*499,800-899,7700-7799");
+    let freepbx = || {
+        let dp = callpark::lint::asterisk::load(&data.join("freepbx/extensions.conf")).unwrap();
+        let mut r = Report::new(ast_targets.clone());
+        callpark::lint::asterisk::check(&dp, "from-internal", &mut r).unwrap();
+        r.findings.len()
+    };
+    let (nf, na) = (fusion(), freepbx());
+    let tf = best_of(20, || {
+        black_box(fusion());
+    });
+    let ta = best_of(20, || {
+        black_box(freepbx());
+    });
+    println!(
+        "(d) real dial plans, read and checked: FusionPBX {:.1} ms ({nf} findings), FreePBX {:.1} ms ({na} findings)",
+        tf.as_secs_f64() * 1e3,
+        ta.as_secs_f64() * 1e3
+    );
+    g.bench_function("fusionpbx_served_plan_x_5_ranges", |b| b.iter(fusion));
+    g.bench_function("freepbx_extensions_conf_x_5_ranges", |b| b.iter(freepbx));
     g.finish();
 }
 
