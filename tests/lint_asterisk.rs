@@ -365,6 +365,22 @@ fn what_the_extension_runs_decides_catches_or_conflicts() {
     assert_eq!(kind("_78X").0, Kind::Catches);
     // Exact: a destination whatever it runs; a catch-all: caught whatever it runs.
     assert_eq!(kind("790").0, Kind::Conflicts);
+    // What the lint cannot follow (a script, a Goto to a context it cannot see) counts as a
+    // destination: a fix never reorders it.
+    let dp2 = asterisk::parse_str(
+        "[b]\nexten => _79X,1,AGI(route.agi,${EXTEN})\nexten => _80X,1,Goto(elsewhere,${EXTEN},1)\nexten => _81X,1,Answer()\n same => n,Hangup()\n",
+        "y.conf",
+    )
+    .unwrap();
+    let b = dp2.context("b").unwrap();
+    let k2 = |name: &str| {
+        let e = b.extens.iter().find(|e| e.name == name).unwrap();
+        asterisk::classify(&dp2, e)
+    };
+    assert_eq!(k2("_79X").0, Kind::Conflicts);
+    assert!(k2("_79X").1.contains("cannot follow"), "{}", k2("_79X").1);
+    assert_eq!(k2("_80X").0, Kind::Conflicts);
+    assert_eq!(k2("_81X").0, Kind::Catches);
     assert_eq!(kind("_7!").0, Kind::Catches);
     // And in the findings: the conflict has no insertion fix.
     let r = check(&dp, "a", "750-759");

@@ -706,6 +706,7 @@ fn app_kind(dp: &Dialplan, app: &str, depth: u32) -> Option<(Kind, String)> {
             // Each device of `Dial(TECH/resource&...)`: `PJSIP/${EXTEN}` rings the phone of
             // that number; `PJSIP/${EXTEN}@trunk` or `SIP/trunk/${EXTEN}` sends it out.
             let devices = args.split(',').next().unwrap_or("");
+            let mut fixed = false;
             for dev in devices.split('&') {
                 let Some((tech, res)) = dev.trim().split_once('/') else {
                     continue;
@@ -713,6 +714,7 @@ fn app_kind(dp: &Dialplan, app: &str, depth: u32) -> Option<(Kind, String)> {
                 if tech.eq_ignore_ascii_case("local") {
                     continue;
                 }
+                fixed = fixed || !res.contains('$');
                 if res.contains('@') || res.contains('/') {
                     return Some((
                         Kind::Catches,
@@ -726,7 +728,13 @@ fn app_kind(dp: &Dialplan, app: &str, depth: u32) -> Option<(Kind, String)> {
                     ));
                 }
             }
-            None
+            // One fixed phone for every number: the numbers are not destinations of their own.
+            fixed.then(|| {
+                (
+                    Kind::Catches,
+                    format!("it rings the same phone whatever the number (`{shown}`)"),
+                )
+            })
         }
         "voicemail" => Some((Kind::Conflicts, format!("it takes voicemail (`{shown}`)"))),
         "voicemailmain" | "confbridge" | "meetme" | "queue" | "directory" | "background"
@@ -796,11 +804,54 @@ pub fn classify(dp: &Dialplan, e: &Exten) -> (Kind, String) {
             return (k, w);
         }
     }
+    // An application the lint cannot follow (AGI, Macro, a Goto it cannot resolve, one it
+    // does not know) may well be a destination: never offer a fix that reorders it.
+    if let Some(a) = e
+        .apps
+        .iter()
+        .find(|a| !PREPARES.contains(&split_app(a).0.as_str()))
+    {
+        return (
+            Kind::Conflicts,
+            format!(
+                "it runs `{}`, which the lint cannot follow: taken as a destination, never reordered",
+                a.trim()
+            ),
+        );
+    }
     (
         Kind::Catches,
-        "no application of it is a destination (a phone, voicemail, an IVR): it routes, rewrites or swallows these numbers".into(),
+        "no application of it is a destination (a phone, voicemail, an IVR, a script): it only prepares the call or ends it".into(),
     )
 }
+
+/// Applications that only prepare a call for what follows, or end it (a message played before
+/// a hang-up included): an extension that runs nothing else is no destination of its own.
+const PREPARES: [&str; 23] = [
+    "noop",
+    "playback",
+    "set",
+    "setvar",
+    "verbose",
+    "log",
+    "answer",
+    "wait",
+    "ringing",
+    "progress",
+    "playtones",
+    "stopplaytones",
+    "mixmonitor",
+    "monitor",
+    "sipaddheader",
+    "setcallerpres",
+    "setcidname",
+    "setcidnum",
+    "hangup",
+    "congestion",
+    "busy",
+    "return",
+    "macroexit",
+];
 
 /// One extension in the order Asterisk tries them for a context.
 #[derive(Debug, Clone)]
