@@ -491,3 +491,58 @@ fn what_the_extension_does_decides_catches_or_conflicts() {
         r.findings[5].fix
     );
 }
+
+#[test]
+fn a_variable_set_inline_before_is_decided() {
+    // `lot` is set inline by an unconditional condition, so every number reaching the next
+    // condition has it: `^main$` holds, `^side$` does not. `maybe` is set only when the
+    // caller id matches, so a test on it stays "may".
+    let dp = context(
+        r#"<extension name="known-true">
+  <condition>
+    <action application="set" data="lot=main" inline="true"/>
+  </condition>
+  <condition field="${lot}" expression="^main$"/>
+  <condition field="destination_number" expression="^(70\d)$">
+    <action application="transfer" data="$1 XML lots"/>
+  </condition>
+</extension>
+<extension name="known-false">
+  <condition>
+    <action application="set" data="lot=main" inline="true"/>
+  </condition>
+  <condition field="${lot}" expression="^side$"/>
+  <condition field="destination_number" expression="^(71\d)$">
+    <action application="transfer" data="$1 XML lots"/>
+  </condition>
+</extension>
+<extension name="unknown">
+  <condition field="caller_id_number" expression="^1000$" break="never">
+    <action application="set" data="maybe=yes" inline="true"/>
+  </condition>
+  <condition field="${maybe}" expression="^yes$"/>
+  <condition field="destination_number" expression="^(72\d)$">
+    <action application="transfer" data="$1 XML lots"/>
+  </condition>
+</extension>
+<extension name="callpark-orbits">
+  <condition field="destination_number" expression="^(7\d\d)$"/>
+</extension>"#,
+    );
+    let r = check(&dp, "701-799");
+    assert_eq!(
+        summary(&r),
+        [
+            run("known-true", "701-709"),
+            (
+                "unknown".to_string(),
+                Certainty::MayCatch,
+                vec![("720".to_string(), "729".to_string())]
+            )
+        ]
+    );
+    assert_eq!(
+        r.findings[1].reason.as_deref(),
+        Some("depends on field `caller_id_number`")
+    );
+}

@@ -56,6 +56,8 @@ pub enum Test {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub test: Test,
+    /// `field="${name}"` with its expression: decidable when `name` was set inline before.
+    pub var_test: Option<(String, String)>,
     pub brk: Break,
     pub actions: Vec<Action>,
     pub anti_actions: Vec<Action>,
@@ -396,8 +398,15 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         (None, _) if timed => Test::Unknown("the time of day".into()),
                         (None, _) => Test::Always,
                     };
+                    let var_test = field
+                        .as_deref()
+                        .and_then(|f| f.strip_prefix("${")?.strip_suffix('}'))
+                        .filter(|n| !n.contains(['$', '{', '(', ' ']))
+                        .zip(attr(&e, "expression"))
+                        .map(|(n, x)| (n.to_string(), x));
                     cond = Some(Condition {
                         test,
+                        var_test,
                         brk,
                         actions: Vec::new(),
                         anti_actions: Vec::new(),
@@ -451,7 +460,39 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
             _ => {}
         }
     }
+    for x in dp.contexts.iter_mut().flat_map(|c| c.extensions.iter_mut()) {
+        decide_inline_vars(x);
+    }
     Ok(dp)
+}
+
+/// Conditions on a variable that an earlier condition of the same extension surely set
+/// inline (`set name=value inline="true"` in an unconditional condition: every number that
+/// reaches a later condition went through it) are decided on that value, as FreeSWITCH would
+/// during the hunt. A set that only some calls run makes the value unknown again.
+fn decide_inline_vars(x: &mut Extension) {
+    let mut known: Vec<(String, Option<String>)> = Vec::new();
+    for c in &mut x.conditions {
+        if let (Test::Unknown(_), Some((name, expr))) = (&c.test, &c.var_test)
+            && let Some((_, Some(value))) = known.iter().rev().find(|(k, _)| k == name)
+            && let Ok(re) = regex::Regex::new(expr)
+        {
+            c.test = Test::Fixed(re.is_match(value));
+        }
+        let surely = matches!(c.test, Test::Always | Test::Fixed(true));
+        let sets = c.actions.iter().map(|a| (a, surely));
+        let anti = c.anti_actions.iter().map(|a| (a, false));
+        for (a, runs) in sets.chain(anti).filter(|(a, _)| a.inline) {
+            if matches!(
+                a.application.to_ascii_lowercase().as_str(),
+                "set" | "export"
+            ) && let Some((k, v)) = a.data.split_once('=')
+            {
+                let value = (runs && !v.contains('$')).then(|| v.to_string());
+                known.push((k.trim().to_string(), value));
+            }
+        }
+    }
 }
 
 /// Applications that send the call somewhere else or end it (scripts may do either).
