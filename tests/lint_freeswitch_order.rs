@@ -94,8 +94,9 @@ async fn the_vanilla_dialplan_gives_each_number_to_the_extension_the_lint_names(
     }
     assert!(checked.len() >= 4, "only {checked:?} checked");
 
-    // The fix the lint proposes for a number a catch-all takes, pasted where it says: the number
-    // then goes to callpark's extension first.
+    // The fix the lint proposes for a number a catch-all takes, applied where it says: the
+    // include line of callpark's file above the extension it names. A stand-in for the file
+    // `callpark dialplan freeswitch` writes holds 9199; the number then goes to it first.
     let number = "9199";
     let mut report = Report::new(Target::from_table(&orbits_from_list(number).unwrap()));
     callpark::lint::freeswitch::check(&dp, "default", &mut report).unwrap();
@@ -105,16 +106,27 @@ async fn the_vanilla_dialplan_gives_each_number_to_the_extension_the_lint_names(
         .find(|f| f.certainty == Certainty::Caught)
         .expect("a catch-all takes 9199")
         .fix;
-    let mut lines = fix.lines();
-    let head = lines.next().unwrap();
-    let at: usize = head
-        .rsplit(':')
-        .nth(1)
-        .and_then(|l| l.trim_end_matches(')').parse().ok())
-        .unwrap_or_else(|| panic!("where to put the fix: {head}"));
-    let snippet: Vec<&str> = lines.map(str::trim).collect();
+    let include = fix
+        .split_once("put ")
+        .and_then(|(_, r)| r.split_once(" above "))
+        .map(|(l, _)| l.to_string())
+        .unwrap_or_else(|| panic!("the include line in the fix: {fix}"));
+    assert_eq!(
+        include,
+        r#"<X-PRE-PROCESS cmd="include" data="callpark.xml"/>"#
+    );
+    let at: usize = fix
+        .split_once("default.xml:")
+        .and_then(|(_, r)| r.split(')').next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("where to put the fix: {fix}"));
+    std::fs::write(
+        path.with_file_name("callpark.xml"),
+        "<include>\n<extension name=\"callpark-orbits\">\n<condition field=\"destination_number\" expression=\"^9199$\">\n<action application=\"park\"/>\n</condition>\n</extension>\n</include>\n",
+    )
+    .unwrap();
     let mut fixed: Vec<String> = text.lines().map(str::to_string).collect();
-    fixed.splice(at - 1..at - 1, snippet.iter().map(|l| l.to_string()));
+    fixed.insert(at - 1, include);
     let fixed = fixed.join("\n").replacen(
         r#"<context name="default">"#,
         r#"<context name="lintchk">"#,
@@ -127,5 +139,6 @@ async fn the_vanilla_dialplan_gives_each_number_to_the_extension_the_lint_names(
     assert_eq!(took, "callpark-orbits", "{number} after the fix:\n{fix}");
 
     std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(path.with_file_name("callpark.xml")).unwrap();
     esl.api("reloadxml").await;
 }
