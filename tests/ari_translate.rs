@@ -736,3 +736,343 @@ fn a_call_deflected_by_a_phone_names_it_as_the_parker() {
     assert_eq!(parker.endpoint.as_deref(), Some("PJSIP/alice"));
     assert_eq!(*announce_to, None, "the caller is not the parker");
 }
+
+/// A stand-in Asterisk for the volume test below: answers every request the translator
+/// makes (in order, as the transport would hand the replies back) and hands on what the
+/// translator reports.
+struct FakeAri {
+    pending: std::collections::VecDeque<Request>,
+    events: Vec<PbxEvent>,
+    /// The id of the last playback started.
+    played: String,
+}
+
+impl FakeAri {
+    fn take(&mut self, out: Output<Request>) {
+        for r in &out.requests {
+            if let Some((_, id)) = r.path.split_once("/play/") {
+                self.played = id.to_string();
+            }
+        }
+        self.pending.extend(out.requests);
+        self.events.extend(out.events);
+    }
+
+    fn wire(&mut self, t: &mut AriTranslator, v: Value) {
+        let out = wire(t, event(&v));
+        self.take(out);
+    }
+
+    fn cmd(&mut self, t: &mut AriTranslator, c: Command) {
+        let out = cmd(t, c);
+        self.take(out);
+    }
+
+    /// Answers every request, and those they lead to: a transfer variable names a phone for
+    /// BLINDTRANSFER and is unset otherwise; everything else succeeds.
+    fn answer_all(&mut self, t: &mut AriTranslator) {
+        while let Some(r) = self.pending.pop_front() {
+            let body = match &r.query[..] {
+                [("variable", v)] if v == "BLINDTRANSFER" => {
+                    Ok(r#"{"value":"PJSIP/bob-00000001"}"#.to_string())
+                }
+                [("variable", _)] => Ok(r#"{"value":""}"#.to_string()),
+                _ => Ok("{}".to_string()),
+            };
+            let mut out = Output::default();
+            t.on_reply(r, body, &mut out);
+            self.take(out);
+        }
+    }
+
+    /// Fails every request as the transport does when it gives the connection up.
+    fn lose_all(&mut self, t: &mut AriTranslator) {
+        while let Some(r) = self.pending.pop_front() {
+            let lost = AriError::Lost {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                why: "the ARI connection was given up".into(),
+            };
+            let mut out = Output::default();
+            t.on_reply(r, Err(lost), &mut out);
+            self.take(out);
+        }
+    }
+
+    /// A reconnection that finds `live` in the Stasis application and no bridge.
+    fn reconnect(&mut self, t: &mut AriTranslator, live: Vec<Value>) {
+        t.on_disconnect();
+        self.lose_all(t);
+        let mut out = Output::default();
+        t.on_connect(&mut out);
+        for r in out.requests {
+            let body = match r.tag {
+                Tag::Bridges => "[]".to_string(),
+                Tag::List => Value::Array(live.clone()).to_string(),
+                _ => "{}".to_string(),
+            };
+            let mut o = Output::default();
+            t.on_reply(r, Ok(body), &mut o);
+            self.take(o);
+        }
+        self.answer_all(t);
+    }
+}
+
+fn chan_json(id: &str, app_data: &str, vars: bool) -> Value {
+    let mut c = serde_json::json!({
+        "id": id,
+        "name": format!("PJSIP/alice-{id}"),
+        "state": "Up",
+        "caller": {"name": "Alice", "number": "100"},
+        "dialplan": {"context": "phones", "exten": "700", "priority": 1,
+                     "app_name": "Stasis", "app_data": app_data},
+    });
+    if vars {
+        c["channelvars"] = serde_json::json!({
+            "BLINDTRANSFER": "PJSIP/bob-00000001", "ATTENDEDTRANSFER": "", "FORWARDERNAME": ""
+        });
+    }
+    c
+}
+
+fn stasis_start(id: &str, args: &[&str], vars: bool) -> Value {
+    let data = std::iter::once("callpark")
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(",");
+    serde_json::json!({"type": "StasisStart", "args": args, "channel": chan_json(id, &data, vars)})
+}
+
+fn gone(id: &str) -> [Value; 2] {
+    let c = chan_json(id, "", false);
+    [
+        serde_json::json!({"type": "StasisEnd", "channel": c}),
+        serde_json::json!({"type": "ChannelDestroyed", "channel": c, "cause": 16,
+                           "cause_txt": "Normal Clearing"}),
+    ]
+}
+
+/// Months of calls in one go: 100,000 calls through every path that creates state in the
+/// translator (parks resolved over REST, music files, the spoken orbit, retrieves and their
+/// bridges, ringbacks answered and not, retrieves of an empty orbit, a caller gone before
+/// the core's commands reach it, calls that end while the connection is down, requests
+/// abandoned with a connection). Once they have all ended, the translator holds what it
+/// held before the first.
+#[test]
+fn a_hundred_thousand_calls_leave_no_state_behind() {
+    let mut t = tr();
+    let mut pbx = FakeAri {
+        pending: Default::default(),
+        events: Vec::new(),
+        played: String::new(),
+    };
+    // Connected once, with nothing in Stasis.
+    pbx.reconnect(&mut t, vec![]);
+    let start = t.state_size();
+    let music = Moh::File("/var/lib/callpark/music/hold.wav".into());
+    let orbit: callpark::orbit::Orbit = "701".parse().unwrap();
+    let (mut parks, mut bridged, mut answered) = (0, 0, 0);
+    for i in 0..100_000u32 {
+        let (p, r, l) = (format!("p{i}"), format!("r{i}"), format!("l{i}"));
+        let (pid, rid, lid) = (
+            ChannelId::new(p.clone()),
+            ChannelId::new(r.clone()),
+            ChannelId::new(l.clone()),
+        );
+        match i % 6 {
+            // Parked (who parked read over REST), music from a file that loops, retrieved.
+            0 => {
+                pbx.wire(&mut t, stasis_start(&p, &["park"], false));
+                pbx.answer_all(&mut t);
+                pbx.cmd(
+                    &mut t,
+                    Command::Answer {
+                        channel: pid.clone(),
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::StartMoh {
+                        channel: pid.clone(),
+                        moh: music.clone(),
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::Lamp {
+                        orbit,
+                        state: callpark::park::LampState::InUse,
+                    },
+                );
+                pbx.answer_all(&mut t);
+                // The file ends once and is played again.
+                let first = pbx.played.clone();
+                pbx.wire(
+                    &mut t,
+                    serde_json::json!({"type": "PlaybackFinished",
+                    "playback": {"id": first, "state": "done"}}),
+                );
+                pbx.answer_all(&mut t);
+                assert_ne!(pbx.played, first, "the music file loops");
+                pbx.wire(&mut t, stasis_start(&r, &["retrieve", "701"], false));
+                pbx.cmd(
+                    &mut t,
+                    Command::StopMoh {
+                        channel: pid.clone(),
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::Bridge {
+                        parked: pid.clone(),
+                        other: rid.clone(),
+                    },
+                );
+                pbx.answer_all(&mut t);
+                let b = format!("cp-{p}");
+                pbx.wire(
+                    &mut t,
+                    serde_json::json!({"type": "ChannelEnteredBridge",
+                    "bridge": {"id": b, "channels": [p, r]}, "channel": chan_json(&r, "", false)}),
+                );
+                pbx.wire(
+                    &mut t,
+                    serde_json::json!({"type": "ChannelLeftBridge",
+                    "bridge": {"id": b, "channels": [p]}, "channel": chan_json(&r, "", false)}),
+                );
+                pbx.answer_all(&mut t);
+                for v in gone(&r).into_iter().chain(gone(&p)) {
+                    pbx.wire(&mut t, v);
+                }
+                let last = pbx.played.clone();
+                pbx.wire(
+                    &mut t,
+                    serde_json::json!({"type": "PlaybackFinished",
+                    "playback": {"id": last, "state": "done"}}),
+                );
+            }
+            // The caller hangs up as it is parked: the core's commands arrive after the end.
+            1 => {
+                pbx.wire(&mut t, stasis_start(&p, &["park"], true));
+                for v in gone(&p) {
+                    pbx.wire(&mut t, v);
+                }
+                pbx.cmd(
+                    &mut t,
+                    Command::Answer {
+                        channel: pid.clone(),
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::Announce {
+                        channel: pid.clone(),
+                        orbit,
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::StartMoh {
+                        channel: pid.clone(),
+                        moh: music.clone(),
+                    },
+                );
+                pbx.answer_all(&mut t);
+            }
+            // A ringback the parker answers, then one nobody answers.
+            2 => {
+                for (leg, answers) in [(&lid, true), (&rid, false)] {
+                    pbx.cmd(
+                        &mut t,
+                        Command::Originate {
+                            channel: leg.clone(),
+                            target: Target::Endpoint("PJSIP/bob".into()),
+                            caller_id: Party {
+                                name: "Parked 701".into(),
+                                number: "701".into(),
+                            },
+                            timeout_ms: 20_000,
+                            purpose: callpark::park::LegPurpose::Ringback { attempt: 1 },
+                        },
+                    );
+                    pbx.answer_all(&mut t);
+                    if answers {
+                        pbx.wire(&mut t, stasis_start(leg.as_str(), &["leg"], false));
+                    }
+                    for v in gone(leg.as_str()) {
+                        pbx.wire(&mut t, v);
+                    }
+                }
+            }
+            // A retrieve of an empty orbit: told so, then hung up.
+            3 => {
+                pbx.wire(&mut t, stasis_start(&r, &["retrieve", "702"], false));
+                pbx.cmd(
+                    &mut t,
+                    Command::OrbitEmpty {
+                        channel: rid.clone(),
+                        orbit,
+                    },
+                );
+                pbx.answer_all(&mut t);
+                let told = pbx.played.clone();
+                pbx.wire(
+                    &mut t,
+                    serde_json::json!({"type": "PlaybackFinished",
+                    "playback": {"id": told, "state": "done"}}),
+                );
+                // Then hung up.
+                assert!(
+                    pbx.pending
+                        .iter()
+                        .any(|q| q.method == Method::DELETE && q.path == format!("/channels/{r}"))
+                );
+                pbx.answer_all(&mut t);
+                for v in gone(&r) {
+                    pbx.wire(&mut t, v);
+                }
+            }
+            // The connection is given up while a park's variables are read; the call has
+            // gone by the time callpark is back.
+            4 => {
+                pbx.wire(&mut t, stasis_start(&p, &["park"], false));
+                pbx.reconnect(&mut t, vec![]);
+            }
+            // A parked call with its music ends while the connection is down.
+            _ => {
+                pbx.wire(&mut t, stasis_start(&p, &["park"], true));
+                pbx.cmd(
+                    &mut t,
+                    Command::StartMoh {
+                        channel: pid.clone(),
+                        moh: music.clone(),
+                    },
+                );
+                pbx.cmd(
+                    &mut t,
+                    Command::Announce {
+                        channel: pid.clone(),
+                        orbit,
+                    },
+                );
+                pbx.answer_all(&mut t);
+                pbx.reconnect(&mut t, vec![]);
+            }
+        }
+        for e in pbx.events.drain(..) {
+            match e {
+                PbxEvent::Call(Event::Park(_)) => parks += 1,
+                PbxEvent::Call(Event::Bridged { .. }) => bridged += 1,
+                PbxEvent::Call(Event::Answered { .. }) => answered += 1,
+                _ => {}
+            }
+        }
+        if i % 10_000 == 9_999 {
+            assert_eq!(t.state_size(), start, "after {} calls", i + 1);
+        }
+    }
+    // The calls took the paths meant for them.
+    assert_eq!((parks, bridged, answered), (50_000, 16_667, 16_667));
+    assert_eq!(t.state_size(), start);
+}

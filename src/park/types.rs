@@ -328,6 +328,23 @@ impl Command {
             Command::Answer { .. } | Command::StartMoh { .. } | Command::Announce { .. }
         )
     }
+
+    /// The channels this command acts on (none for a lamp or a message to an endpoint).
+    pub fn channels(&self) -> Vec<&ChannelId> {
+        match self {
+            Command::Answer { channel }
+            | Command::StartMoh { channel, .. }
+            | Command::StopMoh { channel }
+            | Command::Announce { channel, .. }
+            | Command::Originate { channel, .. }
+            | Command::Hangup { channel }
+            | Command::OrbitEmpty { channel, .. }
+            | Command::Refuse { channel, .. }
+            | Command::ParkFailed { channel } => vec![channel],
+            Command::Bridge { parked, other } => vec![parked, other],
+            Command::Notify { .. } | Command::Lamp { .. } => vec![],
+        }
+    }
 }
 
 /// What the core asks a PBX to do.

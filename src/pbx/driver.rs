@@ -15,7 +15,8 @@ use crate::park::Command;
 pub enum Incoming<T: Translator> {
     Wire(T::Wire),
     Reply(T::Request, T::Reply),
-    /// The connection dropped; why. Replies of requests already sent may still follow.
+    /// The connection dropped; why. Requests under way are failed when the driver then
+    /// [closes](Transport::close) it, and their failures follow as replies.
     Closed(String),
     /// The answer to [`Transport::probe`]: the PBX is there.
     Alive,
@@ -43,18 +44,22 @@ pub trait Transport: Send + 'static {
     /// command); the answer comes back as [`Incoming::Alive`].
     fn probe(&mut self);
 
-    /// Drops the connection.
+    /// Drops the connection, and fails every request sent over it or waiting to be: their
+    /// failures come back through [`Transport::next`] (a request the PBX may have carried out
+    /// is reconciled by the next connection's listing, not retried).
     fn close(&mut self);
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// A connection quiet this long is probed...
-pub const QUIET: Duration = Duration::from_secs(4);
+/// An event stream quiet this long is probed...
+pub const QUIET: Duration = Duration::from_secs(3);
 /// ...and given up if the probe is not answered in this time: a PBX that hangs (or a network
 /// path that silently drops everything) is noticed within `QUIET + PROBE_TIMEOUT` and
-/// reconnected, and the reconnection reconciles every call.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+/// reconnected, and the reconnection reconciles every call. Both PBXes answer a probe (a
+/// websocket ping, `api uptime`) from their socket's own thread, in milliseconds even when
+/// busy, so 3 s is ample; together with the reconnection this keeps recovery under 10 s.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs an adapter until `commands` closes (the service stopped).
 pub async fn drive<T: Transport>(
@@ -85,16 +90,21 @@ pub async fn drive<T: Transport>(
                             QUIET
                         };
                     tokio::select! {
-                        inc = tp.next() => {
-                            heard = Instant::now();
-                            probing = false;
-                            match inc {
-                                Incoming::Wire(w) => tr.on_wire(w, &mut out),
-                                Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
-                                Incoming::Closed(reason) => break reason,
-                                Incoming::Alive => {}
+                        inc = tp.next() => match inc {
+                            // Only the event stream says the connection is alive: REST replies
+                            // (ARI's own HTTP connections) keep coming over a dead websocket.
+                            Incoming::Wire(w) => {
+                                heard = Instant::now();
+                                probing = false;
+                                tr.on_wire(w, &mut out);
                             }
-                        }
+                            Incoming::Alive => {
+                                heard = Instant::now();
+                                probing = false;
+                            }
+                            Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
+                            Incoming::Closed(reason) => break reason,
+                        },
                         cmd = commands.recv() => match cmd {
                             Some(c) => tr.on_command(c, &mut out),
                             None => return Ok(()),

@@ -540,14 +540,20 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
 
         // Recovery: the invariants hold again, within a bound.
         let limit = Duration::from_secs(40);
+        let mut first: Option<Vec<String>> = None;
         let problems = loop {
             let problems = look(&bed, &cp, &handed).await;
             if problems.is_empty() || fault_over.elapsed() > limit {
                 break problems;
             }
+            first.get_or_insert_with(|| problems.clone());
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let recovery = fault_over.elapsed();
+        // A slow recovery says what it waited for.
+        if recovery > Duration::from_secs(5) {
+            println!("cycle {cycle}: waited {recovery:.1?} for {first:?}");
+        }
         if recovery > report.slowest_recovery {
             report.slowest_recovery = recovery;
             report.slowest_cycle = cycle;
@@ -560,6 +566,21 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
                     .push(format!("cycle {cycle} ({fault:?}): {p}"));
             }
             println!("cycle {cycle}: {fault:?}: NOT RECOVERED after {recovery:.1?}: {problems:?}");
+            // What callpark said about the channels concerned: the only trace left once the
+            // run ends (the process's log lives in a temporary directory).
+            let log = cp.log_text();
+            for p in &problems {
+                let Some(id) = p
+                    .split_whitespace()
+                    .find(|w| w.contains('.') || w.len() == 36)
+                else {
+                    continue;
+                };
+                println!("---- callpark's log on {id} ----");
+                for line in log.lines().filter(|l| l.contains(id)) {
+                    println!("{line}");
+                }
+            }
         }
         // Only parked calls carry over: finished conversations and calls at the operator go.
         let store = cp.parked().await;

@@ -13,7 +13,7 @@ use reqwest_websocket::{Message, Upgrade, WebSocket};
 use tracing::warn;
 
 use super::model::decode_event;
-use super::rest::Ari;
+use super::rest::{Ari, AriError};
 use super::translate::{AriTranslator, Reply, Request};
 use crate::pbx::{Incoming, Transport};
 
@@ -21,7 +21,13 @@ pub struct AriTransport {
     ari: Ari,
     app: String,
     ws: Option<WebSocket>,
-    inflight: FuturesUnordered<BoxFuture<'static, (Request, Reply)>>,
+    /// Requests under way, by number: kept here (their futures own a copy) so that giving the
+    /// connection up can fail each one at once rather than let it wait out the timeout.
+    sent: HashMap<u64, Request>,
+    inflight: FuturesUnordered<BoxFuture<'static, (u64, Reply)>>,
+    seq: u64,
+    /// Replies decided without Asterisk (requests failed when the connection was given up).
+    ready: VecDeque<(Request, Reply)>,
     /// Per key: requests waiting behind the one in flight (present while one is in flight).
     queues: HashMap<String, VecDeque<Request>>,
     /// A websocket ping is to be sent (see [`Transport::probe`]).
@@ -37,7 +43,10 @@ impl AriTransport {
             ari,
             app: app.to_string(),
             ws: None,
+            sent: HashMap::new(),
             inflight: FuturesUnordered::new(),
+            seq: 0,
+            ready: VecDeque::new(),
             queues: HashMap::new(),
             ping_due: false,
             failing: None,
@@ -46,11 +55,14 @@ impl AriTransport {
 
     fn start(&mut self, req: Request) {
         let ari = self.ari.clone();
+        self.seq += 1;
+        let n = self.seq;
+        let (method, path, query) = (req.method.clone(), req.path.clone(), req.query.clone());
+        self.sent.insert(n, req);
         self.inflight.push(Box::pin(async move {
-            let query: Vec<(&str, &str)> =
-                req.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let reply = ari.call(req.method.clone(), &req.path, &query).await;
-            (req, reply)
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = ari.call(method, &path, &query).await;
+            (n, reply)
         }));
     }
 
@@ -137,6 +149,9 @@ impl Transport for AriTransport {
                 }
             }
         }
+        if let Some((req, reply)) = self.ready.pop_front() {
+            return Incoming::Reply(req, reply);
+        }
         loop {
             let got = {
                 let (slot, inflight) = (&mut self.ws, &mut self.inflight);
@@ -161,7 +176,10 @@ impl Transport for AriTransport {
                 }
             };
             match got {
-                Ok((req, reply)) => {
+                Ok((n, reply)) => {
+                    let Some(req) = self.sent.remove(&n) else {
+                        continue;
+                    };
                     self.done(&req);
                     if let Err(e) = &reply {
                         if e.is_timeout() && self.ws.is_some() {
@@ -195,7 +213,22 @@ impl Transport for AriTransport {
         self.ping_due = true;
     }
 
+    /// Also fails every request under way or waiting its turn: on a silenced connection each
+    /// would otherwise wait out the client's timeout, and those queued behind it (the
+    /// reconnection's own listing among them) after it.
     fn close(&mut self) {
         self.ws = None;
+        self.inflight = FuturesUnordered::new();
+        let mut sent: Vec<(u64, Request)> = self.sent.drain().collect();
+        sent.sort_by_key(|(n, _)| *n);
+        let queued = std::mem::take(&mut self.queues).into_values().flatten();
+        for req in sent.into_iter().map(|(_, r)| r).chain(queued) {
+            let reply = Err(AriError::Lost {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                why: "the ARI connection was given up".into(),
+            });
+            self.ready.push_back((req, reply));
+        }
     }
 }

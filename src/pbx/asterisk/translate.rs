@@ -9,7 +9,7 @@
 //! attended one. ari.conf's `channelvars` puts both in the event; without it they are read
 //! over REST before the park is reported.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use reqwest::Method;
 use tracing::{debug, info, warn};
@@ -112,6 +112,18 @@ enum AfterPlayback {
     },
 }
 
+impl AfterPlayback {
+    fn channel(&self) -> &ChannelId {
+        match self {
+            AfterPlayback::Hangup(c) | AfterPlayback::Continue(c) | AfterPlayback::Moh(c) => c,
+            AfterPlayback::Loop { channel, .. } => channel,
+        }
+    }
+}
+
+/// How many ended channels are remembered (see `AriTranslator::ended`).
+const ENDED_KEPT: usize = 1024;
+
 /// What the translator knows of a channel callpark has seen.
 #[derive(Debug, Clone, Default)]
 struct Chan {
@@ -162,6 +174,14 @@ pub struct AriTranslator {
     seq: u64,
     /// Music sources already reported as not playing: each is logged once.
     silent_music: HashSet<String>,
+    /// The channels that ended last, oldest first: a command the core sent before it heard
+    /// of the end (a caller hanging up as it is parked) acts on one of them, and must not
+    /// leave state behind that no event would ever clear. Bounded by [`ENDED_KEPT`].
+    ended: VecDeque<ChannelId>,
+    ended_set: HashSet<ChannelId>,
+    /// Channels the translator held state for when this connection began: those the
+    /// connection's listing does not show ended while callpark was not looking.
+    before_connect: HashSet<ChannelId>,
 }
 
 /// The key that orders the requests of a (re)connection: bridges first, then channels.
@@ -185,6 +205,9 @@ impl AriTranslator {
             seen: HashSet::new(),
             seq: 0,
             silent_music: HashSet::new(),
+            ended: VecDeque::new(),
+            ended_set: HashSet::new(),
+            before_connect: HashSet::new(),
         }
     }
 
@@ -342,10 +365,60 @@ impl AriTranslator {
         }
     }
 
+    /// A channel ended: everything held for it goes.
     fn forget(&mut self, ch: &ChannelId) {
+        self.drop_state(ch);
+        if self.ended_set.insert(ch.clone()) {
+            self.ended.push_back(ch.clone());
+            if self.ended.len() > ENDED_KEPT {
+                if let Some(old) = self.ended.pop_front() {
+                    self.ended_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn drop_state(&mut self, ch: &ChannelId) {
         self.chans.remove(ch);
         self.lookups.remove(ch);
+        self.seen.remove(ch);
+        self.found_bridged.remove(ch);
         self.pending_bridges.retain(|_, (a, b)| a != ch && b != ch);
+        self.after.retain(|_, a| a.channel() != ch);
+        if let Some((_, peer)) = self.bridged.remove(ch) {
+            if self.bridged.get(&peer).is_some_and(|(_, p)| p == ch) {
+                self.bridged.remove(&peer);
+            }
+        }
+    }
+
+    /// Every channel the translator holds state for.
+    fn known_channels(&self) -> HashSet<ChannelId> {
+        let mut k: HashSet<ChannelId> = self.chans.keys().cloned().collect();
+        k.extend(self.lookups.keys().cloned());
+        k.extend(self.bridged.keys().cloned());
+        k.extend(self.found_bridged.keys().cloned());
+        k.extend(self.after.values().map(|a| a.channel().clone()));
+        for (a, b) in self.pending_bridges.values() {
+            k.insert(a.clone());
+            k.insert(b.clone());
+        }
+        k
+    }
+
+    /// How many entries the translator holds (channels, playbacks, bridges, lookups), not
+    /// counting the fixed-size memory of ended channels: it returns to where it was once
+    /// the calls that made it have ended, however many there were.
+    pub fn state_size(&self) -> usize {
+        self.chans.len()
+            + self.pending_bridges.len()
+            + self.bridged.len()
+            + self.after.len()
+            + self.lookups.len()
+            + self.found_bridged.len()
+            + self.seen.len()
+            + self.silent_music.len()
+            + self.before_connect.len()
     }
 
     /// A call event, as `Found` while reporting what a (re)connection found.
@@ -630,6 +703,27 @@ impl AriTranslator {
         }
     }
 
+    /// A request abandoned with its connection: Asterisk may or may not have carried it out.
+    /// What sits in the Stasis application is found again by the next connection's listing
+    /// (a park whose variables were being read, a retrieve whose bridge was being made), and a
+    /// leg being originated is either among the channels listed or reconciled as gone: none
+    /// is reported failed or asked again here.
+    fn on_lost(&mut self, tag: Tag, e: &AriError, out: &mut Output<Request>) {
+        debug!(pbx = %self.s.pool, "{e}");
+        match tag {
+            Tag::Var(id, _) => {
+                self.lookups.remove(&id);
+            }
+            Tag::BridgeCreated { bridge, .. } => {
+                self.pending_bridges.remove(&bridge);
+            }
+            // What was to follow the playback happens now, as when it ends: a call must not
+            // wait on the end of a playback that may never have started.
+            Tag::Play(pb) => self.on_playback_finished(&pb, false, out),
+            Tag::Bridges | Tag::List | Tag::Originate(_) | Tag::Action(_) => {}
+        }
+    }
+
     fn dial_string(&self, t: &Target) -> Result<String, String> {
         Ok(match t {
             Target::Endpoint(e) => e.clone(),
@@ -657,6 +751,7 @@ impl Translator for AriTranslator {
 
     fn on_connect(&mut self, out: &mut Output<Request>) {
         self.seen.clear();
+        self.before_connect = self.known_channels();
         // Asked only once the websocket is up, so no event falls in between; one key, so the
         // bridges are known when the channels are read.
         let key = Some(RECONNECT_KEY.to_string());
@@ -731,6 +826,32 @@ impl Translator for AriTranslator {
 
     fn on_command(&mut self, cmd: Command, out: &mut Output<Request>) {
         debug!(pbx = %self.s.pool, ?cmd, "command");
+        let ended: Vec<ChannelId> = cmd
+            .channels()
+            .into_iter()
+            .filter(|c| self.ended_set.contains(*c))
+            .cloned()
+            .collect();
+        self.command(cmd, out);
+        // Sent all the same (Asterisk answers 404), but nothing is kept for a channel that
+        // has ended: no event would ever clear it.
+        for ch in &ended {
+            self.drop_state(ch);
+        }
+    }
+
+    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+        if let Err(e) = &reply {
+            if e.is_lost() {
+                return self.on_lost(req.tag, e, out);
+            }
+        }
+        self.reply(req, reply, out)
+    }
+}
+
+impl AriTranslator {
+    fn command(&mut self, cmd: Command, out: &mut Output<Request>) {
         match cmd {
             Command::Answer { channel } => {
                 let c = self.chan(&channel);
@@ -909,7 +1030,7 @@ impl Translator for AriTranslator {
         }
     }
 
-    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+    fn reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
         match req.tag {
             Tag::Bridges => match reply.and_then(|body| {
                 serde_json::from_str::<Vec<Bridge>>(&body).map_err(|e| AriError::Body {
@@ -927,8 +1048,18 @@ impl Translator for AriTranslator {
                 })
             }) {
                 Ok(chs) => {
+                    // What ended while callpark was not looking: the core hears it from the
+                    // reconciliation; here its state goes. Channels first met since the
+                    // connection began are kept: the listing may be older than their events.
+                    let live: HashSet<ChannelId> =
+                        chs.iter().map(|c| ChannelId::new(c.id.clone())).collect();
+                    for ch in std::mem::take(&mut self.before_connect) {
+                        if !live.contains(&ch) {
+                            self.forget(&ch);
+                        }
+                    }
                     out.events.push(PbxEvent::Connected {
-                        channels: chs.iter().map(|c| ChannelId::new(c.id.clone())).collect(),
+                        channels: live.into_iter().collect(),
                     });
                     self.adopt(chs, out);
                 }

@@ -127,7 +127,15 @@ pub struct FsTranslator {
     silent_music: HashSet<String>,
     /// Parks waiting for the name of the channel that placed them (see [`Tag::PlacedBy`]).
     placed_by: HashMap<ChannelId, (ParkRequest, bool)>,
+    /// The channels that ended last, oldest first: a command the core sent before it heard
+    /// of the end acts on one of them and must not leave state behind that no event would
+    /// ever clear. Bounded by [`ENDED_KEPT`].
+    ended: VecDeque<ChannelId>,
+    ended_set: HashSet<ChannelId>,
 }
+
+/// How many ended channels are remembered (see `FsTranslator::ended`).
+const ENDED_KEPT: usize = 1024;
 
 impl FsTranslator {
     pub fn new(s: FsSettings) -> FsTranslator {
@@ -138,7 +146,28 @@ impl FsTranslator {
             replaced: VecDeque::new(),
             silent_music: HashSet::new(),
             placed_by: HashMap::new(),
+            ended: VecDeque::new(),
+            ended_set: HashSet::new(),
         }
+    }
+
+    fn ended(&mut self, ch: &ChannelId) {
+        if self.ended_set.insert(ch.clone()) {
+            self.ended.push_back(ch.clone());
+            if self.ended.len() > ENDED_KEPT {
+                if let Some(old) = self.ended.pop_front() {
+                    self.ended_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// How many entries the translator holds (channels, parks being resolved, replaced
+    /// calls), not counting what is bounded by design (lamps by the orbits, the memory of
+    /// ended channels, music sources): it returns to where it was once the calls that made
+    /// it have ended, however many there were.
+    pub fn state_size(&self) -> usize {
+        self.chans.len() + self.placed_by.len() + self.replaced.len()
     }
 
     fn api(&self, line: String, tag: Tag) -> Request {
@@ -597,6 +626,7 @@ impl Translator for FsTranslator {
             "CHANNEL_EXECUTE_COMPLETE" if !leg => self.on_music_ended(&ev, &id),
             "CHANNEL_HANGUP" => {
                 self.placed_by.remove(&id);
+                self.ended(&id);
                 let chan = self.chans.remove(&id);
                 let answered = ev.answered_time.as_deref().is_some_and(|t| t != "0");
                 let replaced = ev.transfer_disposition.as_deref() == Some("replaced")
@@ -625,6 +655,27 @@ impl Translator for FsTranslator {
 
     fn on_command(&mut self, cmd: Command, out: &mut Output<Request>) {
         debug!(pbx = %self.s.pool, ?cmd, "command");
+        let ended: Vec<ChannelId> = cmd
+            .channels()
+            .into_iter()
+            .filter(|c| self.ended_set.contains(*c))
+            .cloned()
+            .collect();
+        self.command(cmd, out);
+        // Sent all the same (FreeSWITCH answers -ERR), but nothing is kept for a channel that
+        // has ended: no event would ever clear it.
+        for ch in &ended {
+            self.chans.remove(ch);
+        }
+    }
+
+    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+        self.reply(req, reply, out)
+    }
+}
+
+impl FsTranslator {
+    fn command(&mut self, cmd: Command, out: &mut Output<Request>) {
         match cmd {
             Command::Answer { channel } => {
                 let c = self.chans.entry(channel.clone()).or_default();
@@ -786,15 +837,17 @@ impl Translator for FsTranslator {
         }
     }
 
-    fn on_reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+    fn reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
         let text = match reply {
             Reply::Text(t) => t,
             Reply::Lost(why) => {
+                debug!(pbx = %self.s.pool, command = %req.out.line, "never answered: {why}");
                 match req.tag {
-                    Tag::Originate(leg) => out.event(Event::OriginateFailed {
-                        channel: leg,
-                        reason: why,
-                    }),
+                    // FreeSWITCH may have placed the leg before the connection went: the next
+                    // connection's listing says whether it exists (and reconciles it as gone
+                    // if not), and the leg's ring deadline covers a connection that never
+                    // returns. Reported failed here, it would be rung again beside itself.
+                    Tag::Originate(_) => {}
                     // Found again when the connection is back.
                     Tag::PlacedBy(id) => {
                         self.placed_by.remove(&id);
