@@ -147,6 +147,14 @@ async fn retrieve(ari: &Ari, ami: &Ami, sys: System, tag: &str, space: &str) -> 
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (rounds, concurrent) = if full { (200, 500) } else { (3, 20) };
+    // `--concurrent N`: how many calls the many-at-once phase parks (and restarts with).
+    let args: Vec<String> = std::env::args().collect();
+    let concurrent = args
+        .iter()
+        .position(|a| a == "--concurrent")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--concurrent N"))
+        .unwrap_or(concurrent);
     // CALLPARK_BENCH_ROUNDS / CALLPARK_BENCH_CONCURRENT change the sizes for a quick look.
     let num = |k: &str, d: usize| {
         std::env::var(k)
@@ -244,7 +252,7 @@ async fn main() {
     }
     drop(cp);
     // The include is generated from this configuration (music off), as a deployment would.
-    let cp = Callpark::start(&Setup {
+    let mut cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
         ranges: vec![("701", "799"), ("5000", "5999")],
         ast_include_from_config: true,
@@ -305,6 +313,40 @@ async fn main() {
     assert_eq!(calls.len(), concurrent, "every call parked");
     assert_eq!(alive, concurrent, "every parked call still up in Asterisk");
     assert_eq!(problems, 0, "callpark logged warnings:\n{log}");
+
+    // 4: restarts with every call parked (stopped as systemd stops it, started as systemd
+    // starts it): the time from exec to READY=1, when every pool is connected and its calls
+    // restored from the store and reconciled with what the PBX holds.
+    let restarts = if full { 3 } else { 1 };
+    for run in 1..=restarts {
+        cp.signal("TERM");
+        cp.wait_exit(Duration::from_secs(30)).await;
+        let mark = cp.log_text().len();
+        let ready = cp.spawn_until_ready(Duration::from_secs(30)).await;
+        let calls = cp.parked().await;
+        let mut alive = 0;
+        for c in &calls {
+            if ari.channel_exists(c.channel.as_str()).await {
+                alive += 1;
+            }
+        }
+        let log = cp.log_text();
+        let problems = log[mark..]
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .count();
+        println!(
+            "restart {run}/{restarts} with {concurrent} calls parked: exec to READY=1 in {}; {} in the store, {alive} alive in Asterisk, {problems} warnings/errors",
+            ms(ready),
+            calls.len()
+        );
+        assert_eq!(calls.len(), concurrent, "every call restored");
+        assert_eq!(
+            alive, concurrent,
+            "every call still parked after the restart"
+        );
+        assert_eq!(problems, 0, "callpark logged warnings:\n{}", &log[mark..]);
+    }
     ari.reset().await;
     drop(cp);
     let shipped = std::path::Path::new(REPO).join("dialplan/asterisk/callpark.conf");

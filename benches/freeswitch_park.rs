@@ -197,6 +197,14 @@ async fn retrieve(esl: &Esl, clock: Clock, caller: &str, slot: &str) -> Duration
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (rounds, concurrent) = if full { (200, 500) } else { (3, 20) };
+    // `--concurrent N`: how many calls the many-at-once phase parks (and restarts with).
+    let args: Vec<String> = std::env::args().collect();
+    let concurrent = args
+        .iter()
+        .position(|a| a == "--concurrent")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--concurrent N"))
+        .unwrap_or(concurrent);
     let num = |k: &str, d: usize| {
         std::env::var(k)
             .ok()
@@ -281,7 +289,7 @@ async fn main() {
 
     // 3: many calls parked at once through callpark, in silence (music is FreeSWITCH's media
     // work, not callpark's): the include is generated from this configuration, music off.
-    let cp = Callpark::start(&Setup {
+    let mut cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\nmusic_on_hold = false\n".into(),
         fs_ranges: vec![("601", "699"), ("6000", "6999")],
         fs_include_from_config: true,
@@ -355,6 +363,43 @@ async fn main() {
         "every parked call still up and parked in FreeSWITCH"
     );
     assert_eq!(problems, 0, "callpark logged warnings:\n{log}");
+
+    // 4: restarts with every call parked (stopped as systemd stops it, started as systemd
+    // starts it): the time from exec to READY=1, when every pool is connected and its calls
+    // restored from the store and reconciled with what the PBX holds.
+    let restarts = if full { 3 } else { 1 };
+    for run in 1..=restarts {
+        cp.signal("TERM");
+        cp.wait_exit(Duration::from_secs(30)).await;
+        let mark = cp.log_text().len();
+        let ready = cp.spawn_until_ready(Duration::from_secs(30)).await;
+        let calls = cp.parked().await;
+        let mut alive = 0;
+        for c in &calls {
+            if esl.exists(c.channel.as_str()).await
+                && esl.getvar(c.channel.as_str(), "callpark_action").await == "park"
+                && esl.getvar(c.channel.as_str(), "current_application").await == "park"
+            {
+                alive += 1;
+            }
+        }
+        let log = cp.log_text();
+        let problems = log[mark..]
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .count();
+        println!(
+            "restart {run}/{restarts} with {concurrent} calls parked: exec to READY=1 in {}; {} in the store, {alive} alive in FreeSWITCH, {problems} warnings/errors",
+            ms(ready),
+            calls.len()
+        );
+        assert_eq!(calls.len(), concurrent, "every call restored");
+        assert_eq!(
+            alive, concurrent,
+            "every call still parked after the restart"
+        );
+        assert_eq!(problems, 0, "callpark logged warnings:\n{}", &log[mark..]);
+    }
     esl.reset().await;
     drop(cp);
     install_include(&esl, &shipped_include()).await;

@@ -8,6 +8,10 @@
 //! Replaces), the others blind transfers by the PBX itself. Under `cargo test` (CI): 200 of
 //! each.
 //!
+//! Soak: `--retrieves 100000 --ringbacks 0 --attended-every 0 --music off --sample 10000`
+//! parks and retrieves as fast as the PBX allows, music off, and prints callpark's resident
+//! memory and the store's size on disk every 10,000 cycles.
+//!
 //! A cycle counts as lost unless its call ends the way it should: retrieved (the log's
 //! `retrieved` for the parked channel) or answered by its parker at the ringback
 //! (`reconnected`), with nothing on the way that ends a park (`abandoned`, `disconnected`) and
@@ -28,6 +32,44 @@ use support::*;
 use tokio::sync::Notify;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// Cycles finished so far, of every kind (the soak's samples follow it).
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes the store takes on disk: the database and its write-ahead log.
+fn store_bytes(db: &std::path::Path) -> u64 {
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    size(db.to_path_buf()) + size(wal)
+}
+
+/// Prints callpark's RSS and the store's size each time another `every` cycles have finished.
+fn sampler(
+    pbx: String,
+    pid: u32,
+    db: std::path::PathBuf,
+    every: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut next = every;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let done = FINISHED.load(Ordering::Relaxed);
+            if done >= next {
+                let (cpu, rss, _) = proc_usage(pid);
+                println!(
+                    "soak/{pbx}: {done:>7} cycles  {:>7.1} s  callpark RSS {:>7} KiB  store {:>8} KiB  CPU {:.1} s",
+                    started.elapsed().as_secs_f64(),
+                    rss,
+                    store_bytes(&db) / 1024,
+                    cpu
+                );
+                next += every;
+            }
+        }
+    })
+}
 
 /// Every log entry callpark writes, read as it commits them (one reader for all cycles).
 #[derive(Clone)]
@@ -280,6 +322,7 @@ where
                 // going away when the next one starts.
                 let r = f(format!("{name}{i}"), i).await;
                 tally.lock().unwrap().add(r);
+                FINISHED.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -302,7 +345,14 @@ fn report(pbx: &str, t: &Tally) {
     }
 }
 
-async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every: usize) -> usize {
+async fn one_pbx(
+    which: &str,
+    retrieves: usize,
+    ringbacks: usize,
+    attended_every: usize,
+    music: bool,
+    sample: usize,
+) -> usize {
     let phones = match which {
         "asterisk" => Phones::asterisk().await,
         _ => Phones::freeswitch().await,
@@ -317,8 +367,10 @@ async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every
         _ => Driver::Freeswitch(Arc::new(Esl::connect_for("BACKGROUND_JOB").await)),
     };
     // The whole range the testbed's include routes: fifty ringbacks wait at once.
-    let mut setup = phones
-        .setup("pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n");
+    let mut setup = phones.setup(&format!(
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n{}",
+        if music { "" } else { "music_on_hold = false\n" }
+    ));
     setup.log = "info";
     match which {
         "asterisk" => setup.ranges = vec![("701", "799")],
@@ -326,6 +378,15 @@ async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every
     }
     let cp = Callpark::start(&setup).await;
     let watch = Watch::start(cp.db()).await;
+    FINISHED.store(0, Ordering::Relaxed);
+    let sampling = (sample > 0).then(|| {
+        sampler(
+            which.to_string(),
+            cp.pid().expect("callpark runs"),
+            cp.db(),
+            sample,
+        )
+    });
     let attended = retrieves.checked_div(attended_every).unwrap_or(0);
     let started = Instant::now();
 
@@ -371,6 +432,9 @@ async fn one_pbx(which: &str, retrieves: usize, ringbacks: usize, attended_every
         ms(retrieve_time),
         ms(started.elapsed())
     );
+    if let Some(s) = sampling {
+        s.abort();
+    }
     blind.lost.len() + att.lost.len() + rb.lost.len()
 }
 
@@ -392,6 +456,12 @@ async fn main() {
     let retrieves = num("--retrieves", 2000, 200);
     let ringbacks = num("--ringbacks", 500, 200);
     let attended_every = num("--attended-every", 10, 10);
+    let sample = num("--sample", 0, 0);
+    let music = match value("--music").as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => panic!("--music {other}: on or off"),
+    };
     let pbxes = match value("--pbx").as_deref() {
         Some(p @ ("asterisk" | "freeswitch")) => vec![p.to_string()],
         Some(other) => panic!("--pbx {other}: asterisk or freeswitch"),
@@ -401,7 +471,7 @@ async fn main() {
     for pbx in pbxes {
         // Both testbeds: the phone helpers reset the one they drive.
         let _turn = exclusive().await;
-        lost += one_pbx(&pbx, retrieves, ringbacks, attended_every).await;
+        lost += one_pbx(&pbx, retrieves, ringbacks, attended_every, music, sample).await;
     }
     assert_eq!(lost, 0, "calls were lost");
 }

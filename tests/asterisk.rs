@@ -1054,3 +1054,54 @@ async fn outage_loses_nothing(outage: Outage) {
     })
     .await;
 }
+
+/// A retrieved call still bridged when callpark stops leaves callpark's mixing bridge in
+/// Asterisk; when both sides hang up while callpark is down, the emptied bridge would stay
+/// there for good (and keep the Stasis application registered). callpark removes it when it
+/// connects again.
+#[tokio::test]
+async fn a_bridge_emptied_while_callpark_was_down_is_removed_when_it_is_back() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let mut cp = Callpark::start(&Setup::default()).await;
+    let (caller, _) = park_by_transfer(&ari, &ami, "alice", "\"Carol\" <5551234>").await;
+    cp.wait_parked_on("701").await;
+    let retriever = dial_orbit(&ari, "701", "\"Dave\" <202>").await;
+    wait_for(
+        "the parked call bridged to the retriever",
+        S(10),
+        || async { ari.bridge_with(id(&caller), id(&retriever)).await },
+    )
+    .await;
+    cp.wait_log(id(&caller), "retrieved", S(5)).await;
+    let bridge = format!("cp-{}", id(&caller));
+    // Stopped as systemd stops it: the conversation goes on without callpark.
+    cp.signal("TERM");
+    cp.wait_exit(S(20)).await;
+    for ch in [id(&caller), id(&retriever)] {
+        ari.delete(&format!("/channels/{ch}")).await;
+    }
+    let left = wait_for("both sides gone, the bridge left empty", S(10), || async {
+        let b = ari
+            .bridges()
+            .await
+            .into_iter()
+            .find(|b| b["id"] == bridge.as_str())?;
+        b["channels"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())
+            .then_some(b)
+    })
+    .await;
+    assert_eq!(left["id"], bridge.as_str(), "nothing else removes it");
+    cp.spawn().await;
+    wait_for("the emptied bridge removed", S(10), || async {
+        (!ari
+            .bridges()
+            .await
+            .iter()
+            .any(|b| b["id"] == bridge.as_str()))
+        .then_some(())
+    })
+    .await;
+}

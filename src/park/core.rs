@@ -809,10 +809,14 @@ impl ParkCore {
         dialler: Parker,
         out: &mut Vec<Command>,
     ) {
-        if let Some((parked, Role::Leg)) = self.channels.get(&ch).cloned() {
+        match self.channels.get(&ch).cloned() {
             // The retriever being connected, reported again (found on reconnect, not bridged):
             // it must not hear "empty", it is the one the call waits for.
-            return self.bridge_again(now, &parked, out);
+            Some((parked, Role::Leg)) => return self.bridge_again(now, &parked, out),
+            // A dial of a free orbit held there (see below), reported again as the retrieve it
+            // looked like: it is the call on that orbit already, never its own retriever.
+            Some((_, Role::Parked)) => return,
+            None => {}
         }
         let parked = self.by_orbit.get(&orbit).cloned();
         let Some(parked) = parked.filter(|p| {

@@ -327,6 +327,18 @@ impl Bed {
     }
 }
 
+/// The channel a problem names: an Asterisk id (`1796526023.500`) or a FreeSWITCH uuid.
+fn problem_id(p: &str) -> Option<&str> {
+    p.split_whitespace().find(|w| {
+        (w.len() == 36 && w.matches('-').count() == 4)
+            || w.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            })
+    })
+}
+
 /// Ids the store knows: parked channels and the legs of their calls.
 fn known(store: &[ParkedCall]) -> HashSet<String> {
     let mut k = HashSet::new();
@@ -394,6 +406,14 @@ async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> Vec<String>
     problems
 }
 
+/// callpark's log filter in a fault run: `CALLPARK_FAULT_LOG` (e.g. `callpark=debug`) or info.
+fn fault_log() -> &'static str {
+    match std::env::var("CALLPARK_FAULT_LOG") {
+        Ok(f) => Box::leak(f.into_boxed_str()),
+        Err(_) => "callpark=info",
+    }
+}
+
 /// Runs `cycles` cycles against one testbed, or as many as fit in `budget`. Panics only if
 /// the testbed itself fails.
 pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> Report {
@@ -424,7 +444,7 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
             "on_timeout = \"exten:answer@phones\"\n",
             Setup {
                 ari_url: Some(format!("http://127.0.0.1:{}", cutter.port)),
-                log: "callpark=info",
+                log: fault_log(),
                 ..Setup::default()
             },
         ),
@@ -432,7 +452,7 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
             "on_timeout = \"exten:answer@callpark-test\"\n",
             Setup {
                 esl_addr: Some(format!("127.0.0.1:{}", cutter.port)),
-                log: "callpark=info",
+                log: fault_log(),
                 ..Setup::freeswitch()
             },
         ),
@@ -553,6 +573,23 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
         // A slow recovery says what it waited for.
         if recovery > Duration::from_secs(5) {
             println!("cycle {cycle}: waited {recovery:.1?} for {first:?}");
+            let log = cp.log_text();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("WARN")
+                        || l.contains("connected to")
+                        || l.contains("reconciling")
+                        || first
+                            .iter()
+                            .flatten()
+                            .filter_map(|p| problem_id(p))
+                            .any(|id| l.contains(id))
+                })
+                .collect();
+            for l in &lines[lines.len().saturating_sub(30)..] {
+                println!("  | {l}");
+            }
         }
         if recovery > report.slowest_recovery {
             report.slowest_recovery = recovery;

@@ -788,18 +788,7 @@ impl Callpark {
                 .collect()
         };
         let before = count(&std::fs::read_to_string(&self.log).unwrap_or_default());
-        let child = Command::new(env!("CARGO_BIN_EXE_callpark"))
-            .arg("--config")
-            .arg(&self.config)
-            .arg("run")
-            .env("CALLPARK_LOG", self.log_filter)
-            .env("NO_COLOR", "1")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start callpark");
+        let child = self.command(log).spawn().expect("start callpark");
         self.child = Some(child);
         let path = self.log.clone();
         wait_for(
@@ -812,6 +801,57 @@ impl Callpark {
             },
         )
         .await;
+    }
+
+    /// `callpark run` as the tests start it, its output appended to `log`.
+    fn command(&self, log: std::fs::File) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_callpark"));
+        c.arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .env("CALLPARK_LOG", self.log_filter)
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        c
+    }
+
+    /// Starts the process the way systemd does (`NOTIFY_SOCKET`), and waits for its
+    /// `READY=1`: the time from exec to ready, every pool connected and reconciled.
+    pub async fn spawn_until_ready(&mut self, timeout: Duration) -> Duration {
+        let sock = self.dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = tokio::net::UnixDatagram::bind(&sock).expect("bind a notify socket");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = self.command(log);
+        cmd.env("NOTIFY_SOCKET", &sock);
+        let t0 = std::time::Instant::now();
+        self.child = Some(cmd.spawn().expect("start callpark"));
+        let mut buf = vec![0u8; 4096];
+        let ready = tokio::time::timeout(timeout, async {
+            loop {
+                let n = listener
+                    .recv(&mut buf)
+                    .await
+                    .expect("read the notify socket");
+                if String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+                {
+                    return t0.elapsed();
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no READY=1 within {timeout:?}:\n{}", self.log_text()));
+        let _ = std::fs::remove_file(&sock);
+        ready
     }
 
     pub fn pid(&self) -> Option<u32> {
