@@ -1312,3 +1312,73 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
     );
     assert_eq!(t.state_size(), start);
 }
+
+/// A channel listed while it hangs up sent its CHANNEL_HANGUP perhaps before this connection
+/// subscribed: it is not among the live ones (the reconciliation ends its call) and is not
+/// adopted.
+#[test]
+fn a_channel_listed_as_it_hangs_up_is_not_live() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect(&mut out);
+    let list = out.requests.last().unwrap().clone();
+    const GOING: &str = "77777777-2222-3333-4444-555555555555";
+    let body = json!({"row_count": 2, "rows": [
+        {"uuid": P, "application": "playback", "dest": "park", "state": "CS_EXECUTE",
+         "callstate": "ACTIVE"},
+        {"uuid": GOING, "application": "playback", "dest": "park", "state": "CS_HANGUP",
+         "callstate": "HANGUP"},
+    ]});
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    let PbxEvent::Connected { channels } = &out.events[0] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(channels.iter().collect::<Vec<_>>(), [&ChannelId::new(P)]);
+    assert_eq!(lines(&out), [format!("api uuid_dump {P} json")]);
+}
+
+/// A parked channel whose hang-up callpark never heard (it ended as a connection was being
+/// made) is reported gone as soon as FreeSWITCH says it does not know it, once.
+#[test]
+fn a_channel_freeswitch_does_not_know_is_reported_gone_once() {
+    let mut t = tr();
+    let out = cmd(
+        &mut t,
+        Command::Bridge {
+            parked: ChannelId::new(P),
+            other: ChannelId::new("88888888-2222-3333-4444-555555555555"),
+        },
+    );
+    let mut events = Vec::new();
+    for r in out.requests {
+        let mut o = Output::default();
+        let text = if r.out.line.contains("uuid_setvar") {
+            "-ERR No such channel!\n"
+        } else {
+            "-ERR Invalid uuid\n"
+        };
+        t.on_reply(r, Reply::Text(text.into()), &mut o);
+        events.extend(calls(&o));
+    }
+    assert_eq!(
+        events,
+        [Event::Hangup {
+            channel: ChannelId::new(P)
+        }]
+    );
+    // Told again: nothing more.
+    let out = cmd(
+        &mut t,
+        Command::Hangup {
+            channel: ChannelId::new(P),
+        },
+    );
+    let mut o = Output::default();
+    t.on_reply(
+        out.requests[0].clone(),
+        Reply::Text("-ERR No such channel!\n".into()),
+        &mut o,
+    );
+    assert!(o.is_empty());
+}

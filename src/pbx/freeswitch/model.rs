@@ -330,6 +330,23 @@ pub struct ChannelRow {
     pub application: String,
     #[serde(default)]
     pub application_data: String,
+    /// The channel's state machine (`CS_EXECUTE`, `CS_HANGUP`...).
+    #[serde(default)]
+    pub state: String,
+    /// `ACTIVE`, `RINGING`, `HELD`, `HANGUP`...
+    #[serde(default)]
+    pub callstate: String,
+}
+
+impl ChannelRow {
+    /// Listed, but hanging up already: its CHANNEL_HANGUP may have gone out before the
+    /// listing's connection subscribed, and nothing more will say it is gone.
+    pub fn ending(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "CS_HANGUP" | "CS_REPORTING" | "CS_DESTROY"
+        ) || self.callstate == "HANGUP"
+    }
 }
 
 /// `show channels as json`: `{"row_count":0}` when empty, else `{"row_count":N,"rows":[…]}`.

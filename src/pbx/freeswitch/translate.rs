@@ -859,7 +859,10 @@ impl FsTranslator {
         };
         match req.tag {
             Tag::List => match ChannelList::parse(&text) {
-                Ok(list) => {
+                Ok(mut list) => {
+                    // A channel hanging up as it was listed is gone: the reconciliation ends
+                    // its call, and it is not adopted.
+                    list.rows.retain(|r| !r.ending());
                     out.events.push(PbxEvent::Connected {
                         channels: list
                             .rows
@@ -908,6 +911,18 @@ impl FsTranslator {
             Tag::Action(what, ch) if text.starts_with("-ERR") => {
                 // A channel that just hung up answers `-ERR No such channel!`: routine.
                 debug!(pbx = %self.s.pool, channel = ?ch, "{what}: {}", text.trim());
+                // Unless its hang-up was never heard: one that ended as a connection was being
+                // made (its CHANNEL_HANGUP sent before the subscription, the listing taken
+                // before its row went) would otherwise hold its orbit until a timer found out.
+                let gone = text.starts_with("-ERR No such channel")
+                    || text.starts_with("-ERR invalid session id");
+                if let Some(ch) = ch.filter(|c| gone && !self.ended_set.contains(c)) {
+                    debug!(pbx = %self.s.pool, channel = %ch, "gone without a hang-up event");
+                    self.ended(&ch);
+                    self.chans.remove(&ch);
+                    self.placed_by.remove(&ch);
+                    out.event(Event::Hangup { channel: ch });
+                }
             }
             _ => {}
         }
