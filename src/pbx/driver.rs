@@ -196,3 +196,114 @@ async fn flush<T: Transport>(
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the fake transport and translator saw, shared with the test.
+    #[derive(Default)]
+    struct Seen {
+        connects: u32,
+        probes: u32,
+        /// Replies handed to the translator: (request, ok).
+        replies: Vec<(u32, bool)>,
+        disconnects: u32,
+    }
+
+    struct FakeTr(Arc<Mutex<Seen>>);
+
+    impl Translator for FakeTr {
+        type Wire = ();
+        type Request = u32;
+        type Reply = bool;
+        fn on_connect(&mut self, out: &mut Output<u32>) {
+            // Two requests the PBX will never answer on this connection.
+            out.request(1);
+            out.request(2);
+        }
+        fn on_disconnect(&mut self) {
+            self.0.lock().unwrap().disconnects += 1;
+        }
+        fn on_wire(&mut self, _: (), _: &mut Output<u32>) {}
+        fn on_command(&mut self, _: Command, _: &mut Output<u32>) {}
+        fn on_reply(&mut self, req: u32, ok: bool, _: &mut Output<u32>) {
+            self.0.lock().unwrap().replies.push((req, ok));
+        }
+    }
+
+    /// A PBX whose event stream is dead but whose other requests keep being answered (ARI's
+    /// REST beside a silent websocket): a reply every second, no event, no pong.
+    struct DeadStream {
+        seen: Arc<Mutex<Seen>>,
+        unanswered: Vec<u32>,
+        failed: VecDeque<u32>,
+    }
+
+    impl Transport for DeadStream {
+        type Tr = FakeTr;
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        async fn connect(&mut self) -> Result<(), String> {
+            self.seen.lock().unwrap().connects += 1;
+            Ok(())
+        }
+        fn send(&mut self, req: u32) {
+            self.unanswered.push(req);
+        }
+        async fn next(&mut self) -> Incoming<FakeTr> {
+            if let Some(r) = self.failed.pop_front() {
+                return Incoming::Reply(r, false);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Incoming::Reply(0, true)
+        }
+        fn probe(&mut self) {
+            self.seen.lock().unwrap().probes += 1;
+        }
+        fn close(&mut self) {
+            self.failed.extend(self.unanswered.drain(..));
+        }
+    }
+
+    /// Replies keep coming, but only the event stream says the connection is alive: it is
+    /// probed after `QUIET`, given up `PROBE_TIMEOUT` later, and the requests it carried are
+    /// failed then, not left to their own timeouts.
+    #[tokio::test(start_paused = true)]
+    async fn replies_are_no_sign_of_life_and_giving_up_fails_what_was_under_way() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let tp = DeadStream {
+            seen: seen.clone(),
+            unanswered: vec![],
+            failed: VecDeque::new(),
+        };
+        let (ev_tx, mut ev_rx) = mpsc::channel(16);
+        let (_cmd_tx, cmd_rx) = mpsc::channel(16);
+        let t0 = Instant::now();
+        tokio::spawn(drive("p", tp, FakeTr(seen.clone()), ev_tx, cmd_rx));
+        let Ok(Some(PbxEvent::Disconnected { reason })) =
+            tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await
+        else {
+            panic!("the dead stream was not given up within a minute");
+        };
+        assert_eq!(t0.elapsed(), QUIET + PROBE_TIMEOUT, "{reason}");
+        let s = seen.lock().unwrap();
+        assert_eq!((s.connects, s.probes, s.disconnects), (1, 1, 1));
+        // Replies came all along (one a second; the probe's turn may restart a wait), then
+        // both requests of the dead connection failed.
+        let answered = s.replies.iter().filter(|r| **r == (0, true)).count();
+        assert!((4..=5).contains(&answered), "{:?}", s.replies);
+        drop(s);
+        tokio::time::sleep(BACKOFF_MIN / 2).await;
+        let s = seen.lock().unwrap();
+        assert!(
+            s.replies.ends_with(&[(1, false), (2, false)]),
+            "{:?}",
+            s.replies
+        );
+    }
+}
