@@ -291,13 +291,14 @@ mod tests {
             panic!("the dead stream was not given up within a minute");
         };
         assert_eq!(t0.elapsed(), QUIET + PROBE_TIMEOUT, "{reason}");
-        let s = seen.lock().unwrap();
-        assert_eq!((s.connects, s.probes, s.disconnects), (1, 1, 1));
-        // Replies came all along (one a second; the probe's turn may restart a wait), then
-        // both requests of the dead connection failed.
-        let answered = s.replies.iter().filter(|r| **r == (0, true)).count();
-        assert!((4..=5).contains(&answered), "{:?}", s.replies);
-        drop(s);
+        {
+            let s = seen.lock().unwrap();
+            assert_eq!((s.connects, s.probes, s.disconnects), (1, 1, 1));
+            // Replies came all along (one a second; the probe's turn may restart a wait), then
+            // both requests of the dead connection failed.
+            let answered = s.replies.iter().filter(|r| **r == (0, true)).count();
+            assert!((4..=5).contains(&answered), "{:?}", s.replies);
+        }
         tokio::time::sleep(BACKOFF_MIN / 2).await;
         let s = seen.lock().unwrap();
         assert!(
