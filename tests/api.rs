@@ -369,6 +369,85 @@ async fn metrics_in_prometheus_text() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
+    // The counters are kept as entries are committed: pruning the log changes no metric.
+    assert_eq!(api.store.prune_log(i64::MAX, 1000).await.unwrap(), 3);
+    assert_eq!(api.store.oldest_log_id().await.unwrap(), None);
+    let (_, again) = api.get("/metrics").await;
+    assert_eq!(again, text);
+}
+
+#[tokio::test]
+async fn metric_label_values_are_escaped() {
+    // A lot name may hold a backslash; a kind or pool in an old store anything.
+    let api = start_with("").await;
+    let mut odd = log("c9", LogKind::Parked, "702", None);
+    odd.lot = Some("a\\b".into());
+    api.store.apply("pbx-a", &[], &[odd]).await.unwrap();
+    api.store
+        .apply(
+            "pool \"x\"\nnext",
+            &[],
+            &[log("c8", LogKind::Parked, "703", None)],
+        )
+        .await
+        .unwrap();
+    let (_, text) = api.get("/metrics").await;
+    let line = "callpark_events_total{pool=\"pool \\\"x\\\"\\nnext\",kind=\"parked\"} 1";
+    assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    // Every sample line is one line with balanced quotes.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let unescaped = l.replace("\\\\", "").replace("\\\"", "");
+        assert_eq!(unescaped.matches('"').count() % 2, 0, "{l}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_of_parked_calls_follows_every_commit() {
+    let api = start().await;
+    let orbits = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["orbit"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    // Asked again with no commit between: the same list (kept, not read again).
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    let mut c3 = call("c3", "702", None);
+    c3.parked_at = 2_000;
+    api.store
+        .apply(
+            "pbx-a",
+            &[Change::Upsert(Box::new(c3))],
+            &[log("c3", LogKind::Parked, "702", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        orbits(api.json("/api/v1/parked").await),
+        ["701", "710", "702"]
+    );
+    assert_eq!(api.json("/api/v1/parked/702").await["channel"], "c3");
+    // Retrieved: gone from the very next read.
+    api.store
+        .apply(
+            "pbx-a",
+            &[Change::Remove(ChannelId::new("c3"))],
+            &[log("c3", LogKind::Retrieved, "702", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    assert_eq!(api.get("/api/v1/parked/702").await.0, 404);
+    // A change without a log entry (a call's state) is seen too.
+    let mut c1 = call("c1", "701", None);
+    c1.attempts = 1;
+    api.store
+        .apply("pbx-a", &[Change::Upsert(Box::new(c1))], &[])
+        .await
+        .unwrap();
+    assert_eq!(api.json("/api/v1/parked/701").await["attempt"], 1);
 }
 
 /// Reads SSE events (id, event) from a response until `n` arrived; a gzip stream is decoded

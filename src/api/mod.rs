@@ -31,7 +31,7 @@ use crate::orbit::Orbit;
 use crate::park::{Destination, GENERAL_LOT, OperatorError, ParkedCall, Target};
 use crate::service::Control;
 use crate::service::health::Health;
-use crate::store::{LogRow, Store, StoreError};
+use crate::store::{LogRow, Store, StoreError, WAIT_BUCKETS_MS, WaitBucket};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -44,6 +44,18 @@ pub struct ApiState {
     pools: Arc<HashMap<String, mpsc::Sender<Control>>>,
     /// The pools' PBX connections, for the metrics.
     health: Option<Health>,
+    /// The parked calls as last read, decoded and rendered, with the store generation they
+    /// were read at: a list asked for many times a second between two commits is read from
+    /// the store and decoded once.
+    snapshot: Arc<std::sync::Mutex<Option<Arc<Snapshot>>>>,
+}
+
+/// The parked calls at one store generation.
+struct Snapshot {
+    generation: i64,
+    calls: Vec<(String, ParkedCall)>,
+    /// `GET /api/v1/parked`'s body.
+    json: bytes::Bytes,
 }
 
 #[derive(Debug, Error)]
@@ -159,7 +171,36 @@ impl ApiState {
             feed,
             pools: Arc::default(),
             health: None,
+            snapshot: Arc::default(),
         }
+    }
+
+    /// The parked calls now: the snapshot when no commit came since it was made, else read
+    /// and decoded again.
+    async fn parked_now(&self) -> Result<Arc<Snapshot>, StoreError> {
+        // Read before the list, so the list is at least as new as the number it is kept
+        // under: a commit in between makes the next request read it again, never the reverse.
+        let generation = self.store.generation().await?;
+        let slot = || self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot().as_ref().filter(|p| p.generation == generation) {
+            return Ok(p.clone());
+        }
+        let calls = self.store.parked(None).await?;
+        let views: Vec<CallView> = calls
+            .iter()
+            .map(|(pool, c)| call_json(&self.cfg, pool, c))
+            .collect();
+        let json = serde_json::to_vec(&views).expect("parked calls serialize");
+        let fresh = Arc::new(Snapshot {
+            generation,
+            calls,
+            json: json.into(),
+        });
+        let mut kept = slot();
+        if kept.as_ref().is_none_or(|p| p.generation <= generation) {
+            *kept = Some(fresh.clone());
+        }
+        Ok(fresh)
     }
 
     /// The pools' liveness, whose PBX connections the metrics show.
@@ -347,12 +388,8 @@ pub fn call_json<'a>(cfg: &Config, pool: &'a str, c: &'a ParkedCall) -> CallView
 }
 
 async fn parked(State(s): State<ApiState>) -> Result<Response, Failure> {
-    let calls = s.store.parked(None).await?;
-    let views: Vec<CallView> = calls
-        .iter()
-        .map(|(pool, c)| call_json(&s.cfg, pool, c))
-        .collect();
-    Ok(Json(views).into_response())
+    let p = s.parked_now().await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], p.json.clone()).into_response())
 }
 
 fn parse_orbit(text: &str) -> Result<Orbit, Failure> {
@@ -375,8 +412,8 @@ async fn parked_one(
             format!("orbit: {orbit} is in no configured orbit range"),
         ));
     }
-    let calls = s.store.parked(None).await?;
-    match calls.iter().find(|(_, c)| c.orbit == Some(orbit)) {
+    let p = s.parked_now().await?;
+    match p.calls.iter().find(|(_, c)| c.orbit == Some(orbit)) {
         Some((pool, c)) => Ok(Json(call_json(&s.cfg, pool, c)).into_response()),
         None => Err(Failure(
             StatusCode::NOT_FOUND,
@@ -711,7 +748,8 @@ fn lot_size(cfg: &Config, pool: &str, lot: &str) -> u64 {
 async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure> {
     use std::fmt::Write;
     let mut out = String::new();
-    let calls = s.store.parked(None).await?;
+    let parked = s.parked_now().await?;
+    let calls = &parked.calls;
     let _ = writeln!(
         out,
         "# HELP callpark_parked Calls in callpark's hands now, per pool and lot."
@@ -731,12 +769,14 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             .iter()
             .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot)
             .count();
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(out, "callpark_parked{{pool=\"{pool}\",lot=\"{lot}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP callpark_lot_orbits Orbits per pool and lot.");
     let _ = writeln!(out, "# TYPE callpark_lot_orbits gauge");
     for (pool, lot) in &lots {
         let size = lot_size(&s.cfg, pool, lot);
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(
             out,
             "callpark_lot_orbits{{pool=\"{pool}\",lot=\"{lot}\"}} {size}"
@@ -753,6 +793,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             .iter()
             .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot && c.orbit.is_some())
             .count();
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(
             out,
             "callpark_lot_utilisation{{pool=\"{pool}\",lot=\"{lot}\"}} {}",
@@ -765,6 +806,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     );
     let _ = writeln!(out, "# TYPE callpark_events_total counter");
     for (pool, kind, n) in s.store.log_counts().await? {
+        let (pool, kind) = (esc(&pool), esc(&kind));
         let _ = writeln!(
             out,
             "callpark_events_total{{pool=\"{pool}\",kind=\"{kind}\"}} {n}"
@@ -778,6 +820,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_pbx_connected gauge");
         for (pool, up, _) in &conns {
+            let pool = esc(pool);
             let _ = writeln!(
                 out,
                 "callpark_pbx_connected{{pool=\"{pool}\"}} {}",
@@ -790,6 +833,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_pbx_connects_total counter");
         for (pool, _, n) in &conns {
+            let pool = esc(pool);
             let _ = writeln!(out, "callpark_pbx_connects_total{{pool=\"{pool}\"}} {n}");
         }
     }
@@ -801,6 +845,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_store_commit_seconds histogram");
         for (pool, c) in h.commits() {
+            let pool = esc(&pool);
             for (b, n) in COMMIT_BUCKETS.iter().zip(&c.cumulative) {
                 let _ = writeln!(
                     out,
@@ -823,8 +868,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             );
         }
     }
-    // Computed from the log at each scrape: exact, and nothing to keep in memory.
-    const BUCKETS: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0];
+    // Kept by the store as entries are committed: a few rows however long the log is.
     let _ = writeln!(
         out,
         "# HELP callpark_time_to_retrieve_seconds How long retrieved calls waited on their orbit."
@@ -832,36 +876,54 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     let _ = writeln!(out, "# TYPE callpark_time_to_retrieve_seconds histogram");
     let waits = s.store.retrieve_waits().await?;
     for (pool, lot) in &lots {
-        let mine: Vec<f64> = waits
+        let mine: Vec<&WaitBucket> = waits
             .iter()
-            .filter(|(p, l, _)| p == pool && lot_name(l) == lot)
-            .map(|(_, _, ms)| *ms as f64 / 1000.0)
+            .filter(|w| &w.pool == pool && &w.lot == lot)
             .collect();
-        let labels = format!("pool=\"{pool}\",lot=\"{lot}\"");
-        for b in BUCKETS {
-            let n = mine.iter().filter(|w| **w <= b).count();
+        let labels = format!("pool=\"{}\",lot=\"{}\"", esc(pool), esc(lot));
+        for b in WAIT_BUCKETS_MS {
+            let n: i64 = mine.iter().filter(|w| w.le_ms <= b).map(|w| w.n).sum();
             let _ = writeln!(
                 out,
-                "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"{b}\"}} {n}"
+                "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"{}\"}} {n}",
+                b as f64 / 1000.0
             );
         }
+        let all: i64 = mine.iter().map(|w| w.n).sum();
         let _ = writeln!(
             out,
-            "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-            mine.len()
+            "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"+Inf\"}} {all}"
         );
         let _ = writeln!(
             out,
             "callpark_time_to_retrieve_seconds_sum{{{labels}}} {}",
-            mine.iter().sum::<f64>()
+            mine.iter().map(|w| w.sum_ms).sum::<i64>() as f64 / 1000.0
         );
         let _ = writeln!(
             out,
-            "callpark_time_to_retrieve_seconds_count{{{labels}}} {}",
-            mine.len()
+            "callpark_time_to_retrieve_seconds_count{{{labels}}} {all}"
         );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// A label value as the Prometheus text format wants it: backslash, double quote and newline
+/// escaped. Pool names are restricted ([[pbx]] name), but lots and kinds come from the
+/// configuration and the store.
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.into();
+    }
+    let mut out = String::with_capacity(v.len() + 4);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// Lowers the calling thread's CPU priority (Linux's nice value is per thread and inherited
