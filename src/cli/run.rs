@@ -53,6 +53,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // The event log's entries older than `[service] keep_log`, pruned in small batches.
+    let pruning = tokio::spawn(service::run_pruning(
+        store.clone(),
+        cfg.keep_log,
+        service::Clock::system(),
+    ));
     // Each pool's operator requests (the admin API's retrieve and hang-up).
     let mut controls = std::collections::HashMap::new();
     let mut control_rx = std::collections::HashMap::new();
@@ -164,6 +170,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
+    pruning.abort();
     store.close().await;
     Ok(code)
 }
