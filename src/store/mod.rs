@@ -804,4 +804,80 @@ mod tests {
         assert_eq!(wait_bucket(600_000), 600_000);
         assert_eq!(wait_bucket(600_001), WAIT_INF);
     }
+    /// The log of a store written before the counters (migrations 0001 and 0002 only) is
+    /// counted once by migration 0003, to what committing it entry by entry gives.
+    #[tokio::test]
+    async fn the_counters_of_an_older_store_are_counted_from_its_log() {
+        let entries: Vec<(LogKind, &str, Option<&str>, Millis)> = vec![
+            (LogKind::Parked, "c1", None, 1_000),
+            (LogKind::RingbackStarted, "c1", None, 91_000),
+            (LogKind::Retrieved, "c1", None, 95_000),
+            (LogKind::Parked, "c2", Some("sales"), 2_000),
+            (LogKind::Retrieved, "c2", Some("sales"), 4_000),
+            (LogKind::Parked, "c3", None, 3_000),
+            (LogKind::Parked, "c3", None, 200_000),
+            (LogKind::Retrieved, "c3", None, 1_000_000),
+            (LogKind::Retrieved, "c4", None, 5_000),
+        ];
+        let event = |(kind, ch, lot, at): &(LogKind, &str, Option<&str>, Millis)| LogEvent {
+            at: *at,
+            kind: *kind,
+            channel: ChannelId::new(*ch),
+            orbit: None,
+            lot: lot.map(str::to_string),
+            detail: String::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let db = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&old)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            let mut before = sqlx::migrate!("./migrations");
+            before.migrations = before.migrations[..2].to_vec().into();
+            before.run(&db).await.unwrap();
+            for (kind, ch, lot, at) in &entries {
+                sqlx::query(
+                    "INSERT INTO event_log (at, pool, kind, channel, lot, detail) VALUES (?, 'ast', ?, ?, ?, '')",
+                )
+                .bind(at)
+                .bind(kind.as_str())
+                .bind(ch)
+                .bind(lot)
+                .execute(&db)
+                .await
+                .unwrap();
+            }
+            db.close().await;
+        }
+        let migrated = Store::open(&old).await.unwrap();
+        let (fresh, _dir) = store().await;
+        for e in &entries {
+            fresh.apply("ast", &[], &[event(e)]).await.unwrap();
+        }
+        assert_eq!(
+            migrated.log_counts().await.unwrap(),
+            fresh.log_counts().await.unwrap()
+        );
+        let waits = fresh.retrieve_waits().await.unwrap();
+        assert_eq!(migrated.retrieve_waits().await.unwrap(), waits);
+        // c1 waited 94 s (bucket 120 s), c3 800 s from its newest park (+Inf), c2 2 s in
+        // `sales`; c4 had no park logged.
+        let got: Vec<(&str, i64, i64)> = waits
+            .iter()
+            .map(|w| (w.lot.as_str(), w.le_ms, w.sum_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("general", 120_000, 94_000),
+                ("general", WAIT_INF, 800_000),
+                ("sales", 5_000, 2_000)
+            ]
+        );
+    }
 }
