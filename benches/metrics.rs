@@ -6,12 +6,14 @@
 //! The store is filled in bulk (one `INSERT ... SELECT` over a recursive counter, the channel
 //! index dropped meanwhile and rebuilt after), with the counters set to what committing those
 //! entries one by one would have made them. Then the real API is served on loopback and
-//! scraped `--scrapes` times (also `GET /api/v1/parked`, with 100 calls parked); `--old`
-//! times, once, the two queries the scrape made before the counters (an aggregate of the whole
-//! log and its self-join), for comparison. Then the log is pruned in the service's batches
+//! scraped `--scrapes` times (also `GET /api/v1/parked`, with 100 calls parked). Then the log
+//! is pruned in the service's batches
 //! (`service::PRUNE_BATCH`), timing each batch, while a stand-in pool commits a park every
 //! 10 ms, timing each commit: its latency with and without pruning next to it. The scrape is
-//! timed again after the prune.
+//! timed again after the prune. Last, `--old` times, once, the two queries the scrape made
+//! before the counters (an aggregate of the whole log and its self-join), for comparison: last
+//! because they read the whole database and write large temporary files, whose write-back
+//! stalled the next writes for seconds when they ran before the prune.
 //!
 //! Run: `cargo bench --bench metrics [-- --pairs N --scrapes K --prune ROWS --old]` (default
 //! 1,000,000 pairs, 200 scrapes, pruning 200,000 entries; `CALLPARK_BENCH_PAIRS` also sets N,
@@ -79,6 +81,8 @@ fn call(i: usize) -> ParkedCall {
 
 /// Fills the log with `pairs` park/retrieve pairs logged `pairs` seconds up to a year ago
 /// (a retrieve 40 s after its park), and the counters as the commits would have left them.
+/// Channel names are scattered (a multiplicative hash of the pair's number, as FreeSWITCH's
+/// UUIDs are random): pruning deletes from all over the channel index, not from one end.
 async fn fill(path: &std::path::Path, pairs: i64) {
     use sqlx::ConnectOptions;
     let mut db = sqlx::sqlite::SqliteConnectOptions::new()
@@ -104,7 +108,8 @@ async fn fill(path: &std::path::Path, pairs: i64) {
              INSERT INTO event_log (at, pool, kind, channel, orbit, lot, detail)
              SELECT ?3 + i * 1000 + k * 40000, 'pbx-a',
                     CASE k WHEN 0 THEN 'parked' ELSE 'retrieved' END,
-                    'PJSIP/carol-' || printf('%08x', i), CAST(701 + i % 9 AS TEXT), NULL,
+                    printf('%08x-%x', (i * 2654435761) % 4294967296, i),
+                    CAST(701 + i % 9 AS TEXT), NULL,
                     CASE k WHEN 0 THEN 'by PJSIP/alice from Carol <5551234>'
                            ELSE 'by PJSIP/bob' END
                FROM c, (SELECT 0 AS k UNION ALL SELECT 1) ORDER BY i, k",
@@ -258,37 +263,6 @@ pool = "pbx-a"
         summary(&mut scrape(&http, &format!("{base}/api/v1/parked"), scrapes).await)
     );
 
-    if args.iter().any(|a| a == "--old") {
-        let raw = sqlx::SqlitePool::connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
-        )
-        .await
-        .unwrap();
-        let t = Instant::now();
-        sqlx::query("SELECT pool, kind, COUNT(*) AS n FROM event_log GROUP BY pool, kind")
-            .fetch_all(&raw)
-            .await
-            .unwrap();
-        let counts = t.elapsed();
-        let t = Instant::now();
-        sqlx::query(
-            "SELECT r.pool AS pool, r.lot AS lot, r.at - MAX(p.at) AS waited
-               FROM event_log r JOIN event_log p
-                 ON p.channel = r.channel AND p.kind = 'parked' AND p.id < r.id
-              WHERE r.kind = 'retrieved'
-              GROUP BY r.id",
-        )
-        .fetch_all(&raw)
-        .await
-        .unwrap();
-        println!(
-            "before the counters, one scrape's queries: counts {:.0} ms, waits {:.0} ms",
-            counts.as_secs_f64() * 1000.0,
-            t.elapsed().as_secs_f64() * 1000.0
-        );
-        raw.close().await;
-    }
-
     // A stand-in pool: a park committed every 10 ms, each timed.
     let commits = |store: Store, stop: Arc<std::sync::atomic::AtomicBool>| async move {
         let mut took = Vec::new();
@@ -339,6 +313,16 @@ pool = "pbx-a"
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut beside = beside.await.unwrap();
     let busy: Duration = batches.iter().sum();
+    // The first batch reads its pages from disk (the fill went through another connection);
+    // the slowest says whether one stalls the pools.
+    let slowest = (0..batches.len()).max_by_key(|i| batches[*i]);
+    if let (Some(first), Some(i)) = (batches.first(), slowest) {
+        println!(
+            "prune: first batch {:.2} ms, slowest batch #{i} {:.2} ms",
+            first.as_secs_f64() * 1000.0,
+            batches[i].as_secs_f64() * 1000.0
+        );
+    }
     println!(
         "prune: {pruned} entries in {} batches of {}: {:.0} entries/s deleting, {:.0} entries/s with the {} ms pauses; batch {}",
         batches.len(),
@@ -349,7 +333,14 @@ pool = "pbx-a"
         summary(&mut batches)
     );
     println!("pool commit alone:        {}", summary(&mut alone));
-    println!("pool commit while pruning: {}", summary(&mut beside));
+    println!(
+        "pool commit while pruning: {}; commits over 50 ms: {}",
+        summary(&mut beside),
+        beside
+            .iter()
+            .filter(|d| **d > Duration::from_millis(50))
+            .count()
+    );
     println!(
         "GET /metrics after the prune: {}",
         summary(&mut scrape(&http, &metrics, scrapes).await)
@@ -367,5 +358,36 @@ pool = "pbx-a"
         after.lines().any(|l| l == want),
         "pruning changed a counter"
     );
+    if args.iter().any(|a| a == "--old") {
+        let raw = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        let t = Instant::now();
+        sqlx::query("SELECT pool, kind, COUNT(*) AS n FROM event_log GROUP BY pool, kind")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        let counts = t.elapsed();
+        let t = Instant::now();
+        sqlx::query(
+            "SELECT r.pool AS pool, r.lot AS lot, r.at - MAX(p.at) AS waited
+               FROM event_log r JOIN event_log p
+                 ON p.channel = r.channel AND p.kind = 'parked' AND p.id < r.id
+              WHERE r.kind = 'retrieved'
+              GROUP BY r.id",
+        )
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+        println!(
+            "before the counters (on the log left after the prune), one scrape's queries: counts {:.0} ms, waits {:.0} ms",
+            counts.as_secs_f64() * 1000.0,
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        raw.close().await;
+    }
+
     store.close().await;
 }
