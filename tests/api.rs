@@ -369,6 +369,192 @@ async fn metrics_in_prometheus_text() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
+    // The counters are kept as entries are committed: pruning the log changes no metric.
+    assert_eq!(api.store.prune_log(i64::MAX, 1000).await.unwrap(), 3);
+    assert_eq!(api.store.oldest_log_id().await.unwrap(), None);
+    let (_, again) = api.get("/metrics").await;
+    assert_eq!(again, text);
+}
+
+#[tokio::test]
+async fn metric_label_values_are_escaped() {
+    // A lot name may hold a backslash; a kind or pool in an old store anything.
+    let api = start_with("").await;
+    let mut odd = log("c9", LogKind::Parked, "702", None);
+    odd.lot = Some("a\\b".into());
+    api.store.apply("pbx-a", &[], &[odd]).await.unwrap();
+    api.store
+        .apply(
+            "pool \"x\"\nnext",
+            &[],
+            &[log("c8", LogKind::Parked, "703", None)],
+        )
+        .await
+        .unwrap();
+    let (_, text) = api.get("/metrics").await;
+    let line = "callpark_events_total{pool=\"pool \\\"x\\\"\\nnext\",kind=\"parked\"} 1";
+    assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    // Every sample line is one line with balanced quotes.
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let unescaped = l.replace("\\\\", "").replace("\\\"", "");
+        assert_eq!(unescaped.matches('"').count() % 2, 0, "{l}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_of_parked_calls_follows_every_commit() {
+    let api = start().await;
+    let orbits = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["orbit"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    // Asked again with no commit between: the same list (kept, not read again).
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    let mut c3 = call("c3", "702", None);
+    c3.parked_at = 2_000;
+    api.store
+        .apply(
+            "pbx-a",
+            &[Change::Upsert(Box::new(c3))],
+            &[log("c3", LogKind::Parked, "702", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        orbits(api.json("/api/v1/parked").await),
+        ["701", "710", "702"]
+    );
+    assert_eq!(api.json("/api/v1/parked/702").await["channel"], "c3");
+    // Retrieved: gone from the very next read.
+    api.store
+        .apply(
+            "pbx-a",
+            &[Change::Remove(ChannelId::new("c3"))],
+            &[log("c3", LogKind::Retrieved, "702", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(orbits(api.json("/api/v1/parked").await), ["701", "710"]);
+    assert_eq!(api.get("/api/v1/parked/702").await.0, 404);
+    // A change without a log entry (a call's state) is seen too.
+    let mut c1 = call("c1", "701", None);
+    c1.attempts = 1;
+    api.store
+        .apply("pbx-a", &[Change::Upsert(Box::new(c1))], &[])
+        .await
+        .unwrap();
+    assert_eq!(api.json("/api/v1/parked/701").await["attempt"], 1);
+}
+
+/// The whole body of an event stream that ends (after a `reset`), uncompressed.
+async fn whole_stream(api: &Api, last_event_id: &str) -> String {
+    let r = api
+        .http
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", last_event_id)
+        .header("Accept-Encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .expect("the stream ends within 5 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_resume_older_than_the_kept_log_gets_a_reset_with_the_oldest_id() {
+    let api = start().await;
+    let mut late = log("c1", LogKind::Retrieved, "701", None);
+    late.at = 5_000;
+    api.store
+        .apply("pbx-a", &[Change::Remove(ChannelId::new("c1"))], &[late])
+        .await
+        .unwrap();
+    // Entries 1 and 2 (at 1 s) pruned; 3 kept.
+    assert_eq!(api.store.prune_log(2_000, 1000).await.unwrap(), 2);
+    for asked in ["0", "1"] {
+        let body = whole_stream(&api, asked).await;
+        assert_eq!(
+            body, "event: reset\ndata: {\"oldest\":3,\"reason\":\"pruned\"}\n\n",
+            "after {asked}"
+        );
+    }
+    // Right after the last pruned entry: nothing was skipped, the stream goes on as ever.
+    let r = api
+        .http
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read_events(r, 1).await, [(3, "retrieved".to_string())]);
+    // The log emptied by a prune still knows its last id: a resume after it is no reset.
+    assert_eq!(api.store.prune_log(i64::MAX, 1000).await.unwrap(), 1);
+    assert_eq!(api.store.last_log_id().await.unwrap(), 3);
+    let r = api
+        .http
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    api.store
+        .apply(
+            "pbx-a",
+            &[],
+            &[log("c2", LogKind::Retrieved, "710", Some("sales"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_events(r, 1).await, [(4, "retrieved".to_string())]);
+    assert_eq!(
+        whole_stream(&api, "2").await,
+        "event: reset\ndata: {\"oldest\":4,\"reason\":\"pruned\"}\n\n"
+    );
+}
+
+#[tokio::test]
+async fn a_store_error_on_resume_is_a_reset_not_an_empty_stream() {
+    let api = start().await;
+    // Serving (it read the log's last id at start), then every connection of the store the
+    // API reads closed: every read fails.
+    assert_eq!(api.get("/api/v1/parked").await.0, 200);
+    api.store.clone().close().await;
+    assert_eq!(
+        whole_stream(&api, "1").await,
+        "event: reset\ndata: {\"oldest\":null,\"reason\":\"store\"}\n\n"
+    );
+    // A fresh subscriber cannot be placed: an error, not a stream from 0.
+    assert_eq!(api.get("/api/v1/events").await.0, 500);
+}
+
+#[tokio::test]
+async fn a_long_backlog_is_read_in_pages_to_its_end() {
+    let api = start().await;
+    let many: Vec<LogEvent> = (0..11_998)
+        .map(|i| log(&format!("b{i}"), LogKind::Parked, "702", None))
+        .collect();
+    api.store.apply("pbx-a", &[], &many).await.unwrap();
+    let r = api
+        .http
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(TOKEN)
+        .header("Last-Event-ID", "0")
+        .send()
+        .await
+        .unwrap();
+    let got = read_events(r, 12_000).await;
+    let ids: Vec<i64> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=12_000).collect::<Vec<_>>());
 }
 
 /// Reads SSE events (id, event) from a response until `n` arrived; a gzip stream is decoded
@@ -900,4 +1086,19 @@ async fn freeswitch_retrieve_to_an_extension_through_the_api() {
     assert_eq!(peer.len(), 36, "bridged: {peer}");
     let row = cp.log_row(&caller, "retrieved").await;
     assert!(row.detail.contains(&to), "{}", row.detail);
+}
+
+#[tokio::test]
+async fn an_api_whose_log_cannot_be_read_at_start_fails_instead_of_replaying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
+    let cfg = Config::from_toml("", "empty.toml").unwrap();
+    store.clone().close().await;
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let state = ApiState::new(store, Arc::new(cfg), TOKEN.into());
+    let served = tokio::time::timeout(Duration::from_secs(10), serve(state, listener))
+        .await
+        .expect("it gives up within seconds");
+    let e = served.unwrap_err().to_string();
+    assert!(e.contains("event log cannot be read at start"), "{e}");
 }

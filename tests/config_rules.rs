@@ -336,3 +336,39 @@ fn api_webhooks_must_be_http_urls() {
     let c = load("[api]\ntoken_env = \"T\"\nwebhooks = [\"http://127.0.0.1:9/hook\"]\n").unwrap();
     assert_eq!(c.api.unwrap().listen.to_string(), "127.0.0.1:8089");
 }
+
+#[test]
+fn the_event_log_is_kept_90_days_unless_keep_log_says_otherwise() {
+    assert_eq!(load("").unwrap().keep_log, Duration::from_secs(90 * 86_400));
+    let c = load("[service]\nkeep_log = \"2w\"").unwrap();
+    assert_eq!(c.keep_log, Duration::from_secs(14 * 86_400));
+    let (key, line, msg) = invalid("[service]\nkeep_log = \"ninety days\"");
+    assert_eq!((key.as_str(), line), ("service.keep_log", Some(2)));
+    assert!(msg.contains("ninety days") && msg.contains("90d"), "{msg}");
+    let (key, _, msg) = invalid("[service]\nkeep_log = \"10m\"");
+    assert_eq!(key, "service.keep_log");
+    assert!(msg.contains("at least 1h"), "{msg}");
+}
+
+#[test]
+fn a_pool_name_is_letters_digits_and_few_signs() {
+    for good in ["pbx-c", "PBX_1", "hq.example", "7", &"a".repeat(63)] {
+        let text = format!("[[pbx]]\nname = \"{good}\"\nkind = \"asterisk\"\naddress = \"x\"\n");
+        load(&text).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for bad in [
+        "",
+        "-pbx",
+        "pbx a",
+        "pbx\\\"a",
+        "pbx\\na",
+        "pbx{a}",
+        "pbx/a",
+        &"a".repeat(64),
+    ] {
+        let text = format!("[[pbx]]\nname = \"{bad}\"\nkind = \"asterisk\"\naddress = \"x\"\n");
+        let (key, line, msg) = invalid(&text);
+        assert_eq!((key.as_str(), line), ("pbx[0].name", Some(2)), "{bad}");
+        assert!(msg.contains("letters, digits"), "{bad}: {msg}");
+    }
+}

@@ -373,3 +373,54 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
     assert_eq!(at("ringback_started", "k1"), Some(T0 + 1_700));
     assert_eq!(at("abandoned", "k2"), Some(T0 + 1_700));
 }
+
+fn entry(ch: &str, at: Millis) -> LogEvent {
+    LogEvent {
+        at,
+        kind: LogKind::Parked,
+        channel: ChannelId::new(ch),
+        orbit: None,
+        lot: None,
+        detail: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_log_is_pruned_of_what_keep_log_no_longer_keeps_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+    const DAY: Millis = 86_400_000;
+    let now = 1_700_000_000_000;
+    // 5,000 entries 100 days old (more than two batches), then three of yesterday.
+    let old: Vec<LogEvent> = (0..5_000)
+        .map(|i| entry(&format!("old-{i}"), now - 100 * DAY + i))
+        .collect();
+    store.apply("pbx-a", &[], &old).await.unwrap();
+    let young: Vec<LogEvent> = (0..3)
+        .map(|i| entry(&format!("new-{i}"), now - DAY + i))
+        .collect();
+    store.apply("pbx-a", &[], &young).await.unwrap();
+    let counts = store.log_counts().await.unwrap();
+    assert_eq!(counts, [("pbx-a".into(), "parked".into(), 5_003)]);
+    // Everything older than 90 days, by the clock given.
+    let pruner = tokio::spawn(callpark::service::run_pruning(
+        store.clone(),
+        Duration::from_secs(90 * 86_400),
+        Clock::manual(now),
+    ));
+    let t = std::time::Instant::now();
+    while store.oldest_log_id().await.unwrap() != Some(5_001) {
+        assert!(t.elapsed() < Duration::from_secs(10), "not pruned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pruner.abort();
+    assert_eq!(store.log(10).await.unwrap().len(), 3);
+    assert_eq!(store.last_log_id().await.unwrap(), 5_003);
+    // The metrics' counters are not the log's length.
+    assert_eq!(store.log_counts().await.unwrap(), counts);
+    // Nothing left to prune: none goes.
+    let left = callpark::service::prune_log(&store, now - 90 * DAY, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -31,7 +31,7 @@ use crate::orbit::Orbit;
 use crate::park::{Destination, GENERAL_LOT, OperatorError, ParkedCall, Target};
 use crate::service::Control;
 use crate::service::health::Health;
-use crate::store::{LogRow, Store, StoreError};
+use crate::store::{LogRow, Store, StoreError, WAIT_BUCKETS_MS, WaitBucket};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -44,6 +44,18 @@ pub struct ApiState {
     pools: Arc<HashMap<String, mpsc::Sender<Control>>>,
     /// The pools' PBX connections, for the metrics.
     health: Option<Health>,
+    /// The parked calls as last read, decoded and rendered, with the store generation they
+    /// were read at: a list asked for many times a second between two commits is read from
+    /// the store and decoded once.
+    snapshot: Arc<std::sync::Mutex<Option<Arc<Snapshot>>>>,
+}
+
+/// The parked calls at one store generation.
+struct Snapshot {
+    generation: i64,
+    calls: Vec<(String, ParkedCall)>,
+    /// `GET /api/v1/parked`'s body.
+    json: bytes::Bytes,
 }
 
 #[derive(Debug, Error)]
@@ -55,6 +67,14 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "the event log cannot be read at start ({0}); the API is not started rather than replay the whole log to every subscriber and webhook"
+    )]
+    StartLog(StoreError),
+    #[error("webhooks: no HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("the event feed stopped: {0}")]
+    Feed(String),
 }
 
 /// A request's failure as the client sees it: a status and a message naming what to fix.
@@ -159,7 +179,36 @@ impl ApiState {
             feed,
             pools: Arc::default(),
             health: None,
+            snapshot: Arc::default(),
         }
+    }
+
+    /// The parked calls now: the snapshot when no commit came since it was made, else read
+    /// and decoded again.
+    async fn parked_now(&self) -> Result<Arc<Snapshot>, StoreError> {
+        // Read before the list, so the list is at least as new as the number it is kept
+        // under: a commit in between makes the next request read it again, never the reverse.
+        let generation = self.store.generation().await?;
+        let slot = || self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = slot().as_ref().filter(|p| p.generation == generation) {
+            return Ok(p.clone());
+        }
+        let calls = self.store.parked(None).await?;
+        let views: Vec<CallView> = calls
+            .iter()
+            .map(|(pool, c)| call_json(&self.cfg, pool, c))
+            .collect();
+        let json = serde_json::to_vec(&views).expect("parked calls serialize");
+        let fresh = Arc::new(Snapshot {
+            generation,
+            calls,
+            json: json.into(),
+        });
+        let mut kept = slot();
+        if kept.as_ref().is_none_or(|p| p.generation <= generation) {
+            *kept = Some(fresh.clone());
+        }
+        Ok(fresh)
     }
 
     /// The pools' liveness, whose PBX connections the metrics show.
@@ -174,11 +223,10 @@ impl ApiState {
         self
     }
 
-    /// Reads the log as it grows and hands each tick's new entries to every subscriber of the
-    /// stream. One reader for all of them, so a thousand subscribers cost the store one query
-    /// a tick.
-    pub async fn run_feed(self) {
-        let mut last = self.store.last_log_id().await.unwrap_or(0);
+    /// Reads the log as it grows, from after entry `last`, and hands each tick's new entries
+    /// to every subscriber of the stream. One reader for all of them, so a thousand
+    /// subscribers cost the store one query a tick.
+    pub async fn run_feed(self, mut last: i64) {
         loop {
             let pause = match self.store.log_after(last, 1000).await {
                 Ok(rows) if rows.is_empty() => FEED_EVERY,
@@ -230,22 +278,57 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener,
         .map_err(|source| ApiError::Bind { addr, source })
 }
 
-/// Serves the API (and feeds its event stream) until the task is dropped.
+/// Tries to read the newest log id a few times: where the feed starts. Never 0 on a store
+/// error: that would replay the whole log to every subscriber and webhook.
+async fn start_id(store: &Store) -> Result<i64, ApiError> {
+    let mut wait = Duration::from_millis(100);
+    for attempt in 1.. {
+        match store.last_log_id().await {
+            Ok(id) => return Ok(id),
+            Err(e) if attempt >= 5 => return Err(ApiError::StartLog(e)),
+            Err(e) => warn!("API start: the event log cannot be read ({e}); trying again"),
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    unreachable!("the loop returns")
+}
+
+/// Serves the API (and feeds its event stream) until the task is dropped. It returns only
+/// on a failure (the listener or the feed failed): the caller stops the service, which has
+/// no API otherwise.
 pub async fn serve(state: ApiState, listener: tokio::net::TcpListener) -> Result<(), ApiError> {
     let addr = listener.local_addr().map_err(|source| ApiError::Bind {
         addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    info!(%addr, "admin API listening");
-    if let Some(api) = &state.cfg.api {
+    let last = start_id(&state.store).await?;
+    if let Some(api) = state.cfg.api.as_ref().filter(|a| !a.webhooks.is_empty()) {
+        // One client for every webhook and delivery: its connections are reused.
+        let client = reqwest::Client::builder()
+            .timeout(api.webhook_timeout)
+            .build()
+            .map_err(ApiError::Client)?;
         for url in &api.webhooks {
-            webhook::spawn(url.clone(), state.feed.subscribe(), api.webhook_timeout);
+            webhook::spawn(url.clone(), state.feed.subscribe(), client.clone());
         }
     }
-    let feed = tokio::spawn(state.clone().run_feed());
-    let served = axum::serve(listener, router(state))
-        .await
-        .map_err(|source| ApiError::Bind { addr, source });
+    info!(%addr, "admin API listening");
+    let mut feed = tokio::spawn(state.clone().run_feed(last));
+    let served = tokio::select! {
+        served = axum::serve(listener, router(state)) => match served {
+            Ok(()) => Err(ApiError::Bind {
+                addr,
+                source: std::io::Error::other("the listener stopped"),
+            }),
+            Err(source) => Err(ApiError::Bind { addr, source }),
+        },
+        // The feed loops for ever: its end is a panic.
+        ended = &mut feed => Err(ApiError::Feed(match ended {
+            Err(e) => e.to_string(),
+            Ok(()) => "it returned".into(),
+        })),
+    };
     feed.abort();
     served
 }
@@ -347,12 +430,8 @@ pub fn call_json<'a>(cfg: &Config, pool: &'a str, c: &'a ParkedCall) -> CallView
 }
 
 async fn parked(State(s): State<ApiState>) -> Result<Response, Failure> {
-    let calls = s.store.parked(None).await?;
-    let views: Vec<CallView> = calls
-        .iter()
-        .map(|(pool, c)| call_json(&s.cfg, pool, c))
-        .collect();
-    Ok(Json(views).into_response())
+    let p = s.parked_now().await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], p.json.clone()).into_response())
 }
 
 fn parse_orbit(text: &str) -> Result<Orbit, Failure> {
@@ -375,8 +454,8 @@ async fn parked_one(
             format!("orbit: {orbit} is in no configured orbit range"),
         ));
     }
-    let calls = s.store.parked(None).await?;
-    match calls.iter().find(|(_, c)| c.orbit == Some(orbit)) {
+    let p = s.parked_now().await?;
+    match p.calls.iter().find(|(_, c)| c.orbit == Some(orbit)) {
         Some((pool, c)) => Ok(Json(call_json(&s.cfg, pool, c)).into_response()),
         None => Err(Failure(
             StatusCode::NOT_FOUND,
@@ -576,50 +655,62 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
     // Subscribed before reading the backlog, so nothing falls between the two.
     let rx = s.feed.subscribe();
     let phase = spread_phase();
-    let mut last = match resume {
-        Some(id) => id,
-        None => s.store.last_log_id().await?,
+    // A resume reads the store from after its entry, in pages, before going live; a fresh
+    // subscriber starts with what happens next.
+    let (last, catch_up) = match resume {
+        Some(id) => (id, true),
+        None => (s.store.last_log_id().await?, false),
     };
-    let backlog = match resume {
-        Some(_) => s.store.log_after(last, 100_000).await?,
-        None => vec![],
+    let sub = Subscriber {
+        backlog: std::collections::VecDeque::new(),
+        rx,
+        last,
+        catch_up,
+        ended: false,
+        store: s.store.clone(),
     };
-    if let Some(r) = backlog.last() {
-        last = r.id;
-    }
-    let store = s.store.clone();
-    let backlog = chunks(backlog, gz);
-    let stream = futures_util::stream::unfold(
-        (backlog, rx, last, store),
-        move |(mut backlog, mut rx, mut last, store)| async move {
-            loop {
-                if let Some((id, b)) = backlog.pop_front() {
-                    last = last.max(id);
-                    return Some((Ok::<_, Infallible>(b), (backlog, rx, last, store)));
-                }
-                match rx.recv().await {
-                    Ok(batch) => {
-                        let b = if gz {
-                            batch.after_gz(last)
-                        } else {
-                            batch.after(last)
-                        };
-                        let Some(b) = b else { continue };
-                        last = batch.last_id().unwrap_or(last);
-                        if batch.rows.len() > BUSY_BATCH {
-                            tokio::time::sleep(phase).await;
-                        }
-                        return Some((Ok(b), (backlog, rx, last, store)));
+    let stream = futures_util::stream::unfold(sub, move |mut sub| async move {
+        loop {
+            if let Some((id, b)) = sub.backlog.pop_front() {
+                sub.last = sub.last.max(id);
+                return Some((Some(b), sub));
+            }
+            if sub.ended {
+                return None;
+            }
+            if sub.catch_up {
+                match sub.next_page(gz).await {
+                    Ok(()) => continue,
+                    Err(reset) => {
+                        sub.ended = true;
+                        return Some((Some(reset), sub));
                     }
-                    // A subscriber too slow for the feed catches up from the store.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        backlog =
-                            chunks(store.log_after(last, 100_000).await.unwrap_or_default(), gz);
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        },
+            match sub.rx.recv().await {
+                Ok(batch) => {
+                    let b = if gz {
+                        batch.after_gz(sub.last)
+                    } else {
+                        batch.after(sub.last)
+                    };
+                    let Some(b) = b else { continue };
+                    sub.last = batch.last_id().unwrap_or(sub.last);
+                    if batch.rows.len() > BUSY_BATCH {
+                        tokio::time::sleep(phase).await;
+                    }
+                    return Some((Some(b), sub));
+                }
+                // A subscriber too slow for the feed catches up from the store, page by page.
+                Err(broadcast::error::RecvError::Lagged(_)) => sub.catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    // The stream's end (after a `reset`), marked so that the keep-alive ends with it.
+    let stream = futures_util::StreamExt::chain(
+        stream,
+        futures_util::stream::once(std::future::ready(None)),
     );
     // A comment line now and then keeps proxies from closing a quiet stream.
     let keep_alive = futures_util::stream::unfold((), move |()| async move {
@@ -633,13 +724,19 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
             true => GZ.clone(),
             false => bytes::Bytes::from_static(COMMENT),
         };
-        Some((Ok(b), ()))
+        Some((Some(b), ()))
     });
+    let live = futures_util::StreamExt::map(
+        futures_util::StreamExt::take_while(
+            futures_util::stream::select(stream, keep_alive),
+            |b| std::future::ready(b.is_some()),
+        ),
+        |b| Ok::<_, Infallible>(b.unwrap_or_default()),
+    );
     let head = futures_util::stream::iter(
         gz.then(|| Ok::<_, Infallible>(bytes::Bytes::from_static(&gzip::HEADER))),
     );
-    let body =
-        futures_util::StreamExt::chain(head, futures_util::stream::select(stream, keep_alive));
+    let body = futures_util::StreamExt::chain(head, live);
     let mut r = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -656,6 +753,69 @@ async fn events(State(s): State<ApiState>, headers: HeaderMap) -> Result<Respons
         );
     }
     Ok(r)
+}
+
+/// How many entries a catching-up subscriber reads from the store at a time.
+const PAGE: i64 = 5_000;
+
+/// One event-stream subscriber's place.
+struct Subscriber {
+    /// Frames read from the store, still to send, each with its last entry's id.
+    backlog: std::collections::VecDeque<(i64, bytes::Bytes)>,
+    rx: broadcast::Receiver<Arc<Batch>>,
+    /// The last entry it was sent (or asked to resume after).
+    last: i64,
+    /// Reading the store until caught up (a resume, or behind the feed).
+    catch_up: bool,
+    /// A `reset` was sent: nothing more.
+    ended: bool,
+    store: Store,
+}
+
+impl Subscriber {
+    /// Reads the next page after `last` into the backlog; caught up on a short page. The
+    /// `reset` frame to end with instead when the entries after `last` are no longer all
+    /// there (pruned, `[service] keep_log`) or the store cannot be read: the client reloads
+    /// what it shows rather than miss entries without a word.
+    async fn next_page(&mut self, gz: bool) -> Result<(), bytes::Bytes> {
+        match self.store.log_page(self.last, PAGE).await {
+            Ok(page) if self.last < page.oldest - 1 => {
+                warn!(
+                    after = self.last,
+                    oldest = page.oldest,
+                    "API event stream: the entries asked for were pruned; reset sent"
+                );
+                Err(reset_frame(Some(page.oldest), "pruned", gz))
+            }
+            Ok(page) => {
+                self.catch_up = page.rows.len() as i64 >= PAGE;
+                self.backlog = chunks(page.rows, gz);
+                Ok(())
+            }
+            Err(e) => {
+                warn!("API event stream: the log cannot be read ({e}); reset sent");
+                let oldest = self
+                    .store
+                    .log_page(i64::MAX, 0)
+                    .await
+                    .ok()
+                    .map(|p| p.oldest);
+                Err(reset_frame(oldest, "store", gz))
+            }
+        }
+    }
+}
+
+/// The `reset` event: entries the client has not had cannot be sent (`reason`: `pruned`, or
+/// `store` when the log cannot be read); `oldest` is the oldest entry kept (`null` when even
+/// that cannot be read). It carries no id, so a client's resume id stays its last entry's.
+fn reset_frame(oldest: Option<i64>, reason: &str, gz: bool) -> bytes::Bytes {
+    let data = json!({ "oldest": oldest, "reason": reason });
+    let frame = format!("event: reset\ndata: {data}\n\n");
+    match gz {
+        true => gzip::segment(frame.as_bytes()),
+        false => frame.into(),
+    }
 }
 
 /// A batch larger than this is written to each subscriber at its own phase.
@@ -711,7 +871,8 @@ fn lot_size(cfg: &Config, pool: &str, lot: &str) -> u64 {
 async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure> {
     use std::fmt::Write;
     let mut out = String::new();
-    let calls = s.store.parked(None).await?;
+    let parked = s.parked_now().await?;
+    let calls = &parked.calls;
     let _ = writeln!(
         out,
         "# HELP callpark_parked Calls in callpark's hands now, per pool and lot."
@@ -731,12 +892,14 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             .iter()
             .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot)
             .count();
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(out, "callpark_parked{{pool=\"{pool}\",lot=\"{lot}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP callpark_lot_orbits Orbits per pool and lot.");
     let _ = writeln!(out, "# TYPE callpark_lot_orbits gauge");
     for (pool, lot) in &lots {
         let size = lot_size(&s.cfg, pool, lot);
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(
             out,
             "callpark_lot_orbits{{pool=\"{pool}\",lot=\"{lot}\"}} {size}"
@@ -753,6 +916,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             .iter()
             .filter(|(p, c)| p == pool && lot_name(&c.lot) == lot && c.orbit.is_some())
             .count();
+        let (pool, lot) = (esc(pool), esc(lot));
         let _ = writeln!(
             out,
             "callpark_lot_utilisation{{pool=\"{pool}\",lot=\"{lot}\"}} {}",
@@ -765,6 +929,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     );
     let _ = writeln!(out, "# TYPE callpark_events_total counter");
     for (pool, kind, n) in s.store.log_counts().await? {
+        let (pool, kind) = (esc(&pool), esc(&kind));
         let _ = writeln!(
             out,
             "callpark_events_total{{pool=\"{pool}\",kind=\"{kind}\"}} {n}"
@@ -778,6 +943,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_pbx_connected gauge");
         for (pool, up, _) in &conns {
+            let pool = esc(pool);
             let _ = writeln!(
                 out,
                 "callpark_pbx_connected{{pool=\"{pool}\"}} {}",
@@ -790,6 +956,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_pbx_connects_total counter");
         for (pool, _, n) in &conns {
+            let pool = esc(pool);
             let _ = writeln!(out, "callpark_pbx_connects_total{{pool=\"{pool}\"}} {n}");
         }
     }
@@ -801,6 +968,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
         );
         let _ = writeln!(out, "# TYPE callpark_store_commit_seconds histogram");
         for (pool, c) in h.commits() {
+            let pool = esc(&pool);
             for (b, n) in COMMIT_BUCKETS.iter().zip(&c.cumulative) {
                 let _ = writeln!(
                     out,
@@ -823,8 +991,7 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
             );
         }
     }
-    // Computed from the log at each scrape: exact, and nothing to keep in memory.
-    const BUCKETS: [f64; 8] = [5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 600.0];
+    // Kept by the store as entries are committed: a few rows however long the log is.
     let _ = writeln!(
         out,
         "# HELP callpark_time_to_retrieve_seconds How long retrieved calls waited on their orbit."
@@ -832,36 +999,54 @@ async fn metrics(State(s): State<ApiState>) -> Result<impl IntoResponse, Failure
     let _ = writeln!(out, "# TYPE callpark_time_to_retrieve_seconds histogram");
     let waits = s.store.retrieve_waits().await?;
     for (pool, lot) in &lots {
-        let mine: Vec<f64> = waits
+        let mine: Vec<&WaitBucket> = waits
             .iter()
-            .filter(|(p, l, _)| p == pool && lot_name(l) == lot)
-            .map(|(_, _, ms)| *ms as f64 / 1000.0)
+            .filter(|w| &w.pool == pool && &w.lot == lot)
             .collect();
-        let labels = format!("pool=\"{pool}\",lot=\"{lot}\"");
-        for b in BUCKETS {
-            let n = mine.iter().filter(|w| **w <= b).count();
+        let labels = format!("pool=\"{}\",lot=\"{}\"", esc(pool), esc(lot));
+        for b in WAIT_BUCKETS_MS {
+            let n: i64 = mine.iter().filter(|w| w.le_ms <= b).map(|w| w.n).sum();
             let _ = writeln!(
                 out,
-                "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"{b}\"}} {n}"
+                "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"{}\"}} {n}",
+                b as f64 / 1000.0
             );
         }
+        let all: i64 = mine.iter().map(|w| w.n).sum();
         let _ = writeln!(
             out,
-            "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-            mine.len()
+            "callpark_time_to_retrieve_seconds_bucket{{{labels},le=\"+Inf\"}} {all}"
         );
         let _ = writeln!(
             out,
             "callpark_time_to_retrieve_seconds_sum{{{labels}}} {}",
-            mine.iter().sum::<f64>()
+            mine.iter().map(|w| w.sum_ms).sum::<i64>() as f64 / 1000.0
         );
         let _ = writeln!(
             out,
-            "callpark_time_to_retrieve_seconds_count{{{labels}}} {}",
-            mine.len()
+            "callpark_time_to_retrieve_seconds_count{{{labels}}} {all}"
         );
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// A label value as the Prometheus text format wants it: backslash, double quote and newline
+/// escaped. Pool names are restricted ([[pbx]] name), but lots and kinds come from the
+/// configuration and the store.
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.into();
+    }
+    let mut out = String::with_capacity(v.len() + 4);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// Lowers the calling thread's CPU priority (Linux's nice value is per thread and inherited

@@ -4,7 +4,7 @@
 //! feed reads the store after the fact), and a full queue drops its oldest entries, logged.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast};
@@ -17,8 +17,19 @@ pub const QUEUE_MAX: usize = 10_000;
 /// Tries per entry: the first and the retries, 0.5 s, 1 s, 2 s, 4 s, 8 s apart.
 pub const TRIES: u32 = 6;
 
-/// Starts one webhook: a reader that queues what the feed brings, and a sender.
-pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Batch>>, timeout: Duration) {
+/// The queue, even when a task panicked holding it: a queue of whole entries is never left
+/// half-changed, and a poisoned lock must not stop every later delivery.
+fn lock(q: &Mutex<VecDeque<LogRow>>) -> MutexGuard<'_, VecDeque<LogRow>> {
+    q.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts one webhook: a reader that queues what the feed brings, and a sender that POSTs
+/// with `client` (shared by every webhook; its timeout is `[api] webhook_timeout`).
+pub fn spawn(
+    url: String,
+    mut feed: broadcast::Receiver<Arc<super::Batch>>,
+    client: reqwest::Client,
+) {
     let queue: Arc<Mutex<VecDeque<LogRow>>> = Arc::default();
     let wake = Arc::new(Notify::new());
     {
@@ -33,7 +44,7 @@ pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Batch>>, time
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                let mut q = queue.lock().expect("webhook queue");
+                let mut q = lock(&queue);
                 for row in &batch.rows {
                     if q.len() >= QUEUE_MAX {
                         let old = q.pop_front();
@@ -47,16 +58,9 @@ pub fn spawn(url: String, mut feed: broadcast::Receiver<Arc<super::Batch>>, time
         });
     }
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(timeout).build() {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(%url, "webhook: no HTTP client: {e}");
-                return;
-            }
-        };
         info!(%url, "webhook on");
         loop {
-            let next = queue.lock().expect("webhook queue").pop_front();
+            let next = lock(&queue).pop_front();
             let Some(row) = next else {
                 wake.notified().await;
                 continue;

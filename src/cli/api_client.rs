@@ -49,9 +49,80 @@ pub async fn retrieve(cfg: &Config, orbit: &str, to: &str) -> anyhow::Result<Exi
     }
 }
 
+/// What one connection of `watch` ended with.
+enum WatchEnd {
+    /// The service closed the stream.
+    Closed,
+    /// A `reset`: entries were skipped (pruned, or the store could not be read).
+    Reset(serde_json::Value),
+}
+
 pub async fn watch(cfg: &Config) -> anyhow::Result<ExitCode> {
     let (base, token) = endpoint(cfg)?;
-    let r = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    loop {
+        match watch_once(&http, &base, &token).await? {
+            WatchEnd::Closed => return Ok(ExitCode::SUCCESS),
+            WatchEnd::Reset(data) => {
+                // What callpark holds now stands in for what was skipped; then the stream
+                // again, from what happens next.
+                println!(
+                    "-- entries were skipped ({}, oldest kept: {}); the calls parked now:",
+                    data["reason"].as_str().unwrap_or("reset"),
+                    data["oldest"]
+                );
+                let parked: Vec<serde_json::Value> = http
+                    .get(format!("{base}/parked"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .with_context(|| format!("{base}/parked: reading the calls parked now"))?
+                    .json()
+                    .await
+                    .with_context(|| format!("{base}/parked: not the list of parked calls"))?;
+                for c in &parked {
+                    println!(
+                        "   {:<10} {:<10} {:<8} {:<24} {} <{}> (parked by {})",
+                        c["orbit"].as_str().unwrap_or(""),
+                        c["lot"].as_str().unwrap_or(""),
+                        c["pool"].as_str().unwrap_or(""),
+                        c["channel"].as_str().unwrap_or(""),
+                        c["caller"]["name"].as_str().unwrap_or(""),
+                        c["caller"]["number"].as_str().unwrap_or(""),
+                        c["parker"].as_str().unwrap_or("")
+                    );
+                }
+                println!("-- {} parked; watching again", parked.len());
+            }
+        }
+    }
+}
+
+/// One event of the stream.
+#[derive(Debug, PartialEq)]
+enum Block {
+    /// A log entry.
+    Entry(serde_json::Value),
+    /// `event: reset`, with its data.
+    Reset(serde_json::Value),
+}
+
+/// An event's block of lines (without its blank line); `None` for a comment (keep-alive) or
+/// anything without JSON data.
+fn read_block(block: &str) -> Option<Block> {
+    let data = block.lines().find_map(|l| l.strip_prefix("data:"))?;
+    let v = serde_json::from_str::<serde_json::Value>(data.trim()).ok()?;
+    let event = block.lines().find_map(|l| l.strip_prefix("event:"));
+    Some(match event.map(str::trim) {
+        Some("reset") => Block::Reset(v),
+        _ => Block::Entry(v),
+    })
+}
+
+/// One connection to the event stream, printed line by line until it ends.
+async fn watch_once(http: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<WatchEnd> {
+    let r = http
         .get(format!("{base}/events"))
         .bearer_auth(token)
         .send()
@@ -66,11 +137,10 @@ pub async fn watch(cfg: &Config) -> anyhow::Result<ExitCode> {
         buf.push_str(&String::from_utf8_lossy(&chunk?));
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data:")) else {
-                continue;
-            };
-            let Ok(e) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
-                continue;
+            let e = match read_block(&block) {
+                Some(Block::Entry(e)) => e,
+                Some(Block::Reset(data)) => return Ok(WatchEnd::Reset(data)),
+                None => continue,
             };
             println!(
                 "{}  {:<8} {:<18} {:<10} {:<10} {:<24} {}",
@@ -84,5 +154,25 @@ pub async fn watch(cfg: &Config) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(WatchEnd::Closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_is_told_from_an_entry_and_a_comment() {
+        assert_eq!(
+            read_block("event: reset\ndata: {\"oldest\":3,\"reason\":\"pruned\"}\n\n"),
+            Some(Block::Reset(
+                serde_json::json!({"oldest": 3, "reason": "pruned"})
+            ))
+        );
+        assert_eq!(
+            read_block("id: 4\nevent: parked\ndata: {\"id\":4}\n\n"),
+            Some(Block::Entry(serde_json::json!({"id": 4})))
+        );
+        assert_eq!(read_block(": keep-alive\n\n"), None);
+    }
 }

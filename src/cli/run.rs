@@ -53,6 +53,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // The event log's entries older than `[service] keep_log`, pruned in small batches.
+    let pruning = tokio::spawn(service::run_pruning(
+        store.clone(),
+        cfg.keep_log,
+        service::Clock::system(),
+    ));
     // Each pool's operator requests (the admin API's retrieve and hang-up).
     let mut controls = std::collections::HashMap::new();
     let mut control_rx = std::collections::HashMap::new();
@@ -66,6 +72,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     // can make one (src/api/cpu.rs) and at nice 10: a thousand event-stream subscribers or a
     // slow client never take the pools' runtime workers, and yield the CPU to them and to the
     // PBX when it is short (measured: benches/operator_side.rs).
+    // Whatever ends the API's thread is a failure (it serves for ever otherwise): its
+    // sender, dropped unsent when the thread panics, stops the service below.
+    let (api_tx, mut api_rx) = tokio::sync::oneshot::channel::<String>();
+    let api_on = cfg.api.is_some();
     if let Some(a) = &cfg.api {
         let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
         let listener = crate::api::bind_std(a.listen)?;
@@ -77,6 +87,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new()
             .name("callpark-api".into())
             .spawn(move || {
+                let api_tx = api_tx;
                 // Before the runtime, so its workers and the store's threads inherit both.
                 if let Err(e) = crate::api::lower_priority(API_NICE) {
                     warn!("admin API: could not lower its CPU priority: {e}");
@@ -99,7 +110,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                     .build()
                 {
                     Ok(rt) => rt,
-                    Err(e) => return error!("admin API: no runtime: {e}"),
+                    Err(e) => {
+                        let _ = api_tx.send(format!("no runtime: {e}"));
+                        return;
+                    }
                 };
                 rt.block_on(async move {
                     let served = async {
@@ -119,9 +133,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                             .with_health(health);
                         crate::api::serve(state, listener).await
                     };
-                    if let Err(e) = served.await {
-                        error!("admin API: {e}");
-                    }
+                    let why = match served.await {
+                        Err(e) => e.to_string(),
+                        Ok(()) => "it stopped serving".into(),
+                    };
+                    let _ = api_tx.send(why);
                 });
             })?;
     }
@@ -149,6 +165,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let code = tokio::select! {
         _ = tokio::signal::ctrl_c() => { info!("stopping (interrupt)"); ExitCode::SUCCESS }
         _ = term.recv() => { info!("stopping (SIGTERM)"); ExitCode::SUCCESS }
+        failed = &mut api_rx, if api_on => {
+            // systemd restarts a service that fails (Restart=on-failure): better than parking
+            // on without the console, the webhooks and the metrics.
+            match failed {
+                Ok(why) => error!("admin API failed: {why}; stopping so the service is restarted"),
+                Err(_) => error!("admin API thread ended (panicked); stopping so the service is restarted"),
+            }
+            ExitCode::FAILURE
+        }
         Some(res) = tasks.join_next() => {
             match res {
                 Ok(Ok(_)) => ExitCode::SUCCESS,
@@ -164,6 +189,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
+    pruning.abort();
     store.close().await;
     Ok(code)
 }

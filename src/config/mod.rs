@@ -110,7 +110,16 @@ pub struct ServiceConfig {
     pub database: Option<PathBuf>,
     /// `tracing` filter, e.g. `info` or `callpark=debug`.
     pub log: String,
+    /// How long event-log entries are kept (`"90d"`): older ones are pruned in the background.
+    /// Text here, checked and parsed by [`Config::validate`] so that a bad value is an error
+    /// naming `service.keep_log`; the parsed value is [`Config::keep_log`].
+    pub keep_log: String,
 }
+
+/// How long the event log is kept when `[service] keep_log` is not set.
+pub const KEEP_LOG_DEFAULT: &str = "90d";
+/// The shortest `keep_log`: a resuming console or webhook needs the last minutes at least.
+pub const KEEP_LOG_MIN: Duration = Duration::from_secs(3600);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -118,6 +127,7 @@ impl Default for ServiceConfig {
             data_dir: PathBuf::from("data"),
             database: None,
             log: "info".into(),
+            keep_log: KEEP_LOG_DEFAULT.into(),
         }
     }
 }
@@ -340,7 +350,13 @@ pub struct Config {
     /// The named lots, in file order.
     pub lots: Vec<Lot>,
     pub api: Option<ApiConfig>,
+    /// `[service] keep_log`, parsed.
+    pub keep_log: Duration,
 }
+
+/// What a `[[pbx]]` name may be: it is the pool, written into the store, log lines, metric
+/// labels and dial plans, so only characters that need no quoting anywhere.
+const POOL_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
 
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
@@ -453,6 +469,24 @@ impl Config {
             return Err(bad(
                 "service.log".into(),
                 format!("`{}` is not a log filter: {e}", raw.service.log),
+            ));
+        }
+        let keep_log = humantime::parse_duration(raw.service.keep_log.trim()).map_err(|e| {
+            bad(
+                "service.keep_log".into(),
+                format!(
+                    "`{}` is not a duration ({e}): write it like \"90d\", \"12h\" or \"2w\"",
+                    raw.service.keep_log
+                ),
+            )
+        })?;
+        if keep_log < KEEP_LOG_MIN {
+            return Err(bad(
+                "service.keep_log".into(),
+                format!(
+                    "{} is too short: keep the event log for at least 1h, so a console or webhook that reconnects can resume",
+                    humantime::format_duration(keep_log)
+                ),
             ));
         }
         let park = check_park(&raw.park, "park", &bad)?;
@@ -606,7 +640,17 @@ impl Config {
         }
 
         let mut names = std::collections::HashSet::new();
+        let pool_name = regex::Regex::new(POOL_NAME).expect("a valid pattern");
         for (i, pbx) in raw.pbx.iter().enumerate() {
+            if !pool_name.is_match(&pbx.name) {
+                return Err(bad(
+                    format!("pbx[{i}].name"),
+                    format!(
+                        "`{}` is not a pool name: use 1 to 63 letters, digits, `_`, `.` or `-`, starting with a letter or digit (e.g. \"pbx-a\")",
+                        pbx.name.escape_debug()
+                    ),
+                ));
+            }
             if !names.insert(pbx.name.as_str()) {
                 return Err(bad(
                     format!("pbx[{i}].name"),
@@ -722,6 +766,7 @@ impl Config {
             orbits,
             lots,
             api: raw.api,
+            keep_log,
         })
     }
 

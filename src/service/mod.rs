@@ -111,6 +111,51 @@ pub async fn restore_core(
     Ok(core)
 }
 
+/// How often the event log is pruned of entries older than `[service] keep_log`.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Entries deleted per transaction: a pool's commit waits at most this many deletions for
+/// SQLite's write lock. `cargo bench --bench metrics` (2 million entries, channel names
+/// scattered over the index as real ones are): 500 take 3.7 ms (p99 10 ms) and put the pool's
+/// commit p99 at 5 ms beside them (2 ms alone); 2,000 took 11 ms and put it at 19 ms.
+pub const PRUNE_BATCH: i64 = 500;
+/// The pause between two batches, in which the pools commit freely.
+pub const PRUNE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Deletes the log entries logged before `before` in batches of [`PRUNE_BATCH`], `pause`
+/// apart; returns how many went. `callpark log` and `backup` see what is left.
+pub async fn prune_log(
+    store: &Store,
+    before: Millis,
+    pause: std::time::Duration,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.prune_log(before, PRUNE_BATCH).await?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Prunes the event log at start and every [`PRUNE_EVERY`] of the entries older than `keep`
+/// by `clock`; runs until dropped. A failed prune is logged and tried again next time: the
+/// log only grows meanwhile.
+pub async fn run_pruning(store: Store, keep: std::time::Duration, clock: Clock) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let before = clock.now() - keep.as_millis() as Millis;
+        match prune_log(&store, before, PRUNE_PAUSE).await {
+            Ok(0) => {}
+            Ok(n) => info!(entries = n, "event log: entries older than keep_log pruned"),
+            Err(e) => warn!("event log: pruning failed ({e}); trying again in an hour"),
+        }
+    }
+}
+
 /// An operator's request to a pool (the admin API), answered once the step is in the store.
 #[derive(Debug)]
 pub enum Control {

@@ -12,7 +12,46 @@ use sqlx::{Row, SqlitePool};
 use thiserror::Error;
 
 use crate::orbit::OrbitTable;
-use crate::park::{Change, ChannelId, LogEvent, Millis, ParkedCall};
+use crate::park::{Change, ChannelId, GENERAL_LOT, LogEvent, LogKind, Millis, ParkedCall};
+
+/// The upper bounds (ms) of the time-to-retrieve histogram's buckets; a wait above the last
+/// is counted under [`WAIT_INF`].
+pub const WAIT_BUCKETS_MS: [i64; 8] = [
+    5_000, 10_000, 30_000, 60_000, 90_000, 120_000, 300_000, 600_000,
+];
+/// The bucket of the waits above every bound (`le="+Inf"`).
+pub const WAIT_INF: i64 = i64::MAX;
+
+/// The bucket a wait of `ms` is counted in: the least bound it does not exceed.
+fn wait_bucket(ms: i64) -> i64 {
+    WAIT_BUCKETS_MS
+        .iter()
+        .copied()
+        .find(|b| ms <= *b)
+        .unwrap_or(WAIT_INF)
+}
+
+/// One page of the event log, read in one statement so that the two agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The oldest entry the store keeps (the next id to come when none is kept): entries
+    /// before it were pruned (`[service] keep_log`).
+    pub oldest: i64,
+    /// The entries after the id asked for, oldest first.
+    pub rows: Vec<LogRow>,
+}
+
+/// One bucket of the time-to-retrieve histogram as stored (not cumulative).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitBucket {
+    pub pool: String,
+    /// The lot's name (`general` for the ranges without one).
+    pub lot: String,
+    /// The bucket's upper bound in ms; [`WAIT_INF`] above the last.
+    pub le_ms: i64,
+    pub n: i64,
+    pub sum_ms: i64,
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -161,8 +200,11 @@ impl Store {
                 .await?;
             }
         }
+        // The metrics' counters move in the same transaction as the entries they count, so a
+        // scrape never sees one without the other, and pruning entries later changes neither.
+        let mut counts: Vec<(&str, i64)> = Vec::new();
         for e in log {
-            sqlx::query(
+            let id = sqlx::query(
                 "INSERT INTO event_log (at, pool, kind, channel, orbit, lot, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(e.at)
@@ -173,10 +215,63 @@ impl Store {
             .bind(&e.lot)
             .bind(&e.detail)
             .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+            match counts.iter_mut().find(|(k, _)| *k == e.kind.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((e.kind.as_str(), 1)),
+            }
+            if e.kind == LogKind::Retrieved {
+                // How long it waited: from its newest park (one indexed look-up by channel).
+                let parked: Option<Millis> = sqlx::query_scalar(
+                    "SELECT MAX(at) FROM event_log WHERE channel = ? AND kind = 'parked' AND id < ?",
+                )
+                .bind(e.channel.as_str())
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if let Some(parked) = parked {
+                    let waited = e.at - parked;
+                    sqlx::query(
+                        "INSERT INTO retrieve_wait (pool, lot, le_ms, n, sum_ms) VALUES (?, ?, ?, 1, ?)
+                         ON CONFLICT (pool, lot, le_ms) DO UPDATE SET n = n + 1, sum_ms = sum_ms + excluded.sum_ms",
+                    )
+                    .bind(pool)
+                    .bind(e.lot.as_deref().unwrap_or(GENERAL_LOT))
+                    .bind(wait_bucket(waited))
+                    .bind(waited)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        for (kind, n) in counts {
+            sqlx::query(
+                "INSERT INTO metric_counter (pool, kind, n) VALUES (?, ?, ?)
+                 ON CONFLICT (pool, kind) DO UPDATE SET n = n + excluded.n",
+            )
+            .bind(pool)
+            .bind(kind)
+            .bind(n)
+            .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("UPDATE store_generation SET n = n + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A number that moves with every commit changing the parked calls or the log: a list
+    /// read after reading it is at least as new as it ([`Store::apply`] bumps it in the
+    /// same transaction).
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT n FROM store_generation WHERE id = 1")
+                .fetch_one(&self.db)
+                .await?,
+        )
     }
 
     /// Calls held now, of one pool or of all, ordered by orbit.
@@ -297,8 +392,15 @@ impl Store {
         Ok(())
     }
 
-    /// Log entries after `id`, oldest first, at most `limit` (the event stream's resume).
+    /// Log entries after `id`, oldest first, at most `limit`.
     pub async fn log_after(&self, id: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
+        Ok(self.log_page(id, limit).await?.rows)
+    }
+
+    /// Log entries after `id`, oldest first, at most `limit`, with the oldest id the store
+    /// keeps (the event stream's resume): when `id` is below `oldest - 1`, entries between
+    /// them were pruned and the page does not follow on from `id`.
+    pub async fn log_page(&self, id: i64, limit: i64) -> Result<LogPage, StoreError> {
         type Row = (
             i64,
             Millis,
@@ -309,19 +411,24 @@ impl Store {
             Option<String>,
             String,
         );
-        let rows: Vec<Row> = self
-            .list(
-                "event log",
-                sqlx::query_scalar(
-                    "SELECT json_group_array(
+        // One statement, so one snapshot: a prune between reading the oldest id and the
+        // rows cannot make a gap look like none.
+        let (oldest, json): (i64, String) = sqlx::query_as(
+            "SELECT COALESCE((SELECT MIN(id) FROM event_log),
+                             (SELECT seq FROM sqlite_sequence WHERE name = 'event_log') + 1, 1),
+                    (SELECT json_group_array(
                         json_array(id, at, pool, kind, channel, orbit, lot, detail) ORDER BY id)
-                     FROM (SELECT * FROM event_log WHERE id > ? ORDER BY id LIMIT ?)",
-                )
-                .bind(id)
-                .bind(limit),
-            )
-            .await?;
-        Ok(rows
+                     FROM (SELECT * FROM event_log WHERE id > ? ORDER BY id LIMIT ?))",
+        )
+        .bind(id)
+        .bind(limit)
+        .fetch_one(&self.db)
+        .await?;
+        let rows: Vec<Row> = serde_json::from_str(&json).map_err(|source| StoreError::List {
+            what: "event log",
+            source,
+        })?;
+        let rows = rows
             .into_iter()
             .map(|(id, at, pool, kind, channel, orbit, lot, detail)| LogRow {
                 id,
@@ -333,45 +440,77 @@ impl Store {
                 lot,
                 detail,
             })
-            .collect())
+            .collect();
+        Ok(LogPage { oldest, rows })
     }
 
-    /// The newest log entry's id (0 when the log is empty).
+    /// The newest log entry's id (0 when nothing was ever logged). Ids are never reused
+    /// (AUTOINCREMENT): after a prune that emptied the log this is still the last id given.
     pub async fn last_log_id(&self) -> Result<i64, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM event_log")
-            .fetch_one(&self.db)
-            .await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM event_log), 0),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0))",
+        )
+        .fetch_one(&self.db)
+        .await?;
         Ok(id.unwrap_or(0))
     }
 
-    /// How many log entries of each kind each pool wrote: `(pool, kind, count)`.
+    /// How many log entries of each kind each pool wrote: `(pool, kind, count)`, from the
+    /// counters [`Store::apply`] keeps (pruning the log does not lower them).
     pub async fn log_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT pool, kind, COUNT(*) AS n FROM event_log GROUP BY pool, kind ORDER BY pool, kind",
+        Ok(
+            sqlx::query_as("SELECT pool, kind, n FROM metric_counter ORDER BY pool, kind")
+                .fetch_all(&self.db)
+                .await?,
+        )
+    }
+
+    /// The time-to-retrieve histogram as kept by [`Store::apply`]: each retrieve's wait, from
+    /// the call's park to its retrieve, counted in its bucket per pool and lot.
+    pub async fn retrieve_waits(&self) -> Result<Vec<WaitBucket>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT pool, lot, le_ms, n, sum_ms FROM retrieve_wait ORDER BY pool, lot, le_ms",
         )
         .fetch_all(&self.db)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get("pool"), r.get("kind"), r.get("n")))
+            .map(|(pool, lot, le_ms, n, sum_ms)| WaitBucket {
+                pool,
+                lot,
+                le_ms,
+                n,
+                sum_ms,
+            })
             .collect())
     }
 
-    /// How long each retrieved call waited, from its park to its retrieve (ms), per pool and lot.
-    pub async fn retrieve_waits(&self) -> Result<Vec<(String, Option<String>, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.pool AS pool, r.lot AS lot, r.at - MAX(p.at) AS waited
-               FROM event_log r JOIN event_log p
-                 ON p.channel = r.channel AND p.kind = 'parked' AND p.id < r.id
-              WHERE r.kind = 'retrieved'
-              GROUP BY r.id",
+    /// Deletes up to `batch` of the oldest log entries logged before `before` (ms since the
+    /// epoch), in one short transaction; returns how many went. The caller repeats it with a
+    /// pause between, so that a pool's commit waits at most one batch for the write lock.
+    ///
+    /// Only the `batch` oldest entries (by id, an index walk) are looked at: a prune never
+    /// scans the log's young part. Entries are logged in time order, so the oldest ids are the
+    /// oldest entries; a young one among them (a pool's clock stepped back) is kept, and the
+    /// prune stops where a whole batch is young.
+    pub async fn prune_log(&self, before: Millis, batch: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM event_log WHERE id IN
+               (SELECT id FROM (SELECT id, at FROM event_log ORDER BY id LIMIT ?) WHERE at < ?)",
         )
-        .fetch_all(&self.db)
+        .bind(batch)
+        .bind(before)
+        .execute(&self.db)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get("pool"), r.get("lot"), r.get("waited")))
-            .collect())
+        Ok(done.rows_affected())
+    }
+
+    /// The oldest entry kept, if any (`callpark log` and tests).
+    pub async fn oldest_log_id(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MIN(id) FROM event_log")
+            .fetch_one(&self.db)
+            .await?)
     }
 
     /// Number of calls held per orbit range name.
@@ -572,5 +711,173 @@ mod tests {
         assert_eq!(after, vec![ids[1]]);
         assert!(s.log_after(ids[2], 10).await.unwrap().is_empty());
         assert_eq!(s.last_log_id().await.unwrap(), ids[2]);
+    }
+    #[tokio::test]
+    async fn counters_are_kept_per_commit_and_outlive_pruning() {
+        let (s, _dir) = store().await;
+        let g0 = s.generation().await.unwrap();
+        let at = |mut e: LogEvent, kind: LogKind, at: Millis| {
+            e.kind = kind;
+            e.at = at;
+            e
+        };
+        // c1 parked twice (a ringback re-park counts from the newest park), retrieved after
+        // 40 s; c2 in lot `sales` retrieved after 700 s; c3 retrieved with no park logged.
+        s.apply(
+            "ast",
+            &[],
+            &[
+                at(entry("c1", Some("701"), None, ""), LogKind::Parked, 1_000),
+                at(
+                    entry("c2", Some("702"), Some("sales"), ""),
+                    LogKind::Parked,
+                    1_000,
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+        s.apply(
+            "ast",
+            &[],
+            &[
+                at(entry("c1", Some("701"), None, ""), LogKind::Parked, 5_000),
+                at(
+                    entry("c1", Some("701"), None, ""),
+                    LogKind::Retrieved,
+                    45_000,
+                ),
+                at(
+                    entry("c2", Some("702"), Some("sales"), ""),
+                    LogKind::Retrieved,
+                    701_000,
+                ),
+                at(entry("c3", None, None, ""), LogKind::Retrieved, 9_000),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.generation().await.unwrap(), g0 + 2);
+        let counts = vec![
+            ("ast".to_string(), "parked".to_string(), 3),
+            ("ast".to_string(), "retrieved".to_string(), 3),
+        ];
+        assert_eq!(s.log_counts().await.unwrap(), counts);
+        let waits = vec![
+            WaitBucket {
+                pool: "ast".into(),
+                lot: "general".into(),
+                le_ms: 60_000,
+                n: 1,
+                sum_ms: 40_000,
+            },
+            WaitBucket {
+                pool: "ast".into(),
+                lot: "sales".into(),
+                le_ms: WAIT_INF,
+                n: 1,
+                sum_ms: 700_000,
+            },
+        ];
+        assert_eq!(s.retrieve_waits().await.unwrap(), waits);
+        // Pruned in batches, oldest first, only what is older than asked.
+        assert_eq!(s.prune_log(5_000, 1).await.unwrap(), 1);
+        assert_eq!(s.prune_log(5_000, 10).await.unwrap(), 1);
+        assert_eq!(s.prune_log(5_000, 10).await.unwrap(), 0);
+        let page = s.log_page(0, 10).await.unwrap();
+        assert_eq!(page.oldest, 3);
+        assert_eq!(page.rows.first().map(|r| r.id), Some(3));
+        assert_eq!(s.log_counts().await.unwrap(), counts);
+        assert_eq!(s.retrieve_waits().await.unwrap(), waits);
+        // Emptied, the log still knows where its ids stand.
+        assert_eq!(s.prune_log(Millis::MAX, 100).await.unwrap(), 4);
+        assert_eq!(s.last_log_id().await.unwrap(), 6);
+        assert_eq!(s.log_page(0, 10).await.unwrap().oldest, 7);
+        assert_eq!(s.log_counts().await.unwrap(), counts);
+    }
+
+    #[test]
+    fn a_wait_falls_in_the_least_bucket_it_does_not_exceed() {
+        assert_eq!(wait_bucket(-3), 5_000);
+        assert_eq!(wait_bucket(5_000), 5_000);
+        assert_eq!(wait_bucket(5_001), 10_000);
+        assert_eq!(wait_bucket(600_000), 600_000);
+        assert_eq!(wait_bucket(600_001), WAIT_INF);
+    }
+    /// The log of a store written before the counters (migrations 0001 and 0002 only) is
+    /// counted once by migration 0003, to what committing it entry by entry gives.
+    #[tokio::test]
+    async fn the_counters_of_an_older_store_are_counted_from_its_log() {
+        let entries: Vec<(LogKind, &str, Option<&str>, Millis)> = vec![
+            (LogKind::Parked, "c1", None, 1_000),
+            (LogKind::RingbackStarted, "c1", None, 91_000),
+            (LogKind::Retrieved, "c1", None, 95_000),
+            (LogKind::Parked, "c2", Some("sales"), 2_000),
+            (LogKind::Retrieved, "c2", Some("sales"), 4_000),
+            (LogKind::Parked, "c3", None, 3_000),
+            (LogKind::Parked, "c3", None, 200_000),
+            (LogKind::Retrieved, "c3", None, 1_000_000),
+            (LogKind::Retrieved, "c4", None, 5_000),
+        ];
+        let event = |(kind, ch, lot, at): &(LogKind, &str, Option<&str>, Millis)| LogEvent {
+            at: *at,
+            kind: *kind,
+            channel: ChannelId::new(*ch),
+            orbit: None,
+            lot: lot.map(str::to_string),
+            detail: String::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        {
+            let db = SqlitePool::connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&old)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+            let mut before = sqlx::migrate!("./migrations");
+            before.migrations = before.migrations[..2].to_vec().into();
+            before.run(&db).await.unwrap();
+            for (kind, ch, lot, at) in &entries {
+                sqlx::query(
+                    "INSERT INTO event_log (at, pool, kind, channel, lot, detail) VALUES (?, 'ast', ?, ?, ?, '')",
+                )
+                .bind(at)
+                .bind(kind.as_str())
+                .bind(ch)
+                .bind(lot)
+                .execute(&db)
+                .await
+                .unwrap();
+            }
+            db.close().await;
+        }
+        let migrated = Store::open(&old).await.unwrap();
+        let (fresh, _dir) = store().await;
+        for e in &entries {
+            fresh.apply("ast", &[], &[event(e)]).await.unwrap();
+        }
+        assert_eq!(
+            migrated.log_counts().await.unwrap(),
+            fresh.log_counts().await.unwrap()
+        );
+        let waits = fresh.retrieve_waits().await.unwrap();
+        assert_eq!(migrated.retrieve_waits().await.unwrap(), waits);
+        // c1 waited 94 s (bucket 120 s), c3 800 s from its newest park (+Inf), c2 2 s in
+        // `sales`; c4 had no park logged.
+        let got: Vec<(&str, i64, i64)> = waits
+            .iter()
+            .map(|w| (w.lot.as_str(), w.le_ms, w.sum_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("general", 120_000, 94_000),
+                ("general", WAIT_INF, 800_000),
+                ("sales", 5_000, 2_000)
+            ]
+        );
     }
 }
