@@ -51,7 +51,9 @@ pub trait Transport: Send + 'static {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A PBX back after an outage is found within this (plus the connection's own time): keeps
+/// the recovery of any outage within 10 s. A refused connection costs the PBX nothing.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// An event stream quiet this long is probed...
 pub const QUIET: Duration = Duration::from_secs(3);
 /// ...and given up if the probe is not answered in this time: a PBX that hangs (or a network

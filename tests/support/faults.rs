@@ -372,15 +372,28 @@ async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> Vec<String>
             }
         }
     }
+    // A retriever told its orbit is empty (or a park refused) in the last 15 s is being
+    // answered by callpark: it hears the prompt, then is hung up (or sent back); it is not a
+    // call left behind. One still there after that is.
+    let rows = cp.log_rows().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let answered: HashSet<&str> = rows
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "orbit_empty" | "refused"))
+        .filter(|r| now - (r.at as i64) < 15_000)
+        .map(|r| r.channel.as_str())
+        .collect();
     for h in &held {
-        if !known.contains(h) {
+        if !known.contains(h) && !answered.contains(h.as_str()) {
             problems.push(format!(
                 "{h} sits in callpark's hands, unknown to the store"
             ));
         }
     }
     // A call callpark logged as parked is parked still, or its park has a final entry.
-    let rows = cp.log_rows().await;
     let mut last: HashMap<&str, &str> = HashMap::new();
     for r in &rows {
         last.insert(r.channel.as_str(), r.kind.as_str());

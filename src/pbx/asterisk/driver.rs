@@ -17,6 +17,9 @@ use super::rest::{Ari, AriError};
 use super::translate::{AriTranslator, Reply, Request};
 use crate::pbx::{Incoming, Transport};
 
+/// How long opening the events websocket may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct AriTransport {
     ari: Ari,
     app: String,
@@ -107,16 +110,24 @@ impl Transport for AriTransport {
         // Requests of a connection that went silent may sit on dead keep-alive sockets.
         self.ari.renew();
         let (user, pass) = self.ari.credentials();
-        let resp = self
-            .ari
-            .http()
-            .get(self.ari.events_url(&self.app))
-            .basic_auth(user, Some(pass))
-            .upgrade()
-            .send()
+        let open = async {
+            let resp = self
+                .ari
+                .http()
+                .get(self.ari.events_url(&self.app))
+                .basic_auth(user, Some(pass))
+                .upgrade()
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            resp.into_websocket().await.map_err(|e| error_chain(&e))
+        };
+        // A PBX (or path) that takes the connection and never answers must not hold the
+        // reconnection for the client's 10 s request timeout: the next try may find it back.
+        let ws = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
-            .map_err(|e| error_chain(&e))?;
-        self.ws = Some(resp.into_websocket().await.map_err(|e| error_chain(&e))?);
+            .map_err(|_| format!("no answer to the websocket upgrade in {CONNECT_TIMEOUT:?}"))??;
+        self.ws = Some(ws);
         Ok(())
     }
 
