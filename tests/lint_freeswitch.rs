@@ -798,3 +798,66 @@ fn nested_conditions_are_evaluated_as_freeswitch_does() {
         )]
     );
 }
+
+#[test]
+fn inline_sets_carry_over_the_hunt_queued_ones_do_not() {
+    // A `continue="true"` extension up front sets a flag for every call; a later extension
+    // tests it. Inline, the set runs during the hunt: the flag is known when after-hours is
+    // tried. Queued, it only runs once the call is taken: the lint cannot know the flag then.
+    let dp = |set: &str, value: &str| {
+        context(&format!(
+            r#"<extension name="global" continue="true">
+  <condition field="${{call_debug}}" expression="^true$" break="never">
+    <action application="info" data=""/>
+  </condition>
+  <condition>
+    <action application="set" data="night_mode={value}"{set}/>
+    <action application="export" data="RFC2822_DATE=${{strftime(%a, %d %b %Y %T %z)}}"/>
+  </condition>
+</extension>
+<extension name="after-hours">
+  <condition field="${{night_mode}}" expression="^true$"/>
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+        ))
+    };
+    assert_eq!(
+        summary(&check(&dp(r#" inline="true""#, "true"), "701-799")),
+        [run("after-hours", "701-799")]
+    );
+    assert!(
+        check(&dp(r#" inline="true""#, "false"), "701-799")
+            .findings
+            .is_empty()
+    );
+    let may = (
+        "after-hours".to_string(),
+        Certainty::MayCatch,
+        vec![("701".to_string(), "799".to_string())],
+    );
+    assert_eq!(
+        summary(&check(&dp("", "true"), "701-799")),
+        std::slice::from_ref(&may)
+    );
+
+    // Set inline for only some calls (here 701-749), or behind a condition that may stop the
+    // extension: unknown for the extensions after it.
+    let dp = context(&format!(
+        r#"<extension name="tag" continue="true">
+  <condition field="destination_number" expression="^7[0-4]\d$">
+    <action application="set" data="night_mode=true" inline="true"/>
+  </condition>
+</extension>
+<extension name="after-hours">
+  <condition field="${{night_mode}}" expression="^true$"/>
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    assert_eq!(summary(&check(&dp, "701-799")), [may]);
+}

@@ -684,10 +684,67 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
             _ => {}
         }
     }
-    for x in dp.contexts.iter_mut().flat_map(|c| c.extensions.iter_mut()) {
-        decide_inline_vars(&mut x.conditions, &mut Vec::new());
+    for c in &mut dp.contexts {
+        // Inline actions run during the hunt, so what an extension sets inline is there for
+        // the conditions of every later extension (queued ones only run once the call is
+        // taken: they change nothing here).
+        let mut carried = Vec::new();
+        for x in &mut c.extensions {
+            decide_inline_vars(&mut x.conditions, &mut carried.clone());
+            carry_inline_vars(x, &mut carried);
+        }
     }
     Ok(dp)
+}
+
+/// What `x` leaves set for the extensions after it: a literal value set inline by a condition
+/// that every call entering `x` evaluates and that is always true (the conditions before it
+/// never stop the extension: `break="never"`, or a constant truth they do not break on); any other inline set makes the value unknown,
+/// as only some calls ran it.
+fn carry_inline_vars(x: &Extension, carried: &mut Vec<(String, Option<String>)>) {
+    let mut reached = true;
+    for c in &x.conditions {
+        let truth = match c.test {
+            Test::Always | Test::Fixed(true) => Some(true),
+            Test::Fixed(false) => Some(false),
+            _ => None,
+        };
+        let surely = reached && truth == Some(true);
+        let sets = c.actions.iter().map(|a| (a, surely));
+        let anti = c.anti_actions.iter().map(|a| (a, false));
+        for (a, runs) in sets.chain(anti).filter(|(a, _)| a.inline) {
+            if let Some(k) = inline_set(a) {
+                let value = a.data.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                let value = (runs && !value.contains('$')).then(|| value.to_string());
+                carried.push((k, value));
+            }
+        }
+        let mut inner = Vec::new();
+        nested_inline_vars(&c.nested, &mut inner);
+        carried.extend(inner.into_iter().map(|k| (k, None)));
+        // Every call goes on to the next condition only when this one's constant truth does
+        // not stop the extension and nothing nested may fail it.
+        reached = reached
+            && c.nested.is_empty()
+            && matches!(
+                (truth, c.brk),
+                (_, Break::Never) | (Some(true), Break::OnFalse) | (Some(false), Break::OnTrue)
+            );
+    }
+}
+
+/// The variables conditions nested somewhere in `conds` set inline.
+fn nested_inline_vars(conds: &[Condition], out: &mut Vec<String>) {
+    for c in conds {
+        out.extend(
+            c.actions
+                .iter()
+                .chain(&c.anti_actions)
+                .filter(|a| a.inline)
+                .filter_map(inline_set),
+        );
+        nested_inline_vars(&c.nested, out);
+    }
 }
 
 fn set_expression(conds: &mut [PendingCond], regex: Option<&mut PendingRegex>, s: String) {
