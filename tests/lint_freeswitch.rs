@@ -861,3 +861,24 @@ fn inline_sets_carry_over_the_hunt_queued_ones_do_not() {
     ));
     assert_eq!(summary(&check(&dp, "701-799")), [may]);
 }
+
+#[test]
+fn action_text_is_its_data() {
+    // mod_dialplan_xml takes an action's text, when it has some, over its `data`: callpark's
+    // transfer written as text is recognised as callpark's.
+    let dp = context(
+        r#"<extension name="orbits">
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="$1 XML default">$1 XML callpark</action>
+  </condition>
+</extension>
+<extension name="catch-all">
+  <condition field="destination_number" expression="^(\d+)$">
+    <action application="bridge" data="sofia/gateway/pstn/$1"/>
+  </condition>
+</extension>"#,
+    );
+    let a = &dp.contexts[0].extensions[0].conditions[0].actions[0];
+    assert_eq!(a.data, "$1 XML callpark");
+    assert!(check(&dp, "701-799").findings.is_empty());
+}
