@@ -113,9 +113,13 @@ fn example_default_xml() {
 }
 
 #[test]
-fn shipped_extension_first_clears_the_example() {
+fn generated_include_first_clears_the_example() {
+    // The example dial plan with the include `callpark dialplan freeswitch` writes for the
+    // example table (dialplan/freeswitch/callpark.xml) as the first line of the context: its
+    // callpark-remote-* extensions take 701-799 and *7000-*7099 before anything else.
     let dir = tempfile::tempdir().unwrap();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("normalization");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = repo.join("normalization");
     std::fs::create_dir(dir.path().join("default")).unwrap();
     std::fs::copy(
         root.join("examples/freeswitch/default/01_feature_codes.xml"),
@@ -123,20 +127,29 @@ fn shipped_extension_first_clears_the_example() {
     )
     .unwrap();
     std::fs::copy(
-        root.join("freeswitch/callpark-orbits.xml"),
-        dir.path().join("callpark-orbits.xml"),
+        repo.join("dialplan/freeswitch/callpark.xml"),
+        dir.path().join("callpark.xml"),
     )
     .unwrap();
-    let text = std::fs::read_to_string(root.join("examples/freeswitch/default.xml"))
-        .unwrap()
-        .replace(
-            "<context name=\"default\">",
-            "<context name=\"default\">\n    <X-PRE-PROCESS cmd=\"include\" data=\"callpark-orbits.xml\"/>",
-        );
-    std::fs::write(dir.path().join("default.xml"), text).unwrap();
-    let dp = freeswitch::load(&dir.path().join("default.xml")).unwrap();
-    let r = check(&dp, "701-799,*7000-*7099");
+    let original = std::fs::read_to_string(root.join("examples/freeswitch/default.xml")).unwrap();
+    let write = |text: &str| {
+        std::fs::write(dir.path().join("default.xml"), text).unwrap();
+        freeswitch::load(&dir.path().join("default.xml")).unwrap()
+    };
+    // Included last, it changes nothing: the example's findings stay.
+    let last = write(&original.replace(
+        "</context>",
+        "  <X-PRE-PROCESS cmd=\"include\" data=\"callpark.xml\"/>\n  </context>",
+    ));
+    assert!(!check(&last, "701-799,*7000-*7099").findings.is_empty());
+    let first = write(&original.replace(
+        "<context name=\"default\">",
+        "<context name=\"default\">\n    <X-PRE-PROCESS cmd=\"include\" data=\"callpark.xml\"/>",
+    ));
+    let r = check(&first, "701-799,*7000-*7099");
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    // Its warehouse range (601-699, this pool's own) is held too.
+    assert!(check(&first, "601-699").findings.is_empty());
 }
 
 #[test]
@@ -545,4 +558,327 @@ fn a_variable_set_inline_before_is_decided() {
         r.findings[1].reason.as_deref(),
         Some("depends on field `caller_id_number`")
     );
+}
+
+#[test]
+fn expression_child_element_is_read_as_freeswitch_reads_it() {
+    // As FreeSWITCH's own default.xml writes expressions that need `<` or `&`: the text of
+    // an <expression> child, here CDATA, stands for the attribute.
+    let dp = context(&format!(
+        r#"<extension name="Local_Extension">
+  <condition field="destination_number">
+    <expression><![CDATA[^(7[0-4]\d)$]]></expression>
+    <action application="bridge" data="user/$1@${{domain_name}}"/>
+  </condition>
+</extension>
+<extension name="conferences">
+  <condition field="destination_number">
+    <expression>^(3\d\d\d)$</expression>
+    <action application="conference" data="$1@default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    // 701-749 are Local_Extension's (read from the CDATA); the conferences' 3xxx takes none.
+    assert_eq!(
+        summary(&check(&dp, "701-799")),
+        [run("Local_Extension", "701-749")]
+    );
+    assert_eq!(
+        summary(&check(&dp, "3000-3099")),
+        [run("conferences", "3000-3099")]
+    );
+
+    // The child wins over the attribute (mod_dialplan_xml looks for it first), and an empty
+    // child is the empty expression, which matches every number.
+    let dp = context(&format!(
+        r#"<extension name="child_first">
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <expression><![CDATA[^(8\d\d)$]]></expression>
+    <action application="bridge" data="user/$1"/>
+  </condition>
+</extension>
+<extension name="empty_child">
+  <condition field="destination_number" expression="^(8\d\d)$">
+    <expression></expression>
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    assert_eq!(
+        summary(&check(&dp, "701-799")),
+        [run("empty_child", "701-799")]
+    );
+
+    // FreeSWITCH keeps the blanks around the CDATA: "\n  ^(7\d\d)$\n" has text before `^`,
+    // so it never matches (decided: no finding at all), and the hunt goes on to callpark.
+    let dp = context(&format!(
+        r#"<extension name="blanks">
+  <condition field="destination_number">
+    <expression>
+      <![CDATA[^(7\d\d)$]]>
+    </expression>
+    <action application="bridge" data="user/$1"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let c = &dp.contexts[0].extensions[0].conditions[0];
+    assert_eq!(
+        c.destination_exprs(),
+        ["\n      ^(7\\d\\d)$\n    "],
+        "the expression as FreeSWITCH reads it"
+    );
+    let r = check(&dp, "701-799");
+    assert!(r.findings.is_empty(), "{:#?}", summary(&r));
+}
+
+#[test]
+fn regex_all_any_xor_on_the_number_are_decided() {
+    // regex="any": one <regex> matching is enough (710-729); regex="all": every one must
+    // (740-749); regex="xor": exactly one (760-769, 780-789). 770-779 match both: the
+    // condition is false, but mod_dialplan_xml leaves `proceed` at the last <regex>'s result
+    // (true), so with no anti-action the extension still ends the hunt there: 760-789.
+    let dp = context(&format!(
+        r#"<extension name="operators">
+  <condition regex="any">
+    <regex field="destination_number" expression="^(71\d)$"/>
+    <regex field="destination_number"><expression><![CDATA[^(72\d)$]]></expression></regex>
+    <action application="bridge" data="user/${{destination_number}}"/>
+  </condition>
+</extension>
+<extension name="sales">
+  <condition regex="all">
+    <regex field="destination_number" expression="^7[3-4]\d$"/>
+    <regex field="destination_number" expression="^74\d$"/>
+    <action application="bridge" data="user/${{destination_number}}"/>
+  </condition>
+</extension>
+<extension name="support">
+  <condition regex="xor">
+    <regex field="destination_number" expression="^7[6-7]\d$"/>
+    <regex field="destination_number" expression="^7[7-8]\d$"/>
+    <action application="bridge" data="user/${{destination_number}}"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(
+        summary(&r),
+        [
+            run("operators", "710-729"),
+            run("sales", "740-749"),
+            run("support", "760-789"),
+        ]
+    );
+
+    // mod_dialplan_xml keeps the match of the last <regex> with a capture: an "all" that
+    // fails after a capturing <regex> matched still "proceeds", so a false condition with no
+    // anti-action ends the hunt at this extension (nothing queued: "No Route"). Without the
+    // capture the same extension lets 701-749 and 760-799 go on to callpark.
+    let ext = |first: &str| {
+        context(&format!(
+            r#"<extension name="vip">
+  <condition regex="all">
+    <regex field="destination_number" expression="{first}"/>
+    <regex field="destination_number" expression="^75\d$"/>
+    <action application="bridge" data="user/vip"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+        ))
+    };
+    assert_eq!(
+        summary(&check(&ext(r"^(7\d\d)$"), "701-799")),
+        [run("vip", "701-799")]
+    );
+    assert_eq!(
+        summary(&check(&ext(r"^7\d\d$"), "701-799")),
+        [run("vip", "750-759")]
+    );
+
+    // A <regex> on another field cannot be decided: the condition is tried both ways.
+    let dp = context(&format!(
+        r#"<extension name="night">
+  <condition regex="all">
+    <regex field="caller_id_number" expression="^1\d\d\d$"/>
+    <regex field="destination_number" expression="^(7\d\d)$"/>
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    let r = check(&dp, "701-799");
+    assert_eq!(
+        summary(&r),
+        [(
+            "night".to_string(),
+            Certainty::MayCatch,
+            vec![("701".to_string(), "799".to_string())]
+        )]
+    );
+    assert!(
+        r.findings[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("caller_id_number"),
+        "{:?}",
+        r.findings[0].reason
+    );
+}
+
+#[test]
+fn nested_conditions_are_evaluated_as_freeswitch_does() {
+    // The nested condition runs only for numbers the outer one let through; when it fails the
+    // extension fails (750-799 go on to callpark).
+    let nested = |attrs: &str| {
+        context(&format!(
+            r#"<extension name="local">
+  <condition field="destination_number" expression="^7\d\d$"{attrs}>
+    <condition field="destination_number" expression="^(7[0-4]\d)$">
+      <action application="bridge" data="user/$1"/>
+    </condition>
+  </condition>
+</extension>
+{CALLPARK}"#
+        ))
+    };
+    let dp = nested("");
+    assert_eq!(dp.contexts[0].extensions[0].conditions.len(), 1);
+    assert_eq!(dp.contexts[0].extensions[0].conditions[0].nested.len(), 1);
+    assert_eq!(summary(&check(&dp, "701-799")), [run("local", "701-749")]);
+    // require-nested="false": whatever the nested conditions return, the extension went
+    // through, so 750-799 stop here too (nothing queued for them: "No Route").
+    assert_eq!(
+        summary(&check(&nested(r#" require-nested="false""#), "701-799")),
+        [run("local", "701-799")]
+    );
+
+    // break="never" on the outer one: a failed nested level does not end the extension; the
+    // next condition decides (750-759 are voicemail's).
+    let dp = context(&format!(
+        r#"<extension name="voicemail">
+  <condition field="destination_number" expression="^7\d\d$" break="never">
+    <condition field="destination_number" expression="^(7[0-4]\d)$">
+      <action application="set" data="vm_box=$1" inline="true"/>
+    </condition>
+  </condition>
+  <condition field="destination_number" expression="^(75\d)$">
+    <action application="voicemail" data="default ${{domain_name}} $1"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    assert_eq!(
+        summary(&check(&dp, "701-799")),
+        [run("voicemail", "750-759")]
+    );
+
+    // A nested condition is not reached when the outer one is false: its queued transfer
+    // only follows 701-709.
+    let dp = context(&format!(
+        r#"<extension name="forward" continue="true">
+  <condition field="destination_number" expression="^70\d$">
+    <condition field="${{forward_all}}" expression="^true$">
+      <action application="transfer" data="${{forward_to}} XML default"/>
+    </condition>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    assert_eq!(
+        summary(&check(&dp, "701-799")),
+        [(
+            "forward".to_string(),
+            Certainty::MayCatch,
+            vec![("701".to_string(), "709".to_string())]
+        )]
+    );
+}
+
+#[test]
+fn inline_sets_carry_over_the_hunt_queued_ones_do_not() {
+    // A `continue="true"` extension up front sets a flag for every call; a later extension
+    // tests it. Inline, the set runs during the hunt: the flag is known when after-hours is
+    // tried. Queued, it only runs once the call is taken: the lint cannot know the flag then.
+    let dp = |set: &str, value: &str| {
+        context(&format!(
+            r#"<extension name="global" continue="true">
+  <condition field="${{call_debug}}" expression="^true$" break="never">
+    <action application="info" data=""/>
+  </condition>
+  <condition>
+    <action application="set" data="night_mode={value}"{set}/>
+    <action application="export" data="RFC2822_DATE=${{strftime(%a, %d %b %Y %T %z)}}"/>
+  </condition>
+</extension>
+<extension name="after-hours">
+  <condition field="${{night_mode}}" expression="^true$"/>
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+        ))
+    };
+    assert_eq!(
+        summary(&check(&dp(r#" inline="true""#, "true"), "701-799")),
+        [run("after-hours", "701-799")]
+    );
+    assert!(
+        check(&dp(r#" inline="true""#, "false"), "701-799")
+            .findings
+            .is_empty()
+    );
+    let may = (
+        "after-hours".to_string(),
+        Certainty::MayCatch,
+        vec![("701".to_string(), "799".to_string())],
+    );
+    assert_eq!(
+        summary(&check(&dp("", "true"), "701-799")),
+        std::slice::from_ref(&may)
+    );
+
+    // Set inline for only some calls (here 701-749), or behind a condition that may stop the
+    // extension: unknown for the extensions after it.
+    let dp = context(&format!(
+        r#"<extension name="tag" continue="true">
+  <condition field="destination_number" expression="^7[0-4]\d$">
+    <action application="set" data="night_mode=true" inline="true"/>
+  </condition>
+</extension>
+<extension name="after-hours">
+  <condition field="${{night_mode}}" expression="^true$"/>
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="operator XML default"/>
+  </condition>
+</extension>
+{CALLPARK}"#
+    ));
+    assert_eq!(summary(&check(&dp, "701-799")), [may]);
+}
+
+#[test]
+fn action_text_is_its_data() {
+    // mod_dialplan_xml takes an action's text, when it has some, over its `data`: callpark's
+    // transfer written as text is recognised as callpark's.
+    let dp = context(
+        r#"<extension name="orbits">
+  <condition field="destination_number" expression="^(7\d\d)$">
+    <action application="transfer" data="$1 XML default">$1 XML callpark</action>
+  </condition>
+</extension>
+<extension name="catch-all">
+  <condition field="destination_number" expression="^(\d+)$">
+    <action application="bridge" data="sofia/gateway/pstn/$1"/>
+  </condition>
+</extension>"#,
+    );
+    let a = &dp.contexts[0].extensions[0].conditions[0].actions[0];
+    assert_eq!(a.data, "$1 XML callpark");
+    assert!(check(&dp, "701-799").findings.is_empty());
 }

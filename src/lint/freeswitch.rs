@@ -6,7 +6,9 @@
 //! that queued anything takes the call and ends the hunt, unless it has `continue="true"`;
 //! then only what it routes or rewrites (transfer, bridge, `set destination_number`...) takes
 //! the orbit. Conditions on fields other than `destination_number` (caller, time, variables)
-//! cannot be decided here, so what they lead to is "may catch".
+//! cannot be decided here, so what they lead to is "may catch". Expressions come from the
+//! `expression` attribute or an `<expression>` child; `regex="all|any|xor"` conditions and
+//! nested conditions follow mod_dialplan_xml's `parse_exten` (see `evaluate`).
 //!
 //! Callpark's extension is one named `callpark...` or whose actions name callpark (for
 //! example `transfer $1 XML callpark`, or a `socket` to callpark's address with `callpark` in
@@ -49,8 +51,32 @@ pub enum Test {
     /// `destination_number` against an expression holding variables, given here with each
     /// variable as "any text": numbers it does not match surely fail.
     Expanded(String),
-    /// Another field, time of day, or several regexes: the lint cannot know.
+    /// `regex="all|any|xor"` whose `<regex>` children all test `destination_number` (or
+    /// nothing, which passes).
+    Regexes {
+        rule: RegexRule,
+        items: Vec<RegexItem>,
+    },
+    /// Another field, time of day, or regexes on those: the lint cannot know.
     Unknown(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegexRule {
+    Any,
+    All,
+    Xor,
+}
+
+/// One `<regex>` of a decided `regex="..."` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegexItem {
+    /// The expression on `destination_number`; `None` for a `<regex>` without a field, which
+    /// FreeSWITCH counts as passed.
+    pub expr: Option<String>,
+    /// It has a field and a `(` in its expression: FreeSWITCH keeps its match (for `$1`,
+    /// and, in "all" and "xor", for what the condition returns).
+    pub captures: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +87,26 @@ pub struct Condition {
     pub brk: Break,
     pub actions: Vec<Action>,
     pub anti_actions: Vec<Action>,
+    /// Conditions inside this one: FreeSWITCH evaluates them when this one proceeded and did
+    /// not break.
+    pub nested: Vec<Condition>,
+    /// `require-nested` (true unless set false): when false, what the nested conditions
+    /// return is ignored and the extension goes on as if they matched.
+    pub require_nested: bool,
+    /// `regex="..."`, decided or not.
+    pub regex: Option<RegexRule>,
     pub line: usize,
+}
+
+impl Condition {
+    /// The `destination_number` expressions this condition tests (its own, or its regexes').
+    pub fn destination_exprs(&self) -> Vec<&str> {
+        match &self.test {
+            Test::Destination(e) => vec![e.as_str()],
+            Test::Regexes { items, .. } => items.iter().filter_map(|i| i.expr.as_deref()).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +116,21 @@ pub struct Extension {
     pub conditions: Vec<Condition>,
     pub file: String,
     pub line: usize,
+}
+
+impl Extension {
+    /// Every condition, nested ones right after the one that holds them (document order).
+    pub fn all_conditions(&self) -> Vec<&Condition> {
+        fn add<'a>(cs: &'a [Condition], out: &mut Vec<&'a Condition>) {
+            for c in cs {
+                out.push(c);
+                add(&c.nested, out);
+            }
+        }
+        let mut out = Vec::new();
+        add(&self.conditions, &mut out);
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,6 +330,160 @@ pub fn parse_str(text: &str, file: &str) -> Result<Dialplan, LintError> {
     parse_lines(&lines)
 }
 
+/// A `<condition>` being read: its test is known only at its end, since the expression may
+/// come from an `<expression>` child.
+struct PendingCond {
+    field: Option<String>,
+    expr_attr: Option<String>,
+    /// The text of an `<expression>` child: it wins over the attribute, even when empty.
+    expr_child: Option<String>,
+    timed: bool,
+    /// `regex="all|any|xor"`: the `<regex>` children decide.
+    regex: Option<String>,
+    regexes: Vec<PendingRegex>,
+    brk: Break,
+    require_nested: bool,
+    actions: Vec<Action>,
+    anti_actions: Vec<Action>,
+    nested: Vec<Condition>,
+    line: usize,
+}
+
+/// A `<regex field=... expression=...>` of a `regex="..."` condition.
+#[derive(Default)]
+struct PendingRegex {
+    field: Option<String>,
+    expr_attr: Option<String>,
+    expr_child: Option<String>,
+    timed: bool,
+}
+
+/// Where the text of the element being read goes.
+enum TextInto {
+    Nothing,
+    /// An `<expression>`: of the open `<regex>` when there is one, else of the condition.
+    Expression(String),
+    /// An action written `<action application="set">name=value</action>`.
+    Action(String),
+}
+
+/// The time-of-day attributes `switch_xml_std_datetime_check` reads.
+const TIME: [&str; 13] = [
+    "year",
+    "yday",
+    "mon",
+    "mday",
+    "week",
+    "mweek",
+    "wday",
+    "hour",
+    "minute",
+    "minute-of-day",
+    "time-of-day",
+    "date-time",
+    "tod",
+];
+
+fn is_destination_field(f: &str) -> bool {
+    f.eq_ignore_ascii_case("destination_number") || f.eq_ignore_ascii_case("${destination_number}")
+}
+
+impl PendingCond {
+    fn finish(self) -> Condition {
+        // mod_dialplan_xml takes an `<expression>` child's text as it is (CDATA and text
+        // pieces joined, blanks kept), and the attribute only when there is no such child.
+        let expr = self.expr_child.or(self.expr_attr);
+        let test = match (self.regex.as_deref(), self.field.as_deref(), expr.clone()) {
+            (Some(rule), _, _) => regex_test(rule, self.timed, self.regexes),
+            (None, Some(f), Some(x)) if is_destination_field(f) => {
+                if self.timed {
+                    Test::Unknown("a time of day as well".into())
+                } else if x.contains("${") {
+                    // FreeSWITCH expands the expression before matching it: a variable may
+                    // hold any text, so only numbers the expression matches with any text in
+                    // its place may pass.
+                    Test::Expanded(relax_variables(&x))
+                } else {
+                    Test::Destination(x)
+                }
+            }
+            // An empty field is the empty string (no profile field has no name): the
+            // expression decides once and for all.
+            (None, Some(""), x) if !self.timed => {
+                let x = x.unwrap_or_default();
+                match regex::Regex::new(&x) {
+                    Ok(re) => Test::Fixed(re.is_match("")),
+                    Err(_) => Test::Unknown(format!("expression `{x}`")),
+                }
+            }
+            (None, Some(f), _) => Test::Unknown(format!("field `{f}`")),
+            (None, None, _) if self.timed => Test::Unknown("the time of day".into()),
+            (None, None, _) => Test::Always,
+        };
+        let var_test = self
+            .field
+            .as_deref()
+            .filter(|_| self.regex.is_none())
+            .and_then(|f| f.strip_prefix("${")?.strip_suffix('}'))
+            .filter(|n| !n.contains(['$', '{', '(', ' ']))
+            .zip(expr)
+            .map(|(n, x)| (n.to_string(), x));
+        Condition {
+            test,
+            var_test,
+            brk: self.brk,
+            actions: self.actions,
+            anti_actions: self.anti_actions,
+            nested: self.nested,
+            require_nested: self.require_nested,
+            regex: self.regex.as_deref().map(regex_rule),
+            line: self.line,
+        }
+    }
+}
+
+/// FreeSWITCH: "all" and "xor" by name (any case), anything else is "any".
+fn regex_rule(rule: &str) -> RegexRule {
+    if rule.eq_ignore_ascii_case("all") {
+        RegexRule::All
+    } else if rule.eq_ignore_ascii_case("xor") {
+        RegexRule::Xor
+    } else {
+        RegexRule::Any
+    }
+}
+
+/// A `regex="all|any|xor"` condition: decided when every `<regex>` tests `destination_number`
+/// with a plain expression (or has no field: FreeSWITCH counts it as passed).
+fn regex_test(rule: &str, timed: bool, regexes: Vec<PendingRegex>) -> Test {
+    let rule = regex_rule(rule);
+    let unknown = |why: String| Test::Unknown(why);
+    if timed {
+        return unknown("a time of day beside regex=\"...\"".into());
+    }
+    if regexes.is_empty() {
+        // No <regex>: FreeSWITCH leaves `proceed` as the condition before set it.
+        return unknown("a regex=\"...\" condition without <regex>".into());
+    }
+    let mut items = Vec::new();
+    for r in regexes {
+        let expr = r.expr_child.or(r.expr_attr).unwrap_or_default();
+        match r.field.as_deref() {
+            _ if r.timed => return unknown("a <regex> on the time of day".into()),
+            None => items.push(RegexItem {
+                expr: None,
+                captures: false,
+            }),
+            Some(f) if is_destination_field(f) && !expr.contains("${") => items.push(RegexItem {
+                captures: expr.contains('('),
+                expr: Some(expr),
+            }),
+            Some(f) => return unknown(format!("<regex field=\"{f}\" expression=\"{expr}\">")),
+        }
+    }
+    Test::Regexes { rule, items }
+}
+
 fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
     let mut text = String::new();
     let mut starts = Vec::with_capacity(lines.len());
@@ -286,11 +500,17 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
             .unwrap_or(("", 0))
     };
     let mut reader = quick_xml::Reader::from_str(&text);
-    reader.config_mut().trim_text(true);
+    // Text is kept whole: FreeSWITCH keeps the blanks of an <expression>'s text.
+    reader.config_mut().trim_text(false);
     let mut dp = Dialplan::default();
     let mut ctx: Option<FsContext> = None;
     let mut ext: Option<Extension> = None;
-    let mut cond: Option<Condition> = None;
+    // Open conditions, outermost first (a condition may hold conditions).
+    let mut conds: Vec<PendingCond> = Vec::new();
+    let mut regex: Option<PendingRegex> = None;
+    let mut into = TextInto::Nothing;
+    // The action whose text is being read, and whether it is an anti-action.
+    let mut action: Option<(Action, bool)> = None;
     loop {
         let before = reader.buffer_position() as usize;
         let tag_pos = text[before..]
@@ -333,13 +553,8 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         c.extensions.push(x);
                     }
                 }
-                "condition" => {
-                    // A nested condition (FreeSWITCH 1.6+): the lint reads it as the next one.
-                    if let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
-                        x.conditions.push(c);
-                    }
-                    let field = attr(&e, "field");
-                    let expr = attr(&e, "expression");
+                "condition" if ext.is_some() => {
+                    // mod_dialplan_xml ignores a `break` it does not know (on-false).
                     let brk = match attr(&e, "break")
                         .as_deref()
                         .map(str::to_ascii_lowercase)
@@ -350,70 +565,43 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         Some("never") => Break::Never,
                         _ => Break::OnFalse,
                     };
-                    const TIME: [&str; 13] = [
-                        "year",
-                        "yday",
-                        "mon",
-                        "mday",
-                        "week",
-                        "mweek",
-                        "wday",
-                        "hour",
-                        "minute",
-                        "minute-of-day",
-                        "time-of-day",
-                        "date-time",
-                        "tod",
-                    ];
-                    let timed = TIME.iter().any(|k| attr(&e, k).is_some());
-                    let test = match (field.as_deref(), expr) {
-                        _ if attr(&e, "regex").is_some() => {
-                            Test::Unknown("several regexes (regex=\"any|all|xor\")".into())
-                        }
-                        (Some(f), Some(x))
-                            if f.eq_ignore_ascii_case("destination_number")
-                                || f.eq_ignore_ascii_case("${destination_number}") =>
-                        {
-                            if timed {
-                                Test::Unknown("a time of day as well".into())
-                            } else if x.contains("${") {
-                                // FreeSWITCH expands the expression before matching it: a
-                                // variable may hold any text, so only numbers the expression
-                                // matches with any text in its place may pass.
-                                Test::Expanded(relax_variables(&x))
-                            } else {
-                                Test::Destination(x)
-                            }
-                        }
-                        // An empty field is the empty string (no profile field has no name):
-                        // the expression decides once and for all.
-                        (Some(""), x) if !timed => {
-                            let x = x.unwrap_or_default();
-                            match regex::Regex::new(&x) {
-                                Ok(re) => Test::Fixed(re.is_match("")),
-                                Err(_) => Test::Unknown(format!("expression `{x}`")),
-                            }
-                        }
-                        (Some(f), _) => Test::Unknown(format!("field `{f}`")),
-                        (None, _) if timed => Test::Unknown("the time of day".into()),
-                        (None, _) => Test::Always,
-                    };
-                    let var_test = field
-                        .as_deref()
-                        .and_then(|f| f.strip_prefix("${")?.strip_suffix('}'))
-                        .filter(|n| !n.contains(['$', '{', '(', ' ']))
-                        .zip(attr(&e, "expression"))
-                        .map(|(n, x)| (n.to_string(), x));
-                    cond = Some(Condition {
-                        test,
-                        var_test,
+                    conds.push(PendingCond {
+                        field: attr(&e, "field"),
+                        expr_attr: attr(&e, "expression"),
+                        expr_child: None,
+                        timed: TIME.iter().any(|k| attr(&e, k).is_some()),
+                        regex: attr(&e, "regex"),
+                        regexes: Vec::new(),
                         brk,
+                        // Read by FreeSWITCH on the condition that holds nested ones.
+                        require_nested: attr(&e, "require-nested").is_none_or(|v| switch_true(&v)),
                         actions: Vec::new(),
                         anti_actions: Vec::new(),
+                        nested: Vec::new(),
                         line,
                     });
-                    if empty && let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
-                        x.conditions.push(c);
+                    if empty {
+                        close_condition(&mut conds, ext.as_mut());
+                    }
+                }
+                "regex" if !conds.is_empty() => {
+                    let r = PendingRegex {
+                        field: attr(&e, "field"),
+                        expr_attr: attr(&e, "expression"),
+                        expr_child: None,
+                        timed: TIME.iter().any(|k| attr(&e, k).is_some()),
+                    };
+                    if empty {
+                        conds.last_mut().unwrap().regexes.push(r);
+                    } else {
+                        regex = Some(r);
+                    }
+                }
+                "expression" if !conds.is_empty() => {
+                    if empty {
+                        set_expression(&mut conds, regex.as_mut(), String::new());
+                    } else {
+                        into = TextInto::Expression(String::new());
                     }
                 }
                 "action" | "anti-action" => {
@@ -422,12 +610,11 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
                         data: attr(&e, "data").unwrap_or_default(),
                         inline: attr(&e, "inline").is_some_and(|v| switch_true(&v)),
                     };
-                    if let Some(c) = cond.as_mut() {
-                        if name == "action" {
-                            c.actions.push(a);
-                        } else {
-                            c.anti_actions.push(a);
-                        }
+                    if empty {
+                        push_action(&mut conds, a, name == "anti-action");
+                    } else {
+                        action = Some((a, name == "anti-action"));
+                        into = TextInto::Action(String::new());
                     }
                 }
                 _ => {}
@@ -435,15 +622,52 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
             continue;
         }
         match ev {
+            Event::Text(t) => {
+                if let TextInto::Expression(s) | TextInto::Action(s) = &mut into {
+                    s.push_str(
+                        &t.unescape()
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|_| String::from_utf8_lossy(&t).to_string()),
+                    );
+                }
+            }
+            Event::CData(t) => {
+                if let TextInto::Expression(s) | TextInto::Action(s) = &mut into {
+                    s.push_str(&String::from_utf8_lossy(&t));
+                }
+            }
             Event::End(e) => {
                 let name = String::from_utf8_lossy(e.name().as_ref()).to_ascii_lowercase();
                 match name.as_str() {
-                    "condition" => {
-                        if let (Some(x), Some(c)) = (ext.as_mut(), cond.take()) {
-                            x.conditions.push(c);
+                    "expression" => {
+                        if let TextInto::Expression(s) =
+                            std::mem::replace(&mut into, TextInto::Nothing)
+                        {
+                            set_expression(&mut conds, regex.as_mut(), s);
                         }
                     }
+                    "regex" => {
+                        if let (Some(r), Some(c)) = (regex.take(), conds.last_mut()) {
+                            c.regexes.push(r);
+                        }
+                    }
+                    "action" | "anti-action" => {
+                        if let Some((mut a, anti)) = action.take() {
+                            // FreeSWITCH: the element's text when it has some, else `data`.
+                            if let TextInto::Action(s) =
+                                std::mem::replace(&mut into, TextInto::Nothing)
+                                && !s.is_empty()
+                            {
+                                a.data = s;
+                            }
+                            push_action(&mut conds, a, anti);
+                        }
+                    }
+                    "condition" => close_condition(&mut conds, ext.as_mut()),
                     "extension" => {
+                        while !conds.is_empty() {
+                            close_condition(&mut conds, ext.as_mut());
+                        }
                         if let (Some(c), Some(x)) = (ctx.as_mut(), ext.take()) {
                             c.extensions.push(x);
                         }
@@ -460,19 +684,112 @@ fn parse_lines(lines: &[(String, Src)]) -> Result<Dialplan, LintError> {
             _ => {}
         }
     }
-    for x in dp.contexts.iter_mut().flat_map(|c| c.extensions.iter_mut()) {
-        decide_inline_vars(x);
+    for c in &mut dp.contexts {
+        // Inline actions run during the hunt, so what an extension sets inline is there for
+        // the conditions of every later extension (queued ones only run once the call is
+        // taken: they change nothing here).
+        let mut carried = Vec::new();
+        for x in &mut c.extensions {
+            decide_inline_vars(&mut x.conditions, &mut carried.clone());
+            carry_inline_vars(x, &mut carried);
+        }
     }
     Ok(dp)
+}
+
+/// What `x` leaves set for the extensions after it: a literal value set inline by a condition
+/// that every call entering `x` evaluates and that is always true (the conditions before it
+/// never stop the extension: `break="never"`, or a constant truth they do not break on); any other inline set makes the value unknown,
+/// as only some calls ran it.
+fn carry_inline_vars(x: &Extension, carried: &mut Vec<(String, Option<String>)>) {
+    let mut reached = true;
+    for c in &x.conditions {
+        let truth = match c.test {
+            Test::Always | Test::Fixed(true) => Some(true),
+            Test::Fixed(false) => Some(false),
+            _ => None,
+        };
+        let surely = reached && truth == Some(true);
+        let sets = c.actions.iter().map(|a| (a, surely));
+        let anti = c.anti_actions.iter().map(|a| (a, false));
+        for (a, runs) in sets.chain(anti).filter(|(a, _)| a.inline) {
+            if let Some(k) = inline_set(a) {
+                let value = a.data.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                let value = (runs && !value.contains('$')).then(|| value.to_string());
+                carried.push((k, value));
+            }
+        }
+        let mut inner = Vec::new();
+        nested_inline_vars(&c.nested, &mut inner);
+        carried.extend(inner.into_iter().map(|k| (k, None)));
+        // Every call goes on to the next condition only when this one's constant truth does
+        // not stop the extension and nothing nested may fail it.
+        reached = reached
+            && c.nested.is_empty()
+            && matches!(
+                (truth, c.brk),
+                (_, Break::Never) | (Some(true), Break::OnFalse) | (Some(false), Break::OnTrue)
+            );
+    }
+}
+
+/// The variables conditions nested somewhere in `conds` set inline.
+fn nested_inline_vars(conds: &[Condition], out: &mut Vec<String>) {
+    for c in conds {
+        out.extend(
+            c.actions
+                .iter()
+                .chain(&c.anti_actions)
+                .filter(|a| a.inline)
+                .filter_map(inline_set),
+        );
+        nested_inline_vars(&c.nested, out);
+    }
+}
+
+fn set_expression(conds: &mut [PendingCond], regex: Option<&mut PendingRegex>, s: String) {
+    match regex {
+        Some(r) => r.expr_child = Some(s),
+        None => {
+            if let Some(c) = conds.last_mut() {
+                c.expr_child = Some(s);
+            }
+        }
+    }
+}
+
+fn push_action(conds: &mut [PendingCond], a: Action, anti: bool) {
+    if let Some(c) = conds.last_mut() {
+        if anti {
+            c.anti_actions.push(a);
+        } else {
+            c.actions.push(a);
+        }
+    }
+}
+
+/// Ends the innermost open condition: into the one that holds it, or the extension.
+fn close_condition(conds: &mut Vec<PendingCond>, ext: Option<&mut Extension>) {
+    let Some(c) = conds.pop() else { return };
+    let c = c.finish();
+    match conds.last_mut() {
+        Some(parent) => parent.nested.push(c),
+        None => {
+            if let Some(x) = ext {
+                x.conditions.push(c);
+            }
+        }
+    }
 }
 
 /// Conditions on a variable that an earlier condition of the same extension surely set
 /// inline (`set name=value inline="true"` in an unconditional condition: every number that
 /// reaches a later condition went through it) are decided on that value, as FreeSWITCH would
-/// during the hunt. A set that only some calls run makes the value unknown again.
-fn decide_inline_vars(x: &mut Extension) {
-    let mut known: Vec<(String, Option<String>)> = Vec::new();
-    for c in &mut x.conditions {
+/// during the hunt. A set that only some calls run makes the value unknown again; so does any
+/// set inside nested conditions for the conditions after their parent (not every call
+/// reaches them).
+fn decide_inline_vars(conds: &mut [Condition], known: &mut Vec<(String, Option<String>)>) {
+    for c in conds {
         if let (Test::Unknown(_), Some((name, expr))) = (&c.test, &c.var_test)
             && let Some((_, Some(value))) = known.iter().rev().find(|(k, _)| k == name)
             && let Ok(re) = regex::Regex::new(expr)
@@ -483,18 +800,31 @@ fn decide_inline_vars(x: &mut Extension) {
         let sets = c.actions.iter().map(|a| (a, surely));
         let anti = c.anti_actions.iter().map(|a| (a, false));
         for (a, runs) in sets.chain(anti).filter(|(a, _)| a.inline) {
-            if matches!(
-                a.application.to_ascii_lowercase().as_str(),
-                "set" | "export"
-            ) && let Some((k, v)) = a.data.split_once('=')
-            {
-                let value = (runs && !v.contains('$')).then(|| v.to_string());
-                known.push((k.trim().to_string(), value));
+            if let Some(k) = inline_set(a) {
+                let value = a.data.split_once('=').map(|(_, v)| v).unwrap_or_default();
+                let value = (runs && !value.contains('$')).then(|| value.to_string());
+                known.push((k, value));
+            }
+        }
+        if !c.nested.is_empty() {
+            let mut inner = known.clone();
+            decide_inline_vars(&mut c.nested, &mut inner);
+            for (k, _) in inner.drain(known.len()..) {
+                known.push((k, None));
             }
         }
     }
 }
 
+/// The variable an inline `set`/`export` gives a value.
+fn inline_set(a: &Action) -> Option<String> {
+    matches!(
+        a.application.to_ascii_lowercase().as_str(),
+        "set" | "export"
+    )
+    .then(|| a.data.split_once('=').map(|(k, _)| k.trim().to_string()))
+    .flatten()
+}
 /// Applications that send the call somewhere else or end it (scripts may do either).
 const ROUTING: [&str; 21] = [
     "transfer",
@@ -576,7 +906,7 @@ fn routes(a: &Action) -> bool {
 /// `transfer $1 XML callpark`, or a `socket` to callpark's address with `callpark` in its data).
 fn is_callpark(x: &Extension) -> bool {
     x.name.to_ascii_lowercase().starts_with("callpark")
-        || x.conditions.iter().any(|c| {
+        || x.all_conditions().iter().any(|c| {
             c.actions.iter().chain(&c.anti_actions).any(|a| {
                 a.data.to_ascii_lowercase().contains("callpark")
                     || a.application.to_ascii_lowercase().contains("callpark")
@@ -729,14 +1059,8 @@ fn action_kind(a: &Action) -> Option<(Kind, String)> {
 /// ever reorders it. An extension that only prepares the call (`set`, `answer`, `log`...) or
 /// does nothing at all `Catches`: the call goes nowhere there.
 pub fn classify(x: &Extension) -> (Kind, String) {
-    let exprs: Vec<&str> = x
-        .conditions
-        .iter()
-        .filter_map(|c| match &c.test {
-            Test::Destination(e) => Some(e.as_str()),
-            _ => None,
-        })
-        .collect();
+    let conds = x.all_conditions();
+    let exprs: Vec<&str> = conds.iter().flat_map(|c| c.destination_exprs()).collect();
     if let Some(e) = exprs.iter().find(|e| is_catch_all(e)) {
         return (
             Kind::Catches,
@@ -756,7 +1080,7 @@ pub fn classify(x: &Extension) -> (Kind, String) {
         );
     }
     let queued = || {
-        x.conditions
+        conds
             .iter()
             .flat_map(|c| c.actions.iter().chain(&c.anti_actions))
             .filter(|a| !a.inline)
@@ -794,104 +1118,59 @@ struct Outcome {
 /// both ways (2^n walks); beyond, every number that may reach the extension "may" be taken.
 const MAX_UNKNOWN: usize = 10;
 
-/// One extension against `range`, as mod_dialplan_xml hunts it. Conditions run in order on
-/// the numbers that reach them; each is true or false. A condition "proceeds" when it is
-/// true, or false with anti-actions; the extension takes the call when the last condition
+/// One extension against `range`, as mod_dialplan_xml hunts it (`parse_exten`). Conditions
+/// run in order on the numbers that reach them; each is true or false. A condition
+/// "proceeds" when it is true, or false with anti-actions (a `regex="all|xor"` one may also
+/// proceed otherwise, see `regex_sets`); the extension takes the call when the last condition
 /// evaluated proceeded (`continue="true"` aside: the hunt goes on). `break` decides which
-/// numbers reach the next condition. Actions queued on the way (`inline="true"` ones run at
-/// once and queue nothing) run when the call is finally taken, by this extension or a later
-/// one, so a queued `transfer` (or any routing application) takes the call even when the
-/// extension does not. A condition the lint cannot decide (another field, the time of day,
-/// a pattern it cannot read) is tried both ways: "sure" is what every way takes, "maybe" what
-/// some way takes.
+/// numbers reach the next condition. A condition holding conditions evaluates them when it
+/// proceeded and did not break, with their own `break`s; what the last of them returns
+/// replaces its own outcome (always "proceeded" under `require-nested="false"`), and when
+/// that fails the extension stops there, failed, unless the holder has `break="never"`.
+/// Actions queued on the way (`inline="true"` ones run at once and queue nothing) run when
+/// the call is finally taken, by this extension or a later one, so a queued `transfer` (or
+/// any routing application) takes the call even when the extension does not. A condition the
+/// lint cannot decide (another field, the time of day, a pattern it cannot read) is tried
+/// both ways: "sure" is what every way takes, "maybe" what some way takes.
 fn evaluate(
     x: &Extension,
-    matchers: &mut [Option<Result<Matcher, String>>],
+    matchers: &mut [CondMatchers],
     range: &NumRange,
     undecided: &mut Option<String>,
 ) -> Outcome {
     let all = range.all();
+    let conds = x.all_conditions();
     let mut depends = None;
-    // Per condition: Ok(the numbers it holds true for), or Err(the numbers it may hold true
-    // for) when that depends on what the lint cannot know.
-    let verdicts: Vec<Result<RunSet, RunSet>> = x
-        .conditions
-        .iter()
-        .zip(matchers.iter_mut())
-        .map(|(c, m)| match (&c.test, m) {
-            (Test::Always, _) | (Test::Fixed(true), _) => Ok(all.clone()),
-            (Test::Fixed(false), _) => Ok(RunSet::new()),
-            (Test::Destination(_), Some(Ok(m))) => match m.matching(range) {
-                Ok(t) => Ok(t),
-                Err(w) => {
-                    undecided.get_or_insert(w.0);
-                    Err(all.clone())
-                }
-            },
-            (Test::Expanded(e), Some(Ok(m))) => match m.matching(range) {
-                Ok(t) if t.is_empty() => Ok(t),
-                Ok(t) => {
-                    depends.get_or_insert_with(|| format!("depends on the variables in `{e}`"));
-                    Err(t)
-                }
-                Err(w) => {
-                    undecided.get_or_insert(w.0);
-                    Err(all.clone())
-                }
-            },
-            (Test::Destination(_) | Test::Expanded(_), Some(Err(e))) => {
-                undecided.get_or_insert(e.clone());
-                Err(all.clone())
-            }
-            (Test::Unknown(w), _) => {
-                depends.get_or_insert_with(|| format!("depends on {w}"));
-                Err(all.clone())
-            }
-            (Test::Destination(_) | Test::Expanded(_), None) => Err(all.clone()),
-        })
-        .collect();
-    let unknown: Vec<usize> = (0..verdicts.len())
-        .filter(|&i| verdicts[i].is_err())
-        .collect();
-    let walk = |truth: &dyn Fn(usize) -> bool| -> RunSet {
-        let (mut alive, mut proceeded, mut routed) = (all.clone(), RunSet::new(), RunSet::new());
-        for (i, c) in x.conditions.iter().enumerate() {
-            if alive.is_empty() {
-                break;
-            }
-            let t = match &verdicts[i] {
-                Ok(t) => t.intersect(&alive),
-                Err(may) if truth(i) => may.intersect(&alive),
-                Err(_) => RunSet::new(),
-            };
-            let f = alive.difference(&t);
-            let here = if c.anti_actions.is_empty() {
-                t.clone()
-            } else {
-                alive.clone()
-            };
-            proceeded = proceeded.difference(&alive).union(&here);
-            if c.actions.iter().any(|a| !a.inline && routes(a)) {
-                routed = routed.union(&t);
-            }
-            if c.anti_actions.iter().any(|a| !a.inline && routes(a)) {
-                routed = routed.union(&f);
-            }
-            alive = match c.brk {
-                Break::OnFalse => t,
-                Break::OnTrue => f,
-                Break::Always => RunSet::new(),
-                Break::Never => alive,
-            };
+    let mut verdicts = Vec::with_capacity(conds.len());
+    for (c, m) in conds.iter().zip(matchers.iter_mut()) {
+        verdicts.push(verdict(c, m, range, undecided, &mut depends));
+    }
+    // The choices the walk is tried with: (condition, whether it is its truth or, for a
+    // regex="all|xor" condition the lint cannot decide, whether it proceeds).
+    let mut unknown: Vec<(usize, bool)> = Vec::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        if v.truth.is_err() {
+            unknown.push((i, true));
         }
+        if matches!(v.proceed, Proceed::Either) {
+            unknown.push((i, false));
+        }
+    }
+    let run = |bits: &dyn Fn(usize, bool) -> bool| -> RunSet {
+        let mut w = Walk {
+            verdicts: &verdicts,
+            bits,
+            routed: RunSet::new(),
+        };
+        let proceeded = w.level(&x.conditions, 0, all.clone());
         if x.cont {
-            routed
+            w.routed
         } else {
-            proceeded.union(&routed)
+            proceeded.union(&w.routed)
         }
     };
     if unknown.len() > MAX_UNKNOWN {
-        let maybe = walk(&|_| true).union(&walk(&|_| false));
+        let maybe = run(&|_, _| true).union(&run(&|_, _| false));
         return Outcome {
             sure: RunSet::new(),
             maybe: if maybe.is_empty() { RunSet::new() } else { all },
@@ -900,8 +1179,8 @@ fn evaluate(
     }
     let (mut sure, mut maybe) = (all.clone(), RunSet::new());
     for bits in 0u32..(1 << unknown.len()) {
-        let taken = walk(&|i| {
-            let k = unknown.iter().position(|&u| u == i).unwrap_or(0);
+        let taken = run(&|i, truth| {
+            let k = unknown.iter().position(|&u| u == (i, truth)).unwrap_or(0);
             bits & (1 << k) != 0
         });
         sure = sure.intersect(&taken);
@@ -912,6 +1191,227 @@ fn evaluate(
         maybe,
         depends,
     }
+}
+
+/// The matchers of one condition's expressions (`None`: a `<regex>` without a field).
+type CondMatchers = Vec<Option<Result<Matcher, String>>>;
+
+/// What `proceed` holds after a condition's test, before its anti-actions.
+enum Proceed {
+    /// The truth of the condition.
+    Truth,
+    /// These numbers (a decided `regex="all|xor"` condition).
+    Set(RunSet),
+    /// Unknown: tried both ways.
+    Either,
+}
+
+struct Verdict {
+    /// Ok(the numbers it holds true for), or Err(the numbers it may hold true for) when that
+    /// depends on what the lint cannot know.
+    truth: Result<RunSet, RunSet>,
+    proceed: Proceed,
+}
+
+fn verdict(
+    c: &Condition,
+    m: &mut [Option<Result<Matcher, String>>],
+    range: &NumRange,
+    undecided: &mut Option<String>,
+    depends: &mut Option<String>,
+) -> Verdict {
+    let all = range.all();
+    let mut matching = |m: &mut Option<Result<Matcher, String>>| -> Option<RunSet> {
+        match m {
+            None => Some(all.clone()),
+            Some(Ok(m)) => match m.matching(range) {
+                Ok(t) => Some(t),
+                Err(w) => {
+                    undecided.get_or_insert(w.0);
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                undecided.get_or_insert(e.clone());
+                None
+            }
+        }
+    };
+    let truth = match &c.test {
+        Test::Always | Test::Fixed(true) => Ok(all.clone()),
+        Test::Fixed(false) => Ok(RunSet::new()),
+        Test::Destination(_) => m
+            .first_mut()
+            .and_then(&mut matching)
+            .ok_or_else(|| all.clone()),
+        Test::Expanded(e) => match m.first_mut().and_then(&mut matching) {
+            Some(t) if t.is_empty() => Ok(t),
+            Some(t) => {
+                depends.get_or_insert_with(|| format!("depends on the variables in `{e}`"));
+                Err(t)
+            }
+            None => Err(all.clone()),
+        },
+        Test::Regexes { rule, items } => {
+            let sets: Option<Vec<RunSet>> = m.iter_mut().map(&mut matching).collect();
+            match sets {
+                Some(sets) => {
+                    let (t, p) = regex_sets(*rule, items, &sets, &all);
+                    return Verdict {
+                        truth: Ok(t),
+                        proceed: Proceed::Set(p),
+                    };
+                }
+                None => Err(all.clone()),
+            }
+        }
+        Test::Unknown(w) => {
+            depends.get_or_insert_with(|| format!("depends on {w}"));
+            Err(all.clone())
+        }
+    };
+    // A regex="all" or "xor" condition may proceed whatever its truth (see `regex_sets`).
+    let either = match &c.test {
+        Test::Regexes { rule, .. } => *rule != RegexRule::Any,
+        Test::Unknown(_) => c.regex.is_some_and(|r| r != RegexRule::Any),
+        _ => false,
+    };
+    Verdict {
+        truth,
+        proceed: if either {
+            Proceed::Either
+        } else {
+            Proceed::Truth
+        },
+    }
+}
+
+/// A `regex="..."` condition from the numbers each `<regex>` matches: (where it is true, where
+/// `proceed` is set after it), as mod_dialplan_xml runs them. "any" stops at the first match
+/// and is true with one; "all" stops at the first failure and is true with none; "xor" runs
+/// them all and is true with exactly one. `proceed` is the last result evaluated, except that
+/// FreeSWITCH keeps the last capturing `<regex>` (with a field and a `(`) and, when that one
+/// matched, restores `proceed` to true: an "all" condition failing after a capturing match,
+/// or an "xor" one whose last capturing regex matched, proceeds although false.
+fn regex_sets(
+    rule: RegexRule,
+    items: &[RegexItem],
+    sets: &[RunSet],
+    all: &RunSet,
+) -> (RunSet, RunSet) {
+    match rule {
+        RegexRule::Any => {
+            let t = sets.iter().fold(RunSet::new(), |a, s| a.union(s));
+            (t.clone(), t)
+        }
+        RegexRule::All => {
+            let (mut reached, mut p) = (all.clone(), RunSet::new());
+            let mut captured = false;
+            for (item, s) in items.iter().zip(sets) {
+                let failed = reached.difference(s);
+                if captured {
+                    p = p.union(&failed);
+                }
+                reached = reached.intersect(s);
+                captured |= item.captures;
+            }
+            (reached.clone(), p.union(&reached))
+        }
+        RegexRule::Xor => {
+            let (mut none, mut one) = (all.clone(), RunSet::new());
+            for s in sets {
+                one = one.difference(s).union(&none.intersect(s));
+                none = none.difference(s);
+            }
+            let last = sets.last().cloned().unwrap_or_default();
+            let p = match items.iter().rposition(|i| i.captures) {
+                Some(c) => last.union(&sets[c]),
+                None => last,
+            };
+            (one, p)
+        }
+    }
+}
+
+/// One way of trying an extension's undecided conditions.
+struct Walk<'a> {
+    verdicts: &'a [Verdict],
+    /// For an undecided condition: its truth (`true`) or whether it proceeds (`false`).
+    bits: &'a dyn Fn(usize, bool) -> bool,
+    /// Numbers for which a queued routing action ran.
+    routed: RunSet,
+}
+
+impl Walk<'_> {
+    /// The conditions of one level (`first`: the index of the first in document order) on
+    /// the numbers `alive`: the numbers for which it returns "proceeded".
+    fn level(&mut self, conds: &[Condition], first: usize, mut alive: RunSet) -> RunSet {
+        // `proceed` per number: of those still in the loop, and of those that left it.
+        let (mut cur, mut left) = (RunSet::new(), RunSet::new());
+        let mut i = first;
+        for c in conds {
+            let here = i;
+            i += size(c);
+            if alive.is_empty() {
+                break;
+            }
+            let v = &self.verdicts[here];
+            let t = match &v.truth {
+                Ok(t) => t.intersect(&alive),
+                Err(may) if (self.bits)(here, true) => may.intersect(&alive),
+                Err(_) => RunSet::new(),
+            };
+            let f = alive.difference(&t);
+            let raw = match &v.proceed {
+                Proceed::Truth => t.clone(),
+                Proceed::Set(p) => p.intersect(&alive),
+                Proceed::Either if (self.bits)(here, false) => alive.clone(),
+                Proceed::Either => RunSet::new(),
+            };
+            cur = if c.anti_actions.is_empty() {
+                raw
+            } else {
+                raw.intersect(&t).union(&f)
+            };
+            if c.actions.iter().any(|a| !a.inline && routes(a)) {
+                self.routed = self.routed.union(&t);
+            }
+            if c.anti_actions.iter().any(|a| !a.inline && routes(a)) {
+                self.routed = self.routed.union(&f);
+            }
+            let stop = match c.brk {
+                Break::OnFalse => f,
+                Break::OnTrue => t,
+                Break::Always => alive.clone(),
+                Break::Never => RunSet::new(),
+            };
+            left = left.union(&cur.intersect(&stop));
+            alive = alive.difference(&stop);
+            cur = cur.intersect(&alive);
+            if !c.nested.is_empty() && !cur.is_empty() {
+                let entered = cur.clone();
+                let passed = self.level(&c.nested, here + 1, entered.clone());
+                let passed = if c.require_nested {
+                    passed
+                } else {
+                    entered.clone()
+                };
+                let failed = entered.difference(&passed);
+                // A failed nested level ends the extension (returning false), except under
+                // break="never", which goes on to the next condition.
+                if c.brk != Break::Never {
+                    alive = alive.difference(&failed);
+                }
+                cur = cur.difference(&failed);
+            }
+        }
+        left.union(&cur)
+    }
+}
+
+/// A condition and the ones nested in it.
+fn size(c: &Condition) -> usize {
+    1 + c.nested.iter().map(size).sum::<usize>()
 }
 
 /// Where callpark's extensions of a context come from: the `X-PRE-PROCESS include` line that
@@ -942,16 +1442,22 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
     }
     let exts: Vec<&Extension> = ctxs.iter().flat_map(|c| &c.extensions).collect();
     report.rules += exts.len();
-    let mut matchers: Vec<Vec<Option<Result<Matcher, String>>>> = exts
+    // Per extension, per condition in document order (nested ones after their parent), the
+    // matchers of its expressions (one per `<regex>` of a `regex="..."` condition).
+    let mut matchers: Vec<Vec<CondMatchers>> = exts
         .iter()
         .map(|x| {
-            x.conditions
+            x.all_conditions()
                 .iter()
                 .map(|c| match &c.test {
                     Test::Destination(e) | Test::Expanded(e) => {
-                        Some(Matcher::new(e, Dialect::Pcre))
+                        vec![Some(Matcher::new(e, Dialect::Pcre))]
                     }
-                    _ => None,
+                    Test::Regexes { items, .. } => items
+                        .iter()
+                        .map(|i| i.expr.as_deref().map(|e| Matcher::new(e, Dialect::Pcre)))
+                        .collect(),
+                    _ => Vec::new(),
                 })
                 .collect()
         })
@@ -1035,12 +1541,13 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             .all(|(k, (x, (kind, _)))| {
                 *kind == Kind::Catches
                     || cps[k]
-                    || x.conditions.iter().all(|cond| match &cond.test {
-                        Test::Destination(e) => Matcher::new(e, Dialect::Pcre)
-                            .ok()
-                            .and_then(|mut m| m.matching(c).ok())
-                            .is_none_or(|hit| hit.is_empty()),
-                        _ => true,
+                    || x.all_conditions().iter().all(|cond| {
+                        cond.destination_exprs().iter().all(|e| {
+                            Matcher::new(e, Dialect::Pcre)
+                                .ok()
+                                .and_then(|mut m| m.matching(c).ok())
+                                .is_none_or(|hit| hit.is_empty())
+                        })
                     })
             })
     };
@@ -1057,13 +1564,10 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             // else its expression matches: moving callpark above it would take it away.
             if f.kind == Kind::Catches
                 && let Some(n) = exts[k]
-                    .conditions
+                    .all_conditions()
                     .iter()
-                    .filter_map(|c| match &c.test {
-                        Test::Destination(e) => Some(exact_numbers(e)),
-                        _ => None,
-                    })
-                    .flatten()
+                    .flat_map(|c| c.destination_exprs())
+                    .flat_map(exact_numbers)
                     .find(|n| {
                         f.caught.iter().any(|(t, set)| {
                             let r = &ranges[*t];
