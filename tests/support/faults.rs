@@ -383,7 +383,7 @@ async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> Vec<String>
     let answered: HashSet<&str> = rows
         .iter()
         .filter(|r| matches!(r.kind.as_str(), "orbit_empty" | "refused"))
-        .filter(|r| now - (r.at as i64) < 15_000)
+        .filter(|r| now - r.at < 15_000)
         .map(|r| r.channel.as_str())
         .collect();
     for h in &held {
