@@ -320,8 +320,8 @@ fn the_orbit_is_spoken_before_the_music_and_a_failed_playback_does_not_wait() {
         Err(AriError::Status {
             method: Method::POST,
             path: "/channels/c1/play".into(),
-            status: StatusCode::NOT_FOUND,
-            message: "Channel not found".into(),
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "Allocation failed".into(),
         }),
     );
     assert_eq!(reqs(&out), ["POST /channels/c1/continue"]);
@@ -1075,4 +1075,61 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
     // The calls took the paths meant for them.
     assert_eq!((parks, bridged, answered), (50_000, 16_667, 16_667));
     assert_eq!(t.state_size(), start);
+}
+
+/// A channel whose ChannelDestroyed never reached callpark (it ended as a connection was
+/// being made) is reported gone as soon as Asterisk says it does not know it, once.
+#[test]
+fn a_channel_asterisk_does_not_know_is_reported_gone_once() {
+    let mut t = tr();
+    let gone = ChannelId::new("1796531281.5013");
+    let out = cmd(
+        &mut t,
+        Command::StartMoh {
+            channel: gone.clone(),
+            moh: Moh::Class(None),
+        },
+    );
+    let [moh] = &out.requests[..] else {
+        panic!("{:?}", reqs(&out))
+    };
+    let unknown = |path: &str| AriError::Status {
+        method: Method::POST,
+        path: path.into(),
+        status: StatusCode::NOT_FOUND,
+        message: "Channel not found".into(),
+    };
+    let out = reply(&mut t, moh.clone(), Err(unknown(&moh.path)));
+    assert_eq!(
+        calls(&out),
+        [Event::Hangup {
+            channel: gone.clone()
+        }]
+    );
+    // Said again (the core's hang-up of it): nothing more.
+    let out = cmd(
+        &mut t,
+        Command::Hangup {
+            channel: gone.clone(),
+        },
+    );
+    let out = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(unknown("/channels/1796531281.5013")),
+    );
+    assert!(out.events.is_empty());
+    // A variable that is not set is no sign of a channel gone.
+    let other = ChannelId::new("1796531281.5014");
+    let mut out = Output::default();
+    t.on_wire(
+        event(&stasis_start(other.as_str(), &["park"], false)),
+        &mut out,
+    );
+    let out = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(not_found("BLINDTRANSFER")),
+    );
+    assert!(!calls(&out).contains(&Event::Hangup { channel: other }));
 }

@@ -703,6 +703,41 @@ impl AriTranslator {
         }
     }
 
+    /// Asterisk says it does not know a channel callpark acted on (a playback, an answer,
+    /// music): the channel ended without its ChannelDestroyed reaching callpark (it ended as a
+    /// connection was being made, after the listing that still showed it). Reported gone, once,
+    /// rather than left holding its orbit until a timer finds out.
+    fn gone_unheard(&mut self, req: &Request, e: &AriError, out: &mut Output<Request>) {
+        let AriError::Status {
+            status, message, ..
+        } = e
+        else {
+            return;
+        };
+        if *status != reqwest::StatusCode::NOT_FOUND || !message.contains("Channel not found") {
+            return;
+        }
+        if !matches!(req.tag, Tag::Play(_) | Tag::Action(_)) {
+            return;
+        }
+        let Some(id) = req
+            .path
+            .strip_prefix("/channels/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|id| !id.is_empty())
+        else {
+            return;
+        };
+        let ch = ChannelId::new(id.to_string());
+        if self.ended_set.contains(&ch) {
+            return;
+        }
+        debug!(pbx = %self.s.pool, channel = %ch, "gone without a ChannelDestroyed");
+        self.drop_bridge_of(&ch, out);
+        self.forget(&ch);
+        out.event(Event::Hangup { channel: ch });
+    }
+
     /// A request abandoned with its connection: Asterisk may or may not have carried it out.
     /// What sits in the Stasis application is found again by the next connection's listing
     /// (a park whose variables were being read, a retrieve whose bridge was being made), and a
@@ -1031,6 +1066,9 @@ impl AriTranslator {
     }
 
     fn reply(&mut self, req: Request, reply: Reply, out: &mut Output<Request>) {
+        if let Err(e) = &reply {
+            self.gone_unheard(&req, e, out);
+        }
         match req.tag {
             Tag::Bridges => match reply.and_then(|body| {
                 serde_json::from_str::<Vec<Bridge>>(&body).map_err(|e| AriError::Body {
