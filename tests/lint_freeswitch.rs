@@ -882,3 +882,38 @@ fn action_text_is_its_data() {
     assert_eq!(a.data, "$1 XML callpark");
     assert!(check(&dp, "701-799").findings.is_empty());
 }
+
+/// mod_dialplan_xml hunts the first <context> whose name matches, ignoring case
+/// (switch_xml_find_child compares with strcasecmp): a later one of the same name is never
+/// used, so what it would catch is no finding, and the lint says it is dead.
+#[test]
+fn only_the_first_context_of_a_name_is_hunted() {
+    let xml = r#"<include>
+<context name="Default">
+CALLPARK
+  <extension name="tone">
+    <condition field="destination_number" expression="^9196$">
+      <action application="answer"/>
+    </condition>
+  </extension>
+</context>
+<context name="default">
+  <extension name="catch_all">
+    <condition field="destination_number" expression="^(.*)$">
+      <action application="bridge" data="sofia/gateway/out/$1"/>
+    </condition>
+  </extension>
+</context>
+</include>
+"#
+    .replace("CALLPARK", CALLPARK);
+    let dp = freeswitch::parse_str(&xml, "t.xml").unwrap();
+    let r = check(&dp, "701-799");
+    assert!(r.findings.is_empty(), "{:?}", summary(&r));
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    assert!(
+        r.notes[0].contains("t.xml:14") && r.notes[0].contains("never used"),
+        "{}",
+        r.notes[0]
+    );
+}

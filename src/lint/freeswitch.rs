@@ -1434,12 +1434,25 @@ fn callpark_place(dp: &Dialplan, exts: &[&Extension], cps: &[bool]) -> Option<St
 
 /// Checks the orbits dialled in `context`.
 pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), LintError> {
-    let ctxs: Vec<&FsContext> = dp.contexts.iter().filter(|c| c.name == context).collect();
-    if ctxs.is_empty() {
+    // mod_dialplan_xml takes the first <context> whose name matches, ignoring case
+    // (switch_xml_find_child, strcasecmp); another of the same name is never hunted.
+    let same: Vec<&FsContext> = dp
+        .contexts
+        .iter()
+        .filter(|c| c.name.eq_ignore_ascii_case(context))
+        .collect();
+    let Some(first) = same.first() else {
         return Err(LintError::Usage(format!(
             "no <context name=\"{context}\"> in the FreeSWITCH dialplan"
         )));
+    };
+    for other in &same[1..] {
+        report.notes.push(format!(
+            "<context name=\"{}\"> at {}:{} is never used: FreeSWITCH hunts only the first of that name ({}:{}); move its extensions there",
+            other.name, other.file, other.line, first.file, first.line
+        ));
     }
+    let ctxs = vec![*first];
     let exts: Vec<&Extension> = ctxs.iter().flat_map(|c| &c.extensions).collect();
     report.rules += exts.len();
     // Per extension, per condition in document order (nested ones after their parent), the
