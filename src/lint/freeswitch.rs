@@ -1452,7 +1452,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             other.name, other.file, other.line, first.file, first.line
         ));
     }
-    let ctxs = vec![*first];
+    let ctxs = [*first];
     let exts: Vec<&Extension> = ctxs.iter().flat_map(|c| &c.extensions).collect();
     report.rules += exts.len();
     // Per extension, per condition in document order (nested ones after their parent), the
