@@ -26,6 +26,11 @@ pub enum Incoming<T: Translator> {
 pub trait Transport: Send + 'static {
     type Tr: Translator;
 
+    /// Whether a reply proves the event stream alive: true where replies come over the same
+    /// connection as the events, in order (the event socket), false where they come over
+    /// other connections (ARI's REST, which answers beside a dead websocket).
+    const REPLIES_PROVE_LIFE: bool;
+
     /// What the log calls the connection (`ARI`, `the event socket`).
     fn kind(&self) -> &'static str;
 
@@ -95,6 +100,9 @@ pub async fn drive<T: Transport>(
                         inc = tp.next() => match inc {
                             // Only the event stream says the connection is alive: REST replies
                             // (ARI's own HTTP connections) keep coming over a dead websocket.
+                            // The event socket's replies share its connection: while a slow
+                            // command (a listing of thousands of channels) is answered, the
+                            // replies before it are the sign of life, not a probe stuck behind it.
                             Incoming::Wire(w) => {
                                 heard = Instant::now();
                                 probing = false;
@@ -104,7 +112,13 @@ pub async fn drive<T: Transport>(
                                 heard = Instant::now();
                                 probing = false;
                             }
-                            Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
+                            Incoming::Reply(req, rep) => {
+                                if T::REPLIES_PROVE_LIFE {
+                                    heard = Instant::now();
+                                    probing = false;
+                                }
+                                tr.on_reply(req, rep, &mut out);
+                            }
                             Incoming::Closed(reason) => break reason,
                         },
                         cmd = commands.recv() => match cmd {
@@ -239,14 +253,15 @@ mod tests {
 
     /// A PBX whose event stream is dead but whose other requests keep being answered (ARI's
     /// REST beside a silent websocket): a reply every second, no event, no pong.
-    struct DeadStream {
+    struct DeadStream<const LIFE: bool> {
         seen: Arc<Mutex<Seen>>,
         unanswered: Vec<u32>,
         failed: VecDeque<u32>,
     }
 
-    impl Transport for DeadStream {
+    impl<const LIFE: bool> Transport for DeadStream<LIFE> {
         type Tr = FakeTr;
+        const REPLIES_PROVE_LIFE: bool = LIFE;
         fn kind(&self) -> &'static str {
             "fake"
         }
@@ -278,7 +293,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn replies_are_no_sign_of_life_and_giving_up_fails_what_was_under_way() {
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let tp = DeadStream {
+        let tp = DeadStream::<false> {
             seen: seen.clone(),
             unanswered: vec![],
             failed: VecDeque::new(),
@@ -299,7 +314,7 @@ mod tests {
             // Replies came all along (one a second; the probe's turn may restart a wait), then
             // both requests of the dead connection failed.
             let answered = s.replies.iter().filter(|r| **r == (0, true)).count();
-            assert!((4..=5).contains(&answered), "{:?}", s.replies);
+            assert!((4..=6).contains(&answered), "{:?}", s.replies);
         }
         tokio::time::sleep(BACKOFF_MIN / 2).await;
         let s = seen.lock().unwrap();
@@ -308,5 +323,25 @@ mod tests {
             "{:?}",
             s.replies
         );
+    }
+
+    /// Where replies share the events' connection (the event socket), a reply is a sign of
+    /// life: a connection answering a long run of commands is not given up.
+    #[tokio::test(start_paused = true)]
+    async fn on_the_event_socket_replies_are_a_sign_of_life() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let tp = DeadStream::<true> {
+            seen: seen.clone(),
+            unanswered: vec![],
+            failed: VecDeque::new(),
+        };
+        let (ev_tx, mut ev_rx) = mpsc::channel(16);
+        let (_cmd_tx, cmd_rx) = mpsc::channel(16);
+        tokio::spawn(drive("p", tp, FakeTr(seen.clone()), ev_tx, cmd_rx));
+        let got = tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await;
+        assert!(got.is_err(), "given up while it answered: {got:?}");
+        let s = seen.lock().unwrap();
+        assert_eq!((s.connects, s.probes, s.disconnects), (1, 0, 0));
+        assert!(s.replies.len() >= 59, "{}", s.replies.len());
     }
 }

@@ -101,6 +101,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl Transport for AriTransport {
     type Tr = AriTranslator;
+    const REPLIES_PROVE_LIFE: bool = false;
 
     fn kind(&self) -> &'static str {
         "ARI"

@@ -213,6 +213,7 @@ async fn waker(
 
 impl Transport for EslTransport {
     type Tr = FsTranslator;
+    const REPLIES_PROVE_LIFE: bool = true;
 
     fn kind(&self) -> &'static str {
         "FreeSWITCH"
