@@ -319,33 +319,11 @@ async fn main() {
     // restored from the store and reconciled with what the PBX holds.
     let restarts = if full { 3 } else { 1 };
     for run in 1..=restarts {
-        cp.signal("TERM");
-        cp.wait_exit(Duration::from_secs(30)).await;
-        let mark = cp.log_text().len();
-        let ready = cp.spawn_until_ready(Duration::from_secs(30)).await;
-        let calls = cp.parked().await;
-        let mut alive = 0;
-        for c in &calls {
-            if ari.channel_exists(c.channel.as_str()).await {
-                alive += 1;
-            }
-        }
-        let log = cp.log_text();
-        let problems = log[mark..]
-            .lines()
-            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-            .count();
-        println!(
-            "restart {run}/{restarts} with {concurrent} calls parked: exec to READY=1 in {}; {} in the store, {alive} alive in Asterisk, {problems} warnings/errors",
-            ms(ready),
-            calls.len()
-        );
-        assert_eq!(calls.len(), concurrent, "every call restored");
-        assert_eq!(
-            alive, concurrent,
-            "every call still parked after the restart"
-        );
-        assert_eq!(problems, 0, "callpark logged warnings:\n{}", &log[mark..]);
+        cp.restart_with_calls(run, restarts, concurrent, "Asterisk", |id| {
+            let ari = ari.clone();
+            async move { ari.channel_exists(&id).await }
+        })
+        .await;
     }
     ari.reset().await;
     drop(cp);

@@ -854,6 +854,49 @@ impl Callpark {
         ready
     }
 
+    /// Stops the process as systemd does (SIGTERM), starts it again under `NOTIFY_SOCKET`
+    /// and checks that every one of `parked` calls is restored from the store and, by
+    /// `alive`, still parked on the PBX, with no warning logged: the benchmarks' restart
+    /// phase. Prints and returns the time from exec to READY=1.
+    pub async fn restart_with_calls<F, Fut>(
+        &mut self,
+        run: usize,
+        of: usize,
+        parked: usize,
+        pbx: &str,
+        alive: F,
+    ) -> Duration
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(30)).await;
+        let mark = self.log_text().len();
+        let ready = self.spawn_until_ready(Duration::from_secs(30)).await;
+        let calls = self.parked().await;
+        let mut up = 0;
+        for c in &calls {
+            if alive(c.channel.as_str().to_string()).await {
+                up += 1;
+            }
+        }
+        let log = self.log_text();
+        let problems = log[mark..]
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .count();
+        println!(
+            "restart {run}/{of} with {parked} calls parked: exec to READY=1 in {}; {} in the store, {up} alive in {pbx}, {problems} warnings/errors",
+            ms(ready),
+            calls.len()
+        );
+        assert_eq!(calls.len(), parked, "every call restored");
+        assert_eq!(up, parked, "every call still parked after the restart");
+        assert_eq!(problems, 0, "callpark logged warnings:\n{}", &log[mark..]);
+        ready
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
