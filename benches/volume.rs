@@ -8,9 +8,12 @@
 //! Replaces), the others blind transfers by the PBX itself. Under `cargo test` (CI): 200 of
 //! each.
 //!
-//! Soak: `--retrieves 100000 --ringbacks 0 --attended-every 0 --music off --sample 10000`
-//! parks and retrieves as fast as the PBX allows, music off, and prints callpark's resident
-//! memory and the store's size on disk every 10,000 cycles.
+//! Soak: `--retrieves 100000 --ringbacks 0 --attended-every 0 --music off --sample 10000
+//! --keep-log 1h --workers 8` parks and retrieves as fast as the PBX allows, music off, and
+//! prints callpark's resident memory and the store's size on disk every 10,000 cycles; with
+//! `--keep-log` the store is pruned as `[service] keep_log` says (the shortest, `1h`, prunes
+//! every 6 minutes), so its size stops growing after that long. `--workers N`: blind cycles
+//! run N at a time (4 by default).
 //!
 //! A cycle counts as lost unless its call ends the way it should: retrieved (the log's
 //! `retrieved` for the parked channel) or answered by its parker at the ringback
@@ -345,14 +348,26 @@ fn report(pbx: &str, t: &Tally) {
     }
 }
 
-async fn one_pbx(
-    which: &str,
+struct Plan {
     retrieves: usize,
     ringbacks: usize,
     attended_every: usize,
     music: bool,
     sample: usize,
-) -> usize {
+    workers: usize,
+    keep_log: Option<String>,
+}
+
+async fn one_pbx(which: &str, plan: &Plan) -> usize {
+    let Plan {
+        retrieves,
+        ringbacks,
+        attended_every,
+        music,
+        sample,
+        workers,
+        ..
+    } = *plan;
     let phones = match which {
         "asterisk" => Phones::asterisk().await,
         _ => Phones::freeswitch().await,
@@ -372,6 +387,9 @@ async fn one_pbx(
         if music { "" } else { "music_on_hold = false\n" }
     ));
     setup.log = "info";
+    if let Some(keep) = &plan.keep_log {
+        setup.service = format!("keep_log = \"{keep}\"");
+    }
     match which {
         "asterisk" => setup.ranges = vec![("701", "799")],
         _ => setup.fs_ranges = vec![("601", "699")],
@@ -390,12 +408,12 @@ async fn one_pbx(
     let attended = retrieves.checked_div(attended_every).unwrap_or(0);
     let started = Instant::now();
 
-    // Blind retrieves, four at a time, beside the SIP phone's attended ones.
+    // Blind retrieves, `workers` at a time, beside the SIP phone's attended ones.
     let (d, w) = (driver.clone(), watch.clone());
     let blind = tokio::spawn(run_cycles(
         "retrieve",
         retrieves - attended,
-        4,
+        workers,
         move |p, i| {
             let (d, w) = (d.clone(), w.clone());
             async move { retrieve_cycle(&d, &w, &p, i).await }
@@ -457,6 +475,7 @@ async fn main() {
     let ringbacks = num("--ringbacks", 500, 200);
     let attended_every = num("--attended-every", 10, 10);
     let sample = num("--sample", 0, 0);
+    let workers = num("--workers", 4, 4);
     let music = match value("--music").as_deref() {
         None | Some("on") => true,
         Some("off") => false,
@@ -471,7 +490,16 @@ async fn main() {
     for pbx in pbxes {
         // Both testbeds: the phone helpers reset the one they drive.
         let _turn = exclusive().await;
-        lost += one_pbx(&pbx, retrieves, ringbacks, attended_every, music, sample).await;
+        let plan = Plan {
+            retrieves,
+            ringbacks,
+            attended_every,
+            music,
+            sample,
+            workers,
+            keep_log: value("--keep-log"),
+        };
+        lost += one_pbx(&pbx, &plan).await;
     }
     assert_eq!(lost, 0, "calls were lost");
 }

@@ -331,7 +331,7 @@ fn the_orbit_is_spoken_before_the_music_and_a_failed_playback_does_not_wait() {
 fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     assert_eq!(reqs(&out), ["GET /bridges", "GET /channels"]);
     assert!(
         out.requests
@@ -485,7 +485,7 @@ fn a_call_the_include_put_on_hold_keeps_that_music_until_it_is_stopped() {
 fn what_this_connection_handled_live_is_not_adopted_again_and_a_bridge_is_asked_once() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     let (get_bridges, get_channels) = (out.requests[0].clone(), out.requests[1].clone());
     // The bridges are listed before anything happens...
     reply(&mut t, get_bridges, Ok("[]"));
@@ -804,7 +804,7 @@ impl FakeAri {
         t.on_disconnect();
         self.lose_all(t);
         let mut out = Output::default();
-        t.on_connect(&mut out);
+        t.on_connect(Default::default(), &mut out);
         for r in out.requests {
             let body = match r.tag {
                 Tag::Bridges => "[]".to_string(),

@@ -157,7 +157,7 @@ fn the_captured_failed_originate_fails_its_leg() {
 fn connecting_subscribes_then_lists_channels_and_the_listing_is_the_reconciliation() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     let l = lines(&out);
     assert!(l[0].starts_with("event json CHANNEL_PARK"));
     assert!(l.iter().any(|x| x == "filter variable_callpark_action /./"));
@@ -180,10 +180,92 @@ fn connecting_subscribes_then_lists_channels_and_the_listing_is_the_reconciliati
 }
 
 #[test]
+fn a_call_the_core_holds_parked_is_taken_back_from_its_row_without_reading_it_in_full() {
+    let mut t = tr();
+    const HELD_PARKED: &str = "77777777-2222-3333-4444-555555555555";
+    const HELD_GONE: &str = "88888888-2222-3333-4444-555555555555";
+    const OTHER: &str = "99999999-2222-3333-4444-555555555555";
+    let held: std::collections::HashSet<ChannelId> = [P, HELD_PARKED, HELD_GONE]
+        .into_iter()
+        .map(ChannelId::new)
+        .collect();
+    let mut out = Output::default();
+    t.on_connect(held, &mut out);
+    let list = out.requests.last().unwrap().clone();
+    let row = |uuid: &str, app: &str, data: &str| {
+        json!({"uuid": uuid, "name": "loopback/x-a", "application": app,
+               "application_data": data, "dest": "park", "callstate": "ACTIVE",
+               "state": "CS_EXECUTE"})
+    };
+    // P on the include's music, one held call in `park`, a parked channel the core does not
+    // hold; HELD_GONE is not listed (the reconciliation ends it, not the translator).
+    let body = json!({"row_count": 3, "rows": [
+        row(P, "playback", "local_stream://moh"),
+        row(HELD_PARKED, "park", ""),
+        row(OTHER, "park", ""),
+    ]});
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    let [PbxEvent::Connected { channels }] = &out.events[..] else {
+        panic!("no Found for calls the core holds: {:?}", out.events)
+    };
+    assert_eq!(channels.len(), 3);
+    assert_eq!(
+        lines(&out),
+        [
+            format!("api sched_del {P}"),
+            format!("api sched_del {HELD_PARKED}"),
+            format!("api uuid_dump {OTHER} json"),
+        ],
+        "held calls are taken back at once; only the unknown one is read"
+    );
+    // Taken back with their states: P's music is the include's, so StartMoh adds none, and
+    // the other is answered, so Answer sends nothing either.
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: ChannelId::new(P),
+                moh: Moh::Class(None),
+            }
+        )
+        .requests
+        .is_empty(),
+        "P's music plays already"
+    );
+    assert!(
+        cmd(
+            &mut t,
+            Command::Answer {
+                channel: ChannelId::new(HELD_PARKED),
+            }
+        )
+        .requests
+        .is_empty(),
+        "answered already"
+    );
+    // The held set is used once: a later connection without one reads every channel again.
+    t.on_disconnect();
+    let mut out = Output::default();
+    t.on_connect(Default::default(), &mut out);
+    let list = out.requests.last().unwrap().clone();
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    assert_eq!(
+        lines(&out),
+        [
+            format!("api uuid_dump {P} json"),
+            format!("api uuid_dump {HELD_PARKED} json"),
+            format!("api uuid_dump {OTHER} json"),
+        ]
+    );
+}
+
+#[test]
 fn a_reconnection_adopts_what_sits_in_callparks_hands() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     let list = out.requests.last().unwrap().clone();
     let row = |uuid: &str, app: &str, data: &str| {
         json!({"uuid": uuid, "name": "loopback/x-a", "application": app,
@@ -849,7 +931,7 @@ fn ringback_caller_id_survives_freeswitchs_originate_parsing() {
 fn presence_probes_of_lit_orbits_are_answered_with_the_last_lamp() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     let l = lines(&out);
     assert!(l[0].starts_with("event json ") && l[0].ends_with(" PRESENCE_PROBE"));
     assert!(l.iter().any(|x| x == "filter Event-Name PRESENCE_PROBE"));
@@ -1115,7 +1197,7 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
         ev(v)
     };
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     run(&mut t, out, &mut events);
     let start = t.state_size();
     let orbit: callpark::orbit::Orbit = "601".parse().unwrap();
@@ -1287,7 +1369,7 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
                 run(&mut t, o, &mut events);
                 t.on_disconnect();
                 let mut o = Output::default();
-                t.on_connect(&mut o);
+                t.on_connect(Default::default(), &mut o);
                 run(&mut t, o, &mut events);
             }
         }
@@ -1320,7 +1402,7 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
 fn a_channel_listed_as_it_hangs_up_is_not_live() {
     let mut t = tr();
     let mut out = Output::default();
-    t.on_connect(&mut out);
+    t.on_connect(Default::default(), &mut out);
     let list = out.requests.last().unwrap().clone();
     const GOING: &str = "77777777-2222-3333-4444-555555555555";
     let body = json!({"row_count": 2, "rows": [

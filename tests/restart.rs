@@ -424,3 +424,15 @@ async fn the_log_is_pruned_of_what_keep_log_no_longer_keeps_in_batches() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+#[test]
+fn a_short_keep_log_is_pruned_often_enough_to_hold_little_more_than_it_keeps() {
+    use callpark::service::prune_every;
+    let h = Duration::from_secs(3600);
+    // The shortest keep_log: every 6 minutes, so at most 66 minutes of entries are held.
+    assert_eq!(prune_every(h), Duration::from_secs(360));
+    assert_eq!(prune_every(5 * h), Duration::from_secs(1800));
+    // Long ones: hourly, as documented.
+    assert_eq!(prune_every(90 * 24 * h), h);
+    assert_eq!(prune_every(10 * h), h);
+}

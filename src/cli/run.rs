@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::service;
@@ -30,12 +30,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             .map_or(service::health::TURN_EVERY, Notifier::turn_every),
     );
     let store = Store::open(&cfg.database_path()).await?;
+    debug!("store opened");
     store.save_orbit_table(&cfg.orbits).await?;
     let problems = service::media::verify_media(&store).await?;
     for p in &problems {
         error!("music on hold: {p}");
     }
     let settings = super::core_settings(&cfg, &store).await?;
+    debug!("orbit table, music files and settings read");
     if cfg.pbx.is_empty() {
         anyhow::bail!("no [[pbx]] is configured: add one so callpark has a PBX to drive");
     }

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{Output, PbxError, PbxEvent, Translator};
+use super::{Held, Output, PbxError, PbxEvent, Translator};
 use crate::park::Command;
 
 /// What a transport hands the loop.
@@ -75,6 +75,7 @@ pub async fn drive<T: Transport>(
     mut tr: T::Tr,
     events: mpsc::Sender<PbxEvent>,
     mut commands: mpsc::Receiver<Command>,
+    held: Held,
 ) -> Result<(), PbxError> {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -82,7 +83,7 @@ pub async fn drive<T: Transport>(
             Ok(()) => {
                 backoff = BACKOFF_MIN;
                 let mut out = Output::default();
-                tr.on_connect(&mut out);
+                tr.on_connect(held.snapshot(), &mut out);
                 if !flush(pool, &mut tp, &events, out).await {
                     return Ok(());
                 }
@@ -215,10 +216,11 @@ async fn flush<T: Transport>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::park::ChannelId;
 
     /// What the fake transport and translator saw, shared with the test.
     #[derive(Default)]
@@ -236,7 +238,7 @@ mod tests {
         type Wire = ();
         type Request = u32;
         type Reply = bool;
-        fn on_connect(&mut self, out: &mut Output<u32>) {
+        fn on_connect(&mut self, _: HashSet<ChannelId>, out: &mut Output<u32>) {
             // Two requests the PBX will never answer on this connection.
             out.request(1);
             out.request(2);
@@ -301,7 +303,14 @@ mod tests {
         let (ev_tx, mut ev_rx) = mpsc::channel(16);
         let (_cmd_tx, cmd_rx) = mpsc::channel(16);
         let t0 = Instant::now();
-        tokio::spawn(drive("p", tp, FakeTr(seen.clone()), ev_tx, cmd_rx));
+        tokio::spawn(drive(
+            "p",
+            tp,
+            FakeTr(seen.clone()),
+            ev_tx,
+            cmd_rx,
+            Held::default(),
+        ));
         let Ok(Some(PbxEvent::Disconnected { reason })) =
             tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await
         else {
@@ -337,7 +346,14 @@ mod tests {
         };
         let (ev_tx, mut ev_rx) = mpsc::channel(16);
         let (_cmd_tx, cmd_rx) = mpsc::channel(16);
-        tokio::spawn(drive("p", tp, FakeTr(seen.clone()), ev_tx, cmd_rx));
+        tokio::spawn(drive(
+            "p",
+            tp,
+            FakeTr(seen.clone()),
+            ev_tx,
+            cmd_rx,
+            Held::default(),
+        ));
         let got = tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await;
         assert!(got.is_err(), "given up while it answered: {got:?}");
         let s = seen.lock().unwrap();

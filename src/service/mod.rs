@@ -19,10 +19,10 @@ pub use clock::Clock;
 use crate::config::{Config, ParkConfig};
 use crate::orbit::Orbit;
 use crate::park::{
-    ChannelId, Command, Event, LampState, Millis, Moh, OperatorError, ParkCore, ParkRequest,
-    PoolOrbits, Settings, Target,
+    Change, ChannelId, Command, Event, LampState, Millis, Moh, OperatorError, ParkCore,
+    ParkRequest, PoolOrbits, Settings, Target,
 };
-use crate::pbx::{Pbx, PbxError, PbxEvent};
+use crate::pbx::{Held, Pbx, PbxError, PbxEvent};
 use crate::store::{Store, StoreError};
 use health::Beat;
 
@@ -85,6 +85,7 @@ pub async fn restore_core(
 ) -> Result<ParkCore, StoreError> {
     let stored = store.parked(Some(pool)).await?;
     let n = stored.len();
+    debug!(pool, calls = n, "parked calls read from the store");
     let (core, rejected) = ParkCore::restore(
         settings.general,
         cfg.policies.clone(),
@@ -111,8 +112,17 @@ pub async fn restore_core(
     Ok(core)
 }
 
-/// How often the event log is pruned of entries older than `[service] keep_log`.
+/// How often the event log is pruned of entries older than `[service] keep_log`, at most.
 pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How often a log kept for `keep` is pruned: hourly, or every tenth of `keep` when that is
+/// sooner, so the store holds at most about 1.1 × `keep` of entries (a `"1h"` log pruned only
+/// hourly would hold up to two hours).
+pub fn prune_every(keep: std::time::Duration) -> std::time::Duration {
+    PRUNE_EVERY
+        .min(keep / 10)
+        .max(std::time::Duration::from_secs(1))
+}
 /// Entries deleted per transaction: a pool's commit waits at most this many deletions for
 /// SQLite's write lock. `cargo bench --bench metrics` (2 million entries, channel names
 /// scattered over the index as real ones are): 500 take 3.7 ms (p99 10 ms) and put the pool's
@@ -139,11 +149,11 @@ pub async fn prune_log(
     }
 }
 
-/// Prunes the event log at start and every [`PRUNE_EVERY`] of the entries older than `keep`
+/// Prunes the event log at start and every [`prune_every`] of the entries older than `keep`
 /// by `clock`; runs until dropped. A failed prune is logged and tried again next time: the
 /// log only grows meanwhile.
 pub async fn run_pruning(store: Store, keep: std::time::Duration, clock: Clock) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
+    let mut every = tokio::time::interval(prune_every(keep));
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         every.tick().await;
@@ -151,7 +161,10 @@ pub async fn run_pruning(store: Store, keep: std::time::Duration, clock: Clock) 
         match prune_log(&store, before, PRUNE_PAUSE).await {
             Ok(0) => {}
             Ok(n) => info!(entries = n, "event log: entries older than keep_log pruned"),
-            Err(e) => warn!("event log: pruning failed ({e}); trying again in an hour"),
+            Err(e) => warn!(
+                "event log: pruning failed ({e}); trying again in {}",
+                humantime::format_duration(prune_every(keep))
+            ),
         }
     }
 }
@@ -200,13 +213,19 @@ pub async fn run_pool_controlled<P: Pbx>(
     let pool = pbx.name().to_string();
     let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(4096);
-    let adapter = tokio::spawn(pbx.run(ev_tx, cmd_rx));
+    let held = Held::new(
+        core.calls()
+            .filter(|c| is_held(c))
+            .map(|c| c.channel.clone()),
+    );
+    let adapter = tokio::spawn(pbx.run(ev_tx, cmd_rx, held.clone()));
     let mut run = PoolRun {
         pool: &pool,
         store: &store,
         commands: &cmd_tx,
         clock: &clock,
         beat: &beat,
+        held: &held,
     };
     // Deadlines that passed while callpark was down fire at once.
     let cmds = core.handle_timeout(clock.now());
@@ -297,6 +316,12 @@ struct PoolRun<'a> {
     commands: &'a mpsc::Sender<Command>,
     clock: &'a Clock,
     beat: &'a Beat,
+    held: &'a Held,
+}
+
+/// Parked and nothing more: no leg of callpark's under way, nothing asked of the PBX.
+fn is_held(c: &crate::park::ParkedCall) -> bool {
+    matches!(c.state, crate::park::CallState::Parked)
 }
 
 impl PoolRun<'_> {
@@ -320,6 +345,12 @@ impl PoolRun<'_> {
         self.store.apply(self.pool, &changes, &log).await?;
         if !changes.is_empty() || !log.is_empty() {
             self.beat.committed(t0.elapsed());
+        }
+        for c in &changes {
+            match c {
+                Change::Upsert(call) => self.held.set(&call.channel, is_held(call)),
+                Change::Remove(ch) => self.held.set(ch, false),
+            }
         }
         self.send(late).await
     }

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use super::health::{Health, TURN_EVERY};
 
 /// How often readiness is looked at until it is reached: `READY=1` is at most this late.
-const READY_POLL: Duration = Duration::from_millis(250);
+const READY_POLL: Duration = Duration::from_millis(20);
 
 /// A datagram to a local socket does not wait unless the receiver's queue is full; this
 /// bounds the wait when systemd is too busy to read.

@@ -652,6 +652,8 @@ pub struct Setup {
     pub env: Vec<(String, String)>,
     /// More TOML at the end of the file: `[[lot]]` tables, ranges naming a lot.
     pub extra: String,
+    /// More keys for `[service]` (`keep_log = "1h"`).
+    pub service: String,
 }
 
 impl Setup {
@@ -687,6 +689,7 @@ impl Default for Setup {
             ast_include_from_config: false,
             env: vec![],
             extra: String::new(),
+            service: String::new(),
         }
     }
 }
@@ -703,8 +706,9 @@ impl Callpark {
             .tempdir_in(&base)
             .unwrap();
         let mut text = format!(
-            "[service]\ndata_dir = \"{}\"\n\n[park]\n{}\n{}\n",
+            "[service]\ndata_dir = \"{}\"\n{}\n\n[park]\n{}\n{}\n",
             dir.path().join("data").display(),
+            setup.service,
             setup.park,
             setup.policy
         );
@@ -831,6 +835,10 @@ impl Callpark {
             .unwrap();
         let mut cmd = self.command(log);
         cmd.env("NOTIFY_SOCKET", &sock);
+        // CALLPARK_RESTART_LOG also logs the restarts in full (the steps' times).
+        if std::env::var_os("CALLPARK_RESTART_LOG").is_some() {
+            cmd.env("CALLPARK_LOG", "callpark=debug");
+        }
         let t0 = std::time::Instant::now();
         self.child = Some(cmd.spawn().expect("start callpark"));
         let mut buf = vec![0u8; 4096];
@@ -872,6 +880,10 @@ impl Callpark {
     {
         self.signal("TERM");
         self.wait_exit(Duration::from_secs(30)).await;
+        if let Ok(prefix) = std::env::var("CALLPARK_RESTART_LOG") {
+            // The store as the restart finds it, for a look at what reading it costs.
+            std::fs::copy(self.db(), format!("{prefix}.{run}.db")).expect("copy the store");
+        }
         let mark = self.log_text().len();
         let ready = self.spawn_until_ready(Duration::from_secs(30)).await;
         let calls = self.parked().await;
@@ -882,6 +894,10 @@ impl Callpark {
             }
         }
         let log = self.log_text();
+        // CALLPARK_RESTART_LOG=PREFIX keeps each restart's part of callpark's log for a look.
+        if let Ok(prefix) = std::env::var("CALLPARK_RESTART_LOG") {
+            std::fs::write(format!("{prefix}.{run}"), &log[mark..]).expect("write the log");
+        }
         let problems = log[mark..]
             .lines()
             .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))

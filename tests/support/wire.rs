@@ -3,7 +3,7 @@
 //! only what the service does with the core, the store and the clock.
 
 use callpark::park::Command;
-use callpark::pbx::{Pbx, PbxError, PbxEvent};
+use callpark::pbx::{Held, Pbx, PbxError, PbxEvent};
 use tokio::sync::mpsc;
 
 pub struct Wire {
@@ -21,6 +21,7 @@ impl Pbx for Wire {
         mut self,
         events: mpsc::Sender<PbxEvent>,
         mut commands: mpsc::Receiver<Command>,
+        _held: Held,
     ) -> Result<(), PbxError> {
         loop {
             tokio::select! {

@@ -17,7 +17,7 @@ use crate::park::Command;
 use self::driver::AriTransport;
 use self::rest::Ari;
 use self::translate::{AriSettings, AriTranslator};
-use super::{Pbx, PbxError, PbxEvent, drive};
+use super::{Held, Pbx, PbxError, PbxEvent, drive};
 
 /// The Asterisk adapter.
 pub struct Asterisk {
@@ -67,6 +67,7 @@ impl Pbx for Asterisk {
         self,
         events: mpsc::Sender<PbxEvent>,
         commands: mpsc::Receiver<Command>,
+        held: Held,
     ) -> Result<(), PbxError> {
         drive(
             &self.name,
@@ -74,6 +75,7 @@ impl Pbx for Asterisk {
             AriTranslator::new(self.settings),
             events,
             commands,
+            held,
         )
         .await
     }

@@ -784,7 +784,9 @@ impl Translator for AriTranslator {
     type Request = Request;
     type Reply = Reply;
 
-    fn on_connect(&mut self, out: &mut Output<Request>) {
+    /// Asterisk's listing carries what adoption needs (`channelvars`), so every channel is
+    /// read from it and `held` changes nothing here.
+    fn on_connect(&mut self, _held: HashSet<ChannelId>, out: &mut Output<Request>) {
         self.seen.clear();
         self.before_connect = self.known_channels();
         // Asked only once the websocket is up, so no event falls in between; one key, so the

@@ -18,7 +18,7 @@ use crate::park::Command;
 
 use self::driver::EslTransport;
 use self::translate::{FsSettings, FsTranslator};
-use super::{Pbx, PbxError, PbxEvent, drive};
+use super::{Held, Pbx, PbxError, PbxEvent, drive};
 
 /// The FreeSWITCH adapter.
 pub struct Freeswitch {
@@ -69,6 +69,7 @@ impl Pbx for Freeswitch {
         self,
         events: mpsc::Sender<PbxEvent>,
         commands: mpsc::Receiver<Command>,
+        held: Held,
     ) -> Result<(), PbxError> {
         drive(
             &self.name,
@@ -76,6 +77,7 @@ impl Pbx for Freeswitch {
             FsTranslator::new(self.settings),
             events,
             commands,
+            held,
         )
         .await
     }

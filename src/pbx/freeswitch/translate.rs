@@ -132,6 +132,9 @@ pub struct FsTranslator {
     /// ever clear. Bounded by [`ENDED_KEPT`].
     ended: VecDeque<ChannelId>,
     ended_set: HashSet<ChannelId>,
+    /// The channels the core holds parked, as given at the last connect, until its listing
+    /// is read: those found still parked are taken back without reading them in full.
+    held: HashSet<ChannelId>,
 }
 
 /// How many ended channels are remembered (see `FsTranslator::ended`).
@@ -148,6 +151,7 @@ impl FsTranslator {
             placed_by: HashMap::new(),
             ended: VecDeque::new(),
             ended_set: HashSet::new(),
+            held: HashSet::new(),
         }
     }
 
@@ -167,7 +171,7 @@ impl FsTranslator {
     /// ended channels, music sources): it returns to where it was once the calls that made
     /// it have ended, however many there were.
     pub fn state_size(&self) -> usize {
-        self.chans.len() + self.placed_by.len() + self.replaced.len()
+        self.chans.len() + self.placed_by.len() + self.replaced.len() + self.held.len()
     }
 
     fn api(&self, line: String, tag: Tag) -> Request {
@@ -377,13 +381,29 @@ impl FsTranslator {
     /// (the core ends a connecting call on it; any other is none of its business), and the
     /// channels that may sit in callpark's hands (parked, or on the include's music) are
     /// read in full to see whether they do.
+    ///
+    /// A channel the core holds parked ([`crate::pbx::Held`]) and found still parked or on
+    /// the include's music is taken back from its row alone: the core knows its call, so no
+    /// [`PbxEvent::Found`] is needed, and its answer and music states are in the row. Only
+    /// its SIP Call-ID is not: a REFER with Replaces naming a call held across a reconnection
+    /// is taken as a blind transfer.
     fn adopt(&mut self, list: ChannelList, out: &mut Output<Request>) {
+        let held = std::mem::take(&mut self.held);
         for row in list.rows {
             let id = ChannelId::new(row.uuid);
+            let music = matches!(row.application.as_str(), "playback" | "endless_playback");
             match row.application.as_str() {
                 "uuid_bridge" => out
                     .events
                     .push(PbxEvent::Found(Event::Bridged { channel: id })),
+                "park" | "playback" | "endless_playback" if held.contains(&id) => {
+                    let chan = Chan {
+                        answered: row.callstate == "ACTIVE" || row.callstate == "HELD",
+                        dialplan_music: music,
+                        ..Chan::default()
+                    };
+                    self.take(out, &id, chan);
+                }
                 "park" | "playback" | "endless_playback" => {
                     let line = format!("uuid_dump {id} json");
                     out.request(self.api(line, Tag::Dump(id)));
@@ -513,7 +533,8 @@ impl Translator for FsTranslator {
     type Request = Request;
     type Reply = Reply;
 
-    fn on_connect(&mut self, out: &mut Output<Request>) {
+    fn on_connect(&mut self, held: HashSet<ChannelId>, out: &mut Output<Request>) {
+        self.held = held;
         out.request(Request {
             out: Outgoing::new(format!("event json {EVENTS}")),
             tag: Tag::Setup,
@@ -530,6 +551,7 @@ impl Translator for FsTranslator {
     fn on_disconnect(&mut self) {
         // Answer states may change while we are away; the next events tell them again.
         self.chans.clear();
+        self.held.clear();
     }
 
     fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
