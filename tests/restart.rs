@@ -436,3 +436,53 @@ fn a_short_keep_log_is_pruned_often_enough_to_hold_little_more_than_it_keeps() {
     assert_eq!(prune_every(90 * 24 * h), h);
     assert_eq!(prune_every(10 * h), h);
 }
+
+/// Bytes of the store's write-ahead log on disk.
+fn wal_bytes(db: &std::path::Path) -> u64 {
+    std::fs::metadata(format!("{}-wal", db.display()))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_write_ahead_log_grown_while_readers_held_it_is_emptied_by_the_next_checkpoint() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let store = Store::open(&db).await.unwrap();
+    store
+        .apply("pbx-a", &[], &[entry("first", 1)])
+        .await
+        .unwrap();
+    // A reader in the middle of a read: no checkpoint can copy what comes after its snapshot.
+    let mut reader = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    for i in 0..200 {
+        store
+            .apply("pbx-a", &[], &[entry(&format!("c-{i}"), 2 + i)])
+            .await
+            .unwrap();
+    }
+    store.checkpoint_within(i64::MAX).await.unwrap();
+    let grown = wal_bytes(&db);
+    assert!(
+        grown > 200 * 4096,
+        "every commit is a frame or more: {grown}"
+    );
+    // The reader is done. Under the limit the log stays as it is on disk...
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    store.checkpoint_within(i64::MAX).await.unwrap();
+    assert_eq!(wal_bytes(&db), grown);
+    // ...past it, it is emptied, and nothing is lost.
+    store.checkpoint_within(10).await.unwrap();
+    assert_eq!(wal_bytes(&db), 0);
+    assert_eq!(store.last_log_id().await.unwrap(), 201);
+    reader.close().await.unwrap();
+}
