@@ -486,19 +486,19 @@ async fn main() {
         Some(other) => panic!("--pbx {other}: asterisk or freeswitch"),
         None => vec!["asterisk".into(), "freeswitch".into()],
     };
+    let plan = Plan {
+        retrieves,
+        ringbacks,
+        attended_every,
+        music,
+        sample,
+        workers,
+        keep_log: value("--keep-log"),
+    };
     let mut lost = 0;
     for pbx in pbxes {
         // Both testbeds: the phone helpers reset the one they drive.
         let _turn = exclusive().await;
-        let plan = Plan {
-            retrieves,
-            ringbacks,
-            attended_every,
-            music,
-            sample,
-            workers,
-            keep_log: value("--keep-log"),
-        };
         lost += one_pbx(&pbx, &plan).await;
     }
     assert_eq!(lost, 0, "calls were lost");
