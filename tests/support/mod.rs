@@ -731,6 +731,10 @@ impl Callpark {
                 setup.esl_addr.clone().unwrap_or_else(fs::esl_addr),
                 fs::fb("ESL_PASSWORD"),
             ));
+            // The shipped include's outbound address (the example configuration's).
+            if !setup.fs_extra.contains("outbound") {
+                text.push_str("outbound = \"127.0.0.1:8041\"\n");
+            }
             text.push_str(setup.fs_extra);
             text.push('\n');
             markers.push("connected to FreeSWITCH");

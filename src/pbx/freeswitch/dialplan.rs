@@ -62,6 +62,11 @@ fn regex_literal(s: &str) -> String {
 pub fn generate(cfg: &Config, pool: &str) -> String {
     let mut s = String::new();
     let code = &cfg.park.park_code;
+    let outbound = cfg
+        .pbx
+        .iter()
+        .find(|x| x.name == pool)
+        .and_then(|x| x.outbound.as_deref());
     // The header must not spell the preprocessor's own tag (FreeSWITCH runs X-PRE-PROCESS
     // lines even inside comments) nor hold a double hyphen (XML forbids it in comments).
     let _ = writeln!(
@@ -199,6 +204,17 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 s,
                 "      <action application=\"sched_transfer\" data=\"+{TAKEOVER_SECS} callpark-down-retrieve XML ${{context}}\"/>"
             );
+            // The express way: this thread connects to callpark, which answers at once and
+            // closes the connection the moment the bridge is set up, so the channel goes to it
+            // without waiting out `park`'s 20 ms sleep. Nobody listening, or callpark letting
+            // go without a bridge: `park`, where callpark finds it as before.
+            if let Some(addr) = outbound {
+                let _ = writeln!(
+                    s,
+                    "      <action application=\"socket\" data=\"{}\"/>",
+                    xml_escape(addr)
+                );
+            }
             let _ = writeln!(s, "      <action application=\"park\"/>");
             let _ = writeln!(
                 s,

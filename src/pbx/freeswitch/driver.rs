@@ -11,22 +11,30 @@
 //! the events someone waits on, their 20 ms cycles spread evenly over the period; whichever
 //! wakes first sends a newline on the main connection, whose thread then sends its queue at
 //! once, in order. Events still come, in order, from the main connection alone.
+//!
+//! Outbound connections (`[[pbx]] outbound`): the include connects a dialled orbit's own
+//! thread to callpark (its `socket` application) before it parks the call. callpark answers
+//! `connect`, reads the channel from the reply as the translator reads a CHANNEL_PARK, and keeps
+//! the connection open until the translator releases the channel ([`Tag::Release`]), which it
+//! does behind the requests that act on it: closed after the bridge is set up, the connection
+//! returns the thread to FreeSWITCH, which goes straight to the bridge. A channel never
+//! released is let go after [`DOOR_MAX`], into `park`, where callpark finds it as before.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 use tracing::{debug, warn};
 
 use super::codec::{EslCodec, Frame, Outgoing};
 use super::model::FsEvent;
-use super::translate::{FILTERS, FsTranslator, Reply, Request, WAKE_EVENTS};
+use super::translate::{FILTERS, FsTranslator, Reply, Request, Tag, WAKE_EVENTS};
 use crate::pbx::{Incoming, Transport};
 
 /// Requests kept while disconnected, sent after the next connect; older ones are dropped.
@@ -39,12 +47,26 @@ const ESL_IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the wake-up connections' cycles are spread out again (they drift by the time
 /// FreeSWITCH spends on each wake).
 const RESPREAD_EVERY: Duration = Duration::from_secs(10);
+/// The longest an outbound connection holds a channel that callpark did not release.
+const DOOR_MAX: Duration = Duration::from_secs(2);
+
+/// What waits for a reply on the main connection, in the order sent.
+enum Pending {
+    Request(Request),
+    /// A liveness probe.
+    Probe,
+    /// Close this channel's outbound connection once everything before it is answered.
+    Release(String),
+}
+
+/// A channel read from an outbound connection, and the handle that closes it when dropped.
+type Door = (FsEvent, oneshot::Sender<()>);
 
 struct Conn {
     reader: FramedRead<OwnedReadHalf, EslCodec>,
     writer: mpsc::UnboundedSender<BytesMut>,
-    /// Sent, waiting for their reply, in order; `None` is a liveness probe.
-    pending: VecDeque<Option<Request>>,
+    /// Sent, waiting for their reply, in order.
+    pending: VecDeque<Pending>,
     /// `Closed` was reported; nothing more is read.
     closed: bool,
     wakers: Vec<tokio::task::JoinHandle<()>>,
@@ -67,10 +89,15 @@ pub struct EslTransport {
     /// Replies decided without FreeSWITCH (a request that could not be sent).
     ready: VecDeque<(Request, Reply)>,
     codec: EslCodec,
+    /// Where the include's outbound connections come in (`[[pbx]] outbound`).
+    outbound: Option<String>,
+    doors_in: Option<mpsc::Receiver<Door>>,
+    /// Open outbound connections by channel uuid; dropping the sender closes one.
+    doors: HashMap<String, oneshot::Sender<()>>,
 }
 
 impl EslTransport {
-    pub fn new(addr: &str, password: &str) -> EslTransport {
+    pub fn new(addr: &str, password: &str, outbound: Option<&str>) -> EslTransport {
         EslTransport {
             addr: addr.to_string(),
             password: password.to_string(),
@@ -78,10 +105,47 @@ impl EslTransport {
             held: VecDeque::new(),
             ready: VecDeque::new(),
             codec: EslCodec::default(),
+            outbound: outbound.map(str::to_string),
+            doors_in: None,
+            doors: HashMap::new(),
         }
     }
 
+    /// Starts listening for outbound connections, unless it does already (tried again at each
+    /// connect: the port may be free by then).
+    async fn listen_outbound(&mut self) {
+        let Some(addr) = self.outbound.clone().filter(|_| self.doors_in.is_none()) else {
+            return;
+        };
+        let listener = match TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(
+                    "cannot listen for FreeSWITCH's outbound connections on {addr} ({e}): retrieves go through `park`, up to 20 ms slower; free the port or change [[pbx]] outbound"
+                );
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(accept_doors(listener, tx));
+        self.doors_in = Some(rx);
+    }
+
     fn write(&mut self, req: Request) {
+        if let Tag::Release(ch) = &req.tag {
+            let uuid = ch.as_str().to_string();
+            match self
+                .conn
+                .as_mut()
+                .filter(|c| !c.closed && !c.pending.is_empty())
+            {
+                Some(conn) => conn.pending.push_back(Pending::Release(uuid)),
+                None => {
+                    self.doors.remove(&uuid);
+                }
+            }
+            return;
+        }
         let Some(conn) = self.conn.as_mut().filter(|c| !c.closed) else {
             if self.held.len() >= HELD_MAX {
                 if let Some(old) = self.held.pop_front() {
@@ -102,8 +166,72 @@ impl EslTransport {
                 .push_back((req, Reply::Lost("the connection is closing".into())));
             return;
         }
-        conn.pending.push_back(Some(req));
+        conn.pending.push_back(Pending::Request(req));
     }
+}
+
+/// Closes the outbound connections released at the front of `pending`.
+fn release_front(
+    pending: &mut VecDeque<Pending>,
+    doors: &mut HashMap<String, oneshot::Sender<()>>,
+) {
+    while let Some(Pending::Release(_)) = pending.front() {
+        if let Some(Pending::Release(uuid)) = pending.pop_front() {
+            doors.remove(&uuid);
+        }
+    }
+}
+
+/// Accepts the include's outbound connections; each is served by [`door`].
+async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, _)) => {
+                tokio::spawn(door(sock, tx.clone()));
+            }
+            Err(e) => {
+                if tx.is_closed() {
+                    return;
+                }
+                debug!("outbound accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One outbound connection: `connect`, the channel from its reply, then held open until
+/// released (or [`DOOR_MAX`], or FreeSWITCH closes it).
+async fn door(sock: TcpStream, tx: mpsc::Sender<Door>) {
+    let _ = sock.set_nodelay(true);
+    let (r, mut w) = sock.into_split();
+    let mut reader = FramedRead::new(r, EslCodec::default());
+    if w.write_all(b"connect\n\n").await.is_err() {
+        return;
+    }
+    let frame = match tokio::time::timeout(DOOR_MAX, reader.next()).await {
+        Ok(Some(Ok(f))) if f.content_type() == "command/reply" => f,
+        _ => return,
+    };
+    let mut ev = match FsEvent::from_plain(frame.head().as_bytes()) {
+        Ok(ev) => ev,
+        Err(e) => {
+            warn!("an outbound connection's channel cannot be read ({e})");
+            return;
+        }
+    };
+    ev.name = "CHANNEL_PARK".into();
+    ev.outbound = true;
+    let (release, released) = oneshot::channel();
+    if tx.send((ev, release)).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        _ = released => {}
+        _ = tokio::time::sleep(DOOR_MAX) => {}
+        _ = async { while let Some(Ok(_)) = reader.next().await {} } => {}
+    }
+    // Dropping both halves closes the connection: the channel's thread goes on.
 }
 
 /// Reads one frame during the handshake.
@@ -221,6 +349,7 @@ impl Transport for EslTransport {
 
     async fn connect(&mut self) -> Result<(), String> {
         self.close();
+        self.listen_outbound().await;
         let (reader, mut w) = open(&self.addr, &self.password).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
         tokio::spawn(async move {
@@ -278,7 +407,28 @@ impl Transport for EslTransport {
             let Some(conn) = self.conn.as_mut().filter(|c| !c.closed) else {
                 return std::future::pending().await;
             };
-            let frame = match conn.reader.next().await {
+            let door = async {
+                match self.doors_in.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let frame = tokio::select! {
+                biased;
+                f = conn.reader.next() => f,
+                d = door => {
+                    let Some((ev, release)) = d else {
+                        self.doors_in = None;
+                        continue;
+                    };
+                    if let Some(uuid) = ev.uuid.clone() {
+                        self.doors.insert(uuid, release);
+                        return Incoming::Wire(ev);
+                    }
+                    continue;
+                }
+            };
+            let frame = match frame {
                 Some(Ok(f)) => f,
                 Some(Err(e)) => {
                     conn.closed = true;
@@ -290,13 +440,22 @@ impl Transport for EslTransport {
                 }
             };
             match frame.content_type() {
-                "command/reply" | "api/response" => match conn.pending.pop_front() {
-                    Some(Some(req)) => {
-                        return Incoming::Reply(req, Reply::Text(frame.reply_text().into_owned()));
+                "command/reply" | "api/response" => {
+                    let front = conn.pending.pop_front();
+                    release_front(&mut conn.pending, &mut self.doors);
+                    match front {
+                        Some(Pending::Request(req)) => {
+                            return Incoming::Reply(
+                                req,
+                                Reply::Text(frame.reply_text().into_owned()),
+                            );
+                        }
+                        Some(Pending::Probe) => return Incoming::Alive,
+                        Some(Pending::Release(_)) | None => {
+                            warn!("a reply nobody asked for: {}", frame.reply_text())
+                        }
                     }
-                    Some(None) => return Incoming::Alive,
-                    None => warn!("a reply nobody asked for: {}", frame.reply_text()),
-                },
+                }
                 "text/event-json" | "text/event-plain" => match FsEvent::from_frame(&frame) {
                     Ok(ev) => return Incoming::Wire(ev),
                     Err(e) => warn!(
@@ -328,14 +487,23 @@ impl Transport for EslTransport {
             .is_ok()
             && conn.writer.send(buf).is_ok()
         {
-            conn.pending.push_back(None);
+            conn.pending.push_back(Pending::Probe);
         }
     }
 
     fn close(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             // The writer task ends with its channel; replies that will never come are lost.
-            for req in std::mem::take(&mut conn.pending).into_iter().flatten() {
+            // Outbound connections go too: their channels go on into `park`, where the next
+            // connection's listing finds them.
+            self.doors.clear();
+            let reqs = std::mem::take(&mut conn.pending)
+                .into_iter()
+                .filter_map(|p| match p {
+                    Pending::Request(r) => Some(r),
+                    _ => None,
+                });
+            for req in reqs {
                 self.ready.push_back((
                     req,
                     Reply::Lost("the event socket connection dropped".into()),
@@ -444,7 +612,7 @@ mod tests {
         let (events, _) = broadcast::channel(16);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let addr = fake_event_socket(events.clone(), seen.clone()).await;
-        let mut esl = EslTransport::new(&addr, "ClueCon");
+        let mut esl = EslTransport::new(&addr, "ClueCon", None);
         esl.connect()
             .await
             .expect("connects to the fake event socket");

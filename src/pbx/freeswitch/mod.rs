@@ -47,7 +47,7 @@ impl Freeswitch {
         })?;
         Ok(Freeswitch {
             name: pbx.name.clone(),
-            transport: EslTransport::new(addr, &password),
+            transport: EslTransport::new(addr, &password, pbx.outbound.as_deref()),
             settings: FsSettings {
                 pool: pbx.name.clone(),
                 sip_profile: pbx.sip_endpoint.clone(),

@@ -84,6 +84,9 @@ pub struct FsEvent {
     /// The channel whose session placed this loopback call: the phone running FreeSWITCH's
     /// `att_xfer` (its consultation call to the park code).
     pub loopback_from: Option<String>,
+    /// Read from the include's outbound connection (its `socket` application), which holds
+    /// the channel's thread until callpark lets it go, not from the event stream.
+    pub outbound: bool,
 }
 
 impl FsEvent {

@@ -80,6 +80,9 @@ pub enum Tag {
     Originate(ChannelId),
     /// Any other command, for the log.
     Action(&'static str, Option<ChannelId>),
+    /// Not sent: the driver closes the channel's outbound connection once everything asked
+    /// before it is answered (the bridge set up), which lets its thread go on.
+    Release(ChannelId),
 }
 
 /// The event socket's answer to a request.
@@ -107,6 +110,8 @@ struct Chan {
     return_armed: bool,
     /// Its SIP Call-ID, which a REFER with Replaces names.
     sip_call_id: Option<String>,
+    /// Its thread waits in the include's outbound connection (see [`Tag::Release`]).
+    door: bool,
 }
 
 /// How many replaced calls wait for the call taking their place (FreeSWITCH ends the
@@ -235,6 +240,7 @@ impl FsTranslator {
             bridging: false,
             return_armed: false,
             sip_call_id: ev.sip_call_id.clone(),
+            door: ev.outbound,
         };
         let caller = Party {
             name: ev.caller_name.clone().unwrap_or_default(),
@@ -683,7 +689,19 @@ impl Translator for FsTranslator {
             .filter(|c| self.ended_set.contains(*c))
             .cloned()
             .collect();
+        let named: Vec<ChannelId> = cmd.channels().into_iter().cloned().collect();
         self.command(cmd, out);
+        // Whatever callpark does with a channel waiting in the outbound connection, its thread
+        // must be free to do it: let it go once the requests above are answered.
+        for ch in named {
+            if let Some(c) = self.chans.get_mut(&ch).filter(|c| c.door) {
+                c.door = false;
+                out.request(Request {
+                    out: Outgoing::new(format!("release {ch}")),
+                    tag: Tag::Release(ch),
+                });
+            }
+        }
         // Sent all the same (FreeSWITCH answers -ERR), but nothing is kept for a channel that
         // has ended: no event would ever clear it.
         for ch in &ended {
