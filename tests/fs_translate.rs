@@ -1464,3 +1464,80 @@ fn a_channel_freeswitch_does_not_know_is_reported_gone_once() {
     );
     assert!(o.is_empty());
 }
+
+#[test]
+fn a_retrieve_read_from_the_outbound_connection_is_released_behind_its_bridge() {
+    let mut t = tr();
+    // As the include's outbound connection reads it: the channel's data, marked outbound.
+    let mut retrieve = ev(json!({
+        "Event-Name": "CHANNEL_PARK",
+        "Unique-ID": "r-1",
+        "Caller-Caller-ID-Name": "Dave",
+        "Caller-Caller-ID-Number": "202",
+        "Caller-Context": "default",
+        "Caller-Destination-Number": "701",
+        "variable_callpark_action": "retrieve",
+        "variable_callpark_orbit": "701",
+    }));
+    retrieve.outbound = true;
+    let out = wire(&mut t, retrieve.clone());
+    let [Event::Retrieve { channel, orbit, .. }] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!((channel.as_str(), orbit.to_string().as_str()), ("r-1", "701"));
+    assert!(
+        !out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))),
+        "held until callpark acts on it"
+    );
+    // The same channel's CHANNEL_PARK, should callpark have let it go into `park`: nothing new.
+    let mut again = retrieve.clone();
+    again.outbound = false;
+    assert!(wire(&mut t, again).is_empty());
+
+    let out = cmd(
+        &mut t,
+        Command::Bridge {
+            parked: ChannelId::new(P),
+            other: ChannelId::new("r-1"),
+        },
+    );
+    let tags: Vec<&Tag> = out.requests.iter().map(|r| &r.tag).collect();
+    let bridge = lines(&out)
+        .iter()
+        .position(|l| l.starts_with("api uuid_bridge"))
+        .expect("the bridge is asked for");
+    let release = tags
+        .iter()
+        .position(|t| matches!(t, Tag::Release(c) if c.as_str() == "r-1"))
+        .expect("the retriever is released");
+    assert!(release > bridge, "released behind its bridge: {tags:?}");
+    // Released once: a later command for it releases nothing more.
+    let out = cmd(
+        &mut t,
+        Command::Hangup {
+            channel: ChannelId::new("r-1"),
+        },
+    );
+    assert!(!out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))));
+}
+
+#[test]
+fn a_retrieve_from_the_event_stream_is_never_released() {
+    let mut t = tr();
+    let retrieve = ev(json!({
+        "Event-Name": "CHANNEL_PARK",
+        "Unique-ID": "r-2",
+        "Caller-Destination-Number": "701",
+        "variable_callpark_action": "retrieve",
+        "variable_callpark_orbit": "701",
+    }));
+    wire(&mut t, retrieve);
+    let out = cmd(
+        &mut t,
+        Command::OrbitEmpty {
+            channel: ChannelId::new("r-2"),
+            orbit: "701".parse().unwrap(),
+        },
+    );
+    assert!(!out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))));
+}

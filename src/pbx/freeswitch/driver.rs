@@ -521,8 +521,8 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::broadcast;
 
-    use super::super::translate::Tag;
     use super::*;
+    use crate::park::ChannelId;
 
     /// What the fake event socket saw.
     #[derive(Default)]
@@ -651,6 +651,60 @@ mod tests {
         }
         assert!(seen.lock().unwrap().nudges >= 1);
         // The wake-up connections end with the main connection.
+        esl.close();
+    }
+
+    #[tokio::test]
+    async fn an_outbound_connection_reads_its_channel_and_closes_when_released() {
+        use tokio::io::AsyncReadExt;
+        let (events, _) = broadcast::channel(16);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let addr = fake_event_socket(events, seen).await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let outbound = format!("127.0.0.1:{port}");
+        let mut esl = EslTransport::new(&addr, "ClueCon", Some(&outbound));
+        esl.connect().await.expect("connects to the fake event socket");
+        // FreeSWITCH's side: the include's `socket` application.
+        let mut fs = TcpStream::connect(&outbound).await.expect("callpark listens");
+        let mut said = [0u8; 9];
+        fs.read_exact(&mut said).await.unwrap();
+        assert_eq!(&said, b"connect\n\n");
+        fs.write_all(
+            b"Event-Name: CHANNEL_DATA\nUnique-ID: r-1\nCaller-Destination-Number: 701\nvariable_callpark_action: retrieve\nvariable_callpark_orbit: 701\nContent-Type: command/reply\nReply-Text: %2BOK\nSocket-Mode: static\n\n",
+        )
+        .await
+        .unwrap();
+        let guard = Duration::from_secs(10);
+        match tokio::time::timeout(guard, esl.next()).await.unwrap() {
+            Incoming::Wire(ev) => {
+                assert_eq!(ev.name, "CHANNEL_PARK");
+                assert!(ev.outbound);
+                assert_eq!(ev.uuid.as_deref(), Some("r-1"));
+                assert_eq!(ev.callpark_orbit.as_deref(), Some("701"));
+            }
+            _ => panic!("the channel, as a park event"),
+        }
+        // Held open until released; nothing is waiting for a reply, so released at once.
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), fs.read(&mut byte))
+                .await
+                .is_err(),
+            "still open before its release"
+        );
+        esl.send(Request {
+            out: Outgoing::new("release r-1"),
+            tag: Tag::Release(ChannelId::new("r-1")),
+        });
+        let n = tokio::time::timeout(guard, fs.read(&mut byte))
+            .await
+            .expect("closed once released")
+            .unwrap();
+        assert_eq!(n, 0, "closed, nothing sent");
         esl.close();
     }
 }
