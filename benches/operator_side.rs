@@ -352,7 +352,7 @@ impl Cpu {
     }
 }
 
-/// Where callpark put its API threads (src/api/cpu.rs): their cpu cgroups, from /proc.
+/// Where callpark put its API threads (src/service/sched.rs): their cpu cgroups, from /proc.
 fn api_threads_cgroup(pid: u32) -> String {
     let mut where_: Vec<String> = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -349,7 +349,7 @@ async fn metrics_in_prometheus_text() {
         "callpark_events_total{pool=\"pbx-a\",kind=\"parked\"} 2",
         "callpark_events_total{pool=\"pbx-a\",kind=\"retrieved\"} 1",
         "callpark_lot_utilisation{pool=\"pbx-a\",lot=\"sales\"} 0.5",
-        "callpark_lot_utilisation{pool=\"pbx-a\",lot=\"general\"} 0",
+        "callpark_lot_utilisation{pool=\"pbx-a\",lot=\"general\"} 0.0",
         "callpark_pbx_connected{pool=\"pbx-a\"} 1",
         "callpark_pbx_connects_total{pool=\"pbx-a\"} 2",
         "# TYPE callpark_store_commit_seconds histogram",
@@ -754,8 +754,8 @@ async fn asterisk_retrieve_to_an_extension_and_hang_up_through_the_api() {
         !pool_nice.is_empty() && pool_nice.iter().all(|n| *n == 0),
         "{nice:?}"
     );
-    // ... and, against Asterisk too, they sit in an idle cgroup of their own (src/api/cpu.rs);
-    // the pools stay where the service was started.
+    // ... and, against Asterisk too, they sit in an idle cgroup of their own
+    // (src/service/sched.rs); the pools stay where the service was started.
     let groups = threads_cpu_cgroup(cp.pid().unwrap());
     let in_group = |name: &str| -> Vec<&String> {
         groups

@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tracing::{info, warn};
 
+use super::feed::{Batch, event_json};
 use crate::store::LogRow;
 
 /// Entries a webhook may have waiting before the oldest are dropped.
-pub const QUEUE_MAX: usize = 10_000;
+const QUEUE_MAX: usize = 10_000;
 /// Tries per entry: the first and the retries, 0.5 s, 1 s, 2 s, 4 s, 8 s apart.
-pub const TRIES: u32 = 6;
+const TRIES: u32 = 6;
 
 /// The queue, even when a task panicked holding it: a queue of whole entries is never left
 /// half-changed, and a poisoned lock must not stop every later delivery.
@@ -25,9 +26,9 @@ fn lock(q: &Mutex<VecDeque<LogRow>>) -> MutexGuard<'_, VecDeque<LogRow>> {
 
 /// Starts one webhook: a reader that queues what the feed brings, and a sender that POSTs
 /// with `client` (shared by every webhook; its timeout is `[api] webhook_timeout`).
-pub fn spawn(
+pub(super) fn spawn(
     url: String,
-    mut feed: broadcast::Receiver<Arc<super::Batch>>,
+    mut feed: broadcast::Receiver<Arc<Batch>>,
     client: reqwest::Client,
 ) {
     let queue: Arc<Mutex<VecDeque<LogRow>>> = Arc::default();
@@ -74,7 +75,7 @@ pub fn spawn(
 async fn deliver(client: &reqwest::Client, url: &str, row: &LogRow) {
     let mut wait = Duration::from_millis(500);
     for attempt in 1..=TRIES {
-        let why = match client.post(url).json(&super::event_json(row)).send().await {
+        let why = match client.post(url).json(&event_json(row)).send().await {
             Ok(r) if r.status().is_success() => return,
             Ok(r) => format!("HTTP {}", r.status()),
             Err(e) => e.to_string(),

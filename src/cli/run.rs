@@ -71,7 +71,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     // The admin API, bound before any pool starts: a taken port stops `run` here. It runs on
     // its own thread and runtime, with its own store connections, in an idle cgroup where it
-    // can make one (src/api/cpu.rs) and at nice 10: a thousand event-stream subscribers or a
+    // can make one (src/service/sched.rs) and at nice 10: a thousand event-stream subscribers or a
     // slow client never take the pools' runtime workers, and yield the CPU to them and to the
     // PBX when it is short (measured: benches/operator_side.rs).
     // Whatever ends the API's thread is a failure (it serves for ever otherwise): its
@@ -91,10 +91,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             .spawn(move || {
                 let api_tx = api_tx;
                 // Before the runtime, so its workers and the store's threads inherit both.
-                if let Err(e) = crate::api::lower_priority(API_NICE) {
+                if let Err(e) = crate::service::sched::lower_priority(API_NICE) {
                     warn!("admin API: could not lower its CPU priority: {e}");
                 }
-                match crate::api::cpu::idle_cgroup() {
+                match crate::service::sched::idle_cgroup() {
                     Ok(dir) => info!("admin API: runs in idle cgroup {}", dir.display()),
                     Err(e) => warn!(
                         "admin API: not in an idle cgroup ({e}); its nice {API_NICE} orders \

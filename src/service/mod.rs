@@ -6,6 +6,7 @@ pub mod clock;
 pub mod health;
 pub mod media;
 pub mod notify;
+pub(crate) mod sched;
 
 use std::collections::{HashMap, HashSet};
 

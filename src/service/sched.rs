@@ -1,5 +1,8 @@
-//! Where the admin API's threads run: in an idle cgroup of their own when the system lets
-//! callpark make one, so that parking comes first.
+//! How the admin API's thread is scheduled, so that parking comes first: a lower CPU
+//! priority ([`lower_priority`], a nice value) and, when the system lets callpark make one, an
+//! idle cgroup of its own ([`idle_cgroup`]). Set on the API's thread before its runtime
+//! starts, so the runtime's workers and the store's threads inherit both. Not HTTP: the
+//! API (`crate::api`) only runs on the thread placed here.
 //!
 //! A nice value or SCHED_IDLE on a thread only orders it against the threads of its own
 //! cgroup (or scheduler autogroup). Against Asterisk, which lives in another, the API's work
@@ -20,10 +23,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// The child cgroup's name.
-pub const CGROUP: &str = "callpark-api";
+const CGROUP: &str = "callpark-api";
 
 #[derive(Debug, Error)]
-pub enum CpuError {
+pub(crate) enum CpuError {
     #[error("no cpu cgroup controller for this process (/proc/self/cgroup)")]
     NoController,
     #[error("{path}: {source}")]
@@ -40,9 +43,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CpuError + '_ {
     }
 }
 
+/// Lowers the calling thread's CPU priority (Linux's nice value is per thread and inherited
+/// by the threads it starts), so the API's runtime, its store connections and a thousand
+/// event-stream writes yield to the pools when the CPU is short. Parking comes first.
+pub(crate) fn lower_priority(nice: i32) -> std::io::Result<()> {
+    // SAFETY: gettid and setpriority only read their arguments; no memory is shared.
+    let r = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            nice as libc::c_int,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Puts the calling thread in an idle cgroup (see the module's comment); returns that
 /// cgroup's directory.
-pub fn idle_cgroup() -> Result<PathBuf, CpuError> {
+pub(crate) fn idle_cgroup() -> Result<PathBuf, CpuError> {
     let own_file = Path::new("/proc/self/cgroup");
     let own = std::fs::read_to_string(own_file).map_err(io(own_file))?;
     let (dir, v2) = cgroup_dir(&own, Path::new("/sys/fs/cgroup")).ok_or(CpuError::NoController)?;
