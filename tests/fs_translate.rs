@@ -1484,15 +1484,33 @@ fn a_retrieve_read_from_the_outbound_connection_is_released_behind_its_bridge() 
     let [Event::Retrieve { channel, orbit, .. }] = &calls(&out)[..] else {
         panic!("{:?}", out.events)
     };
-    assert_eq!((channel.as_str(), orbit.to_string().as_str()), ("r-1", "701"));
+    assert_eq!(
+        (channel.as_str(), orbit.to_string().as_str()),
+        ("r-1", "701")
+    );
     assert!(
-        !out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))),
+        !out.requests
+            .iter()
+            .any(|r| matches!(r.tag, Tag::Release(_))),
         "held until callpark acts on it"
     );
     // The same channel's CHANNEL_PARK, should callpark have let it go into `park`: nothing new.
     let mut again = retrieve.clone();
     again.outbound = false;
     assert!(wire(&mut t, again).is_empty());
+    // Answered from callpark's side first: FreeSWITCH needs no thread of the channel for that.
+    let out = cmd(
+        &mut t,
+        Command::Answer {
+            channel: ChannelId::new("r-1"),
+        },
+    );
+    assert_eq!(lines(&out), ["api uuid_answer r-1"]);
+    assert!(
+        !out.requests
+            .iter()
+            .any(|r| matches!(r.tag, Tag::Release(_)))
+    );
 
     let out = cmd(
         &mut t,
@@ -1514,11 +1532,16 @@ fn a_retrieve_read_from_the_outbound_connection_is_released_behind_its_bridge() 
     // Released once: a later command for it releases nothing more.
     let out = cmd(
         &mut t,
-        Command::Hangup {
+        Command::OrbitEmpty {
             channel: ChannelId::new("r-1"),
+            orbit: "701".parse().unwrap(),
         },
     );
-    assert!(!out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))));
+    assert!(
+        !out.requests
+            .iter()
+            .any(|r| matches!(r.tag, Tag::Release(_)))
+    );
 }
 
 #[test]
@@ -1539,5 +1562,9 @@ fn a_retrieve_from_the_event_stream_is_never_released() {
             orbit: "701".parse().unwrap(),
         },
     );
-    assert!(!out.requests.iter().any(|r| matches!(r.tag, Tag::Release(_))));
+    assert!(
+        !out.requests
+            .iter()
+            .any(|r| matches!(r.tag, Tag::Release(_)))
+    );
 }

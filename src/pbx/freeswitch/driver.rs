@@ -667,9 +667,13 @@ mod tests {
             .port();
         let outbound = format!("127.0.0.1:{port}");
         let mut esl = EslTransport::new(&addr, "ClueCon", Some(&outbound));
-        esl.connect().await.expect("connects to the fake event socket");
+        esl.connect()
+            .await
+            .expect("connects to the fake event socket");
         // FreeSWITCH's side: the include's `socket` application.
-        let mut fs = TcpStream::connect(&outbound).await.expect("callpark listens");
+        let mut fs = TcpStream::connect(&outbound)
+            .await
+            .expect("callpark listens");
         let mut said = [0u8; 9];
         fs.read_exact(&mut said).await.unwrap();
         assert_eq!(&said, b"connect\n\n");

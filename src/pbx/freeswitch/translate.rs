@@ -689,10 +689,15 @@ impl Translator for FsTranslator {
             .filter(|c| self.ended_set.contains(*c))
             .cloned()
             .collect();
-        let named: Vec<ChannelId> = cmd.channels().into_iter().cloned().collect();
+        // What a channel's own thread must carry out (a bridge, a prompt, music): one waiting
+        // in the outbound connection is let go once the requests for it are answered. Not for
+        // an answer or a hang-up, which FreeSWITCH does from any thread: let go after an
+        // answer, it would sit in `park` by the time the bridge came.
+        let named: Vec<ChannelId> = match &cmd {
+            Command::Answer { .. } | Command::StopMoh { .. } | Command::Hangup { .. } => vec![],
+            _ => cmd.channels().into_iter().cloned().collect(),
+        };
         self.command(cmd, out);
-        // Whatever callpark does with a channel waiting in the outbound connection, its thread
-        // must be free to do it: let it go once the requests above are answered.
         for ch in named {
             if let Some(c) = self.chans.get_mut(&ch).filter(|c| c.door) {
                 c.door = false;
