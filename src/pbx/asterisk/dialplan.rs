@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, ParkConfig, PbxKind};
-use crate::orbit::pattern::{self, Letters};
+use crate::lint::pattern::{self, Letters};
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
 

@@ -10,8 +10,8 @@ use std::fmt::Write;
 
 use super::translate::{SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED};
 use crate::config::{Config, ParkConfig, PbxKind};
+use crate::lint::pattern::regex_alternatives;
 use crate::orbit::Span;
-use crate::orbit::pattern::regex_alternatives;
 use crate::park::Destination;
 
 /// Seconds a parked call waits for callpark before the include's fallback takes it. FreeSWITCH

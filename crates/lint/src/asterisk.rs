@@ -1217,7 +1217,7 @@ pub fn winner<'a>(
     context: &str,
     dialled: &str,
 ) -> Option<(&'a Context, &'a Exten)> {
-    let span: crate::orbit::Span = dialled.parse().ok()?;
+    let span: callpark_core::orbit::Span = dialled.parse().ok()?;
     let one = NumRange::from_span(&span);
     search_order(dp, context)
         .into_iter()

@@ -1,9 +1,10 @@
 //! Dial patterns for runs of orbits: a run `[lo, hi]` of fixed-width numbers is split into
 //! pieces, each a sequence of digit classes, whose union is exactly the run.
 //!
-//! The generated Asterisk include routes orbit ranges with these patterns and the lint writes
-//! its fixes with them; sharing one split keeps the two from disagreeing about which numbers a
-//! range covers. Regex spellings of the pieces are the lint's own business (`lint::fix`).
+//! The include files callpark generates (`callpark dialplan asterisk|freeswitch`) route orbit
+//! ranges with these patterns and the lint writes its fixes with them; sharing one split keeps
+//! the two from disagreeing about which numbers a range covers. How the fixes assemble the
+//! pieces is the lint's own business ([`crate::fix`]).
 
 /// One digit position: the inclusive range of digits (0-9) it accepts.
 pub type DigitClass = (u8, u8);

@@ -1,10 +1,10 @@
 //! Patterns that match exactly a run of numbers, for the fixes the lint proposes. The split
-//! into digit classes and their spellings are `orbit::pattern`'s, shared with the generated
+//! into digit classes and their spellings are [`crate::pattern`]'s, shared with the generated
 //! include files.
 
 use super::automaton::NumRange;
 use super::runs::RunSet;
-use crate::orbit::pattern::{self, Letters, regex_piece, regex_prefix};
+use crate::pattern::{self, Letters, regex_piece, regex_prefix};
 
 /// Alternatives (prefix included) that together match exactly the numbers of `runs`.
 pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {

@@ -1,19 +1,42 @@
-//! `callpark lint`: does dial-plan normalization leave every orbit untouched?
+//! The lint behind `callpark lint`: does dial-plan normalization leave every orbit untouched?
 //!
 //! Each source (Lync/Skype/Teams normalization rules, Asterisk `extensions.conf`, FreeSWITCH
-//! dialplan XML) is parsed from text into rules with file and line (`lync`, `asterisk`,
-//! `freeswitch`), then checked against the orbit table by a pure engine: every pattern is
-//! intersected with each orbit range on automata (`automaton`), the first-match-wins order of
-//! the platform is applied to sets of runs (`runs`), and each orbit that a rule other than
-//! callpark's takes becomes a finding with a fix that can be pasted (`fix`). `report` prints.
+//! dialplan XML) is parsed from text into rules with file and line ([`lync`], [`asterisk`],
+//! [`freeswitch`]), then checked against the orbit table by a pure engine: every pattern is
+//! intersected with each orbit range on automata ([`automaton`]), the first-match-wins order of
+//! the platform is applied to sets of runs ([`runs`]), and each orbit that a rule other than
+//! callpark's takes becomes a finding with a fix that can be pasted ([`fix`], written with the
+//! dial patterns of [`pattern`]). [`report`] prints. The orbit table comes from
+//! `callpark-core`; reading it from callpark's configuration, the command line and the exit code
+//! are the binary's (`src/cli/lint.rs`).
+//!
+//! # Example
+//!
+//! ```
+//! use callpark_lint::{Certainty, Report, Target, lync, orbits_from_list, report};
+//!
+//! let table = orbits_from_list("*700-*799,5500-5599")?;
+//! let mut found = Report::new(Target::from_table(&table));
+//! // A Lync rule that turns every 4-digit number into an E.164 one takes 5500-5599 as well.
+//! let rules = lync::parse(
+//!     "New-CsVoiceNormalizationRule -Parent Global -Name Internal -Pattern '^(\\d{4})$' -Translation '+1555$1'",
+//!     "rules.ps1",
+//! )?;
+//! lync::check(&rules, &mut found);
+//! assert_eq!(found.findings.len(), 1);
+//! let f = &found.findings[0];
+//! assert_eq!((f.rule.as_str(), f.certainty, f.count()), ("Internal", Certainty::Caught, 100));
+//! assert!(report::text(&found).contains("5500-5599"));
+//! # Ok::<(), callpark_lint::LintError>(())
+//! ```
 
 pub mod asterisk;
 pub mod automaton;
-pub mod cli;
 mod files;
 pub mod fix;
 pub mod freeswitch;
 pub mod lync;
+pub mod pattern;
 pub mod report;
 pub mod runs;
 
@@ -21,8 +44,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::orbit::{OrbitRange, OrbitTable};
 use automaton::NumRange;
+use callpark_core::orbit::{OrbitRange, OrbitTable};
 use runs::RunSet;
 
 /// An input the lint could not read or parse (exit 2).
@@ -361,7 +384,7 @@ pub fn orbits_from_list(list: &str) -> Result<OrbitTable, LintError> {
     for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let span = part
             .parse()
-            .map_err(|e: crate::orbit::SpanParseError| LintError::Orbits(e.to_string()))?;
+            .map_err(|e: callpark_core::orbit::SpanParseError| LintError::Orbits(e.to_string()))?;
         ranges.push(OrbitRange {
             name: part.to_string(),
             span,

@@ -23,7 +23,7 @@ use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
 
 use super::runs::RunSet;
-use crate::orbit::Span;
+use callpark_core::orbit::Span;
 
 /// Largest range the fallbacks evaluate orbit by orbit.
 pub const MAX_ENUMERATE: u64 = 1_000_000;
