@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 
 use crate::park::{ChannelId, Command, Event};
 
-pub use driver::{Incoming, PROBE_TIMEOUT, QUIET, Transport, drive};
+pub(crate) use driver::{Incoming, Transport, drive};
+pub use driver::{PROBE_TIMEOUT, QUIET};
 
 /// What an adapter reports to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +154,7 @@ pub trait Pbx: Send + 'static {
 /// The adapter for one `[[pbx]]` entry. Built once per pool, so the size of its variants
 /// does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum Adapter {
+pub(crate) enum Adapter {
     Asterisk(asterisk::Asterisk),
     Freeswitch(freeswitch::Freeswitch),
 }

@@ -113,7 +113,7 @@ pub struct Notifier<S = NotifySocket> {
 
 impl Notifier<NotifySocket> {
     /// The notifier this process's environment asks for; `None` without `NOTIFY_SOCKET`.
-    pub fn from_env() -> Result<Option<Notifier>, NotifyError> {
+    pub(crate) fn from_env() -> Result<Option<Notifier>, NotifyError> {
         Notifier::from_vars(
             |name| match std::env::var(name) {
                 Ok(v) => Ok(Some(v)),
@@ -128,7 +128,7 @@ impl Notifier<NotifySocket> {
     /// `NOTIFY_SOCKET` unset or empty: none. `WATCHDOG_USEC` counts only when `WATCHDOG_PID`
     /// is unset or `pid` (systemd's rule: the variables may have been inherited from a parent
     /// that systemd watches, and then they are not ours).
-    pub fn from_vars(
+    pub(crate) fn from_vars(
         var: impl Fn(&'static str) -> Result<Option<String>, NotifyError>,
         pid: u32,
     ) -> Result<Option<Notifier>, NotifyError> {
@@ -168,7 +168,7 @@ impl<S: Sink> Notifier<S> {
 
     /// How often `WATCHDOG=1` goes out: half the interval, as sd_watchdog_enabled(3) advises,
     /// so one late ping does not get us killed.
-    pub fn ping_every(&self) -> Option<Duration> {
+    pub(crate) fn ping_every(&self) -> Option<Duration> {
         self.watchdog.map(|w| (w / 2).max(Duration::from_millis(1)))
     }
 
@@ -177,7 +177,7 @@ impl<S: Sink> Notifier<S> {
     /// than `t + W/2`, and systemd kills and restarts us before `t + 3W/2`. The full interval
     /// as the bound would only stretch that to `2W`; a much shorter one would take a slow but
     /// healthy step (an SQLite write behind a checkpoint) for a hang.
-    pub fn stuck_after(&self) -> Option<Duration> {
+    pub(crate) fn stuck_after(&self) -> Option<Duration> {
         self.ping_every()
     }
 

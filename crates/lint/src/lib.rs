@@ -218,12 +218,12 @@ impl Report {
         }
     }
 
-    pub fn orbit_count(&self) -> u64 {
+    pub(crate) fn orbit_count(&self) -> u64 {
         self.targets.iter().map(|t| t.range.len()).sum()
     }
 
     /// The first and last orbit of a run of target `target`, as dialled (`*7000`, `*7049`).
-    pub fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
+    pub(crate) fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
         let r = &self.targets[target].range;
         (r.text(lo), r.text(hi))
     }
@@ -327,7 +327,7 @@ impl Finding {
 /// none of `avoid` (the other orbit ranges) and that `is_free` accepts: where to move orbits
 /// whose numbers are taken by destinations. Candidates starting with 0 are skipped: an orbit
 /// never does (`orbit::Span`).
-pub fn free_ranges(
+pub(crate) fn free_ranges(
     range: &NumRange,
     avoid: &[NumRange],
     n: usize,
@@ -365,7 +365,7 @@ pub fn free_ranges(
 }
 
 /// The sentence of a conflict's fix: the free ranges found, or what to do without one.
-pub fn move_fix(range: &NumRange, free: &[NumRange], scope: &str) -> String {
+pub(crate) fn move_fix(range: &NumRange, free: &[NumRange], scope: &str) -> String {
     if free.is_empty() {
         return format!(
             "no insertion fix: these numbers are destinations in {scope}; move the orbits to a range no extension uses, or renumber those extensions"

@@ -58,7 +58,7 @@ impl Drop for Conn {
     }
 }
 
-pub struct EslTransport {
+pub(crate) struct EslTransport {
     addr: String,
     password: String,
     conn: Option<Conn>,
