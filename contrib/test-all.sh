@@ -100,6 +100,8 @@ fi
 # callpark-esl, callpark-lint), each with its unit tests and doc tests.
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+# callpark-core alone, without the `serde` feature the binary turns on.
+cargo clippy --locked -p callpark-core --all-targets -- -D warnings
 
 skipped=0
 set +e
