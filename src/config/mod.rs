@@ -2,7 +2,7 @@
 //!
 //! Loading has two steps. The `config` crate merges the file and the environment and
 //! deserializes it (its errors carry the file and, for syntax errors, the line). Then
-//! [`Config::validate`] checks bounds and the orbit table; each error names the key and, by
+//! `Config::validate` checks bounds and the orbit table; each error names the key and, by
 //! looking the key up in the file's own text, its line.
 
 mod locate;
@@ -111,7 +111,7 @@ pub struct ServiceConfig {
     /// `tracing` filter, e.g. `info` or `callpark=debug`.
     pub log: String,
     /// How long event-log entries are kept (`"90d"`): older ones are pruned in the background.
-    /// Text here, checked and parsed by [`Config::validate`] so that a bad value is an error
+    /// Text here, checked and parsed by `Config::validate` so that a bad value is an error
     /// naming `service.keep_log`; the parsed value is [`Config::keep_log`].
     pub keep_log: String,
 }
@@ -134,7 +134,7 @@ impl Default for ServiceConfig {
 
 /// `[park]`: Lync's call park settings (Set-CsCpsConfiguration).
 ///
-/// `D` is what `on_timeout` holds: the file gives text ([`RawConfig`]); validation parses it
+/// `D` is what `on_timeout` holds: the file gives text (`RawConfig`); validation parses it
 /// once, so every user of a [`Config`] gets the [`Destination`] and none parses it again.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

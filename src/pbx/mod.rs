@@ -5,12 +5,12 @@
 //!   in; core [`Event`]s and wire requests come out. It holds what the adapter must remember
 //!   between events (which channels are answered, which playback ends in a hang-up), typed.
 //!   It is unit-tested on captured frames without a PBX.
-//! - a **driver** ([`Transport`] plus [`drive`]): owns the sockets, sends the translator's
+//! - a **driver** (`Transport` plus `drive`): owns the sockets, sends the translator's
 //!   requests, hands back wire events and replies in the order they arrived, reconnects with
-//!   backoff. [`drive`] is the same loop for every PBX.
+//!   backoff. `drive` is the same loop for every PBX.
 //!
 //! `asterisk` speaks ARI (REST + websocket), `freeswitch` the event socket. Nothing above this
-//! module knows which one it drives: the service hands [`drive`] two channels and runs the core.
+//! module knows which one it drives: the service hands `drive` two channels and runs the core.
 
 pub mod asterisk;
 mod driver;

@@ -46,7 +46,7 @@ pub(crate) const COMMIT_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// One pool's store commits: cumulative counts per bucket of [`COMMIT_BUCKETS`] (then all),
+/// One pool's store commits: cumulative counts per bucket of `COMMIT_BUCKETS` (then all),
 /// and the sum of their durations in seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commits {

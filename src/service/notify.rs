@@ -4,7 +4,7 @@
 //! a paused clock.
 //!
 //! [`Notifier::run`] sends `READY=1` once every pool is connected and restored, `WATCHDOG=1`
-//! every half watchdog interval while no pool loop is stuck (see [`Notifier::stuck_after`]),
+//! every half watchdog interval while no pool loop is stuck (see `Notifier::stuck_after`),
 //! and `STOPPING=1` when the service stops. Without `NOTIFY_SOCKET` there is no notifier.
 
 use std::collections::BTreeSet;
@@ -182,7 +182,7 @@ impl<S: Sink> Notifier<S> {
     }
 
     /// The period pool loops should turn at when idle: at most a second, and at most a
-    /// quarter of [`Notifier::stuck_after`], so that an idle pool whose turns are delayed
+    /// quarter of `Notifier::stuck_after`, so that an idle pool whose turns are delayed
     /// (a busy machine) is still far from looking stuck.
     pub fn turn_every(&self) -> Duration {
         self.stuck_after()

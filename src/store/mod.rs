@@ -570,7 +570,7 @@ impl Store {
 
     /// Copies the write-ahead log into the database without waiting for (or blocking)
     /// writers; the service calls it every few seconds, off the park path. A log grown past
-    /// [`WAL_LIMIT_BYTES`] is emptied: see [`Store::checkpoint_within`].
+    /// `WAL_LIMIT_BYTES` is emptied: see [`Store::checkpoint_within`].
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         self.checkpoint_within(WAL_LIMIT_BYTES / WAL_FRAME_BYTES)
             .await

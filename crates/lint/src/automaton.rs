@@ -9,7 +9,7 @@
 //! number of orbits, and the answer is the exact set, as maximal runs.
 //!
 //! Patterns that no DFA can hold (backreferences, look-around, atomic groups) are run with
-//! fancy-regex on each orbit of a range of at most [`MAX_ENUMERATE`] orbits, and otherwise
+//! fancy-regex on each orbit of a range of at most `MAX_ENUMERATE` orbits, and otherwise
 //! reported as undecided.
 
 use std::collections::HashMap;
