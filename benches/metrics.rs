@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callpark::api::{ApiState, bind, serve};
+use callpark::api::{ApiState, serve};
 use callpark::config::Config;
 use callpark::park::*;
 use callpark::store::Store;
@@ -234,7 +234,9 @@ pool = "pbx-a"
         "bench.toml",
     )
     .unwrap();
-    let listener = bind(cfg.api.as_ref().unwrap().listen).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(cfg.api.as_ref().unwrap().listen)
+        .await
+        .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let api_store = Store::open(&path).await.expect("the API's store");
     tokio::spawn(serve(

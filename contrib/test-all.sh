@@ -96,16 +96,23 @@ if ! target/pjsua2-venv/bin/python -c 'import pjsua2' >/dev/null 2>&1; then
     target/pjsua2-venv/bin/pip install -q pjsua2-python==2.15.1.post1
 fi
 
+# The whole workspace: the binary crate at the top and the crates under crates/ (callpark-core,
+# callpark-esl, callpark-lint), each with its unit tests and doc tests.
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
+# callpark-core alone, without the `serde` feature the binary turns on.
+cargo clippy --locked -p callpark-core --all-targets -- -D warnings
 
 skipped=0
 set +e
 if [ "$fs_ok" = 1 ]; then
     # Benches are built (and run once each in test mode) so they cannot rot.
-    cargo test --locked --no-fail-fast --all-targets 2>&1 | tee "$out"
+    cargo test --locked --no-fail-fast --workspace --all-targets 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
 else
+    # Every target of the crates under crates/, and the binary crate's but the FreeSWITCH ones.
+    cargo test --locked --no-fail-fast --workspace --exclude callpark --all-targets 2>&1 | tee "$out"
+    status=${PIPESTATUS[0]}
     targets=(--lib --bins)
     for f in tests/*.rs; do
         t=$(basename "$f" .rs)
@@ -115,14 +122,17 @@ else
         b=$(basename "$f" .rs)
         [[ " ${FS_TARGETS[*]} " == *" --bench $b "* ]] || targets+=(--bench "$b")
     done
-    cargo test --locked --no-fail-fast "${targets[@]}" 2>&1 | tee "$out"
-    status=${PIPESTATUS[0]}
+    cargo test --locked --no-fail-fast -p callpark "${targets[@]}" 2>&1 | tee -a "$out"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
     # Counted, not run: the tests the FreeSWITCH test targets list (a harness-less benchmark
     # cannot list, it would run), plus each benchmark itself.
-    listed=$(cargo test --locked "${FS_TESTS[@]}" -- --list 2>/dev/null | grep -c ': test$' || true)
+    listed=$(cargo test --locked -p callpark "${FS_TESTS[@]}" -- --list 2>/dev/null | grep -c ': test$' || true)
     benches=$(grep -o -- '--bench' <<<"${FS_TARGETS[*]}" | wc -l)
     skipped=$((listed + benches))
 fi
+# Doc tests (`--all-targets` leaves them out): the examples in the crates' API docs.
+cargo test --locked --no-fail-fast --workspace --doc 2>&1 | tee -a "$out"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
 # One closing line for the whole run, summed over every test binary.
 awk -v s="$skipped" '/^test result:/ { p += $4; f += $6 } END { printf "test-all: %d passed, %d failed, %d skipped\n", p, f, s }' "$out"

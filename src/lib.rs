@@ -1,13 +1,15 @@
 //! callpark: Lync Server 2013 style call park for Asterisk and FreeSWITCH.
 //!
-//! See ARCHITECTURE.md for how a park flows through these modules.
+//! The service (PBX adapters, store, API, CLI) lives here; orbits and the park state machine
+//! are the `callpark-core` crate, the FreeSWITCH event-socket codec `callpark-esl`, the
+//! normalization lint `callpark-lint`. See ARCHITECTURE.md for how a park flows through them.
 
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod lint;
-pub mod orbit;
-pub mod park;
 pub mod pbx;
 pub mod service;
 pub mod store;
+
+pub use callpark_core::{orbit, park};
+pub use callpark_lint as lint;

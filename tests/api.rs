@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use callpark::api::{ApiState, bind, serve};
+use callpark::api::{ApiState, serve};
 use callpark::config::Config;
 use callpark::park::*;
 use callpark::store::Store;
@@ -114,7 +114,7 @@ lot = "sales"
         .unwrap();
     let api = cfg.api.clone().unwrap();
     let token = api.token().unwrap();
-    let listener = bind(api.listen).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(api.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     // pbx-a connected twice so far (a reconnect), and up now.
     let health = callpark::service::health::Health::default();
@@ -1094,7 +1094,7 @@ async fn an_api_whose_log_cannot_be_read_at_start_fails_instead_of_replaying_it(
     let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
     let cfg = Config::from_toml("", "empty.toml").unwrap();
     store.clone().close().await;
-    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let state = ApiState::new(store, Arc::new(cfg), TOKEN.into());
     let served = tokio::time::timeout(Duration::from_secs(10), serve(state, listener))
         .await

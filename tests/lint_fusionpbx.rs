@@ -67,7 +67,7 @@
 
 use std::path::{Path, PathBuf};
 
-use callpark::lint::cli::{FailOn, fails};
+use callpark::cli::lint::{FailOn, fails};
 use callpark::lint::freeswitch::{self, Dialplan};
 use callpark::lint::report::caught_texts;
 use callpark::lint::{Certainty, Kind, Report, Target, orbits_from_list};

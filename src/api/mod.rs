@@ -155,13 +155,6 @@ pub fn bind_std(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, Api
     Ok(l)
 }
 
-/// Binds `[api] listen`; done before the pools start, so a taken port stops `run` at once.
-pub async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ApiError::Bind { addr, source })
-}
-
 /// Tries to read the newest log id a few times: where the feed starts. Never 0 on a store
 /// error: that would replay the whole log to every subscriber and webhook.
 async fn start_id(store: &Store) -> Result<i64, ApiError> {

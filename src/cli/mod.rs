@@ -67,7 +67,7 @@ pub enum Cmd {
         kind: DialplanKind,
     },
     /// Check that dial-plan normalization leaves every orbit untouched (no service needed).
-    Lint(crate::lint::cli::LintArgs),
+    Lint(lint::LintArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,7 +119,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     // The lint runs standalone: with --orbits it needs no configuration file at all.
     if let Cmd::Lint(args) = &cli.command {
         init_tracing(None);
-        return Ok(crate::lint::cli::run(args, &cli.config));
+        return Ok(lint::run(args, &cli.config));
     }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -213,6 +213,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 mod api_client;
+pub mod lint;
 mod run;
 
 fn check_config(cfg: &Config) {

@@ -3,7 +3,7 @@
 
 use toml_edit::{ImDocument, Item, Table};
 
-pub fn line_of(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn line_of(text: &str, key: &str) -> Option<usize> {
     let doc = ImDocument::parse(text).ok()?;
     let mut table: &Table = doc.as_table();
     let mut best: Option<usize> = None;

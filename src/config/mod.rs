@@ -2,7 +2,7 @@
 //!
 //! Loading has two steps. The `config` crate merges the file and the environment and
 //! deserializes it (its errors carry the file and, for syntax errors, the line). Then
-//! [`Config::validate`] checks bounds and the orbit table; each error names the key and, by
+//! `Config::validate` checks bounds and the orbit table; each error names the key and, by
 //! looking the key up in the file's own text, its line.
 
 mod locate;
@@ -18,17 +18,17 @@ use crate::orbit::{Orbit, OrbitRange, OrbitTable, Span, TableError};
 use crate::park::{Destination, GENERAL_LOT, OnBusyOrbit, PolicyRule, PolicySet};
 
 /// Accepted bounds, with Lync's meaning.
-pub const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);
-pub const PICKUP_TIMEOUT_MAX: Duration = Duration::from_secs(600);
-pub const ATTEMPTS_MIN: u8 = 1;
-pub const ATTEMPTS_MAX: u8 = 10;
-pub const RING_TIME_MIN: Duration = Duration::from_secs(5);
-pub const RING_TIME_MAX: Duration = Duration::from_secs(300);
+pub(crate) const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+pub(crate) const PICKUP_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+pub(crate) const ATTEMPTS_MIN: u8 = 1;
+pub(crate) const ATTEMPTS_MAX: u8 = 10;
+pub(crate) const RING_TIME_MIN: Duration = Duration::from_secs(5);
+pub(crate) const RING_TIME_MAX: Duration = Duration::from_secs(300);
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default)]
     pub service: ServiceConfig,
     #[serde(default)]
@@ -111,15 +111,15 @@ pub struct ServiceConfig {
     /// `tracing` filter, e.g. `info` or `callpark=debug`.
     pub log: String,
     /// How long event-log entries are kept (`"90d"`): older ones are pruned in the background.
-    /// Text here, checked and parsed by [`Config::validate`] so that a bad value is an error
+    /// Text here, checked and parsed by `Config::validate` so that a bad value is an error
     /// naming `service.keep_log`; the parsed value is [`Config::keep_log`].
     pub keep_log: String,
 }
 
 /// How long the event log is kept when `[service] keep_log` is not set.
-pub const KEEP_LOG_DEFAULT: &str = "90d";
+pub(crate) const KEEP_LOG_DEFAULT: &str = "90d";
 /// The shortest `keep_log`: a resuming console or webhook needs the last minutes at least.
-pub const KEEP_LOG_MIN: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP_LOG_MIN: Duration = Duration::from_secs(3600);
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -134,7 +134,7 @@ impl Default for ServiceConfig {
 
 /// `[park]`: Lync's call park settings (Set-CsCpsConfiguration).
 ///
-/// `D` is what `on_timeout` holds: the file gives text ([`RawConfig`]); validation parses it
+/// `D` is what `on_timeout` holds: the file gives text (`RawConfig`); validation parses it
 /// once, so every user of a [`Config`] gets the [`Destination`] and none parses it again.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -183,7 +183,7 @@ impl<D> Default for ParkConfig<D> {
 /// `[[policy]]`: a voice policy; park is off for a user no enabling policy covers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyConfig {
+pub(crate) struct PolicyConfig {
     pub name: String,
     #[serde(default)]
     pub enable_call_park: bool,
@@ -205,7 +205,7 @@ pub struct PolicyConfig {
 /// the `[park]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LotConfig {
+pub(crate) struct LotConfig {
     pub name: String,
     /// What parks into this lot; `<park_code>-<name>` when unset.
     #[serde(default)]
@@ -309,7 +309,7 @@ fn default_app() -> String {
 
 impl PbxConfig {
     /// The dial string a PBX of `kind` uses to reach this pool's orbits.
-    pub fn reach_from(&self, kind: PbxKind) -> Option<&str> {
+    pub(crate) fn reach_from(&self, kind: PbxKind) -> Option<&str> {
         match self.reach.as_ref()? {
             Reach::Any(d) => Some(d),
             Reach::ByKind(k) => match kind {
@@ -335,7 +335,7 @@ impl PbxConfig {
 /// `[[orbit_range]]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OrbitRangeConfig {
+pub(crate) struct OrbitRangeConfig {
     pub name: String,
     pub first: String,
     pub last: String,
@@ -450,7 +450,11 @@ impl Config {
     }
 
     /// Checks every rule; `text` is the file's text, used to find the line of a key.
-    pub fn validate(raw: RawConfig, file: &str, text: Option<&str>) -> Result<Config, ConfigError> {
+    pub(crate) fn validate(
+        raw: RawConfig,
+        file: &str,
+        text: Option<&str>,
+    ) -> Result<Config, ConfigError> {
         let bad = |key: String, message: String| {
             // A value from the environment has no line in the file: name the variable instead.
             let var = format!("CALLPARK_{}", key.replace('.', "__").to_uppercase());
@@ -832,7 +836,7 @@ impl Config {
     }
 
     /// The settings of a lot by name (`None` or an unknown name: `[park]`).
-    pub fn lot_park(&self, lot: Option<&str>) -> &ParkConfig {
+    pub(crate) fn lot_park(&self, lot: Option<&str>) -> &ParkConfig {
         lot.and_then(|l| self.lot(l))
             .map_or(&self.park, |l| &l.park)
     }
@@ -843,7 +847,7 @@ impl Config {
     }
 
     /// The SQLite file.
-    pub fn database_path(&self) -> PathBuf {
+    pub(crate) fn database_path(&self) -> PathBuf {
         self.service
             .database
             .clone()

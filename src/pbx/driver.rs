@@ -12,7 +12,7 @@ use super::{Held, Output, PbxError, PbxEvent, Translator};
 use crate::park::Command;
 
 /// What a transport hands the loop.
-pub enum Incoming<T: Translator> {
+pub(crate) enum Incoming<T: Translator> {
     Wire(T::Wire),
     Reply(T::Request, T::Reply),
     /// The connection dropped; why. Requests under way are failed when the driver then
@@ -23,7 +23,7 @@ pub enum Incoming<T: Translator> {
 }
 
 /// The I/O half of an adapter.
-pub trait Transport: Send + 'static {
+pub(crate) trait Transport: Send + 'static {
     type Tr: Translator;
 
     /// Whether a reply proves the event stream alive: true where replies come over the same

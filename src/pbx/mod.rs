@@ -5,12 +5,12 @@
 //!   in; core [`Event`]s and wire requests come out. It holds what the adapter must remember
 //!   between events (which channels are answered, which playback ends in a hang-up), typed.
 //!   It is unit-tested on captured frames without a PBX.
-//! - a **driver** ([`Transport`] plus [`drive`]): owns the sockets, sends the translator's
+//! - a **driver** (`Transport` plus `drive`): owns the sockets, sends the translator's
 //!   requests, hands back wire events and replies in the order they arrived, reconnects with
-//!   backoff. [`drive`] is the same loop for every PBX.
+//!   backoff. `drive` is the same loop for every PBX.
 //!
 //! `asterisk` speaks ARI (REST + websocket), `freeswitch` the event socket. Nothing above this
-//! module knows which one it drives: the service hands [`drive`] two channels and runs the core.
+//! module knows which one it drives: the service hands `drive` two channels and runs the core.
 
 pub mod asterisk;
 mod driver;
@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 
 use crate::park::{ChannelId, Command, Event};
 
-pub use driver::{Incoming, PROBE_TIMEOUT, QUIET, Transport, drive};
+pub(crate) use driver::{Incoming, Transport, drive};
+pub use driver::{PROBE_TIMEOUT, QUIET};
 
 /// What an adapter reports to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +154,7 @@ pub trait Pbx: Send + 'static {
 /// The adapter for one `[[pbx]]` entry. Built once per pool, so the size of its variants
 /// does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum Adapter {
+pub(crate) enum Adapter {
     Asterisk(asterisk::Asterisk),
     Freeswitch(freeswitch::Freeswitch),
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::park::Millis;
 
 /// Wall-clock time in ms since the Unix epoch.
-pub fn system_now() -> Millis {
+pub(crate) fn system_now() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often an idle pool loop turns when nothing asks for a shorter period.
-pub const TURN_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const TURN_EVERY: Duration = Duration::from_secs(1);
 
 /// Every pool's liveness. Cloning shares it.
 #[derive(Clone, Debug)]
@@ -42,11 +42,11 @@ struct PoolState {
 }
 
 /// Upper bounds (seconds) of the store-commit histogram's buckets.
-pub const COMMIT_BUCKETS: [f64; 10] = [
+pub(crate) const COMMIT_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// One pool's store commits: cumulative counts per bucket of [`COMMIT_BUCKETS`] (then all),
+/// One pool's store commits: cumulative counts per bucket of `COMMIT_BUCKETS` (then all),
 /// and the sum of their durations in seconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commits {
@@ -120,7 +120,7 @@ impl Health {
     }
 
     /// The pools not (yet) connected and restored, by name.
-    pub fn not_ready(&self) -> Vec<String> {
+    pub(crate) fn not_ready(&self) -> Vec<String> {
         lock(&self.inner.pools)
             .iter()
             .filter(|(_, p)| !p.ready.load(Ordering::Acquire))

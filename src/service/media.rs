@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::store::{Media, Store, StoreError};
 
 /// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<(String, u64), std::io::Error> {
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64), std::io::Error> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -27,7 +27,7 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64), std::io::Error> {
 
 /// Keeps `source` in `<data_dir>/moh/` and returns the kept copy's path. The copy is named by
 /// its checksum, so a changed file gets a new name and an unchanged one is not copied again.
-pub async fn keep_moh_file(
+pub(crate) async fn keep_moh_file(
     store: &Store,
     data_dir: &Path,
     source: &Path,
@@ -63,7 +63,7 @@ pub async fn keep_moh_file(
 }
 
 /// Checks every stored media file against its checksum; returns the problems found.
-pub async fn verify_media(store: &Store) -> Result<Vec<String>, StoreError> {
+pub(crate) async fn verify_media(store: &Store) -> Result<Vec<String>, StoreError> {
     let mut problems = Vec::new();
     for m in store.media().await? {
         match sha256_file(Path::new(&m.path)) {
@@ -80,7 +80,7 @@ pub async fn verify_media(store: &Store) -> Result<Vec<String>, StoreError> {
 
 /// Copies the database (consistently, while in use) and every media file into `dest`, and
 /// checks the copies' checksums.
-pub async fn backup(store: &Store, dest: &Path) -> Result<Vec<PathBuf>, StoreError> {
+pub(crate) async fn backup(store: &Store, dest: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| StoreError::Io { path, source }

@@ -44,7 +44,7 @@ pub fn now_ms() -> Millis {
 
 /// The core's settings of one lot (`[park]`, or a lot's); `moh_file` is the stored copy of
 /// its custom music file.
-pub fn settings_of(p: &ParkConfig, moh_file: Option<String>) -> Settings {
+pub(crate) fn settings_of(p: &ParkConfig, moh_file: Option<String>) -> Settings {
     let moh = if !p.music_on_hold {
         Moh::Off
     } else if let Some(f) = moh_file {
@@ -64,21 +64,16 @@ pub fn settings_of(p: &ParkConfig, moh_file: Option<String>) -> Settings {
     }
 }
 
-/// The general settings (`[park]`) with a custom file's stored copy.
-pub fn settings_from(cfg: &Config, moh_file: Option<String>) -> Settings {
-    settings_of(&cfg.park, moh_file)
-}
-
 /// Every lot's settings: the general lot's and each `[[lot]]`'s.
 #[derive(Debug, Clone, Default)]
-pub struct CoreSettings {
+pub(crate) struct CoreSettings {
     pub general: Settings,
     pub lots: HashMap<String, Settings>,
 }
 
 /// Builds a pool's core from the store: every stored call of the pool is restored with its
 /// deadline. Calls whose orbit left the configuration are ended and logged.
-pub async fn restore_core(
+pub(crate) async fn restore_core(
     store: &Store,
     cfg: &Config,
     pool: &str,
@@ -114,7 +109,7 @@ pub async fn restore_core(
 }
 
 /// How often the event log is pruned of entries older than `[service] keep_log`, at most.
-pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+pub(crate) const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How often a log kept for `keep` is pruned: hourly, or every tenth of `keep` when that is
 /// sooner, so the store holds at most about 1.1 × `keep` of entries (a `"1h"` log pruned only
@@ -202,7 +197,7 @@ pub async fn run_pool<P: Pbx>(
 }
 
 /// [`run_pool`] that also takes operators' requests from `control`.
-pub async fn run_pool_controlled<P: Pbx>(
+pub(crate) async fn run_pool_controlled<P: Pbx>(
     mut core: ParkCore,
     store: Store,
     pbx: P,

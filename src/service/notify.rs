@@ -4,7 +4,7 @@
 //! a paused clock.
 //!
 //! [`Notifier::run`] sends `READY=1` once every pool is connected and restored, `WATCHDOG=1`
-//! every half watchdog interval while no pool loop is stuck (see [`Notifier::stuck_after`]),
+//! every half watchdog interval while no pool loop is stuck (see `Notifier::stuck_after`),
 //! and `STOPPING=1` when the service stops. Without `NOTIFY_SOCKET` there is no notifier.
 
 use std::collections::BTreeSet;
@@ -113,7 +113,7 @@ pub struct Notifier<S = NotifySocket> {
 
 impl Notifier<NotifySocket> {
     /// The notifier this process's environment asks for; `None` without `NOTIFY_SOCKET`.
-    pub fn from_env() -> Result<Option<Notifier>, NotifyError> {
+    pub(crate) fn from_env() -> Result<Option<Notifier>, NotifyError> {
         Notifier::from_vars(
             |name| match std::env::var(name) {
                 Ok(v) => Ok(Some(v)),
@@ -128,7 +128,7 @@ impl Notifier<NotifySocket> {
     /// `NOTIFY_SOCKET` unset or empty: none. `WATCHDOG_USEC` counts only when `WATCHDOG_PID`
     /// is unset or `pid` (systemd's rule: the variables may have been inherited from a parent
     /// that systemd watches, and then they are not ours).
-    pub fn from_vars(
+    pub(crate) fn from_vars(
         var: impl Fn(&'static str) -> Result<Option<String>, NotifyError>,
         pid: u32,
     ) -> Result<Option<Notifier>, NotifyError> {
@@ -168,7 +168,7 @@ impl<S: Sink> Notifier<S> {
 
     /// How often `WATCHDOG=1` goes out: half the interval, as sd_watchdog_enabled(3) advises,
     /// so one late ping does not get us killed.
-    pub fn ping_every(&self) -> Option<Duration> {
+    pub(crate) fn ping_every(&self) -> Option<Duration> {
         self.watchdog.map(|w| (w / 2).max(Duration::from_millis(1)))
     }
 
@@ -177,12 +177,12 @@ impl<S: Sink> Notifier<S> {
     /// than `t + W/2`, and systemd kills and restarts us before `t + 3W/2`. The full interval
     /// as the bound would only stretch that to `2W`; a much shorter one would take a slow but
     /// healthy step (an SQLite write behind a checkpoint) for a hang.
-    pub fn stuck_after(&self) -> Option<Duration> {
+    pub(crate) fn stuck_after(&self) -> Option<Duration> {
         self.ping_every()
     }
 
     /// The period pool loops should turn at when idle: at most a second, and at most a
-    /// quarter of [`Notifier::stuck_after`], so that an idle pool whose turns are delayed
+    /// quarter of `Notifier::stuck_after`, so that an idle pool whose turns are delayed
     /// (a busy machine) is still far from looking stuck.
     pub fn turn_every(&self) -> Duration {
         self.stuck_after()

@@ -16,14 +16,14 @@ use crate::park::{Change, ChannelId, GENERAL_LOT, LogEvent, LogKind, Millis, Par
 
 /// The upper bounds (ms) of the time-to-retrieve histogram's buckets; a wait above the last
 /// is counted under [`WAIT_INF`].
-pub const WAIT_BUCKETS_MS: [i64; 8] = [
+pub(crate) const WAIT_BUCKETS_MS: [i64; 8] = [
     5_000, 10_000, 30_000, 60_000, 90_000, 120_000, 300_000, 600_000,
 ];
 /// The bucket of the waits above every bound (`le="+Inf"`).
-pub const WAIT_INF: i64 = i64::MAX;
+pub(crate) const WAIT_INF: i64 = i64::MAX;
 
 /// The write-ahead log's size beyond which a checkpoint empties it ([`Store::checkpoint`]).
-pub const WAL_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+pub(crate) const WAL_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// One frame of the log: a 4 KiB page and its 24-byte header.
 const WAL_FRAME_BYTES: i64 = 4096 + 24;
 
@@ -38,7 +38,7 @@ fn wait_bucket(ms: i64) -> i64 {
 
 /// One page of the event log, read in one statement so that the two agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogPage {
+pub(crate) struct LogPage {
     /// The oldest entry the store keeps (the next id to come when none is kept): entries
     /// before it were pruned (`[service] keep_log`).
     pub oldest: i64,
@@ -48,7 +48,7 @@ pub struct LogPage {
 
 /// One bucket of the time-to-retrieve histogram as stored (not cumulative).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitBucket {
+pub(crate) struct WaitBucket {
     pub pool: String,
     /// The lot's name (`general` for the ranges without one).
     pub lot: String,
@@ -273,7 +273,7 @@ impl Store {
     /// A number that moves with every commit changing the parked calls or the log: a list
     /// read after reading it is at least as new as it ([`Store::apply`] bumps it in the
     /// same transaction).
-    pub async fn generation(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn generation(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT n FROM store_generation WHERE id = 1")
                 .fetch_one(&self.db)
@@ -326,7 +326,7 @@ impl Store {
     }
 
     /// Drops calls the core would not take back (their orbit left the table), logging why.
-    pub async fn drop_calls(
+    pub(crate) async fn drop_calls(
         &self,
         pool: &str,
         calls: &[ParkedCall],
@@ -379,7 +379,7 @@ impl Store {
     }
 
     /// Records the orbit table as configured now.
-    pub async fn save_orbit_table(&self, table: &OrbitTable) -> Result<(), StoreError> {
+    pub(crate) async fn save_orbit_table(&self, table: &OrbitTable) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM orbit_range")
             .execute(&mut *tx)
@@ -407,7 +407,7 @@ impl Store {
     /// Log entries after `id`, oldest first, at most `limit`, with the oldest id the store
     /// keeps (the event stream's resume): when `id` is below `oldest - 1`, entries between
     /// them were pruned and the page does not follow on from `id`.
-    pub async fn log_page(&self, id: i64, limit: i64) -> Result<LogPage, StoreError> {
+    pub(crate) async fn log_page(&self, id: i64, limit: i64) -> Result<LogPage, StoreError> {
         type Row = (
             i64,
             Millis,
@@ -475,7 +475,7 @@ impl Store {
 
     /// The time-to-retrieve histogram as kept by [`Store::apply`]: each retrieve's wait, from
     /// the call's park to its retrieve, counted in its bucket per pool and lot.
-    pub async fn retrieve_waits(&self) -> Result<Vec<WaitBucket>, StoreError> {
+    pub(crate) async fn retrieve_waits(&self) -> Result<Vec<WaitBucket>, StoreError> {
         let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
             "SELECT pool, lot, le_ms, n, sum_ms FROM retrieve_wait ORDER BY pool, lot, le_ms",
         )
@@ -521,14 +521,14 @@ impl Store {
     }
 
     /// Number of calls held per orbit range name.
-    pub async fn used_per_orbit(&self) -> Result<Vec<String>, StoreError> {
+    pub(crate) async fn used_per_orbit(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT orbit FROM parked_call WHERE orbit IS NOT NULL")
             .fetch_all(&self.db)
             .await?;
         Ok(rows.into_iter().map(|r| r.get("orbit")).collect())
     }
 
-    pub async fn put_media(&self, m: &Media, now: Millis) -> Result<(), StoreError> {
+    pub(crate) async fn put_media(&self, m: &Media, now: Millis) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO media (name, path, sha256, size, stored_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256,
@@ -560,7 +560,7 @@ impl Store {
     }
 
     /// A consistent copy of the database while it is in use (`VACUUM INTO`).
-    pub async fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+    pub(crate) async fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
         sqlx::query("VACUUM INTO ?")
             .bind(dest.to_string_lossy().to_string())
             .execute(&self.db)
@@ -570,7 +570,7 @@ impl Store {
 
     /// Copies the write-ahead log into the database without waiting for (or blocking)
     /// writers; the service calls it every few seconds, off the park path. A log grown past
-    /// [`WAL_LIMIT_BYTES`] is emptied: see [`Store::checkpoint_within`].
+    /// `WAL_LIMIT_BYTES` is emptied: see [`Store::checkpoint_within`].
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         self.checkpoint_within(WAL_LIMIT_BYTES / WAL_FRAME_BYTES)
             .await

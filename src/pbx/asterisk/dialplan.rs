@@ -3,18 +3,18 @@
 use std::fmt::Write;
 
 use crate::config::{Config, ParkConfig, PbxKind};
-use crate::orbit::pattern::{self, Letters};
+use crate::lint::pattern::{self, Letters};
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
 
 /// The device whose state lights busy-lamp keys for an orbit (`Stasis:callpark-701`).
-pub fn device_name(orbit: Orbit) -> String {
+pub(crate) fn device_name(orbit: Orbit) -> String {
     format!("Stasis:callpark-{orbit}")
 }
 
 /// The device of a hint line for `exten` (an orbit or a pattern of orbits): a pattern's
 /// `${EXTEN}` is expanded when Asterisk makes the subscribed orbit's own hint from it.
-pub fn hint_device(exten: &str) -> String {
+pub(crate) fn hint_device(exten: &str) -> String {
     if exten.starts_with('_') {
         "Stasis:callpark-${EXTEN}".to_string()
     } else {
@@ -23,7 +23,7 @@ pub fn hint_device(exten: &str) -> String {
 }
 
 /// Asterisk patterns that together match exactly the orbits of `span`.
-pub fn span_patterns(span: &Span) -> Vec<String> {
+pub(crate) fn span_patterns(span: &Span) -> Vec<String> {
     pattern::asterisk_patterns(
         span.first.prefix().as_str(),
         span.first.digits(),

@@ -20,7 +20,7 @@ use crate::pbx::{Incoming, Transport};
 /// How long opening the events websocket may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-pub struct AriTransport {
+pub(crate) struct AriTransport {
     ari: Ari,
     app: String,
     ws: Option<WebSocket>,

@@ -143,13 +143,13 @@ pub enum AriEvent {
 
 /// `GET /channels/{id}/variable`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Variable {
+pub(crate) struct Variable {
     pub value: String,
 }
 
 /// An ARI error body, e.g. `{"message":"Channel not found"}`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct AriMessage {
+pub(crate) struct AriMessage {
     pub message: String,
 }
 

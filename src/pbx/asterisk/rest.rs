@@ -51,7 +51,7 @@ impl AriError {
         self.status() == Some(StatusCode::NOT_FOUND)
     }
 
-    pub fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         matches!(self, AriError::Lost { .. })
     }
 
@@ -82,7 +82,7 @@ impl Ari {
 
     /// A fresh connection pool: after Asterisk stopped answering, the kept-alive connections
     /// may be dead ones that only a 10 s timeout each would reveal.
-    pub fn renew(&mut self) {
+    pub(crate) fn renew(&mut self) {
         self.http = Self::client();
     }
 
@@ -104,12 +104,12 @@ impl Ari {
     }
 
     /// The websocket URL for the events of `app`.
-    pub fn events_url(&self, app: &str) -> String {
+    pub(crate) fn events_url(&self, app: &str) -> String {
         let ws = self.base.replacen("http", "ws", 1);
         format!("{ws}/ari/events?app={app}&subscribeAll=false")
     }
 
-    pub fn credentials(&self) -> (&str, &str) {
+    pub(crate) fn credentials(&self) -> (&str, &str) {
         (&self.user, &self.pass)
     }
 

@@ -24,8 +24,8 @@ use crate::park::{
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Sounds of Asterisk's core sound set that callpark plays.
-pub const SOUND_ORBIT_EMPTY: &str = "sound:pbx-invalidpark";
-pub const SOUND_PARK_FAILED: &str = "sound:pbx-parkingfailed";
+pub(crate) const SOUND_ORBIT_EMPTY: &str = "sound:pbx-invalidpark";
+pub(crate) const SOUND_PARK_FAILED: &str = "sound:pbx-parkingfailed";
 
 /// What the translator needs to know of its `[[pbx]]`.
 #[derive(Debug, Clone)]

@@ -10,21 +10,21 @@ use std::fmt::Write;
 
 use super::translate::{SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED};
 use crate::config::{Config, ParkConfig, PbxKind};
+use crate::lint::pattern::regex_alternatives;
 use crate::orbit::Span;
-use crate::orbit::pattern::regex_alternatives;
 use crate::park::Destination;
 
 /// Seconds a parked call waits for callpark before the include's fallback takes it. FreeSWITCH
 /// schedules in whole seconds, so `+3` fires 2 to 3 s later; callpark normally takes a call
 /// within milliseconds.
-pub const TAKEOVER_SECS: u32 = 3;
+pub(crate) const TAKEOVER_SECS: u32 = 3;
 
 /// Where FreeSWITCH sends a held call whose bridge lost its other side as it started (the
 /// other side's `rdnis`; see `generate`): parked again, in callpark's hands.
-pub const RETURN_EXTEN: &str = "callpark-return";
+pub(crate) const RETURN_EXTEN: &str = "callpark-return";
 
 /// A regex matching exactly the orbits of `span` (anchored, one capture group).
-pub fn span_regex(span: &Span) -> String {
+pub(crate) fn span_regex(span: &Span) -> String {
     let alts = regex_alternatives(
         span.first.prefix().as_str(),
         span.first.digits(),

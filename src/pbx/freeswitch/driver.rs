@@ -80,7 +80,7 @@ impl Drop for Conn {
     }
 }
 
-pub struct EslTransport {
+pub(crate) struct EslTransport {
     addr: String,
     password: String,
     conn: Option<Conn>,
@@ -213,7 +213,7 @@ async fn door(sock: TcpStream, tx: mpsc::Sender<Door>) {
         Ok(Some(Ok(f))) if f.content_type() == "command/reply" => f,
         _ => return,
     };
-    let mut ev = match FsEvent::from_plain(frame.head().as_bytes()) {
+    let mut ev = match FsEvent::from_connect_reply(&frame) {
         Ok(ev) => ev,
         Err(e) => {
             warn!("an outbound connection's channel cannot be read ({e})");

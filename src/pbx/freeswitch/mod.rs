@@ -2,14 +2,14 @@
 //! socket FreeSWITCH already has, subscribes to the events of the channels its include file
 //! marks, and sends `api`/`bgapi` commands on the same connection.
 //!
-//! `codec` frames the protocol, `model` reads events, `translate` is the pure half (tested
-//! without FreeSWITCH), `driver` the socket half.
+//! `codec` frames the protocol and `model` reads events (both from the `callpark-esl` crate),
+//! `translate` is the pure half (tested without FreeSWITCH), `driver` the socket half.
 
-pub mod codec;
 pub mod dialplan;
 mod driver;
-pub mod model;
 pub mod translate;
+
+pub use callpark_esl::{codec, model};
 
 use tokio::sync::mpsc;
 

@@ -24,18 +24,18 @@ use crate::park::{
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
-pub const SOUND_ORBIT_EMPTY: &str = "ivr/ivr-that_was_an_invalid_entry.wav";
-pub const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav";
+pub(crate) const SOUND_ORBIT_EMPTY: &str = "ivr/ivr-that_was_an_invalid_entry.wav";
+pub(crate) const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav";
 
 /// The events callpark subscribes to.
 /// PRESENCE_PROBE: sofia answers a phone's SUBSCRIBE with an empty (idle) NOTIFY and asks
 /// for the presence; it keeps none of the PRESENCE_IN callpark sent before (seen on
 /// FreeSWITCH 1.11), so callpark answers the probe of a lit orbit.
-pub const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
+pub(crate) const EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_HANGUP BACKGROUND_JOB PRESENCE_PROBE";
 
 /// Only channels marked by the include file or by an originate, and our jobs' results: a busy
 /// FreeSWITCH's other calls never cross the socket.
-pub const FILTERS: [&str; 4] = [
+pub(crate) const FILTERS: [&str; 4] = [
     "filter variable_callpark_action /./",
     "filter variable_callpark_leg /./",
     "filter Event-Name BACKGROUND_JOB",
@@ -45,7 +45,7 @@ pub const FILTERS: [&str; 4] = [
 /// The events someone waits on callpark for: a park or a retrieve dialled, a transferred
 /// call's music (its park), a ringback leg answered (parked), a call gone, an originate that
 /// failed. The driver's wake-up connections listen for these only (see `driver.rs`).
-pub const WAKE_EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_HANGUP BACKGROUND_JOB";
+pub(crate) const WAKE_EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_HANGUP BACKGROUND_JOB";
 
 /// What the translator needs to know of its `[[pbx]]`.
 #[derive(Debug, Clone)]

@@ -64,7 +64,7 @@ impl RunSet {
         self.runs.get(i).is_some_and(|r| r.0 <= v)
     }
 
-    pub fn intersect(&self, other: &RunSet) -> RunSet {
+    pub(crate) fn intersect(&self, other: &RunSet) -> RunSet {
         let (a, b) = (&self.runs, &other.runs);
         let (mut i, mut j) = (0, 0);
         let mut out = RunSet::new();
@@ -83,7 +83,7 @@ impl RunSet {
         out
     }
 
-    pub fn union(&self, other: &RunSet) -> RunSet {
+    pub(crate) fn union(&self, other: &RunSet) -> RunSet {
         let mut all: Vec<(u64, u64)> = self.runs.iter().chain(&other.runs).copied().collect();
         all.sort_unstable();
         let mut out = RunSet::new();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::{Finding, Report};
 
 /// The rule name of a finding for orbits that no rule takes (callpark's extension missing).
-pub const NO_EXTENSION: &str = "(no extension)";
+pub(crate) const NO_EXTENSION: &str = "(no extension)";
 
 /// The caught runs of a finding as (first, last) texts, ordered by target.
 pub fn caught_texts(

@@ -9,7 +9,7 @@
 //! number of orbits, and the answer is the exact set, as maximal runs.
 //!
 //! Patterns that no DFA can hold (backreferences, look-around, atomic groups) are run with
-//! fancy-regex on each orbit of a range of at most [`MAX_ENUMERATE`] orbits, and otherwise
+//! fancy-regex on each orbit of a range of at most `MAX_ENUMERATE` orbits, and otherwise
 //! reported as undecided.
 
 use std::collections::HashMap;
@@ -23,12 +23,12 @@ use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
 
 use super::runs::RunSet;
-use crate::orbit::Span;
+use callpark_core::orbit::Span;
 
 /// Largest range the fallbacks evaluate orbit by orbit.
-pub const MAX_ENUMERATE: u64 = 1_000_000;
+pub(crate) const MAX_ENUMERATE: u64 = 1_000_000;
 /// Largest number of separate runs one answer may have before the lint gives up on listing it.
-pub const MAX_RUNS: usize = 100_000;
+pub(crate) const MAX_RUNS: usize = 100_000;
 /// Room for the lazy DFA of one pattern; far above what dial-plan patterns need.
 const DFA_CACHE_BYTES: usize = 8 << 20;
 
@@ -53,7 +53,7 @@ impl NumRange {
         }
     }
 
-    pub fn from_span(span: &Span) -> NumRange {
+    pub(crate) fn from_span(span: &Span) -> NumRange {
         NumRange::new(
             span.first.prefix().as_str(),
             span.first.digits(),
@@ -102,7 +102,7 @@ pub enum Dialect {
 }
 
 /// The span of each group of one match (group 0 is the match; `None`: did not take part).
-pub type Groups = Vec<Option<(usize, usize)>>;
+pub(crate) type Groups = Vec<Option<(usize, usize)>>;
 
 /// Why the lint could not decide a pattern against a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +280,7 @@ impl Matcher {
     }
 
     /// The parsed pattern, when it is one a DFA holds.
-    pub fn hir(&self) -> Option<&Hir> {
+    pub(crate) fn hir(&self) -> Option<&Hir> {
         match &self.kind {
             Kind::Dfa { hir, .. } => Some(hir),
             Kind::Fancy { .. } => None,
@@ -372,7 +372,7 @@ impl Matcher {
     }
 
     /// Group names by index (index 0 is the whole match).
-    pub fn group_names(&self) -> Vec<Option<String>> {
+    pub(crate) fn group_names(&self) -> Vec<Option<String>> {
         match &self.kind {
             Kind::Dfa { hir, .. } => {
                 let mut names = vec![None];

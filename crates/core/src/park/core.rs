@@ -9,12 +9,39 @@ use super::policy::{GENERAL_LOT, PolicySet};
 use super::types::*;
 
 /// The orbits one pool owns, with which of them are free.
+///
+/// ```
+/// use callpark_core::orbit::{OrbitRange, OrbitTable};
+/// use callpark_core::park::PoolOrbits;
+///
+/// let range = |name: &str, span: &str, lot: Option<&str>| OrbitRange {
+///     name: name.into(),
+///     span: span.parse().unwrap(),
+///     pool: "pbx1".into(),
+///     lot: lot.map(Into::into),
+/// };
+/// let table = OrbitTable::new(vec![
+///     range("general", "701-703", None),
+///     range("sales", "801-899", Some("sales")),
+/// ])?;
+/// let mut orbits = PoolOrbits::new(&table, "pbx1");
+/// assert_eq!(orbits.allocate(Some("sales")), Some("801".parse()?));
+/// assert_eq!(orbits.allocate(None), Some("701".parse()?));
+/// // A directed park takes a named orbit: `Some(false)` when it is in use already.
+/// assert_eq!(orbits.take("702".parse()?), Some(true));
+/// assert_eq!(orbits.take("702".parse()?), Some(false));
+/// assert_eq!(orbits.allocate(None), Some("703".parse()?));
+/// assert!(orbits.release("701".parse()?));
+/// assert_eq!(orbits.allocate(None), Some("701".parse()?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PoolOrbits {
     ranges: Vec<(OrbitRange, FreeSet)>,
 }
 
 impl PoolOrbits {
+    /// The ranges of `table` that `pool` owns, every orbit free.
     pub fn new(table: &OrbitTable, pool: &str) -> PoolOrbits {
         PoolOrbits {
             ranges: table
@@ -30,7 +57,7 @@ impl PoolOrbits {
     }
 
     /// The lowest free orbit of the ranges whose lot (`None`: the general lot) `pick` takes.
-    pub fn allocate_where(&mut self, pick: impl Fn(Option<&str>) -> bool) -> Option<Orbit> {
+    pub(crate) fn allocate_where(&mut self, pick: impl Fn(Option<&str>) -> bool) -> Option<Orbit> {
         for (r, free) in &mut self.ranges {
             if !pick(r.lot.as_deref()) {
                 continue;
@@ -68,6 +95,7 @@ impl PoolOrbits {
         }
     }
 
+    /// Whether `orbit` is one of this pool's.
     pub fn owns(&self, orbit: Orbit) -> bool {
         self.ranges.iter().any(|(r, _)| r.span.contains(orbit))
     }
@@ -87,7 +115,8 @@ enum Role {
     Leg,
 }
 
-/// The park state machine of one pool.
+/// The park state machine of one pool: see the [module docs](crate::park) and the
+/// [crate example](crate).
 #[derive(Debug, Clone)]
 pub struct ParkCore {
     /// The general lot's settings (`[park]`), and each named lot's.
@@ -107,6 +136,8 @@ pub struct ParkCore {
 }
 
 impl ParkCore {
+    /// A core with no call, parking on `orbits` for the users `policies` allow, with the
+    /// general lot's `settings`.
     pub fn new(settings: Settings, policies: PolicySet, orbits: PoolOrbits) -> ParkCore {
         ParkCore {
             settings: Arc::new(settings),
@@ -158,11 +189,6 @@ impl ParkCore {
         &self.settings
     }
 
-    /// The settings of a lot (`None`: the general lot).
-    pub fn lot_settings(&self, lot: Option<&str>) -> &Settings {
-        lot.and_then(|l| self.lots.get(l)).unwrap_or(&self.settings)
-    }
-
     fn cfg(&self, lot: Option<&str>) -> Arc<Settings> {
         lot.and_then(|l| self.lots.get(l))
             .unwrap_or(&self.settings)
@@ -174,18 +200,22 @@ impl ParkCore {
         self.cfg(self.calls.get(ch).and_then(|c| c.lot.as_deref()))
     }
 
+    /// The pool's orbits and which of them are in use.
     pub fn orbits(&self) -> &PoolOrbits {
         &self.orbits
     }
 
+    /// Every call the core holds (parked, ringing back, being connected or returned).
     pub fn calls(&self) -> impl Iterator<Item = &ParkedCall> {
         self.calls.values()
     }
 
+    /// The call whose parked channel is `channel`.
     pub fn call(&self, channel: &ChannelId) -> Option<&ParkedCall> {
         self.calls.get(channel)
     }
 
+    /// The call on `orbit`.
     pub fn call_on(&self, orbit: Orbit) -> Option<&ParkedCall> {
         self.by_orbit.get(&orbit).and_then(|c| self.calls.get(c))
     }

@@ -18,8 +18,8 @@ use super::runs::RunSet;
 use super::{Certainty, LintError, Report, Source};
 
 /// Lync's defaults when a rule gives no `-Pattern` / `-Translation`.
-pub const DEFAULT_PATTERN: &str = r"^(\d{11})$";
-pub const DEFAULT_TRANSLATION: &str = "+$1";
+pub(crate) const DEFAULT_PATTERN: &str = r"^(\d{11})$";
+pub(crate) const DEFAULT_TRANSLATION: &str = "+$1";
 
 /// One normalization rule as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -604,7 +604,7 @@ fn dotnet_numbering(names: &[Option<String>]) -> Vec<usize> {
 }
 
 /// Parses a .NET substitution (`$1`, `${name}`, `$$`, `$&`, ...) against the pattern's groups.
-pub fn parse_translation(t: &str, names: &[Option<String>]) -> Vec<Part> {
+pub(crate) fn parse_translation(t: &str, names: &[Option<String>]) -> Vec<Part> {
     let numbering = dotnet_numbering(names);
     let mut parts: Vec<Part> = Vec::new();
     let mut lit = String::new();

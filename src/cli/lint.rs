@@ -1,4 +1,5 @@
-//! The `callpark lint` command: reads the files, runs the checks, prints, picks the exit code.
+//! `callpark lint`: reads the files and the orbit table (from `--orbits` or the configuration),
+//! runs the checks of the `callpark-lint` crate, prints, picks the exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,8 +7,8 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 
-use super::{LintError, Report, Target, asterisk, freeswitch, lync, report};
 use crate::config::Config;
+use crate::lint::{LintError, Report, Target, asterisk, freeswitch, lync, report};
 use crate::orbit::OrbitTable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,7 +137,7 @@ fn orbit_table(args: &LintArgs, config: &Path) -> Result<OrbitTable, LintError> 
                     "give either --config or --orbits, not both".into(),
                 ));
             }
-            super::orbits_from_list(list)
+            crate::lint::orbits_from_list(list)
         }
         None => Config::load(config).map(|c| c.orbits).map_err(|e| {
             LintError::Orbits(format!(
@@ -196,8 +197,8 @@ pub fn lint(args: &LintArgs, table: &OrbitTable) -> Result<Report, LintError> {
 
 /// Whether a finding makes the run fail under `--fail-on` (empty: every finding does). An
 /// undecided finding always does: the lint could not prove the orbits safe.
-pub fn fails(f: &super::Finding, fail_on: &[FailOn]) -> bool {
-    use super::{Certainty, Kind};
+pub fn fails(f: &crate::lint::Finding, fail_on: &[FailOn]) -> bool {
+    use crate::lint::{Certainty, Kind};
     if fail_on.is_empty() || f.certainty == Certainty::Undecided {
         return true;
     }

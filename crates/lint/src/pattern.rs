@@ -1,17 +1,18 @@
 //! Dial patterns for runs of orbits: a run `[lo, hi]` of fixed-width numbers is split into
 //! pieces, each a sequence of digit classes, whose union is exactly the run.
 //!
-//! The generated Asterisk include routes orbit ranges with these patterns and the lint writes
-//! its fixes with them; sharing one split keeps the two from disagreeing about which numbers a
-//! range covers. Regex spellings of the pieces are the lint's own business (`lint::fix`).
+//! The include files callpark generates (`callpark dialplan asterisk|freeswitch`) route orbit
+//! ranges with these patterns and the lint writes its fixes with them; sharing one split keeps
+//! the two from disagreeing about which numbers a range covers. How the fixes assemble the
+//! pieces is the lint's own business ([`crate::fix`]).
 
 /// One digit position: the inclusive range of digits (0-9) it accepts.
-pub type DigitClass = (u8, u8);
+pub(crate) type DigitClass = (u8, u8);
 
 /// Splits `[lo, hi]` (both written with `width` digits, zero-padded) into sequences of digit
 /// classes whose union is exactly the range: the classic split at the first digit where the
 /// bounds differ.
-pub fn range_pieces(width: u32, lo: u64, hi: u64) -> Vec<Vec<DigitClass>> {
+pub(crate) fn range_pieces(width: u32, lo: u64, hi: u64) -> Vec<Vec<DigitClass>> {
     let digits = |v: u64| -> Vec<u8> {
         format!("{v:0w$}", w = width as usize)
             .bytes()
@@ -116,7 +117,7 @@ fn regex_class(c: DigitClass) -> String {
 }
 
 /// A regex for one piece (`70[1-9]`, `7[1-9]\\d`), repeated classes counted (`\\d{2}`).
-pub fn regex_piece(p: &[DigitClass]) -> String {
+pub(crate) fn regex_piece(p: &[DigitClass]) -> String {
     let mut s = String::new();
     let mut i = 0;
     while i < p.len() {
@@ -139,7 +140,7 @@ pub fn regex_piece(p: &[DigitClass]) -> String {
 }
 
 /// Escapes the orbit prefix (`*`, `#`) for a regex.
-pub fn regex_prefix(prefix: &str) -> String {
+pub(crate) fn regex_prefix(prefix: &str) -> String {
     prefix
         .chars()
         .map(|c| match c {

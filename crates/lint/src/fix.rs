@@ -1,13 +1,13 @@
 //! Patterns that match exactly a run of numbers, for the fixes the lint proposes. The split
-//! into digit classes and their spellings are `orbit::pattern`'s, shared with the generated
+//! into digit classes and their spellings are [`crate::pattern`]'s, shared with the generated
 //! include files.
 
 use super::automaton::NumRange;
 use super::runs::RunSet;
-use crate::orbit::pattern::{self, Letters, regex_piece, regex_prefix};
+use crate::pattern::{self, Letters, regex_piece, regex_prefix};
 
 /// Alternatives (prefix included) that together match exactly the numbers of `runs`.
-pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
+pub(crate) fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
     let prefix = regex_prefix(&range.prefix);
     runs.runs()
         .iter()
@@ -25,19 +25,12 @@ pub fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
         .collect()
 }
 
-/// A regex (no anchors, no capture group) matching exactly the numbers of `runs` in `range`.
-pub fn runs_regex(range: &NumRange, runs: &RunSet) -> String {
-    let alts = runs_alternatives(range, runs);
-    if alts.len() == 1 {
-        alts[0].clone()
-    } else {
-        format!("(?:{})", alts.join("|"))
-    }
-}
-
 /// What a finding caught, range by range, as a fix should cover it: a long list of scattered
 /// runs is harder to read than the whole range, so more than 8 runs become the range.
-pub fn caught_parts(f: &super::Finding, targets: &[super::Target]) -> Vec<(NumRange, RunSet)> {
+pub(crate) fn caught_parts(
+    f: &super::Finding,
+    targets: &[super::Target],
+) -> Vec<(NumRange, RunSet)> {
     f.caught
         .iter()
         .map(|(t, s)| {
@@ -62,7 +55,7 @@ pub fn protecting_regex(parts: &[(NumRange, RunSet)]) -> String {
 
 /// The pattern of a protecting rule and what it passes on: group 1 (`$1`), or, when the
 /// pattern names one number, `^6000$` and the number itself, which reads better in a fix.
-pub fn protecting_pattern(parts: &[(NumRange, RunSet)]) -> (String, String) {
+pub(crate) fn protecting_pattern(parts: &[(NumRange, RunSet)]) -> (String, String) {
     if let [(r, s)] = parts
         && let [(a, b)] = s.runs()
         && a == b
@@ -86,6 +79,16 @@ pub fn asterisk_patterns(range: &NumRange, runs: &RunSet) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A regex (no anchors, no capture group) matching exactly the numbers of `runs` in `range`.
+    fn runs_regex(range: &NumRange, runs: &RunSet) -> String {
+        let alts = runs_alternatives(range, runs);
+        if alts.len() == 1 {
+            alts[0].clone()
+        } else {
+            format!("(?:{})", alts.join("|"))
+        }
+    }
 
     #[test]
     fn pieces_cover_exactly() {

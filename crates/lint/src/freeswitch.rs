@@ -120,7 +120,7 @@ pub struct Extension {
 
 impl Extension {
     /// Every condition, nested ones right after the one that holds them (document order).
-    pub fn all_conditions(&self) -> Vec<&Condition> {
+    pub(crate) fn all_conditions(&self) -> Vec<&Condition> {
         fn add<'a>(cs: &'a [Condition], out: &mut Vec<&'a Condition>) {
             for c in cs {
                 out.push(c);

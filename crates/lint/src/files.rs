@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Whether file name `s` matches `p`, where `*` is any run of characters and `?` one character.
 /// Only the last path component may hold them: that is what include globs use in practice.
-pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
+pub(crate) fn glob_match(p: &[u8], s: &[u8]) -> bool {
     match (p.first(), s.first()) {
         (None, None) => true,
         (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
@@ -18,7 +18,7 @@ pub fn glob_match(p: &[u8], s: &[u8]) -> bool {
 /// The files `path` names: when its file name has `*` or `?`, the matching entries of its
 /// directory, sorted (so includes are read in a stable order); otherwise `path` itself if it
 /// exists. Empty when nothing matches.
-pub fn expand(path: &Path) -> Vec<PathBuf> {
+pub(crate) fn expand(path: &Path) -> Vec<PathBuf> {
     let pattern = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -4,15 +4,37 @@
 //! first digit is not 0 and whose value is above 100 (`*92000`, `#6000`), or 1 to 9 digits whose
 //! first digit is not 0 (`300`, `41212`). Because the first digit is never 0, the number of digits
 //! follows from the value, so an orbit is fully described by its prefix and its value.
+//!
+//! Orbits come in [`Span`]s (`*700-*799`); a named span owned by a pool is an [`OrbitRange`],
+//! and the validated set of all ranges is the [`OrbitTable`]. Which orbits of a pool are free
+//! is [`PoolOrbits`](crate::park::PoolOrbits)'s business: a bitmap per range (`alloc.rs`).
+//!
+//! ```
+//! use callpark_core::orbit::{Orbit, Prefix, Span};
+//!
+//! let o: Orbit = "*701".parse()?;
+//! assert_eq!((o.prefix(), o.value(), o.digits()), (Prefix::Star, 701, 3));
+//! assert_eq!(o.to_string(), "*701");
+//! // The first digit is never 0, and a prefixed orbit is above 100.
+//! assert!("0701".parse::<Orbit>().is_err());
+//! assert!("*100".parse::<Orbit>().is_err());
+//!
+//! let span: Span = "*700-*799".parse()?;
+//! assert_eq!(span.len(), 100);
+//! assert!(span.contains(o));
+//! assert!(!span.contains("701".parse()?));
+//! assert_eq!(span.at(1), Some(o));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod alloc;
-pub mod pattern;
 
-pub use alloc::FreeSet;
+pub(crate) use alloc::FreeSet;
 
 use std::fmt;
 use std::str::FromStr;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -20,14 +42,19 @@ use thiserror::Error;
 pub const MAX_RANGE_SIZE: u64 = 1_000_000;
 
 /// The prefix an orbit starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Prefix {
+    /// Digits only (`7000`).
     None,
+    /// `*` (`*701`).
     Star,
+    /// `#` (`#5000`).
     Hash,
 }
 
 impl Prefix {
+    /// The prefix as written: `""`, `"*"` or `"#"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Prefix::None => "",
@@ -37,7 +64,8 @@ impl Prefix {
     }
 }
 
-/// One orbit number, e.g. `*701`, `#5000` or `7000`.
+/// One orbit number, e.g. `*701`, `#5000` or `7000`: parsed with [`str::parse`], written back
+/// with [`Display`](fmt::Display).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Orbit {
     prefix: Prefix,
@@ -47,16 +75,21 @@ pub struct Orbit {
 /// Why a string is not a valid orbit.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OrbitError {
+    /// No digits at all.
     #[error("`{0}` is empty; an orbit is `*` or `#` and 1-8 digits, or 1-9 digits")]
     Empty(String),
+    /// Something other than digits after the prefix.
     #[error(
         "`{0}` has a character that is not a digit; an orbit is `*` or `#` and 1-8 digits, or 1-9 digits"
     )]
     NotDigits(String),
+    /// The first digit is 0.
     #[error("`{0}` starts with 0; the first digit of an orbit must be 1-9")]
     LeadingZero(String),
+    /// More than 8 digits after `*`/`#`, or more than 9 without.
     #[error("`{0}` has too many digits: at most 8 after `*`/`#`, at most 9 without a prefix")]
     TooLong(String),
+    /// `*` or `#` and a value of 100 or less.
     #[error("`{0}` must be above 100 when it starts with `*` or `#`")]
     TooSmall(String),
 }
@@ -67,10 +100,12 @@ impl Orbit {
         format!("{}{}", prefix.as_str(), value).parse()
     }
 
+    /// The prefix: `*`, `#` or none.
     pub fn prefix(self) -> Prefix {
         self.prefix
     }
 
+    /// The digits after the prefix, as a number.
     pub fn value(self) -> u32 {
         self.value
     }
@@ -131,12 +166,14 @@ impl fmt::Display for Orbit {
     }
 }
 
+#[cfg(feature = "serde")]
 impl Serialize for Orbit {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for Orbit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Orbit, D::Error> {
         let s = String::deserialize(d)?;
@@ -147,22 +184,28 @@ impl<'de> Deserialize<'de> for Orbit {
 /// A contiguous run of orbits: same prefix, same length, `first <= last`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Span {
+    /// The lowest orbit of the span.
     pub first: Orbit,
+    /// The highest orbit of the span (`first` for a span of one).
     pub last: Orbit,
 }
 
 /// Why two orbits do not make a span.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SpanError {
+    /// The ends have different prefixes.
     #[error("first `{0}` and last `{1}` must have the same prefix (`*`, `#` or none)")]
     PrefixMismatch(Orbit, Orbit),
+    /// The ends have different numbers of digits.
     #[error("first `{0}` and last `{1}` must have the same number of digits")]
     LengthMismatch(Orbit, Orbit),
+    /// The first end is above the last.
     #[error("first `{0}` is above last `{1}`")]
     Reversed(Orbit, Orbit),
 }
 
 impl Span {
+    /// The orbits from `first` to `last`, which must share prefix and length.
     pub fn new(first: Orbit, last: Orbit) -> Result<Span, SpanError> {
         if first.prefix != last.prefix {
             return Err(SpanError::PrefixMismatch(first, last));
@@ -186,12 +229,13 @@ impl Span {
         false
     }
 
+    /// Whether `o` is one of the span's orbits.
     pub fn contains(&self, o: Orbit) -> bool {
         o.prefix == self.first.prefix && o.value >= self.first.value && o.value <= self.last.value
     }
 
     /// Position of `o` in the span.
-    pub fn index_of(&self, o: Orbit) -> Option<u64> {
+    pub(crate) fn index_of(&self, o: Orbit) -> Option<u64> {
         self.contains(o)
             .then(|| u64::from(o.value - self.first.value))
     }
@@ -202,7 +246,7 @@ impl Span {
     }
 
     /// The first orbit both spans hold, if any.
-    pub fn first_shared(&self, other: &Span) -> Option<Orbit> {
+    pub(crate) fn first_shared(&self, other: &Span) -> Option<Orbit> {
         if self.first.prefix != other.first.prefix || self.first.digits() != other.first.digits() {
             return None;
         }
@@ -242,10 +286,13 @@ impl FromStr for Span {
     }
 }
 
+/// Why a string is not a span: the text, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SpanParseError {
+    /// One of its ends is not an orbit.
     #[error("orbit range `{0}`: {1}")]
     Orbit(String, OrbitError),
+    /// Its ends are orbits that make no span.
     #[error("orbit range `{0}`: {1}")]
     Span(String, SpanError),
 }
@@ -253,7 +300,9 @@ pub enum SpanParseError {
 /// One configured orbit range (`[[orbit_range]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrbitRange {
+    /// The range's name, unique in the table.
     pub name: String,
+    /// Its orbits.
     pub span: Span,
     /// The PBX ("pool") that owns the range and holds its parked calls.
     pub pool: String,
@@ -264,20 +313,33 @@ pub struct OrbitRange {
 /// A rule of the orbit table that the configuration breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TableError {
+    /// A range holds more than [`MAX_RANGE_SIZE`] orbits.
     #[error(
         "orbit range `{name}` holds {size} orbits; one range holds at most {MAX_RANGE_SIZE}: split it"
     )]
-    TooLarge { name: String, size: u64 },
+    TooLarge {
+        /// The range's name.
+        name: String,
+        /// How many orbits it holds.
+        size: u64,
+    },
+    /// Two ranges share orbits (even ranges of different pools may not).
     #[error(
         "orbit ranges `{a}` (pool `{pool_a}`) and `{b}` (pool `{pool_b}`) both hold orbit `{orbit}`; ranges must be globally unique"
     )]
     Overlap {
+        /// The first range's name.
         a: String,
+        /// The first range's pool.
         pool_a: String,
+        /// The second range's name.
         b: String,
+        /// The second range's pool.
         pool_b: String,
+        /// The lowest orbit both hold.
         orbit: Orbit,
     },
+    /// Two ranges have the same name.
     #[error("two orbit ranges are named `{0}`; give each range its own name")]
     DuplicateName(String),
 }
@@ -290,6 +352,24 @@ pub struct OrbitTable {
 
 impl OrbitTable {
     /// Validates Lync's table rules: size per range, unique names, globally unique orbits.
+    ///
+    /// ```
+    /// use callpark_core::orbit::{OrbitRange, OrbitTable, TableError};
+    ///
+    /// let range = |name: &str, pool: &str, span: &str| OrbitRange {
+    ///     name: name.into(),
+    ///     span: span.parse().unwrap(),
+    ///     pool: pool.into(),
+    ///     lot: None,
+    /// };
+    /// let table = OrbitTable::new(vec![range("sales", "pbx1", "*700-*799"), range("ops", "pbx2", "7000-7099")])?;
+    /// assert_eq!(table.total(), 200);
+    /// assert_eq!(table.range_of("*750".parse()?).unwrap().pool, "pbx1");
+    ///
+    /// let e = OrbitTable::new(vec![range("a", "pbx1", "*700-*799"), range("b", "pbx2", "*790-*890")]);
+    /// assert!(matches!(e, Err(TableError::Overlap { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(ranges: Vec<OrbitRange>) -> Result<OrbitTable, TableError> {
         let mut names = std::collections::HashSet::new();
         for r in &ranges {
@@ -339,6 +419,7 @@ impl OrbitTable {
         Ok(OrbitTable { ranges })
     }
 
+    /// Every range, in configured order.
     pub fn ranges(&self) -> &[OrbitRange] {
         &self.ranges
     }

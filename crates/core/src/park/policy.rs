@@ -13,20 +13,26 @@ pub const GENERAL_LOT: &str = "general";
 
 /// How a policy names its users.
 #[derive(Debug, Clone)]
-pub enum UserMatcher {
+pub(crate) enum UserMatcher {
+    /// One user id.
     Exact(String),
+    /// The user ids a regular expression matches whole.
     Pattern(Regex),
 }
 
+/// One voice policy (Lync's `EnableCallPark` and the users it is granted to).
 #[derive(Debug, Clone)]
 pub struct PolicyRule {
+    /// The policy's name, as decisions and logs give it.
     pub name: String,
+    /// Whether the policy enables call park for its users (or disables it).
     pub enable_call_park: bool,
-    pub users: Vec<UserMatcher>,
+    /// Its users.
+    pub(crate) users: Vec<UserMatcher>,
     /// The lots its users may park into (`general` for the ranges of no lot); `None`: all.
-    pub lots: Option<Vec<String>>,
+    pub(crate) lots: Option<Vec<String>>,
     /// The lot a plain park (no lot asked for) of its users goes to; `None`: any it allows.
-    pub default_lot: Option<String>,
+    pub(crate) default_lot: Option<String>,
 }
 
 impl PolicyRule {
@@ -63,7 +69,7 @@ impl PolicyRule {
     }
 
     /// Whether its users may park into `lot` (`None`: the general lot).
-    pub fn allows_lot(&self, lot: Option<&str>) -> bool {
+    pub(crate) fn allows_lot(&self, lot: Option<&str>) -> bool {
         let name = lot.unwrap_or(GENERAL_LOT);
         self.lots
             .as_ref()
@@ -79,26 +85,34 @@ impl PolicyRule {
 }
 
 /// The ordered list of voice policies.
+///
+/// ```
+/// use callpark_core::park::{PolicyRule, PolicySet};
+///
+/// let policies = PolicySet::new(vec![
+///     PolicyRule::new("lobby", false, &["lobby".into()], &[])?,
+///     PolicyRule::new("staff", true, &[], &["[a-z]+".into()])?,
+/// ]);
+/// assert!(policies.allows(["alice"]));
+/// // The first policy that covers a user decides: `lobby` is a staff id, but disabled first.
+/// assert!(!policies.allows(["lobby"]));
+/// // Nobody is allowed unless a policy says so.
+/// assert!(!policies.allows(["1001"]));
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     rules: Vec<PolicyRule>,
 }
 
-/// The outcome for one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyDecision {
-    Allowed { policy: String },
-    Denied { policy: String },
-    NotCovered,
-}
-
 impl PolicySet {
+    /// The policies, tried in this order.
     pub fn new(rules: Vec<PolicyRule>) -> PolicySet {
         PolicySet { rules }
     }
 
     /// The policy that decides for a user known by several ids: the first covering one.
-    pub fn rule_for<'a>(
+    pub(crate) fn rule_for<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Option<&PolicyRule> {
@@ -107,28 +121,12 @@ impl PolicySet {
             .find(|r| ids.clone().into_iter().any(|id| r.covers(id)))
     }
 
-    /// Decides for a user known by several ids (caller number, endpoint, URI).
-    pub fn decide<'a>(&self, ids: impl IntoIterator<Item = &'a str> + Clone) -> PolicyDecision {
-        for r in &self.rules {
-            if ids.clone().into_iter().any(|id| r.covers(id)) {
-                return if r.enable_call_park {
-                    PolicyDecision::Allowed {
-                        policy: r.name.clone(),
-                    }
-                } else {
-                    PolicyDecision::Denied {
-                        policy: r.name.clone(),
-                    }
-                };
-            }
-        }
-        PolicyDecision::NotCovered
-    }
-
+    /// Whether the user may park (a policy covers it and enables call park).
     pub fn allows<'a>(&self, ids: impl IntoIterator<Item = &'a str> + Clone) -> bool {
-        matches!(self.decide(ids), PolicyDecision::Allowed { .. })
+        self.rule_for(ids).is_some_and(|r| r.enable_call_park)
     }
 
+    /// The policies, in order.
     pub fn rules(&self) -> &[PolicyRule] {
         &self.rules
     }

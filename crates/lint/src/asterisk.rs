@@ -223,7 +223,7 @@ fn exten_order(a: &Exten, b: &Exten) -> Ordering {
 
 /// The regex (whole string) matching what `_extension_match_core` matches; `None` when the
 /// extension can match nothing (a `[` without `]`).
-pub fn exten_regex(name: &str) -> Option<String> {
+pub(crate) fn exten_regex(name: &str) -> Option<String> {
     let mut s = String::from("^");
     let Some(p) = name.strip_prefix('_') else {
         for c in name.chars().filter(|&c| c != '-') {
@@ -644,7 +644,7 @@ impl Parser {
 
 /// Whether an extension is callpark's: it enters the callpark Stasis app or goes to a
 /// `callpark...` context, or it lives in one (the generated include).
-pub fn is_callpark(context: &str, app: &str) -> bool {
+pub(crate) fn is_callpark(context: &str, app: &str) -> bool {
     if context.to_ascii_lowercase().starts_with("callpark") {
         return true;
     }
@@ -1217,7 +1217,7 @@ pub fn winner<'a>(
     context: &str,
     dialled: &str,
 ) -> Option<(&'a Context, &'a Exten)> {
-    let span: crate::orbit::Span = dialled.parse().ok()?;
+    let span: callpark_core::orbit::Span = dialled.parse().ok()?;
     let one = NumRange::from_span(&span);
     search_order(dp, context)
         .into_iter()

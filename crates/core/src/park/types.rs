@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::orbit::Orbit;
@@ -14,15 +15,18 @@ pub type Millis = i64;
 pub const NO_DEADLINE: Millis = Millis::MAX;
 
 /// A PBX channel id (ARI channel id, FreeSWITCH uuid), opaque to the core.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct ChannelId(pub String);
 
 impl ChannelId {
+    /// The id as the PBX gives it.
     pub fn new(s: impl Into<String>) -> ChannelId {
         ChannelId(s.into())
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -31,6 +35,16 @@ impl ChannelId {
     /// return `ret`). Derived, not random, so the core stays deterministic and the id survives
     /// a restart; shaped like a UUID because that is what every PBX accepts as the id of a
     /// channel it is asked to create (FreeSWITCH's `origination_uuid` takes 36 characters).
+    ///
+    /// ```
+    /// use callpark_core::park::ChannelId;
+    ///
+    /// let parked = ChannelId::new("1700000000.42");
+    /// let ringback = parked.leg("rb1");
+    /// assert_eq!(ringback, parked.leg("rb1"), "the same id every time");
+    /// assert_ne!(ringback, parked.leg("rb2"));
+    /// assert_eq!(ringback.as_str().len(), 36);
+    /// ```
     pub fn leg(&self, tag: &str) -> ChannelId {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(format!("callpark-leg/{}/{tag}", self.0));
@@ -53,14 +67,18 @@ impl fmt::Display for ChannelId {
 }
 
 /// Caller id of a party.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Party {
+    /// Caller id name.
     pub name: String,
+    /// Caller id number.
     pub number: String,
 }
 
 /// Who parked the call.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Parker {
     /// The ids voice policies are matched against (caller number, endpoint, SIP URI).
     pub ids: Vec<String>,
@@ -71,10 +89,16 @@ pub struct Parker {
 }
 
 /// Where a call goes when every ringback was missed (Lync's OnTimeoutURI).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Destination {
     /// `exten:0@from-internal`: an extension in a dialplan context.
-    Exten { exten: String, context: String },
+    Exten {
+        /// The extension.
+        exten: String,
+        /// Its dialplan context.
+        context: String,
+    },
     /// `sip:operator@example.com`.
     Sip(String),
     /// A raw PBX dial string (`PJSIP/operator`, `sofia/internal/1000@example.com`).
@@ -82,6 +106,18 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Reads a destination as the configuration writes it; the error says what is wrong.
+    ///
+    /// ```
+    /// use callpark_core::park::Destination;
+    ///
+    /// assert_eq!(
+    ///     Destination::parse("exten:0@from-internal"),
+    ///     Ok(Destination::Exten { exten: "0".into(), context: "from-internal".into() })
+    /// );
+    /// assert_eq!(Destination::parse("PJSIP/operator"), Ok(Destination::Dial("PJSIP/operator".into())));
+    /// assert!(Destination::parse("sip:operator").is_err());
+    /// ```
     pub fn parse(s: &str) -> Result<Destination, String> {
         let s = s.trim();
         if s.is_empty() {
@@ -131,7 +167,8 @@ impl fmt::Display for Destination {
 }
 
 /// Music on hold for parked calls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Moh {
     /// Silence (`music_on_hold = false`).
     Off,
@@ -153,10 +190,16 @@ pub const BRIDGE_TIMEOUT: Millis = 10_000;
 /// The settings the state machine needs, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// How long a call waits on its orbit before its parker is rung back.
     pub pickup_timeout: Millis,
+    /// How many ringbacks are placed before the fallback (`on_timeout`).
     pub max_pickup_attempts: u8,
+    /// How long a ringback or the fallback rings.
     pub ringback_ring_time: Millis,
+    /// Where a call goes when every ringback was missed; `None`: it is hung up (or stays
+    /// parked when nobody can be rung back).
     pub on_timeout: Option<Destination>,
+    /// What a parked call hears.
     pub moh: Moh,
     /// How long a requested bridge may take before it counts as failed.
     pub bridge_timeout: Millis,
@@ -167,8 +210,9 @@ pub struct Settings {
 }
 
 /// What a call transferred to an orbit in use gets. It is never bridged to the parked call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum OnBusyOrbit {
     /// Back to whoever transferred it, who is told why.
     #[default]
@@ -193,7 +237,8 @@ impl Default for Settings {
 }
 
 /// Why a park request was turned down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum RefuseReason {
     /// No voice policy enables call park for the parker.
     NotAllowed,
@@ -208,6 +253,7 @@ pub enum RefuseReason {
 }
 
 impl RefuseReason {
+    /// The reason in words, for logs and the parker.
     pub fn as_str(self) -> &'static str {
         match self {
             RefuseReason::NotAllowed => {
@@ -224,8 +270,10 @@ impl RefuseReason {
 /// Why an operator's request (the admin API) changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OperatorError {
+    /// No call is on the orbit.
     #[error("orbit: no call is parked on {0}")]
     NoCall(Orbit),
+    /// The call on the orbit is being connected (or handed over) already.
     #[error("orbit: the call on {0} is being connected already")]
     Busy(Orbit),
 }
@@ -234,8 +282,11 @@ pub enum OperatorError {
 /// to park it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParkRequest {
+    /// The channel to park.
     pub channel: ChannelId,
+    /// Its caller id.
     pub caller: Party,
+    /// Who parks it.
     pub parker: Parker,
     /// The channel that should hear the orbit spoken, when the parker is on the line
     /// (the park code dialled directly, or an attended transfer not yet completed).
@@ -272,8 +323,11 @@ pub enum Event {
     Park(ParkRequest),
     /// Someone dialled an orbit.
     Retrieve {
+        /// The channel that dialled.
         channel: ChannelId,
+        /// The orbit it dialled.
         orbit: Orbit,
+        /// Its caller id.
         by: Party,
         /// Who dialled, as a parker: dialling a free orbit holds the call there (the phone's
         /// consultation call of an attended transfer to that orbit, which REFER with Replaces
@@ -281,24 +335,45 @@ pub enum Event {
         dialler: Parker,
     },
     /// A channel the core originated (ringback, fallback, return) was answered.
-    Answered { channel: ChannelId },
+    Answered {
+        /// The originated channel.
+        channel: ChannelId,
+    },
     /// A channel the core originated failed before answer (busy, no answer, congestion).
-    OriginateFailed { channel: ChannelId, reason: String },
+    OriginateFailed {
+        /// The originated channel.
+        channel: ChannelId,
+        /// The PBX's cause, for the log.
+        reason: String,
+    },
     /// The bridge the core asked for is up; `channel` is either of its two channels.
-    Bridged { channel: ChannelId },
+    Bridged {
+        /// One of the bridged channels.
+        channel: ChannelId,
+    },
     /// A channel hung up or vanished.
-    Hangup { channel: ChannelId },
+    Hangup {
+        /// The channel.
+        channel: ChannelId,
+    },
     /// A channel left because a transfer replaced it (the consultation call of a phone's
     /// attended transfer, REFER with Replaces), and the call that takes its place is on its way
     /// as a [`ParkRequest`] with `replaces` naming it. What it held waits for that call.
-    Replaced { channel: ChannelId },
+    Replaced {
+        /// The channel that left.
+        channel: ChannelId,
+    },
 }
 
 /// Why an originated leg is placed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum LegPurpose {
     /// Ringback `attempt` (1-based) to the parker.
-    Ringback { attempt: u8 },
+    Ringback {
+        /// Which ringback, from 1.
+        attempt: u8,
+    },
     /// OnTimeoutURI.
     Fallback,
     /// Giving a refused call back to its parker.
@@ -308,9 +383,12 @@ pub enum LegPurpose {
 }
 
 /// Where an originated leg dials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Target {
+    /// A parker's endpoint, as the PBX dials it (`PJSIP/alice`).
     Endpoint(String),
+    /// A configured destination (`on_timeout`, an operator's retrieve).
     Destination(Destination),
 }
 
@@ -350,66 +428,95 @@ impl Command {
 /// What the core asks a PBX to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Answer a channel.
     Answer {
+        /// The channel.
         channel: ChannelId,
     },
+    /// Play music on hold (or silence) to a channel.
     StartMoh {
+        /// The channel.
         channel: ChannelId,
+        /// What it hears.
         moh: Moh,
     },
+    /// Stop a channel's music.
     StopMoh {
+        /// The channel.
         channel: ChannelId,
     },
     /// Speak the orbit to a channel (the parker on the line).
     Announce {
+        /// Who hears it.
         channel: ChannelId,
+        /// The orbit.
         orbit: Orbit,
     },
     /// Text to the parker's endpoint (SIP MESSAGE where the PBX can).
     Notify {
+        /// The endpoint, as the PBX dials it.
         endpoint: String,
+        /// The message.
         text: String,
     },
     /// Place a call whose channel gets the id `channel`; events for it use that id.
     Originate {
+        /// The id the new channel gets.
         channel: ChannelId,
+        /// Where it dials.
         target: Target,
+        /// The caller id it shows.
         caller_id: Party,
+        /// How long it rings before it counts as missed.
         timeout_ms: Millis,
+        /// Why it is placed.
         purpose: LegPurpose,
     },
+    /// Connect a parked call to another channel.
     Bridge {
+        /// The parked channel.
         parked: ChannelId,
+        /// The retriever, or an answered leg.
         other: ChannelId,
     },
+    /// Hang a channel up.
     Hangup {
+        /// The channel.
         channel: ChannelId,
     },
     /// Tell a retriever the orbit holds no call, then hang it up.
     OrbitEmpty {
+        /// The retriever.
         channel: ChannelId,
+        /// The orbit it dialled.
         orbit: Orbit,
     },
     /// Tell a caller why its park was refused, then hand it back to the dialplan.
     Refuse {
+        /// The refused channel.
         channel: ChannelId,
+        /// Why.
         reason: RefuseReason,
     },
     /// Tell a channel, connected already, that the park it asked for failed (the transferor
     /// a refused call came back to); nothing follows.
     ParkFailed {
+        /// The channel.
         channel: ChannelId,
     },
     /// Busy-lamp state of an orbit.
     Lamp {
+        /// The orbit.
         orbit: Orbit,
+        /// What its lamp shows now.
         state: LampState,
     },
 }
 
 /// What an orbit's busy-lamp key shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LampState {
     /// No call on the orbit.
     Idle,
@@ -442,24 +549,38 @@ impl LampState {
 }
 
 /// Where a parked call is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum CallState {
     /// Waiting on its orbit; the deadline starts the next ringback (or the fallback).
     Parked,
     /// The parker's phone rings; the orbit stays retrievable. Deadline: end of ring time.
-    Ringback { leg: ChannelId, attempt: u8 },
+    Ringback {
+        /// The ringing channel.
+        leg: ChannelId,
+        /// Which ringback, from 1.
+        attempt: u8,
+    },
     /// OnTimeoutURI rings; the orbit stays retrievable. Deadline: end of ring time.
-    Fallback { leg: ChannelId },
+    Fallback {
+        /// The ringing channel.
+        leg: ChannelId,
+    },
     /// Park was refused; the parker is called back. Deadline: end of ring time.
     Returning {
+        /// The ringing channel.
         leg: ChannelId,
+        /// Why the park was refused.
         reason: RefuseReason,
     },
     /// An operator retrieves the call to `to`, which rings; the orbit stays retrievable.
     /// Deadline: end of ring time; missed, the call is parked again until `resume`.
     Delivering {
+        /// The ringing channel.
         leg: ChannelId,
+        /// Where it rings, as the operator named it.
         to: String,
+        /// The pickup deadline the call goes back to when nobody answers.
         resume: Millis,
     },
     /// The channel was replaced by a transfer; the caller taking its place is on its way and
@@ -467,7 +588,9 @@ pub enum CallState {
     Replaced,
     /// A bridge with `leg` was asked for. Deadline: bridge timeout.
     Connecting {
+        /// The channel the call is being bridged to.
         leg: ChannelId,
+        /// How that channel came.
         via: Via,
         /// Deadline to go back to when a retriever leaves before the bridge.
         resume: Millis,
@@ -502,44 +625,73 @@ impl CallState {
 }
 
 /// Who the parked call is being connected to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum Via {
-    Retrieve { by: Party },
-    Ringback { attempt: u8 },
+    /// Someone dialled the orbit.
+    Retrieve {
+        /// The retriever's caller id.
+        by: Party,
+    },
+    /// The parker answered a ringback.
+    Ringback {
+        /// Which ringback, from 1.
+        attempt: u8,
+    },
+    /// The fallback destination answered.
     Fallback,
+    /// The parker of a refused call answered.
     Return,
 }
 
 /// One parked (or returning) call: everything needed to resume it after a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ParkedCall {
+    /// The parked channel.
     pub channel: ChannelId,
     /// `None` only for a refused call being returned.
     pub orbit: Option<Orbit>,
+    /// Its caller id.
     pub caller: Party,
+    /// Who parked it.
     pub parker: Parker,
+    /// Its lot (`None`: the general lot).
     pub lot: Option<String>,
+    /// When it was parked.
     pub parked_at: Millis,
+    /// When its state times out (see [`CallState`]); [`NO_DEADLINE`] for never.
     pub deadline: Millis,
     /// Ringbacks placed so far.
     pub attempts: u8,
     /// Whether the fallback was tried.
     pub fallback_tried: bool,
+    /// Where it is in its life.
     pub state: CallState,
 }
 
 /// How a call's park ended, or a step on the way; written to the event log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum LogKind {
+    /// The call got its orbit.
     Parked,
+    /// The park was refused (see the entry's detail).
     Refused,
+    /// A ringback to the parker started.
     RingbackStarted,
+    /// Nobody answered the ringback.
     RingbackMissed,
+    /// The fallback destination (`on_timeout`) rings.
     FallbackStarted,
+    /// Nobody answered at the fallback destination.
     FallbackMissed,
+    /// Someone dialled the orbit (or an operator retrieves the call): it is being connected.
     RetrieveStarted,
+    /// The retriever left before the call was connected.
     RetrieveAbandoned,
+    /// Someone dialled an orbit with no call.
     OrbitEmpty,
     /// A caller took the place of the consultation call parked on its orbit (an attended
     /// transfer completed with REFER/Replaces): the call on the orbit is now the caller's.
@@ -562,6 +714,7 @@ pub enum LogKind {
 }
 
 impl LogKind {
+    /// Every kind, in declaration order.
     pub const ALL: [LogKind; 17] = [
         LogKind::Parked,
         LogKind::Refused,
@@ -582,6 +735,7 @@ impl LogKind {
         LogKind::Abandoned,
     ];
 
+    /// The kind's name, as the store and the API write it.
     pub fn as_str(self) -> &'static str {
         match self {
             LogKind::Parked => "parked",
@@ -619,21 +773,29 @@ impl LogKind {
 }
 
 /// One entry of the event log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct LogEvent {
+    /// When it happened.
     pub at: Millis,
+    /// What happened.
     pub kind: LogKind,
+    /// The parked channel it is about.
     pub channel: ChannelId,
+    /// Its orbit, if it has one.
     pub orbit: Option<Orbit>,
     /// The lot of the call (its orbit's lot; the lot asked for when it got no orbit).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub lot: Option<String>,
+    /// More, in words (who retrieved, why a park was refused).
     pub detail: String,
 }
 
 /// A change to persist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// A call to store as it is now.
     Upsert(Box<ParkedCall>),
+    /// A call that ended: forget it.
     Remove(ChannelId),
 }

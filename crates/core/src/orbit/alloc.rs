@@ -5,8 +5,9 @@
 //! free slot reads one word per level, so it costs the same for 100 orbits as for 10^6 (the
 //! largest range), and a 10^6-orbit range takes about 128 KiB.
 
+/// Which slots (orbits of a range, by index) are free; the lowest free one in constant time.
 #[derive(Debug, Clone)]
-pub struct FreeSet {
+pub(crate) struct FreeSet {
     len: u64,
     l0: Vec<u64>,
     l1: Vec<u64>,
@@ -28,7 +29,7 @@ fn full_words(bits: u64) -> Vec<u64> {
 }
 
 impl FreeSet {
-    /// `len` slots, all free. `len` may be at most 64^3 (262,144 × 64 = 16.7 million).
+    /// `len` slots, all free. `len` may be at most 64^4 (16.7 million).
     pub fn new(len: u64) -> FreeSet {
         assert!(len <= 64 * 64 * 64 * 64, "FreeSet holds at most 64^4 slots");
         let l0 = full_words(len);
@@ -44,12 +45,9 @@ impl FreeSet {
         }
     }
 
+    /// Number of slots, free or not.
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Number of free slots.
@@ -57,6 +55,7 @@ impl FreeSet {
         self.free
     }
 
+    /// Whether slot `i` exists and is free.
     pub fn is_free(&self, i: u64) -> bool {
         i < self.len && self.l0[(i / 64) as usize] & (1 << (i % 64)) != 0
     }
@@ -107,11 +106,6 @@ impl FreeSet {
         self.take(i);
         Some(i)
     }
-
-    /// Heap bytes used.
-    pub fn heap_bytes(&self) -> usize {
-        (self.l0.capacity() + self.l1.capacity() + self.l2.capacity()) * 8
-    }
 }
 
 #[cfg(test)]
@@ -147,7 +141,8 @@ mod tests {
         assert_eq!(s.lowest_free(), None);
         s.release(777_777);
         assert_eq!(s.lowest_free(), Some(777_777));
-        assert!(s.heap_bytes() < 130_000);
+        let heap_bytes = (s.l0.capacity() + s.l1.capacity() + s.l2.capacity()) * 8;
+        assert!(heap_bytes < 130_000);
     }
 
     proptest! {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
-use super::codec::Frame;
+use crate::codec::Frame;
 
 /// An event that cannot be read.
 #[derive(Debug, Error)]
@@ -239,13 +239,19 @@ impl FsEvent {
         }
     }
 
+    /// The channel an outbound connection's reply to `connect` describes (its headers are a
+    /// plain event's: `Event-Name: CHANNEL_DATA`, the channel's variables).
+    pub fn from_connect_reply(f: &Frame) -> Result<FsEvent, EventError> {
+        FsEvent::from_plain(f.head().as_bytes())
+    }
+
     pub fn from_json(body: &[u8]) -> Result<FsEvent, EventError> {
         Ok(serde_json::from_slice(body)?)
     }
 
     /// A plain event: URL-encoded header lines, a blank line, then the body when the event
     /// has one (BACKGROUND_JOB).
-    pub fn from_plain(body: &[u8]) -> Result<FsEvent, EventError> {
+    pub(crate) fn from_plain(body: &[u8]) -> Result<FsEvent, EventError> {
         let text = std::str::from_utf8(body).map_err(|_| EventError::Plain("not UTF-8".into()))?;
         let (head, rest) = text.split_once("\n\n").unwrap_or((text, ""));
         let mut map = serde_json::Map::new();

@@ -1,19 +1,42 @@
-//! `callpark lint`: does dial-plan normalization leave every orbit untouched?
+//! The lint behind `callpark lint`: does dial-plan normalization leave every orbit untouched?
 //!
 //! Each source (Lync/Skype/Teams normalization rules, Asterisk `extensions.conf`, FreeSWITCH
-//! dialplan XML) is parsed from text into rules with file and line (`lync`, `asterisk`,
-//! `freeswitch`), then checked against the orbit table by a pure engine: every pattern is
-//! intersected with each orbit range on automata (`automaton`), the first-match-wins order of
-//! the platform is applied to sets of runs (`runs`), and each orbit that a rule other than
-//! callpark's takes becomes a finding with a fix that can be pasted (`fix`). `report` prints.
+//! dialplan XML) is parsed from text into rules with file and line ([`lync`], [`asterisk`],
+//! [`freeswitch`]), then checked against the orbit table by a pure engine: every pattern is
+//! intersected with each orbit range on automata ([`automaton`]), the first-match-wins order of
+//! the platform is applied to sets of runs ([`runs`]), and each orbit that a rule other than
+//! callpark's takes becomes a finding with a fix that can be pasted ([`fix`], written with the
+//! dial patterns of [`pattern`]). [`report`] prints. The orbit table comes from
+//! `callpark-core`; reading it from callpark's configuration, the command line and the exit code
+//! are the binary's (`src/cli/lint.rs`).
+//!
+//! # Example
+//!
+//! ```
+//! use callpark_lint::{Certainty, Report, Target, lync, orbits_from_list, report};
+//!
+//! let table = orbits_from_list("*700-*799,5500-5599")?;
+//! let mut found = Report::new(Target::from_table(&table));
+//! // A Lync rule that turns every 4-digit number into an E.164 one takes 5500-5599 as well.
+//! let rules = lync::parse(
+//!     "New-CsVoiceNormalizationRule -Parent Global -Name Internal -Pattern '^(\\d{4})$' -Translation '+1555$1'",
+//!     "rules.ps1",
+//! )?;
+//! lync::check(&rules, &mut found);
+//! assert_eq!(found.findings.len(), 1);
+//! let f = &found.findings[0];
+//! assert_eq!((f.rule.as_str(), f.certainty, f.count()), ("Internal", Certainty::Caught, 100));
+//! assert!(report::text(&found).contains("5500-5599"));
+//! # Ok::<(), callpark_lint::LintError>(())
+//! ```
 
 pub mod asterisk;
 pub mod automaton;
-pub mod cli;
 mod files;
 pub mod fix;
 pub mod freeswitch;
 pub mod lync;
+pub mod pattern;
 pub mod report;
 pub mod runs;
 
@@ -21,8 +44,8 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::orbit::{OrbitRange, OrbitTable};
 use automaton::NumRange;
+use callpark_core::orbit::{OrbitRange, OrbitTable};
 use runs::RunSet;
 
 /// An input the lint could not read or parse (exit 2).
@@ -195,12 +218,12 @@ impl Report {
         }
     }
 
-    pub fn orbit_count(&self) -> u64 {
+    pub(crate) fn orbit_count(&self) -> u64 {
         self.targets.iter().map(|t| t.range.len()).sum()
     }
 
     /// The first and last orbit of a run of target `target`, as dialled (`*7000`, `*7049`).
-    pub fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
+    pub(crate) fn run_text(&self, target: usize, lo: u64, hi: u64) -> (String, String) {
         let r = &self.targets[target].range;
         (r.text(lo), r.text(hi))
     }
@@ -304,7 +327,7 @@ impl Finding {
 /// none of `avoid` (the other orbit ranges) and that `is_free` accepts: where to move orbits
 /// whose numbers are taken by destinations. Candidates starting with 0 are skipped: an orbit
 /// never does (`orbit::Span`).
-pub fn free_ranges(
+pub(crate) fn free_ranges(
     range: &NumRange,
     avoid: &[NumRange],
     n: usize,
@@ -342,7 +365,7 @@ pub fn free_ranges(
 }
 
 /// The sentence of a conflict's fix: the free ranges found, or what to do without one.
-pub fn move_fix(range: &NumRange, free: &[NumRange], scope: &str) -> String {
+pub(crate) fn move_fix(range: &NumRange, free: &[NumRange], scope: &str) -> String {
     if free.is_empty() {
         return format!(
             "no insertion fix: these numbers are destinations in {scope}; move the orbits to a range no extension uses, or renumber those extensions"
@@ -361,7 +384,7 @@ pub fn orbits_from_list(list: &str) -> Result<OrbitTable, LintError> {
     for part in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let span = part
             .parse()
-            .map_err(|e: crate::orbit::SpanParseError| LintError::Orbits(e.to_string()))?;
+            .map_err(|e: callpark_core::orbit::SpanParseError| LintError::Orbits(e.to_string()))?;
         ranges.push(OrbitRange {
             name: part.to_string(),
             span,
