@@ -1150,6 +1150,101 @@ fn music_that_stops_is_reported_once_and_the_call_stays() {
     );
 }
 
+/// Only a playback's end is the music's end. The include's other applications (`set`,
+/// `sched_transfer`, `socket`) can complete after callpark holds the call: a dialled orbit
+/// held as a park has its outbound connection read before the event stream brings their
+/// ends. Taken as the music stopping, they would warn of silence and start the music again.
+#[test]
+fn only_a_playback_ending_is_the_music_ending() {
+    let mut t = tr();
+    let park = FsEvent {
+        name: "CHANNEL_EXECUTE".into(),
+        uuid: Some("p1".into()),
+        callpark_action: Some("park".into()),
+        application: Some("playback".into()),
+        application_data: Some("${hold_music}".into()),
+        transfer_source: Some("1:x:bl_xfer:park".into()),
+        ..FsEvent::default()
+    };
+    wire(&mut t, park.clone());
+    for (app, data) in [
+        ("set", "callpark_action=park"),
+        ("sched_transfer", "+3 callpark-down-park XML default"),
+        ("socket", "127.0.0.1:8041"),
+    ] {
+        let mut done = park.clone();
+        done.name = "CHANNEL_EXECUTE_COMPLETE".into();
+        done.application = Some(app.into());
+        done.application_data = Some(data.into());
+        assert!(wire(&mut t, done).is_empty());
+    }
+    // The include's music still plays: callpark does not start it a second time.
+    let start = Command::StartMoh {
+        channel: ChannelId::new("p1"),
+        moh: Moh::Class(None),
+    };
+    assert!(lines(&cmd(&mut t, start.clone())).is_empty());
+    // Once the playback itself has ended, the music is callpark's to start.
+    let mut done = park.clone();
+    done.name = "CHANNEL_EXECUTE_COMPLETE".into();
+    done.application_response = Some("FILE NOT FOUND".into());
+    wire(&mut t, done);
+    assert_eq!(lines(&cmd(&mut t, start)).len(), 1);
+}
+
+/// A call retrieved while it still hears its orbit: `uuid_bridge` ends the announcement, but
+/// the music callpark queued behind it would run next, before the bridge takes the channel
+/// (seen on the testbed: the held call heard music, its retriever silence). The queue is
+/// flushed first, once; a call on the include's music alone has nothing queued.
+#[test]
+fn a_bridge_flushes_what_callpark_queued_on_the_held_call() {
+    let mut t = tr();
+    let dialled = FsEvent {
+        name: "CHANNEL_PARK".into(),
+        uuid: Some("p1".into()),
+        callpark_action: Some("park".into()),
+        caller_number: Some("201".into()),
+        channel_name: Some("sofia/internal/201@127.0.0.1".into()),
+        ..FsEvent::default()
+    };
+    assert_eq!(calls(&wire(&mut t, dialled)).len(), 1);
+    let p1 = ChannelId::new("p1");
+    cmd(
+        &mut t,
+        Command::Announce {
+            channel: p1.clone(),
+            orbit: "605".parse().unwrap(),
+        },
+    );
+    cmd(
+        &mut t,
+        Command::StartMoh {
+            channel: p1.clone(),
+            moh: Moh::Class(None),
+        },
+    );
+    let bridge = Command::Bridge {
+        parked: p1.clone(),
+        other: ChannelId::new("r"),
+    };
+    assert_eq!(
+        lines(&cmd(&mut t, bridge.clone())),
+        [
+            "api uuid_break p1 all",
+            "api uuid_setvar p1 transfer_after_bridge callpark-return",
+            "api uuid_bridge p1 r"
+        ]
+    );
+    // Asked again (the bridge did not start): nothing new was queued, nothing to flush.
+    assert_eq!(
+        lines(&cmd(&mut t, bridge)),
+        [
+            "api uuid_setvar p1 transfer_after_bridge callpark-return",
+            "api uuid_bridge p1 r"
+        ]
+    );
+}
+
 /// Months of calls in one go: 100,000 calls through every path that creates state in the
 /// translator (parks on the include's music and on callpark's, parks placed through a
 /// loopback, retrieves and their bridges, ringbacks answered and not, an attended transfer's

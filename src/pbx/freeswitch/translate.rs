@@ -112,6 +112,11 @@ struct Chan {
     sip_call_id: Option<String>,
     /// Its thread waits in the include's outbound connection (see [`Tag::Release`]).
     door: bool,
+    /// callpark sent it applications (`sendmsg` execute: the orbit spoken, music) that may
+    /// still wait in its queue: `uuid_bridge` ends only the one playing, and the channel runs
+    /// the next before the bridge takes it (an orbit's caller retrieved during its
+    /// announcement then hears music and nobody, half-bridged).
+    queued: bool,
 }
 
 /// How many replaced calls wait for the call taking their place (FreeSWITCH ends the
@@ -190,13 +195,16 @@ impl FsTranslator {
     /// starts at once, where `uuid_broadcast` first waits out five frames of lead-in (100 ms
     /// measured on the testbed, 200 ms until playback). Queued executes run in order.
     fn execute(
-        &self,
+        &mut self,
         out: &mut Output<Request>,
         what: &'static str,
         ch: &ChannelId,
         app: &str,
         arg: &str,
     ) {
+        if let Some(c) = self.chans.get_mut(ch) {
+            c.queued = true;
+        }
         out.request(Request {
             out: Outgoing::new(format!("sendmsg {ch}"))
                 .header("call-command", "execute")
@@ -241,6 +249,7 @@ impl FsTranslator {
             return_armed: false,
             sip_call_id: ev.sip_call_id.clone(),
             door: ev.outbound,
+            queued: false,
         };
         let caller = Party {
             name: ev.caller_name.clone().unwrap_or_default(),
@@ -325,6 +334,16 @@ impl FsTranslator {
         let (Some(music), Some(data)) = (&chan.music, &ev.application_data) else {
             return;
         };
+        // Only a playback can be the music. A dialled orbit held as a park (the consultation
+        // of an attended transfer) still has the include's `set`, `sched_transfer` and
+        // `socket` to complete, and their ends can reach callpark after the park itself (the
+        // outbound connection outruns the event stream).
+        if !matches!(
+            ev.application.as_deref(),
+            Some("playback" | "endless_playback")
+        ) {
+            return;
+        }
         // `${hold_music}` reaches events expanded: then any playback but the spoken orbit and
         // the prompts is the music.
         let is_music = if music.contains("${") {
@@ -751,9 +770,7 @@ impl FsTranslator {
                 self.execute(out, "start music on hold", &channel, app, &arg);
             }
             // Nothing to send: the core follows StopMoh with Bridge, and `uuid_bridge` itself
-            // interrupts whatever the channel plays. A `uuid_break` first would be worse than
-            // useless on the include's music: the dialplan would go on to its `hangup` and race
-            // the bridge (after a restart the translator cannot tell whose music it is).
+            // interrupts whatever the channel plays (Bridge flushes what callpark queued).
             Command::StopMoh { .. } => {}
             Command::Announce { channel, orbit } => {
                 // Queued before the music, which starts when the orbit has been spoken.
@@ -823,11 +840,21 @@ impl FsTranslator {
             // knows (Polycom, Yealink, Aastra, Cisco SPA: an UPDATE with P-Asserted-Identity;
             // snom: INFO); seen on the testbed in tests/caller_id.rs.
             Command::Bridge { parked, other } => {
-                // `uuid_bridge` ends whatever either plays, the include's music included.
+                // `uuid_bridge` ends whatever either plays, the include's music included, but
+                // not what callpark queued behind it: that is flushed first (`all`). Not sent
+                // for the include's music alone, which nothing queues behind.
                 for ch in [&parked, &other] {
                     let c = self.chans.entry(ch.clone()).or_default();
                     c.bridging = true;
                     c.dialplan_music = false;
+                    if std::mem::take(&mut c.queued) {
+                        self.action(
+                            out,
+                            "flush what is queued",
+                            Some(ch),
+                            format!("uuid_break {ch} all"),
+                        );
+                    }
                 }
                 // Should the other side be gone by the time the bridge starts, FreeSWITCH
                 // hangs the held call up unless it has somewhere to go: back into `park`, by
