@@ -290,6 +290,45 @@ impl Ari {
         .await
     }
 
+    /// [`Ari::originate_local`] with ids of the test's choosing for both halves: returns
+    /// (the originated ;1, the ;2 that runs `exten`). A name does not tell two calls apart:
+    /// at volume an earlier call to the same orbit can still be up under the same prefix.
+    pub async fn originate_local_ids(
+        &self,
+        exten: &str,
+        context: &str,
+        then: (&str, &str),
+        caller_id: &str,
+    ) -> (String, String) {
+        let ep = format!("Local/{exten}@{context}");
+        let (one, two) = (fs::uuid(), fs::uuid());
+        self.post(
+            "/channels",
+            &[
+                ("endpoint", ep.as_str()),
+                ("extension", then.0),
+                ("context", then.1),
+                ("priority", "1"),
+                ("callerId", caller_id),
+                ("timeout", "30"),
+                ("channelId", one.as_str()),
+                ("otherChannelId", two.as_str()),
+            ],
+        )
+        .await;
+        (one, two)
+    }
+
+    pub async fn channel(&self, id: &str) -> Option<Value> {
+        match self
+            .call(reqwest::Method::GET, &format!("/channels/{id}"), &[])
+            .await
+        {
+            Ok((200, v)) => Some(v),
+            _ => None,
+        }
+    }
+
     pub async fn device_state(&self, device: &str) -> String {
         let v = self
             .call(
@@ -565,28 +604,41 @@ pub async fn park_by_transfer_to(
 ) -> (Value, Value) {
     ami.set_phone(phone, "answer").await;
     let to = format!("to-dev-{phone}");
-    ari.originate_local(&to, "calls", ("answer", "phones"), caller_id)
+    let (_, transferer_id) = ari
+        .originate_local_ids(&to, "calls", ("answer", "phones"), caller_id)
         .await;
-    let transferer_prefix = format!("Local/{to}@calls-");
     let caller_prefix = format!("Local/dev-{phone}@phones-");
+    // The caller is the phone's channel in Dial's bridge with the transferer (a transfer
+    // needs that bridge to find its peer): found by the bridge, not by name alone, which an
+    // earlier call of the same phone may still carry.
     let (transferer, caller) = wait_for(
-        "the phone's call to be up",
+        "the phone's call to be up and bridged",
         Duration::from_secs(10),
         || async {
-            let t = ari.channel_named(&transferer_prefix, ";2").await?;
-            let c = ari.channel_named(&caller_prefix, ";1").await?;
+            let t = ari.channel(&transferer_id).await?;
+            let bridge = ari.bridges().await.into_iter().find(|b| {
+                b["channels"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|x| x == transferer_id.as_str()))
+            })?;
+            let chans = ari.channels().await;
+            let c = bridge["channels"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|id| *id != transferer_id)
+                .find_map(|id| {
+                    chans.iter().find(|c| {
+                        c["id"] == id
+                            && c["name"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with(&caller_prefix) && n.ends_with(";1"))
+                    })
+                })?
+                .clone();
             (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
         },
     )
-    .await;
-    // Dial's bridge must exist before a transfer can find the peer.
-    wait_for("the call to be bridged", Duration::from_secs(5), || async {
-        ari.bridge_with(
-            transferer["id"].as_str().unwrap(),
-            caller["id"].as_str().unwrap(),
-        )
-        .await
-    })
     .await;
     ami.blind_transfer(transferer["name"].as_str().unwrap(), exten, "park-in")
         .await;
@@ -595,13 +647,13 @@ pub async fn park_by_transfer_to(
 
 /// Another phone dials an orbit; returns the retrieving channel (the half in Stasis).
 pub async fn dial_orbit(ari: &Ari, orbit: &str, caller_id: &str) -> Value {
-    ari.originate_local(orbit, "park-in", ("answer", "phones"), caller_id)
+    let (_, two) = ari
+        .originate_local_ids(orbit, "park-in", ("answer", "phones"), caller_id)
         .await;
-    let prefix = format!("Local/{orbit}@park-in-");
     wait_for(
         "the retriever's channel",
         Duration::from_secs(5),
-        || async { ari.channel_named(&prefix, ";2").await },
+        || async { ari.channel(&two).await },
     )
     .await
 }

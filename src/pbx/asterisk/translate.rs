@@ -1226,15 +1226,44 @@ pub fn caller_id_param(p: &Party) -> String {
     format!("\"{name}\" <{number}>")
 }
 
-/// Percent-encodes what may not stand raw in a URL path segment (`#` above all).
+/// What may not stand raw in a device name as a URL path segment (`#` above all): all but
+/// ASCII letters, digits and `-._~:*` (Asterisk's device names use `:` and orbits `*`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'*');
+
+/// Percent-encodes a URL path segment (UTF-8, upper-case hex).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:*".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    /// The encoding by hand it replaced: every byte but the kept ones as %XX.
+    fn by_hand(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~:*".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
     }
-    out
+
+    #[test]
+    fn segments_encode_as_before_through_latin_extended() {
+        for c in (0u32..=0x024F).filter_map(char::from_u32) {
+            let s = format!("Custom:park{c}#7*01");
+            assert_eq!(encode_segment(&s), by_hand(&s), "{c:?}");
+        }
+        assert_eq!(encode_segment("Custom:#701"), "Custom:%23701");
+    }
 }
