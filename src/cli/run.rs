@@ -144,7 +144,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             })?;
     }
     for pbx in &cfg.pbx {
-        let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone()).await?;
+        // One clock per pool, from its restore on.
+        let clock = service::Clock::system();
+        let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone(), &clock).await?;
         let adapter = crate::pbx::Adapter::new(pbx)?;
         tasks.spawn(service::run_pool_controlled(
             core,
@@ -152,7 +154,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             adapter,
             stop_rx.clone(),
             health.pool(&pbx.name),
-            service::Clock::system(),
+            clock,
             control_rx.remove(&pbx.name),
         ));
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");

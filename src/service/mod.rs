@@ -72,12 +72,14 @@ pub(crate) struct CoreSettings {
 }
 
 /// Builds a pool's core from the store: every stored call of the pool is restored with its
-/// deadline. Calls whose orbit left the configuration are ended and logged.
+/// deadline. Calls whose orbit left the configuration are ended and logged at `clock`'s time,
+/// the clock the pool then runs on.
 pub(crate) async fn restore_core(
     store: &Store,
     cfg: &Config,
     pool: &str,
     settings: CoreSettings,
+    clock: &Clock,
 ) -> Result<ParkCore, StoreError> {
     let stored = store.parked(Some(pool)).await?;
     let n = stored.len();
@@ -99,7 +101,7 @@ pub(crate) async fn restore_core(
             .drop_calls(
                 pool,
                 &rejected,
-                now_ms(),
+                clock.now(),
                 "orbit no longer in the configuration",
             )
             .await?;
@@ -434,5 +436,85 @@ impl PoolRun<'_> {
             self.step(core, cmds).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::park::{CallState, ParkedCall, Parker, Party};
+
+    fn config(first: &str, last: &str) -> Config {
+        Config::from_toml(
+            &format!(
+                "[[pbx]]\nname = \"pbx-a\"\nkind = \"asterisk\"\naddress = \"http://127.0.0.1:8088\"\n\n\
+                 [[orbit_range]]\nname = \"main\"\nfirst = \"{first}\"\nlast = \"{last}\"\npool = \"pbx-a\"\n"
+            ),
+            "test.toml",
+        )
+        .unwrap()
+    }
+
+    fn parked(ch: &str, orbit: &str) -> ParkedCall {
+        ParkedCall {
+            channel: ChannelId::new(ch),
+            orbit: Some(orbit.parse().unwrap()),
+            caller: Party {
+                name: "Carol".into(),
+                number: "5551234".into(),
+            },
+            parker: Parker {
+                ids: vec!["alice".into()],
+                endpoint: Some("PJSIP/alice".into()),
+                display: "PJSIP/alice".into(),
+            },
+            lot: None,
+            parked_at: 1_000,
+            deadline: 91_000,
+            attempts: 0,
+            fallback_tried: false,
+            state: CallState::Parked,
+        }
+    }
+
+    /// A call whose orbit left the configuration while callpark was stopped is ended when the
+    /// pool is restored, and logged at the time of the pool's clock (time is an input).
+    #[tokio::test]
+    async fn a_call_whose_orbit_left_the_configuration_is_dropped_at_the_clocks_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let up = |c: ParkedCall| Change::Upsert(Box::new(c));
+        store
+            .apply(
+                "pbx-a",
+                &[up(parked("kept", "701")), up(parked("gone", "799"))],
+                &[],
+            )
+            .await
+            .unwrap();
+        // 799 is no longer in the table.
+        let cfg = config("700", "749");
+        let settings = CoreSettings {
+            general: settings_of(&cfg.park, None),
+            lots: HashMap::new(),
+        };
+        let clock = Clock::manual(1_234_567);
+        let core = restore_core(&store, &cfg, "pbx-a", settings, &clock)
+            .await
+            .unwrap();
+        assert!(core.call(&ChannelId::new("kept")).is_some());
+        assert!(core.call(&ChannelId::new("gone")).is_none());
+        let left: Vec<String> = store
+            .parked(Some("pbx-a"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| c.channel.as_str().to_string())
+            .collect();
+        assert_eq!(left, ["kept"]);
+        let log = store.log(10).await.unwrap();
+        let row = log.iter().find(|r| r.channel == "gone").expect("logged");
+        assert_eq!(row.at, 1_234_567);
+        assert_eq!(row.orbit.as_deref(), Some("799"));
     }
 }
