@@ -439,6 +439,47 @@ pub fn exten_matches(name: &str, range: &NumRange) -> RunSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::automaton::NumRange;
+    use crate::pattern::{Letters, asterisk_patterns};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Asterisk pattern syntax written (`pattern::asterisk_patterns`, which the include
+        /// generator and the lint's fixes use) and read (`exten_regex`, which the lint checks
+        /// extensions.conf with) agree: the patterns for a run match each number of the run
+        /// exactly once, nothing else of its width, and nothing one digit longer.
+        #[test]
+        fn patterns_written_for_a_run_read_back_as_exactly_that_run(
+            prefix in prop::sample::select(vec!["", "*", "#", "*7", "55"]),
+            width in 1u32..=4,
+            a in 0u64..10_000,
+            b in 0u64..10_000,
+            short in any::<bool>(),
+        ) {
+            let top = 10u64.pow(width) - 1;
+            let (lo, hi) = (a.min(b) % (top + 1), a.max(b) % (top + 1));
+            let (lo, hi) = (lo.min(hi), lo.max(hi));
+            let letters = if short { Letters::Short } else { Letters::Brackets };
+            let written = asterisk_patterns(prefix, width, lo, hi, letters);
+            let all = NumRange::new(prefix, width, 0, top);
+            let mut hits = vec![0u8; (top + 1) as usize];
+            for name in &written {
+                for &(l, h) in exten_matches(name, &all).runs() {
+                    for v in l..=h {
+                        hits[v as usize] += 1;
+                    }
+                }
+                if width < 4 {
+                    let longer = NumRange::new(prefix, width + 1, 0, 10u64.pow(width + 1) - 1);
+                    prop_assert!(exten_matches(name, &longer).is_empty(), "{name} matches {} digits", width + 1);
+                }
+            }
+            for (v, n) in hits.iter().enumerate() {
+                let inside = (lo..=hi).contains(&(v as u64));
+                prop_assert_eq!(*n, u8::from(inside), "{} in {:?} ({}-{})", v, written, lo, hi);
+            }
+        }
+    }
 
     #[test]
     fn both_spellings_of_exten_lines() {
