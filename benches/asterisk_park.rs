@@ -13,8 +13,7 @@
 //! retrieve is done when the retrieving channel's BridgeEnter event arrives. Times are taken from the
 //! arrival of those AMI events, measured from just before the transfer action is sent.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use callpark_testkit as support;
 
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,7 @@
 //! `--`: `--cycles N`, `--pbx asterisk|freeswitch`, `--seed S`, `--minutes M` (a time budget). Without `--bench` (as
 //! `cargo test --all-targets` runs it) it makes one cycle per PBX, to keep the command working.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use callpark_testkit as support;
 
 use support::exclusive_of;
 use support::faults::{Pbx, run, seed};

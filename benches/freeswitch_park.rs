@@ -18,8 +18,7 @@
 //! mod_event_socket delays by up to 20 ms (its idle connection thread polls every 20 ms) and
 //! would blur both systems' figures alike.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use callpark_testkit as support;
 
 use std::time::{Duration, Instant};
 

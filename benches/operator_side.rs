@@ -33,8 +33,7 @@
 //! 200 per second, 10 rounds, 1,000 subscribers); under `cargo test` it parks 20 calls at 20
 //! per second with 50 subscribers, once.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use callpark_testkit as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -21,8 +21,7 @@
 //! no retriever told the orbit is empty. The report gives counts, losses (each with its
 //! reason) and the slowest cycle.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use callpark_testkit as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -81,7 +81,7 @@ if ! command -v ss >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get -q -y install iproute2 >/dev/null
 fi
 npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
-# The tests' scriptable SIP phone (tests/phone/phone.py, driven by tests/support/phone.rs) runs on
+# The tests' scriptable SIP phone (tests/phone/phone.py, driven by crates/testkit/src/phone.rs) runs on
 # PJSIP's pjsua2, a SIP stack nobody here wrote, so the PBXes see what real phones send (REFER
 # with Replaces, re-INVITE holds, 302 deflections). PyPI's binary wheel is built for CPython
 # 3.11 (manylinux); it goes into a venv of its own under target/.

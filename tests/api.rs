@@ -678,7 +678,7 @@ async fn the_event_stream_resumes_from_last_event_id_then_goes_live() {
     assert!(bad.text().await.unwrap().contains("Last-Event-ID"));
 }
 
-mod support;
+use callpark_testkit as support;
 
 /// Each thread of process `pid`: its name, and what `read` finds in its /proc directory.
 fn per_thread<T>(pid: u32, read: impl Fn(&std::path::Path) -> Option<T>) -> Vec<(String, T)> {

@@ -3,7 +3,7 @@
 //! a park "from a call" is Asterisk's own blind transfer (AMI BlindTransfer of a bridged pair),
 //! so callpark learns the parker from the BLINDTRANSFER variable Asterisk sets.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! retrieves a parked call by dialling its orbit is told the parked caller's name and number,
 //! and a ringback to the phone shows `Parked <orbit>…` with the parked caller's number.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! `target/test-artifacts/console.png`. `contrib/test-all.sh` installs Chromium and the
 //! driver (playwright-core, tests/console/package.json); without them this test fails.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! the other pool's orbits to it. A call parked on one PBX is retrieved by dialling its orbit
 //! on the other: Lync's "retrieve from any site".
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

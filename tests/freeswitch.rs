@@ -4,7 +4,7 @@
 //! own blind transfer (`uuid_transfer` of the caller, as a REFER from a phone does it), so
 //! callpark learns the parker from the channel the caller was bridged to.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
-//! Busy-lamp keys on both real PBXes, seen by a real SIP phone (tests/support/sip.rs) that
+//! Busy-lamp keys on both real PBXes, seen by a real SIP phone (crates/testkit/src/sip.rs) that
 //! subscribes to an orbit's dialog state: idle (`terminated`, or no dialog at all), in use
 //! (`confirmed`) while a call is parked, ringing (`early`, a blinking key) while it rings back;
 //! through park → ringback → missed ringback → retrieve, across a dialplan reload, for a phone
 //! that subscribes while the call is parked, and after callpark restarts.
 
-mod support;
+use callpark_testkit as support;
 
 use std::path::Path;
 use std::process::Command;

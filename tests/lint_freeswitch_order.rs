@@ -3,7 +3,7 @@
 //! context `lintchk`, numbers are dialled into it, and FreeSWITCH's own log says which
 //! extension took each one. It must be the first one the lint says surely catches it.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! expected.txt, which `tests/lint_asterisk.rs` holds the lint to) are what the real Asterisk 22
 //! of the testbed runs: `confirm.sh` loads the snippets and asks `dialplan show` for each case.
 
-mod support;
+use callpark_testkit as support;
 
 use std::process::Command;
 

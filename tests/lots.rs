@@ -4,7 +4,7 @@
 //! orbit (free, in use, two at once) next to two parks at the same moment. Each test runs
 //! with an include generated from its own configuration.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

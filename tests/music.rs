@@ -2,7 +2,7 @@
 //! PBX does not have, and a music file that is missing. The call stays parked (in silence),
 //! callpark says so once in its log, and the call is still retrieved by dialling its orbit.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! contrib/test-all.sh leaves out the FreeSWITCH targets on a machine without FreeSWITCH, and
 //! the paused-clock tests here must run everywhere.)
 
-mod support;
+use callpark_testkit as support;
 
 use std::collections::HashSet;
 use std::io;

@@ -6,7 +6,7 @@
 //! loopback one on FreeSWITCH). Each test checks where the caller ends up, the event log, the
 //! busy lamp, and that ringbacks go to the phone.
 
-mod support;
+use callpark_testkit as support;
 
 use std::time::Duration;
 

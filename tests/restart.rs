@@ -6,7 +6,7 @@
 //! The PBX side here is a pair of channels the test drives by hand through the `Pbx` trait: it
 //! stands for no particular PBX, and checks only what the service does with the core and store.
 
-mod support;
+use callpark_testkit as support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,8 +1,9 @@
 //! The real Asterisk testbed, seen from a test: its connection facts (testbed.env), an ARI and
 //! an AMI client to act as phones, and a `callpark run` process with a configuration of the
 //! test's own. Nothing here stands in for Asterisk: a test that cannot reach it fails.
-
-#![allow(dead_code)]
+//!
+//! The crate `callpark-testkit`, shared by the end-to-end tests (`tests/`) and the benchmarks
+//! (`benches/`): compiled once, not into each test binary.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,30 @@ pub mod phone;
 pub mod sip;
 pub mod wire;
 
-pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// The repository's root (this crate lives in `crates/testkit`).
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The `callpark` binary cargo built for the test or benchmark running. Cargo names it to
+/// integration tests only at compile time (`CARGO_BIN_EXE_callpark`), not to a library they
+/// use; it is built beside them: a test runs from `target/<profile>/deps/`, the binary is
+/// `target/<profile>/callpark`. `CALLPARK_BIN` overrides.
+pub fn bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CALLPARK_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the running test's path");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("callpark"))
+        .expect("the test runs from target/<profile>/deps");
+    assert!(
+        p.exists(),
+        "{} does not exist: run the tests with cargo (it builds the binary), or set CALLPARK_BIN",
+        p.display()
+    );
+    p
+}
 
 /// A testbed's testbed.env (`KEY=VALUE` lines, `#` comments), with `<prefix>ROOT` set from the
 /// environment when there, else from `<prefix>DEFAULT_ROOT`.
@@ -865,7 +889,7 @@ impl Callpark {
 
     /// `callpark run` as the tests start it, its output appended to `log`.
     fn command(&self, log: std::fs::File) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_callpark"));
+        let mut c = Command::new(bin());
         c.arg("--config")
             .arg(&self.config)
             .arg("run")
@@ -1107,7 +1131,7 @@ impl Drop for Callpark {
 
 /// `callpark dialplan <kind> --pool <pool>` for a configuration file.
 pub fn generated_include(config: &Path, kind: &str, pool: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_callpark"))
+    let out = Command::new(bin())
         .arg("--config")
         .arg(config)
         .args(["dialplan", kind, "--pool", pool])
