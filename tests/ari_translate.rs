@@ -7,10 +7,8 @@ use callpark::park::{
     ChannelId, Command, Event, LegPurpose, Moh, ParkRequest, Parker, Party, Target,
 };
 use callpark::pbx::asterisk::model::{AriEvent, decode_event};
-use callpark::pbx::asterisk::rest::AriError;
-use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Request, Tag};
+use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Failure, Request, Tag, Verb};
 use callpark::pbx::{Output, PbxEvent, Translator};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 fn shared() -> PathBuf {
@@ -54,19 +52,14 @@ fn cmd(t: &mut AriTranslator, c: Command) -> Output<Request> {
     out
 }
 
-fn reply(t: &mut AriTranslator, r: Request, body: Result<&str, AriError>) -> Output<Request> {
+fn reply(t: &mut AriTranslator, r: Request, body: Result<&str, Failure>) -> Output<Request> {
     let mut out = Output::default();
     t.on_reply(r, body.map(str::to_string), &mut out);
     out
 }
 
-fn not_found(path: &str) -> AriError {
-    AriError::Status {
-        method: Method::GET,
-        path: path.into(),
-        status: StatusCode::NOT_FOUND,
-        message: "Provided variable was not found".into(),
-    }
+fn not_found(path: &str) -> Failure {
+    Failure::status(Verb::Get, path, 404, "Provided variable was not found")
 }
 
 fn calls(out: &Output<Request>) -> Vec<Event> {
@@ -317,12 +310,12 @@ fn the_orbit_is_spoken_before_the_music_and_a_failed_playback_does_not_wait() {
     let out = reply(
         &mut t,
         out.requests[0].clone(),
-        Err(AriError::Status {
-            method: Method::POST,
-            path: "/channels/c1/play".into(),
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "Allocation failed".into(),
-        }),
+        Err(Failure::status(
+            Verb::Post,
+            "/channels/c1/play",
+            500,
+            "Allocation failed",
+        )),
     );
     assert_eq!(reqs(&out), ["POST /channels/c1/continue"]);
 }
@@ -610,7 +603,7 @@ fn lamps_are_device_states_a_phone_can_tell_apart() {
         );
         assert_eq!(out.requests.len(), 1);
         let r = &out.requests[0];
-        assert_eq!(r.method, Method::PUT);
+        assert_eq!(r.method, Verb::Put);
         assert_eq!(r.path, format!("/deviceStates/Stasis:callpark-{orbit}"));
         assert_eq!(r.query, vec![("deviceState", want.to_string())]);
         assert_eq!(
@@ -788,10 +781,8 @@ impl FakeAri {
     /// Fails every request as the transport does when it gives the connection up.
     fn lose_all(&mut self, t: &mut AriTranslator) {
         while let Some(r) = self.pending.pop_front() {
-            let lost = AriError::Lost {
-                method: r.method.clone(),
-                path: r.path.clone(),
-                why: "the ARI connection was given up".into(),
+            let lost = Failure::Lost {
+                text: format!("ARI {} {}: abandoned", r.method, r.path),
             };
             let mut out = Output::default();
             t.on_reply(r, Err(lost), &mut out);
@@ -1026,7 +1017,7 @@ fn a_hundred_thousand_calls_leave_no_state_behind() {
                 assert!(
                     pbx.pending
                         .iter()
-                        .any(|q| q.method == Method::DELETE && q.path == format!("/channels/{r}"))
+                        .any(|q| q.method == Verb::Delete && q.path == format!("/channels/{r}"))
                 );
                 pbx.answer_all(&mut t);
                 for v in gone(&r) {
@@ -1093,12 +1084,7 @@ fn a_channel_asterisk_does_not_know_is_reported_gone_once() {
     let [moh] = &out.requests[..] else {
         panic!("{:?}", reqs(&out))
     };
-    let unknown = |path: &str| AriError::Status {
-        method: Method::POST,
-        path: path.into(),
-        status: StatusCode::NOT_FOUND,
-        message: "Channel not found".into(),
-    };
+    let unknown = |path: &str| Failure::status(Verb::Post, path, 404, "Channel not found");
     let out = reply(&mut t, moh.clone(), Err(unknown(&moh.path)));
     assert_eq!(
         calls(&out),

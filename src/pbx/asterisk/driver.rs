@@ -15,6 +15,7 @@ use tracing::warn;
 use super::model::decode_event;
 use super::rest::{Ari, AriError};
 use super::translate::{AriTranslator, Reply, Request};
+use super::translate::{Failure, Verb};
 use crate::pbx::{Incoming, Transport};
 
 /// How long opening the events websocket may take.
@@ -27,7 +28,7 @@ pub(crate) struct AriTransport {
     /// Requests under way, by number: kept here (their futures own a copy) so that giving the
     /// connection up can fail each one at once rather than let it wait out the timeout.
     sent: HashMap<u64, Request>,
-    inflight: FuturesUnordered<BoxFuture<'static, (u64, Reply)>>,
+    inflight: FuturesUnordered<BoxFuture<'static, (u64, Result<String, AriError>)>>,
     seq: u64,
     /// Replies decided without Asterisk (requests failed when the connection was given up).
     ready: VecDeque<(Request, Reply)>,
@@ -60,7 +61,7 @@ impl AriTransport {
         let ari = self.ari.clone();
         self.seq += 1;
         let n = self.seq;
-        let (method, path, query) = (req.method.clone(), req.path.clone(), req.query.clone());
+        let (method, path, query) = (http_method(req.method), req.path.clone(), req.query.clone());
         self.sent.insert(n, req);
         self.inflight.push(Box::pin(async move {
             let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -198,7 +199,7 @@ impl Transport for AriTransport {
                             self.failing = Some(format!("Asterisk stopped answering: {e}"));
                         }
                     }
-                    return Incoming::Reply(req, reply);
+                    return Incoming::Reply(req, reply.map_err(failure));
                 }
                 Err(Some(Ok(Message::Pong(_)))) => return Incoming::Alive,
                 Err(Some(Ok(Message::Text(t)))) => match decode_event(&t) {
@@ -235,12 +236,39 @@ impl Transport for AriTransport {
         sent.sort_by_key(|(n, _)| *n);
         let queued = std::mem::take(&mut self.queues).into_values().flatten();
         for req in sent.into_iter().map(|(_, r)| r).chain(queued) {
-            let reply = Err(AriError::Lost {
-                method: req.method.clone(),
-                path: req.path.clone(),
-                why: "the ARI connection was given up".into(),
+            let reply = Err(Failure::Lost {
+                text: format!(
+                    "ARI {} {}: abandoned: the ARI connection was given up",
+                    req.method, req.path
+                ),
             });
             self.ready.push_back((req, reply));
         }
+    }
+}
+
+/// The HTTP method of a translator's request.
+fn http_method(v: Verb) -> reqwest::Method {
+    match v {
+        Verb::Get => reqwest::Method::GET,
+        Verb::Post => reqwest::Method::POST,
+        Verb::Put => reqwest::Method::PUT,
+        Verb::Delete => reqwest::Method::DELETE,
+    }
+}
+
+/// A failed request as the translator hears it: the status Asterisk gave, or the story.
+fn failure(e: AriError) -> Failure {
+    match &e {
+        AriError::Status {
+            status, message, ..
+        } => Failure::Status {
+            status: status.as_u16(),
+            message: message.clone(),
+            text: e.to_string(),
+        },
+        _ => Failure::Other {
+            text: e.to_string(),
+        },
     }
 }

@@ -6,6 +6,7 @@
 pub mod dialplan;
 mod driver;
 pub mod model;
+mod request;
 pub mod rest;
 pub mod translate;
 

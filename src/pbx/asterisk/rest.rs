@@ -29,14 +29,6 @@ pub enum AriError {
         path: String,
         source: reqwest::Error,
     },
-    /// Never answered: callpark gave the connection up first. Asterisk may or may not have
-    /// carried it out; the reconnection's listing says which.
-    #[error("ARI {method} {path}: abandoned: {why}")]
-    Lost {
-        method: Method,
-        path: String,
-        why: String,
-    },
 }
 
 impl AriError {
@@ -49,10 +41,6 @@ impl AriError {
 
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(StatusCode::NOT_FOUND)
-    }
-
-    pub(crate) fn is_lost(&self) -> bool {
-        matches!(self, AriError::Lost { .. })
     }
 
     /// Asterisk took the request and never answered within the client's timeout.

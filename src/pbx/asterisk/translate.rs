@@ -11,12 +11,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use reqwest::Method;
 use tracing::{debug, info, warn};
 
 use super::dialplan;
 use super::model::{AriEvent, Bridge, Channel, ChannelState, Variable, endpoint_of};
-use super::rest::AriError;
+pub use super::request::{Failure, PlaybackId, Reply, Request, Tag, TransferVar, Verb};
 use crate::orbit::Orbit;
 use crate::park::{
     ChannelId, Command, Destination, Event, LampState, Moh, ParkRequest, Parker, Party, Target,
@@ -35,67 +34,6 @@ pub struct AriSettings {
     /// The PJSIP endpoint through which `sip:` destinations are dialled.
     pub sip_endpoint: Option<String>,
 }
-
-/// One REST request and what its reply means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: Method,
-    pub path: String,
-    pub query: Vec<(&'static str, String)>,
-    /// Requests with the same key run one after another, in order; different keys run
-    /// concurrently. The key is the channel (or device) the request acts on.
-    pub key: Option<String>,
-    pub tag: Tag,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tag {
-    /// `GET /bridges`, asked just before the list of channels: callpark's bridges as they are.
-    Bridges,
-    /// `GET /channels`: its reply is the reconciliation, and what sits in the Stasis
-    /// application is adopted.
-    List,
-    /// A transfer variable of a channel waiting to be reported as a park.
-    Var(ChannelId, TransferVar),
-    /// A playback; if it cannot start, what should follow it happens at once.
-    Play(PlaybackId),
-    /// A bridge was created for two channels; they are added next.
-    BridgeCreated {
-        bridge: String,
-        parked: ChannelId,
-        other: ChannelId,
-    },
-    /// An originate; an error means the leg was never placed.
-    Originate(ChannelId),
-    /// Anything else, for the log.
-    Action(&'static str),
-}
-
-/// Which transfer variable a lookup reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferVar {
-    Blind,
-    Attended,
-    /// The channel whose Dial forwarded the call here: a phone that deflected it (SIP 302).
-    Forwarder,
-}
-
-impl TransferVar {
-    fn name(self) -> &'static str {
-        match self {
-            TransferVar::Blind => "BLINDTRANSFER",
-            TransferVar::Attended => "ATTENDEDTRANSFER",
-            TransferVar::Forwarder => "FORWARDERNAME",
-        }
-    }
-}
-
-/// The reply to a request: its body, or why there is none.
-pub type Reply = Result<String, AriError>;
-
-/// A playback id (`cp-<channel>-<n>`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PlaybackId(pub String);
 
 /// What happens when a playback ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +155,7 @@ impl AriTranslator {
 
     fn req(
         &self,
-        method: Method,
+        method: Verb,
         path: String,
         query: Vec<(&'static str, String)>,
         key: Option<&ChannelId>,
@@ -235,7 +173,7 @@ impl AriTranslator {
     fn action(
         &self,
         out: &mut Output<Request>,
-        method: Method,
+        method: Verb,
         ch: &ChannelId,
         rest: &str,
         query: Vec<(&'static str, String)>,
@@ -263,7 +201,7 @@ impl AriTranslator {
             self.after.insert(pb.clone(), a);
         }
         out.request(self.req(
-            Method::POST,
+            Verb::Post,
             path_channel(ch, &format!("/play/{}", pb.0)),
             vec![("media", media.to_string())],
             Some(ch),
@@ -278,11 +216,9 @@ impl AriTranslator {
             return;
         };
         match after {
-            AfterPlayback::Hangup(ch) => {
-                self.action(out, Method::DELETE, &ch, "", vec![], "hang up")
-            }
+            AfterPlayback::Hangup(ch) => self.action(out, Verb::Delete, &ch, "", vec![], "hang up"),
             AfterPlayback::Continue(ch) => {
-                self.action(out, Method::POST, &ch, "/continue", vec![], "continue")
+                self.action(out, Verb::Post, &ch, "/continue", vec![], "continue")
             }
             AfterPlayback::Moh(ch) => {
                 let c = self.chan(&ch);
@@ -332,7 +268,7 @@ impl AriTranslator {
             Moh::Off => {}
             Moh::Class(class) => {
                 let q = class.map(|c| ("mohClass", c)).into_iter().collect();
-                self.action(out, Method::POST, ch, "/moh", q, "start music on hold");
+                self.action(out, Verb::Post, ch, "/moh", q, "start music on hold");
             }
             Moh::File(path) => {
                 // ARI plays sound files by path without their extension.
@@ -347,16 +283,9 @@ impl AriTranslator {
     fn drop_bridge_of(&mut self, ch: &ChannelId, out: &mut Output<Request>) {
         if let Some((bridge, peer)) = self.bridged.remove(ch) {
             self.bridged.remove(&peer);
-            self.action(
-                out,
-                Method::DELETE,
-                &peer,
-                "",
-                vec![],
-                "hang up bridge peer",
-            );
+            self.action(out, Verb::Delete, &peer, "", vec![], "hang up bridge peer");
             out.request(self.req(
-                Method::DELETE,
+                Verb::Delete,
                 format!("/bridges/{bridge}"),
                 vec![],
                 None,
@@ -452,13 +381,13 @@ impl AriTranslator {
                     let alone = ChannelId::new(alone.clone());
                     info!(pbx = %self.s.pool, channel = %alone, bridge = %b.id,
                           "found alone in a callpark bridge; hanging up");
-                    self.action(out, Method::DELETE, &alone, "", vec![], "hang up");
+                    self.action(out, Verb::Delete, &alone, "", vec![], "hang up");
                 }
                 _ => {}
             }
             if b.channels.len() < 2 {
                 out.request(self.req(
-                    Method::DELETE,
+                    Verb::Delete,
                     format!("/bridges/{}", b.id),
                     vec![],
                     None,
@@ -657,7 +586,7 @@ impl AriTranslator {
 
     fn lookup(&mut self, id: ChannelId, p: PendingPark, v: TransferVar, out: &mut Output<Request>) {
         out.request(self.req(
-            Method::GET,
+            Verb::Get,
             path_channel(&id, "/variable"),
             vec![("variable", v.name().to_string())],
             Some(&id),
@@ -707,14 +636,14 @@ impl AriTranslator {
     /// music): the channel ended without its ChannelDestroyed reaching callpark (it ended as a
     /// connection was being made, after the listing that still showed it). Reported gone, once,
     /// rather than left holding its orbit until a timer finds out.
-    fn gone_unheard(&mut self, req: &Request, e: &AriError, out: &mut Output<Request>) {
-        let AriError::Status {
+    fn gone_unheard(&mut self, req: &Request, e: &Failure, out: &mut Output<Request>) {
+        let Failure::Status {
             status, message, ..
         } = e
         else {
             return;
         };
-        if *status != reqwest::StatusCode::NOT_FOUND || !message.contains("Channel not found") {
+        if *status != 404 || !message.contains("Channel not found") {
             return;
         }
         if !matches!(req.tag, Tag::Play(_) | Tag::Action(_)) {
@@ -743,7 +672,7 @@ impl AriTranslator {
     /// (a park whose variables were being read, a retrieve whose bridge was being made), and a
     /// leg being originated is either among the channels listed or reconciled as gone: none
     /// is reported failed or asked again here.
-    fn on_lost(&mut self, tag: Tag, e: &AriError, out: &mut Output<Request>) {
+    fn on_lost(&mut self, tag: Tag, e: &Failure, out: &mut Output<Request>) {
         debug!(pbx = %self.s.pool, "{e}");
         match tag {
             Tag::Var(id, _) => {
@@ -794,7 +723,7 @@ impl Translator for AriTranslator {
         let key = Some(RECONNECT_KEY.to_string());
         for (path, tag) in [("/bridges", Tag::Bridges), ("/channels", Tag::List)] {
             out.request(Request {
-                method: Method::GET,
+                method: Verb::Get,
                 path: path.into(),
                 query: vec![],
                 key: key.clone(),
@@ -894,7 +823,7 @@ impl AriTranslator {
                 let c = self.chan(&channel);
                 if !c.up {
                     c.up = true;
-                    self.action(out, Method::POST, &channel, "/answer", vec![], "answer");
+                    self.action(out, Verb::Post, &channel, "/answer", vec![], "answer");
                 }
             }
             Command::StartMoh { channel, moh } => {
@@ -917,7 +846,7 @@ impl AriTranslator {
                     Some(pb) => {
                         self.after.remove(&pb);
                         out.request(self.req(
-                            Method::DELETE,
+                            Verb::Delete,
                             format!("/playbacks/{}", pb.0),
                             vec![],
                             Some(&channel),
@@ -926,7 +855,7 @@ impl AriTranslator {
                     }
                     None => self.action(
                         out,
-                        Method::DELETE,
+                        Verb::Delete,
                         &channel,
                         "/moh",
                         vec![],
@@ -944,7 +873,7 @@ impl AriTranslator {
                 // SIP MESSAGE only reaches PJSIP endpoints; others learn from the event log.
                 if let Some(user) = endpoint.strip_prefix("PJSIP/") {
                     out.request(self.req(
-                        Method::PUT,
+                        Verb::Put,
                         "/endpoints/sendMessage".into(),
                         vec![
                             ("to", format!("pjsip:{user}")),
@@ -975,7 +904,7 @@ impl AriTranslator {
                 let timeout = ((timeout_ms + 999) / 1000).max(1).to_string();
                 self.chan(&channel).ringing = true;
                 out.request(self.req(
-                    Method::POST,
+                    Verb::Post,
                     path_channel(&channel, ""),
                     vec![
                         ("endpoint", dial),
@@ -1010,14 +939,14 @@ impl AriTranslator {
                 // A bridge left over from an earlier try (retriever gone) is replaced. Keyed by
                 // the parked channel: these run after its music has stopped.
                 out.request(self.req(
-                    Method::DELETE,
+                    Verb::Delete,
                     format!("/bridges/{bridge}"),
                     vec![],
                     Some(&parked),
                     Tag::Action("remove an old bridge"),
                 ));
                 out.request(self.req(
-                    Method::POST,
+                    Verb::Post,
                     format!("/bridges/{bridge}"),
                     vec![("type", "mixing".into())],
                     Some(&parked),
@@ -1029,7 +958,7 @@ impl AriTranslator {
                 ));
             }
             Command::Hangup { channel } => {
-                self.action(out, Method::DELETE, &channel, "", vec![], "hang up")
+                self.action(out, Verb::Delete, &channel, "", vec![], "hang up")
             }
             Command::OrbitEmpty { channel, orbit } => {
                 info!(pbx = %self.s.pool, channel = %channel, %orbit, "orbit empty");
@@ -1057,7 +986,7 @@ impl AriTranslator {
                 };
                 let device = dialplan::device_name(orbit);
                 out.request(Request {
-                    method: Method::PUT,
+                    method: Verb::Put,
                     path: format!("/deviceStates/{}", encode_segment(&device)),
                     query: vec![("deviceState", state.into())],
                     key: Some(device),
@@ -1073,18 +1002,16 @@ impl AriTranslator {
         }
         match req.tag {
             Tag::Bridges => match reply.and_then(|body| {
-                serde_json::from_str::<Vec<Bridge>>(&body).map_err(|e| AriError::Body {
-                    path: req.path.clone(),
-                    message: e.to_string(),
+                serde_json::from_str::<Vec<Bridge>>(&body).map_err(|e| Failure::Other {
+                    text: format!("ARI {}: unexpected answer: {e}", req.path),
                 })
             }) {
                 Ok(bridges) => self.on_bridges(bridges, out),
                 Err(e) => warn!(pbx = %self.s.pool, "cannot list bridges: {e}"),
             },
             Tag::List => match reply.and_then(|body| {
-                serde_json::from_str::<Vec<Channel>>(&body).map_err(|e| AriError::Body {
-                    path: req.path.clone(),
-                    message: e.to_string(),
+                serde_json::from_str::<Vec<Channel>>(&body).map_err(|e| Failure::Other {
+                    text: format!("ARI {}: unexpected answer: {e}", req.path),
                 })
             }) {
                 Ok(chs) => {
@@ -1141,7 +1068,7 @@ impl AriTranslator {
             } => match reply {
                 Ok(_) => {
                     out.request(self.req(
-                        Method::POST,
+                        Verb::Post,
                         format!("/bridges/{bridge}/addChannel"),
                         vec![("channel", format!("{parked},{other}"))],
                         Some(&parked),
