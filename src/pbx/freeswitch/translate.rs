@@ -249,7 +249,9 @@ impl FsTranslator {
             return_armed: false,
             sip_call_id: ev.sip_call_id.clone(),
             door: ev.outbound,
-            queued: false,
+            // Found on (re)connecting: what callpark queued on it before cannot be known, so
+            // its first bridge flushes the queue all the same.
+            queued: ev.name == "CHANNEL_DATA",
         };
         let caller = Party {
             name: ev.caller_name.clone().unwrap_or_default(),
@@ -425,6 +427,9 @@ impl FsTranslator {
                     let chan = Chan {
                         answered: row.callstate == "ACTIVE" || row.callstate == "HELD",
                         dialplan_music: music,
+                        // What callpark queued on it before the reconnection (an orbit
+                        // spoken, then music) may still wait: its bridge flushes it.
+                        queued: true,
                         ..Chan::default()
                     };
                     self.take(out, &id, chan);
