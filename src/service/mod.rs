@@ -442,7 +442,7 @@ impl PoolRun<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::park::{CallState, ParkedCall, Parker, Party};
+    use crate::park::ParkedCall;
 
     fn config(first: &str, last: &str) -> Config {
         Config::from_toml(
@@ -456,25 +456,7 @@ mod tests {
     }
 
     fn parked(ch: &str, orbit: &str) -> ParkedCall {
-        ParkedCall {
-            channel: ChannelId::new(ch),
-            orbit: Some(orbit.parse().unwrap()),
-            caller: Party {
-                name: "Carol".into(),
-                number: "5551234".into(),
-            },
-            parker: Parker {
-                ids: vec!["alice".into()],
-                endpoint: Some("PJSIP/alice".into()),
-                display: "PJSIP/alice".into(),
-            },
-            lot: None,
-            parked_at: 1_000,
-            deadline: 91_000,
-            attempts: 0,
-            fallback_tried: false,
-            state: CallState::Parked,
-        }
+        crate::store::tests::call(ch, orbit, 1_000)
     }
 
     /// A call whose orbit left the configuration while callpark was stopped is ended when the

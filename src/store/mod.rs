@@ -615,11 +615,12 @@ fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::park::{CallState, LogKind, Parker, Party};
 
-    fn call(ch: &str, orbit: &str, parked_at: Millis) -> ParkedCall {
+    /// A stored call parked at `parked_at`, its deadline 90 s later (other modules' tests too).
+    pub(crate) fn call(ch: &str, orbit: &str, parked_at: Millis) -> ParkedCall {
         ParkedCall {
             channel: ChannelId::new(ch),
             orbit: Some(orbit.parse().unwrap()),

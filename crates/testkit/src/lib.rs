@@ -264,11 +264,7 @@ impl Ari {
     }
 
     pub async fn channel_exists(&self, id: &str) -> bool {
-        matches!(
-            self.call(reqwest::Method::GET, &format!("/channels/{id}"), &[])
-                .await,
-            Ok((200, _))
-        )
+        self.channel(id).await.is_some()
     }
 
     pub async fn bridges(&self) -> Vec<Value> {
