@@ -13,7 +13,10 @@
 //! prints callpark's resident memory and the store's size on disk every 10,000 cycles; with
 //! `--keep-log` the store is pruned as `[service] keep_log` says (the shortest, `1h`, prunes
 //! every 6 minutes), so its size stops growing after that long. `--workers N`: blind cycles
-//! run N at a time (4 by default).
+//! run N at a time (4 by default). `--ringback-workers N`: ringback cycles waiting at once (25
+//! by default: fifty calls on hold with music keep the testbed Asterisk's two CPUs busy, its
+//! Local-channel phones passing every frame through two channel pairs, and it then places
+//! ringbacks a second apart, too late for some to be answered within their ring time).
 //!
 //! A cycle counts as lost unless its call ends the way it should: retrieved (the log's
 //! `retrieved` for the parked channel) or answered by its parker at the ringback
@@ -370,6 +373,7 @@ struct Plan {
     music: bool,
     sample: usize,
     workers: usize,
+    ringback_workers: usize,
     keep_log: Option<String>,
 }
 
@@ -461,7 +465,7 @@ async fn one_pbx(which: &str, plan: &Plan) -> usize {
     // Ringbacks: each waits out the pickup timeout, so fifty wait at once.
     let (d, w) = (driver.clone(), watch.clone());
     let started = Instant::now();
-    let rb = run_cycles("ringback", ringbacks, 50, move |p, i| {
+    let rb = run_cycles("ringback", ringbacks, plan.ringback_workers, move |p, i| {
         let (d, w) = (d.clone(), w.clone());
         async move { ringback_cycle(&d, &w, &p, 100_000 + i).await }
     })
@@ -523,6 +527,8 @@ async fn main() {
     let attended_every = num("--attended-every", 10, 10);
     let sample = num("--sample", 0, 0);
     let workers = num("--workers", 4, 4);
+    // Each waiting ringback is a parked call with music on hold (see the module docs).
+    let ringback_workers = num("--ringback-workers", 25, 25);
     let music = match value("--music").as_deref() {
         None | Some("on") => true,
         Some("off") => false,
@@ -540,6 +546,7 @@ async fn main() {
         music,
         sample,
         workers,
+        ringback_workers,
         keep_log: value("--keep-log"),
     };
     let mut lost = 0;

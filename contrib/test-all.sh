@@ -135,5 +135,18 @@ cargo test --locked --no-fail-fast --workspace --doc 2>&1 | tee -a "$out"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
 # One closing line for the whole run, summed over every test binary.
-awk -v s="$skipped" '/^test result:/ { p += $4; f += $6 } END { printf "test-all: %d passed, %d failed, %d skipped\n", p, f, s }' "$out"
+# A harness-less benchmark prints no `test result:` line: a failed one is named from cargo's
+# list of failed targets, so the line never reads as if only the counted tests failed.
+awk -v s="$skipped" '
+    /^test result:/ { p += $4; f += $6 }
+    /^error: [0-9]+ targets? failed:/ { listing = 1; next }
+    listing && /^    `/ { gsub(/`/, ""); sub(/^ +/, ""); t = t (t ? ", " : "") $0; next }
+    { listing = 0 }
+    /^error: test failed, to rerun pass `/ { one = $0; sub(/.*pass `/, "", one); sub(/`.*/, "", one) }
+    END {
+        if (t == "" && one != "") t = one
+        printf "test-all: %d passed, %d failed, %d skipped", p, f, s
+        if (t != "") printf "; failed targets: %s", t
+        printf "\n"
+    }' "$out"
 exit "$status"

@@ -206,10 +206,24 @@ fn a_call_the_core_holds_parked_is_taken_back_from_its_row_without_reading_it_in
     ]});
     let mut out = Output::default();
     t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    // The held call the listing left out is read on its own before anything is reported.
+    assert!(out.events.is_empty(), "{:?}", out.events);
+    let [verify] = &out.requests[..] else {
+        panic!("{:?}", lines(&out))
+    };
+    assert_eq!(verify.out.line, format!("api uuid_dump {HELD_GONE} json"));
+    assert_eq!(verify.tag, Tag::Verify(ChannelId::new(HELD_GONE)));
+    let mut out = Output::default();
+    t.on_reply(
+        verify.clone(),
+        Reply::Text("-ERR No such channel!\n".into()),
+        &mut out,
+    );
     let [PbxEvent::Connected { channels }] = &out.events[..] else {
         panic!("no Found for calls the core holds: {:?}", out.events)
     };
     assert_eq!(channels.len(), 3);
+    assert!(!channels.contains(&ChannelId::new(HELD_GONE)));
     assert_eq!(
         lines(&out),
         [
@@ -272,6 +286,88 @@ fn a_call_the_core_holds_parked_is_taken_back_from_its_row_without_reading_it_in
             format!("api uuid_dump {OTHER} json"),
         ]
     );
+}
+
+/// FreeSWITCH's listing is its channel table, filled by an SQL thread after the fact: a
+/// parked call it leaves out but that exists (read from its session) is kept, not ended.
+#[test]
+fn a_held_call_the_listing_leaves_out_is_kept_if_it_exists() {
+    let mut t = tr();
+    const LATE: &str = "77777777-2222-3333-4444-555555555555";
+    const GONE: &str = "88888888-2222-3333-4444-555555555555";
+    let held = [LATE, GONE].into_iter().map(ChannelId::new).collect();
+    let mut out = Output::default();
+    t.on_connect(held, &mut out);
+    let list = out.requests.last().unwrap().clone();
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(r#"{"row_count":0}"#.into()), &mut out);
+    assert!(out.events.is_empty(), "{:?}", out.events);
+    let mut verify: Vec<Request> = out.requests.clone();
+    verify.sort_by(|a, b| a.out.line.cmp(&b.out.line));
+    assert_eq!(
+        verify
+            .iter()
+            .map(|r| r.out.line.clone())
+            .collect::<Vec<_>>(),
+        [
+            format!("api uuid_dump {LATE} json"),
+            format!("api uuid_dump {GONE} json"),
+        ]
+    );
+    // LATE answers first: it is parked, on the include's music. Nothing is reported until
+    // GONE is known too.
+    let dump = json!({"Event-Name": "CHANNEL_DATA", "Unique-ID": LATE,
+        "Channel-Name": "loopback/to-dev-bob-b", "Channel-State": "CS_EXECUTE",
+        "Channel-Call-State": "ACTIVE", "Answer-State": "answered",
+        "variable_current_application": "playback", "variable_callpark_action": "park"});
+    let mut out = Output::default();
+    t.on_reply(verify[0].clone(), Reply::Text(dump.to_string()), &mut out);
+    assert!(out.events.is_empty() && out.requests.is_empty(), "{out:?}");
+    // A second answer for the same channel (a stray) changes nothing.
+    t.on_reply(verify[0].clone(), Reply::Text(dump.to_string()), &mut out);
+    assert!(out.events.is_empty() && out.requests.is_empty(), "{out:?}");
+    let mut out = Output::default();
+    t.on_reply(
+        verify[1].clone(),
+        Reply::Text("-ERR No such channel!\n".into()),
+        &mut out,
+    );
+    let [PbxEvent::Connected { channels }] = &out.events[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert!(
+        channels.len() == 1 && channels.contains(&ChannelId::new(LATE)),
+        "{channels:?}"
+    );
+    // Taken back as a held call on its music: the fallback transfer cancelled, no music added.
+    assert_eq!(lines(&out), [format!("api sched_del {LATE}")]);
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: ChannelId::new(LATE),
+                moh: Moh::Class(None),
+            }
+        )
+        .requests
+        .is_empty(),
+        "its music plays already"
+    );
+    assert_eq!(t.state_size(), 1, "only LATE is held");
+
+    // A connection lost while waiting leaves nothing behind, and a late answer is ignored.
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect([ChannelId::new(GONE)].into_iter().collect(), &mut out);
+    let list = out.requests.last().unwrap().clone();
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(r#"{"row_count":0}"#.into()), &mut out);
+    let verify = out.requests[0].clone();
+    t.on_disconnect();
+    assert_eq!(t.state_size(), 0);
+    let mut out = Output::default();
+    t.on_reply(verify, Reply::Text(dump.to_string()), &mut out);
+    assert!(out.events.is_empty() && out.requests.is_empty(), "{out:?}");
 }
 
 #[test]

@@ -34,6 +34,10 @@ pub struct FsEvent {
     pub uuid: Option<String>,
     pub channel_name: Option<String>,
     pub answer_state: Option<String>,
+    /// The channel's state machine (`CS_EXECUTE`, `CS_HANGUP`...) and its call state
+    /// (`ACTIVE`, `HANGUP`...), as `uuid_dump` and channel events give them.
+    pub channel_state: Option<String>,
+    pub call_state: Option<String>,
     pub caller_name: Option<String>,
     pub caller_number: Option<String>,
     pub context: Option<String>,
@@ -97,6 +101,8 @@ impl FsEvent {
             "Unique-ID" => &mut self.uuid,
             "Channel-Name" => &mut self.channel_name,
             "Answer-State" => &mut self.answer_state,
+            "Channel-State" => &mut self.channel_state,
+            "Channel-Call-State" => &mut self.call_state,
             "Caller-Caller-ID-Name" => &mut self.caller_name,
             "Caller-Caller-ID-Number" => &mut self.caller_number,
             "Caller-Context" => &mut self.context,
@@ -355,6 +361,19 @@ impl ChannelRow {
             self.state.as_str(),
             "CS_HANGUP" | "CS_REPORTING" | "CS_DESTROY"
         ) || self.callstate == "HANGUP"
+    }
+
+    /// The row a channel read by `uuid_dump <uuid> json` would have in the listing, if it
+    /// names a channel.
+    pub fn from_dump(ev: &FsEvent) -> Option<ChannelRow> {
+        Some(ChannelRow {
+            uuid: ev.uuid.clone()?,
+            name: ev.channel_name.clone().unwrap_or_default(),
+            application: ev.current_application.clone().unwrap_or_default(),
+            application_data: String::new(),
+            state: ev.channel_state.clone().unwrap_or_default(),
+            callstate: ev.call_state.clone().unwrap_or_default(),
+        })
     }
 }
 

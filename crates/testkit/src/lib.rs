@@ -785,10 +785,16 @@ impl Callpark {
         let root = PathBuf::from(tb("ROOT"));
         let base = root.join("var/lib/callpark-tests");
         std::fs::create_dir_all(&base).unwrap();
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("t")
             .tempdir_in(&base)
             .unwrap();
+        // CALLPARK_KEEP_DIRS=1 keeps each run's configuration, log and store for a look
+        // after a benchmark that only counts what went wrong.
+        if std::env::var_os("CALLPARK_KEEP_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("callpark data: {}", dir.path().display());
+        }
         let mut text = format!(
             "[service]\ndata_dir = \"{}\"\n{}\n\n[park]\n{}\n{}\n",
             dir.path().join("data").display(),

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::codec::Outgoing;
 use super::dialplan::RETURN_EXTEN;
-use super::model::{ChannelList, FsEvent};
+use super::model::{ChannelList, ChannelRow, FsEvent};
 use crate::orbit::Orbit;
 use crate::park::{
     ChannelId, Command, Destination, Event, LampState, Moh, ParkRequest, Parker, Party, Target,
@@ -73,6 +73,9 @@ pub enum Tag {
     /// `uuid_dump <uuid> json` of a channel that may sit in callpark's hands after a
     /// (re)connection: its variables say whether it does.
     Dump(ChannelId),
+    /// `uuid_dump <uuid> json` of a call the core holds parked that the listing left out:
+    /// whether it still exists (see [`FsTranslator::verify`]).
+    Verify(ChannelId),
     /// `uuid_getvar <uuid> channel_name` of the phone that placed a park's loopback call: the
     /// park waits for it to know its parker.
     PlacedBy(ChannelId),
@@ -145,6 +148,9 @@ pub struct FsTranslator {
     /// The channels the core holds parked, as given at the last connect, until its listing
     /// is read: those found still parked are taken back without reading them in full.
     held: HashSet<ChannelId>,
+    /// A listing that left out calls the core holds parked, kept until each of them is read
+    /// on its own (see [`FsTranslator::verify`]).
+    listing: Option<(ChannelList, HashSet<ChannelId>)>,
 }
 
 /// How many ended channels are remembered (see `FsTranslator::ended`).
@@ -162,6 +168,7 @@ impl FsTranslator {
             ended: VecDeque::new(),
             ended_set: HashSet::new(),
             held: HashSet::new(),
+            listing: None,
         }
     }
 
@@ -181,7 +188,14 @@ impl FsTranslator {
     /// ended channels, music sources): it returns to where it was once the calls that made
     /// it have ended, however many there were.
     pub fn state_size(&self) -> usize {
-        self.chans.len() + self.placed_by.len() + self.replaced.len() + self.held.len()
+        self.chans.len()
+            + self.placed_by.len()
+            + self.replaced.len()
+            + self.held.len()
+            + self
+                .listing
+                .as_ref()
+                .map_or(0, |(l, w)| l.rows.len() + w.len())
     }
 
     fn api(&self, line: String, tag: Tag) -> Request {
@@ -404,6 +418,42 @@ impl FsTranslator {
         }))
     }
 
+    /// The listing is FreeSWITCH's channel table, which its SQL thread fills from events
+    /// after the fact (inserts and updates on separate queues), not the channels themselves;
+    /// a reconnection in CI found it empty a tenth of a second after a park. Taken at its
+    /// word, such a call is ended as "hung up while callpark was away" and its caller left
+    /// alone in `park`. So a call the core holds that the listing leaves out is read on its
+    /// own (`uuid_dump`, from the session itself) before the reconciliation is reported.
+    fn verify(&mut self, list: ChannelList, out: &mut Output<Request>) {
+        let listed: HashSet<&str> = list.rows.iter().map(|r| r.uuid.as_str()).collect();
+        let missing: HashSet<ChannelId> = self
+            .held
+            .iter()
+            .filter(|id| !listed.contains(id.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            self.connected(list, out);
+            return;
+        }
+        for id in &missing {
+            out.request(self.api(format!("uuid_dump {id} json"), Tag::Verify(id.clone())));
+        }
+        self.listing = Some((list, missing));
+    }
+
+    /// The reconciliation: every channel there is, then what may sit in callpark's hands.
+    fn connected(&mut self, list: ChannelList, out: &mut Output<Request>) {
+        out.events.push(PbxEvent::Connected {
+            channels: list
+                .rows
+                .iter()
+                .map(|r| ChannelId::new(r.uuid.clone()))
+                .collect(),
+        });
+        self.adopt(list, out);
+    }
+
     /// What a (re)connection finds: channels bridged by `uuid_bridge` are reported bridged
     /// (the core ends a connecting call on it; any other is none of its business), and the
     /// channels that may sit in callpark's hands (parked, or on the include's music) are
@@ -565,6 +615,7 @@ impl Translator for FsTranslator {
 
     fn on_connect(&mut self, held: HashSet<ChannelId>, out: &mut Output<Request>) {
         self.held = held;
+        self.listing = None;
         out.request(Request {
             out: Outgoing::new(format!("event json {EVENTS}")),
             tag: Tag::Setup,
@@ -582,6 +633,7 @@ impl Translator for FsTranslator {
         // Answer states may change while we are away; the next events tell them again.
         self.chans.clear();
         self.held.clear();
+        self.listing = None;
     }
 
     fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
@@ -940,14 +992,7 @@ impl FsTranslator {
                     // A channel hanging up as it was listed is gone: the reconciliation ends
                     // its call, and it is not adopted.
                     list.rows.retain(|r| !r.ending());
-                    out.events.push(PbxEvent::Connected {
-                        channels: list
-                            .rows
-                            .iter()
-                            .map(|r| ChannelId::new(r.uuid.clone()))
-                            .collect(),
-                    });
-                    self.adopt(list, out);
+                    self.verify(list, out);
                 }
                 Err(e) => {
                     warn!(pbx = %self.s.pool, "cannot read `show channels as json` ({e}): {}",
@@ -970,6 +1015,32 @@ impl FsTranslator {
                 } else {
                     PbxEvent::Call(e)
                 });
+            }
+            Tag::Verify(id) => {
+                let Some((list, waiting)) = self.listing.as_mut() else {
+                    return;
+                };
+                if !waiting.remove(&id) {
+                    return;
+                }
+                let row = FsEvent::from_json(text.as_bytes())
+                    .ok()
+                    .and_then(|ev| ChannelRow::from_dump(&ev))
+                    .filter(|r| r.uuid == id.as_str() && !r.ending());
+                match row {
+                    Some(row) => {
+                        warn!(pbx = %self.s.pool, channel = %id,
+                            "`show channels` did not list a parked call that exists; \
+                             FreeSWITCH's channel table lags its channels, so the call is kept");
+                        list.rows.push(row);
+                    }
+                    None => debug!(pbx = %self.s.pool, channel = %id, "gone: {}", text.trim()),
+                }
+                if waiting.is_empty() {
+                    if let Some((list, _)) = self.listing.take() {
+                        self.connected(list, out);
+                    }
+                }
             }
             Tag::Dump(id) => match FsEvent::from_json(text.as_bytes()) {
                 Ok(ev) => self.on_found(ev, id, out),
