@@ -21,6 +21,7 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
+use thiserror::Error;
 
 use super::runs::RunSet;
 use callpark_core::orbit::Span;
@@ -107,6 +108,23 @@ pub(crate) type Groups = Vec<Option<(usize, usize)>>;
 /// Why the lint could not decide a pattern against a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undecided(pub String);
+
+/// Why a pattern could not be compiled (`Matcher::new`): the text is what the lint reports.
+#[derive(Debug, Error)]
+pub enum MatcherError {
+    /// The pattern parsed but its automaton could not be built.
+    #[error(transparent)]
+    Nfa(#[from] Box<thompson::BuildError>),
+    /// The lazy DFA of the pattern could not be built.
+    #[error(transparent)]
+    Dfa(#[from] Box<regex_automata::hybrid::BuildError>),
+    /// Neither the DFA engine nor fancy-regex reads the pattern.
+    #[error("pattern `{pattern}` is not a regular expression the lint reads: {error}")]
+    Unreadable {
+        pattern: String,
+        error: Box<fancy_regex::Error>,
+    },
+}
 
 /// A pattern compiled for the lint.
 pub struct Matcher {
@@ -226,7 +244,7 @@ fn parse_hir(rust: &str) -> Result<Hir, Box<regex_syntax::Error>> {
 
 impl Matcher {
     /// Compiles `pattern`; an error is a pattern that neither engine accepts.
-    pub fn new(pattern: &str, dialect: Dialect) -> Result<Matcher, String> {
+    pub fn new(pattern: &str, dialect: Dialect) -> Result<Matcher, MatcherError> {
         let rust = to_rust_syntax(pattern, dialect);
         match parse_hir(&rust) {
             Ok(hir) => {
@@ -237,7 +255,7 @@ impl Matcher {
                             .which_captures(thompson::WhichCaptures::None),
                     )
                     .build_from_hir(&hir)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Box::new)?;
                 let dfa = DFA::builder()
                     .configure(
                         DFA::config()
@@ -247,7 +265,7 @@ impl Matcher {
                             .minimum_cache_clear_count(None),
                     )
                     .build_from_nfa(nfa)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Box::new)?;
                 Ok(Matcher {
                     source: pattern.to_string(),
                     rust,
@@ -260,8 +278,9 @@ impl Matcher {
                 })
             }
             Err(syntax_err) => {
-                let re = fancy_regex::Regex::new(&rust).map_err(|e| {
-                    format!("pattern `{pattern}` is not a regular expression the lint reads: {e}")
+                let re = fancy_regex::Regex::new(&rust).map_err(|e| MatcherError::Unreadable {
+                    pattern: pattern.to_string(),
+                    error: Box::new(e),
                 })?;
                 let why = match syntax_err.as_ref() {
                     regex_syntax::Error::Parse(e) => e.kind().to_string(),

@@ -3,6 +3,8 @@
 
 use std::cmp::Ordering;
 
+use thiserror::Error;
+
 use super::Context;
 use super::check::is_callpark;
 use super::order::{Entry, ext_cmp};
@@ -53,7 +55,7 @@ pub(super) fn propose(
                 }
                 Err(collision) => {
                     f.kind = Kind::Conflicts;
-                    f.kind_why = Some(collision);
+                    f.kind_why = Some(collision.to_string());
                 }
             }
         }
@@ -75,7 +77,7 @@ fn fix_for(
     root: &Context,
     cp_ctx: Option<&str>,
     targets: &[crate::Target],
-) -> Result<String, String> {
+) -> Result<String, Collision> {
     let cp = cp_ctx.unwrap_or("callpark");
     let goto = format!("Goto({cp},${{EXTEN}},1)");
     if f.rule == "(no extension)" {
@@ -153,18 +155,33 @@ fn fix_for(
     ))
 }
 
+/// An insertion fix that cannot be proposed: an extension it would add (`exten`, priority 1)
+/// clashes with one the context has (`old`, at `file:line`), so the orbits move instead.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "the fix would add `exten => {exten},1` to [{context}], which already has `{old}` ({file}:{line}): Asterisk refuses the second one and the first loses its priority 1; move the orbits instead"
+)]
+struct Collision {
+    exten: String,
+    context: String,
+    old: String,
+    file: String,
+    line: usize,
+}
+
 /// Why adding extensions `names` (priority 1, no caller-id match) to `ctx` would clash with
 /// one it has: equal as `ext_cmp` compares them (`_11[0-9]X` is `_11XX` to Asterisk).
-fn collision(ctx: &Context, names: &[String]) -> Option<String> {
+fn collision(ctx: &Context, names: &[String]) -> Option<Collision> {
     names.iter().find_map(|p| {
         ctx.extens
             .iter()
             .find(|e| e.cid.is_none() && e.app1.is_some() && ext_cmp(&e.name, p) == Ordering::Equal)
-            .map(|old| {
-                format!(
-                    "the fix would add `exten => {p},1` to [{}], which already has `{}` ({}:{}): Asterisk refuses the second one and the first loses its priority 1; move the orbits instead",
-                    ctx.name, old.name, old.file, old.line
-                )
+            .map(|old| Collision {
+                exten: p.clone(),
+                context: ctx.name.clone(),
+                old: old.name.clone(),
+                file: old.file.clone(),
+                line: old.line,
             })
     })
 }
@@ -182,7 +199,7 @@ mod tests {
         )
         .unwrap();
         let c = dp.context("f").unwrap();
-        let why = collision(c, &["1100".to_string()]).unwrap();
+        let why = collision(c, &["1100".to_string()]).unwrap().to_string();
         assert!(why.contains("already has `1100` (x.conf:2)"), "{why}");
         // `ext_cmp` equality, not spelling: Asterisk takes `_11XX` for `_11[0-9]X`.
         assert!(collision(c, &["_11XX".to_string()]).is_some());

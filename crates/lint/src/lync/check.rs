@@ -70,7 +70,7 @@ fn check_plan(
         // what is still unclaimed undecided: never passed.
         let matched = match &mut c.matcher {
             Ok(m) => m.matching(range).map_err(|Undecided(why)| why),
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e.to_string()),
         };
         let hit = match matched {
             Ok(h) => h.intersect(&remaining),

@@ -4,7 +4,7 @@
 use regex_syntax::hir::{Hir, HirKind, Look};
 
 use super::LyncRule;
-use crate::automaton::{Dialect, MAX_ENUMERATE, Matcher, NumRange, Undecided};
+use crate::automaton::{Dialect, MAX_ENUMERATE, Matcher, MatcherError, NumRange, Undecided};
 use crate::runs::RunSet;
 
 /// One piece of a .NET substitution string.
@@ -251,7 +251,7 @@ pub fn shape(m: &Matcher, parts: &[Part]) -> Shape {
 /// A rule ready to check.
 pub struct Compiled<'a> {
     pub rule: &'a LyncRule,
-    pub matcher: Result<Matcher, String>,
+    pub matcher: Result<Matcher, MatcherError>,
     parts: Vec<Part>,
     shape: Shape,
 }
