@@ -372,3 +372,70 @@ fn a_pool_name_is_letters_digits_and_few_signs() {
         assert!(msg.contains("letters, digits"), "{bad}: {msg}");
     }
 }
+
+/// The messages of an `on_timeout`, a policy pattern and the API's token that cannot be used,
+/// word for word: they are what an operator reads.
+#[test]
+fn messages_of_destinations_patterns_and_the_token() {
+    for (bad, want) in [
+        (
+            "",
+            "is empty: give `exten:EXTEN@CONTEXT`, a `sip:` URI or a dial string",
+        ),
+        ("PJSIP/a b", "`PJSIP/a b` contains white space"),
+        (
+            "exten:0",
+            "`exten:0`: write an extension as `exten:EXTEN@CONTEXT`",
+        ),
+        (
+            "sip:operator",
+            "`sip:operator`: a SIP URI needs a user and a host, like sip:operator@example.com",
+        ),
+        (
+            "operator",
+            "`operator` is neither `exten:EXTEN@CONTEXT`, a `sip:` URI nor a dial string like `PJSIP/operator`",
+        ),
+    ] {
+        let (key, _, msg) = invalid(&format!("[park]\non_timeout = \"{bad}\""));
+        assert_eq!((key.as_str(), msg.as_str()), ("park.on_timeout", want));
+    }
+    let (_, _, msg) =
+        invalid("[[policy]]\nname = \"x\"\nenable_call_park = true\npatterns = [\"(\"]");
+    assert!(
+        msg.starts_with("policy `x`: pattern `(` is not a valid regex: "),
+        "{msg}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "too short\n").unwrap();
+    let missing = dir.path().join("missing");
+    let token_error = |api: &str| {
+        let c = load(&format!("[api]\n{api}\n")).unwrap();
+        let mut e = c.check_secrets();
+        e.retain(|i| i.key == "api.token_env");
+        assert_eq!(e.len(), 1, "{api}: {e:?}");
+        e.remove(0).message
+    };
+    assert_eq!(
+        token_error("token_env = \"T\"\ntoken_file = \"t\""),
+        "set either token_env or token_file, not both"
+    );
+    assert_eq!(
+        token_error(""),
+        "set token_env or token_file: the API needs a bearer token"
+    );
+    assert_eq!(
+        token_error("token_env = \"CALLPARK_TEST_TOKEN_NOT_SET\""),
+        "environment variable `CALLPARK_TEST_TOKEN_NOT_SET` (token_env) is not set"
+    );
+    let msg = token_error(&format!("token_file = \"{}\"", missing.display()));
+    assert!(
+        msg.starts_with(&format!("cannot read token_file {}: ", missing.display())),
+        "{msg}"
+    );
+    assert_eq!(
+        token_error(&format!("token_file = \"{}\"", short.display())),
+        "the bearer token is shorter than 16 characters"
+    );
+}

@@ -78,27 +78,47 @@ fn default_api_listen() -> std::net::SocketAddr {
 
 impl ApiConfig {
     /// The bearer token, from the file or the named environment variable.
-    pub fn token(&self) -> Result<String, String> {
+    pub fn token(&self) -> Result<String, TokenError> {
         let token = match (&self.token_env, &self.token_file) {
-            (Some(_), Some(_)) => return Err("set either token_env or token_file, not both".into()),
-            (Some(var), None) => std::env::var(var)
-                .map_err(|_| format!("environment variable `{var}` (token_env) is not set"))?,
+            (Some(_), Some(_)) => return Err(TokenError::Both),
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| TokenError::VarNotSet { var: var.clone() })?
+            }
             (None, Some(f)) => std::fs::read_to_string(f)
-                .map_err(|e| format!("cannot read token_file {}: {e}", f.display()))?
+                .map_err(|source| TokenError::Read {
+                    file: f.clone(),
+                    source,
+                })?
                 .lines()
                 .next()
                 .unwrap_or("")
                 .to_string(),
-            (None, None) => {
-                return Err("set token_env or token_file: the API needs a bearer token".into());
-            }
+            (None, None) => return Err(TokenError::Missing),
         };
         let token = token.trim().to_string();
         if token.len() < 16 {
-            return Err("the bearer token is shorter than 16 characters".into());
+            return Err(TokenError::TooShort);
         }
         Ok(token)
     }
+}
+
+/// Why the API's bearer token cannot be had ([`ApiConfig::token`]).
+#[derive(Debug, Error)]
+pub enum TokenError {
+    #[error("set either token_env or token_file, not both")]
+    Both,
+    #[error("environment variable `{var}` (token_env) is not set")]
+    VarNotSet { var: String },
+    #[error("cannot read token_file {}: {source}", .file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("set token_env or token_file: the API needs a bearer token")]
+    Missing,
+    #[error("the bearer token is shorter than 16 characters")]
+    TooShort,
 }
 
 /// `[service]`
@@ -462,11 +482,11 @@ impl Config {
             .api
             .as_ref()
             .and_then(|a| a.token().err())
-            .map(|message| Invalid {
+            .map(|e| Invalid {
                 file: file.clone(),
                 line: None,
                 key: "api.token_env".into(),
-                message,
+                message: e.to_string(),
             });
         self.pbx
             .iter()

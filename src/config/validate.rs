@@ -220,7 +220,7 @@ fn check_policies(
     let mut policies = Vec::new();
     for (i, pc) in policy.iter().enumerate() {
         let rule = PolicyRule::new(&pc.name, pc.enable_call_park, &pc.users, &pc.patterns)
-            .map_err(|m| bad(format!("policy[{i}].patterns"), m))?;
+            .map_err(|e| bad(format!("policy[{i}].patterns"), e.to_string()))?;
         for l in pc.lots.iter().flatten() {
             if !lot_known(l) {
                 return Err(bad(
@@ -439,7 +439,9 @@ fn check_park(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkConfig, 
         ));
     }
     let on_timeout = match &p.on_timeout {
-        Some(text) => Some(Destination::parse(text).map_err(|m| bad(key("on_timeout"), m))?),
+        Some(text) => {
+            Some(Destination::parse(text).map_err(|e| bad(key("on_timeout"), e.to_string()))?)
+        }
         None => None,
     };
     if p.park_code.trim().is_empty() {

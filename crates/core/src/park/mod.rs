@@ -11,5 +11,5 @@ mod policy;
 mod types;
 
 pub use self::core::{ParkCore, PoolOrbits};
-pub use self::policy::{GENERAL_LOT, PolicyRule, PolicySet};
+pub use self::policy::{GENERAL_LOT, PolicyError, PolicyRule, PolicySet};
 pub use self::types::*;

@@ -20,6 +20,18 @@ pub(crate) enum UserMatcher {
     Pattern(Regex),
 }
 
+/// A policy pattern that does not compile: the policy, the pattern and the regex error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("policy `{policy}`: pattern `{pattern}` is not a valid regex: {error}")]
+pub struct PolicyError {
+    /// The policy's name.
+    pub policy: String,
+    /// The pattern as configured (not anchored).
+    pub pattern: String,
+    /// Why it does not compile.
+    pub error: regex::Error,
+}
+
 /// One voice policy (Lync's `EnableCallPark` and the users it is granted to).
 #[derive(Debug, Clone)]
 pub struct PolicyRule {
@@ -43,13 +55,16 @@ impl PolicyRule {
         enable_call_park: bool,
         users: &[String],
         patterns: &[String],
-    ) -> Result<PolicyRule, String> {
+    ) -> Result<PolicyRule, PolicyError> {
         let mut matchers: Vec<UserMatcher> =
             users.iter().cloned().map(UserMatcher::Exact).collect();
         for p in patterns {
             // Anchored: a policy pattern names whole user ids, as Lync's do.
-            let re = Regex::new(&format!("^(?:{p})$"))
-                .map_err(|e| format!("policy `{name}`: pattern `{p}` is not a valid regex: {e}"))?;
+            let re = Regex::new(&format!("^(?:{p})$")).map_err(|error| PolicyError {
+                policy: name.to_string(),
+                pattern: p.clone(),
+                error,
+            })?;
             matchers.push(UserMatcher::Pattern(re));
         }
         Ok(PolicyRule {
@@ -98,7 +113,7 @@ impl PolicyRule {
 /// assert!(!policies.allows(["lobby"]));
 /// // Nobody is allowed unless a policy says so.
 /// assert!(!policies.allows(["1001"]));
-/// # Ok::<(), String>(())
+/// # Ok::<(), callpark_core::park::PolicyError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {

@@ -118,15 +118,13 @@ impl Destination {
     /// assert_eq!(Destination::parse("PJSIP/operator"), Ok(Destination::Dial("PJSIP/operator".into())));
     /// assert!(Destination::parse("sip:operator").is_err());
     /// ```
-    pub fn parse(s: &str) -> Result<Destination, String> {
+    pub fn parse(s: &str) -> Result<Destination, DestinationError> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(
-                "is empty: give `exten:EXTEN@CONTEXT`, a `sip:` URI or a dial string".into(),
-            );
+            return Err(DestinationError::Empty);
         }
         if s.chars().any(char::is_whitespace) {
-            return Err(format!("`{s}` contains white space"));
+            return Err(DestinationError::WhiteSpace(s.into()));
         }
         if let Some(rest) = s.strip_prefix("exten:") {
             return match rest.split_once('@') {
@@ -134,27 +132,43 @@ impl Destination {
                     exten: e.into(),
                     context: c.into(),
                 }),
-                _ => Err(format!(
-                    "`{s}`: write an extension as `exten:EXTEN@CONTEXT`"
-                )),
+                _ => Err(DestinationError::Exten(s.into())),
             };
         }
         if s.starts_with("sip:") || s.starts_with("sips:") {
             return if s.contains('@') {
                 Ok(Destination::Sip(s.into()))
             } else {
-                Err(format!(
-                    "`{s}`: a SIP URI needs a user and a host, like sip:operator@example.com"
-                ))
+                Err(DestinationError::SipUri(s.into()))
             };
         }
         if s.contains('/') {
             return Ok(Destination::Dial(s.into()));
         }
-        Err(format!(
-            "`{s}` is neither `exten:EXTEN@CONTEXT`, a `sip:` URI nor a dial string like `PJSIP/operator`"
-        ))
+        Err(DestinationError::Unknown(s.into()))
     }
+}
+
+/// Why a string is not a [`Destination`]: the text (trimmed), and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    /// Nothing but white space.
+    #[error("is empty: give `exten:EXTEN@CONTEXT`, a `sip:` URI or a dial string")]
+    Empty,
+    /// White space inside it.
+    #[error("`{0}` contains white space")]
+    WhiteSpace(String),
+    /// `exten:` without an extension, a context or the `@` between them.
+    #[error("`{0}`: write an extension as `exten:EXTEN@CONTEXT`")]
+    Exten(String),
+    /// A `sip:` (or `sips:`) URI without a user and a host.
+    #[error("`{0}`: a SIP URI needs a user and a host, like sip:operator@example.com")]
+    SipUri(String),
+    /// None of the forms a destination takes.
+    #[error(
+        "`{0}` is neither `exten:EXTEN@CONTEXT`, a `sip:` URI nor a dial string like `PJSIP/operator`"
+    )]
+    Unknown(String),
 }
 
 impl fmt::Display for Destination {

@@ -1,0 +1,49 @@
+//! Custom music-on-hold files: the copy kept in the data directory and its checksum.
+
+use sqlx::Row;
+
+use crate::park::Millis;
+
+use super::{Store, StoreError};
+
+/// A stored media file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: i64,
+}
+
+impl Store {
+    pub(crate) async fn put_media(&self, m: &Media, now: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO media (name, path, sha256, size, stored_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256,
+               size = excluded.size, stored_at = excluded.stored_at",
+        )
+        .bind(&m.name)
+        .bind(&m.path)
+        .bind(&m.sha256)
+        .bind(m.size)
+        .bind(now)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn media(&self) -> Result<Vec<Media>, StoreError> {
+        let rows = sqlx::query("SELECT name, path, sha256, size FROM media ORDER BY name")
+            .fetch_all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Media {
+                name: r.get("name"),
+                path: r.get("path"),
+                sha256: r.get("sha256"),
+                size: r.get("size"),
+            })
+            .collect())
+    }
+}
