@@ -358,6 +358,9 @@ async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> Vec<String>
     let known = known(&store);
     let held = bed.held(&chans, &known).await;
     let mut problems = Vec::new();
+    if cp.exited() {
+        problems.push("callpark exited by itself (its log's last ERROR or panic says why)".into());
+    }
     let mut orbits = HashSet::new();
     for c in &store {
         if !chans.contains_key(c.channel.as_str()) {
@@ -591,6 +594,8 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
                 .lines()
                 .filter(|l| {
                     l.contains("WARN")
+                        || l.contains("ERROR")
+                        || l.contains("panicked")
                         || l.contains("connected to")
                         || l.contains("reconciling")
                         || first
@@ -619,6 +624,26 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
             // What callpark said about the channels concerned: the only trace left once the
             // run ends (the process's log lives in a temporary directory).
             let log = cp.log_text();
+            // Errors and panics with the lines after them (a panic's message follows it).
+            let lines: Vec<&str> = log.lines().collect();
+            let mut shown = 0;
+            for (i, l) in lines.iter().enumerate().rev() {
+                if shown == 5 {
+                    break;
+                }
+                if l.contains("ERROR") || l.contains("panicked") {
+                    println!(
+                        "---- callpark's log: {} ----",
+                        lines[i..]
+                            .iter()
+                            .take(3)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join("\n  ")
+                    );
+                    shown += 1;
+                }
+            }
             for p in &problems {
                 let Some(id) = p
                     .split_whitespace()

@@ -1011,6 +1011,21 @@ impl Callpark {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The process ended by itself (a zombie not yet reaped, or gone): a fault run that finds
+    /// it so reports it, rather than every invariant that breaks after.
+    pub fn exited(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command name, which is in parentheses.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
     /// SIGSTOP: the process holds its sockets open but handles nothing (a hung callpark).
     pub fn freeze(&self) {
         self.signal("STOP");
