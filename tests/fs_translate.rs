@@ -1772,3 +1772,53 @@ fn a_retrieve_from_the_event_stream_is_never_released() {
             .any(|r| matches!(r.tag, Tag::Release(_)))
     );
 }
+
+/// A retrieve through the outbound connection can reach callpark before the reconnection's
+/// listing does: the bridge it starts is not undone by the listing's older row, and its way
+/// back to park is disarmed once the bridge starts.
+#[test]
+fn a_bridge_started_before_the_listing_arrives_keeps_its_way_back_disarmed() {
+    let mut t = tr();
+    let mut out = Output::default();
+    t.on_connect([ChannelId::new(P)].into_iter().collect(), &mut out);
+    let list = out.requests.last().unwrap().clone();
+    let p = ChannelId::new(P);
+    let r = ChannelId::new("22222222-2222-3333-4444-555555555555");
+    assert_eq!(
+        lines(&cmd(
+            &mut t,
+            Command::Bridge {
+                parked: p.clone(),
+                other: r.clone()
+            }
+        )),
+        [
+            format!("api uuid_setvar {p} transfer_after_bridge callpark-return"),
+            format!("api uuid_bridge {p} {r}"),
+        ]
+    );
+    // The listing was taken before the bridge: it shows the held call still parked.
+    let body = json!({"row_count": 1, "rows": [
+        {"uuid": P, "name": "loopback/605-b", "application": "park",
+         "application_data": "", "dest": "605", "callstate": "ACTIVE"},
+    ]});
+    let mut out = Output::default();
+    t.on_reply(list, Reply::Text(body.to_string()), &mut out);
+    assert!(
+        matches!(&out.events[..], [PbxEvent::Connected { channels }] if channels.contains(&p)),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(lines(&out), [format!("api sched_del {p}")]);
+    let out = wire(
+        &mut t,
+        ev(json!({"Event-Name": "CHANNEL_BRIDGE", "Unique-ID": P,
+                  "Other-Leg-Unique-ID": r.as_str(), "variable_callpark_action": "park"})),
+    );
+    assert_eq!(calls(&out), [Event::Bridged { channel: p.clone() }]);
+    assert_eq!(
+        lines(&out),
+        [format!("api uuid_setvar {p} transfer_after_bridge")],
+        "the bridge's end must end the call, not send it back to park"
+    );
+}

@@ -120,6 +120,18 @@ impl FsTranslator {
                 "uuid_bridge" => out
                     .events
                     .push(PbxEvent::Found(Event::Bridged { channel: id })),
+                // Already known: a command for it came after this connection opened (a
+                // retrieve through the outbound connection can outrun the listing), and what
+                // that command set up (a bridge under way, its way back to park armed) is
+                // newer than this row.
+                "park" | "playback" | "endless_playback"
+                    if held.contains(&id) && self.chans.contains_key(&id) =>
+                {
+                    if let Some(c) = self.chans.get_mut(&id) {
+                        c.answered |= row.callstate == "ACTIVE" || row.callstate == "HELD";
+                    }
+                    self.action(out, "take the call", Some(&id), format!("sched_del {id}"));
+                }
                 "park" | "playback" | "endless_playback" if held.contains(&id) => {
                     let chan = Chan {
                         answered: row.callstate == "ACTIVE" || row.callstate == "HELD",
