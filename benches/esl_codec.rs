@@ -1,9 +1,9 @@
 //! The event-socket decoder on a realistic event mix: the real traffic of
-//! `../shared/freeswitch/03-main.raw` (replies, plain events of a park, a retrieve, a ringback),
-//! and the same events as `event json` sends them (what callpark subscribes to), each repeated to
-//! about 64 MB. Reported: frames/s and MB/s of the framing alone, of framing plus reading each
-//! event, and of a bare `memchr` scan for the blank lines of the same bytes (the floor any
-//! framing pays). Target: at least 200 MB/s.
+//! `tests/data/freeswitch/captured/03-main.raw` (replies, plain events of a park, a retrieve, a
+//! ringback), and the same events as `event json` sends them (what callpark subscribes to), each
+//! repeated to about 64 MB. Reported: frames/s and MB/s of the framing alone, of framing plus
+//! reading each event, and of a bare `memchr` scan for the blank lines of the same bytes (the
+//! floor any framing pays). Target: at least 200 MB/s.
 //!
 //! Run: `cargo bench --bench esl_codec`. Under `cargo test` it runs on 1 MB only.
 
@@ -15,10 +15,8 @@ use callpark::pbx::freeswitch::model::FsEvent;
 use tokio_util::codec::Decoder;
 
 fn capture() -> Vec<u8> {
-    let dir = std::env::var_os("CALLPARK_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let p = dir.join("freeswitch/03-main.raw");
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/freeswitch/captured/03-main.raw");
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

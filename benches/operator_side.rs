@@ -287,8 +287,7 @@ impl Cpu {
 
     /// Clock ticks `now - was` as a share of one core (%) over the time since `before`.
     fn share(&self, before: &Cpu, now: u64, was: u64) -> f64 {
-        // SAFETY: sysconf only reads its argument.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let hz = rustix::param::clock_ticks_per_second() as f64;
         let secs = self.at.duration_since(before.at).as_secs_f64();
         now.saturating_sub(was) as f64 / hz / secs * 100.0
     }
@@ -498,8 +497,7 @@ fn bad_webhooks() -> (String, String, String, i32) {
     std::thread::Builder::new()
         .name("bad-webhooks".into())
         .spawn(move || {
-            // SAFETY: gettid takes no arguments.
-            let tid = unsafe { libc::gettid() };
+            let tid = rustix::thread::gettid().as_raw_pid();
             let placed = this_thread_to_clients_cgroup();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -531,8 +529,7 @@ fn bad_webhooks() -> (String, String, String, i32) {
 /// says where it runs.
 fn this_thread_to_clients_cgroup() -> String {
     let dir = std::path::Path::new(CLIENTS_CGROUP);
-    // SAFETY: gettid takes no arguments.
-    let tid = unsafe { libc::gettid() };
+    let tid = rustix::thread::gettid().as_raw_pid();
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(dir.join("cpu.idle"), "1"))
         .and_then(|()| std::fs::write(dir.join("tasks"), tid.to_string()))
@@ -850,8 +847,8 @@ fn lowest_priority() -> String {
     match idle {
         Ok(()) => format!("in cgroup {} (cpu.idle = 1)", dir.display()),
         Err(e) => {
-            // SAFETY: setsid takes no arguments and touches no memory of ours.
-            unsafe { libc::setsid() };
+            // Fails only where it is a session leader already: then it has a session of its own.
+            let _ = rustix::process::setsid();
             std::fs::write("/proc/self/autogroup", "19").expect("lower the subscribers' autogroup");
             format!("in a session of their own, autogroup nice 19 (no idle cgroup: {e})")
         }

@@ -1,30 +1,24 @@
-//! The ARI event codec on real frames captured from Asterisk 22.10.1 (`../shared/asterisk`).
+//! The ARI event codec on real frames captured from Asterisk 22.10.1
+//! (`tests/data/asterisk/captured`).
 
 use std::path::PathBuf;
 
 use callpark::pbx::asterisk::model::{AriEvent, decode_event, endpoint_of};
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("CALLPARK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("asterisk/ari-events").is_dir(),
-        "captured ARI events not found under {}: set CALLPARK_SHARED to the shared/ folder",
-        p.display()
-    );
-    p
+/// The captured events, one JSON file each.
+fn captured() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/asterisk/captured")
 }
 
 fn event(name: &str) -> AriEvent {
-    let path = shared().join("asterisk/ari-events").join(name);
+    let path = captured().join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     decode_event(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
 fn every_captured_frame_decodes() {
-    let dir = shared().join("asterisk/ari-events");
+    let dir = captured();
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -109,7 +103,7 @@ mod robustness {
     use proptest::prelude::*;
 
     fn frames() -> Vec<String> {
-        let dir = shared().join("asterisk/ari-events");
+        let dir = captured();
         let mut v: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())

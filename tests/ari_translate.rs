@@ -1,5 +1,5 @@
 //! The Asterisk translator without Asterisk: events captured from Asterisk 22.10.1
-//! (`../shared/asterisk`) and synthetic sequences in, core events and REST requests out.
+//! (`tests/data/asterisk/captured`) and synthetic sequences in, core events and REST requests out.
 
 use std::path::PathBuf;
 
@@ -11,20 +11,12 @@ use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Failure, Re
 use callpark::pbx::{Output, PbxEvent, Translator};
 use serde_json::Value;
 
-fn shared() -> PathBuf {
-    std::env::var_os("CALLPARK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
+/// A captured event (`tests/data/asterisk/captured`).
 fn raw(name: &str) -> Value {
-    let p = shared().join("asterisk/ari-events").join(name);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set CALLPARK_SHARED to the shared/ folder)",
-            p.display()
-        )
-    });
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/asterisk/captured")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
 

@@ -1,5 +1,5 @@
 //! The event-socket codec and event reader on real bytes captured from FreeSWITCH 1.11.3
-//! (`../shared/freeswitch`): every frame is found, whatever the reads look like (split at every
+//! (`tests/data/freeswitch/captured`): every frame is found, whatever the reads look like (split at every
 //! byte), and a truncated or corrupted stream is an error, never a panic.
 
 use std::path::PathBuf;
@@ -11,20 +11,11 @@ use proptest::prelude::*;
 use serde_json::Value;
 use tokio_util::codec::Decoder;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("CALLPARK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    assert!(
-        p.join("freeswitch/03-main.raw").is_file(),
-        "captured event-socket bytes not found under {}: set CALLPARK_SHARED to the shared/ folder",
-        p.display()
-    );
-    p
-}
-
 fn capture(name: &str) -> Vec<u8> {
-    std::fs::read(shared().join("freeswitch").join(name)).unwrap()
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/freeswitch/captured")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Decodes `bytes` fed in the given chunk sizes (cycled), then the end of the stream.

@@ -1,5 +1,6 @@
-//! The FreeSWITCH translator without FreeSWITCH: captured events (`../shared/freeswitch`) and
-//! synthetic sequences in, core events and event-socket commands out.
+//! The FreeSWITCH translator without FreeSWITCH: captured events
+//! (`tests/data/freeswitch/captured`) and synthetic sequences in, core events and event-socket
+//! commands out.
 
 use std::path::PathBuf;
 
@@ -14,20 +15,10 @@ use callpark::pbx::{Output, PbxEvent, Translator};
 use serde_json::json;
 use tokio_util::codec::Decoder;
 
-fn shared() -> PathBuf {
-    std::env::var_os("CALLPARK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
 fn captured_frames() -> Vec<Frame> {
-    let p = shared().join("freeswitch/03-main.raw");
-    let bytes = std::fs::read(&p).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (set CALLPARK_SHARED to the shared/ folder)",
-            p.display()
-        )
-    });
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/freeswitch/captured/03-main.raw");
+    let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut codec = EslCodec::default();
     let mut buf = BytesMut::from(&bytes[..]);
     let mut out = Vec::new();

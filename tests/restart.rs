@@ -15,7 +15,7 @@ use callpark::orbit::{OrbitRange, OrbitTable};
 use callpark::park::*;
 use callpark::pbx::PbxEvent;
 use callpark::service::health::Health;
-use callpark::service::{Clock, run_pool};
+use callpark::service::{ManualClock, run_pool};
 use callpark::store::Store;
 use support::wire::Wire;
 use tokio::sync::{mpsc, watch};
@@ -59,7 +59,7 @@ struct Running {
 /// When the first life starts (any fixed wall time: the clock is the test's).
 const T0: Millis = 1_800_000_000_000;
 
-fn start(core: ParkCore, store: Store, clock: &Clock) -> Running {
+fn start(core: ParkCore, store: Store, clock: &ManualClock) -> Running {
     let (ev_tx, ev_rx) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (stop, stop_rx) = watch::channel(false);
@@ -72,7 +72,7 @@ fn start(core: ParkCore, store: Store, clock: &Clock) -> Running {
         },
         stop_rx,
         Health::default().pool("pbx-a"),
-        clock.clone(),
+        clock.clock(),
     ));
     Running {
         events: ev_tx,
@@ -143,7 +143,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     let db = dir.path().join("callpark.db");
 
     // First life: park three calls at T0, retrieve none.
-    let clock = Clock::manual(T0);
+    let clock = ManualClock::new(T0);
     let store = Store::open(&db).await.unwrap();
     let mut svc = start(
         ParkCore::new(settings(), policies(), orbits()),
@@ -175,7 +175,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
     store.close().await;
 
     // Second life, from the file alone, another 100 ms later.
-    let clock = Clock::manual(T0 + 500);
+    let clock = ManualClock::new(T0 + 500);
     let store = Store::open(&db).await.unwrap();
     let stored = store.parked(Some("pbx-a")).await.unwrap();
     assert_eq!(stored.len(), 3);
@@ -254,7 +254,7 @@ async fn parked_calls_survive_a_restart_and_keep_their_deadlines() {
 async fn every_held_call_is_lit_again_after_connecting() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
-    let clock = Clock::manual(T0);
+    let clock = ManualClock::new(T0);
     let mut svc = start(
         ParkCore::new(settings(), policies(), orbits()),
         store.clone(),
@@ -298,7 +298,7 @@ async fn every_held_call_is_lit_again_after_connecting() {
 async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vanished_calls() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("callpark.db");
-    let clock = Clock::manual(T0);
+    let clock = ManualClock::new(T0);
     let store = Store::open(&db).await.unwrap();
     let mut svc = start(
         ParkCore::new(settings(), policies(), orbits()),
@@ -321,7 +321,7 @@ async fn a_deadline_that_passed_while_down_fires_at_once_and_reconcile_ends_vani
     svc.task.await.unwrap().unwrap();
     store.close().await;
     // Down for longer than the pickup timeout: started again at T0 + 1.7 s.
-    let clock = Clock::manual(T0 + 1_700);
+    let clock = ManualClock::new(T0 + 1_700);
     let store = Store::open(&db).await.unwrap();
     let stored: Vec<ParkedCall> = store
         .parked(None)
@@ -406,7 +406,7 @@ async fn the_log_is_pruned_of_what_keep_log_no_longer_keeps_in_batches() {
     let pruner = tokio::spawn(callpark::service::run_pruning(
         store.clone(),
         Duration::from_secs(90 * 86_400),
-        Clock::manual(now),
+        ManualClock::new(now).clock(),
     ));
     let t = std::time::Instant::now();
     while store.oldest_log_id().await.unwrap() != Some(5_001) {

@@ -31,11 +31,14 @@ pub(crate) trait Transport: Send + 'static {
     /// other connections (ARI's REST, which answers beside a dead websocket).
     const REPLIES_PROVE_LIFE: bool;
 
+    /// Why a connection could not be opened; logged, then tried again.
+    type ConnectError: std::error::Error + Send;
+
     /// What the log calls the connection (`ARI`, `the event socket`).
     fn kind(&self) -> &'static str;
 
     /// Opens (and authenticates) a connection; requests can be sent afterwards.
-    fn connect(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+    fn connect(&mut self) -> impl Future<Output = Result<(), Self::ConnectError>> + Send;
 
     /// Starts a request without waiting; its reply comes back through [`Transport::next`].
     /// A transport that cannot send now keeps it or answers it with a failure reply.
@@ -263,11 +266,12 @@ mod tests {
 
     impl<const LIFE: bool> Transport for DeadStream<LIFE> {
         type Tr = FakeTr;
+        type ConnectError = std::convert::Infallible;
         const REPLIES_PROVE_LIFE: bool = LIFE;
         fn kind(&self) -> &'static str {
             "fake"
         }
-        async fn connect(&mut self) -> Result<(), String> {
+        async fn connect(&mut self) -> Result<(), Self::ConnectError> {
             self.seen.lock().unwrap().connects += 1;
             Ok(())
         }

@@ -151,20 +151,21 @@ pub trait Pbx: Send + 'static {
     ) -> impl Future<Output = Result<(), PbxError>> + Send;
 }
 
-/// The adapter for one `[[pbx]]` entry. Built once per pool, so the size of its variants
-/// does not matter.
-#[allow(clippy::large_enum_variant)]
+/// The adapter for one `[[pbx]]` entry. Each is boxed: they are hundreds of bytes and far
+/// apart in size, and each is built and unboxed once per pool.
 pub(crate) enum Adapter {
-    Asterisk(asterisk::Asterisk),
-    Freeswitch(freeswitch::Freeswitch),
+    Asterisk(Box<asterisk::Asterisk>),
+    Freeswitch(Box<freeswitch::Freeswitch>),
 }
 
 impl Adapter {
     pub fn new(pbx: &crate::config::PbxConfig) -> Result<Adapter, PbxError> {
         Ok(match pbx.kind {
-            crate::config::PbxKind::Asterisk => Adapter::Asterisk(asterisk::Asterisk::new(pbx)?),
+            crate::config::PbxKind::Asterisk => {
+                Adapter::Asterisk(Box::new(asterisk::Asterisk::new(pbx)?))
+            }
             crate::config::PbxKind::Freeswitch => {
-                Adapter::Freeswitch(freeswitch::Freeswitch::new(pbx)?)
+                Adapter::Freeswitch(Box::new(freeswitch::Freeswitch::new(pbx)?))
             }
         })
     }
@@ -185,8 +186,8 @@ impl Pbx for Adapter {
         held: Held,
     ) -> Result<(), PbxError> {
         match self {
-            Adapter::Asterisk(a) => a.run(events, commands, held).await,
-            Adapter::Freeswitch(f) => f.run(events, commands, held).await,
+            Adapter::Asterisk(a) => (*a).run(events, commands, held).await,
+            Adapter::Freeswitch(f) => (*f).run(events, commands, held).await,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The service's clock. Deadlines are absolute wall-clock times (ms since the Unix epoch) so a
 //! restart resumes each timer; the clock gives `now` for the core and waits for the next
-//! deadline. In production it is the system clock; tests drive a manual one, so a timer test
-//! says "advance 1,499 ms: nothing; 1 ms more: the ringback" instead of sleeping and allowing
-//! for scheduling slack.
+//! deadline. In production it is the system clock; tests drive a [`ManualClock`], so a timer
+//! test says "advance 1,499 ms: nothing; 1 ms more: the ringback" instead of sleeping and
+//! allowing for scheduling slack. Only a `ManualClock` can be moved: the [`Clock`] the service
+//! runs on only reads time, so the system clock cannot be set by mistake.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -19,28 +19,24 @@ pub(crate) fn system_now() -> Millis {
         .unwrap_or(0)
 }
 
+/// The time the service runs on: the system's, or a [`ManualClock`]'s. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Clock(Arc<Source>);
+pub struct Clock(Source);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     System,
-    /// Moves only when told to ([`Clock::advance`]).
-    Manual(watch::Sender<Millis>),
+    /// Reads a [`ManualClock`]: moves only when it is moved.
+    Manual(watch::Receiver<Millis>),
 }
 
 impl Clock {
     pub fn system() -> Clock {
-        Clock(Arc::new(Source::System))
-    }
-
-    /// A clock that starts at `start` and moves only by [`Clock::advance`] / [`Clock::set`].
-    pub fn manual(start: Millis) -> Clock {
-        Clock(Arc::new(Source::Manual(watch::channel(start).0)))
+        Clock(Source::System)
     }
 
     pub fn now(&self) -> Millis {
-        match &*self.0 {
+        match &self.0 {
             Source::System => system_now(),
             Source::Manual(t) => *t.borrow(),
         }
@@ -48,7 +44,7 @@ impl Clock {
 
     /// Returns once the clock reads `at` or later. Cancel-safe.
     pub async fn sleep_until(&self, at: Millis) {
-        match &*self.0 {
+        match &self.0 {
             Source::System => {
                 // Re-read after waking: the wall clock may have been stepped meanwhile.
                 loop {
@@ -60,28 +56,43 @@ impl Clock {
                 }
             }
             Source::Manual(t) => {
-                let mut rx = t.subscribe();
-                // Err: the clock is gone with its owner; nothing will move it again.
+                let mut rx = t.clone();
+                // Err: the manual clock is gone; nothing will move it again.
                 if rx.wait_for(|now| *now >= at).await.is_err() {
                     std::future::pending::<()>().await;
                 }
             }
         }
     }
+}
 
-    /// Moves a manual clock forward. Panics on the system clock: that is a test's mistake.
+/// A clock that starts at a given time and moves only when told to: a test's. The service
+/// runs on the [`Clock`] that reads it ([`ManualClock::clock`]).
+#[derive(Debug)]
+pub struct ManualClock(watch::Sender<Millis>);
+
+impl ManualClock {
+    pub fn new(start: Millis) -> ManualClock {
+        ManualClock(watch::channel(start).0)
+    }
+
+    /// A clock that reads this one, for the service to run on.
+    pub fn clock(&self) -> Clock {
+        Clock(Source::Manual(self.0.subscribe()))
+    }
+
+    pub fn now(&self) -> Millis {
+        *self.0.borrow()
+    }
+
+    /// Moves the clock forward.
     pub fn advance(&self, ms: Millis) {
         self.set(self.now() + ms);
     }
 
-    /// Sets a manual clock (it never moves back).
+    /// Sets the clock (it never moves back).
     pub fn set(&self, to: Millis) {
-        match &*self.0 {
-            Source::System => panic!("the system clock cannot be set"),
-            Source::Manual(t) => {
-                t.send_modify(|now| *now = (*now).max(to));
-            }
-        }
+        self.0.send_modify(|now| *now = (*now).max(to));
     }
 }
 
@@ -91,21 +102,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_manual_clock_wakes_exactly_when_advanced_to_the_deadline() {
-        let c = Clock::manual(1_000);
+        let manual = ManualClock::new(1_000);
         let waiter = tokio::spawn({
-            let c = c.clone();
+            let c = manual.clock();
             async move { c.sleep_until(2_500).await }
         });
-        c.advance(1_499);
+        manual.advance(1_499);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "woke 1 ms early");
-        c.advance(1);
+        manual.advance(1);
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woke at the deadline")
             .unwrap();
-        c.set(0);
-        assert_eq!(c.now(), 2_500, "never moves back");
+        manual.set(0);
+        assert_eq!(manual.now(), 2_500, "never moves back");
+        assert_eq!(manual.clock().now(), 2_500);
     }
 
     #[tokio::test]

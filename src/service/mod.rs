@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-pub use clock::Clock;
+pub use clock::{Clock, ManualClock};
 
 use crate::config::{Config, ParkConfig};
 use crate::orbit::Orbit;
@@ -480,7 +480,7 @@ mod tests {
             general: settings_of(&cfg.park, None),
             lots: HashMap::new(),
         };
-        let clock = Clock::manual(1_234_567);
+        let clock = ManualClock::new(1_234_567).clock();
         let core = restore_core(&store, &cfg, "pbx-a", settings, &clock)
             .await
             .unwrap();

@@ -47,19 +47,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CpuError + '_ {
 /// by the threads it starts), so the API's runtime, its store connections and a thousand
 /// event-stream writes yield to the pools when the CPU is short. Parking comes first.
 pub(crate) fn lower_priority(nice: i32) -> std::io::Result<()> {
-    // SAFETY: gettid and setpriority only read their arguments; no memory is shared.
-    let r = unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::gettid() as libc::id_t,
-            nice as libc::c_int,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // On Linux, PRIO_PROCESS with a thread's id sets that thread's priority alone.
+    let tid = rustix::thread::gettid();
+    rustix::process::setpriority_process(Some(tid), nice).map_err(std::io::Error::from)
 }
 
 /// Puts the calling thread in an idle cgroup (see the module's comment); returns that
@@ -68,8 +58,7 @@ pub(crate) fn idle_cgroup() -> Result<PathBuf, CpuError> {
     let own_file = Path::new("/proc/self/cgroup");
     let own = std::fs::read_to_string(own_file).map_err(io(own_file))?;
     let (dir, v2) = cgroup_dir(&own, Path::new("/sys/fs/cgroup")).ok_or(CpuError::NoController)?;
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
+    let tid = rustix::thread::gettid().as_raw_pid();
     place(&dir, v2, &tid.to_string())?;
     Ok(dir)
 }

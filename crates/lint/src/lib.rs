@@ -186,6 +186,18 @@ pub struct Finding {
     pub fix: String,
 }
 
+/// A rule as findings and protections name it: where it is and the scope it was checked in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RuleAt<'a> {
+    pub source: Source,
+    pub file: &'a str,
+    pub line: usize,
+    /// The rule's name, or its pattern when it has none.
+    pub rule: &'a str,
+    /// The Lync dial plan, Asterisk context or FreeSWITCH context checked.
+    pub scope: &'a str,
+}
+
 /// Orbits that a rule keeps as they are, ahead of rules that would change them.
 #[derive(Debug, Clone)]
 pub struct Protection {
@@ -229,14 +241,9 @@ impl Report {
     }
 
     /// Adds orbits to the finding with the same rule, scope and certainty, or a new one.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_finding(
         &mut self,
-        source: Source,
-        file: &str,
-        line: usize,
-        rule: &str,
-        scope: &str,
+        at: &RuleAt,
         certainty: Certainty,
         target: usize,
         runs: RunSet,
@@ -246,11 +253,11 @@ impl Report {
             return;
         }
         if let Some(f) = self.findings.iter_mut().find(|f| {
-            f.source == source
-                && f.file == file
-                && f.line == line
-                && f.rule == rule
-                && f.scope == scope
+            f.source == at.source
+                && f.file == at.file
+                && f.line == at.line
+                && f.rule == at.rule
+                && f.scope == at.scope
                 && f.certainty == certainty
         }) {
             merge_into(&mut f.caught, target, runs);
@@ -260,11 +267,11 @@ impl Report {
             return;
         }
         self.findings.push(Finding {
-            source,
-            file: file.to_string(),
-            line,
-            rule: rule.to_string(),
-            scope: scope.to_string(),
+            source: at.source,
+            file: at.file.to_string(),
+            line: at.line,
+            rule: at.rule.to_string(),
+            scope: at.scope.to_string(),
             certainty,
             caught: vec![(target, runs)],
             reason,
@@ -274,34 +281,23 @@ impl Report {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_protection(
-        &mut self,
-        source: Source,
-        file: &str,
-        line: usize,
-        rule: &str,
-        scope: &str,
-        target: usize,
-        runs: RunSet,
-    ) {
+    /// Adds orbits to the protection by the same rule in the same scope, or a new one.
+    pub(crate) fn add_protection(&mut self, at: &RuleAt, target: usize, runs: RunSet) {
         if runs.is_empty() {
             return;
         }
-        if let Some(p) = self
-            .protections
-            .iter_mut()
-            .find(|p| p.source == source && p.file == file && p.line == line && p.scope == scope)
-        {
+        if let Some(p) = self.protections.iter_mut().find(|p| {
+            p.source == at.source && p.file == at.file && p.line == at.line && p.scope == at.scope
+        }) {
             merge_into(&mut p.kept, target, runs);
             return;
         }
         self.protections.push(Protection {
-            source,
-            file: file.to_string(),
-            line,
-            rule: rule.to_string(),
-            scope: scope.to_string(),
+            source: at.source,
+            file: at.file.to_string(),
+            line: at.line,
+            rule: at.rule.to_string(),
+            scope: at.scope.to_string(),
             kept: vec![(target, runs)],
             shields: Vec::new(),
         });

@@ -4,12 +4,14 @@
 //! announcement do not wait on each other.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use reqwest_websocket::{Message, Upgrade, WebSocket};
+use thiserror::Error;
 use tracing::warn;
 
 use super::model::decode_event;
@@ -19,7 +21,7 @@ use super::translate::{Failure, Verb};
 use crate::pbx::{Incoming, Transport};
 
 /// How long opening the events websocket may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) struct AriTransport {
     ari: Ari,
@@ -88,6 +90,16 @@ impl AriTransport {
     }
 }
 
+/// Why the events websocket could not be opened.
+#[derive(Debug, Error)]
+pub(crate) enum ConnectError {
+    /// Shown with its causes: the upgrade's own message alone hides why.
+    #[error("{}", error_chain(.0))]
+    Websocket(reqwest_websocket::Error),
+    #[error("no answer to the websocket upgrade in {0:?}")]
+    Timeout(Duration),
+}
+
 /// An error with its causes: reqwest's own message alone ("error sending request") hides why.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -102,13 +114,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl Transport for AriTransport {
     type Tr = AriTranslator;
+    type ConnectError = ConnectError;
     const REPLIES_PROVE_LIFE: bool = false;
 
     fn kind(&self) -> &'static str {
         "ARI"
     }
 
-    async fn connect(&mut self) -> Result<(), String> {
+    async fn connect(&mut self) -> Result<(), ConnectError> {
         // Requests of a connection that went silent may sit on dead keep-alive sockets.
         self.ari.renew();
         let (user, pass) = self.ari.credentials();
@@ -121,14 +134,14 @@ impl Transport for AriTransport {
                 .upgrade()
                 .send()
                 .await
-                .map_err(|e| error_chain(&e))?;
-            resp.into_websocket().await.map_err(|e| error_chain(&e))
+                .map_err(ConnectError::Websocket)?;
+            resp.into_websocket().await.map_err(ConnectError::Websocket)
         };
         // A PBX (or path) that takes the connection and never answers must not hold the
         // reconnection for the client's 10 s request timeout: the next try may find it back.
         let ws = tokio::time::timeout(CONNECT_TIMEOUT, open)
             .await
-            .map_err(|_| format!("no answer to the websocket upgrade in {CONNECT_TIMEOUT:?}"))??;
+            .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))??;
         self.ws = Some(ws);
         Ok(())
     }

@@ -5,7 +5,7 @@ use super::order::search_order;
 use super::parse::exten_regex;
 use super::{Dialplan, Exten, fix};
 use crate::automaton::{Dialect, Matcher};
-use crate::{Certainty, Kind, LintError, Report, Source};
+use crate::{Certainty, Kind, LintError, Report, RuleAt, Source};
 
 /// Whether an extension is callpark's: it enters the callpark Stasis app or goes to a
 /// `callpark...` context, or it lives in one (the generated include).
@@ -262,12 +262,16 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 break;
             }
             if e.switch {
+                let rule = format!("switch => {}@{}", e.exten.name, e.context.name);
+                let at = RuleAt {
+                    source: Source::Asterisk,
+                    file: &e.exten.file,
+                    line: e.exten.line,
+                    rule: &rule,
+                    scope: &root.name,
+                };
                 report.add_finding(
-                    Source::Asterisk,
-                    &e.exten.file,
-                    e.exten.line,
-                    &format!("switch => {}@{}", e.exten.name, e.context.name),
-                    &root.name,
+                    &at,
                     Certainty::MayCatch,
                     ti,
                     remaining.clone(),
@@ -278,20 +282,19 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
             let Some(m) = matchers[k].as_mut() else {
                 continue;
             };
+            // Asterisk's own notation: extension@context.
+            let label = format!("{}@{}", e.exten.name, e.context.name);
+            let at = RuleAt {
+                source: Source::Asterisk,
+                file: &e.exten.file,
+                line: e.exten.line,
+                rule: &label,
+                scope: &root.name,
+            };
             let hit = match m.matching(&range) {
                 Ok(h) => h.intersect(&remaining),
                 Err(w) => {
-                    report.add_finding(
-                        Source::Asterisk,
-                        &e.exten.file,
-                        e.exten.line,
-                        &format!("{}@{}", e.exten.name, e.context.name),
-                        &root.name,
-                        Certainty::Undecided,
-                        ti,
-                        remaining.clone(),
-                        Some(w.0),
-                    );
+                    report.add_finding(&at, Certainty::Undecided, ti, remaining.clone(), Some(w.0));
                     continue;
                 }
             };
@@ -299,8 +302,6 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 continue;
             }
             let app = e.exten.app1.as_deref().unwrap_or("");
-            // Asterisk's own notation: extension@context.
-            let label = format!("{}@{}", e.exten.name, e.context.name);
             if is_callpark(&e.context.name, app) {
                 if e.exten.cid.is_none() && !e.timed {
                     remaining = remaining.difference(&hit);
@@ -316,38 +317,21 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                         e.exten.cid.as_deref().unwrap_or("")
                     )
                 };
-                report.add_finding(
-                    Source::Asterisk,
-                    &e.exten.file,
-                    e.exten.line,
-                    &label,
-                    &root.name,
-                    Certainty::MayCatch,
-                    ti,
-                    hit,
-                    Some(why),
-                );
+                report.add_finding(&at, Certainty::MayCatch, ti, hit, Some(why));
                 continue;
             }
-            report.add_finding(
-                Source::Asterisk,
-                &e.exten.file,
-                e.exten.line,
-                &label,
-                &root.name,
-                Certainty::Caught,
-                ti,
-                hit.clone(),
-                None,
-            );
+            report.add_finding(&at, Certainty::Caught, ti, hit.clone(), None);
             remaining = remaining.difference(&hit);
         }
+        let at = RuleAt {
+            source: Source::Asterisk,
+            file: &root.file,
+            line: root.line,
+            rule: "(no extension)",
+            scope: &root.name,
+        };
         report.add_finding(
-            Source::Asterisk,
-            &root.file,
-            root.line,
-            "(no extension)",
-            &root.name,
+            &at,
             Certainty::Caught,
             ti,
             remaining,

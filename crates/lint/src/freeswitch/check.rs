@@ -5,7 +5,7 @@ use super::classify::{classify, is_callpark};
 use super::hunt::{CondMatchers, evaluate};
 use super::{Dialplan, Extension, FsContext, Test, fix};
 use crate::automaton::{Dialect, Matcher};
-use crate::{Certainty, Kind, LintError, Report, Source};
+use crate::{Certainty, Kind, LintError, Report, RuleAt, Source};
 
 /// Checks the orbits dialled in `context`.
 pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), LintError> {
@@ -66,51 +66,30 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
                 remaining = remaining.difference(&sure);
                 continue;
             }
+            let at = RuleAt {
+                source: Source::FreeSwitch,
+                file: &x.file,
+                line: x.line,
+                rule: &x.name,
+                scope: context,
+            };
             if let Some(w) = undecided {
-                report.add_finding(
-                    Source::FreeSwitch,
-                    &x.file,
-                    x.line,
-                    &x.name,
-                    context,
-                    Certainty::Undecided,
-                    ti,
-                    maybe.clone(),
-                    Some(w),
-                );
+                report.add_finding(&at, Certainty::Undecided, ti, maybe.clone(), Some(w));
             } else {
-                report.add_finding(
-                    Source::FreeSwitch,
-                    &x.file,
-                    x.line,
-                    &x.name,
-                    context,
-                    Certainty::MayCatch,
-                    ti,
-                    maybe,
-                    o.depends,
-                );
+                report.add_finding(&at, Certainty::MayCatch, ti, maybe, o.depends);
             }
-            report.add_finding(
-                Source::FreeSwitch,
-                &x.file,
-                x.line,
-                &x.name,
-                context,
-                Certainty::Caught,
-                ti,
-                sure.clone(),
-                None,
-            );
+            report.add_finding(&at, Certainty::Caught, ti, sure.clone(), None);
             remaining = remaining.difference(&sure);
         }
-        let (file, line) = (ctxs[0].file.clone(), ctxs[0].line);
+        let at = RuleAt {
+            source: Source::FreeSwitch,
+            file: &ctxs[0].file,
+            line: ctxs[0].line,
+            rule: "(no extension)",
+            scope: context,
+        };
         report.add_finding(
-            Source::FreeSwitch,
-            &file,
-            line,
-            "(no extension)",
-            context,
+            &at,
             Certainty::Caught,
             ti,
             remaining,

@@ -5,7 +5,7 @@ use super::{Compiled, LyncRule, dial_plans};
 use crate::automaton::{NumRange, Undecided};
 use crate::fix;
 use crate::runs::RunSet;
-use crate::{Certainty, Report, Source};
+use crate::{Certainty, Report, RuleAt, Source};
 
 /// Checks every dial plan of `rules` against the report's targets.
 pub fn check(rules: &[LyncRule], report: &mut Report) {
@@ -53,18 +53,15 @@ fn check_plan(
         }
         let label = c.label();
         let r = c.rule;
+        let at = RuleAt {
+            source: Source::Lync,
+            file: &r.file,
+            line: r.line,
+            rule: &label,
+            scope: plan,
+        };
         let finding = |report: &mut Report, certainty, set: RunSet, why: Option<String>| {
-            report.add_finding(
-                Source::Lync,
-                &r.file,
-                r.line,
-                &label,
-                plan,
-                certainty,
-                ti,
-                set,
-                why,
-            )
+            report.add_finding(&at, certainty, ti, set, why)
         };
         // A pattern that does not compile, or whose answer the automaton cannot give, leaves
         // what is still unclaimed undecided: never passed.
@@ -86,15 +83,7 @@ fn check_plan(
             Ok((changed, kept)) => {
                 finding(report, Certainty::Caught, changed, None);
                 if !kept.is_empty() {
-                    report.add_protection(
-                        Source::Lync,
-                        &r.file,
-                        r.line,
-                        &label,
-                        plan,
-                        ti,
-                        kept.clone(),
-                    );
+                    report.add_protection(&at, ti, kept.clone());
                     kept_by.push((ri, kept));
                 }
             }

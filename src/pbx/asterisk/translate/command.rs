@@ -1,5 +1,6 @@
 //! The core's commands as ARI requests.
 
+use thiserror::Error;
 use tracing::{info, warn};
 
 use super::names::{caller_id_param, encode_segment, path_channel};
@@ -10,8 +11,15 @@ use crate::park::{Command, Destination, Event, LampState, Target};
 use crate::pbx::Output;
 use crate::pbx::asterisk::dialplan;
 
+/// Why a target cannot be dialled; the text is the originate's failure, logged and reported.
+#[derive(Debug, Error)]
+pub(super) enum DialError {
+    #[error("cannot dial {uri}: set sip_endpoint for pbx `{pool}`")]
+    NoSipEndpoint { uri: String, pool: String },
+}
+
 impl AriTranslator {
-    pub(super) fn dial_string(&self, t: &Target) -> Result<String, String> {
+    pub(super) fn dial_string(&self, t: &Target) -> Result<String, DialError> {
         Ok(match t {
             Target::Endpoint(e) => e.clone(),
             Target::Destination(Destination::Exten { exten, context }) => {
@@ -21,10 +29,10 @@ impl AriTranslator {
             Target::Destination(Destination::Sip(uri)) => match &self.s.sip_endpoint {
                 Some(ep) => format!("PJSIP/{ep}/{uri}"),
                 None => {
-                    return Err(format!(
-                        "cannot dial {uri}: set sip_endpoint for pbx `{}`",
-                        self.s.pool
-                    ));
+                    return Err(DialError::NoSipEndpoint {
+                        uri: uri.clone(),
+                        pool: self.s.pool.clone(),
+                    });
                 }
             },
         })
@@ -107,7 +115,8 @@ impl AriTranslator {
             } => {
                 let dial = match self.dial_string(&target) {
                     Ok(d) => d,
-                    Err(reason) => {
+                    Err(e) => {
+                        let reason = e.to_string();
                         warn!(pbx = %self.s.pool, "{reason}");
                         out.event(Event::OriginateFailed { channel, reason });
                         return;

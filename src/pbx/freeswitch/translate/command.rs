@@ -1,5 +1,6 @@
 //! The core's commands as event-socket requests.
 
+use thiserror::Error;
 use tracing::{info, warn};
 
 use super::names::{originate_value, sip_user_of, spoken};
@@ -9,6 +10,13 @@ use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Target
 use crate::pbx::Output;
 use crate::pbx::freeswitch::codec::Outgoing;
 use crate::pbx::freeswitch::dialplan::RETURN_EXTEN;
+
+/// Why a target cannot be dialled; the text is the originate's failure, logged and reported.
+#[derive(Debug, Error)]
+pub(super) enum DialError {
+    #[error("cannot dial {uri}: set sip_endpoint (the sofia profile) for pbx `{pool}`")]
+    NoSipEndpoint { uri: String, pool: String },
+}
 
 impl FsTranslator {
     pub(super) fn command(&mut self, cmd: Command, out: &mut Output<Request>) {
@@ -75,7 +83,8 @@ impl FsTranslator {
             } => {
                 let dial = match self.dial_string(&target) {
                     Ok(d) => d,
-                    Err(reason) => {
+                    Err(e) => {
+                        let reason = e.to_string();
                         warn!(pbx = %self.s.pool, "{reason}");
                         out.event(Event::OriginateFailed { channel, reason });
                         return;
@@ -191,7 +200,7 @@ impl FsTranslator {
         );
     }
 
-    pub(super) fn dial_string(&self, t: &Target) -> Result<String, String> {
+    pub(super) fn dial_string(&self, t: &Target) -> Result<String, DialError> {
         Ok(match t {
             Target::Endpoint(e) => e.clone(),
             Target::Destination(Destination::Exten { exten, context }) => {
@@ -204,10 +213,10 @@ impl FsTranslator {
                     uri.trim_start_matches("sips:").trim_start_matches("sip:")
                 ),
                 None => {
-                    return Err(format!(
-                        "cannot dial {uri}: set sip_endpoint (the sofia profile) for pbx `{}`",
-                        self.s.pool
-                    ));
+                    return Err(DialError::NoSipEndpoint {
+                        uri: uri.clone(),
+                        pool: self.s.pool.clone(),
+                    });
                 }
             },
         })

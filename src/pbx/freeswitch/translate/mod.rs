@@ -52,7 +52,7 @@ pub(crate) const FILTERS: [&str; 4] = [
 
 /// The events someone waits on callpark for: a park or a retrieve dialled, a transferred
 /// call's music (its park), a ringback leg answered (parked), a call gone, an originate that
-/// failed. The driver's wake-up connections listen for these only (see `driver.rs`).
+/// failed. The driver's wake-up connections listen for these only (see `driver/waker.rs`).
 pub(crate) const WAKE_EVENTS: &str = "CHANNEL_PARK CHANNEL_EXECUTE CHANNEL_HANGUP BACKGROUND_JOB";
 
 /// What the translator needs to know of its `[[pbx]]`.

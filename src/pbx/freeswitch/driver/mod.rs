@@ -3,52 +3,32 @@
 //! was sent); a writer task owns the write half so a burst of commands can never block the
 //! reading of events, and the reverse.
 //!
-//! Wake-up connections: mod_event_socket hands a connection its queued events only when that
-//! connection's thread wakes, and an idle thread sleeps in a 20 ms poll of its socket. Alone,
-//! every event would reach callpark up to 20 ms late (10 ms on average), and a retrieve or a
-//! park waits for one. A byte received wakes the thread at once, and a bare newline between
-//! frames is ignored. So each connection has `WAKERS` more connections that listen only for
-//! the events someone waits on, their 20 ms cycles spread evenly over the period; whichever
-//! wakes first sends a newline on the main connection, whose thread then sends its queue at
-//! once, in order. Events still come, in order, from the main connection alone.
-//!
-//! Outbound connections (`[[pbx]] outbound`): the include connects a dialled orbit's own
-//! thread to callpark (its `socket` application) before it parks the call. callpark answers
-//! `connect`, reads the channel from the reply as the translator reads a CHANNEL_PARK, and keeps
-//! the connection open until the translator releases the channel ([`Tag::Release`]), which it
-//! does behind the requests that act on it: closed after the bridge is set up, the connection
-//! returns the thread to FreeSWITCH, which goes straight to the bridge. A channel never
-//! released is let go after [`DOOR_MAX`], into `park`, where callpark finds it as before.
+//! Beside it, each connection has wake-up connections that get FreeSWITCH to send the main
+//! connection's events at once ([`waker`]), and the include's outbound connections hand over
+//! the channels of dialled orbits ([`outbound`]). [`open`] makes a connection.
+
+mod open;
+mod outbound;
+mod waker;
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::Encoder;
 use tracing::{debug, warn};
 
-use super::codec::{EslCodec, Frame, Outgoing};
+use self::open::{ConnectError, Reader, open};
+use self::outbound::Door;
+use super::codec::{EslCodec, Outgoing};
 use super::model::FsEvent;
-use super::translate::{FILTERS, FsTranslator, Reply, Request, Tag, WAKE_EVENTS};
+use super::translate::{FsTranslator, Reply, Request, Tag};
 use crate::pbx::{Incoming, Transport};
 
 /// Requests kept while disconnected, sent after the next connect; older ones are dropped.
 const HELD_MAX: usize = 10_000;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Wake-up connections per event-socket connection: an event waits at most 20 ms / WAKERS.
-const WAKERS: u32 = 4;
-/// mod_event_socket's idle poll of a connection's socket.
-const ESL_IDLE_POLL: Duration = Duration::from_millis(20);
-/// How often the wake-up connections' cycles are spread out again (they drift by the time
-/// FreeSWITCH spends on each wake).
-const RESPREAD_EVERY: Duration = Duration::from_secs(10);
-/// The longest an outbound connection holds a channel that callpark did not release.
-const DOOR_MAX: Duration = Duration::from_secs(2);
 
 /// What waits for a reply on the main connection, in the order sent.
 enum Pending {
@@ -59,11 +39,8 @@ enum Pending {
     Release(String),
 }
 
-/// A channel read from an outbound connection, and the handle that closes it when dropped.
-type Door = (FsEvent, oneshot::Sender<()>);
-
 struct Conn {
-    reader: FramedRead<OwnedReadHalf, EslCodec>,
+    reader: Reader,
     writer: mpsc::UnboundedSender<BytesMut>,
     /// Sent, waiting for their reply, in order.
     pending: VecDeque<Pending>,
@@ -114,21 +91,10 @@ impl EslTransport {
     /// Starts listening for outbound connections, unless it does already (tried again at each
     /// connect: the port may be free by then).
     async fn listen_outbound(&mut self) {
-        let Some(addr) = self.outbound.clone().filter(|_| self.doors_in.is_none()) else {
+        let Some(addr) = self.outbound.as_deref().filter(|_| self.doors_in.is_none()) else {
             return;
         };
-        let listener = match TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(
-                    "cannot listen for FreeSWITCH's outbound connections on {addr} ({e}): retrieves go through `park`, up to 20 ms slower; free the port or change [[pbx]] outbound"
-                );
-                return;
-            }
-        };
-        let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(accept_doors(listener, tx));
-        self.doors_in = Some(rx);
+        self.doors_in = outbound::listen(addr).await;
     }
 
     fn write(&mut self, req: Request) {
@@ -182,172 +148,16 @@ fn release_front(
     }
 }
 
-/// Accepts the include's outbound connections; each is served by [`door`].
-async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>) {
-    loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                tokio::spawn(door(sock, tx.clone()));
-            }
-            Err(e) => {
-                if tx.is_closed() {
-                    return;
-                }
-                debug!("outbound accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// One outbound connection: `connect`, the channel from its reply, then held open until
-/// released (or [`DOOR_MAX`], or FreeSWITCH closes it).
-async fn door(sock: TcpStream, tx: mpsc::Sender<Door>) {
-    let _ = sock.set_nodelay(true);
-    let (r, mut w) = sock.into_split();
-    let mut reader = FramedRead::new(r, EslCodec::default());
-    if w.write_all(b"connect\n\n").await.is_err() {
-        return;
-    }
-    let frame = match tokio::time::timeout(DOOR_MAX, reader.next()).await {
-        Ok(Some(Ok(f))) if f.content_type() == "command/reply" => f,
-        _ => return,
-    };
-    let mut ev = match FsEvent::from_connect_reply(&frame) {
-        Ok(ev) => ev,
-        Err(e) => {
-            warn!("an outbound connection's channel cannot be read ({e})");
-            return;
-        }
-    };
-    ev.name = "CHANNEL_PARK".into();
-    ev.outbound = true;
-    let (release, released) = oneshot::channel();
-    if tx.send((ev, release)).await.is_err() {
-        return;
-    }
-    tokio::select! {
-        _ = released => {}
-        _ = tokio::time::sleep(DOOR_MAX) => {}
-        _ = async { while let Some(Ok(_)) = reader.next().await {} } => {}
-    }
-    // Dropping both halves closes the connection: the channel's thread goes on.
-}
-
-/// Reads one frame during the handshake.
-async fn handshake_frame(
-    reader: &mut FramedRead<OwnedReadHalf, EslCodec>,
-) -> Result<Frame, String> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, reader.next()).await {
-        Err(_) => Err("no answer from the event socket".into()),
-        Ok(None) => Err("the event socket closed the connection".into()),
-        Ok(Some(Err(e))) => Err(format!("malformed frame: {e}")),
-        Ok(Some(Ok(f))) => Ok(f),
-    }
-}
-
-/// Connects and authenticates: the connection's two halves, ready for commands.
-async fn open(
-    addr: &str,
-    password: &str,
-) -> Result<(FramedRead<OwnedReadHalf, EslCodec>, OwnedWriteHalf), String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("{addr}: connection timed out"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    // Commands are small and latency is the point: send each at once.
-    let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
-    let mut reader = FramedRead::new(r, EslCodec::default());
-    let greeting = handshake_frame(&mut reader).await?;
-    if greeting.content_type() != "auth/request" {
-        return Err(format!(
-            "{addr} did not greet like an event socket (Content-Type {:?})",
-            greeting.content_type()
-        ));
-    }
-    let mut auth = BytesMut::new();
-    EslCodec::default()
-        .encode(&Outgoing::new(format!("auth {password}")), &mut auth)
-        .map_err(|e| e.to_string())?;
-    w.write_all(&auth).await.map_err(|e| e.to_string())?;
-    let reply = handshake_frame(&mut reader).await?;
-    let text = reply.reply_text();
-    if !text.starts_with("+OK") {
-        return Err(format!(
-            "the event socket refused the password ({}); check password / password_env against event_socket.conf.xml",
-            text.trim()
-        ));
-    }
-    Ok((reader, w))
-}
-
-/// One wake-up connection (see the module's comment): from `phase` on, its thread's 20 ms
-/// cycle starts at `phase` (a newline received restarts it), and every event it hears sends a
-/// newline on the main connection through `main`. It lives as long as the main connection.
-async fn waker(
-    addr: String,
-    password: String,
-    phase: tokio::time::Instant,
-    main: mpsc::UnboundedSender<BytesMut>,
-) {
-    let fail = |e: String| {
-        warn!(
-            "a wake-up connection to the event socket failed ({e}); until callpark reconnects, events may reach it up to 20 ms later"
-        )
-    };
-    let (mut reader, mut w) = match open(&addr, &password).await {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let mut setup = BytesMut::new();
-    let mut codec = EslCodec::default();
-    for line in std::iter::once(format!("event plain {WAKE_EVENTS}"))
-        .chain(FILTERS.iter().map(|f| f.to_string()))
-    {
-        if let Err(e) = codec.encode(&Outgoing::new(line), &mut setup) {
-            return fail(e.to_string());
-        }
-    }
-    if let Err(e) = w.write_all(&setup).await {
-        return fail(e.to_string());
-    }
-    let mut spread = tokio::time::interval_at(phase, RESPREAD_EVERY);
-    spread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            frame = reader.next() => match frame {
-                Some(Ok(f)) => {
-                    if f.content_type().starts_with("text/event")
-                        && main.send(BytesMut::from(&b"\n"[..])).is_err()
-                    {
-                        return;
-                    }
-                    if f.content_type() == "command/reply" && !f.reply_text().starts_with("+OK") {
-                        return fail(format!("FreeSWITCH answered {}", f.reply_text().trim()));
-                    }
-                }
-                Some(Err(e)) => return fail(format!("malformed frame: {e}")),
-                None => return fail("the event socket closed it".into()),
-            },
-            _ = spread.tick() => {
-                if let Err(e) = w.write_all(b"\n").await {
-                    return fail(e.to_string());
-                }
-            }
-        }
-    }
-}
-
 impl Transport for EslTransport {
     type Tr = FsTranslator;
+    type ConnectError = ConnectError;
     const REPLIES_PROVE_LIFE: bool = true;
 
     fn kind(&self) -> &'static str {
         "FreeSWITCH"
     }
 
-    async fn connect(&mut self) -> Result<(), String> {
+    async fn connect(&mut self) -> Result<(), ConnectError> {
         self.close();
         self.listen_outbound().await;
         let (reader, mut w) = open(&self.addr, &self.password).await?;
@@ -364,19 +174,7 @@ impl Transport for EslTransport {
                 }
             }
         });
-        // Far enough ahead for the wake-up connections to be up by their first turn.
-        let base = tokio::time::Instant::now() + Duration::from_millis(300);
-        let wakers = (0..WAKERS)
-            .map(|i| {
-                let (addr, password, main) = (self.addr.clone(), self.password.clone(), tx.clone());
-                tokio::spawn(waker(
-                    addr,
-                    password,
-                    base + ESL_IDLE_POLL * i / WAKERS,
-                    main,
-                ))
-            })
-            .collect();
+        let wakers = waker::start(&self.addr, &self.password, &tx);
         self.conn = Some(Conn {
             reader,
             writer: tx,
@@ -517,10 +315,13 @@ impl Transport for EslTransport {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use std::time::Duration;
+
     use tokio::io::{AsyncBufReadExt, BufReader};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::broadcast;
 
+    use super::waker::WAKERS;
     use super::*;
     use crate::park::ChannelId;
 
