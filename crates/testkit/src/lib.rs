@@ -23,6 +23,7 @@ pub mod fs;
 pub mod gesture;
 pub mod phone;
 pub mod sip;
+pub mod testbed;
 pub mod wire;
 
 /// The repository's root (this crate lives in `crates/testkit`).
