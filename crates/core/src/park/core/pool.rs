@@ -51,7 +51,7 @@ impl PoolOrbits {
     }
 
     /// The lowest free orbit of the ranges whose lot (`None`: the general lot) `pick` takes.
-    pub(crate) fn allocate_where(&mut self, pick: impl Fn(Option<&str>) -> bool) -> Option<Orbit> {
+    pub(super) fn allocate_where(&mut self, pick: impl Fn(Option<&str>) -> bool) -> Option<Orbit> {
         for (r, free) in &mut self.ranges {
             if !pick(r.lot.as_deref()) {
                 continue;
