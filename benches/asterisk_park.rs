@@ -17,6 +17,7 @@ use callpark_testkit as support;
 
 use std::time::{Duration, Instant};
 
+use support::stats::{ms, pct};
 use support::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

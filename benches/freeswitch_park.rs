@@ -23,6 +23,7 @@ use callpark_testkit as support;
 use std::time::{Duration, Instant};
 
 use support::fs::*;
+use support::stats::{ms, pct};
 use support::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -28,6 +28,7 @@ use callpark::api::{ApiState, serve};
 use callpark::config::Config;
 use callpark::park::*;
 use callpark::store::Store;
+use callpark_testkit::stats::{Summary, ms_to};
 
 const TOKEN: &str = "metrics-bench-token-0123456789";
 
@@ -38,22 +39,18 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(v: &mut [Duration]) -> String {
+/// Median, p99 and the largest, in milliseconds to a hundredth.
+fn summary(v: &[Duration]) -> String {
     if v.is_empty() {
         return "none".into();
     }
-    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
+    let s = Summary::new(v.iter().copied());
     format!(
         "median {}  p99 {}  max {}  (n={})",
-        ms(pct(v, 0.5)),
-        ms(pct(v, 0.99)),
-        ms(pct(v, 1.0)),
-        v.len()
+        ms_to(s.median(), 2),
+        ms_to(s.p(0.99), 2),
+        ms_to(s.max(), 2),
+        s.len()
     )
 }
 
@@ -258,11 +255,11 @@ pool = "pbx-a"
     assert!(first.lines().any(|l| l == want), "{want} missing:\n{first}");
     println!(
         "GET /metrics:        {}",
-        summary(&mut scrape(&http, &metrics, scrapes).await)
+        summary(&scrape(&http, &metrics, scrapes).await)
     );
     println!(
         "GET /api/v1/parked:  {}  (100 calls; no commit between requests)",
-        summary(&mut scrape(&http, &format!("{base}/api/v1/parked"), scrapes).await)
+        summary(&scrape(&http, &format!("{base}/api/v1/parked"), scrapes).await)
     );
 
     // A stand-in pool: a park committed every 10 ms, each timed.
@@ -291,7 +288,7 @@ pool = "pbx-a"
     let alone = tokio::spawn(commits(store.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(if full { 5 } else { 1 })).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut alone = alone.await.unwrap();
+    let alone = alone.await.unwrap();
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let beside = tokio::spawn(commits(store.clone(), stop.clone()));
@@ -313,16 +310,16 @@ pool = "pbx-a"
     }
     let wall = t.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut beside = beside.await.unwrap();
+    let beside = beside.await.unwrap();
     let busy: Duration = batches.iter().sum();
     // The first batch reads its pages from disk (the fill went through another connection);
     // the slowest says whether one stalls the pools.
     let slowest = (0..batches.len()).max_by_key(|i| batches[*i]);
     if let (Some(first), Some(i)) = (batches.first(), slowest) {
         println!(
-            "prune: first batch {:.2} ms, slowest batch #{i} {:.2} ms",
-            first.as_secs_f64() * 1000.0,
-            batches[i].as_secs_f64() * 1000.0
+            "prune: first batch {}, slowest batch #{i} {}",
+            ms_to(*first, 2),
+            ms_to(batches[i], 2)
         );
     }
     println!(
@@ -332,12 +329,12 @@ pool = "pbx-a"
         pruned as f64 / busy.as_secs_f64(),
         pruned as f64 / wall.as_secs_f64(),
         callpark::service::PRUNE_PAUSE.as_millis(),
-        summary(&mut batches)
+        summary(&batches)
     );
-    println!("pool commit alone:        {}", summary(&mut alone));
+    println!("pool commit alone:        {}", summary(&alone));
     println!(
         "pool commit while pruning: {}; commits over 50 ms: {}",
-        summary(&mut beside),
+        summary(&beside),
         beside
             .iter()
             .filter(|d| **d > Duration::from_millis(50))
@@ -345,7 +342,7 @@ pool = "pbx-a"
     );
     println!(
         "GET /metrics after the prune: {}",
-        summary(&mut scrape(&http, &metrics, scrapes).await)
+        summary(&scrape(&http, &metrics, scrapes).await)
     );
     let after = http
         .get(&metrics)
@@ -384,9 +381,9 @@ pool = "pbx-a"
         .await
         .unwrap();
         println!(
-            "before the counters (on the log left after the prune), one scrape's queries: counts {:.0} ms, waits {:.0} ms",
-            counts.as_secs_f64() * 1000.0,
-            t.elapsed().as_secs_f64() * 1000.0
+            "before the counters (on the log left after the prune), one scrape's queries: counts {}, waits {}",
+            ms_to(counts, 0),
+            ms_to(t.elapsed(), 0)
         );
         raw.close().await;
     }

@@ -40,28 +40,21 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use support::stats::{Summary, median, percentile, percentile_sorted, us_ms};
 use support::*;
 
 const TOKEN: &str = "operator-side-bench-token";
 
-fn pct(v: &mut [i64], p: f64) -> i64 {
-    v.sort_unstable();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(us: i64) -> String {
-    format!("{:.1} ms", us as f64 / 1000.0)
-}
-
 /// p50 and p99, then the rest of the tail.
-fn summary(v: &mut [i64]) -> String {
+fn summary(v: &[i64]) -> String {
+    let s = Summary::new(v.iter().copied());
     format!(
         "p50 {}  p99 {}  (p90 {}  p95 {}  max {})",
-        ms(pct(v, 0.5)),
-        ms(pct(v, 0.99)),
-        ms(pct(v, 0.9)),
-        ms(pct(v, 0.95)),
-        ms(pct(v, 1.0))
+        us_ms(s.median()),
+        us_ms(s.p(0.99)),
+        us_ms(s.p(0.9)),
+        us_ms(s.p(0.95)),
+        us_ms(s.max())
     )
 }
 
@@ -936,29 +929,31 @@ fn paired_interval(without: &[Vec<i64>], with: &[Vec<i64>], draws: usize) -> (f6
                 w.extend_from_slice(&without[r]);
                 o.extend_from_slice(&with[r]);
             }
-            let (w99, o99) = (pct(&mut w, 0.99), pct(&mut o, 0.99));
+            let (w99, o99) = (percentile(&w, 0.99), percentile(&o, 0.99));
             100.0 * (o99 - w99) as f64 / w99.max(1) as f64
         })
         .collect();
     diffs.sort_by(f64::total_cmp);
-    let at = |p: f64| diffs[((diffs.len() - 1) as f64 * p).round() as usize];
-    (at(0.05), at(0.95))
+    (
+        percentile_sorted(&diffs, 0.05),
+        percentile_sorted(&diffs, 0.95),
+    )
 }
 
 fn p99(v: &[i64]) -> i64 {
-    pct(&mut v.to_vec(), 0.99)
+    percentile(v, 0.99)
 }
 
 /// The rounds' parks without and with the API, pooled, then the p99 difference with its
 /// paired interval, then the median of the rounds' p99s.
 fn compare(without: &[Vec<i64>], with: &[Vec<i64>]) {
-    let (mut w, mut o) = (without.concat(), with.concat());
-    println!("  without: {}", summary(&mut w));
-    println!("  with:    {}", summary(&mut o));
+    let (w, o) = (without.concat(), with.concat());
+    println!("  without: {}", summary(&w));
+    println!("  with:    {}", summary(&o));
     let diff = |w: i64, o: i64| {
         format!(
             "{} ({:+.1} %)",
-            ms(o - w),
+            us_ms(o - w),
             100.0 * (o - w) as f64 / w.max(1) as f64
         )
     };
@@ -975,13 +970,13 @@ fn compare(without: &[Vec<i64>], with: &[Vec<i64>]) {
     }
     // One stall of this shared machine (a round's p99 of hundreds of ms has been seen, with or
     // without the API) can make the pooled p99; the median round's cannot.
-    let mut w99s: Vec<i64> = without.iter().map(|v| p99(v)).collect();
-    let mut o99s: Vec<i64> = with.iter().map(|v| p99(v)).collect();
-    let (mw, mo) = (pct(&mut w99s, 0.5), pct(&mut o99s, 0.5));
+    let w99s: Vec<i64> = without.iter().map(|v| p99(v)).collect();
+    let o99s: Vec<i64> = with.iter().map(|v| p99(v)).collect();
+    let (mw, mo) = (median(&w99s), median(&o99s));
     println!(
         "  median of the rounds' p99: without {}, with {}; difference {}",
-        ms(mw),
-        ms(mo),
+        us_ms(mw),
+        us_ms(mo),
         diff(mw, mo)
     );
 }
@@ -1061,9 +1056,9 @@ async fn bench() {
         for api_on in [round % 2 == 0, round % 2 == 1] {
             if api_on {
                 println!("  round {round}, with [api]:");
-                let ((mut o, steal), a, delivered) = with_api(&ari, &ami, &load, &hooks).await;
+                let ((o, steal), a, delivered) = with_api(&ari, &ami, &load, &hooks).await;
                 steal_o.push(steal);
-                println!("    {}", summary(&mut o));
+                println!("    {}", summary(&o));
                 println!(
                     "    events delivered to the subscribers: {delivered} of {} ({calls} parks x {subscribers})",
                     calls * subscribers
@@ -1074,11 +1069,11 @@ async fn bench() {
             } else {
                 println!("  round {round}, without [api]:");
                 let cp = Callpark::start(&base()).await;
-                let (mut w, steal) = park_run(&ari, &ami, &cp, calls, rate, None).await;
+                let (w, steal) = park_run(&ari, &ami, &cp, calls, rate, None).await;
                 steal_w.push(steal);
                 ari.reset().await;
                 drop(cp);
-                println!("    {}", summary(&mut w));
+                println!("    {}", summary(&w));
                 by_round_w.push(w);
             }
         }
@@ -1133,7 +1128,7 @@ async fn bench() {
     println!(
         "  GET /api/v1/parked under load: {} requests, {}",
         api_lat.len(),
-        summary(&mut api_lat)
+        summary(&api_lat)
     );
     assert!(delivered_all, "every subscriber sees every park");
 }

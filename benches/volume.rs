@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use callpark::store::{LogRow, Store};
 use support::fs::Esl;
 use support::gesture::{self, Pbx as Phones};
+use support::stats::Slowest;
 use support::*;
 use tokio::sync::Notify;
 
@@ -249,14 +250,14 @@ struct Tally {
     name: &'static str,
     done: usize,
     lost: Vec<String>,
-    slowest: Duration,
+    slowest: Slowest,
 }
 
 impl Tally {
     fn add(&mut self, r: Result<Duration, String>) {
         self.done += 1;
         match r {
-            Ok(d) => self.slowest = self.slowest.max(d),
+            Ok(d) => self.slowest.add(d, ()),
             Err(e) => self.lost.push(e),
         }
     }
@@ -359,7 +360,7 @@ fn report(pbx: &str, t: &Tally) {
         t.name,
         t.done,
         t.lost.len(),
-        ms(t.slowest)
+        ms(t.slowest.time)
     );
     for l in t.lost.iter().take(20) {
         println!("  lost: {l}");

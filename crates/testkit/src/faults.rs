@@ -15,6 +15,7 @@ use callpark::park::ParkedCall;
 use serde_json::Value;
 
 use super::fs::{self, Esl};
+use super::stats::Slowest;
 use super::{Ami, Ari, Callpark, Cutter, Setup};
 
 /// SplitMix64: small, seedable, and the same on every machine.
@@ -121,8 +122,8 @@ pub struct Report {
     /// channel, or logged parked and gone without a final log entry. Must be 0.
     pub lost: u32,
     pub problems: Vec<String>,
-    pub slowest_recovery: Duration,
-    pub slowest_cycle: u32,
+    /// The slowest recovery, and its cycle.
+    pub slowest_recovery: Slowest<u32>,
     pub elapsed: Duration,
 }
 
@@ -139,8 +140,8 @@ impl fmt::Display for Report {
             self.retrieves,
             self.hangups,
             self.lost,
-            self.slowest_recovery,
-            self.slowest_cycle
+            self.slowest_recovery.time,
+            self.slowest_recovery.of
         )
     }
 }
@@ -610,10 +611,7 @@ pub async fn run(pbx: Pbx, cycles: u32, seed: u64, budget: Option<Duration>) -> 
                 println!("  | {l}");
             }
         }
-        if recovery > report.slowest_recovery {
-            report.slowest_recovery = recovery;
-            report.slowest_cycle = cycle;
-        }
+        report.slowest_recovery.add(recovery, cycle);
         if !problems.is_empty() {
             report.lost += problems.len() as u32;
             for p in &problems {

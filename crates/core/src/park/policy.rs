@@ -13,7 +13,7 @@ pub const GENERAL_LOT: &str = "general";
 
 /// How a policy names its users.
 #[derive(Debug, Clone)]
-pub(crate) enum UserMatcher {
+enum UserMatcher {
     /// One user id.
     Exact(String),
     /// The user ids a regular expression matches whole.
@@ -40,11 +40,11 @@ pub struct PolicyRule {
     /// Whether the policy enables call park for its users (or disables it).
     pub enable_call_park: bool,
     /// Its users.
-    pub(crate) users: Vec<UserMatcher>,
+    users: Vec<UserMatcher>,
     /// The lots its users may park into (`general` for the ranges of no lot); `None`: all.
-    pub(crate) lots: Option<Vec<String>>,
+    lots: Option<Vec<String>>,
     /// The lot a plain park (no lot asked for) of its users goes to; `None`: any it allows.
-    pub(crate) default_lot: Option<String>,
+    pub(super) default_lot: Option<String>,
 }
 
 impl PolicyRule {
