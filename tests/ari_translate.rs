@@ -1111,3 +1111,86 @@ fn a_channel_asterisk_does_not_know_is_reported_gone_once() {
     );
     assert!(!calls(&out).contains(&Event::Hangup { channel: other }));
 }
+
+/// A connection lost in the middle of a reconnection's adoption (its bridge listing read, its
+/// channel listing read and a park's transfer variables being read) leaves nothing of that
+/// adoption behind; the next connection's listing finds the park again.
+#[test]
+fn a_disconnect_during_adoption_leaves_nothing_behind() {
+    let mut t = tr();
+    let mut pbx = FakeAri {
+        pending: Default::default(),
+        events: Vec::new(),
+        played: String::new(),
+    };
+    // A parked call the translator knows the channel of.
+    pbx.reconnect(&mut t, vec![chan_json("p1", "callpark,park", true)]);
+    let start = t.state_size();
+    assert!(start > 0);
+    let bridges = serde_json::json!([{"id": "cp-x1", "channels": ["x1"]}]).to_string();
+    // A park waiting in Stasis, not answered yet, whose transfer variables are to be read.
+    let mut waiting = chan_json("q1", "callpark,park", false);
+    waiting["state"] = "Ring".into();
+    let listing = Value::Array(vec![
+        chan_json("p1", "callpark,park", true),
+        waiting.clone(),
+    ]);
+    // Connects and has the listings answered, the channels' only if `channels`; gives back the
+    // requests left unanswered.
+    let adopt = |t: &mut AriTranslator, channels: bool| -> Vec<Request> {
+        t.on_disconnect();
+        let mut out = Output::default();
+        t.on_connect(Default::default(), &mut out);
+        let mut left = Vec::new();
+        for r in out.requests {
+            let body = match r.tag {
+                Tag::Bridges => bridges.clone(),
+                Tag::List if channels => listing.to_string(),
+                _ => {
+                    left.push(r);
+                    continue;
+                }
+            };
+            let mut o = Output::default();
+            t.on_reply(r, Ok(body), &mut o);
+            left.extend(o.requests);
+        }
+        left
+    };
+    // Lost between the bridge listing and the channel listing.
+    let left = adopt(&mut t, false);
+    assert!(t.state_size() > start);
+    t.on_disconnect();
+    assert_eq!(t.state_size(), start);
+    pbx.pending.extend(left);
+    pbx.lose_all(&mut t);
+    assert_eq!(t.state_size(), start);
+    // Lost while the waiting park's transfer variables are read.
+    let left = adopt(&mut t, true);
+    assert!(
+        left.iter()
+            .any(|r| matches!(&r.tag, Tag::Var(id, _) if id.as_str() == "q1")),
+        "{left:?}"
+    );
+    assert!(t.state_size() > start);
+    t.on_disconnect();
+    assert_eq!(t.state_size(), start, "nothing of the adoption is left");
+    pbx.events.clear();
+    pbx.pending.extend(left);
+    pbx.lose_all(&mut t);
+    assert!(pbx.events.is_empty(), "{:?}", pbx.events);
+    assert_eq!(t.state_size(), start);
+    // The next connection finds the park again, and reports it found.
+    pbx.reconnect(
+        &mut t,
+        vec![chan_json("p1", "callpark,park", true), waiting],
+    );
+    assert!(
+        pbx.events.iter().any(|e| matches!(
+            e,
+            PbxEvent::Found(Event::Park(ParkRequest { channel, .. })) if channel.as_str() == "q1"
+        )),
+        "{:?}",
+        pbx.events
+    );
+}

@@ -1813,3 +1813,81 @@ fn a_bridge_started_before_the_listing_arrives_keeps_its_way_back_disarmed() {
         "the bridge's end must end the call, not send it back to park"
     );
 }
+
+/// A connection lost in the middle of a reconnection's adoption (a held call taken back, a
+/// park read in full and its parker being asked) leaves nothing of that adoption behind; the
+/// next connection's listing finds the park again.
+#[test]
+fn a_disconnect_during_adoption_leaves_nothing_behind() {
+    let mut t = tr();
+    const HELD: &str = "99999999-2222-3333-4444-555555555555";
+    const LOOP: &str = "aaaaaaaa-2222-3333-4444-555555555555";
+    let row = |uuid: &str| {
+        json!({"uuid": uuid, "name": "loopback/x-a", "application": "park",
+               "application_data": "", "dest": "park", "callstate": "ACTIVE"})
+    };
+    let listing = json!({"row_count": 2, "rows": [row(HELD), row(P)]}).to_string();
+    // Parked through a loopback call a phone placed: its parker is asked for by name.
+    let dump = json!({"Event-Name": "CHANNEL_DATA", "Unique-ID": P, "Answer-State": "answered",
+        "Caller-Caller-ID-Name": "Carol", "Caller-Caller-ID-Number": "5551234",
+        "Caller-Destination-Number": "park", "variable_current_application": "park",
+        "variable_callpark_action": "park", "variable_other_loopback_from_uuid": LOOP})
+    .to_string();
+    // Connects with HELD held, and has the listing and P's dump answered; gives back the
+    // requests left unanswered.
+    let adopt = |t: &mut FsTranslator| -> Vec<Request> {
+        let mut out = Output::default();
+        t.on_connect([ChannelId::new(HELD)].into_iter().collect(), &mut out);
+        let list = out.requests.last().unwrap().clone();
+        let mut out = Output::default();
+        t.on_reply(list, Reply::Text(listing.clone()), &mut out);
+        let mut left = Vec::new();
+        for r in out.requests {
+            if matches!(r.tag, Tag::Dump(_)) {
+                let mut o = Output::default();
+                t.on_reply(r, Reply::Text(dump.clone()), &mut o);
+                assert!(o.events.is_empty(), "{:?}", o.events);
+                left.extend(o.requests);
+            } else {
+                left.push(r);
+            }
+        }
+        left
+    };
+    let left = adopt(&mut t);
+    assert!(
+        left.iter().any(|r| matches!(r.tag, Tag::PlacedBy(_))),
+        "{:?}",
+        left.iter().map(|r| &r.out.line).collect::<Vec<_>>()
+    );
+    assert!(t.state_size() > 0);
+    t.on_disconnect();
+    assert_eq!(t.state_size(), 0, "nothing of the adoption is left");
+    for r in left {
+        let mut out = Output::default();
+        t.on_reply(
+            r,
+            Reply::Lost("the event socket connection dropped".into()),
+            &mut out,
+        );
+        assert!(out.is_empty(), "{:?}", out.events);
+    }
+    assert_eq!(t.state_size(), 0);
+    // The next connection finds the park again, and reports it found once its parker is known.
+    let left = adopt(&mut t);
+    let placed_by = left
+        .into_iter()
+        .find(|r| matches!(r.tag, Tag::PlacedBy(_)))
+        .unwrap();
+    let mut out = Output::default();
+    t.on_reply(
+        placed_by,
+        Reply::Text("sofia/internal/alice@192.0.2.7:5060".into()),
+        &mut out,
+    );
+    assert!(
+        matches!(&out.events[..], [PbxEvent::Found(Event::Park(ParkRequest { channel, .. }))] if channel.as_str() == P),
+        "{:?}",
+        out.events
+    );
+}

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, PbxKind};
+use crate::pbx;
 use crate::service;
 use crate::service::health::Health;
 use crate::service::notify::Notifier;
@@ -147,16 +148,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         // One clock per pool, from its restore on.
         let clock = service::Clock::system();
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone(), &clock).await?;
-        let adapter = crate::pbx::Adapter::new(pbx)?;
-        tasks.spawn(service::run_pool_controlled(
-            core,
-            store.clone(),
-            adapter,
-            stop_rx.clone(),
-            health.pool(&pbx.name),
-            clock,
-            control_rx.remove(&pbx.name),
-        ));
+        // Each kind of PBX has an adapter type of its own: the pool runs on that type.
+        match pbx.kind {
+            PbxKind::Asterisk => {
+                let adapter = pbx::asterisk::adapter(pbx)?;
+                tasks.spawn(service::run_pool_controlled(
+                    core,
+                    store.clone(),
+                    adapter,
+                    stop_rx.clone(),
+                    health.pool(&pbx.name),
+                    clock,
+                    control_rx.remove(&pbx.name),
+                ))
+            }
+            PbxKind::Freeswitch => {
+                let adapter = pbx::freeswitch::adapter(pbx)?;
+                tasks.spawn(service::run_pool_controlled(
+                    core,
+                    store.clone(),
+                    adapter,
+                    stop_rx.clone(),
+                    health.pool(&pbx.name),
+                    clock,
+                    control_rx.remove(&pbx.name),
+                ))
+            }
+        };
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
     // Started once every pool is registered, so that readiness means all of them.

@@ -107,6 +107,23 @@ impl<R> Output<R> {
         self.events.push(PbxEvent::Call(e));
     }
 
+    /// A call event found on (re)connecting ([`PbxEvent::Found`]).
+    pub fn found(&mut self, e: Event) {
+        self.events.push(PbxEvent::Found(e));
+    }
+
+    /// Takes in what reporting a (re)connection's find gave (`found`), its call events marked
+    /// [`PbxEvent::Found`]: a channel found sitting in callpark's hands is reported by the
+    /// same code as its arrival, into an output of its own.
+    pub fn append_found(&mut self, mut found: Output<R>) {
+        self.requests.append(&mut found.requests);
+        self.events
+            .extend(found.events.into_iter().map(|e| match e {
+                PbxEvent::Call(e) => PbxEvent::Found(e),
+                other => other,
+            }));
+    }
+
     pub fn request(&mut self, r: R) {
         self.requests.push(r);
     }
@@ -129,7 +146,16 @@ pub trait Translator: Send + 'static {
     /// reply becomes [`PbxEvent::Connected`]). `held` are the channels the core holds parked
     /// ([`Held`]): found still parked, they need no [`PbxEvent::Found`].
     fn on_connect(&mut self, held: HashSet<ChannelId>, out: &mut Output<Self::Request>);
-    /// The connection is gone: forget what only held for it.
+    /// The connection is gone: forget what only held for it. That is what its
+    /// reconciliation used (the held channels given to [`Translator::on_connect`], a listing
+    /// not yet reported, what was to be checked against it), the arrivals being read over it
+    /// (their requests are abandoned with it, and the next connection's listing finds those
+    /// channels again, reported [`PbxEvent::Found`]), and per-channel state that PBX does not
+    /// keep across the loss of the connection and the next one's events or listing tell
+    /// again. What the PBX keeps and no listing tells again (a playback's follow-up, a bridge
+    /// under way, a leg ringing) stays, as does what a reconnection relies on (the memory of
+    /// ended channels, lamps sent). Requests abandoned with the connection may still come
+    /// back as lost replies afterwards, and find nothing left to undo.
     fn on_disconnect(&mut self);
     fn on_wire(&mut self, ev: Self::Wire, out: &mut Output<Self::Request>);
     fn on_command(&mut self, cmd: Command, out: &mut Output<Self::Request>);
@@ -151,32 +177,28 @@ pub trait Pbx: Send + 'static {
     ) -> impl Future<Output = Result<(), PbxError>> + Send;
 }
 
-/// The adapter for one `[[pbx]]` entry. Each is boxed: they are hundreds of bytes and far
-/// apart in size, and each is built and unboxed once per pool.
-pub(crate) enum Adapter {
-    Asterisk(Box<asterisk::Asterisk>),
-    Freeswitch(Box<freeswitch::Freeswitch>),
+/// The adapter for one `[[pbx]]` entry: its transport and its translator, run by [`drive`].
+/// Each PBX module builds its own (`asterisk::adapter`, `freeswitch::adapter`) from the
+/// entry, checking what its transport needs.
+pub(crate) struct Adapter<T: Transport> {
+    name: String,
+    transport: T,
+    translator: T::Tr,
 }
 
-impl Adapter {
-    pub fn new(pbx: &crate::config::PbxConfig) -> Result<Adapter, PbxError> {
-        Ok(match pbx.kind {
-            crate::config::PbxKind::Asterisk => {
-                Adapter::Asterisk(Box::new(asterisk::Asterisk::new(pbx)?))
-            }
-            crate::config::PbxKind::Freeswitch => {
-                Adapter::Freeswitch(Box::new(freeswitch::Freeswitch::new(pbx)?))
-            }
-        })
+impl<T: Transport> Adapter<T> {
+    pub(crate) fn new(name: String, transport: T, translator: T::Tr) -> Adapter<T> {
+        Adapter {
+            name,
+            transport,
+            translator,
+        }
     }
 }
 
-impl Pbx for Adapter {
+impl<T: Transport> Pbx for Adapter<T> {
     fn name(&self) -> &str {
-        match self {
-            Adapter::Asterisk(a) => a.name(),
-            Adapter::Freeswitch(f) => f.name(),
-        }
+        &self.name
     }
 
     async fn run(
@@ -185,9 +207,14 @@ impl Pbx for Adapter {
         commands: mpsc::Receiver<Command>,
         held: Held,
     ) -> Result<(), PbxError> {
-        match self {
-            Adapter::Asterisk(a) => (*a).run(events, commands, held).await,
-            Adapter::Freeswitch(f) => (*f).run(events, commands, held).await,
-        }
+        drive(
+            &self.name,
+            self.transport,
+            self.translator,
+            events,
+            commands,
+            held,
+        )
+        .await
     }
 }

@@ -10,74 +10,40 @@ mod request;
 pub mod rest;
 pub mod translate;
 
-use tokio::sync::mpsc;
-
 use crate::config::PbxConfig;
-use crate::park::Command;
 
 use self::driver::AriTransport;
 use self::rest::Ari;
 use self::translate::{AriSettings, AriTranslator};
-use super::{Held, Pbx, PbxError, PbxEvent, drive};
+use super::{Adapter, PbxError};
 
-/// The Asterisk adapter.
-pub struct Asterisk {
-    name: String,
-    transport: AriTransport,
-    settings: AriSettings,
-}
-
-impl Asterisk {
-    pub fn new(pbx: &PbxConfig) -> Result<Asterisk, PbxError> {
-        let err = |message: String| PbxError::Config {
-            pbx: pbx.name.clone(),
-            message,
-        };
-        if !pbx.address.starts_with("http://") && !pbx.address.starts_with("https://") {
-            return Err(err(format!(
-                "address `{}` must be Asterisk's HTTP server, like http://127.0.0.1:8088",
-                pbx.address
-            )));
-        }
-        let user = pbx
-            .username
-            .clone()
-            .ok_or_else(|| err("username (the ari.conf user) is missing".into()))?;
-        let pass = pbx
-            .secret()
-            .map_err(err)?
-            .ok_or_else(|| err("password or password_env is missing".into()))?;
-        Ok(Asterisk {
-            name: pbx.name.clone(),
-            transport: AriTransport::new(Ari::new(&pbx.address, &user, &pass), &pbx.app),
-            settings: AriSettings {
-                pool: pbx.name.clone(),
-                app: pbx.app.clone(),
-                sip_endpoint: pbx.sip_endpoint.clone(),
-            },
-        })
+/// The adapter for a `[[pbx]]` entry of `kind = "asterisk"`.
+pub(crate) fn adapter(pbx: &PbxConfig) -> Result<Adapter<AriTransport>, PbxError> {
+    let err = |message: String| PbxError::Config {
+        pbx: pbx.name.clone(),
+        message,
+    };
+    if !pbx.address.starts_with("http://") && !pbx.address.starts_with("https://") {
+        return Err(err(format!(
+            "address `{}` must be Asterisk's HTTP server, like http://127.0.0.1:8088",
+            pbx.address
+        )));
     }
-}
-
-impl Pbx for Asterisk {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn run(
-        self,
-        events: mpsc::Sender<PbxEvent>,
-        commands: mpsc::Receiver<Command>,
-        held: Held,
-    ) -> Result<(), PbxError> {
-        drive(
-            &self.name,
-            self.transport,
-            AriTranslator::new(self.settings),
-            events,
-            commands,
-            held,
-        )
-        .await
-    }
+    let user = pbx
+        .username
+        .clone()
+        .ok_or_else(|| err("username (the ari.conf user) is missing".into()))?;
+    let pass = pbx
+        .secret()
+        .map_err(err)?
+        .ok_or_else(|| err("password or password_env is missing".into()))?;
+    Ok(Adapter::new(
+        pbx.name.clone(),
+        AriTransport::new(Ari::new(&pbx.address, &user, &pass), &pbx.app),
+        AriTranslator::new(AriSettings {
+            pool: pbx.name.clone(),
+            app: pbx.app.clone(),
+            sip_endpoint: pbx.sip_endpoint.clone(),
+        }),
+    ))
 }

@@ -64,10 +64,11 @@ impl AriTranslator {
     }
 
     /// Reports every channel sitting in the Stasis application as what it is, as its
-    /// StasisStart would have: it may have arrived while callpark could not act.
+    /// StasisStart would have: it may have arrived while callpark could not act. Reported
+    /// into an output of its own, whose call events go out as [`crate::pbx::PbxEvent::Found`].
     pub(super) fn adopt(&mut self, chs: Vec<Channel>, out: &mut Output<Request>) {
         let prefix = format!("{},", self.s.app);
-        self.adopting = true;
+        let mut found = Output::default();
         for ch in chs {
             let Some(dp) = &ch.dialplan else { continue };
             let in_app = dp.app_name.eq_ignore_ascii_case("stasis")
@@ -91,7 +92,7 @@ impl AriTranslator {
                 if self.bridged.contains_key(&id) {
                     if let Some(parked) = bridge.strip_prefix("cp-") {
                         if parked == id.as_str() {
-                            self.report(out, Event::Bridged { channel: id });
+                            found.event(Event::Bridged { channel: id });
                         }
                     }
                 }
@@ -103,8 +104,8 @@ impl AriTranslator {
                 .skip(1)
                 .map(|a| a.trim().to_string())
                 .collect();
-            self.on_stasis_start(args, ch, None, out);
+            self.on_stasis_start(args, ch, None, true, &mut found);
         }
-        self.adopting = false;
+        out.append_found(found);
     }
 }

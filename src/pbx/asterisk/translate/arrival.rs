@@ -11,18 +11,20 @@ use super::{
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Event, ParkRequest, Party};
 use crate::pbx::Output;
-use crate::pbx::PbxEvent;
 use crate::pbx::asterisk::model::{Channel, ChannelState};
 
 impl AriTranslator {
     /// A channel entered the Stasis application: with the include's arguments, or with none
     /// when a phone's attended transfer (REFER with Replaces) swapped it in for the channel
-    /// that was there (`replaced`, whose arguments then say what it was).
+    /// that was there (`replaced`, whose arguments then say what it was). `found`: sitting in
+    /// the Stasis application when a (re)connection listed it, rather than announced by
+    /// StasisStart (the park read over REST is then reported [`crate::pbx::PbxEvent::Found`]).
     pub(super) fn on_stasis_start(
         &mut self,
         mut args: Vec<String>,
         ch: Channel,
         replaced: Option<Channel>,
+        found: bool,
         out: &mut Output<Request>,
     ) {
         let id = ChannelId::new(ch.id.clone());
@@ -60,7 +62,7 @@ impl AriTranslator {
                 }
             }
         }
-        if !self.adopting {
+        if !found {
             self.seen.insert(id.clone());
         }
         if ch.state == ChannelState::Up {
@@ -100,21 +102,18 @@ impl AriTranslator {
                     caller,
                     lot,
                     orbit,
-                    found: self.adopting,
+                    found,
                     replaces,
                 };
                 self.resolve_park(id, pending, out);
             }
             Some("retrieve") => match args.get(1).map(|s| s.parse::<Orbit>()) {
-                Some(Ok(orbit)) => self.report(
-                    out,
-                    Event::Retrieve {
-                        channel: id,
-                        orbit,
-                        dialler: dialled_parker(&ch, &caller),
-                        by: caller,
-                    },
-                ),
+                Some(Ok(orbit)) => out.event(Event::Retrieve {
+                    channel: id,
+                    orbit,
+                    dialler: dialled_parker(&ch, &caller),
+                    by: caller,
+                }),
                 other => {
                     warn!(pbx = %self.s.pool, channel = %ch.name, "retrieve of a bad orbit: {other:?}");
                     let after = AfterPlayback::Hangup(id.clone());
@@ -123,7 +122,7 @@ impl AriTranslator {
             },
             Some("leg") => {
                 self.chan(&id).ringing = false;
-                self.report(out, Event::Answered { channel: id });
+                out.event(Event::Answered { channel: id });
             }
             // Made one of the three above.
             _ => {}
@@ -210,7 +209,7 @@ impl AriTranslator {
             replaces: p.replaces,
         });
         if p.found {
-            out.events.push(PbxEvent::Found(park));
+            out.found(park);
         } else {
             out.event(park);
         }

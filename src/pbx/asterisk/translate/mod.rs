@@ -110,8 +110,6 @@ pub struct AriTranslator {
     lookups: HashMap<ChannelId, PendingPark>,
     /// Channels in callpark's bridges when the last `GET /bridges` was answered.
     found_bridged: HashMap<ChannelId, String>,
-    /// Set while reporting what was found on (re)connecting: events go out as `Found`.
-    adopting: bool,
     /// Channels whose StasisStart came over this connection: handled live, so the listing
     /// (which may be older than those events) must not report them again.
     seen: HashSet<ChannelId>,
@@ -141,7 +139,6 @@ impl AriTranslator {
             after: HashMap::new(),
             lookups: HashMap::new(),
             found_bridged: HashMap::new(),
-            adopting: false,
             seen: HashSet::new(),
             seq: 0,
             silent_music: HashSet::new(),
@@ -247,15 +244,6 @@ impl AriTranslator {
             + self.before_connect.len()
     }
 
-    /// A call event, as `Found` while reporting what a (re)connection found.
-    fn report(&self, out: &mut Output<Request>, e: Event) {
-        if self.adopting {
-            out.events.push(PbxEvent::Found(e));
-        } else {
-            out.event(e);
-        }
-    }
-
     /// Asterisk says it does not know a channel callpark acted on (a playback, an answer,
     /// music): the channel ended without its ChannelDestroyed reaching callpark (it ended as a
     /// connection was being made, after the listing that still showed it). Reported gone, once,
@@ -337,7 +325,18 @@ impl Translator for AriTranslator {
         }
     }
 
-    fn on_disconnect(&mut self) {}
+    /// Asterisk keeps its channels in the Stasis application, their playbacks and callpark's
+    /// bridges when the websocket drops, and no listing tells again what callpark asked of
+    /// them (a playback's follow-up, a bridge being made, a leg ringing): that stays. What
+    /// goes is what only the connection's reconciliation used (its bridge listing, the
+    /// channels its listing was to check) and the parks whose transfer variables were being
+    /// read over it: their requests are abandoned with it, and the next connection's listing
+    /// finds those calls again.
+    fn on_disconnect(&mut self) {
+        self.lookups.clear();
+        self.found_bridged.clear();
+        self.before_connect.clear();
+    }
 
     fn on_wire(&mut self, ev: AriEvent, out: &mut Output<Request>) {
         debug!(pbx = %self.s.pool, ?ev, "ARI event");
@@ -346,7 +345,7 @@ impl Translator for AriTranslator {
                 args,
                 channel,
                 replace_channel,
-            } => self.on_stasis_start(args, channel, replace_channel.map(|c| *c), out),
+            } => self.on_stasis_start(args, channel, replace_channel.map(|c| *c), false, out),
             AriEvent::ChannelStateChange { channel } if channel.state == ChannelState::Up => {
                 self.chan(&ChannelId::new(channel.id)).up = true;
             }

@@ -117,9 +117,7 @@ impl FsTranslator {
             let id = ChannelId::new(row.uuid);
             let music = matches!(row.application.as_str(), "playback" | "endless_playback");
             match row.application.as_str() {
-                "uuid_bridge" => out
-                    .events
-                    .push(PbxEvent::Found(Event::Bridged { channel: id })),
+                "uuid_bridge" => out.found(Event::Bridged { channel: id }),
                 // Already known: a command for it came after this connection opened (a
                 // retrieve through the outbound connection can outrun the listing), and what
                 // that command set up (a bridge under way, its way back to park armed) is
@@ -180,10 +178,6 @@ impl FsTranslator {
         {
             self.on_park(&ev, id, &mut found);
         }
-        out.requests.append(&mut found.requests);
-        out.events.extend(found.events.into_iter().map(|e| match e {
-            PbxEvent::Call(e) => PbxEvent::Found(e),
-            other => other,
-        }));
+        out.append_found(found);
     }
 }

@@ -25,7 +25,7 @@ use super::dialplan::RETURN_EXTEN;
 use super::model::{ChannelList, FsEvent};
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Command, Event, LampState, ParkRequest};
-use crate::pbx::{Output, PbxEvent, Translator};
+use crate::pbx::{Output, Translator};
 
 use names::parker_at;
 pub use names::{endpoint_of, originate_value, spoken};
@@ -257,8 +257,12 @@ impl Translator for FsTranslator {
     fn on_disconnect(&mut self) {
         // Answer states may change while we are away; the next events tell them again.
         self.chans.clear();
+        // What the connection's reconciliation used, and the parks whose parker was being
+        // read over it: its requests are abandoned with it, and the next listing finds
+        // those calls again.
         self.held.clear();
         self.listing = None;
+        self.placed_by.clear();
     }
 
     fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
@@ -455,11 +459,11 @@ impl FsTranslator {
                     }
                 }
                 let e = Event::Park(req);
-                out.events.push(if found {
-                    PbxEvent::Found(e)
+                if found {
+                    out.found(e);
                 } else {
-                    PbxEvent::Call(e)
-                });
+                    out.event(e);
+                }
             }
             Tag::Dump(id) => self.on_dump(id, &text, out),
             Tag::Setup if text.starts_with("-ERR") => {
