@@ -82,17 +82,25 @@ fn sampler(
 struct Watch {
     rows: Arc<Mutex<Vec<LogRow>>>,
     news: Arc<Notify>,
+    _reader: Arc<Reader>,
+}
+
+/// The reader's task, stopped with the last `Watch`: left running, it outlived its callpark,
+/// whose directory (and store) goes with it, and panicked reading a store no longer there.
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Watch {
     async fn start(db: std::path::PathBuf) -> Watch {
-        let w = Watch {
-            rows: Arc::default(),
-            news: Arc::default(),
-        };
-        let (rows, news) = (w.rows.clone(), w.news.clone());
+        let (rows, news): (Arc<Mutex<Vec<LogRow>>>, Arc<Notify>) = Default::default();
+        let (rows_w, news_w) = (rows.clone(), news.clone());
         let store = Store::open(&db).await.expect("open the store");
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut last = 0;
             loop {
                 let got = store.log_after(last, 5_000).await.expect("read the log");
@@ -104,7 +112,11 @@ impl Watch {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        w
+        Watch {
+            rows: rows_w,
+            news: news_w,
+            _reader: Arc::new(Reader(reader)),
+        }
     }
 
     fn mark(&self) -> usize {
