@@ -148,32 +148,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         // One clock per pool, from its restore on.
         let clock = service::Clock::system();
         let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone(), &clock).await?;
-        // Each kind of PBX has an adapter type of its own: the pool runs on that type.
+        // Each kind of PBX has an adapter type of its own: the pool runs on that type. The
+        // adapter is built (and may fail) before the pool's health and control are taken.
+        macro_rules! spawn_pool {
+            ($adapter:expr) => {
+                tasks.spawn(service::run_pool_controlled(
+                    core,
+                    store.clone(),
+                    $adapter,
+                    stop_rx.clone(),
+                    health.pool(&pbx.name),
+                    clock,
+                    control_rx.remove(&pbx.name),
+                ))
+            };
+        }
         match pbx.kind {
-            PbxKind::Asterisk => {
-                let adapter = pbx::asterisk::adapter(pbx)?;
-                tasks.spawn(service::run_pool_controlled(
-                    core,
-                    store.clone(),
-                    adapter,
-                    stop_rx.clone(),
-                    health.pool(&pbx.name),
-                    clock,
-                    control_rx.remove(&pbx.name),
-                ))
-            }
-            PbxKind::Freeswitch => {
-                let adapter = pbx::freeswitch::adapter(pbx)?;
-                tasks.spawn(service::run_pool_controlled(
-                    core,
-                    store.clone(),
-                    adapter,
-                    stop_rx.clone(),
-                    health.pool(&pbx.name),
-                    clock,
-                    control_rx.remove(&pbx.name),
-                ))
-            }
+            PbxKind::Asterisk => spawn_pool!(pbx::asterisk::adapter(pbx)?),
+            PbxKind::Freeswitch => spawn_pool!(pbx::freeswitch::adapter(pbx)?),
         };
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
