@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::orbit::{Orbit, OrbitRange, OrbitTable, Span, TableError};
-use crate::park::{Destination, GENERAL_LOT, OnBusyOrbit, PolicyRule, PolicySet};
+use crate::orbit::OrbitTable;
+use crate::park::{Destination, OnBusyOrbit, PolicySet};
 
 /// Accepted bounds, with Lync's meaning.
 pub(crate) const PICKUP_TIMEOUT_MIN: Duration = Duration::from_secs(10);

@@ -1,10 +1,11 @@
 //! Patterns that match exactly a run of numbers, for the fixes the lint proposes. The split
-//! into digit classes and their spellings are [`crate::pattern`]'s, shared with the generated
-//! include files.
+//! into digit classes and its regex spelling are [`crate::pattern`]'s, its Asterisk spelling
+//! [`crate::asterisk`]'s, both shared with the generated include files.
 
 use super::automaton::NumRange;
 use super::runs::RunSet;
-use crate::pattern::{self, Letters, regex_piece, regex_prefix};
+use crate::asterisk::pattern::{self as asterisk_pattern, Letters};
+use crate::pattern::{self, regex_piece, regex_prefix};
 
 /// Alternatives (prefix included) that together match exactly the numbers of `runs`.
 pub(crate) fn runs_alternatives(range: &NumRange, runs: &RunSet) -> Vec<String> {
@@ -71,7 +72,7 @@ pub fn asterisk_patterns(range: &NumRange, runs: &RunSet) -> Vec<String> {
     runs.runs()
         .iter()
         .flat_map(|&(a, b)| {
-            pattern::asterisk_patterns(&range.prefix, range.width, a, b, Letters::Short)
+            asterisk_pattern::asterisk_patterns(&range.prefix, range.width, a, b, Letters::Short)
         })
         .collect()
 }

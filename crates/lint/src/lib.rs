@@ -6,9 +6,9 @@
 //! intersected with each orbit range on automata ([`automaton`]), the first-match-wins order of
 //! the platform is applied to sets of runs ([`runs`]), and each orbit that a rule other than
 //! callpark's takes becomes a finding with a fix that can be pasted ([`fix`], written with the
-//! dial patterns of [`pattern`]). [`report`] prints. The orbit table comes from
-//! `callpark-core`; reading it from callpark's configuration, the command line and the exit code
-//! are the binary's (`src/cli/lint.rs`).
+//! dial patterns of [`pattern`] and, for Asterisk, of [`asterisk::span_patterns`]). [`report`]
+//! prints. The orbit table comes from `callpark-core`; reading it from callpark's
+//! configuration, the command line and the exit code are the binary's (`src/cli/lint.rs`).
 //!
 //! # Example
 //!

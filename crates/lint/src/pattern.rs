@@ -1,10 +1,12 @@
 //! Dial patterns for runs of orbits: a run `[lo, hi]` of fixed-width numbers is split into
-//! pieces, each a sequence of digit classes, whose union is exactly the run.
+//! pieces, each a sequence of digit classes, whose union is exactly the run, and the pieces are
+//! spelled as regexes (FreeSWITCH conditions, the lint's Lync fixes).
 //!
 //! The include files callpark generates (`callpark dialplan asterisk|freeswitch`) route orbit
-//! ranges with these patterns and the lint writes its fixes with them; sharing one split keeps
-//! the two from disagreeing about which numbers a range covers. How the fixes assemble the
-//! pieces is the lint's own business ([`crate::fix`]).
+//! ranges with these pieces and the lint writes its fixes with them; sharing one split keeps
+//! the two from disagreeing about which numbers a range covers. Asterisk's spelling of a piece
+//! lives with the reading of Asterisk patterns (`asterisk::pattern`); how the fixes assemble
+//! the pieces is the lint's own business ([`crate::fix`]).
 
 /// One digit position: the inclusive range of digits (0-9) it accepts.
 pub(crate) type DigitClass = (u8, u8);
@@ -59,52 +61,6 @@ fn split(lo: &[u8], hi: &[u8], head: &mut Vec<DigitClass>, out: &mut Vec<Vec<Dig
         split(&vec![0; hrest.len()], hrest, head, out);
         head.pop();
     }
-}
-
-/// How an Asterisk pattern writes the classes 1-9 and 2-9, for which Asterisk has letters.
-/// Asterisk reads both spellings alike; each output keeps the one it has been shipped with, so
-/// files already deployed and the lines the docs quote stay the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Letters {
-    /// `Z` and `N`: the lint's fixes (and `normalization/asterisk/callpark-orbits.conf`).
-    Short,
-    /// `[1-9]` and `[2-9]`: the generated include (`dialplan/asterisk/callpark.conf`).
-    Brackets,
-}
-
-/// The Asterisk extension for one piece after `prefix`: a plain extension when every class is
-/// one digit, else a `_` pattern (`X` for 0-9, `[a-b]` for other ranges).
-fn asterisk_pattern(prefix: &str, piece: &[DigitClass], letters: Letters) -> String {
-    let mut s = prefix.to_string();
-    let mut literal = true;
-    for &c in piece {
-        match (c, letters) {
-            ((a, b), _) if a == b => {
-                s.push(char::from(b'0' + a));
-                continue;
-            }
-            ((0, 9), _) => s.push('X'),
-            ((1, 9), Letters::Short) => s.push('Z'),
-            ((2, 9), Letters::Short) => s.push('N'),
-            ((a, b), _) => s.push_str(&format!("[{a}-{b}]")),
-        }
-        literal = false;
-    }
-    if literal { s } else { format!("_{s}") }
-}
-
-/// The Asterisk extensions that together match exactly `prefix` + `[lo, hi]`.
-pub fn asterisk_patterns(
-    prefix: &str,
-    width: u32,
-    lo: u64,
-    hi: u64,
-    letters: Letters,
-) -> Vec<String> {
-    range_pieces(width, lo, hi)
-        .iter()
-        .map(|p| asterisk_pattern(prefix, p, letters))
-        .collect()
 }
 
 fn regex_class(c: DigitClass) -> String {
@@ -199,26 +155,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn asterisk_spellings() {
-        let short = asterisk_patterns("", 3, 701, 799, Letters::Short);
-        assert_eq!(short, ["_70Z", "_7ZX"]);
-        let brackets = asterisk_patterns("", 3, 701, 799, Letters::Brackets);
-        assert_eq!(brackets, ["_70[1-9]", "_7[1-9]X"]);
-        assert_eq!(
-            asterisk_patterns("*", 4, 7000, 7099, Letters::Brackets),
-            ["_*70XX"]
-        );
-        assert_eq!(asterisk_patterns("", 3, 700, 700, Letters::Short), ["700"]);
-        assert_eq!(
-            asterisk_patterns("#", 3, 200, 999, Letters::Short),
-            ["_#NXX"]
-        );
-        assert_eq!(
-            asterisk_patterns("", 3, 130, 159, Letters::Short),
-            ["_1[3-5]X"]
-        );
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::config::{Config, ParkConfig, PbxKind};
-use crate::lint::pattern::{self, Letters};
+use crate::lint::asterisk::Letters;
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
 
@@ -22,15 +22,10 @@ pub(crate) fn hint_device(exten: &str) -> String {
     }
 }
 
-/// Asterisk patterns that together match exactly the orbits of `span`.
+/// Asterisk patterns that together match exactly the orbits of `span`, spelled as the include
+/// has always been (`[1-9]`, not `Z`).
 pub(crate) fn span_patterns(span: &Span) -> Vec<String> {
-    pattern::asterisk_patterns(
-        span.first.prefix().as_str(),
-        span.first.digits(),
-        span.first.value().into(),
-        span.last.value().into(),
-        Letters::Brackets,
-    )
+    crate::lint::asterisk::span_patterns(span, Letters::Brackets)
 }
 
 /// The include file for the pool `pool`: park code, its orbits, hints, and routes to the

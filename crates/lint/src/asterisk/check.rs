@@ -2,7 +2,7 @@
 //! whether it is a destination of its own or one callpark can go in front of.
 
 use super::order::search_order;
-use super::parse::exten_regex;
+use super::pattern::exten_regex;
 use super::{Dialplan, Exten, fix};
 use crate::automaton::{Dialect, Matcher};
 use crate::{Certainty, Kind, LintError, Report, RuleAt, Source};

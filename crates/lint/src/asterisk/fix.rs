@@ -8,7 +8,7 @@ use thiserror::Error;
 use super::Context;
 use super::check::is_callpark;
 use super::order::{Entry, ext_cmp};
-use super::parse::{exten_matches, exten_regex};
+use super::pattern::{exten_matches, exten_regex};
 use crate::automaton::{Dialect, Matcher, NumRange};
 use crate::{Kind, Report, Source};
 

@@ -10,10 +10,12 @@ mod check;
 mod fix;
 mod order;
 mod parse;
+pub(crate) mod pattern;
 
 pub use self::check::{check, classify};
 pub use self::order::{Entry, ext_cmp, search_order, winner};
-pub use self::parse::{exten_matches, load, parse_str};
+pub use self::parse::{load, parse_str};
+pub use self::pattern::{Letters, exten_matches, span_patterns};
 
 /// One extension (all lines with the same name and caller-id match) of a context.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use super::parse::exten_matches;
+use super::pattern::exten_matches;
 use super::{Context, Dialplan, Exten, Include};
 use crate::automaton::NumRange;
 

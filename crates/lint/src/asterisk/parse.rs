@@ -1,5 +1,5 @@
 //! Reading `extensions.conf` and the files it `#include`s into contexts (extensions, includes,
-//! switches), and reading an extension's pattern syntax.
+//! switches). What an extension's name matches is `pattern.rs`'s.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use super::order::exten_order;
 use super::{Context, Dialplan, Exten, Include};
 use crate::LintError;
-use crate::automaton::{Dialect, Matcher, NumRange};
 use crate::files;
-use crate::runs::RunSet;
 
 fn strip_comment(line: &str, in_block: &mut bool) -> String {
     let mut out = String::new();
@@ -372,114 +370,9 @@ impl Parser {
     }
 }
 
-/// The regex (whole string) matching what `_extension_match_core` matches; `None` when the
-/// extension can match nothing (a `[` without `]`).
-pub(super) fn exten_regex(name: &str) -> Option<String> {
-    let mut s = String::from("^");
-    let Some(p) = name.strip_prefix('_') else {
-        for c in name.chars().filter(|&c| c != '-') {
-            s.push_str(&regex_syntax::escape(&c.to_string()));
-        }
-        s.push('$');
-        return Some(s);
-    };
-    let b = p.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'-' => {}
-            b'/' => break,
-            b'x' | b'X' => s.push_str("[0-9]"),
-            b'z' | b'Z' => s.push_str("[1-9]"),
-            b'n' | b'N' => s.push_str("[2-9]"),
-            // `.` and `!` end the match: whatever follows in the pattern is never looked at.
-            b'.' => return Some(s + "(?s:.)+"),
-            b'!' => return Some(s + "(?s:.)*"),
-            b'[' => {
-                let end = b[i + 1..].iter().position(|&c| c == b']')? + i + 1;
-                let set = &b[i + 1..end];
-                if !set.is_empty() {
-                    let mut class = String::from("[");
-                    let mut k = 0;
-                    while k < set.len() {
-                        if k + 2 < set.len() && set[k + 1] == b'-' {
-                            if set[k] <= set[k + 2] {
-                                class.push_str(&format!("\\x{:02x}-\\x{:02x}", set[k], set[k + 2]));
-                            }
-                            k += 3;
-                        } else {
-                            class.push_str(&format!("\\x{:02x}", set[k]));
-                            k += 1;
-                        }
-                    }
-                    if class == "[" {
-                        return None;
-                    }
-                    class.push(']');
-                    s.push_str(&class);
-                }
-                i = end;
-            }
-            c => s.push_str(&regex_syntax::escape(&(c as char).to_string())),
-        }
-        i += 1;
-    }
-    s.push('$');
-    Some(s)
-}
-
-/// `RunSet` of the numbers of `range` an extension name matches (for tests and tools).
-pub fn exten_matches(name: &str, range: &NumRange) -> RunSet {
-    exten_regex(name)
-        .and_then(|r| Matcher::new(&r, Dialect::Rust).ok())
-        .and_then(|mut m| m.matching(range).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::automaton::NumRange;
-    use crate::pattern::{Letters, asterisk_patterns};
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Asterisk pattern syntax written (`pattern::asterisk_patterns`, which the include
-        /// generator and the lint's fixes use) and read (`exten_regex`, which the lint checks
-        /// extensions.conf with) agree: the patterns for a run match each number of the run
-        /// exactly once, nothing else of its width, and nothing one digit longer.
-        #[test]
-        fn patterns_written_for_a_run_read_back_as_exactly_that_run(
-            prefix in prop::sample::select(vec!["", "*", "#", "*7", "55"]),
-            width in 1u32..=4,
-            a in 0u64..10_000,
-            b in 0u64..10_000,
-            short in any::<bool>(),
-        ) {
-            let top = 10u64.pow(width) - 1;
-            let (lo, hi) = (a.min(b) % (top + 1), a.max(b) % (top + 1));
-            let (lo, hi) = (lo.min(hi), lo.max(hi));
-            let letters = if short { Letters::Short } else { Letters::Brackets };
-            let written = asterisk_patterns(prefix, width, lo, hi, letters);
-            let all = NumRange::new(prefix, width, 0, top);
-            let mut hits = vec![0u8; (top + 1) as usize];
-            for name in &written {
-                for &(l, h) in exten_matches(name, &all).runs() {
-                    for v in l..=h {
-                        hits[v as usize] += 1;
-                    }
-                }
-                if width < 4 {
-                    let longer = NumRange::new(prefix, width + 1, 0, 10u64.pow(width + 1) - 1);
-                    prop_assert!(exten_matches(name, &longer).is_empty(), "{name} matches {} digits", width + 1);
-                }
-            }
-            for (v, n) in hits.iter().enumerate() {
-                let inside = (lo..=hi).contains(&(v as u64));
-                prop_assert_eq!(*n, u8::from(inside), "{} in {:?} ({}-{})", v, written, lo, hi);
-            }
-        }
-    }
 
     #[test]
     fn both_spellings_of_exten_lines() {
@@ -526,13 +419,5 @@ mod tests {
             .map(|e| e.name.as_str())
             .collect();
         assert_eq!(with_1, ["703", "708"]);
-    }
-
-    #[test]
-    fn regex_of_patterns() {
-        assert_eq!(exten_regex("_7XX").unwrap(), "^7[0-9][0-9]$");
-        assert_eq!(exten_regex("_*7.5").unwrap(), r"^\*7(?s:.)+");
-        assert_eq!(exten_regex("70-1").unwrap(), "^701$");
-        assert!(exten_regex("_7[12").is_none());
     }
 }
