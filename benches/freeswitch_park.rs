@@ -195,6 +195,25 @@ async fn retrieve(esl: &Esl, clock: Clock, caller: &str, slot: &str) -> Duration
     took
 }
 
+/// The call is up and held by callpark's include: in `park`, marked as a park. A call that
+/// dialled the park code itself was told its orbit by a `playback` of the digits executed
+/// inside `park` (which returns to `park` when done, while `current_application` keeps naming
+/// the playback); any other playback (the include's "cannot be completed" when callpark did
+/// not take the call) is not parked.
+async fn still_parked(esl: &Esl, id: &str) -> bool {
+    if !esl.exists(id).await || esl.getvar(id, "callpark_action").await != "park" {
+        return false;
+    }
+    match esl.getvar(id, "current_application").await.as_str() {
+        "park" => true,
+        "playback" => esl
+            .getvar(id, "current_application_data")
+            .await
+            .starts_with("file_string://digits/"),
+        _ => false,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -352,10 +371,7 @@ async fn main() {
     let calls = cp.parked().await;
     let mut alive = 0;
     for c in &calls {
-        if esl.exists(c.channel.as_str()).await
-            && esl.getvar(c.channel.as_str(), "callpark_action").await == "park"
-            && esl.getvar(c.channel.as_str(), "current_application").await == "park"
-        {
+        if still_parked(&esl, c.channel.as_str()).await {
             alive += 1;
         }
     }
@@ -395,11 +411,7 @@ async fn main() {
     for run in 1..=restarts {
         cp.restart_with_calls(run, restarts, concurrent, "FreeSWITCH", |id| {
             let esl = esl.clone();
-            async move {
-                esl.exists(&id).await
-                    && esl.getvar(&id, "callpark_action").await == "park"
-                    && esl.getvar(&id, "current_application").await == "park"
-            }
+            async move { still_parked(&esl, &id).await }
         })
         .await;
     }
