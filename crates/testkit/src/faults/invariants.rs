@@ -102,3 +102,28 @@ pub(super) async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> 
     }
     problems
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The channel a problem names, as a slow recovery looks for it in callpark's log.
+    #[test]
+    fn a_problem_names_its_channel() {
+        assert_eq!(
+            problem_id("the store holds 1796526023.500 without a live channel"),
+            Some("1796526023.500")
+        );
+        assert_eq!(
+            problem_id(
+                "0b7c3b1e-8a4c-4f57-9d2e-0c1f4f6a9e21 sits in callpark's hands, unknown to the store"
+            ),
+            Some("0b7c3b1e-8a4c-4f57-9d2e-0c1f4f6a9e21")
+        );
+        assert_eq!(problem_id("orbit 701 is held twice"), None);
+        assert_eq!(
+            problem_id("callpark exited by itself (its log's last ERROR or panic says why)"),
+            None
+        );
+    }
+}

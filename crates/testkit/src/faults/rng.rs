@@ -45,3 +45,29 @@ pub fn seed() -> u64 {
             .as_nanos() as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64's published sequence for seed 0: the same on every machine.
+    #[test]
+    fn is_splitmix64() {
+        let mut rng = Rng::new(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(rng.next_u64(), 0x06C4_5D18_8009_454F);
+    }
+
+    #[test]
+    fn stays_in_its_bounds() {
+        let mut rng = Rng::new(7);
+        for _ in 0..1000 {
+            assert!(rng.below(5) < 5);
+            let d = rng.ms(300, 3000).as_millis();
+            assert!((300..=3000).contains(&d), "{d}");
+        }
+        assert_eq!(rng.pick::<u8>(&[]), None);
+        assert_eq!(rng.pick(&[4]), Some(&4));
+    }
+}
