@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Chan, Leg, Music, Side, Testbed, leak};
+use crate::phone::PhoneOpts;
 use crate::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -26,6 +27,19 @@ impl AsteriskTestbed {
         AsteriskTestbed {
             ari,
             ami,
+            _turn: turn,
+        }
+    }
+
+    /// [`AsteriskTestbed::take`] with an AMI client for actions only: a benchmark's
+    /// thousands of calls would fill one that hears call events with every event of every
+    /// call. What waits on AMI events ([`Side::Asterisk`]) hears none.
+    pub async fn take_lean() -> AsteriskTestbed {
+        let turn = exclusive().await;
+        let (ari, _) = testbed().await;
+        AsteriskTestbed {
+            ari,
+            ami: Ami::connect_for_actions().await,
             _turn: turn,
         }
     }
@@ -95,6 +109,21 @@ impl Testbed for AsteriskTestbed {
         tb("SIP_ALICE_CONTACT")
     }
 
+    fn sip_uri(&self, exten: &str) -> String {
+        format!("sip:{exten}@{}", tb("SIP_BIND"))
+    }
+
+    fn alice_opts(&self) -> PhoneOpts {
+        PhoneOpts::new(
+            &self.sip_alice_contact(),
+            &format!("\"Alice\" <{}>", self.sip_uri("alice")),
+        )
+    }
+
+    fn is_alice(&self, endpoint: Option<&str>) -> bool {
+        endpoint == Some("PJSIP/alice")
+    }
+
     fn pbx_addr(&self) -> String {
         tb("ARI_URL").trim_start_matches("http://").to_string()
     }
@@ -121,6 +150,22 @@ impl Testbed for AsteriskTestbed {
         chan_of(&caller)
     }
 
+    async fn call_alice(&self, name: &str, number: &str) {
+        self.ari
+            .post(
+                "/channels",
+                &[
+                    ("endpoint", "Local/to-sip-alice@calls"),
+                    ("context", "phones"),
+                    ("extension", "answer"),
+                    ("priority", "1"),
+                    ("callerId", &format!("\"{name}\" <{number}>")),
+                    ("timeout", "30"),
+                ],
+            )
+            .await;
+    }
+
     async fn dial_orbit(&self, orbit: &str, name: &str, number: &str) -> Chan {
         let cid = format!("\"{name}\" <{number}>");
         chan_of(&dial_orbit(&self.ari, orbit, &cid).await)
@@ -145,6 +190,20 @@ impl Testbed for AsteriskTestbed {
 
     async fn hang_up(&self, id: &str) {
         self.ari.delete(&format!("/channels/{id}")).await;
+    }
+
+    async fn channels(&self) -> Vec<(String, String)> {
+        self.ari
+            .channels()
+            .await
+            .into_iter()
+            .filter_map(|c| {
+                Some((
+                    c["id"].as_str()?.to_string(),
+                    c["name"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
     }
 
     async fn exists(&self, id: &str) -> bool {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Chan, Leg, Music, Side, Testbed, leak};
-use crate::fs::{self, Esl, fb, fs_log, fs_testbed};
+use crate::fs::{self, Esl, fb, fs_log, fs_testbed, fs_testbed_for};
+use crate::phone::PhoneOpts;
 use crate::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
@@ -24,6 +25,17 @@ impl FreeswitchTestbed {
         let turn = exclusive().await;
         FreeswitchTestbed {
             esl: fs_testbed().await,
+            _turn: turn,
+        }
+    }
+
+    /// [`FreeswitchTestbed::take`] with an event-socket client that keeps only the replies
+    /// of background jobs: a benchmark's thousands of calls would fill one that keeps every
+    /// event. What reads events (the marks, the lamps, the legs, the music) sees none.
+    pub async fn take_lean() -> FreeswitchTestbed {
+        let turn = exclusive().await;
+        FreeswitchTestbed {
+            esl: fs_testbed_for("BACKGROUND_JOB").await,
             _turn: turn,
         }
     }
@@ -102,6 +114,27 @@ impl Testbed for FreeswitchTestbed {
         fb("SIP_ALICE_CONTACT")
     }
 
+    fn sip_uri(&self, exten: &str) -> String {
+        format!("sip:{exten}@{}", fb("SIP_BIND"))
+    }
+
+    fn alice_opts(&self) -> PhoneOpts {
+        PhoneOpts::new(
+            &self.sip_alice_contact(),
+            &format!("\"Alice\" <{}>", self.sip_uri("alice")),
+        )
+        .registering(&format!("sip:{}", fb("SIP_BIND")), "alice", "alice")
+    }
+
+    /// The registered user, by its contact or by the directory.
+    fn is_alice(&self, endpoint: Option<&str>) -> bool {
+        endpoint.is_some_and(|e| {
+            e.starts_with("sofia/internal/alice@")
+                || e.starts_with("sofia/internal/alice%")
+                || e.starts_with("user/alice@")
+        })
+    }
+
     fn pbx_addr(&self) -> String {
         fs::esl_addr()
     }
@@ -130,6 +163,17 @@ impl Testbed for FreeswitchTestbed {
         }
     }
 
+    async fn call_alice(&self, name: &str, number: &str) {
+        let r = self
+            .esl
+            .bgapi(&format!(
+                "originate {{origination_caller_id_name={name},origination_caller_id_number={number}}}loopback/to-user-alice/{} &park()",
+                fb("CONTEXT")
+            ))
+            .await;
+        assert!(r.contains("+OK"), "originate: {r}");
+    }
+
     async fn dial_orbit(&self, orbit: &str, name: &str, number: &str) -> Chan {
         let id = fs::dial_orbit(&self.esl, orbit, name, number).await;
         Chan {
@@ -152,6 +196,20 @@ impl Testbed for FreeswitchTestbed {
 
     async fn hang_up(&self, id: &str) {
         self.esl.api(&format!("uuid_kill {id}")).await;
+    }
+
+    async fn channels(&self) -> Vec<(String, String)> {
+        self.esl
+            .channels()
+            .await
+            .into_iter()
+            .filter_map(|c| {
+                Some((
+                    c["uuid"].as_str()?.to_string(),
+                    c["name"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
     }
 
     async fn exists(&self, id: &str) -> bool {

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::fs::Esl;
+use super::phone::PhoneOpts;
 use super::*;
 
 mod asterisk;
@@ -58,7 +59,10 @@ pub enum Side<'a> {
 
 /// What a scenario does to and reads from a PBX testbed. Callpark itself (start, kill, freeze,
 /// spawn, its store and log) is [`Callpark`]; [`Testbed::setup`] is its configuration here.
-pub trait Testbed {
+///
+/// Its futures are `Send`: a benchmark drives one testbed from the tasks of a multi-threaded
+/// runtime (benches/volume.rs).
+pub trait Testbed: Sync {
     /// `asterisk` or `freeswitch`.
     fn name(&self) -> &'static str;
     fn side(&self) -> Side<'_>;
@@ -81,8 +85,16 @@ pub trait Testbed {
     /// The pool's `sip_endpoint`, through which SIP URIs are dialled: the testbed's endpoint
     /// `alice` on Asterisk, the sofia profile `internal` on FreeSWITCH.
     fn sip_endpoint(&self, setup: &mut Setup);
-    /// The contact of the tests' own SIP phone `alice`.
+    /// The contact of the SIP phone `alice`: the tests' own (`sip`), or PJSIP's (`phone`).
     fn sip_alice_contact(&self) -> String;
+    /// The SIP address a phone dials an extension of the testbed at (`park`, an orbit).
+    fn sip_uri(&self, exten: &str) -> String;
+    /// PJSIP's phone `alice` on this PBX: Asterisk's endpoint has a static contact,
+    /// FreeSWITCH's directory user registers.
+    fn alice_opts(&self) -> PhoneOpts;
+    /// Whether `endpoint`, as callpark records a parker and rings it back, is the SIP phone
+    /// `alice`.
+    fn is_alice(&self, endpoint: Option<&str>) -> bool;
     /// The address callpark connects to, and the configuration going through `addr` instead.
     fn pbx_addr(&self) -> String;
     fn connect_through(&self, setup: &mut Setup, port: u16);
@@ -93,43 +105,61 @@ pub trait Testbed {
     fn mark(&self) -> usize;
 
     /// Every channel hung up: a scenario's next step starts clean.
-    fn reset(&self) -> impl Future<Output = ()>;
+    fn reset(&self) -> impl Future<Output = ()> + Send;
     /// A call between `dev-<phone>` and a caller (`name` <`number`>), which the phone then
     /// blind-transfers to the park code. Returns the caller, the channel parked.
-    fn park_by_transfer(&self, phone: &str, name: &str, number: &str)
-    -> impl Future<Output = Chan>;
+    fn park_by_transfer(
+        &self,
+        phone: &str,
+        name: &str,
+        number: &str,
+    ) -> impl Future<Output = Chan> + Send;
+    /// A caller (`name` <`number`>) calls the SIP phone `alice`: the PBX's own channel,
+    /// bridged to the phone once it answers.
+    fn call_alice(&self, name: &str, number: &str) -> impl Future<Output = ()> + Send;
     /// Another phone dials `orbit`; returns the retrieving channel.
-    fn dial_orbit(&self, orbit: &str, name: &str, number: &str) -> impl Future<Output = Chan>;
+    fn dial_orbit(
+        &self,
+        orbit: &str,
+        name: &str,
+        number: &str,
+    ) -> impl Future<Output = Chan> + Send;
     /// A phone dials the park code itself; returns its channel in callpark's hands.
-    fn dial_park(&self, name: &str, number: &str) -> impl Future<Output = Chan>;
+    fn dial_park(&self, name: &str, number: &str) -> impl Future<Output = Chan> + Send;
     /// How the simulated phone `dev-<phone>` behaves from now on: `answer`, `noanswer`,
     /// `busy`, `answerafter3`.
-    fn set_phone(&self, phone: &str, mode: &str) -> impl Future<Output = ()>;
-    fn hang_up(&self, id: &str) -> impl Future<Output = ()>;
-    fn exists(&self, id: &str) -> impl Future<Output = bool>;
+    fn set_phone(&self, phone: &str, mode: &str) -> impl Future<Output = ()> + Send;
+    fn hang_up(&self, id: &str) -> impl Future<Output = ()> + Send;
+    /// Every channel the PBX has now: its id and its name (on FreeSWITCH too).
+    fn channels(&self) -> impl Future<Output = Vec<(String, String)>> + Send;
+    fn exists(&self, id: &str) -> impl Future<Output = bool> + Send;
     /// Whether `a` and `b` are bridged to each other now.
-    fn bridged(&self, a: &str, b: &str) -> impl Future<Output = bool>;
+    fn bridged(&self, a: &str, b: &str) -> impl Future<Output = bool> + Send;
     /// Waits (15 s) for the leg `id` callpark originates, created after `mark`.
-    fn wait_leg(&self, mark: usize, id: &str) -> impl Future<Output = Leg>;
+    fn wait_leg(&self, mark: usize, id: &str) -> impl Future<Output = Leg> + Send;
     /// The leg `id` rings, not answered yet.
-    fn ringing(&self, id: &str) -> impl Future<Output = bool>;
+    fn ringing(&self, id: &str) -> impl Future<Output = bool> + Send;
     /// The leg `id` is answered and waits in callpark's hands.
-    fn answered_waiting(&self, id: &str) -> impl Future<Output = bool>;
+    fn answered_waiting(&self, id: &str) -> impl Future<Output = bool> + Send;
     /// The busy lamp of `orbit` as the PBX holds it (Asterisk), or as callpark last set it
     /// since `mark` (FreeSWITCH keeps no presence of its own): `Some(lit)`.
-    fn lamp(&self, mark: usize, orbit: &str) -> impl Future<Output = Option<bool>>;
+    fn lamp(&self, mark: usize, orbit: &str) -> impl Future<Output = Option<bool>> + Send;
     /// Whether hold music of that kind started on `ch` since `mark`.
-    fn music_started(&self, mark: usize, ch: &Chan, music: Music<'_>)
-    -> impl Future<Output = bool>;
+    fn music_started(
+        &self,
+        mark: usize,
+        ch: &Chan,
+        music: Music<'_>,
+    ) -> impl Future<Output = bool> + Send;
     /// Whether any playback of hold music started on `ch` since `mark`.
-    fn any_music(&self, mark: usize, ch: &Chan) -> impl Future<Output = bool>;
+    fn any_music(&self, mark: usize, ch: &Chan) -> impl Future<Output = bool> + Send;
     /// Whether `ch` heard that the orbit it dialled is empty.
     fn heard_orbit_empty(&self, ch: &Chan) -> bool;
     /// Whether `ch` heard that parking failed.
     fn heard_parking_failed(&self, ch: &Chan) -> bool;
 
     /// Waits (10 s) until `a` and `b` are bridged.
-    fn wait_bridged(&self, what: &str, a: &str, b: &str) -> impl Future<Output = ()> {
+    fn wait_bridged(&self, what: &str, a: &str, b: &str) -> impl Future<Output = ()> + Send {
         async move {
             wait_for(what, S(10), || async {
                 self.bridged(a, b).await.then_some(())
@@ -139,7 +169,12 @@ pub trait Testbed {
     }
 
     /// Waits until the channel `id` is gone.
-    fn wait_gone(&self, what: &str, id: &str, timeout: Duration) -> impl Future<Output = ()> {
+    fn wait_gone(
+        &self,
+        what: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = ()> + Send {
         async move {
             wait_for(what, timeout, || async {
                 (!self.exists(id).await).then_some(())
@@ -149,7 +184,12 @@ pub trait Testbed {
     }
 
     /// Waits until the channel `id` is there.
-    fn wait_there(&self, what: &str, id: &str, timeout: Duration) -> impl Future<Output = ()> {
+    fn wait_there(
+        &self,
+        what: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = ()> + Send {
         async move {
             wait_for(what, timeout, || async {
                 self.exists(id).await.then_some(())
@@ -159,7 +199,7 @@ pub trait Testbed {
     }
 
     /// Waits (5 s) until the busy lamp of `orbit` is lit (or out), as set after `mark`.
-    fn wait_lamp(&self, mark: usize, orbit: &str, lit: bool) -> impl Future<Output = ()> {
+    fn wait_lamp(&self, mark: usize, orbit: &str, lit: bool) -> impl Future<Output = ()> + Send {
         async move {
             let what = format!(
                 "busy lamp of {orbit} {}",
@@ -173,7 +213,12 @@ pub trait Testbed {
     }
 
     /// Waits (5 s) until hold music of that kind is on `ch`, started after `mark`.
-    fn wait_music(&self, mark: usize, ch: &Chan, music: Music<'_>) -> impl Future<Output = ()> {
+    fn wait_music(
+        &self,
+        mark: usize,
+        ch: &Chan,
+        music: Music<'_>,
+    ) -> impl Future<Output = ()> + Send {
         async move {
             let what = match music {
                 Music::Default => format!("music on hold on {}", ch.name),
