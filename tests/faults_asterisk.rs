@@ -1,7 +1,7 @@
 //! The fault-injection run of issue 9, short, on the real Asterisk (tests/faults_freeswitch.rs does the
 //! same on FreeSWITCH): parks, retrieves, hang-ups and timeouts in flight while callpark is
 //! SIGKILLed, SIGSTOPped, cut off from the PBX or left facing a silent one, with the
-//! invariants checked after every cycle (crates/testkit/src/faults.rs). The long run is
+//! invariants checked after every cycle (crates/testkit/src/faults/). The long run is
 //! `cargo bench --bench faults`. CALLPARK_FAULT_SEED replays a run, CALLPARK_FAULT_CYCLES
 //! changes its length (30 cycles).
 

@@ -4,16 +4,33 @@
 //! (`tests/phone/phone.py`, `support::phone`), a SIP stack nobody here wrote, registered as
 //! `alice`; the caller is the PBX's own channel calling it (a Local channel on Asterisk, a
 //! loopback one on FreeSWITCH). Each test checks where the caller ends up, the event log, the
-//! busy lamp, and that ringbacks go to the phone.
+//! busy lamp, and that ringbacks go to the phone. Each scenario is written once against
+//! [`Testbed`] (the phone's steps in `support::gesture`) and run on each PBX.
 
 use callpark_testkit as support;
 
 use std::time::Duration;
 
 use support::gesture::*;
+use support::testbed::*;
 use support::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
+
+async fn asterisk() -> AsteriskTestbed {
+    AsteriskTestbed::take().await
+}
+
+async fn freeswitch() -> FreeswitchTestbed {
+    FreeswitchTestbed::take().await
+}
+
+/// The scenarios' configuration: the pool's first nine orbits, and `park`.
+fn setup(pbx: &impl Testbed, park: &str) -> Setup {
+    let mut setup = pbx.setup(park);
+    pbx.limit_orbits(&mut setup, 1, 9);
+    setup
+}
 
 /// A short pickup timeout, so the ringback comes within the test.
 const RINGS_SOON: &str =
@@ -24,18 +41,19 @@ const RINGS_LATER: &str =
 /// Attended transfer to the park code: the orbit the consultation heard is handed to the
 /// caller (not freed and given again: a lower orbit freed meanwhile is not taken), with the
 /// phone as its parker; one park in the log; the phone is rung back at the pickup timeout.
-async fn attended_transfer_to_the_park_code(pbx: Pbx) {
-    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
-    let alice = pbx.alice().await;
+async fn attended_transfer_to_the_park_code(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_SOON)).await;
+    let alice = alice(pbx).await;
     alice.auto("answer").await;
     // Someone holds the first orbit while alice consults, and leaves before she transfers.
-    let blocker = alice_talks_to_carol_elsewhere(&pbx).await;
-    let c1 = alice_talks_to_carol(&pbx, &alice).await;
+    let blocker = pbx.dial_park("Blocker", "900").await;
+    let c1 = alice_talks_to_carol(pbx, &alice).await;
     let from = cp.log_rows().await.len();
-    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, "park").await;
+    let (c2, orbit) = consult(pbx, &cp, &alice, c1, "park").await;
     assert_eq!(orbit, pbx.orbit(2), "the lowest free orbit, as heard");
-    assert!(pbx.lamp_lit(&cp, &orbit).await);
-    hang_up_blocker(&pbx, &cp, blocker).await;
+    pbx.wait_lamp(lamps, &orbit, true).await;
+    hang_up_blocker(pbx, &cp, &blocker).await;
 
     let mark = alice.mark();
     alice.xfer_replaces(c1, c2).await;
@@ -73,7 +91,8 @@ async fn attended_transfer_to_the_park_code(pbx: Pbx) {
         1,
         "nothing abandoned but the blocker: {kinds:?}"
     );
-    assert!(pbx.lamp_lit(&cp, &orbit).await, "the lamp stays lit");
+    // The lamp stays lit.
+    pbx.wait_lamp(lamps, &orbit, true).await;
 
     // The pickup timeout rings the phone that transferred.
     let mark = alice.mark();
@@ -85,21 +104,9 @@ async fn attended_transfer_to_the_park_code(pbx: Pbx) {
     alice.quit().await;
 }
 
-/// A call parked on the first orbit by a plain park (the PBX parks a channel it dialled
-/// itself), which the test hangs up later: its channel.
-async fn alice_talks_to_carol_elsewhere(pbx: &Pbx) -> String {
-    match pbx {
-        Pbx::Asterisk(ari) => {
-            let ch = ari
-                .originate_local("park", "park-in", ("answer", "phones"), "\"Blocker\" <900>")
-                .await;
-            ch["id"].as_str().unwrap().to_string()
-        }
-        Pbx::Freeswitch(esl) => esl.call("park", "Blocker", "900").await,
-    }
-}
-
-async fn hang_up_blocker(pbx: &Pbx, cp: &Callpark, ch: String) {
+/// Hangs up the blocker, a call parked on the first orbit by a plain park (a phone that
+/// dialled the park code), once it is parked; waits until its orbit is free.
+async fn hang_up_blocker(pbx: &impl Testbed, cp: &Callpark, blocker: &Chan) {
     wait_for("the blocker parked", S(10), || async {
         cp.parked()
             .await
@@ -107,21 +114,7 @@ async fn hang_up_blocker(pbx: &Pbx, cp: &Callpark, ch: String) {
             .find(|c| c.caller.number == "900")
     })
     .await;
-    match pbx {
-        Pbx::Asterisk(ari) => {
-            // The Local channel's other half is the one in Stasis.
-            for c in ari.channels().await {
-                if c["caller"]["number"] == "900" {
-                    ari.delete(&format!("/channels/{}", c["id"].as_str().unwrap()))
-                        .await;
-                }
-            }
-            let _ = ch;
-        }
-        Pbx::Freeswitch(esl) => {
-            esl.api(&format!("uuid_kill {ch}")).await;
-        }
-    }
+    pbx.hang_up(&blocker.id).await;
     wait_for("the blocker gone", S(10), || async {
         (!cp.parked().await.iter().any(|c| c.caller.number == "900")).then_some(())
     })
@@ -130,26 +123,25 @@ async fn hang_up_blocker(pbx: &Pbx, cp: &Callpark, ch: String) {
 
 #[tokio::test]
 async fn asterisk_attended_transfer_to_the_park_code() {
-    let _turn = exclusive().await;
-    attended_transfer_to_the_park_code(Pbx::asterisk().await).await;
+    attended_transfer_to_the_park_code(&asterisk().await).await;
 }
 
 #[tokio::test]
 async fn freeswitch_attended_transfer_to_the_park_code() {
-    let _turn = exclusive().await;
-    attended_transfer_to_the_park_code(Pbx::freeswitch().await).await;
+    attended_transfer_to_the_park_code(&freeswitch().await).await;
 }
 
 /// Attended transfer to a free orbit: the consultation is held there hearing it (not told
 /// "orbit empty"), and the REFER parks the caller on exactly that orbit.
-async fn attended_transfer_to_an_orbit(pbx: Pbx) {
-    let cp = Callpark::start(&pbx.setup(RINGS_LATER)).await;
-    let alice = pbx.alice().await;
+async fn attended_transfer_to_an_orbit(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
+    let alice = alice(pbx).await;
     alice.auto("answer").await;
-    let c1 = alice_talks_to_carol(&pbx, &alice).await;
+    let c1 = alice_talks_to_carol(pbx, &alice).await;
     let from = cp.log_rows().await.len();
     let target = pbx.orbit(5);
-    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, &target).await;
+    let (c2, orbit) = consult(pbx, &cp, &alice, c1, &target).await;
     assert_eq!(orbit, target);
     let kinds = log_since(&cp, from).await;
     assert!(
@@ -164,7 +156,7 @@ async fn attended_transfer_to_an_orbit(pbx: Pbx) {
         "{:?}",
         call.parker
     );
-    assert!(pbx.lamp_lit(&cp, &target).await);
+    pbx.wait_lamp(lamps, &target, true).await;
     let kinds = log_since(&cp, from).await;
     assert_eq!(
         kinds.iter().filter(|(k, _, _)| k == "parked").count(),
@@ -177,7 +169,7 @@ async fn attended_transfer_to_an_orbit(pbx: Pbx) {
     );
     // Dialling the orbit now retrieves it.
     let mark = alice.mark();
-    let r = alice.call(&pbx.uri(&target)).await;
+    let r = alice.call(&pbx.sip_uri(&target)).await;
     alice.wait_state_since(mark, r, "CONFIRMED", S(10)).await;
     cp.wait_log(call.channel.as_str(), "retrieved", S(10)).await;
     alice.quit().await;
@@ -185,30 +177,30 @@ async fn attended_transfer_to_an_orbit(pbx: Pbx) {
 
 #[tokio::test]
 async fn asterisk_attended_transfer_to_an_orbit() {
-    let _turn = exclusive().await;
-    attended_transfer_to_an_orbit(Pbx::asterisk().await).await;
+    attended_transfer_to_an_orbit(&asterisk().await).await;
 }
 
 #[tokio::test]
 async fn freeswitch_attended_transfer_to_an_orbit() {
-    let _turn = exclusive().await;
-    attended_transfer_to_an_orbit(Pbx::freeswitch().await).await;
+    attended_transfer_to_an_orbit(&freeswitch().await).await;
 }
 
 /// A consultation the phone hangs up instead of transferring frees its orbit at once; the
 /// caller stays with the phone.
-async fn consultation_abandoned(pbx: Pbx) {
-    let cp = Callpark::start(&pbx.setup(RINGS_LATER)).await;
-    let alice = pbx.alice().await;
+async fn consultation_abandoned(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
+    let alice = alice(pbx).await;
     alice.auto("answer").await;
-    let c1 = alice_talks_to_carol(&pbx, &alice).await;
-    let (c2, orbit) = consult(&pbx, &cp, &alice, c1, "park").await;
+    let c1 = alice_talks_to_carol(pbx, &alice).await;
+    let (c2, orbit) = consult(pbx, &cp, &alice, c1, "park").await;
     alice.hangup(c2).await;
     wait_for("the orbit free again", S(5), || async {
         cp.parked().await.is_empty().then_some(())
     })
     .await;
-    assert!(pbx.lamp_is(&cp, &orbit, false).await, "the lamp goes out");
+    // The lamp goes out.
+    pbx.wait_lamp(lamps, &orbit, false).await;
     // Carol is still on alice's first call, which comes off hold.
     alice.unhold(c1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -224,24 +216,25 @@ async fn consultation_abandoned(pbx: Pbx) {
 
 #[tokio::test]
 async fn asterisk_consultation_hung_up_frees_its_orbit() {
-    let _turn = exclusive().await;
-    consultation_abandoned(Pbx::asterisk().await).await;
+    consultation_abandoned(&asterisk().await).await;
 }
 
 #[tokio::test]
 async fn freeswitch_consultation_hung_up_frees_its_orbit() {
-    let _turn = exclusive().await;
-    consultation_abandoned(Pbx::freeswitch().await).await;
+    consultation_abandoned(&freeswitch().await).await;
 }
 
 /// The phone deflects a ringing call to the park code (302, its Forward key): the caller is
 /// parked, the phone is its parker, told the orbit, and rung back.
-async fn deflect_to_the_park_code(pbx: Pbx) {
-    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
-    let alice = pbx.alice().await;
-    alice.auto(&format!("redirect {}", pbx.uri("park"))).await;
+async fn deflect_to_the_park_code(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_SOON)).await;
+    let alice = alice(pbx).await;
+    alice
+        .auto(&format!("redirect {}", pbx.sip_uri("park")))
+        .await;
     let mark = alice.mark();
-    pbx.carol_calls_alice().await;
+    carol_calls_alice(pbx).await;
     let call = carols_park(&cp).await;
     assert!(
         pbx.is_alice(call.parker.endpoint.as_deref()),
@@ -249,7 +242,7 @@ async fn deflect_to_the_park_code(pbx: Pbx) {
         call.parker
     );
     let orbit = call.orbit.unwrap().to_string();
-    assert!(pbx.lamp_lit(&cp, &orbit).await);
+    pbx.wait_lamp(lamps, &orbit, true).await;
     let msg = alice
         .wait(mark, "the orbit told to the phone", S(10), |e| {
             support::phone::ev_name(e) == "message"
@@ -274,14 +267,12 @@ async fn deflect_to_the_park_code(pbx: Pbx) {
 
 #[tokio::test]
 async fn asterisk_deflect_to_the_park_code() {
-    let _turn = exclusive().await;
-    deflect_to_the_park_code(Pbx::asterisk().await).await;
+    deflect_to_the_park_code(&asterisk().await).await;
 }
 
 #[tokio::test]
 async fn freeswitch_deflect_to_the_park_code() {
-    let _turn = exclusive().await;
-    deflect_to_the_park_code(Pbx::freeswitch().await).await;
+    deflect_to_the_park_code(&freeswitch().await).await;
 }
 
 /// FreeSWITCH's own attended transfer (`att_xfer`, bound to a key as the vanilla dialplan
@@ -290,16 +281,14 @@ async fn freeswitch_deflect_to_the_park_code() {
 /// hang-up connects the caller to it. The phone is rung back.
 #[tokio::test]
 async fn freeswitch_att_xfer_to_the_park_code() {
-    let _turn = exclusive().await;
-    let pbx = Pbx::freeswitch().await;
-    let Pbx::Freeswitch(esl) = &pbx else {
-        unreachable!()
-    };
-    let cp = Callpark::start(&pbx.setup(RINGS_SOON)).await;
-    let alice = pbx.alice().await;
+    let pbx = freeswitch().await;
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(&pbx, RINGS_SOON)).await;
+    let alice = alice(&pbx).await;
     alice.auto("answer").await;
     let mark = alice.mark();
-    let r = esl
+    let r = pbx
+        .esl
         .bgapi(&format!(
             "originate {{origination_caller_id_name=Carol,origination_caller_id_number=5551234,attxfer_dest=loopback/park/{ctx}}}loopback/attxfer-to-user-alice/{ctx} &park()",
             ctx = support::fs::fb("CONTEXT")
@@ -322,7 +311,7 @@ async fn freeswitch_att_xfer_to_the_park_code() {
         held.parker
     );
     let orbit = held.orbit.unwrap().to_string();
-    assert!(pbx.lamp_lit(&cp, &orbit).await);
+    pbx.wait_lamp(lamps, &orbit, true).await;
     // The phone hangs up: att_xfer connects the caller to the consultation, still parked.
     tokio::time::sleep(S(2)).await;
     alice.hangup(c1).await;

@@ -378,6 +378,12 @@ fn rand_byte() -> u8 {
 /// The testbed must answer; when it does not, `testbed.sh up` is tried once (the test command
 /// in README does it before the tests). A testbed that cannot be started fails the test.
 pub async fn fs_testbed() -> Esl {
+    fs_testbed_for("ALL").await
+}
+
+/// [`fs_testbed`] with a client that keeps only the events `subscribe` names
+/// ([`Esl::connect_for`]).
+pub async fn fs_testbed_for(subscribe: &str) -> Esl {
     let answers = || async {
         tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(esl_addr()))
             .await
@@ -405,7 +411,7 @@ pub async fn fs_testbed() -> Esl {
             );
         }
     }
-    let esl = Esl::connect().await;
+    let esl = Esl::connect_for(subscribe).await;
     esl.reset().await;
     esl
 }

@@ -10,7 +10,8 @@
 //! (`ari`) and AMI (`ami`) and its phones (`asterisk`), the generated dial-plan includes
 //! (`include`), `callpark run` as a process (`service`), outages (`cutter`), and the figures of
 //! the benchmarks (`stats`, `usage`); the `Testbed` trait that lets a scenario run on both
-//! PBXes (`testbed`).
+//! PBXes (`testbed`), and what the SIP phone `alice` does on either (`gesture`); the seeded
+//! fault-injection run (`faults`).
 
 mod ami;
 mod ari;

@@ -1,0 +1,129 @@
+//! The invariants a fault run checks after every cycle: no call lost between the PBX, the
+//! store and the log, and no orbit held twice.
+
+use std::collections::{HashMap, HashSet};
+
+use callpark::park::ParkedCall;
+
+use super::bed::Bed;
+use crate::Callpark;
+
+/// The channel a problem names: an Asterisk id (`1796526023.500`) or a FreeSWITCH uuid.
+pub(super) fn problem_id(p: &str) -> Option<&str> {
+    p.split_whitespace().find(|w| {
+        (w.len() == 36 && w.matches('-').count() == 4)
+            || w.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && a.bytes().all(|c| c.is_ascii_digit())
+                    && b.bytes().all(|c| c.is_ascii_digit())
+            })
+    })
+}
+
+/// Ids the store knows: parked channels and the legs of their calls.
+pub(super) fn known(store: &[ParkedCall]) -> HashSet<String> {
+    let mut k = HashSet::new();
+    for c in store {
+        k.insert(c.channel.as_str().to_string());
+        if let Some(l) = c.state.leg() {
+            k.insert(l.as_str().to_string());
+        }
+    }
+    k
+}
+
+/// One look at the invariants; the problems found, none when they hold.
+pub(super) async fn look(bed: &Bed, cp: &Callpark, handed: &HashSet<String>) -> Vec<String> {
+    let store = cp.parked().await;
+    let chans = bed.channels().await;
+    let known = known(&store);
+    let held = bed.held(&chans, &known).await;
+    let mut problems = Vec::new();
+    if cp.exited() {
+        problems.push("callpark exited by itself (its log's last ERROR or panic says why)".into());
+    }
+    let mut orbits = HashSet::new();
+    for c in &store {
+        if !chans.contains_key(c.channel.as_str()) {
+            problems.push(format!(
+                "the store holds {} without a live channel",
+                c.channel
+            ));
+        }
+        if let Some(o) = c.orbit {
+            if !orbits.insert(o) {
+                problems.push(format!("orbit {o} is held twice"));
+            }
+        }
+    }
+    // A retriever told its orbit is empty (or a park refused) in the last 15 s is being
+    // answered by callpark: it hears the prompt, then is hung up (or sent back); it is not a
+    // call left behind. One still there after that is.
+    let rows = cp.log_rows().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let answered: HashSet<&str> = rows
+        .iter()
+        .filter(|r| matches!(r.kind.as_str(), "orbit_empty" | "refused"))
+        .filter(|r| now - r.at < 15_000)
+        .map(|r| r.channel.as_str())
+        .collect();
+    for h in &held {
+        if !known.contains(h) && !answered.contains(h.as_str()) {
+            problems.push(format!(
+                "{h} sits in callpark's hands, unknown to the store"
+            ));
+        }
+    }
+    // A call callpark logged as parked is parked still, or its park has a final entry.
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for r in &rows {
+        last.insert(r.channel.as_str(), r.kind.as_str());
+    }
+    let finals = [
+        "retrieved",
+        "reconnected",
+        "fallback_answered",
+        "returned",
+        "disconnected",
+        "abandoned",
+    ];
+    for ch in handed {
+        let parked_once = rows.iter().any(|r| r.channel == *ch && r.kind == "parked");
+        let in_store = store.iter().any(|c| c.channel.as_str() == ch);
+        let ended = last.get(ch.as_str()).is_some_and(|k| finals.contains(k));
+        if parked_once && !in_store && !ended {
+            problems.push(format!(
+                "{ch} was parked and left the store without a final entry"
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The channel a problem names, as a slow recovery looks for it in callpark's log.
+    #[test]
+    fn a_problem_names_its_channel() {
+        assert_eq!(
+            problem_id("the store holds 1796526023.500 without a live channel"),
+            Some("1796526023.500")
+        );
+        assert_eq!(
+            problem_id(
+                "0b7c3b1e-8a4c-4f57-9d2e-0c1f4f6a9e21 sits in callpark's hands, unknown to the store"
+            ),
+            Some("0b7c3b1e-8a4c-4f57-9d2e-0c1f4f6a9e21")
+        );
+        assert_eq!(problem_id("orbit 701 is held twice"), None);
+        assert_eq!(
+            problem_id("callpark exited by itself (its log's last ERROR or panic says why)"),
+            None
+        );
+    }
+}
