@@ -15,7 +15,7 @@
 //! cgroup v2: the same child made `threaded` (threads of one process may then sit in
 //! different cgroups), `+cpu` in the parent's `cgroup.subtree_control`, and the thread's id
 //! into `cgroup.threads`; under systemd that needs the unit's `Delegate=cpu`
-//! (contrib/systemd/callpark.service has it). Threads started afterwards by the placed
+//! (contrib/callpark.service has it). Threads started afterwards by the placed
 //! thread (the API's runtime, its store connections) are born in the same cgroup.
 
 use std::path::{Path, PathBuf};
