@@ -2,7 +2,9 @@
 # Every test of callpark, from a fresh Debian machine: installs what the tests need (the real
 # Asterisk testbed in a debootstrap chroot on first use; the FreeSWITCH testbed's libraries and
 # prompts; Chromium and playwright-core for the console's browser test), brings both testbeds up when they are not running, runs formatting, lints and every
-# cargo test, then brings down what it started.
+# cargo test, then brings down what it started. Among the tests, tests/package.rs builds the
+# Debian package around the debug binary and installs it into a Debian root of its own (made
+# with debootstrap on first use, kept in /var/tmp/callpark-deb-test).
 #
 # Tests that need a PBX fail when it cannot be reached. The one exception: when no FreeSWITCH
 # can be found at all (CALLPARK_FREESWITCH unset and none installed), the FreeSWITCH end-to-end
