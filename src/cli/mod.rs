@@ -68,6 +68,11 @@ pub enum Cmd {
     },
     /// Check that dial-plan normalization leaves every orbit untouched (no service needed).
     Lint(lint::LintArgs),
+    /// Write a configuration from another system's call park (no service needed).
+    Import {
+        #[command(subcommand)]
+        from: import::ImportCmd,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,6 +125,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Lint(args) = &cli.command {
         init_tracing(None);
         return Ok(lint::run(args, &cli.config));
+    }
+    // So does the import: it writes a configuration rather than reading one.
+    if let Cmd::Import { from } = &cli.command {
+        init_tracing(None);
+        return Ok(import::run(from));
     }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -181,7 +191,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::cli::run::run(cfg).await
         }
-        Cmd::Lint(_) => unreachable!("dispatched before the configuration is loaded"),
+        Cmd::Lint(_) | Cmd::Import { .. } => {
+            unreachable!("dispatched before the configuration is loaded")
+        }
         Cmd::Dialplan { kind } => {
             use crate::config::PbxKind;
             let (pool, want, generate): (_, _, fn(&Config, &str) -> String) = match kind {
@@ -213,6 +225,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 mod api_client;
+pub mod import;
 pub mod lint;
 mod run;
 

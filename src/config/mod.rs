@@ -383,7 +383,7 @@ pub struct Config {
 
 /// What a `[[pbx]]` name may be: it is the pool, written into the store, log lines, metric
 /// labels and dial plans, so only characters that need no quoting anywhere.
-const POOL_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
+pub(crate) const POOL_NAME: &str = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$";
 
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
