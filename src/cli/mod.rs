@@ -68,6 +68,9 @@ pub enum Cmd {
     },
     /// Check that dial-plan normalization leaves every orbit untouched (no service needed).
     Lint(lint::LintArgs),
+    /// For each `[[pbx]]`: whether a park would work end to end, and what to change where it
+    /// would not; exit 0 when it would on every pool, 1 when not.
+    Doctor(doctor::DoctorArgs),
     /// Write a configuration from another system's call park (no service needed).
     Import {
         #[command(subcommand)]
@@ -191,6 +194,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::cli::run::run(cfg).await
         }
+        Cmd::Doctor(args) => Ok(doctor::run(&cfg, &args).await),
         Cmd::Lint(_) | Cmd::Import { .. } => {
             unreachable!("dispatched before the configuration is loaded")
         }
@@ -225,6 +229,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 mod api_client;
+mod doctor;
 pub mod import;
 pub mod lint;
 mod run;

@@ -14,6 +14,7 @@
 
 pub mod asterisk;
 mod driver;
+pub mod stamp;
 pub mod freeswitch;
 
 use std::collections::HashSet;

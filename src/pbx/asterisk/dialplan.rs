@@ -6,6 +6,7 @@ use crate::config::{Config, ParkConfig, PbxKind};
 use crate::lint::asterisk::Letters;
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
+use crate::pbx::stamp;
 
 /// The device whose state lights busy-lamp keys for an orbit (`Stasis:callpark-701`).
 pub(crate) fn device_name(orbit: Orbit) -> String {
@@ -46,6 +47,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         s,
         "; Add to extensions.conf:  #include callpark.conf  and, in the context your phones dial from,  include => callpark"
     );
+    let _ = writeln!(s, "; {} {}", stamp::MARK, stamp::placeholder());
     let _ = writeln!(s, "[callpark]");
     let _ = writeln!(s, "; Park: transfer a call here, or dial it.");
     // Stasis() fails at once (STASISSTATUS=FAILED) while callpark is not connected, e.g.
@@ -190,7 +192,15 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     let _ = writeln!(s, "exten => retrieve,1,Answer()");
     let _ = writeln!(s, " same => n,Playback(pbx-invalidpark)");
     let _ = writeln!(s, " same => n,Hangup()");
-    s
+    // The stamp as Asterisk loaded it, for `callpark doctor` (`dialplan show
+    // callpark-stamp@callpark-down`): a context no phone reaches.
+    let _ = writeln!(
+        s,
+        "exten => callpark-stamp,1,NoOp({} {})",
+        stamp::MARK,
+        stamp::placeholder()
+    );
+    stamp::seal(&s)
 }
 
 /// The dialplan step that reaches `on_timeout` when callpark itself cannot.

@@ -14,6 +14,7 @@ pub use callpark_esl::{codec, model};
 use crate::config::PbxConfig;
 
 use self::driver::EslTransport;
+pub(crate) use self::driver::{ConnectError, Reader, open as open_event_socket};
 use self::translate::{FsSettings, FsTranslator};
 use super::{Adapter, PbxError};
 

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Encoder;
 use tracing::{debug, warn};
 
-use self::open::{ConnectError, Reader, open};
+pub(crate) use self::open::{ConnectError, Reader, open};
 use self::outbound::Door;
 use super::codec::{EslCodec, Outgoing};
 use super::model::FsEvent;

@@ -46,7 +46,7 @@ pub(crate) enum ConnectError {
 }
 
 /// The reading half of a connection, framed.
-pub(super) type Reader = FramedRead<OwnedReadHalf, EslCodec>;
+pub(crate) type Reader = FramedRead<OwnedReadHalf, EslCodec>;
 
 /// Reads one frame during the handshake.
 async fn handshake_frame(reader: &mut Reader) -> Result<Frame, ConnectError> {
@@ -59,7 +59,7 @@ async fn handshake_frame(reader: &mut Reader) -> Result<Frame, ConnectError> {
 }
 
 /// Connects and authenticates: the connection's two halves, ready for commands.
-pub(super) async fn open(
+pub(crate) async fn open(
     addr: &str,
     password: &str,
 ) -> Result<(Reader, OwnedWriteHalf), ConnectError> {
