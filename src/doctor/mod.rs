@@ -211,7 +211,11 @@ mod tests {
             address: "http://127.0.0.1:8088".into(),
             checks: vec![
                 Check::ok("connection", "ARI answers"),
-                Check::fail("include", "not loaded", vec!["#include callpark.conf".into()]),
+                Check::fail(
+                    "include",
+                    "not loaded",
+                    vec!["#include callpark.conf".into()],
+                ),
             ],
         };
         assert!(!r.works());
@@ -227,7 +231,10 @@ mod tests {
             pool: "pbx-b".into(),
             kind: PbxKind::Freeswitch,
             address: "127.0.0.1:8021".into(),
-            checks: vec![Check::warn("presence", "off", vec![]), Check::skip("x", "y")],
+            checks: vec![
+                Check::warn("presence", "off", vec![]),
+                Check::skip("x", "y"),
+            ],
         };
         assert!(r.works());
     }

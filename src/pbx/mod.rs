@@ -14,8 +14,8 @@
 
 pub mod asterisk;
 mod driver;
-pub mod stamp;
 pub mod freeswitch;
+pub mod stamp;
 
 use std::collections::HashSet;
 use std::future::Future;

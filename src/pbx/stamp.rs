@@ -22,7 +22,9 @@ static STAMP: LazyLock<Regex> =
 
 /// The digest of `text` with every stamp in it blanked.
 fn digest(text: &str) -> String {
-    let blanked = STAMP.replace_all(text, |c: &regex::Captures| format!("{MARK}{}{BLANK}", &c[1]));
+    let blanked = STAMP.replace_all(text, |c: &regex::Captures| {
+        format!("{MARK}{}{BLANK}", &c[1])
+    });
     let d = Sha256::digest(blanked.as_bytes());
     d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -56,7 +58,11 @@ mod tests {
     use super::*;
 
     fn sample() -> String {
-        format!("; {MARK} {}\n[callpark]\nexten => park,1,NoOp({MARK} {})\n", placeholder(), placeholder())
+        format!(
+            "; {MARK} {}\n[callpark]\nexten => park,1,NoOp({MARK} {})\n",
+            placeholder(),
+            placeholder()
+        )
     }
 
     #[test]
@@ -79,7 +85,10 @@ mod tests {
 
     #[test]
     fn an_attribute_stamp_is_read() {
-        let t = seal(&format!("<extension name=\"p\" {MARK}=\"{}\">", placeholder()));
+        let t = seal(&format!(
+            "<extension name=\"p\" {MARK}=\"{}\">",
+            placeholder()
+        ));
         assert!(verifies(&t));
         assert_eq!(find(&t).unwrap().len(), 16);
     }

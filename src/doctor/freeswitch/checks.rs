@@ -13,7 +13,7 @@ use crate::pbx::freeswitch::dialplan::generate;
 use crate::pbx::stamp;
 
 /// Where README tells administrators to write the include.
-const INCLUDE_PATH: &str = "/etc/freeswitch/dialplan/default/00_callpark.xml";
+const INCLUDE_PATH: &str = "/etc/freeswitch/dialplan/callpark/callpark.xml";
 
 /// The commands that write the current include and load it.
 fn regenerate(cfg: &Config, pbx: &PbxConfig) -> Vec<String> {
@@ -28,9 +28,10 @@ fn regenerate(cfg: &Config, pbx: &PbxConfig) -> Vec<String> {
 }
 
 fn config_path(cfg: &Config) -> String {
-    cfg.file
-        .as_deref()
-        .map_or_else(|| "/etc/callpark/callpark.toml".into(), |f| f.display().to_string())
+    cfg.file.as_deref().map_or_else(
+        || "/etc/callpark/callpark.toml".into(),
+        |f| f.display().to_string(),
+    )
 }
 
 /// Every check of one pool, in the order a park needs them.
@@ -77,7 +78,10 @@ pub fn checks(cfg: &Config, pbx: &PbxConfig, opts: &Options, f: &Facts) -> Vec<C
         Some(r) => Check::fail(
             "events",
             format!("FreeSWITCH refused the event subscription: {}", r.trim()),
-            vec!["an apply-inbound-acl of event_socket.conf.xml must let callpark's address in".into()],
+            vec![
+                "an apply-inbound-acl of event_socket.conf.xml must let callpark's address in"
+                    .into(),
+            ],
         ),
         None => Check::fail("events", "no answer to the event subscription", vec![]),
     });
@@ -115,7 +119,7 @@ pub fn checks(cfg: &Config, pbx: &PbxConfig, opts: &Options, f: &Facts) -> Vec<C
         fix.insert(
             1,
             format!(
-                "<X-PRE-PROCESS cmd=\"include\" data=\"default/00_callpark.xml\"/>   (the first line inside <context name=\"{ctx}\">)"
+                "<X-PRE-PROCESS cmd=\"include\" data=\"callpark/callpark.xml\"/>   (the first line inside <context name=\"{ctx}\">)"
             ),
         );
         out.push(Check::fail(
@@ -157,7 +161,7 @@ pub fn checks(cfg: &Config, pbx: &PbxConfig, opts: &Options, f: &Facts) -> Vec<C
                 "context",
                 format!("phones dial from context {ctx}, which the dial plan does not have"),
                 vec![format!(
-                    "<context name=\"{ctx}\"> with <X-PRE-PROCESS cmd=\"include\" data=\"default/00_callpark.xml\"/> first, or --context NAME for the context phones dial from"
+                    "<context name=\"{ctx}\"> with <X-PRE-PROCESS cmd=\"include\" data=\"callpark/callpark.xml\"/> first, or --context NAME for the context phones dial from"
                 )],
             ));
         } else if !with.iter().any(|w| w.eq_ignore_ascii_case(ctx)) {
@@ -165,7 +169,7 @@ pub fn checks(cfg: &Config, pbx: &PbxConfig, opts: &Options, f: &Facts) -> Vec<C
                 "context",
                 format!("phones dial from context {ctx}, which does not include callpark's file"),
                 vec![format!(
-                    "<X-PRE-PROCESS cmd=\"include\" data=\"default/00_callpark.xml\"/>   (the first line inside <context name=\"{ctx}\">), then fs_cli -x reloadxml"
+                    "<X-PRE-PROCESS cmd=\"include\" data=\"callpark/callpark.xml\"/>   (the first line inside <context name=\"{ctx}\">), then fs_cli -x reloadxml"
                 )],
             ));
         } else {
@@ -288,8 +292,13 @@ fn presence(pbx: &PbxConfig, f: &Facts) -> Check {
     {
         return Check::warn(
             "presence",
-            format!("FreeSWITCH has no sofia profile {profile}: SIP MESSAGEs and on_timeout sip: URIs cannot be sent through it"),
-            vec![format!("sip_endpoint = \"<a profile of sip_profiles/>\" in [[pbx]] {}", pbx.name)],
+            format!(
+                "FreeSWITCH has no sofia profile {profile}: SIP MESSAGEs and on_timeout sip: URIs cannot be sent through it"
+            ),
+            vec![format!(
+                "sip_endpoint = \"<a profile of sip_profiles/>\" in [[pbx]] {}",
+                pbx.name
+            )],
         );
     }
     match profile_param(f, pbx, "manage-presence") {
@@ -301,7 +310,9 @@ fn presence(pbx: &PbxConfig, f: &Facts) -> Check {
             "presence",
             format!("sofia profile {profile} does not manage presence: busy-lamp keys stay dark"),
             vec![
-                format!("<param name=\"manage-presence\" value=\"true\"/> in sip_profiles/{profile}.xml"),
+                format!(
+                    "<param name=\"manage-presence\" value=\"true\"/> in sip_profiles/{profile}.xml"
+                ),
                 format!("fs_cli -x 'sofia profile {profile} restart'"),
             ],
         ),
@@ -382,6 +393,3 @@ fn music(cfg: &Config, pbx: &PbxConfig, f: &Facts) -> Vec<Check> {
 fn dir_is_empty(dir: &str) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
-
-#[cfg(test)]
-mod tests;

@@ -20,6 +20,9 @@ use crate::pbx::freeswitch::{ConnectError, Reader, open_event_socket};
 
 pub use checks::checks;
 
+#[cfg(test)]
+mod tests;
+
 /// What FreeSWITCH said, each `None` when it could not be asked.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {

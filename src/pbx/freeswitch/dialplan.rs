@@ -95,7 +95,10 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             "uuid_bridge_park_on_cancel=true",
             &format!("rdnis={RETURN_EXTEN}"),
         ] {
-            let _ = writeln!(s, "      <action application=\"set\" data=\"{v}\" inline=\"true\"/>");
+            let _ = writeln!(
+                s,
+                "      <action application=\"set\" data=\"{v}\" inline=\"true\"/>"
+            );
         }
     };
     let park = |s: &mut String, name: &str, dest: &str, lot: Option<&str>| {
