@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use support::fs::generated_include;
 use support::fs::*;
 use support::*;
 

@@ -178,7 +178,11 @@ pub(crate) fn switch_true(v: &str) -> bool {
 pub fn text(reports: &[PoolReport]) -> String {
     let mut s = String::new();
     for r in reports {
-        let _ = writeln!(s, "{} ({:?} at {})", r.pool, r.kind, r.address);
+        let kind = match r.kind {
+            PbxKind::Asterisk => "Asterisk",
+            PbxKind::Freeswitch => "FreeSWITCH",
+        };
+        let _ = writeln!(s, "{} ({kind} at {})", r.pool, r.address);
         for c in &r.checks {
             let _ = writeln!(s, "  {:<5} {:<12} {}", c.status.label(), c.topic, c.said);
             for (i, f) in c.fix.iter().enumerate() {

@@ -102,19 +102,7 @@ impl Callpark {
     /// Writes the configuration into a data directory under the chroot (so the chrooted
     /// Asterisk can read files callpark keeps there) and starts the service.
     pub async fn start(setup: &Setup) -> Callpark {
-        let root = PathBuf::from(tb("ROOT"));
-        let base = root.join("var/lib/callpark-tests");
-        std::fs::create_dir_all(&base).unwrap();
-        let mut dir = tempfile::Builder::new()
-            .prefix("t")
-            .tempdir_in(&base)
-            .unwrap();
-        // CALLPARK_KEEP_DIRS=1 keeps each run's configuration, log and store for a look
-        // after a benchmark that only counts what went wrong.
-        if std::env::var_os("CALLPARK_KEEP_DIRS").is_some() {
-            dir.disable_cleanup(true);
-            eprintln!("callpark data: {}", dir.path().display());
-        }
+        let dir = run_dir();
         let mut text = format!(
             "[service]\ndata_dir = \"{}\"\n{}\n\n[park]\n{}\n{}\n",
             dir.path().join("data").display(),
@@ -182,6 +170,38 @@ impl Callpark {
         let mut cp = Callpark {
             log_filter: setup.log,
             env: setup.env.clone(),
+            markers,
+            dir,
+            config,
+            log,
+            child: None,
+        };
+        cp.spawn().await;
+        cp
+    }
+
+    /// `callpark run` with a whole configuration of the test's own (an import's output, say):
+    /// `{data_dir}` in it becomes this run's data directory. The includes of the pools it
+    /// names `pbx-a` (the Asterisk testbed) and `pbx-b` (the FreeSWITCH testbed) are generated
+    /// from it and installed.
+    pub async fn start_config(text: &str) -> Callpark {
+        let dir = run_dir();
+        let text = text.replace("{data_dir}", &dir.path().join("data").display().to_string());
+        let config = dir.path().join("callpark.toml");
+        std::fs::write(&config, &text).unwrap();
+        let mut markers = Vec::new();
+        if text.contains("name = \"pbx-a\"") {
+            install_asterisk_include(&generated_include(&config, "asterisk", "pbx-a"));
+            markers.push("connected to ARI");
+        }
+        if text.contains("name = \"pbx-b\"") {
+            fs::install_include(&fs::Esl::connect().await, &fs::generated_include(&config)).await;
+            markers.push("connected to FreeSWITCH");
+        }
+        let log = dir.path().join("callpark.log");
+        let mut cp = Callpark {
+            log_filter: "callpark=debug",
+            env: Vec::new(),
             markers,
             dir,
             config,
@@ -508,4 +528,23 @@ pub async fn dead_webhook() -> String {
         }
     });
     url
+}
+
+/// A fresh directory for one `callpark run` (configuration, store, log), under the Asterisk
+/// chroot so that the chrooted Asterisk can read the files callpark keeps there.
+fn run_dir() -> tempfile::TempDir {
+    let root = PathBuf::from(tb("ROOT"));
+    let base = root.join("var/lib/callpark-tests");
+    std::fs::create_dir_all(&base).unwrap();
+    let mut dir = tempfile::Builder::new()
+        .prefix("t")
+        .tempdir_in(&base)
+        .unwrap();
+    // CALLPARK_KEEP_DIRS=1 keeps each run's configuration, log and store for a look after a
+    // benchmark that only counts what went wrong.
+    if std::env::var_os("CALLPARK_KEEP_DIRS").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("callpark data: {}", dir.path().display());
+    }
+    dir
 }

@@ -116,8 +116,9 @@ pub fn checks(cfg: &Config, pbx: &PbxConfig, opts: &Options, f: &Facts) -> Vec<C
     if loaded.is_empty() {
         let ctx = phones.first().map_or("default", String::as_str);
         let mut fix = regenerate(cfg, pbx);
+        fix.insert(0, "mkdir -p /etc/freeswitch/dialplan/callpark".into());
         fix.insert(
-            1,
+            2,
             format!(
                 "<X-PRE-PROCESS cmd=\"include\" data=\"callpark/callpark.xml\"/>   (the first line inside <context name=\"{ctx}\">)"
             ),
