@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod import;
 pub mod pbx;
 pub mod service;
+pub mod setup;
 pub mod store;
 
 pub use callpark_core::{orbit, park};

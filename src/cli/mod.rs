@@ -71,6 +71,13 @@ pub enum Cmd {
     /// For each `[[pbx]]`: whether a park would work end to end, and what to change where it
     /// would not; exit 0 when it would on every pool, 1 when not.
     Doctor(doctor::DoctorArgs),
+    /// Configure a running PBX for callpark (the include file, the dialplan, the connection
+    /// settings), after showing the changes and asking; then reload it and run the doctor.
+    /// Exit 0 when the doctor passes, 1 when not (or nothing was applied), 2 on bad input.
+    Setup {
+        #[command(subcommand)]
+        pbx: setup::SetupCmd,
+    },
     /// Write a configuration from another system's call park (no service needed).
     Import {
         #[command(subcommand)]
@@ -195,6 +202,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::cli::run::run(cfg).await
         }
         Cmd::Doctor(args) => Ok(doctor::run(&cfg, &args).await),
+        Cmd::Setup { pbx } => Ok(setup::run(&cfg, &pbx).await),
         Cmd::Lint(_) | Cmd::Import { .. } => {
             unreachable!("dispatched before the configuration is loaded")
         }
@@ -233,6 +241,7 @@ mod doctor;
 pub mod import;
 pub mod lint;
 mod run;
+pub mod setup;
 
 fn check_config(cfg: &Config) {
     let file = cfg.file.as_deref().unwrap_or(Path::new("-")).display();

@@ -8,6 +8,9 @@
 mod locate;
 mod validate;
 
+// `callpark setup` names the line of a [[pbx]] key in its errors, as validation does.
+pub(crate) use locate::line_of;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
