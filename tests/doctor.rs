@@ -271,7 +271,10 @@ async fn asterisk_doctor_passes_a_working_setup_and_names_each_fault() {
     assert!(failed(&checks).is_empty(), "{:?}", failed(&checks));
     for t in ["connection", "write", "include", "loaded", "channelvars"] {
         let c = topic(&checks, t);
-        assert!(!c.is_empty() && c.iter().all(|l| l.starts_with("ok:")), "{t}: {c:?}");
+        assert!(
+            !c.is_empty() && c.iter().all(|l| l.starts_with("ok:")),
+            "{t}: {c:?}"
+        );
     }
     let ctx = topic(&checks, "context");
     assert!(ctx.iter().any(|l| l.contains("park-in")), "{ctx:?}");
@@ -283,7 +286,8 @@ async fn asterisk_doctor_passes_a_working_setup_and_names_each_fault() {
     assert_eq!(code, 1, "{checks:#?}");
     let inc = topic(&checks, "include");
     assert!(
-        inc.iter().any(|l| l.starts_with("fail:") && l.contains("dialplan asterisk --pool pbx-a")),
+        inc.iter()
+            .any(|l| l.starts_with("fail:") && l.contains("dialplan asterisk --pool pbx-a")),
         "{inc:?}"
     );
     let loaded = topic(&checks, "loaded");
@@ -295,7 +299,11 @@ async fn asterisk_doctor_passes_a_working_setup_and_names_each_fault() {
     let (code, checks) = doctor(&wrong);
     assert_eq!(code, 1);
     let c = topic(&checks, "connection");
-    assert!(c.iter().any(|l| l.starts_with("fail:") && l.contains("ari.conf")), "{c:?}");
+    assert!(
+        c.iter()
+            .any(|l| l.starts_with("fail:") && l.contains("ari.conf")),
+        "{c:?}"
+    );
 
     // No channelvars: a park still works (callpark asks over REST), the doctor says what to add.
     {
@@ -324,7 +332,8 @@ async fn asterisk_doctor_passes_a_working_setup_and_names_each_fault() {
         assert_eq!(code, 1, "{checks:#?}");
         let lint = topic(&checks, "lint");
         assert!(
-            lint.iter().any(|l| l.starts_with("fail:") && l.contains("_7XX")),
+            lint.iter()
+                .any(|l| l.starts_with("fail:") && l.contains("_7XX")),
             "{lint:?}"
         );
     }

@@ -263,7 +263,9 @@ async fn setup_freeswitch_on_the_vanilla_configuration_then_parks_a_call() {
 /// A second Asterisk in the testbed's chroot, run from a copy of Debian's stock configuration
 /// (`/etc/asterisk.dist`, kept by testbed.sh before it puts the testbed's files in place) in
 /// `/etc/asterisk-stock`. Only its asterisk.conf differs from stock: the directories of its
-/// own (control socket, database, logs), so it runs beside the testbed's Asterisk.
+/// own (control socket, database, logs), so it runs beside the testbed's Asterisk. A second
+/// Asterisk that could not start would leave `asterisk -rx` talking to the testbed's: the
+/// control socket is checked to be this one's.
 struct StockAsterisk {
     root: PathBuf,
 }
@@ -286,6 +288,9 @@ impl StockAsterisk {
         let conf = std::fs::read_to_string(etc.join("asterisk.conf")).unwrap();
         let mut own = String::new();
         for line in conf.lines() {
+            // Stock asterisk.conf marks [directories] a template, `(!)`, which Asterisk
+            // ignores (its sample says to remove the mark to use the section).
+            let line = line.replace("[directories](!)", "[directories]");
             let l = match line.split_once("=>").map(|(k, _)| k.trim()) {
                 Some("astetcdir") => "astetcdir => /etc/asterisk-stock".to_string(),
                 Some(
@@ -295,7 +300,7 @@ impl StockAsterisk {
                     std::fs::create_dir_all(root.join(&d[1..])).unwrap();
                     format!("{k} => {d}")
                 }
-                _ => line.to_string(),
+                _ => line,
             };
             own.push_str(&l);
             own.push('\n');
@@ -329,10 +334,9 @@ impl StockAsterisk {
             .spawn()
             .expect("start the stock Asterisk");
         let a = StockAsterisk { root };
+        let ctl = a.root.join("var/tmp/asterisk-stock/astrundir/asterisk.ctl");
         wait_for("the stock Asterisk", Duration::from_secs(60), || async {
-            a.cli("core show version")
-                .contains("Asterisk")
-                .then_some(())
+            (ctl.exists() && a.cli("core show version").contains("Asterisk")).then_some(())
         })
         .await;
         a
@@ -358,7 +362,14 @@ impl StockAsterisk {
 
 impl Drop for StockAsterisk {
     fn drop(&mut self) {
-        self.cli("core stop now");
+        // Only through its own control socket: never the testbed's.
+        if self
+            .root
+            .join("var/tmp/asterisk-stock/astrundir/asterisk.ctl")
+            .exists()
+        {
+            self.cli("core stop now");
+        }
         let _ = std::fs::remove_dir_all(self.root.join("etc/asterisk-stock"));
     }
 }
