@@ -268,6 +268,7 @@ async fn setup_freeswitch_on_the_vanilla_configuration_then_parks_a_call() {
 /// control socket is checked to be this one's.
 struct StockAsterisk {
     root: PathBuf,
+    child: Child,
 }
 
 const STOCK_CONF: &str = "/etc/asterisk-stock/asterisk.conf";
@@ -308,7 +309,7 @@ impl StockAsterisk {
         std::fs::write(etc.join("asterisk.conf"), own).unwrap();
         let console =
             std::fs::File::create(root.join("var/tmp/asterisk-stock/console.log")).unwrap();
-        Command::new("setsid")
+        let child = Command::new("setsid")
             .arg("chroot")
             .arg(&root)
             .args([
@@ -333,7 +334,7 @@ impl StockAsterisk {
             .stderr(console)
             .spawn()
             .expect("start the stock Asterisk");
-        let a = StockAsterisk { root };
+        let a = StockAsterisk { root, child };
         let ctl = a.root.join("var/tmp/asterisk-stock/astrundir/asterisk.ctl");
         wait_for("the stock Asterisk", Duration::from_secs(60), || async {
             (ctl.exists() && a.cli("core show version").contains("Asterisk")).then_some(())
@@ -370,6 +371,8 @@ impl Drop for StockAsterisk {
         {
             self.cli("core stop now");
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(self.root.join("etc/asterisk-stock"));
     }
 }
