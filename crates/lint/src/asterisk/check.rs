@@ -33,6 +33,22 @@ pub(super) fn is_callpark(context: &str, app: &str) -> bool {
     }
 }
 
+/// The context callpark's extensions live in, from the first extension that reaches them: its
+/// own, unless it only jumps there from another context (`exten => 6000,1,Goto(callpark,park,1)`
+/// in the phones' context), where a fix's `Goto` to that context would loop back into it.
+fn callpark_home(context: &str, app: &str) -> String {
+    let (name, args) = split_app(app);
+    let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+    if matches!(name.as_str(), "goto" | "gosub")
+        && !context.to_ascii_lowercase().starts_with("callpark")
+        && parts.len() >= 3
+        && parts[0].to_ascii_lowercase().starts_with("callpark")
+    {
+        return parts[0].to_string();
+    }
+    context.to_string()
+}
+
 /// An application's name (lower case) and its arguments, from `Name(args)`.
 fn split_app(app: &str) -> (String, &str) {
     match app.split_once('(') {
@@ -245,7 +261,7 @@ pub fn check(dp: &Dialplan, context: &str, report: &mut Report) -> Result<(), Li
     let cp_ctx = order
         .iter()
         .find(|e| is_callpark(&e.context.name, e.exten.app1.as_deref().unwrap_or("")))
-        .map(|e| e.context.name.clone())
+        .map(|e| callpark_home(&e.context.name, e.exten.app1.as_deref().unwrap_or("")))
         .or_else(|| {
             dp.contexts
                 .iter()

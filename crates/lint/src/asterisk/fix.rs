@@ -191,6 +191,29 @@ mod tests {
     use super::*;
     use crate::asterisk::parse_str;
 
+    /// The phones' context reaches callpark's park code through a `Goto` of its own (as the
+    /// testbed's `6000` alias does) before it includes callpark: a fix for a rule there that
+    /// takes orbits must jump to callpark's context, not back into the phones' own.
+    #[test]
+    fn a_fix_goes_to_callparks_context_not_to_a_context_that_jumps_there() {
+        let dp = parse_str(
+            "[callpark]\nexten => park,1,Stasis(callpark,park)\nexten => _6XX,1,Stasis(callpark,retrieve,${EXTEN})\n\
+             [park-in]\nexten => 6000,1,Goto(callpark,park,1)\nexten => _X.,1,Dial(PJSIP/${EXTEN}@trunk)\ninclude => callpark\n",
+            "x.conf",
+        )
+        .unwrap();
+        let table = crate::orbits_from_list("601-699").unwrap();
+        let mut report = crate::Report::new(crate::Target::from_table(&table));
+        crate::asterisk::check(&dp, "park-in", &mut report).unwrap();
+        let f = report
+            .findings
+            .iter()
+            .find(|f| f.rule.starts_with("_X.@park-in"))
+            .expect("the catch-all takes the orbits");
+        assert!(f.fix.contains("Goto(callpark,${EXTEN},1)"), "{}", f.fix);
+        assert!(!f.fix.contains("Goto(park-in,"), "{}", f.fix);
+    }
+
     #[test]
     fn a_fix_equal_to_an_existing_extension_collides() {
         let dp = parse_str(
