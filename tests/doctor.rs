@@ -32,6 +32,8 @@ fn doctor(config: &Path, more: &[&str]) -> (i32, Vec<Value>) {
         .arg(config)
         .args(["doctor", "--format", "json"])
         .args(more)
+        // The manager secret, for a run given `--ami-secret-env CALLPARK_DOCTOR_TEST_AMI`.
+        .env("CALLPARK_DOCTOR_TEST_AMI", tb("AMI_SECRET"))
         .output()
         .expect("run callpark doctor");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -238,27 +240,7 @@ async fn asterisk_doctor_passes_a_working_setup_and_names_each_fault() {
         "--ami-secret-env",
         "CALLPARK_DOCTOR_TEST_AMI",
     ];
-    let doctor = |config: &Path| {
-        let out = Command::new(bin())
-            .arg("--config")
-            .arg(config)
-            .args(["doctor", "--format", "json"])
-            .args(opts)
-            .env("CALLPARK_DOCTOR_TEST_AMI", tb("AMI_SECRET"))
-            .output()
-            .expect("run callpark doctor");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let reports: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!(
-                "doctor printed no JSON ({e}):\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (
-            out.status.code().unwrap_or(-1),
-            reports[0]["checks"].as_array().unwrap().clone(),
-        )
-    };
+    let doctor = |config: &Path| doctor(config, &opts);
     let dir = tempfile::tempdir().unwrap();
     let good = ast_config(dir.path(), &tb("ARI_PASSWORD"), "701", "799");
     let include = support::generated_include(&good, "asterisk", "pbx-a");

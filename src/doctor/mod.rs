@@ -165,6 +165,45 @@ pub(crate) fn secret_of(p: &PbxConfig) -> Result<String, Check> {
     }
 }
 
+/// A lint report on the phones' context `ctx` as checks: each finding a failure naming the
+/// rule (`what` before its name: "extension " on FreeSWITCH), where it is, the orbits it takes
+/// and the lint's fix (one line per entry); `ok` when there is none.
+pub(crate) fn lint_checks(
+    report: &crate::lint::Report,
+    ctx: &str,
+    what: &str,
+    ok: String,
+) -> Vec<Check> {
+    if report.findings.is_empty() {
+        return vec![Check::ok("lint", ok)];
+    }
+    report
+        .findings
+        .iter()
+        .map(|fd| {
+            let runs: Vec<String> = crate::lint::report::caught_texts(report, &fd.caught)
+                .into_iter()
+                .take(6)
+                .map(|(a, b)| if a == b { a } else { format!("{a}-{b}") })
+                .collect();
+            Check::fail(
+                "lint",
+                format!(
+                    "context {ctx}: {what}{} ({}:{}) {} {} orbit(s): {}",
+                    fd.rule,
+                    fd.file,
+                    fd.line,
+                    fd.certainty.as_str(),
+                    fd.count(),
+                    runs.join(", ")
+                ),
+                // One line each, as the lint writes a fix of several extensions.
+                fd.fix.lines().map(String::from).collect(),
+            )
+        })
+        .collect()
+}
+
 /// FreeSWITCH's `switch_true`: yes, on, true, t, enabled, active, allow, or a non-zero number.
 pub(crate) fn switch_true(v: &str) -> bool {
     let v = v.trim().to_ascii_lowercase();

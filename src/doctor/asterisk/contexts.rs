@@ -10,7 +10,7 @@ use super::files::{Etc, Loaded};
 use crate::config::{Config, PbxConfig};
 use crate::doctor::{Check, Options};
 use crate::lint::asterisk::{self as ast_lint, Dialplan, Entry};
-use crate::lint::{Report, Target, report::caught_texts};
+use crate::lint::{Report, Target};
 
 /// The context of the generated include.
 const CALLPARK: &str = "callpark";
@@ -262,37 +262,12 @@ fn lint(cfg: &Config, dp: &Dialplan, ctx: &str) -> Vec<Check> {
     if let Err(e) = ast_lint::check(dp, ctx, &mut report) {
         return vec![Check::fail("lint", format!("context {ctx}: {e}"), vec![])];
     }
-    if report.findings.is_empty() {
-        return vec![Check::ok(
-            "lint",
-            format!("context {ctx}: every orbit reaches callpark's extensions"),
-        )];
-    }
-    report
-        .findings
-        .iter()
-        .map(|fd| {
-            let runs: Vec<String> = caught_texts(&report, &fd.caught)
-                .into_iter()
-                .take(6)
-                .map(|(a, b)| if a == b { a } else { format!("{a}-{b}") })
-                .collect();
-            Check::fail(
-                "lint",
-                format!(
-                    "context {ctx}: {} ({}:{}) {} {} orbit(s): {}",
-                    fd.rule,
-                    fd.file,
-                    fd.line,
-                    fd.certainty.as_str(),
-                    fd.count(),
-                    runs.join(", ")
-                ),
-                // One line each, as the lint writes a fix of several extensions.
-                fd.fix.lines().map(String::from).collect(),
-            )
-        })
-        .collect()
+    crate::doctor::lint_checks(
+        &report,
+        ctx,
+        "",
+        format!("context {ctx}: every orbit reaches callpark's extensions"),
+    )
 }
 
 /// What Asterisk has loaded runs for each park code dialled in `ctx` (AMI only).

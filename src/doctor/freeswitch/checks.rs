@@ -8,7 +8,7 @@ use regex::Regex;
 use super::{Connect, Facts};
 use crate::config::{Config, ParkConfig, PbxConfig};
 use crate::doctor::{Check, Options};
-use crate::lint::{Report, Target, freeswitch as fs_lint, report::caught_texts};
+use crate::lint::{Report, Target, freeswitch as fs_lint};
 use crate::pbx::freeswitch::dialplan::generate;
 use crate::pbx::stamp;
 
@@ -252,36 +252,12 @@ fn lint(cfg: &Config, dp: &fs_lint::Dialplan, ctx: &str) -> Vec<Check> {
     if let Err(e) = fs_lint::check(dp, ctx, &mut report) {
         return vec![Check::fail("lint", format!("context {ctx}: {e}"), vec![])];
     }
-    if report.findings.is_empty() {
-        return vec![Check::ok(
-            "lint",
-            format!("no extension of context {ctx} takes an orbit before callpark's"),
-        )];
-    }
-    report
-        .findings
-        .iter()
-        .map(|fd| {
-            let runs: Vec<String> = caught_texts(&report, &fd.caught)
-                .into_iter()
-                .take(6)
-                .map(|(a, b)| if a == b { a } else { format!("{a}-{b}") })
-                .collect();
-            Check::fail(
-                "lint",
-                format!(
-                    "context {ctx}: extension {} ({}:{}) {} {} orbit(s): {}",
-                    fd.rule,
-                    fd.file,
-                    fd.line,
-                    fd.certainty.as_str(),
-                    fd.count(),
-                    runs.join(", ")
-                ),
-                vec![fd.fix.clone()],
-            )
-        })
-        .collect()
+    crate::doctor::lint_checks(
+        &report,
+        ctx,
+        "extension ",
+        format!("no extension of context {ctx} takes an orbit before callpark's"),
+    )
 }
 
 /// Busy lamps need sofia to pass callpark's PRESENCE_IN on to subscribed phones.
