@@ -1740,6 +1740,77 @@ fn a_retrieve_read_from_the_outbound_connection_is_released_behind_its_bridge() 
 }
 
 #[test]
+fn a_transferred_park_read_from_the_outbound_connection_is_let_go_to_the_includes_music() {
+    let mut t = tr();
+    // As the include's outbound connection reads a blind-transferred call on its way to the
+    // music: the channel's data, marked outbound.
+    let mut park = ev(json!({
+        "Event-Name": "CHANNEL_PARK",
+        "Unique-ID": P,
+        "Answer-State": "answered",
+        "Caller-Caller-ID-Name": "Carol",
+        "Caller-Caller-ID-Number": "5551234",
+        "Caller-Context": "callpark-test",
+        "variable_callpark_action": "park",
+        "variable_bridge_channel": "sofia/internal/alice@192.0.2.7:5060",
+        "variable_transfer_source": "1795433982:88c7:bl_xfer:park/callpark-test/XML",
+    }));
+    park.outbound = true;
+    let out = wire(&mut t, park);
+    let [Event::Park(ParkRequest { parker, .. })] = &calls(&out)[..] else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("sofia/internal/alice@192.0.2.7:5060")
+    );
+    // Let go at once (its timer taken off first), before the core has said anything of it.
+    let tags: Vec<&Tag> = out.requests.iter().map(|r| &r.tag).collect();
+    assert!(
+        matches!(&tags[..], [Tag::Action(..), Tag::Release(c)] if c.as_str() == P),
+        "{tags:?}"
+    );
+    assert_eq!(lines(&out)[0], format!("api sched_del {P}"));
+    let p = ChannelId::new(P);
+    // The include's music follows the connection: callpark starts none of its own.
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: p.clone(),
+                moh: Moh::Class(None)
+            }
+        )
+        .is_empty()
+    );
+    // Released once: the bridge releases nothing more.
+    let out = cmd(
+        &mut t,
+        Command::Bridge {
+            parked: p.clone(),
+            other: ChannelId::new("r-1"),
+        },
+    );
+    assert!(
+        !out.requests
+            .iter()
+            .any(|r| matches!(&r.tag, Tag::Release(c) if *c == p)),
+        "{:?}",
+        lines(&out)
+    );
+    // The music's own event, arriving after: the call is known, nothing new.
+    let music = ev(json!({
+        "Event-Name": "CHANNEL_EXECUTE",
+        "Unique-ID": P,
+        "Application": "playback",
+        "Application-Data": "local_stream://moh",
+        "variable_callpark_action": "park",
+        "variable_transfer_source": "1795433982:88c7:bl_xfer:park/callpark-test/XML",
+    }));
+    assert!(wire(&mut t, music).is_empty());
+}
+
+#[test]
 fn a_retrieve_from_the_event_stream_is_never_released() {
     let mut t = tr();
     let retrieve = ev(json!({

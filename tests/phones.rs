@@ -327,3 +327,176 @@ async fn freeswitch_att_xfer_to_the_park_code() {
         .await;
     alice.quit().await;
 }
+
+/// Whether the PBX has no channel left: every leg of the scenario's calls ended.
+async fn nobody_left(pbx: &impl Testbed, what: &str) {
+    wait_for(what, S(10), || async {
+        pbx.channels().await.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// The parker answers its ringback and hangs up at once: that ends the call for the caller
+/// too, as the end of any call does. The caller is never left alive and alone in silence.
+async fn ringback_answered_then_hung_up(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_SOON)).await;
+    let alice = alice(pbx).await;
+    alice.auto("answer").await;
+    let c1 = alice_talks_to_carol(pbx, &alice).await;
+    alice.xfer(c1, &pbx.sip_uri("park")).await;
+    let call = carols_park(&cp).await;
+    assert!(
+        pbx.is_alice(call.parker.endpoint.as_deref()),
+        "the transferring phone is the parker: {:?}",
+        call.parker
+    );
+    let orbit = call.orbit.unwrap().to_string();
+    pbx.wait_lamp(lamps, &orbit, true).await;
+
+    let mark = alice.mark();
+    let inc = alice.wait_incoming(mark, S(20)).await;
+    let rb = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, rb, "CONFIRMED", S(10)).await;
+    cp.wait_log(call.channel.as_str(), "reconnected", S(10))
+        .await;
+    alice.hangup(rb).await;
+    pbx.wait_gone(
+        "the caller, once the parker hung up",
+        call.channel.as_str(),
+        S(10),
+    )
+    .await;
+    nobody_left(pbx, "every leg of the call gone").await;
+    assert!(cp.parked().await.is_empty(), "{:?}", cp.parked().await);
+    pbx.wait_lamp(lamps, &orbit, false).await;
+    let kinds = log_since(&cp, 0).await;
+    assert!(
+        !kinds
+            .iter()
+            .any(|(k, _, _)| k == "disconnected" || k == "abandoned"),
+        "a conversation that ended, not a park that failed: {kinds:?}"
+    );
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_ringback_answered_then_hung_up_ends_the_call() {
+    ringback_answered_then_hung_up(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_ringback_answered_then_hung_up_ends_the_call() {
+    ringback_answered_then_hung_up(&freeswitch().await).await;
+}
+
+/// RTP packets alice receives and sends on `call` over a second: both must flow.
+async fn audio_flows(alice: &support::phone::Phone, call: u64, when: &str) {
+    let (rx0, tx0) = alice.rtp(call).await;
+    tokio::time::sleep(S(1)).await;
+    let (rx1, tx1) = alice.rtp(call).await;
+    // 50 packets a second each way (20 ms frames, silence sent too: VAD off).
+    assert!(
+        rx1 - rx0 >= 25 && tx1 - tx0 >= 25,
+        "two-way audio {when}: {} packets in, {} out in a second",
+        rx1 - rx0,
+        tx1 - tx0
+    );
+}
+
+/// After a retrieve, the retriever holds (re-INVITE sendonly) and resumes (sendrecv): audio
+/// still flows both ways, counted at the SIP phone. The caller echoes, so what the phone
+/// hears back went through the parked call's whole path.
+async fn hold_and_resume_after_a_retrieve(pbx: &impl Testbed) {
+    let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
+    let alice = alice(pbx).await;
+    alice.auto("answer").await;
+    let mark = alice.mark();
+    pbx.call_alice_echo("Carol", CALLER_NUMBER).await;
+    let c1 = alice.wait_incoming(mark, S(10)).await["call"]
+        .as_u64()
+        .unwrap();
+    alice.wait_state_since(mark, c1, "CONFIRMED", S(10)).await;
+    alice.xfer(c1, &pbx.sip_uri("park")).await;
+    let call = carols_park(&cp).await;
+    let orbit = call.orbit.unwrap().to_string();
+
+    let mark = alice.mark();
+    let r = alice.call(&pbx.sip_uri(&orbit)).await;
+    alice.wait_state_since(mark, r, "CONFIRMED", S(10)).await;
+    cp.wait_log(call.channel.as_str(), "retrieved", S(10)).await;
+    audio_flows(&alice, r, "after the retrieve").await;
+    alice.hold(r).await;
+    tokio::time::sleep(S(1)).await;
+    alice.unhold(r).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    audio_flows(&alice, r, "after hold and resume").await;
+    assert!(pbx.exists(call.channel.as_str()).await, "the caller is there");
+    alice.hangup(r).await;
+    nobody_left(pbx, "the call ended").await;
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_hold_and_resume_after_a_retrieve_keep_two_way_audio() {
+    hold_and_resume_after_a_retrieve(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_hold_and_resume_after_a_retrieve_keep_two_way_audio() {
+    hold_and_resume_after_a_retrieve(&freeswitch().await).await;
+}
+
+/// A call sent to the park code before it was answered (in early media: the caller hears a
+/// 183's audio), by the PBX itself as an operator panel does: callpark answers it and parks
+/// it; the caller's phone sees the call answered, not left ringing.
+async fn park_in_early_media(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
+    let alice = alice(pbx).await;
+    let mark = alice.mark();
+    let c = alice.call(&pbx.sip_uri("early")).await;
+    alice.wait_state_since(mark, c, "EARLY", S(10)).await;
+    let (id, name) = wait_for("alice's call on the PBX", S(10), || async {
+        pbx.channels()
+            .await
+            .into_iter()
+            .find(|(_, name)| name.contains("alice"))
+    })
+    .await;
+    let from = cp.log_rows().await.len();
+    pbx.redirect(&Chan { id: id.clone(), name }, "park").await;
+    alice.wait_state_since(mark, c, "CONFIRMED", S(10)).await;
+    let parked = wait_for("the call parked", S(10), || async {
+        cp.parked()
+            .await
+            .into_iter()
+            .find(|p| p.channel.as_str() == id && p.state.name() == "parked")
+    })
+    .await;
+    let orbit = parked.orbit.unwrap().to_string();
+    pbx.wait_lamp(lamps, &orbit, true).await;
+    let kinds = log_since(&cp, from).await;
+    assert!(
+        kinds.iter().any(|(k, ch, _)| k == "parked" && *ch == id),
+        "{kinds:?}"
+    );
+    // Answered, it is a parked call like any other: dialling its orbit retrieves it.
+    let retriever = pbx.dial_orbit(&orbit, "Dave", "202").await;
+    cp.wait_log(&id, "retrieved", S(10)).await;
+    pbx.wait_bridged("the retriever and the caller", &retriever.id, &id)
+        .await;
+    pbx.wait_lamp(lamps, &orbit, false).await;
+    alice.hangup(c).await;
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_park_in_early_media_answers_the_call() {
+    park_in_early_media(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_park_in_early_media_answers_the_call() {
+    park_in_early_media(&freeswitch().await).await;
+}

@@ -151,19 +151,31 @@ impl Testbed for AsteriskTestbed {
     }
 
     async fn call_alice(&self, name: &str, number: &str) {
-        self.ari
-            .post(
-                "/channels",
+        self.call_alice_from("answer", name, number).await;
+    }
+
+    async fn call_alice_echo(&self, name: &str, number: &str) {
+        self.call_alice_from("echo", name, number).await;
+    }
+
+    async fn redirect(&self, ch: &Chan, exten: &str) {
+        let r = self
+            .ami
+            .action(
+                "Redirect",
                 &[
-                    ("endpoint", "Local/to-sip-alice@calls"),
-                    ("context", "phones"),
-                    ("extension", "answer"),
-                    ("priority", "1"),
-                    ("callerId", &format!("\"{name}\" <{number}>")),
-                    ("timeout", "30"),
+                    ("Channel", ch.name.as_str()),
+                    ("Context", "park-in"),
+                    ("Exten", exten),
+                    ("Priority", "1"),
                 ],
             )
             .await;
+        assert_eq!(
+            r.get("Response").map(String::as_str),
+            Some("Success"),
+            "{r:?}"
+        );
     }
 
     async fn dial_orbit(&self, orbit: &str, name: &str, number: &str) -> Chan {
@@ -274,5 +286,24 @@ impl Testbed for AsteriskTestbed {
 
     fn heard_parking_failed(&self, ch: &Chan) -> bool {
         asterisk_log().contains(&format!("<{}> Playing 'pbx-parkingfailed", ch.name))
+    }
+}
+
+impl AsteriskTestbed {
+    /// alice's caller: `Local/to-sip-alice@calls`, whose other half runs `far@phones`.
+    async fn call_alice_from(&self, far: &str, name: &str, number: &str) {
+        self.ari
+            .post(
+                "/channels",
+                &[
+                    ("endpoint", "Local/to-sip-alice@calls"),
+                    ("context", "phones"),
+                    ("extension", far),
+                    ("priority", "1"),
+                    ("callerId", &format!("\"{name}\" <{number}>")),
+                    ("timeout", "30"),
+                ],
+            )
+            .await;
     }
 }

@@ -164,14 +164,19 @@ impl Testbed for FreeswitchTestbed {
     }
 
     async fn call_alice(&self, name: &str, number: &str) {
+        self.call_alice_from("park()", name, number).await;
+    }
+
+    async fn call_alice_echo(&self, name: &str, number: &str) {
+        self.call_alice_from("echo()", name, number).await;
+    }
+
+    async fn redirect(&self, ch: &Chan, exten: &str) {
         let r = self
             .esl
-            .bgapi(&format!(
-                "originate {{origination_caller_id_name={name},origination_caller_id_number={number}}}loopback/to-user-alice/{} &park()",
-                fb("CONTEXT")
-            ))
+            .api(&format!("uuid_transfer {} {exten} XML {}", ch.id, fb("CONTEXT")))
             .await;
-        assert!(r.contains("+OK"), "originate: {r}");
+        assert!(r.starts_with("+OK"), "uuid_transfer: {r}");
     }
 
     async fn dial_orbit(&self, orbit: &str, name: &str, number: &str) -> Chan {
@@ -277,5 +282,19 @@ impl Testbed for FreeswitchTestbed {
 
     fn heard_parking_failed(&self, ch: &Chan) -> bool {
         self.heard(&ch.id, "ivr-call_cannot_be_completed_as_dialed")
+    }
+}
+
+impl FreeswitchTestbed {
+    /// alice's caller: `loopback/to-user-alice-b`, whose other half runs `app`.
+    async fn call_alice_from(&self, app: &str, name: &str, number: &str) {
+        let r = self
+            .esl
+            .bgapi(&format!(
+                "originate {{origination_caller_id_name={name},origination_caller_id_number={number}}}loopback/to-user-alice/{} &{app}",
+                fb("CONTEXT")
+            ))
+            .await;
+        assert!(r.contains("+OK"), "originate: {r}");
     }
 }

@@ -117,6 +117,12 @@ pub trait Testbed: Sync {
     /// A caller (`name` <`number`>) calls the SIP phone `alice`: the PBX's own channel,
     /// bridged to the phone once it answers.
     fn call_alice(&self, name: &str, number: &str) -> impl Future<Output = ()> + Send;
+    /// The same, from a caller whose own side echoes what it hears: whoever talks to it
+    /// hears their own audio back, so RTP flows both ways on its call.
+    fn call_alice_echo(&self, name: &str, number: &str) -> impl Future<Output = ()> + Send;
+    /// The PBX itself sends the channel `ch` to `exten` of the phones' context, as an
+    /// operator panel does (AMI Redirect, `uuid_transfer`): no phone's transfer.
+    fn redirect(&self, ch: &Chan, exten: &str) -> impl Future<Output = ()> + Send;
     /// Another phone dials `orbit`; returns the retrieving channel.
     fn dial_orbit(
         &self,
