@@ -400,6 +400,203 @@ fn replacing(c: &str, k: &str) -> Event {
     e
 }
 
+/// A phone's REFER completes an attended park while someone who dialled the orbit is being
+/// connected to the consultation: the caller takes the orbit, and the retriever gets the
+/// caller (not "orbit empty", not a bridge to a consultation that is gone).
+#[test]
+fn a_retrieve_of_the_consultation_as_the_transfer_completes_gets_the_caller() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    // Dialled once the consultation has settled (it could be a call parked by dialling).
+    let cmds = core.handle(SETTLE_TIME, retrieve("r", "700"));
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("k"),
+        other: ch("r")
+    }));
+    core.drain_log();
+    let cmds = core.handle(SETTLE_TIME + 10, replacing("c", "k"));
+    assert_eq!(core.call_on(o("700")).unwrap().channel, ch("c"));
+    assert!(cmds.contains(&Command::Hangup { channel: ch("k") }));
+    assert!(
+        cmds.contains(&Command::Bridge {
+            parked: ch("c"),
+            other: ch("r")
+        }),
+        "{cmds:?}"
+    );
+    assert!(
+        !cmds.iter().any(|c| matches!(c,
+            Command::OrbitEmpty { channel, .. } | Command::Hangup { channel } if *channel == ch("r"))),
+        "{cmds:?}"
+    );
+    assert_eq!(
+        core.drain_log().iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [LogKind::HandedOver, LogKind::RetrieveStarted]
+    );
+    // The bridge comes up: retrieved, the orbit free.
+    core.handle(SETTLE_TIME + 50, Event::Bridged { channel: ch("c") });
+    assert!(core.call_on(o("700")).is_none());
+    assert!(
+        core.drain_log()
+            .iter()
+            .any(|e| e.kind == LogKind::Retrieved && e.channel == ch("c"))
+    );
+}
+
+/// The other order: the consultation leaves (replaced) while someone who dialled its orbit is
+/// being connected to it. The retriever hears the orbit empty; the orbit waits for the caller,
+/// who takes it.
+#[test]
+fn a_consultation_replaced_while_retrieved_keeps_its_orbit_for_the_caller() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    core.handle(SETTLE_TIME, retrieve("r", "700"));
+    let cmds = core.handle(SETTLE_TIME + 10, Event::Replaced { channel: ch("k") });
+    assert_eq!(
+        cmds,
+        [Command::OrbitEmpty {
+            channel: ch("r"),
+            orbit: o("700")
+        }]
+    );
+    assert_eq!(core.call(&ch("k")).unwrap().state, CallState::Replaced);
+    core.handle(SETTLE_TIME + 20, replacing("c", "k"));
+    let call = core.call_on(o("700")).unwrap();
+    assert_eq!(
+        (call.channel.clone(), call.state.clone()),
+        (ch("c"), CallState::Parked)
+    );
+    // The retriever's hang-up after "orbit empty" touches nothing.
+    assert!(
+        core.handle(SETTLE_TIME + 30, Event::Hangup { channel: ch("r") })
+            .is_empty()
+    );
+}
+
+/// Dialled while a call parked by dialling is still settling (a phone's consultation whose
+/// REFER is on its way): the retriever waits, is connected to the caller that takes the
+/// consultation's place, and nobody is bridged to the consultation.
+#[test]
+fn a_retrieve_of_a_settling_consultation_waits_and_gets_the_caller() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    let cmds = core.handle(500, retrieve("r", "700"));
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::Bridge { .. } | Command::OrbitEmpty { .. })),
+        "{cmds:?}"
+    );
+    assert!(core.knows(&ch("r")));
+    assert_eq!(core.next_deadline(), Some(SETTLE_TIME));
+    // Reported again (found on reconnecting): still one waiting retriever.
+    assert!(core.handle(600, retrieve("r", "700")).is_empty());
+    // The consultation goes (replaced), then the caller takes its place: the retriever gets it.
+    assert!(
+        core.handle(700, Event::Replaced { channel: ch("k") })
+            .is_empty()
+    );
+    let cmds = core.handle(720, replacing("c", "k"));
+    assert!(
+        cmds.contains(&Command::Bridge {
+            parked: ch("c"),
+            other: ch("r")
+        }),
+        "{cmds:?}"
+    );
+    assert!(
+        !cmds.iter().any(
+            |c| matches!(c, Command::Bridge { parked, .. } | Command::Hangup { channel: parked } if *parked == ch("r"))
+        )
+    );
+    // Its settle deadline is gone with the wait.
+    assert!(core.handle_timeout(SETTLE_TIME).is_empty());
+
+    // Dialled while the orbit is being handed over (after the consultation left, before the
+    // caller came): it waits for the caller too.
+    core.handle(SETTLE_TIME + 10, Event::Bridged { channel: ch("c") });
+    core.handle(10_000, dialled("k2"));
+    core.handle(10_100, Event::Replaced { channel: ch("k2") });
+    assert!(core.handle(10_110, retrieve("r2", "700")).is_empty());
+    let cmds = core.handle(10_130, replacing("c2", "k2"));
+    assert!(
+        cmds.contains(&Command::Bridge {
+            parked: ch("c2"),
+            other: ch("r2")
+        }),
+        "{cmds:?}"
+    );
+    // A hand-over that never completes: "orbit empty" when the orbit's wait ends.
+    core.handle(10_140, Event::Bridged { channel: ch("c2") });
+    core.handle(20_000, dialled("k3"));
+    core.handle(20_100, Event::Replaced { channel: ch("k3") });
+    assert!(core.handle(20_110, retrieve("r3", "700")).is_empty());
+    let cmds = core.handle_timeout(20_100 + HANDOVER_TIMEOUT + 1);
+    assert!(
+        cmds.contains(&Command::OrbitEmpty {
+            channel: ch("r3"),
+            orbit: o("700")
+        }),
+        "{cmds:?}"
+    );
+    assert!(!core.knows(&ch("r3")));
+}
+
+/// A settling call that ends (the phone hung the consultation up, no transfer) tells its
+/// waiting retriever the orbit is empty; one still there when the time is up is connected to
+/// it (a call parked by dialling, retrievable like any); a retriever that hangs up while
+/// waiting leaves nothing behind.
+#[test]
+fn a_settling_call_that_ends_stays_or_is_left_tells_its_retrievers() {
+    let mut core = core_with(settings(1, false), &["700-709"]);
+    core.handle(0, dialled("k"));
+    core.handle(100, retrieve("r", "700"));
+    let cmds = core.handle(200, Event::Hangup { channel: ch("k") });
+    assert!(
+        cmds.contains(&Command::OrbitEmpty {
+            channel: ch("r"),
+            orbit: o("700")
+        }),
+        "{cmds:?}"
+    );
+    assert!(!core.knows(&ch("r")));
+    assert_eq!(core.next_deadline(), None);
+
+    core.handle(1_000, dialled("k2"));
+    core.handle(1_500, retrieve("gone", "700"));
+    assert!(
+        core.handle(
+            1_600,
+            Event::Hangup {
+                channel: ch("gone")
+            }
+        )
+        .is_empty()
+    );
+    assert!(!core.knows(&ch("gone")));
+    core.handle(2_000, retrieve("r2", "700"));
+    assert!(core.handle_timeout(1_000 + SETTLE_TIME - 1).is_empty());
+    let cmds = core.handle_timeout(1_000 + SETTLE_TIME);
+    assert!(
+        cmds.contains(&Command::Bridge {
+            parked: ch("k2"),
+            other: ch("r2")
+        }),
+        "{cmds:?}"
+    );
+    // A retrieve after the settle time is connected at once.
+    core.handle(
+        1_000 + SETTLE_TIME + 5,
+        Event::Bridged { channel: ch("k2") },
+    );
+    core.handle(20_000, dialled("k3"));
+    let cmds = core.handle(20_000 + SETTLE_TIME, retrieve("r3", "700"));
+    assert!(cmds.contains(&Command::Bridge {
+        parked: ch("k3"),
+        other: ch("r3")
+    }));
+}
+
 #[test]
 fn an_attended_transfer_hands_the_consultations_orbit_to_the_caller() {
     let mut core = core_with(settings(1, false), &["700-709"]);
@@ -1242,6 +1439,10 @@ proptest! {
                 parks.push((ch(&c), orbit));
                 core.handle(now, e)
             };
+            // A caller handed the orbit of a consultation someone dialled (being connected to
+            // it, or waiting for it to settle): bridged to that retriever.
+            let mut rebridged: Option<(ChannelId, ChannelId)> = None;
+            let mut handed_to: Option<ChannelId> = None;
             let cmds = match s {
                 Step::Park => park(&mut core, &mut next, None, None),
                 Step::ParkLot => park(&mut core, &mut next, Some("sales"), None),
@@ -1287,7 +1488,7 @@ proptest! {
                         }
                         parks.push((c.clone(), None));
                         let cmds = core.handle(now, e);
-                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. });
+                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. } | CallState::Connecting { via: Via::Retrieve { .. }, .. });
                         if waits {
                             // The orbit passes over without being freed; the held call goes.
                             prop_assert!(core.call(&k.channel).is_none());
@@ -1295,6 +1496,12 @@ proptest! {
                             let hangs_up = cmds.contains(&Command::Hangup { channel: k.channel.clone() });
                             prop_assert!(hangs_up, "{:?}", cmds);
                             prop_assert!(!cmds.iter().any(|x| matches!(x, Command::Lamp { state: LampState::Idle, .. })), "{:?}", cmds);
+                            if let CallState::Connecting { leg, via: Via::Retrieve { .. }, .. } = &k.state {
+                                let bridge = Command::Bridge { parked: c.clone(), other: leg.clone() };
+                                prop_assert!(cmds.contains(&bridge), "{:?}", cmds);
+                                rebridged = Some((c.clone(), leg.clone()));
+                            }
+                            handed_to = Some(c.clone());
                             handed.push(k.channel.clone());
                         } else {
                             // Nothing to take over: parked like any call.
@@ -1306,7 +1513,7 @@ proptest! {
                 },
                 Step::Replaced(i) => match pick(&calls, i) {
                     Some(k) => {
-                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. });
+                        let waits = k.orbit.is_some() && matches!(k.state, CallState::Parked | CallState::Replaced | CallState::Ringback { .. } | CallState::Fallback { .. } | CallState::Connecting { via: Via::Retrieve { .. }, .. });
                         let cmds = core.handle(now, Event::Replaced { channel: k.channel.clone() });
                         if waits {
                             // Its orbit waits for the caller, a few seconds at most.
@@ -1363,7 +1570,11 @@ proptest! {
             // orbit in use is not a retrieve), follows its orbit's lot, and a directed one
             // gets its orbit, the lot's next free one, or goes back.
             for (c, wanted) in &parks {
-                prop_assert!(!cmds.iter().any(|x| matches!(x, Command::Bridge { parked, other } if parked == c || other == c)), "{} bridged", c);
+                let expected = |p: &ChannelId, x: &ChannelId| {
+                    rebridged.as_ref().is_some_and(|(rp, rx)| rp == p && rx == x)
+                        || (handed_to.as_ref() == Some(p) && retrievers.contains(x))
+                };
+                prop_assert!(!cmds.iter().any(|x| matches!(x, Command::Bridge { parked, other } if (parked == c || other == c) && !expected(parked, other))), "{} bridged", c);
                 let Some(call) = core.call(c) else { continue };
                 if let Some(orbit) = call.orbit {
                     let sales = orbit >= o("702");

@@ -431,7 +431,10 @@ async fn hold_and_resume_after_a_retrieve(pbx: &impl Testbed) {
     alice.unhold(r).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     audio_flows(&alice, r, "after hold and resume").await;
-    assert!(pbx.exists(call.channel.as_str()).await, "the caller is there");
+    assert!(
+        pbx.exists(call.channel.as_str()).await,
+        "the caller is there"
+    );
     alice.hangup(r).await;
     nobody_left(pbx, "the call ended").await;
     alice.quit().await;
@@ -465,7 +468,14 @@ async fn park_in_early_media(pbx: &impl Testbed) {
     })
     .await;
     let from = cp.log_rows().await.len();
-    pbx.redirect(&Chan { id: id.clone(), name }, "park").await;
+    pbx.redirect(
+        &Chan {
+            id: id.clone(),
+            name,
+        },
+        "park",
+    )
+    .await;
     alice.wait_state_since(mark, c, "CONFIRMED", S(10)).await;
     let parked = wait_for("the call parked", S(10), || async {
         cp.parked()
@@ -499,4 +509,101 @@ async fn asterisk_park_in_early_media_answers_the_call() {
 #[tokio::test]
 async fn freeswitch_park_in_early_media_answers_the_call() {
     park_in_early_media(&freeswitch().await).await;
+}
+
+/// Carol's channel, the one alice's transfers send on: the Local half that dialled the phone
+/// on Asterisk, the loopback half that bridged to it on FreeSWITCH. Waited for: FreeSWITCH
+/// lists a channel a moment after its call is up.
+async fn carols_channel(pbx: &impl Testbed) -> String {
+    wait_for("Carol's channel listed", S(5), || async {
+        pbx.channels()
+            .await
+            .into_iter()
+            .find(|(_, name)| {
+                (name.contains("to-sip-alice@calls") && name.ends_with(";2"))
+                    || name == "loopback/to-user-alice-b"
+            })
+            .map(|(id, _)| id)
+    })
+    .await
+}
+
+/// A retrieve that arrives while an attended park is being completed (the phone's REFER with
+/// Replaces on its way) gets the call or "orbit empty", never a half-bridged call: once the
+/// race settles, the retriever talks to the caller, or it is gone and the caller is parked on
+/// the orbit. The retrieve starts at a few offsets from the REFER, each a round.
+async fn retrieve_racing_an_attended_park(pbx: &impl Testbed) {
+    let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
+    let alice = alice(pbx).await;
+    alice.auto("answer").await;
+    let mut outcomes = Vec::new();
+    for (round, offset_ms) in [0u64, 20, 60, 150].into_iter().enumerate() {
+        let c1 = alice_talks_to_carol(pbx, &alice).await;
+        let carol = carols_channel(pbx).await;
+        let (c2, orbit) = consult(pbx, &cp, &alice, c1, "park").await;
+        alice.xfer_replaces(c1, c2).await;
+        tokio::time::sleep(Duration::from_millis(offset_ms)).await;
+        let retriever = pbx.dial_orbit(&orbit, "Dave", "202").await;
+        // Settled: the retriever bridged to Carol, or gone with Carol parked on the orbit.
+        let outcome = wait_for(
+            &format!("round {round}: the race settled"),
+            S(15),
+            || async {
+                assert!(
+                    pbx.exists(&carol).await,
+                    "round {round}: the caller was dropped"
+                );
+                if pbx.exists(&retriever.id).await {
+                    pbx.bridged(&retriever.id, &carol)
+                        .await
+                        .then_some("retrieved")
+                } else {
+                    cp.parked()
+                        .await
+                        .iter()
+                        .any(|c| {
+                            c.channel.as_str() == carol
+                                && c.state.name() == "parked"
+                                && c.orbit.map(|o| o.to_string()).as_deref() == Some(orbit.as_str())
+                        })
+                        .then_some("orbit empty, the caller parked")
+                }
+            },
+        )
+        .await;
+        // And it stays so: no bridge that falls apart a moment later.
+        tokio::time::sleep(S(1)).await;
+        assert!(
+            pbx.exists(&carol).await,
+            "round {round}: the caller dropped"
+        );
+        if outcome == "retrieved" {
+            assert!(
+                pbx.bridged(&retriever.id, &carol).await,
+                "round {round}: the retrieve's bridge fell apart"
+            );
+            assert!(cp.parked().await.is_empty(), "{:?}", cp.parked().await);
+        }
+        outcomes.push(outcome);
+        for (id, _) in pbx.channels().await {
+            pbx.hang_up(&id).await;
+        }
+        nobody_left(pbx, "the round's calls ended").await;
+        wait_for("callpark holds nothing", S(10), || async {
+            cp.parked().await.is_empty().then_some(())
+        })
+        .await;
+    }
+    eprintln!("{}: {outcomes:?}", pbx.name());
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_retrieve_racing_an_attended_park_gets_the_call_or_orbit_empty() {
+    retrieve_racing_an_attended_park(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_retrieve_racing_an_attended_park_gets_the_call_or_orbit_empty() {
+    retrieve_racing_an_attended_park(&freeswitch().await).await;
 }

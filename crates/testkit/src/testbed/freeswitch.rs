@@ -174,7 +174,11 @@ impl Testbed for FreeswitchTestbed {
     async fn redirect(&self, ch: &Chan, exten: &str) {
         let r = self
             .esl
-            .api(&format!("uuid_transfer {} {exten} XML {}", ch.id, fb("CONTEXT")))
+            .api(&format!(
+                "uuid_transfer {} {exten} XML {}",
+                ch.id,
+                fb("CONTEXT")
+            ))
             .await;
         assert!(r.starts_with("+OK"), "uuid_transfer: {r}");
     }

@@ -4,14 +4,13 @@
 use tracing::{debug, warn};
 
 use super::names::{dialled_parker, endpoint_of, parker_at};
-use crate::pbx::freeswitch::codec::Outgoing;
 use super::{
-    Chan, FsTranslator, INCLUDE_MUSIC, Request, SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED,
-    Tag,
+    Chan, FsTranslator, INCLUDE_MUSIC, Request, SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED, Tag,
 };
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Event, ParkRequest, Parker, Party};
 use crate::pbx::Output;
+use crate::pbx::freeswitch::codec::Outgoing;
 use crate::pbx::freeswitch::model::FsEvent;
 
 impl FsTranslator {

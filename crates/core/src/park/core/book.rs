@@ -58,6 +58,15 @@ impl ParkCore {
             return;
         };
         self.unindex(&call);
+        self.settling.remove(ch);
+        // Retrievers waiting for it: it is gone (or another retriever has it).
+        for (r, w) in self.waiting_for(ch) {
+            self.deadlines.remove(&(w.due, r.clone()));
+            out.push(Command::OrbitEmpty {
+                channel: r,
+                orbit: w.orbit,
+            });
+        }
         if let Some(o) = call.orbit {
             self.by_orbit.remove(&o);
             let freed = self.orbits.release(o);

@@ -6,6 +6,11 @@ use super::{ParkCore, Role};
 
 impl ParkCore {
     pub(super) fn on_hangup(&mut self, now: Millis, ch: ChannelId, out: &mut Vec<Command>) {
+        if let Some(w) = self.waiting.remove(&ch) {
+            // A waiting retriever gave up.
+            self.deadlines.remove(&(w.due, ch));
+            return;
+        }
         let Some((parked, role)) = self.channels.get(&ch).cloned() else {
             return;
         };
@@ -52,10 +57,30 @@ impl ParkCore {
         if !self.can_hand_over(&ch) {
             return self.on_hangup(now, ch, out);
         }
-        if let Some(leg) = self.calls[&ch].state.leg() {
-            out.push(Command::Hangup {
-                channel: leg.clone(),
-            });
+        let call = &self.calls[&ch];
+        match (&call.state, call.orbit) {
+            // The consultation of an attended park left as someone dialled its orbit: the
+            // orbit is the caller's now, who is on the way; the retriever hears it empty.
+            (
+                CallState::Connecting {
+                    leg,
+                    via: Via::Retrieve { .. },
+                    ..
+                },
+                Some(orbit),
+            ) => {
+                out.push(Command::OrbitEmpty {
+                    channel: leg.clone(),
+                    orbit,
+                });
+            }
+            (state, _) => {
+                if let Some(leg) = state.leg() {
+                    out.push(Command::Hangup {
+                        channel: leg.clone(),
+                    });
+                }
+            }
         }
         self.update(&ch, |c| {
             c.state = CallState::Replaced;

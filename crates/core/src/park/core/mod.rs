@@ -47,6 +47,21 @@ pub struct ParkCore {
     log: Vec<LogEvent>,
     /// Orbits whose call `update` changed in this step, with the lamp they showed before.
     lamps: Vec<(Orbit, LampState)>,
+    /// Calls parked by dialling, until when a retrieve of them waits ([`SETTLE_TIME`]). Not
+    /// stored: after a restart they are retrieved at once.
+    settling: HashMap<ChannelId, Millis>,
+    /// Retrievers waiting for such a call to settle, by retriever; each has a deadline.
+    waiting: HashMap<ChannelId, Waiting>,
+}
+
+/// A retrieve held back until the call on its orbit settles (see `on_retrieve`).
+#[derive(Debug, Clone)]
+struct Waiting {
+    parked: ChannelId,
+    orbit: Orbit,
+    by: Party,
+    dialler: Parker,
+    due: Millis,
 }
 
 impl ParkCore {
@@ -65,6 +80,8 @@ impl ParkCore {
             dirty: Vec::new(),
             log: Vec::new(),
             lamps: Vec::new(),
+            settling: HashMap::new(),
+            waiting: HashMap::new(),
         }
     }
 
@@ -136,7 +153,7 @@ impl ParkCore {
 
     /// Whether the core has anything to do with this channel.
     pub fn knows(&self, channel: &ChannelId) -> bool {
-        self.channels.contains_key(channel)
+        self.channels.contains_key(channel) || self.waiting.contains_key(channel)
     }
 
     /// The earliest deadline, for the service's timer.

@@ -96,6 +96,9 @@ impl ParkCore {
             lot,
         };
         self.hold(now, held, &cfg);
+        if announce_to.is_some() {
+            self.settling.insert(ch.clone(), now + SETTLE_TIME);
+        }
         self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
     }
 
@@ -128,7 +131,9 @@ impl ParkCore {
     }
 
     /// Whether the call on `replaced` can pass its orbit on to the channel taking its place:
-    /// it is parked on an orbit and waits there (not being connected to anyone).
+    /// it is parked on an orbit and waits there, or someone dialled that orbit and is being
+    /// connected to it (the consultation of an attended park, retrieved as the phone's REFER
+    /// was on its way: the retriever then gets the caller, see [`Self::hand_over`]).
     pub(super) fn can_hand_over(&self, replaced: &ChannelId) -> bool {
         self.calls.get(replaced).is_some_and(|c| {
             c.orbit.is_some()
@@ -138,6 +143,10 @@ impl ParkCore {
                         | CallState::Replaced
                         | CallState::Ringback { .. }
                         | CallState::Fallback { .. }
+                        | CallState::Connecting {
+                            via: Via::Retrieve { .. },
+                            ..
+                        }
                 )
         })
     }
@@ -159,11 +168,22 @@ impl ParkCore {
         self.unindex(&old);
         // Removed before the new call is written: the store allows one call per orbit.
         self.dirty.push(replaced.clone());
-        if let Some(leg) = old.state.leg() {
-            out.push(Command::Hangup {
-                channel: leg.clone(),
-            });
-        }
+        // A retriever being connected to the consultation: it gets the caller instead (below).
+        let retriever = match &old.state {
+            CallState::Connecting {
+                leg,
+                via: Via::Retrieve { by },
+                ..
+            } => Some((leg.clone(), by.clone())),
+            state => {
+                if let Some(leg) = state.leg() {
+                    out.push(Command::Hangup {
+                        channel: leg.clone(),
+                    });
+                }
+                None
+            }
+        };
         let orbit = old.orbit.expect("only calls on an orbit are handed over");
         let cfg = self.cfg(old.lot.as_deref());
         let ch = req.channel;
@@ -208,6 +228,23 @@ impl ParkCore {
             });
         }
         self.push_log(now, LogKind::HandedOver, &ch, Some(orbit), detail);
+        if let Some((leg, by)) = retriever {
+            // Dialled while the orbit was the consultation's: the caller is what it dialled.
+            let dialler = Parker {
+                display: party_label(&by),
+                ids: vec![by.number.clone()],
+                endpoint: None,
+            };
+            self.on_retrieve(now, leg, orbit, by, dialler, out);
+        }
+        // Those who dialled it while the consultation settled: the caller, to the first.
+        self.settling.remove(&replaced);
+        let mut waiting = self.waiting_for(&replaced);
+        waiting.sort_by_key(|(_, w)| w.due);
+        for (r, w) in waiting {
+            self.deadlines.remove(&(w.due, r.clone()));
+            self.on_retrieve(now, r, w.orbit, w.by, w.dialler, out);
+        }
     }
 
     /// Whether a voice policy enables call park for `parker`.

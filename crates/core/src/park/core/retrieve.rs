@@ -4,7 +4,7 @@ use crate::orbit::Orbit;
 use crate::park::types::*;
 
 use super::labels::{destination_label, party_label};
-use super::{ParkCore, Role};
+use super::{ParkCore, Role, Waiting};
 
 impl ParkCore {
     pub(super) fn on_retrieve(
@@ -16,6 +16,9 @@ impl ParkCore {
         dialler: Parker,
         out: &mut Vec<Command>,
     ) {
+        if self.waiting.contains_key(&ch) {
+            return; // waiting already (reported again on reconnecting)
+        }
         match self.channels.get(&ch).cloned() {
             // The retriever being connected, reported again (found on reconnect, not bridged):
             // it must not hear "empty", it is the one the call waits for.
@@ -26,6 +29,25 @@ impl ParkCore {
             None => {}
         }
         let parked = self.by_orbit.get(&orbit).cloned();
+        // The orbit's call is being handed over (its consultation replaced, the caller on the
+        // way): the retriever waits for the caller, as it would for a settling call.
+        if let Some(p) = parked.as_ref().filter(|p| {
+            self.calls
+                .get(*p)
+                .is_some_and(|c| c.state == CallState::Replaced)
+        }) {
+            let due = self.calls[p].deadline.saturating_add(1);
+            self.deadlines.insert((due, ch.clone()));
+            let w = Waiting {
+                parked: p.clone(),
+                orbit,
+                by,
+                dialler,
+                due,
+            };
+            self.waiting.insert(ch, w);
+            return;
+        }
         let Some(parked) = parked.filter(|p| {
             matches!(
                 self.calls.get(p).map(|c| &c.state),
@@ -62,6 +84,23 @@ impl ParkCore {
             self.push_log(now, LogKind::OrbitEmpty, &ch, Some(orbit), party_label(&by));
             return;
         };
+        // A call parked by dialling, moments ago: as likely as not a phone's consultation
+        // whose transfer is on its way. The retriever waits for it to settle.
+        if let Some(&until) = self.settling.get(&parked) {
+            if now < until {
+                self.deadlines.insert((until, ch.clone()));
+                let w = Waiting {
+                    parked,
+                    orbit,
+                    by,
+                    dialler,
+                    due: until,
+                };
+                self.waiting.insert(ch, w);
+                return;
+            }
+            self.settling.remove(&parked);
+        }
         let call = &self.calls[&parked];
         let resume = match &call.state {
             CallState::Parked => call.deadline,
@@ -192,5 +231,44 @@ impl ParkCore {
             });
         }
         self.finish(now, &parked, kind, detail, out);
+    }
+
+    /// A waiting retriever's time is up, or the call it waits for settled: it is retrieved
+    /// as if it dialled now (the caller that took the consultation's place, the consultation
+    /// itself, or "orbit empty"). A call still being handed over is waited for until the
+    /// hand-over ends.
+    pub(super) fn settled(
+        &mut self,
+        now: Millis,
+        ch: ChannelId,
+        w: Waiting,
+        out: &mut Vec<Command>,
+    ) {
+        self.deadlines.remove(&(w.due, ch.clone()));
+        self.settling.remove(&w.parked);
+        if let Some(call) = self
+            .calls
+            .get(&w.parked)
+            .filter(|c| c.state == CallState::Replaced)
+        {
+            let due = call.deadline.saturating_add(1);
+            self.deadlines.insert((due, ch.clone()));
+            self.waiting.insert(ch, Waiting { due, ..w });
+            return;
+        }
+        self.on_retrieve(now, ch, w.orbit, w.by, w.dialler, out);
+    }
+
+    /// The retrievers waiting for `parked` to settle: it did (ended, or handed its orbit on).
+    pub(super) fn waiting_for(&mut self, parked: &ChannelId) -> Vec<(ChannelId, Waiting)> {
+        let ids: Vec<ChannelId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.parked == *parked)
+            .map(|(r, _)| r.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|r| self.waiting.remove(&r).map(|w| (r, w)))
+            .collect()
     }
 }

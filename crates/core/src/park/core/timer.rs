@@ -7,6 +7,9 @@ use super::labels::orbit_caller_id;
 
 impl ParkCore {
     pub(super) fn on_deadline(&mut self, now: Millis, parked: ChannelId, out: &mut Vec<Command>) {
+        if let Some(w) = self.waiting.remove(&parked) {
+            return self.settled(now, parked, w, out);
+        }
         let Some(call) = self.calls.get(&parked) else {
             return;
         };

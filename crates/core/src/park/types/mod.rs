@@ -20,4 +20,4 @@ pub use self::log::{LogEvent, LogKind};
 pub use self::party::{Parker, Party};
 pub use self::refusal::{OperatorError, RefuseReason};
 pub use self::settings::{Moh, OnBusyOrbit, Settings};
-pub use self::time::{BRIDGE_TIMEOUT, HANDOVER_TIMEOUT, Millis, NO_DEADLINE};
+pub use self::time::{BRIDGE_TIMEOUT, HANDOVER_TIMEOUT, Millis, NO_DEADLINE, SETTLE_TIME};

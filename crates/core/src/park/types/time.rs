@@ -15,3 +15,10 @@ pub const HANDOVER_TIMEOUT: Millis = 5_000;
 /// How long a requested bridge may take before it counts as failed. Not a setting in the file:
 /// it only bounds the wait for a PBX that never reports the bridge, and Lync has none to mirror.
 pub const BRIDGE_TIMEOUT: Millis = 10_000;
+
+/// How long a call parked by dialling (its parker on the line: as likely as not the
+/// consultation of a phone's attended transfer, whose REFER is yet to come) keeps a retriever
+/// waiting rather than connecting it: the phone's transfer would replace the consultation while
+/// the bridge to it is being set up, and FreeSWITCH then drops both. Within it, a retrieve
+/// waits until the call settles (the caller takes its place, or it hangs up) or the time ends.
+pub const SETTLE_TIME: Millis = 3_000;
