@@ -1,5 +1,6 @@
 //! The admin API (`[api]`) against a real SQLite store, served on a loopback port: the bearer
-//! token, parked calls, orbits, settings, metrics, and the event stream with its resume.
+//! token, parked calls, orbits, settings, metrics, and the event stream with its resume; and the
+//! operator's side (API and command line) against `callpark run` on both testbeds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -1101,4 +1102,94 @@ async fn an_api_whose_log_cannot_be_read_at_start_fails_instead_of_replaying_it(
         .expect("it gives up within seconds");
     let e = served.unwrap_err().to_string();
     assert!(e.contains("event log cannot be read at start"), "{e}");
+}
+
+/// The operator's command line against `callpark run` on each testbed, the scenario written
+/// once: `callpark parked` lists the call, `callpark watch` prints the retrieve that
+/// `callpark retrieve <orbit> --to <extension>` makes through the service, the log names the
+/// extension; another call hung up through the API is gone from the PBX.
+async fn operator_command_line(pbx: &impl support::testbed::Testbed) {
+    use support::*;
+    let (api_toml, port, _api_dir) = api_table(TOKEN);
+    let cp = Callpark::start(&Setup {
+        extra: api_toml,
+        ..pbx.setup("pickup_timeout = \"60s\"\n")
+    })
+    .await;
+    let orbit = pbx.orbit(1);
+    let caller = pbx.park_by_transfer("alice", "Carol", "5551234").await;
+    cp.wait_parked_on(&orbit).await;
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_callpark"));
+        c.arg("--config").arg(&cp.config).args(args);
+        c
+    };
+    let out = cli(&["parked", "--format", "json"]).output().unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["orbit"], orbit.as_str());
+    assert_eq!(json[0]["channel"], caller.id.as_str());
+    let mut watch = cli(&["watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("retrieved"))
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to = pbx.exten("answer");
+    let out = cli(&["retrieve", &orbit, "--to", &to]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    cp.wait_log(&caller.id, "retrieved", Duration::from_secs(10))
+        .await;
+    wait_for(
+        "callpark watch to print the retrieve",
+        Duration::from_secs(10),
+        || async { lines.is_finished().then_some(()) },
+    )
+    .await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = tokio::task::spawn_blocking(move || lines.join().unwrap())
+        .await
+        .unwrap()
+        .expect("callpark watch printed the retrieve");
+    assert!(
+        seen.contains(orbit.as_str()) && seen.contains(&caller.id),
+        "{seen}"
+    );
+    let row = cp.log_row(&caller.id, "retrieved").await;
+    assert!(row.detail.contains(&to), "{}", row.detail);
+    assert!(
+        pbx.exists(&caller.id).await,
+        "the caller talks to the extension"
+    );
+    // Another call, hung up by the operator through the API.
+    let other = pbx.park_by_transfer("bob", "Dave", "5552222").await;
+    cp.wait_parked_on(&orbit).await;
+    let r = reqwest::Client::new()
+        .delete(format!("http://127.0.0.1:{port}/api/v1/parked/{orbit}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    cp.wait_log(&other.id, "disconnected", Duration::from_secs(5))
+        .await;
+    pbx.wait_gone("the call hung up", &other.id, Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test]
+async fn asterisk_operator_command_line_retrieve_watch_and_hang_up() {
+    operator_command_line(&support::testbed::AsteriskTestbed::take().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_operator_command_line_retrieve_watch_and_hang_up() {
+    operator_command_line(&support::testbed::FreeswitchTestbed::take().await).await;
 }

@@ -408,6 +408,7 @@ async fn audio_flows(alice: &support::phone::Phone, call: u64, when: &str) {
 /// still flows both ways, counted at the SIP phone. The caller echoes, so what the phone
 /// hears back went through the parked call's whole path.
 async fn hold_and_resume_after_a_retrieve(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
     let cp = Callpark::start(&setup(pbx, RINGS_LATER)).await;
     let alice = alice(pbx).await;
     alice.auto("answer").await;
@@ -421,10 +422,12 @@ async fn hold_and_resume_after_a_retrieve(pbx: &impl Testbed) {
     let call = carols_park(&cp).await;
     let orbit = call.orbit.unwrap().to_string();
 
+    pbx.wait_lamp(lamps, &orbit, true).await;
     let mark = alice.mark();
     let r = alice.call(&pbx.sip_uri(&orbit)).await;
     alice.wait_state_since(mark, r, "CONFIRMED", S(10)).await;
     cp.wait_log(call.channel.as_str(), "retrieved", S(10)).await;
+    pbx.wait_lamp(lamps, &orbit, false).await;
     audio_flows(&alice, r, "after the retrieve").await;
     alice.hold(r).await;
     tokio::time::sleep(S(1)).await;
@@ -538,6 +541,8 @@ async fn retrieve_racing_an_attended_park(pbx: &impl Testbed) {
     alice.auto("answer").await;
     let mut outcomes = Vec::new();
     for (round, offset_ms) in [0u64, 20, 60, 150].into_iter().enumerate() {
+        let lamps = pbx.mark();
+        let from = cp.log_rows().await.len();
         let c1 = alice_talks_to_carol(pbx, &alice).await;
         let carol = carols_channel(pbx).await;
         let (c2, orbit) = consult(pbx, &cp, &alice, c1, "park").await;
@@ -577,13 +582,38 @@ async fn retrieve_racing_an_attended_park(pbx: &impl Testbed) {
             pbx.exists(&carol).await,
             "round {round}: the caller dropped"
         );
+        let kinds = log_since(&cp, from).await;
         if outcome == "retrieved" {
             assert!(
                 pbx.bridged(&retriever.id, &carol).await,
                 "round {round}: the retrieve's bridge fell apart"
             );
             assert!(cp.parked().await.is_empty(), "{:?}", cp.parked().await);
+            pbx.wait_lamp(lamps, &orbit, false).await;
+            assert!(
+                kinds
+                    .iter()
+                    .any(|(k, ch, _)| k == "retrieved" && *ch == carol),
+                "round {round}: {kinds:?}"
+            );
+        } else {
+            pbx.wait_lamp(lamps, &orbit, true).await;
+            assert!(
+                kinds.iter().any(|(k, _, _)| k == "orbit_empty"),
+                "round {round}: {kinds:?}"
+            );
         }
+        // One park of the caller, on the orbit the consultation heard; nothing abandoned.
+        assert!(
+            kinds.iter().any(|(k, ch, o)| k == "handed_over"
+                && *ch == carol
+                && o.as_deref() == Some(orbit.as_str())),
+            "round {round}: {kinds:?}"
+        );
+        assert!(
+            !kinds.iter().any(|(k, _, _)| k == "abandoned"),
+            "round {round}: {kinds:?}"
+        );
         outcomes.push(outcome);
         for (id, _) in pbx.channels().await {
             pbx.hang_up(&id).await;

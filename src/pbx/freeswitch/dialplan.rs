@@ -101,19 +101,6 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             );
         }
     };
-    // A transferred call on its way to the include's music first knocks on callpark's
-    // outbound listener: callpark reads the call from the connection's reply and lets go at
-    // once, so the park is in callpark's hands as the music starts instead of when the
-    // music's event reaches it. Nobody listening: the music all the same, and the event.
-    let door = |s: &mut String| {
-        if let Some(addr) = outbound {
-            let _ = writeln!(
-                s,
-                "      <anti-action application=\"socket\" data=\"{}\"/>",
-                xml_escape(addr)
-            );
-        }
-    };
     let park = |s: &mut String, name: &str, dest: &str, lot: Option<&str>| {
         // Each lot's own music.
         let hold = hold_music(lot.and_then(|l| cfg.lot(l)).map_or(&cfg.park, |l| &l.park));
@@ -156,7 +143,6 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
             );
             let _ = writeln!(s, "      <action application=\"park\"/>");
-            door(s);
             let _ = writeln!(
                 s,
                 "      <anti-action application=\"{app}\" data=\"{}\"/>",
@@ -250,7 +236,6 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 .map_or(&cfg.park, |l| &l.park);
             match hold_music(lot_park) {
                 Some((app, data)) => {
-                    door(&mut s);
                     let _ = writeln!(
                         s,
                         "      <anti-action application=\"{app}\" data=\"{}\"/>",

@@ -1,6 +1,5 @@
 //! Outbound connections (`[[pbx]] outbound`): the include connects a dialled orbit's own
-//! thread to callpark (its `socket` application) before it parks the call, and a transferred
-//! park's on its way to the music (let go as soon as it is read). callpark answers
+//! thread to callpark (its `socket` application) before it parks the call. callpark answers
 //! `connect`, reads the channel from the reply as the translator reads a CHANNEL_PARK, and keeps
 //! the connection open until the translator releases the channel ([`Tag::Release`]), which it
 //! does behind the requests that act on it: closed after the bridge is set up, the connection
@@ -84,11 +83,8 @@ async fn door(sock: TcpStream, tx: mpsc::Sender<Door>) {
     };
     ev.name = "CHANNEL_PARK".into();
     ev.outbound = true;
-    // A park knocks on its way to the include's music, which needs nothing of callpark: it
-    // goes on at once. A retrieve waits here for its bridge.
-    let park = ev.callpark_action.as_deref() == Some("park");
     let (release, released) = oneshot::channel();
-    if tx.send((ev, release)).await.is_err() || park {
+    if tx.send((ev, release)).await.is_err() {
         return;
     }
     tokio::select! {

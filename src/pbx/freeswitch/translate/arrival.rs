@@ -4,13 +4,10 @@
 use tracing::{debug, warn};
 
 use super::names::{dialled_parker, endpoint_of, parker_at};
-use super::{
-    Chan, FsTranslator, INCLUDE_MUSIC, Request, SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED, Tag,
-};
+use super::{Chan, FsTranslator, Request, SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED, Tag};
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Event, ParkRequest, Parker, Party};
 use crate::pbx::Output;
-use crate::pbx::freeswitch::codec::Outgoing;
 use crate::pbx::freeswitch::model::FsEvent;
 
 impl FsTranslator {
@@ -19,26 +16,19 @@ impl FsTranslator {
             |app: &Option<String>| matches!(app.as_deref(), Some("playback" | "endless_playback"));
         // The include's music, or (found on reconnecting) music playing: either way it need
         // not be started again.
-        // A transferred park read from the outbound connection is on its way to the include's
-        // music (the include knocks only there), which the connection has already let go to.
-        let door_park = ev.outbound && ev.callpark_action.as_deref() == Some("park");
         let dialplan_music = ev.name == "CHANNEL_EXECUTE"
-            || door_park
             || (ev.name == "CHANNEL_DATA" && music(&ev.current_application));
         let chan = Chan {
             answered: ev.answered(),
             dialplan_music,
-            // Which music the include plays is not in the connection's reply: any playback
-            // but the orbit spoken and the prompts is it (see `on_music_ended`).
-            music: match ev.name.as_str() {
-                "CHANNEL_EXECUTE" => ev.application_data.clone(),
-                _ if door_park => Some(INCLUDE_MUSIC.to_string()),
-                _ => None,
-            },
+            music: ev
+                .application_data
+                .clone()
+                .filter(|_| ev.name == "CHANNEL_EXECUTE"),
             bridging: false,
             return_armed: false,
             sip_call_id: ev.sip_call_id.clone(),
-            door: ev.outbound && !door_park,
+            door: ev.outbound,
             // Found on (re)connecting: what callpark queued on it before cannot be known, so
             // its first bridge flushes the queue all the same.
             queued: ev.name == "CHANNEL_DATA",
@@ -51,13 +41,6 @@ impl FsTranslator {
         match ev.callpark_action.as_deref() {
             Some("park") => {
                 self.take(out, &id, chan);
-                if door_park {
-                    // Closed already; the driver forgets its handle.
-                    out.request(Request {
-                        out: Outgoing::new(format!("release {id}")),
-                        tag: Tag::Release(id.clone()),
-                    });
-                }
                 let lot = ev.callpark_lot.clone().filter(|l| !l.is_empty());
                 // A phone's REFER with Replaces: FreeSWITCH ended the consultation call and
                 // sent the caller here by a blind transfer; the Refer-To names the call.

@@ -33,9 +33,6 @@ pub use request::{Reply, Request, Tag};
 
 /// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
 pub(crate) const SOUND_ORBIT_EMPTY: &str = "ivr/ivr-that_was_an_invalid_entry.wav";
-/// The include's music on hold as callpark knows it when it has not seen it start (the
-/// channel came from the outbound connection): the variable it usually names.
-const INCLUDE_MUSIC: &str = "${hold_music}";
 pub(crate) const SOUND_PARK_FAILED: &str = "ivr/ivr-call_cannot_be_completed_as_dialed.wav";
 
 /// The events callpark subscribes to.
