@@ -102,6 +102,26 @@ impl VanillaFs {
             .status()
             .unwrap();
         assert!(cp.success());
+        // The one change to the vanilla configuration: its external addresses come from a STUN
+        // lookup of stun.freeswitch.org while the configuration is read, which holds the start
+        // up for as long as DNS takes to fail on a machine without the internet (past a minute
+        // in one CI run). Everything here is on 127.0.0.1.
+        let vars = conf.join("vars.xml");
+        let text = std::fs::read_to_string(&vars).unwrap();
+        let local = text
+            .replace(
+                r#"cmd="stun-set" data="external_rtp_ip=stun:stun.freeswitch.org""#,
+                r#"cmd="set" data="external_rtp_ip=127.0.0.1""#,
+            )
+            .replace(
+                r#"cmd="stun-set" data="external_sip_ip=stun:stun.freeswitch.org""#,
+                r#"cmd="set" data="external_sip_ip=127.0.0.1""#,
+            );
+        assert!(
+            !local.contains("stun:stun.freeswitch.org\"") && local != text,
+            "conf-vanilla's vars.xml no longer has the STUN lookups this test replaces"
+        );
+        std::fs::write(&vars, local).unwrap();
         for d in ["log", "db", "run", "storage", "temp", "cache", "recordings"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -138,16 +158,19 @@ impl VanillaFs {
             .spawn()
             .expect("start the vanilla FreeSWITCH");
         let fs = VanillaFs { build, child };
-        wait_for(
-            "the vanilla FreeSWITCH's event socket",
-            Duration::from_secs(60),
-            || async {
-                fs.api("ClueCon", "status")
-                    .contains("is ready")
-                    .then_some(())
-            },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !fs.api("ClueCon", "status").contains("is ready") {
+            if std::time::Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(dir.join("log/freeswitch.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "the vanilla FreeSWITCH's event socket did not answer in 60 s; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         fs
     }
 
