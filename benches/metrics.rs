@@ -73,6 +73,7 @@ fn call(i: usize) -> ParkedCall {
         attempts: 0,
         fallback_tried: false,
         state: CallState::Parked,
+        page: Default::default(),
     }
 }
 

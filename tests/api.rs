@@ -40,6 +40,7 @@ fn call(ch: &str, orbit: &str, lot: Option<&str>) -> ParkedCall {
         attempts: 0,
         fallback_tried: false,
         state: CallState::Parked,
+        page: Default::default(),
     }
 }
 

@@ -421,6 +421,7 @@ async fn store_with_a_parked_call(dir: &Path) -> PathBuf {
         attempts: 0,
         fallback_tried: false,
         state: CallState::Parked,
+        page: Default::default(),
     };
     store
         .apply("pbx-a", &[Change::Upsert(Box::new(call))], &[])

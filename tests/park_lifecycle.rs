@@ -1104,7 +1104,10 @@ fn each_lot_keeps_its_own_timeout_prefix_and_lamp() {
     );
     // The sales call rings back first, showing its lot's prefix.
     let cmds = core.handle_timeout(45_000);
-    let Some(Command::Originate { caller_id, .. }) = cmds.first() else {
+    let Some(caller_id) = cmds.iter().find_map(|c| match c {
+        Command::Originate { caller_id, .. } => Some(caller_id),
+        _ => None,
+    }) else {
         panic!("{cmds:?}")
     };
     assert_eq!(caller_id.name, "Sales 702: Bob");
@@ -1299,6 +1302,10 @@ struct Checker {
     ended: HashMap<ChannelId, usize>,
     parked: HashSet<ChannelId>,
     legs: Vec<ChannelId>,
+    /// Pages placed, by the call on the paged orbit.
+    pages: HashMap<ChannelId, u8>,
+    /// Page legs placed and not yet ended.
+    paging: HashSet<ChannelId>,
     /// Ringbacks owed before a fallback: none when the parker's endpoint is unknown.
     owed: u8,
 }
@@ -1344,6 +1351,23 @@ impl Checker {
                     }
                     self.legs.push(channel.clone());
                 }
+                // Only a call of the paging lot (sales) is paged, on its own orbit, at most
+                // 1 + page_repeat times, and each page leg is ended at most once.
+                Command::Page { channel, orbit, .. } => {
+                    prop_assert!(self.paging.insert(channel.clone()));
+                    // The call may have ended later in the same step (its page then ended).
+                    let Some(call) = core.call_on(*orbit).filter(|c| c.page.leg.as_ref() == Some(channel)) else {
+                        prop_assert!(cmds.contains(&Command::EndPage { channel: channel.clone() }), "page {} of no call", channel);
+                        continue;
+                    };
+                    prop_assert_eq!(call.lot.as_deref(), Some("sales"));
+                    let n = self.pages.entry(call.channel.clone()).or_default();
+                    *n += 1;
+                    prop_assert!(*n <= 3, "page {} of 3", n);
+                }
+                Command::EndPage { channel } => {
+                    prop_assert!(self.paging.remove(channel), "{} ended but never placed", channel);
+                }
                 _ => {}
             }
         }
@@ -1379,6 +1403,9 @@ fn lots_core(general: Settings) -> ParkCore {
         pickup_timeout: 45_000,
         caller_id_prefix: "Sales".into(),
         on_busy_orbit: OnBusyOrbit::NextFree,
+        page: Some(Destination::parse("exten:8000@paging").unwrap()),
+        page_repeat: 2,
+        page_interval: 5_000,
         ..general.clone()
     };
     ParkCore::new(
@@ -1708,5 +1735,159 @@ fn an_operator_retrieves_to_an_extension_or_hangs_up() {
         core.drain_log()
             .iter()
             .any(|e| e.kind == LogKind::Disconnected && e.detail == "hung up by the operator")
+    );
+}
+
+fn paging(repeat: u8) -> Settings {
+    Settings {
+        page: Some(Destination::parse("exten:8000@paging").unwrap()),
+        page_repeat: repeat,
+        page_interval: 30_000,
+        ..settings(1, false)
+    }
+}
+
+fn pages(cmds: &[Command]) -> Vec<(ChannelId, Orbit)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Page { channel, orbit, .. } => Some((channel.clone(), *orbit)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Park and page: the page follows the park's own commands (the caller's music and the lamp
+/// never wait on it), shows the orbit as its number, repeats every `page_interval` while the
+/// call waits, and ends with the call.
+#[test]
+fn a_paging_lot_pages_after_the_park_and_repeats_until_retrieved() {
+    let mut core = core_with(paging(2), &["700-709"]);
+    let cmds = core.handle(0, park_event("bob", "alice"));
+    let at = |f: &dyn Fn(&Command) -> bool| cmds.iter().position(f).unwrap();
+    let page = at(&|c| matches!(c, Command::Page { .. }));
+    assert!(page > at(&|c| matches!(c, Command::StartMoh { .. })));
+    assert!(page > at(&|c| matches!(c, Command::Lamp { .. })));
+    let Command::Page {
+        channel,
+        target,
+        orbit,
+        caller_id,
+        timeout_ms,
+    } = &cmds[page]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*channel, ch("bob").leg("pg1"));
+    assert_eq!(target.to_string(), "exten:8000@paging");
+    assert_eq!(*orbit, o("700"));
+    assert_eq!(caller_id.name, "Parked 700: Bob");
+    assert_eq!(caller_id.number, "700");
+    assert_eq!(*timeout_ms, 20_000);
+    let log = core.drain_log();
+    assert_eq!(
+        log.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [LogKind::Parked, LogKind::Paged]
+    );
+    assert_eq!(log[1].detail, "page 1 of 3 to exten:8000@paging");
+    let call = core.call(&ch("bob")).unwrap();
+    assert_eq!(call.page.sent, 1);
+    assert_eq!(call.page.next, Some(30_000));
+    assert_eq!(core.next_deadline(), Some(30_000));
+    assert!(pages(&core.handle_timeout(29_999)).is_empty());
+    assert_eq!(
+        pages(&core.handle_timeout(30_000)),
+        [(ch("bob").leg("pg2"), o("700"))]
+    );
+    assert_eq!(kinds(&mut core), [LogKind::Paged]);
+    assert_eq!(core.next_deadline(), Some(60_000));
+    // Retrieved before the third: the page in progress is ended, no other is placed.
+    core.handle(40_000, retrieve("carol", "700"));
+    let cmds = core.handle(
+        40_100,
+        Event::Bridged {
+            channel: ch("carol"),
+        },
+    );
+    assert!(cmds.contains(&Command::EndPage {
+        channel: ch("bob").leg("pg2")
+    }));
+    assert_eq!(core.next_deadline(), None);
+    assert!(pages(&core.handle_timeout(200_000)).is_empty());
+}
+
+/// `page_repeat = 0` pages once; the count and the next page's time are the call's, so a
+/// restart neither repeats a page nor forgets one that is due.
+#[test]
+fn pages_run_out_and_a_restart_keeps_their_count() {
+    let mut core = core_with(paging(0), &["700-709"]);
+    assert_eq!(pages(&core.handle(0, park_event("a", "alice"))).len(), 1);
+    assert_eq!(core.next_deadline(), Some(90_000), "no second page");
+    let mut core = core_with(paging(1), &["700-709"]);
+    core.handle(0, park_event("a", "alice"));
+    let saved: Vec<ParkedCall> = core.calls().cloned().collect();
+    let (mut core, _) = ParkCore::restore(
+        paging(1),
+        everyone(),
+        PoolOrbits::new(&table(&["700-709"]), "pbx"),
+        saved,
+    );
+    assert_eq!(core.next_deadline(), Some(30_000));
+    // Down past the page's time: placed once, late, and the last.
+    assert_eq!(
+        pages(&core.handle_timeout(50_000)),
+        [(ch("a").leg("pg2"), o("700"))]
+    );
+    assert_eq!(core.call(&ch("a")).unwrap().page.next, None);
+    assert!(pages(&core.handle_timeout(89_999)).is_empty());
+    // The ringback still comes on time, and the call ending ends the last page.
+    let cmds = core.handle_timeout(90_000);
+    assert_eq!(originates(&cmds).len(), 1);
+    let cmds = core.handle(91_000, Event::Hangup { channel: ch("a") });
+    assert!(cmds.contains(&Command::EndPage {
+        channel: ch("a").leg("pg2")
+    }));
+}
+
+/// The orbit an attended park's consultation heard (and that was paged) passes to the caller
+/// with its pages: not paged again at the hand-over, and repeated on the same schedule.
+#[test]
+fn a_handed_over_orbit_keeps_its_pages() {
+    let mut core = core_with(paging(2), &["700-709"]);
+    assert_eq!(
+        pages(&core.handle(0, dialled("k"))),
+        [(ch("k").leg("pg1"), o("700"))]
+    );
+    let cmds = core.handle(4_000, replacing("c", "k"));
+    assert!(pages(&cmds).is_empty(), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| matches!(c, Command::EndPage { .. })));
+    let call = core.call(&ch("c")).unwrap();
+    assert_eq!(call.page.sent, 1);
+    assert_eq!(call.page.next, Some(30_000));
+    assert_eq!(
+        pages(&core.handle_timeout(30_000)),
+        [(ch("c").leg("pg2"), o("700"))]
+    );
+}
+
+/// A page due while the call is being connected is put off by an interval: the retrieve may
+/// fail and leave the call on its orbit.
+#[test]
+fn a_page_due_during_a_retrieve_waits_for_the_call_to_be_back_on_its_orbit() {
+    let mut core = core_with(paging(2), &["700-709"]);
+    core.handle(0, park_event("bob", "alice"));
+    core.handle(29_000, retrieve("carol", "700"));
+    assert!(pages(&core.handle_timeout(30_000)).is_empty());
+    assert_eq!(core.call(&ch("bob")).unwrap().page.next, Some(60_000));
+    // The retriever leaves before the bridge: parked again, paged at the new time.
+    core.handle(
+        31_000,
+        Event::Hangup {
+            channel: ch("carol"),
+        },
+    );
+    assert_eq!(core.call(&ch("bob")).unwrap().state, CallState::Parked);
+    assert_eq!(
+        pages(&core.handle_timeout(60_000)),
+        [(ch("bob").leg("pg2"), o("700"))]
     );
 }

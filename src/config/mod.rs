@@ -28,6 +28,11 @@ pub(crate) const ATTEMPTS_MIN: u8 = 1;
 pub(crate) const ATTEMPTS_MAX: u8 = 10;
 pub(crate) const RING_TIME_MIN: Duration = Duration::from_secs(5);
 pub(crate) const RING_TIME_MAX: Duration = Duration::from_secs(300);
+/// `page_repeat`: repeats after the first page.
+pub(crate) const PAGE_REPEAT_MAX: u8 = 5;
+/// `page_interval` bounds.
+pub(crate) const PAGE_INTERVAL_MIN: Duration = Duration::from_secs(5);
+pub(crate) const PAGE_INTERVAL_MAX: Duration = Duration::from_secs(300);
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +190,13 @@ pub struct ParkConfig<D = Destination> {
     pub caller_id_prefix: String,
     /// A call transferred to an orbit in use: `return` (to the transferor) or `next_free`.
     pub on_busy_orbit: OnBusyOrbit,
+    /// Park and page: where a parked call is announced ("call parked on 701"); none when unset.
+    pub page: Option<D>,
+    /// How many times the page is repeated after the first, 0 to 5.
+    pub page_repeat: u8,
+    /// Time between pages, 5 s to 300 s.
+    #[serde(with = "humantime_serde")]
+    pub page_interval: Duration,
 }
 
 impl<D> Default for ParkConfig<D> {
@@ -200,6 +212,9 @@ impl<D> Default for ParkConfig<D> {
             park_code: "park".into(),
             caller_id_prefix: "Parked".into(),
             on_busy_orbit: OnBusyOrbit::Return,
+            page: None,
+            page_repeat: 0,
+            page_interval: Duration::from_secs(30),
         }
     }
 }
@@ -253,6 +268,13 @@ pub(crate) struct LotConfig {
     pub caller_id_prefix: Option<String>,
     #[serde(default)]
     pub on_busy_orbit: Option<OnBusyOrbit>,
+    /// `"none"`: no page for this lot even when `[park]` has one.
+    #[serde(default)]
+    pub page: Option<String>,
+    #[serde(default)]
+    pub page_repeat: Option<u8>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub page_interval: Option<Duration>,
 }
 
 /// A validated lot: its park codes and its whole settings (`[park]` with its overrides).

@@ -61,6 +61,9 @@ pub(crate) fn settings_of(p: &ParkConfig, moh_file: Option<String>) -> Settings 
         bridge_timeout: crate::park::BRIDGE_TIMEOUT,
         caller_id_prefix: p.caller_id_prefix.clone(),
         on_busy_orbit: p.on_busy_orbit,
+        page: p.page.clone(),
+        page_repeat: p.page_repeat,
+        page_interval: p.page_interval.as_millis() as Millis,
     }
 }
 

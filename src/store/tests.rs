@@ -23,6 +23,7 @@ pub(crate) fn call(ch: &str, orbit: &str, parked_at: Millis) -> ParkedCall {
         attempts: 0,
         fallback_tried: false,
         state: CallState::Parked,
+        page: Default::default(),
     }
 }
 

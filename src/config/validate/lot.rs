@@ -70,6 +70,17 @@ pub(super) fn check(raw: &RawConfig, bad: Bad) -> Result<Vec<Lot>, ConfigError> 
         if let Some(v) = l.on_busy_orbit {
             p.on_busy_orbit = v;
         }
+        match l.page.as_deref() {
+            Some("none") => p.page = None,
+            Some(v) => p.page = Some(v.to_string()),
+            None => {}
+        }
+        if let Some(v) = l.page_repeat {
+            p.page_repeat = v;
+        }
+        if let Some(v) = l.page_interval {
+            p.page_interval = v;
+        }
         let park_codes = l
             .park_codes
             .clone()

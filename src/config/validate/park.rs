@@ -4,7 +4,7 @@
 use super::Bad;
 use crate::config::{
     ATTEMPTS_MAX, ATTEMPTS_MIN, ConfigError, PICKUP_TIMEOUT_MAX, PICKUP_TIMEOUT_MIN, ParkConfig,
-    RING_TIME_MAX, RING_TIME_MIN,
+    PAGE_INTERVAL_MAX, PAGE_INTERVAL_MIN, PAGE_REPEAT_MAX, RING_TIME_MAX, RING_TIME_MIN,
 };
 use crate::park::Destination;
 
@@ -69,6 +69,28 @@ pub(super) fn check(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkCo
             "must not contain quotes or control characters".into(),
         ));
     }
+    let page = match &p.page {
+        Some(text) => Some(Destination::parse(text).map_err(|e| bad(key("page"), e.to_string()))?),
+        None => None,
+    };
+    if p.page_repeat > PAGE_REPEAT_MAX {
+        return Err(bad(
+            key("page_repeat"),
+            format!(
+                "{} is out of bounds: accepted 0 to {PAGE_REPEAT_MAX} repeats after the first page",
+                p.page_repeat
+            ),
+        ));
+    }
+    if p.page_interval < PAGE_INTERVAL_MIN || p.page_interval > PAGE_INTERVAL_MAX {
+        return Err(bad(
+            key("page_interval"),
+            format!(
+                "{} is out of bounds: accepted 5s to 5m",
+                humantime::format_duration(p.page_interval)
+            ),
+        ));
+    }
     Ok(ParkConfig {
         pickup_timeout: p.pickup_timeout,
         max_pickup_attempts: p.max_pickup_attempts,
@@ -80,5 +102,8 @@ pub(super) fn check(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkCo
         park_code: p.park_code.clone(),
         caller_id_prefix: p.caller_id_prefix.clone(),
         on_busy_orbit: p.on_busy_orbit,
+        page,
+        page_repeat: p.page_repeat,
+        page_interval: p.page_interval,
     })
 }

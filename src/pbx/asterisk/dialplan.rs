@@ -8,6 +8,12 @@ use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
 use crate::pbx::stamp;
 
+/// The context of pages (park and page): callpark places `Local/page@callpark-page` with the
+/// page's dial string in `CALLPARK_PAGE_DIAL`; its far side dials it, this side runs `say`.
+pub(crate) const PAGE_CONTEXT: &str = "callpark-page";
+/// The extension of [`PAGE_CONTEXT`] that speaks the orbit to the answered page.
+pub(crate) const PAGE_SAY: &str = "say";
+
 /// The device whose state lights busy-lamp keys for an orbit (`Stasis:callpark-701`).
 pub(crate) fn device_name(orbit: Orbit) -> String {
     format!("Stasis:callpark-{orbit}")
@@ -180,6 +186,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             let _ = writeln!(s, "exten => {p},hint,{}", hint_device(&p));
         }
     }
+    page_context(&mut s);
     let _ = writeln!(s, "[callpark-down]");
     let _ = writeln!(
         s,
@@ -204,6 +211,38 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
 }
 
 /// The dialplan step that reaches `on_timeout` when callpark itself cannot.
+/// Park and page: the page's call to the lot's `page` destination, with the headers phones
+/// answer on by themselves (`answer-after=0` for most, `alert-autoanswer` for Polycom and
+/// Yealink), and the announcement res_parking's ParkAndAnnounce has always made.
+fn page_context(s: &mut String) {
+    let _ = writeln!(s, "[{PAGE_CONTEXT}]");
+    let _ = writeln!(
+        s,
+        "; Park and page: callpark places Local/page@{PAGE_CONTEXT}; this side dials the lot's page destination, the other speaks the orbit."
+    );
+    let _ = writeln!(
+        s,
+        "exten => page,1,Dial(${{CALLPARK_PAGE_DIAL}},${{CALLPARK_PAGE_RING}},b({PAGE_CONTEXT}^headers^1))"
+    );
+    let _ = writeln!(s, " same => n,Hangup()");
+    let _ = writeln!(
+        s,
+        "exten => headers,1,Set(PJSIP_HEADER(add,Call-Info)=<sip:callpark>\\;answer-after=0)"
+    );
+    let _ = writeln!(
+        s,
+        " same => n,Set(PJSIP_HEADER(add,Alert-Info)=<http://callpark>\\;info=alert-autoanswer)"
+    );
+    let _ = writeln!(s, " same => n,Return()");
+    let _ = writeln!(s, "exten => {PAGE_SAY},1,Wait(1)");
+    let _ = writeln!(
+        s,
+        " same => n,Playback(vm-youhave&a&pbx-transfer&at&vm-extension)"
+    );
+    let _ = writeln!(s, " same => n,SayAlpha(${{CALLPARK_PAGE_ORBIT}})");
+    let _ = writeln!(s, " same => n,Hangup()");
+}
+
 fn fallback_app(cfg: &Config, pool: &str) -> String {
     let sip_endpoint = cfg
         .pbx

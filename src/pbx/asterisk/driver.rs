@@ -64,10 +64,11 @@ impl AriTransport {
         self.seq += 1;
         let n = self.seq;
         let (method, path, query) = (http_method(req.method), req.path.clone(), req.query.clone());
+        let variables = req.variables.clone();
         self.sent.insert(n, req);
         self.inflight.push(Box::pin(async move {
             let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let reply = ari.call(method, &path, &query).await;
+            let reply = ari.call_with(method, &path, &query, &variables).await;
             (n, reply)
         }));
     }

@@ -76,6 +76,9 @@ pub struct Request {
     pub method: Verb,
     pub path: String,
     pub query: Vec<(&'static str, String)>,
+    /// Channel variables set as the channel is made (an originate's JSON body, `variables`);
+    /// mostly none.
+    pub variables: Vec<(String, String)>,
     /// Requests with the same key run one after another, in order; different keys run
     /// concurrently. The key is the channel (or device) the request acts on.
     pub key: Option<String>,

@@ -106,14 +106,28 @@ impl Ari {
         method: Method,
         path: &str,
         query: &[(&str, &str)],
+        variables: &[(String, String)],
     ) -> Result<reqwest::Response, AriError> {
         let url = format!("{}/ari{}", self.base, path);
+        // ARI takes channel variables only in a JSON body.
+        let body = (!variables.is_empty()).then(|| {
+            let vars: serde_json::Map<String, serde_json::Value> = variables
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            serde_json::json!({ "variables": vars })
+        });
         let attempt = || {
-            self.http
+            let r = self
+                .http
                 .request(method.clone(), &url)
                 .basic_auth(&self.user, Some(&self.pass))
-                .query(query)
-                .send()
+                .query(query);
+            match &body {
+                Some(b) => r.json(b),
+                None => r,
+            }
+            .send()
         };
         // One more try when the request died on the way (a kept-alive connection Asterisk
         // had just closed); not after a timeout, when Asterisk may have acted. Every request
@@ -150,7 +164,18 @@ impl Ari {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<String, AriError> {
-        let resp = self.send(method.clone(), path, query).await?;
+        self.call_with(method, path, query, &[]).await
+    }
+
+    /// A request with channel variables (an originate's), its answer read as text.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        variables: &[(String, String)],
+    ) -> Result<String, AriError> {
+        let resp = self.send(method.clone(), path, query, variables).await?;
         resp.text().await.map_err(|source| AriError::Decode {
             method,
             path: path.into(),

@@ -152,6 +152,7 @@ mod tests {
             attempts: 0,
             fallback_tried: false,
             state: CallState::Parked,
+            page: Default::default(),
         }
     }
 

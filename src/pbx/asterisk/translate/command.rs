@@ -197,6 +197,51 @@ impl AriTranslator {
                 // Played to this channel only, inside the bridge.
                 self.play(out, &channel, SOUND_PARK_FAILED, None);
             }
+            Command::Page {
+                channel,
+                target,
+                orbit,
+                caller_id,
+                timeout_ms,
+            } => {
+                let dial = match self.dial_string(&Target::Destination(target)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!(pbx = %self.s.pool, "page of {orbit}: {e}");
+                        return;
+                    }
+                };
+                let secs = ((timeout_ms + 999) / 1000).max(1).to_string();
+                // A Local channel into the include's [callpark-page]: its far side dials the
+                // destination with a pre-dial handler that adds the auto-answer headers (ARI
+                // cannot add SIP headers to a call it places), this side speaks the orbit once
+                // answered and hangs up. Neither enters Stasis: the page is the PBX's to finish.
+                let mut req = self.req(
+                    Verb::Post,
+                    path_channel(&channel, ""),
+                    vec![
+                        ("endpoint", format!("Local/page@{}/n", dialplan::PAGE_CONTEXT)),
+                        ("context", dialplan::PAGE_CONTEXT.into()),
+                        ("extension", dialplan::PAGE_SAY.into()),
+                        ("priority", "1".into()),
+                        ("callerId", caller_id_param(&caller_id)),
+                        ("timeout", secs.clone()),
+                    ],
+                    Some(&channel),
+                    Tag::Action("page"),
+                );
+                req.variables = vec![
+                    ("_CALLPARK_PAGE_DIAL".into(), dial.clone()),
+                    ("_CALLPARK_PAGE_RING".into(), secs),
+                    ("CALLPARK_PAGE_ORBIT".into(), orbit.to_string()),
+                ];
+                info!(pbx = %self.s.pool, channel = %channel, %orbit, "page to {dial}");
+                out.request(req);
+            }
+            Command::EndPage { channel } => {
+                // Over already, Asterisk answers 404: routine.
+                self.action(out, Verb::Delete, &channel, "", vec![], "end the page");
+            }
             Command::Lamp { orbit, state } => {
                 // RINGING, not RINGINUSE: PJSIP's dialog-info shows RINGING as `early` (a
                 // blinking key) but RINGINUSE as `confirmed`, the same as INUSE (seen on
@@ -211,6 +256,7 @@ impl AriTranslator {
                     method: Verb::Put,
                     path: format!("/deviceStates/{}", encode_segment(&device)),
                     query: vec![("deviceState", state.into())],
+                    variables: vec![],
                     key: Some(device),
                     tag: Tag::Action("busy lamp"),
                 });

@@ -164,6 +164,7 @@ impl AriTranslator {
             method,
             path,
             query,
+            variables: vec![],
             key: key.map(|k| k.as_str().to_string()),
             tag,
         }
@@ -319,6 +320,7 @@ impl Translator for AriTranslator {
                 method: Verb::Get,
                 path: path.into(),
                 query: vec![],
+                variables: vec![],
                 key: key.clone(),
                 tag,
             });

@@ -3,7 +3,7 @@
 use thiserror::Error;
 use tracing::{info, warn};
 
-use super::names::{originate_value, sip_user_of, spoken};
+use super::names::{originate_value, page_announcement, sip_user_of, spoken};
 use super::{FsTranslator, Request, SOUND_ORBIT_EMPTY, SOUND_PARK_FAILED, Tag};
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Command, Destination, Event, LampState, Moh, Target};
@@ -178,6 +178,46 @@ impl FsTranslator {
                     Some(&channel),
                     format!("uuid_broadcast {channel} {SOUND_PARK_FAILED} aleg"),
                 );
+            }
+            Command::Page {
+                channel,
+                target,
+                orbit,
+                caller_id,
+                timeout_ms,
+            } => {
+                let dial = match self.dial_string(&Target::Destination(target)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!(pbx = %self.s.pool, "page of {orbit}: {e}");
+                        return;
+                    }
+                };
+                let secs = ((timeout_ms + 999) / 1000).max(1);
+                // sofia's `sip_auto_answer` sends `Call-Info: <sip:…>;answer-after=0`; the
+                // Alert-Info is what Polycom, Yealink and snom phones answer on. No callpark
+                // variable: nothing of the page crosses the event socket but its job's result,
+                // and `&playback` hangs the page up when it has spoken.
+                let vars = format!(
+                    "origination_uuid={channel},origination_caller_id_name={},\
+                     origination_caller_id_number={},originate_timeout={secs},\
+                     sip_auto_answer=true,alert_info=info=alert-autoanswer,ignore_early_media=true",
+                    originate_value(&caller_id.name),
+                    originate_value(&caller_id.number),
+                );
+                info!(pbx = %self.s.pool, channel = %channel, %orbit, "page to {dial}");
+                out.request(Request {
+                    out: Outgoing::new(format!(
+                        "bgapi originate {{{vars}}}{dial} &playback({})",
+                        page_announcement(orbit)
+                    ))
+                    .header("Job-UUID", channel.as_str()),
+                    tag: Tag::Action("page", None),
+                });
+            }
+            Command::EndPage { channel } => {
+                // Over already, it answers `-ERR No such channel`: routine, not a hang-up.
+                self.action(out, "end the page", None, format!("uuid_kill {channel}"))
             }
             Command::Lamp { orbit, state } => {
                 if state == LampState::Idle {

@@ -17,6 +17,9 @@ impl ParkCore {
         if call.deadline != NO_DEADLINE {
             self.deadlines.insert((call.deadline, call.channel.clone()));
         }
+        if let Some(t) = call.page.next {
+            self.page_deadlines.insert((t, call.channel.clone()));
+        }
     }
 
     pub(super) fn unindex(&mut self, call: &ParkedCall) {
@@ -26,6 +29,9 @@ impl ParkCore {
         }
         self.deadlines
             .remove(&(call.deadline, call.channel.clone()));
+        if let Some(t) = call.page.next {
+            self.page_deadlines.remove(&(t, call.channel.clone()));
+        }
     }
 
     /// Applies `f` to a call, keeping the indexes and the dirty list true.
@@ -59,6 +65,10 @@ impl ParkCore {
         };
         self.unindex(&call);
         self.settling.remove(ch);
+        // A page still ringing or speaking for it is over too.
+        if let Some(leg) = call.page.leg.clone() {
+            out.push(Command::EndPage { channel: leg });
+        }
         // Retrievers waiting for it: it is gone (or another retriever has it).
         for (r, w) in self.waiting_for(ch) {
             self.deadlines.remove(&(w.due, r.clone()));

@@ -14,6 +14,7 @@ mod book;
 mod hangup;
 mod labels;
 mod operator;
+mod page;
 mod park;
 mod pool;
 mod retrieve;
@@ -43,6 +44,8 @@ pub struct ParkCore {
     /// Every channel the core knows: parked channels and their legs, to the parked channel.
     channels: HashMap<ChannelId, (ChannelId, Role)>,
     deadlines: BTreeSet<(Millis, ChannelId)>,
+    /// When each paging call's next page is due, by parked channel.
+    page_deadlines: BTreeSet<(Millis, ChannelId)>,
     dirty: Vec<ChannelId>,
     log: Vec<LogEvent>,
     /// Orbits whose call `update` changed in this step, with the lamp they showed before.
@@ -77,6 +80,7 @@ impl ParkCore {
             by_orbit: HashMap::new(),
             channels: HashMap::new(),
             deadlines: BTreeSet::new(),
+            page_deadlines: BTreeSet::new(),
             dirty: Vec::new(),
             log: Vec::new(),
             lamps: Vec::new(),
@@ -158,7 +162,12 @@ impl ParkCore {
 
     /// The earliest deadline, for the service's timer.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let call = self.deadlines.first().map(|(t, _)| *t);
+        let page = self.page_deadlines.first().map(|(t, _)| *t);
+        match (call, page) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Changes to persist since the last call.
@@ -206,12 +215,26 @@ impl ParkCore {
     /// Fires every deadline at or before `now`.
     pub fn handle_timeout(&mut self, now: Millis) -> Vec<Command> {
         let mut out = Vec::new();
-        while let Some((t, ch)) = self.deadlines.first().cloned() {
-            if t > now {
-                break;
+        // In time order across both kinds; a call's own deadline first at a tie (a page due
+        // as the call rings back still goes out, after the ringback).
+        loop {
+            let call = self.deadlines.first().cloned().filter(|(t, _)| *t <= now);
+            let page = self.page_deadlines.first().cloned().filter(|(t, _)| *t <= now);
+            match (call, page) {
+                (Some(c), Some(p)) if p.0 < c.0 => {
+                    self.page_deadlines.remove(&p);
+                    self.on_page_due(now, p.1, &mut out);
+                }
+                (Some(c), _) => {
+                    self.deadlines.remove(&c);
+                    self.on_deadline(now, c.1, &mut out);
+                }
+                (None, Some(p)) => {
+                    self.page_deadlines.remove(&p);
+                    self.on_page_due(now, p.1, &mut out);
+                }
+                (None, None) => break,
             }
-            self.deadlines.remove(&(t, ch.clone()));
-            self.on_deadline(now, ch, &mut out);
         }
         self.flush_lamps(&mut out);
         out

@@ -100,6 +100,9 @@ impl ParkCore {
             self.settling.insert(ch.clone(), now + SETTLE_TIME);
         }
         self.push_log(now, LogKind::Parked, &ch, Some(orbit), detail);
+        if cfg.page.is_some() {
+            self.page(now, &ch, out);
+        }
     }
 
     /// Records a call as parked on its orbit (taken already) from `now`, its pickup timer
@@ -123,6 +126,7 @@ impl ParkCore {
             attempts: 0,
             fallback_tried: false,
             state: CallState::Parked,
+            page: Paging::default(),
         };
         self.by_orbit.insert(orbit, ch.clone());
         self.index(&call);
@@ -220,6 +224,10 @@ impl ParkCore {
             lot: old.lot,
         };
         self.hold(now, held, &cfg);
+        // The orbit's pages go on as they were: it is the orbit that was announced.
+        if old.page != Paging::default() {
+            self.update(&ch, |c| c.page = old.page.clone());
+        }
         // The lamp was lit for the consultation and stays lit (ringing becomes in use).
         if LampState::of(&old.state) != LampState::InUse {
             out.push(Command::Lamp {
@@ -389,6 +397,7 @@ impl ParkCore {
             attempts: 0,
             fallback_tried: false,
             state: CallState::Returning { leg, reason },
+            page: Paging::default(),
         };
         self.index(&call);
         self.calls.insert(ch.clone(), call);

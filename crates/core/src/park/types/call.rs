@@ -130,6 +130,23 @@ pub struct ParkedCall {
     pub fallback_tried: bool,
     /// Where it is in its life.
     pub state: CallState,
+    /// Its pages (park and page), when its lot pages.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub page: Paging,
+}
+
+/// Where a call's pages stand: a page is a call to the lot's `page` destination that
+/// announces the orbit, repeated at `page_interval` until the call is retrieved or
+/// `page_repeat` runs out. Kept with the call so a restart neither repeats nor forgets one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Paging {
+    /// Pages placed so far.
+    pub sent: u8,
+    /// When the next page is due; `None`: no more.
+    pub next: Option<Millis>,
+    /// The latest page's channel, ended when the call's park ends.
+    pub leg: Option<ChannelId>,
 }
 
 /// A change to persist.

@@ -119,6 +119,27 @@ pub enum Command {
         /// The channel.
         channel: ChannelId,
     },
+    /// Call the lot's page destination (with the PBX's auto-answer headers) and announce
+    /// the orbit there, then hang up. Nothing of the page leg comes back as an event: it
+    /// lives in the PBX's hands, and a missed or failed page changes nothing for the call.
+    Page {
+        /// The id the page's channel gets.
+        channel: ChannelId,
+        /// Where it calls.
+        target: Destination,
+        /// The orbit it announces.
+        orbit: Orbit,
+        /// The caller id it shows (`Parked 701: Carol`).
+        caller_id: Party,
+        /// How long it rings before it is given up.
+        timeout_ms: Millis,
+    },
+    /// End a page that may still be ringing or speaking (its call was retrieved or ended);
+    /// one already over is no error.
+    EndPage {
+        /// The page's channel.
+        channel: ChannelId,
+    },
     /// Busy-lamp state of an orbit.
     Lamp {
         /// The orbit.
@@ -154,7 +175,9 @@ impl Command {
             | Command::Hangup { channel }
             | Command::OrbitEmpty { channel, .. }
             | Command::Refuse { channel, .. }
-            | Command::ParkFailed { channel } => vec![channel],
+            | Command::ParkFailed { channel }
+            | Command::Page { channel, .. }
+            | Command::EndPage { channel } => vec![channel],
             Command::Bridge { parked, other } => vec![parked, other],
             Command::Notify { .. } | Command::Lamp { .. } => vec![],
         }

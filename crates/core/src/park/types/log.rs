@@ -37,6 +37,8 @@ pub enum LogKind {
     /// The pickup timeout passed with nobody to ring back (the parker is unknown, or dialled
     /// the park code itself) and no `on_timeout`: the call stays parked until retrieved.
     KeptParked,
+    /// The call was announced at its lot's page destination (park and page).
+    Paged,
     /// Ended: bridged to a retriever.
     Retrieved,
     /// Ended: the parker answered a ringback.
@@ -53,7 +55,7 @@ pub enum LogKind {
 
 impl LogKind {
     /// Every kind, in declaration order.
-    pub const ALL: [LogKind; 17] = [
+    pub const ALL: [LogKind; 18] = [
         LogKind::Parked,
         LogKind::Refused,
         LogKind::RingbackStarted,
@@ -65,6 +67,7 @@ impl LogKind {
         LogKind::OrbitEmpty,
         LogKind::HandedOver,
         LogKind::KeptParked,
+        LogKind::Paged,
         LogKind::Retrieved,
         LogKind::Reconnected,
         LogKind::FallbackAnswered,
@@ -87,6 +90,7 @@ impl LogKind {
             LogKind::OrbitEmpty => "orbit_empty",
             LogKind::HandedOver => "handed_over",
             LogKind::KeptParked => "kept_parked",
+            LogKind::Paged => "paged",
             LogKind::Retrieved => "retrieved",
             LogKind::Reconnected => "reconnected",
             LogKind::FallbackAnswered => "fallback_answered",

@@ -38,6 +38,13 @@ pub struct Settings {
     pub caller_id_prefix: String,
     /// What a directed park to an orbit in use gets.
     pub on_busy_orbit: OnBusyOrbit,
+    /// Park and page: where a parked call is announced (a paging group, an intercom
+    /// extension); `None`: no page.
+    pub page: Option<Destination>,
+    /// How many times the page is repeated after the first (0: once).
+    pub page_repeat: u8,
+    /// How long after a page the next one is placed.
+    pub page_interval: Millis,
 }
 
 /// What a call transferred to an orbit in use gets. It is never bridged to the parked call.
@@ -63,6 +70,9 @@ impl Default for Settings {
             bridge_timeout: BRIDGE_TIMEOUT,
             caller_id_prefix: "Parked".into(),
             on_busy_orbit: OnBusyOrbit::Return,
+            page: None,
+            page_repeat: 0,
+            page_interval: 30_000,
         }
     }
 }
