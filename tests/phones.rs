@@ -514,6 +514,99 @@ async fn freeswitch_park_in_early_media_answers_the_call() {
     park_in_early_media(&freeswitch().await).await;
 }
 
+/// Park and page: a call parked in a lot that pages is announced at the page destination (the
+/// SIP phone, which answers on the auto-answer headers), again every `page_interval`, and the
+/// page in progress ends when the call is retrieved; no page follows.
+async fn park_and_page(pbx: &impl Testbed) {
+    let lamps = pbx.mark();
+    let park = format!(
+        "{RINGS_LATER}page = \"{}\"\npage_repeat = 2\npage_interval = \"8s\"\n",
+        pbx.alice_dial()
+    );
+    let cp = Callpark::start(&setup(pbx, &park)).await;
+    let alice = alice(pbx).await;
+    alice.auto("answer").await;
+    let mark = alice.mark();
+    let carol = pbx.dial_park("Carol", CALLER_NUMBER).await;
+    let call = wait_for("Carol's call parked", S(10), || async {
+        cp.parked()
+            .await
+            .into_iter()
+            .find(|p| p.channel.as_str() == carol.id)
+    })
+    .await;
+    let orbit = call.orbit.unwrap().to_string();
+    pbx.wait_lamp(lamps, &orbit, true).await;
+
+    // The first page: the phone is told to answer by itself, sees the orbit as the caller,
+    // hears the announcement, and the page hangs up when it has been spoken.
+    let inc = alice.wait_incoming(mark, S(10)).await;
+    let headers = &inc["headers"];
+    let auto_answer = headers["call-info"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v.as_str().is_some_and(|v| v.contains("answer-after=0")));
+    assert!(auto_answer, "no Call-Info answer-after=0: {headers}");
+    assert_eq!(inc["caller_id"]["number"], orbit.as_str(), "{inc}");
+    let p1 = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, p1, "CONFIRMED", S(10)).await;
+    // After the second the PBX leaves for the phone's speaker to open (Asterisk sends no RTP
+    // while it waits).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (rx0, _) = alice.rtp(p1).await;
+    tokio::time::sleep(S(1)).await;
+    let (rx1, _) = alice.rtp(p1).await;
+    assert!(rx1 - rx0 >= 25, "the announcement reaches the phone: {} packets", rx1 - rx0);
+    alice.wait_state_since(mark, p1, "DISCONNECTED", S(15)).await;
+    assert!(pbx.exists(&carol.id).await, "the page never touches the parked call");
+
+    // The second, `page_interval` after the first; retrieved while it speaks, it ends.
+    let mark = alice.mark();
+    let inc = alice.wait_incoming(mark, S(10)).await;
+    let p2 = inc["call"].as_u64().unwrap();
+    alice.wait_state_since(mark, p2, "CONFIRMED", S(10)).await;
+    let retriever = pbx.dial_orbit(&orbit, "Dave", "202").await;
+    cp.wait_log(&carol.id, "retrieved", S(10)).await;
+    pbx.wait_bridged("the retriever and the caller", &retriever.id, &carol.id)
+        .await;
+    alice.wait_state_since(mark, p2, "DISCONNECTED", S(3)).await;
+    pbx.wait_lamp(lamps, &orbit, false).await;
+    // No third page: the call was retrieved. (The interval is longer than an announcement,
+    // about 6 s: pages do not overlap.)
+    let mark = alice.mark();
+    tokio::time::sleep(S(10)).await;
+    assert!(
+        !alice.events()[mark..]
+            .iter()
+            .any(|e| support::phone::ev_name(e) == "incoming"),
+        "a page after the retrieve"
+    );
+    let kinds: Vec<String> = log_since(&cp, 0)
+        .await
+        .into_iter()
+        .filter(|(_, ch, _)| *ch == carol.id)
+        .map(|(k, _, _)| k)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["parked", "paged", "paged", "retrieve_started", "retrieved"],
+    );
+    pbx.hang_up(&retriever.id).await;
+    nobody_left(pbx, "the call ended").await;
+    alice.quit().await;
+}
+
+#[tokio::test]
+async fn asterisk_park_and_page_announces_repeats_and_stops_at_the_retrieve() {
+    park_and_page(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_park_and_page_announces_repeats_and_stops_at_the_retrieve() {
+    park_and_page(&freeswitch().await).await;
+}
+
 /// Carol's channel, the one alice's transfers send on: the Local half that dialled the phone
 /// on Asterisk, the loopback half that bridged to it on FreeSWITCH. Waited for: FreeSWITCH
 /// lists a channel a moment after its call is up.

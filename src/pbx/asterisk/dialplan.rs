@@ -237,7 +237,7 @@ fn page_context(s: &mut String) {
     let _ = writeln!(s, "exten => {PAGE_SAY},1,Wait(1)");
     let _ = writeln!(
         s,
-        " same => n,Playback(vm-youhave&a&pbx-transfer&at&vm-extension)"
+        " same => n,Playback(vm-youhave&letters/a&pbx-transfer&digits/at&vm-extension)"
     );
     let _ = writeln!(s, " same => n,SayAlpha(${{CALLPARK_PAGE_ORBIT}})");
     let _ = writeln!(s, " same => n,Hangup()");

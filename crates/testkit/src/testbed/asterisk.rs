@@ -124,6 +124,10 @@ impl Testbed for AsteriskTestbed {
         endpoint == Some("PJSIP/alice")
     }
 
+    fn alice_dial(&self) -> String {
+        "PJSIP/alice".into()
+    }
+
     fn pbx_addr(&self) -> String {
         tb("ARI_URL").trim_start_matches("http://").to_string()
     }

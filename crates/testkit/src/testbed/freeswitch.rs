@@ -126,6 +126,12 @@ impl Testbed for FreeswitchTestbed {
         .registering(&format!("sip:{}", fb("SIP_BIND")), "alice", "alice")
     }
 
+    fn alice_dial(&self) -> String {
+        // The directory's domain is the testbed's address.
+        let host = fb("SIP_BIND");
+        format!("user/alice@{}", host.split(':').next().unwrap_or(&host))
+    }
+
     /// The registered user, by its contact or by the directory.
     fn is_alice(&self, endpoint: Option<&str>) -> bool {
         endpoint.is_some_and(|e| {

@@ -95,6 +95,8 @@ pub trait Testbed: Sync {
     /// Whether `endpoint`, as callpark records a parker and rings it back, is the SIP phone
     /// `alice`.
     fn is_alice(&self, endpoint: Option<&str>) -> bool;
+    /// A dial string of this PBX that calls the SIP phone `alice` (a page's destination).
+    fn alice_dial(&self) -> String;
     /// The address callpark connects to, and the configuration going through `addr` instead.
     fn pbx_addr(&self) -> String;
     fn connect_through(&self, setup: &mut Setup, port: u16);

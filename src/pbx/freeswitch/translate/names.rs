@@ -62,14 +62,12 @@ pub fn spoken(orbit: Orbit) -> String {
 }
 
 /// What a page (park and page) plays once answered: a second for the phone's speaker to open,
-/// a chime, and the orbit spoken twice. Callie's sounds have no "call parked on" prompt.
+/// then the orbit, twice. Callie's sounds have no "call parked on" prompt, and a tone would
+/// need a comma, which `originate`'s `&playback(…)` cuts the argument at.
 pub fn page_announcement(orbit: Orbit) -> String {
     let digits = spoken(orbit);
     let digits = digits.trim_start_matches("file_string://");
-    format!(
-        "file_string://silence_stream://1000!tone_stream://%(250,50,880)!tone_stream://%(250,50,660)\
-         !silence_stream://300!{digits}!silence_stream://700!{digits}"
-    )
+    format!("file_string://silence_stream://1000!{digits}!silence_stream://700!{digits}")
 }
 
 /// The parker of a call that dialled the park code (or an orbit) itself: matched against
