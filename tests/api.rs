@@ -199,8 +199,11 @@ async fn parked_calls_orbits_and_settings_as_json() {
             "channel",
             "lot",
             "max_attempts",
+            "max_pages",
             "next_deadline",
+            "next_page",
             "orbit",
+            "pages",
             "parked_at",
             "parker",
             "pool",
@@ -218,6 +221,11 @@ async fn parked_calls_orbits_and_settings_as_json() {
     assert_eq!(c1["attempt"], 0);
     assert_eq!(c1["max_attempts"], 1);
     assert_eq!(c1["next_deadline"], 91_000);
+    assert_eq!(
+        (c1["pages"].as_u64(), c1["max_pages"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(c1["next_page"].is_null());
     let c2 = api.json("/api/v1/parked/710").await;
     assert_eq!(
         (c2["lot"].as_str(), c2["max_attempts"].as_u64()),

@@ -1194,3 +1194,75 @@ fn a_disconnect_during_adoption_leaves_nothing_behind() {
         pbx.events
     );
 }
+
+/// Park and page: a Local channel into the include's `[callpark-page]`, the destination's
+/// dial string in its variables (its far side dials it with the auto-answer headers), never
+/// into Stasis; ending it is a DELETE whose 404 (the page was over) is routine.
+#[test]
+fn a_page_is_a_local_channel_into_the_includes_page_context() {
+    let mut t = tr();
+    let leg = ChannelId::new("1795360454.4").leg("pg1");
+    let out = cmd(
+        &mut t,
+        Command::Page {
+            channel: leg.clone(),
+            target: callpark::park::Destination::parse("sip:8000@paging.example.com").unwrap(),
+            orbit: "701".parse().unwrap(),
+            caller_id: Party {
+                name: "Parked 701: Carol".into(),
+                number: "701".into(),
+            },
+            timeout_ms: 15_000,
+        },
+    );
+    assert_eq!(reqs(&out), [format!("POST /channels/{leg}")]);
+    let r = &out.requests[0];
+    for q in [
+        ("endpoint", "Local/page@callpark-page/n"),
+        ("context", "callpark-page"),
+        ("extension", "say"),
+        ("priority", "1"),
+        ("callerId", "\"Parked 701: Carol\" <701>"),
+        ("timeout", "15"),
+    ] {
+        assert!(
+            r.query.contains(&(q.0, q.1.to_string())),
+            "{q:?} in {:?}",
+            r.query
+        );
+    }
+    assert!(!r.query.iter().any(|(k, _)| *k == "app"), "not into Stasis");
+    assert_eq!(
+        r.variables,
+        [
+            (
+                "_CALLPARK_PAGE_DIAL".to_string(),
+                "PJSIP/trunk/sip:8000@paging.example.com".to_string()
+            ),
+            ("_CALLPARK_PAGE_RING".to_string(), "15".to_string()),
+            ("CALLPARK_PAGE_ORBIT".to_string(), "701".to_string()),
+        ]
+    );
+    let out = cmd(
+        &mut t,
+        Command::EndPage {
+            channel: leg.clone(),
+        },
+    );
+    assert_eq!(reqs(&out), [format!("DELETE /channels/{leg}")]);
+    let path = format!("/channels/{leg}");
+    let after = reply(
+        &mut t,
+        out.requests[0].clone(),
+        Err(Failure::status(
+            Verb::Delete,
+            &path,
+            404,
+            "Channel not found",
+        )),
+    );
+    assert!(
+        after.events.is_empty() && after.requests.is_empty(),
+        "{after:?}"
+    );
+}

@@ -439,3 +439,53 @@ fn messages_of_destinations_patterns_and_the_token() {
         "the bearer token is shorter than 16 characters"
     );
 }
+
+/// Park and page: off unless `page` names a destination; `page_repeat` 0 to 5, `page_interval`
+/// 5 s to 5 min; a lot pages on its own, or not at all with `page = "none"`.
+#[test]
+fn park_and_page_settings_and_their_bounds() {
+    let c = load("").unwrap();
+    assert!(c.park.page.is_none());
+    assert_eq!(c.park.page_repeat, 0);
+    assert_eq!(c.park.page_interval, Duration::from_secs(30));
+    let c = load("[park]\npage = \"exten:8000@paging\"\npage_repeat = 5\npage_interval = \"5m\"")
+        .unwrap();
+    assert_eq!(
+        c.park.page,
+        Some(Destination::parse("exten:8000@paging").unwrap())
+    );
+    assert_eq!(c.park.page_repeat, 5);
+    assert_eq!(c.park.page_interval, Duration::from_secs(300));
+    let (key, line, msg) = invalid("[park]\npage_repeat = 6");
+    assert_eq!((key.as_str(), line), ("park.page_repeat", Some(2)));
+    assert!(msg.contains("0 to 5"), "{msg}");
+    for bad in ["4s", "301s"] {
+        let (key, _, msg) = invalid(&format!("[park]\npage_interval = \"{bad}\""));
+        assert_eq!(key, "park.page_interval");
+        assert!(msg.contains("5s to 5m"), "{msg}");
+    }
+    let (key, _, msg) = invalid("[park]\npage = \"exten:8000\"");
+    assert_eq!(key, "park.page");
+    assert!(msg.contains("exten:"), "{msg}");
+    let c = load(
+        "[park]\npage = \"exten:8000@paging\"\n\
+         [[lot]]\nname = \"quiet\"\npage = \"none\"\n\
+         [[lot]]\nname = \"dock\"\npage = \"PJSIP/dock-speaker\"\npage_repeat = 2\n\
+         [[orbit_range]]\nname = \"q\"\nfirst = \"800\"\nlast = \"809\"\npool = \"pbx-a\"\nlot = \"quiet\"\n\
+         [[orbit_range]]\nname = \"d\"\nfirst = \"810\"\nlast = \"819\"\npool = \"pbx-a\"\nlot = \"dock\"",
+    )
+    .unwrap();
+    let lot = |n: &str| &c.lots.iter().find(|l| l.name == n).unwrap().park;
+    assert!(lot("quiet").page.is_none());
+    let dock = lot("dock");
+    assert_eq!(
+        dock.page,
+        Some(Destination::Dial("PJSIP/dock-speaker".into()))
+    );
+    assert_eq!(dock.page_repeat, 2);
+    let (key, _, _) = invalid(
+        "[[lot]]\nname = \"dock\"\npage_repeat = 9\n\
+         [[orbit_range]]\nname = \"d\"\nfirst = \"810\"\nlast = \"819\"\npool = \"pbx-a\"\nlot = \"dock\"",
+    );
+    assert_eq!(key, "lot[0].page_repeat");
+}

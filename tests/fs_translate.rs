@@ -1891,3 +1891,55 @@ fn a_disconnect_during_adoption_leaves_nothing_behind() {
         out.events
     );
 }
+
+/// Park and page: one `bgapi originate` with sofia's auto-answer and the orbit spoken twice,
+/// nothing that would bring the page's events to callpark, and its end a quiet `uuid_kill`.
+#[test]
+fn a_page_is_an_auto_answered_originate_that_speaks_the_orbit() {
+    let mut t = tr();
+    let leg = ChannelId::new(P).leg("pg1");
+    let out = cmd(
+        &mut t,
+        Command::Page {
+            channel: leg.clone(),
+            target: Destination::parse("user/8000@example.com").unwrap(),
+            orbit: "*601".parse().unwrap(),
+            caller_id: Party {
+                name: "Parked *601: Carol".into(),
+                number: "*601".into(),
+            },
+            timeout_ms: 15_000,
+        },
+    );
+    let r = &out.requests[0];
+    assert_eq!(
+        r.out.line,
+        format!(
+            "bgapi originate {{origination_uuid={leg},origination_caller_id_name='Parked *601: Carol',\
+             origination_caller_id_number='*601',originate_timeout=15,sip_auto_answer=true,\
+             alert_info=info=alert-autoanswer,ignore_early_media=true}}user/8000@example.com \
+             &playback(file_string://silence_stream://1000!digits/star.wav!digits/6.wav!digits/0.wav\
+             !digits/1.wav!silence_stream://700!digits/star.wav!digits/6.wav!digits/0.wav!digits/1.wav)"
+        )
+    );
+    assert!(
+        !r.out.line.contains("callpark_"),
+        "no event of the page is callpark's"
+    );
+    assert!(out.events.is_empty());
+    let out = cmd(
+        &mut t,
+        Command::EndPage {
+            channel: leg.clone(),
+        },
+    );
+    assert_eq!(lines(&out), [format!("api uuid_kill {leg}")]);
+    // Already over: no hang-up is made of it.
+    let mut after = Output::default();
+    t.on_reply(
+        out.requests[0].clone(),
+        Reply::Text("-ERR No such channel!\n".into()),
+        &mut after,
+    );
+    assert!(after.is_empty(), "{:?}", after.events);
+}

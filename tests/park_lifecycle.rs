@@ -1356,8 +1356,17 @@ impl Checker {
                 Command::Page { channel, orbit, .. } => {
                     prop_assert!(self.paging.insert(channel.clone()));
                     // The call may have ended later in the same step (its page then ended).
-                    let Some(call) = core.call_on(*orbit).filter(|c| c.page.leg.as_ref() == Some(channel)) else {
-                        prop_assert!(cmds.contains(&Command::EndPage { channel: channel.clone() }), "page {} of no call", channel);
+                    let Some(call) = core
+                        .call_on(*orbit)
+                        .filter(|c| c.page.leg.as_ref() == Some(channel))
+                    else {
+                        prop_assert!(
+                            cmds.contains(&Command::EndPage {
+                                channel: channel.clone()
+                            }),
+                            "page {} of no call",
+                            channel
+                        );
                         continue;
                     };
                     prop_assert_eq!(call.lot.as_deref(), Some("sales"));
@@ -1366,7 +1375,11 @@ impl Checker {
                     prop_assert!(*n <= 3, "page {} of 3", n);
                 }
                 Command::EndPage { channel } => {
-                    prop_assert!(self.paging.remove(channel), "{} ended but never placed", channel);
+                    prop_assert!(
+                        self.paging.remove(channel),
+                        "{} ended but never placed",
+                        channel
+                    );
                 }
                 _ => {}
             }

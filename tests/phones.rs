@@ -557,9 +557,28 @@ async fn park_and_page(pbx: &impl Testbed) {
     let (rx0, _) = alice.rtp(p1).await;
     tokio::time::sleep(S(1)).await;
     let (rx1, _) = alice.rtp(p1).await;
-    assert!(rx1 - rx0 >= 25, "the announcement reaches the phone: {} packets", rx1 - rx0);
-    alice.wait_state_since(mark, p1, "DISCONNECTED", S(15)).await;
-    assert!(pbx.exists(&carol.id).await, "the page never touches the parked call");
+    assert!(
+        rx1 - rx0 >= 25,
+        "the announcement reaches the phone: {} packets",
+        rx1 - rx0
+    );
+    alice
+        .wait_state_since(mark, p1, "DISCONNECTED", S(15))
+        .await;
+    assert!(
+        pbx.exists(&carol.id).await,
+        "the page never touches the parked call"
+    );
+    let stored = cp.parked().await;
+    let stored = stored
+        .iter()
+        .find(|p| p.channel.as_str() == carol.id)
+        .unwrap();
+    assert_eq!(
+        stored.page.sent, 1,
+        "the page is kept with the call: {stored:?}"
+    );
+    assert!(stored.page.next.is_some());
 
     // The second, `page_interval` after the first; retrieved while it speaks, it ends.
     let mark = alice.mark();

@@ -72,9 +72,15 @@ pub(crate) struct CallView<'a> {
     channel: &'a str,
     lot: &'a str,
     max_attempts: u8,
+    /// Pages its lot places at most (1 + `page_repeat`); 0 when its lot does not page.
+    max_pages: u8,
     /// `None`: no timer runs (parked until retrieved).
     next_deadline: Option<crate::park::Millis>,
+    /// When its next page is placed; `None`: no more.
+    next_page: Option<crate::park::Millis>,
     orbit: Option<Orbit>,
+    /// Pages placed so far (park and page).
+    pages: u8,
     parked_at: crate::park::Millis,
     parker: &'a str,
     pool: &'a str,
@@ -89,6 +95,7 @@ struct CallerView<'a> {
 
 /// One parked call as the API shows it.
 pub(crate) fn call_json<'a>(cfg: &Config, pool: &'a str, c: &'a ParkedCall) -> CallView<'a> {
+    let park = cfg.lot_park(c.lot.as_deref());
     CallView {
         attempt: c.attempts,
         caller: CallerView {
@@ -97,9 +104,16 @@ pub(crate) fn call_json<'a>(cfg: &Config, pool: &'a str, c: &'a ParkedCall) -> C
         },
         channel: c.channel.as_str(),
         lot: lot_name(&c.lot),
-        max_attempts: cfg.lot_park(c.lot.as_deref()).max_pickup_attempts,
+        max_attempts: park.max_pickup_attempts,
+        max_pages: if park.page.is_some() {
+            park.page_repeat.saturating_add(1)
+        } else {
+            0
+        },
         next_deadline: (c.deadline != crate::park::NO_DEADLINE).then_some(c.deadline),
+        next_page: c.page.next,
         orbit: c.orbit,
+        pages: c.page.sent,
         parked_at: c.parked_at,
         parker: &c.parker.display,
         pool,

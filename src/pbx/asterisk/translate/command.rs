@@ -220,7 +220,10 @@ impl AriTranslator {
                     Verb::Post,
                     path_channel(&channel, ""),
                     vec![
-                        ("endpoint", format!("Local/page@{}/n", dialplan::PAGE_CONTEXT)),
+                        (
+                            "endpoint",
+                            format!("Local/page@{}/n", dialplan::PAGE_CONTEXT),
+                        ),
                         ("context", dialplan::PAGE_CONTEXT.into()),
                         ("extension", dialplan::PAGE_SAY.into()),
                         ("priority", "1".into()),
@@ -240,7 +243,7 @@ impl AriTranslator {
             }
             Command::EndPage { channel } => {
                 // Over already, Asterisk answers 404: routine.
-                self.action(out, Verb::Delete, &channel, "", vec![], "end the page");
+                self.action(out, Verb::Delete, &channel, "", vec![], super::END_PAGE);
             }
             Command::Lamp { orbit, state } => {
                 // RINGING, not RINGINUSE: PJSIP's dialog-info shows RINGING as `early` (a

@@ -29,6 +29,8 @@ use crate::park::{ChannelId, Command, Event, Moh, Party};
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Sounds of Asterisk's core sound set that callpark plays.
+/// What a page's end is called in requests: a 404 for it is routine.
+pub(crate) const END_PAGE: &str = "end the page";
 pub(crate) const SOUND_ORBIT_EMPTY: &str = "sound:pbx-invalidpark";
 pub(crate) const SOUND_PARK_FAILED: &str = "sound:pbx-parkingfailed";
 
@@ -259,7 +261,8 @@ impl AriTranslator {
         if *status != 404 || !message.contains("Channel not found") {
             return;
         }
-        if !matches!(req.tag, Tag::Play(_) | Tag::Action(_)) {
+        // A page's channel is never the core's: its end, heard or not, is nothing to report.
+        if !matches!(req.tag, Tag::Play(_) | Tag::Action(_)) || req.tag == Tag::Action(END_PAGE) {
             return;
         }
         let Some(id) = req

@@ -219,7 +219,11 @@ impl ParkCore {
         // as the call rings back still goes out, after the ringback).
         loop {
             let call = self.deadlines.first().cloned().filter(|(t, _)| *t <= now);
-            let page = self.page_deadlines.first().cloned().filter(|(t, _)| *t <= now);
+            let page = self
+                .page_deadlines
+                .first()
+                .cloned()
+                .filter(|(t, _)| *t <= now);
             match (call, page) {
                 (Some(c), Some(p)) if p.0 < c.0 => {
                     self.page_deadlines.remove(&p);

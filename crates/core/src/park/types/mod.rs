@@ -11,7 +11,7 @@ mod refusal;
 mod settings;
 mod time;
 
-pub use self::call::{CallState, Change, ParkedCall, Paging, Via};
+pub use self::call::{CallState, Change, Paging, ParkedCall, Via};
 pub use self::channel::ChannelId;
 pub use self::command::{Command, LampState, LegPurpose, Target};
 pub use self::destination::{Destination, DestinationError};
