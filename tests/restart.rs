@@ -488,3 +488,91 @@ async fn a_write_ahead_log_grown_while_readers_held_it_is_emptied_by_the_next_ch
     assert_eq!(store.last_log_id().await.unwrap(), 201);
     reader.close().await.unwrap();
 }
+
+fn pages(cmds: &[Command]) -> Vec<ChannelId> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Page { channel, .. } => Some(channel.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Park and page across a restart: the page placed in the first life is not placed again, the
+/// next one fires at its stored time to the millisecond, and the count goes on where it was.
+#[tokio::test]
+async fn pages_go_on_after_a_restart_at_their_stored_times() {
+    let paging = || Settings {
+        pickup_timeout: 60_000,
+        page: Some(Destination::parse("exten:8000@paging").unwrap()),
+        page_repeat: 2,
+        page_interval: 5_000,
+        ..settings()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("callpark.db");
+    let clock = ManualClock::new(T0);
+    let store = Store::open(&db).await.unwrap();
+    let mut svc = start(
+        ParkCore::new(paging(), policies(), orbits()),
+        store.clone(),
+        &clock,
+    );
+    svc.events.send(park("c1")).await.unwrap();
+    let first = drain(&mut svc).await;
+    assert_eq!(pages(&first), [ChannelId::new("c1").leg("pg1")]);
+    clock.set(T0 + 5_000);
+    assert_eq!(
+        pages(&drain(&mut svc).await),
+        [ChannelId::new("c1").leg("pg2")]
+    );
+    clock.set(T0 + 6_000);
+    svc.stop.send(true).unwrap();
+    svc.task.await.unwrap().unwrap();
+    drop(svc.commands);
+    store.close().await;
+
+    // Second life: the third page is due at T0 + 10 s, as stored.
+    let clock = ManualClock::new(T0 + 7_000);
+    let store = Store::open(&db).await.unwrap();
+    let stored: Vec<ParkedCall> = store
+        .parked(Some("pbx-a"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(stored[0].page.sent, 2);
+    assert_eq!(stored[0].page.next, Some(T0 + 10_000));
+    let (core, _) = ParkCore::restore(paging(), policies(), orbits(), stored);
+    let mut svc = start(core, store.clone(), &clock);
+    assert!(
+        pages(&drain(&mut svc).await).is_empty(),
+        "a page placed again"
+    );
+    clock.set(T0 + 9_999);
+    assert!(pages(&drain(&mut svc).await).is_empty(), "paged early");
+    clock.set(T0 + 10_000);
+    assert_eq!(
+        pages(&drain(&mut svc).await),
+        [ChannelId::new("c1").leg("pg3")]
+    );
+    // The last: no fourth.
+    clock.set(T0 + 20_000);
+    assert!(pages(&drain(&mut svc).await).is_empty());
+    svc.stop.send(true).unwrap();
+    svc.task.await.unwrap().unwrap();
+    let log = store.log(100).await.unwrap();
+    let paged: Vec<(Millis, String)> = log
+        .iter()
+        .filter(|r| r.kind == "paged")
+        .map(|r| (r.at, r.detail.clone()))
+        .collect();
+    assert_eq!(paged.len(), 3, "{paged:?}");
+    assert!(
+        paged
+            .iter()
+            .any(|(at, d)| *at == T0 + 10_000 && d.starts_with("page 3 of 3")),
+        "{paged:?}"
+    );
+}
