@@ -1,6 +1,8 @@
 //! `[park]`: Lync's call park settings, checked once for `[park]` and once for each lot with
 //! its overrides.
 
+use std::time::Duration;
+
 use super::Bad;
 use crate::config::{
     ATTEMPTS_MAX, ATTEMPTS_MIN, ConfigError, PAGE_INTERVAL_MAX, PAGE_INTERVAL_MIN, PAGE_REPEAT_MAX,
@@ -30,15 +32,12 @@ pub(super) fn check(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkCo
             ),
         ));
     }
-    if p.ringback_ring_time < RING_TIME_MIN || p.ringback_ring_time > RING_TIME_MAX {
-        return Err(bad(
-            key("ringback_ring_time"),
-            format!(
-                "{} is out of bounds: accepted 5s to 5m",
-                humantime::format_duration(p.ringback_ring_time)
-            ),
-        ));
-    }
+    within(
+        p.ringback_ring_time,
+        (RING_TIME_MIN, RING_TIME_MAX),
+        &key("ringback_ring_time"),
+        bad,
+    )?;
     let on_timeout = match &p.on_timeout {
         Some(text) => {
             Some(Destination::parse(text).map_err(|e| bad(key("on_timeout"), e.to_string()))?)
@@ -82,15 +81,12 @@ pub(super) fn check(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkCo
             ),
         ));
     }
-    if p.page_interval < PAGE_INTERVAL_MIN || p.page_interval > PAGE_INTERVAL_MAX {
-        return Err(bad(
-            key("page_interval"),
-            format!(
-                "{} is out of bounds: accepted 5s to 5m",
-                humantime::format_duration(p.page_interval)
-            ),
-        ));
-    }
+    within(
+        p.page_interval,
+        (PAGE_INTERVAL_MIN, PAGE_INTERVAL_MAX),
+        &key("page_interval"),
+        bad,
+    )?;
     Ok(ParkConfig {
         pickup_timeout: p.pickup_timeout,
         max_pickup_attempts: p.max_pickup_attempts,
@@ -106,4 +102,25 @@ pub(super) fn check(p: &ParkConfig<String>, at: &str, bad: Bad) -> Result<ParkCo
         page_repeat: p.page_repeat,
         page_interval: p.page_interval,
     })
+}
+
+/// A duration between two bounds, both included; the error shows the bounds as written.
+fn within(
+    d: Duration,
+    (min, max): (Duration, Duration),
+    key: &str,
+    bad: Bad,
+) -> Result<(), ConfigError> {
+    if d < min || d > max {
+        return Err(bad(
+            key.to_string(),
+            format!(
+                "{} is out of bounds: accepted {} to {}",
+                humantime::format_duration(d),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(())
 }
