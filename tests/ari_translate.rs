@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use callpark::config::PbxKind;
 use callpark::park::{
     ChannelId, Command, Event, LegPurpose, Moh, ParkRequest, Parker, Party, Target,
 };
 use callpark::pbx::asterisk::model::{AriEvent, decode_event};
 use callpark::pbx::asterisk::translate::{AriSettings, AriTranslator, Failure, Request, Tag, Verb};
+use callpark::pbx::trunk::Trunks;
 use callpark::pbx::{Output, PbxEvent, Translator};
 use serde_json::Value;
 
@@ -29,6 +31,12 @@ fn tr() -> AriTranslator {
         pool: "pbx-a".into(),
         app: "callpark".into(),
         sip_endpoint: Some("trunk".into()),
+        // pbx-b, the FreeSWITCH, as the example configuration reaches it.
+        trunks: Trunks::default().with_peer(
+            "pbx-b",
+            PbxKind::Freeswitch,
+            "PJSIP/{orbit}@freeswitch",
+        ),
     })
 }
 
@@ -424,6 +432,68 @@ fn the_channel_listing_is_the_reconciliation_and_what_sits_in_stasis_is_adopted(
         "{:?}",
         reqs(&out)
     );
+}
+
+#[test]
+fn a_call_transferred_to_this_orbit_on_the_other_pbx_parks_with_its_transferer() {
+    let mut t = tr();
+    let mut v = raw("StasisStart-1.json");
+    // The include's trunk branch: X-Callpark-Park as the fifth argument, no transfer here.
+    v["args"] = serde_json::json!(["park", "", "701", "moh", "pbx-b/loopback/dev-alice-a"]);
+    v["channel"]["channelvars"] = serde_json::json!({"BLINDTRANSFER": "", "ATTENDEDTRANSFER": ""});
+    let out = wire(&mut t, event(&v));
+    assert!(out.requests.is_empty(), "no transfer variable to read");
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            orbit,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(orbit.map(|o| o.to_string()).as_deref(), Some("701"));
+    assert_eq!(
+        parker.endpoint.as_deref(),
+        Some("PJSIP/dev-alice@freeswitch"),
+        "rung back over the trunk, through pbx-b's reach"
+    );
+    assert_eq!(parker.display, "dev-alice@pbx-b");
+    assert_eq!(
+        *announce_to, None,
+        "the caller parked nobody: not told the orbit"
+    );
+    let ch = ChannelId::new("1795360454.4");
+    assert!(
+        cmd(
+            &mut t,
+            Command::StartMoh {
+                channel: ch,
+                moh: Moh::Class(None),
+            },
+        )
+        .is_empty(),
+        "on hold by the include already"
+    );
+
+    // A header naming a pool with no way back: parked all the same, with nobody to ring.
+    let mut t = tr();
+    v["args"] = serde_json::json!(["park", "", "701", "moh", "pbx-z/PJSIP/bob-00000001"]);
+    let out = wire(&mut t, event(&v));
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(parker.endpoint, None);
+    assert_eq!(*announce_to, None);
 }
 
 #[test]

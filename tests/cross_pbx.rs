@@ -156,3 +156,159 @@ async fn parked_on_freeswitch_retrieved_from_an_asterisk_phone() {
     assert_eq!(pj["state"], "Up");
     assert!(cp.parked().await.is_empty());
 }
+
+/// Each pool's `reach` as the example configuration (and the shipped includes) have them:
+/// callpark rings a parker on the other PBX back through them.
+const AST_REACH: &str = "reach = { freeswitch = \"{sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\\\,PCMA}sofia/internal/{orbit}@127.0.0.1:5160\" }\n";
+const FS_REACH: &str = "reach = { asterisk = \"PJSIP/{orbit}@freeswitch\" }\n";
+
+fn both_with_trunks() -> Setup {
+    Setup {
+        pbx_extra: AST_REACH,
+        fs_extra: FS_REACH,
+        ..both()
+    }
+}
+
+#[tokio::test]
+async fn transferred_on_freeswitch_to_an_asterisk_orbit_parks_there_and_rings_back_over_the_trunk()
+{
+    let _turn = exclusive().await;
+    let (ari, _ami) = testbed().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&both_with_trunks()).await;
+
+    // A call on FreeSWITCH, blind-transferred by alice's phone to 701, Asterisk's orbit:
+    // FreeSWITCH sends it over the trunk marked X-Callpark-Park, and Asterisk parks it there.
+    let caller = support::fs::park_by_transfer_to(&esl, "alice", "Carol", "5551234", "701").await;
+    let call = cp.wait_parked_on("701").await;
+    let parked = call.channel.as_str().to_string();
+    let leg = ari.get(&format!("/channels/{parked}")).await;
+    assert!(
+        leg["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("PJSIP/freeswitch-"),
+        "the trunk's leg is parked: {}",
+        leg["name"]
+    );
+    assert_eq!(
+        call.parker.endpoint.as_deref(),
+        Some("PJSIP/dev-alice@freeswitch"),
+        "the transferer, rung back over the trunk"
+    );
+    assert_eq!(call.parker.display, "dev-alice@pbx-b");
+    cp.wait_log(&parked, "parked", S(5)).await;
+    // Asterisk's lamp of 701.
+    wait_for("the busy lamp of 701 in use", S(5), || async {
+        (ari.device_state("Stasis:callpark-701").await == "INUSE").then_some(())
+    })
+    .await;
+    // The caller waits on FreeSWITCH, bridged to its leg towards Asterisk.
+    wait_for("the caller bridged to the trunk", S(5), || async {
+        let peer = esl.getvar(&caller, "bridge_channel").await;
+        peer.starts_with("sofia/internal/701@127.0.0.1:5160")
+            .then_some(())
+    })
+    .await;
+
+    // Nobody picks it up in 10 s: Asterisk rings alice's phone on FreeSWITCH back, over the
+    // trunk, and her answer takes the call back.
+    let ringback = support::testbed::leg_id(&parked, "rb1");
+    cp.wait_log(&parked, "ringback_started", S(15)).await;
+    let rb = wait_for("the ringback leg", S(5), || async {
+        ari.channel(&ringback).await
+    })
+    .await;
+    assert!(
+        rb["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("PJSIP/freeswitch-"),
+        "the ringback goes over the trunk: {}",
+        rb["name"]
+    );
+    wait_for("the parked call bridged to the ringback", S(10), || async {
+        ari.bridge_with(&parked, &ringback).await
+    })
+    .await;
+    cp.wait_log(&parked, "reconnected", S(5)).await;
+    assert!(cp.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn transferred_on_asterisk_to_a_freeswitch_orbit_parks_there() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&both_with_trunks()).await;
+
+    // A call on Asterisk, blind-transferred to 601, FreeSWITCH's orbit: Asterisk's pre-dial
+    // handler marks the trunk leg X-Callpark-Park, and FreeSWITCH parks it there.
+    ami.set_phone("alice", "answer").await;
+    ari.originate_local(
+        "to-dev-alice",
+        "calls",
+        ("answer", "phones"),
+        "\"Carol\" <5551234>",
+    )
+    .await;
+    let (transferer, caller) = wait_for("the Asterisk call up", S(10), || async {
+        let t = ari.channel_named("Local/to-dev-alice@calls-", ";2").await?;
+        let c = ari.channel_named("Local/dev-alice@phones-", ";1").await?;
+        (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
+    })
+    .await;
+    let (tid, cid) = (
+        transferer["id"].as_str().unwrap().to_string(),
+        caller["id"].as_str().unwrap().to_string(),
+    );
+    wait_for("bridged", S(5), || async {
+        ari.bridge_with(&tid, &cid).await
+    })
+    .await;
+    let mark = esl.mark();
+    ami.blind_transfer(transferer["name"].as_str().unwrap(), "601", "park-in")
+        .await;
+    let call = cp.wait_parked_on("601").await;
+    let parked = call.channel.as_str().to_string();
+    let name = esl.getvar(&parked, "channel_name").await;
+    assert!(
+        name.starts_with("sofia/internal/"),
+        "the trunk's leg is parked: {name}"
+    );
+    assert_eq!(
+        esl.getvar(&parked, "sip_h_X-Callpark-Park").await,
+        format!("pbx-a/{}", transferer["name"].as_str().unwrap()),
+        "the header names the pool and the transferer"
+    );
+    assert_eq!(call.parker.display, "to-dev-alice@pbx-a");
+    assert_eq!(
+        call.parker.endpoint.as_deref(),
+        Some(
+            "{sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/to-dev-alice@127.0.0.1:5160"
+        ),
+        "the transferer, rung back through Asterisk's reach"
+    );
+    cp.wait_log(&parked, "parked", S(5)).await;
+    // FreeSWITCH's lamp of 601.
+    wait_for("the busy lamp of 601 in use", S(5), || async {
+        esl.events_since(mark)
+            .iter()
+            .rfind(|e| {
+                e.name() == "PRESENCE_IN"
+                    && e.get("unique-id") == "callpark-601"
+                    && e.get("from") == "601@127.0.0.1"
+            })
+            .is_some_and(|e| e.get("answer-state") == "confirmed")
+            .then_some(())
+    })
+    .await;
+    // The caller waits on Asterisk, in Dial towards FreeSWITCH.
+    let pj = wait_for("Asterisk's leg to FreeSWITCH up", S(5), || async {
+        ari.channel_named("PJSIP/freeswitch-", "").await
+    })
+    .await;
+    assert_eq!(pj["state"], "Up");
+    assert!(ari.channel_exists(&cid).await, "the caller is still there");
+}

@@ -21,12 +21,18 @@ fn shipped_asterisk_include_is_the_generator_output_for_the_example_config() {
         " same => n(direct),Stasis(callpark,park)",
         "exten => park-reception,1,GotoIf($[\"${BLINDTRANSFER}\" = \"\"]?direct)",
         " same => n,Stasis(callpark,park,reception,,moh)",
-        "exten => _70[1-9],1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
+        // A call the other PBX sent over the trunk with X-Callpark-Park: a park here.
+        "exten => _70[1-9],1,GotoIf($[\"${CHANNEL(channeltype)}\" != \"PJSIP\"]?local)",
+        " same => n,Set(CALLPARK_TRUNK_PARK=${PJSIP_HEADER(read,X-Callpark-Park)})",
+        " same => n,GotoIf($[${LEN(${CALLPARK_TRUNK_PARK})} > 0]?trunk)",
+        " same => n(local),GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
+        " same => n(trunk),Answer()",
+        " same => n,Stasis(callpark,park,,${EXTEN},moh,${CALLPARK_TRUNK_PARK})",
         " same => n,Stasis(callpark,park,,${EXTEN},moh)",
         " same => n(attended),Stasis(callpark,park,,${EXTEN})",
         " same => n(retrieve),Stasis(callpark,retrieve,${EXTEN})",
-        "exten => _7[1-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
-        "exten => _*70XX,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)",
+        "exten => _7[1-9]X,1,GotoIf($[\"${CHANNEL(channeltype)}\" != \"PJSIP\"]?local)",
+        "exten => _*70XX,1,GotoIf($[\"${CHANNEL(channeltype)}\" != \"PJSIP\"]?local)",
         // Pattern hints, the orbits' own patterns: Asterisk makes each subscribed orbit's hint.
         "exten => _70[1-9],hint,Stasis:callpark-${EXTEN}",
         "exten => _7[1-9]X,hint,Stasis:callpark-${EXTEN}",
@@ -70,14 +76,21 @@ pool = "branch"
     let hq = callpark::pbx::asterisk::dialplan::generate(&cfg, "hq");
     assert!(
         hq.contains(
-            "exten => _*7[0-4]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)"
+            "exten => _*7[0-4]X,1,GotoIf($[\"${CHANNEL(channeltype)}\" != \"PJSIP\"]?local)"
         ),
         "{hq}"
     );
-    assert!(
-        hq.contains("exten => _*7[5-9]X,1,Dial(PJSIP/${EXTEN}@branch-trunk)"),
-        "{hq}"
-    );
+    // Dialled: a retrieve on the branch; transferred: a park there, the trunk leg marked by
+    // the pre-dial handler with this pool and the transferer.
+    for line in [
+        "exten => _*7[5-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?dial)",
+        " same => n,Dial(PJSIP/${EXTEN}@branch-trunk,,b(callpark-trunk^park^1(hq/${IF($[\"${BLINDTRANSFER}\" = \"\"]?${ATTENDEDTRANSFER}:${BLINDTRANSFER})})))",
+        " same => n(dial),Dial(PJSIP/${EXTEN}@branch-trunk)",
+        "[callpark-trunk]",
+        "exten => park,1,Set(PJSIP_HEADER(add,X-Callpark-Park)=${ARG1})",
+    ] {
+        assert!(hq.contains(line), "missing {line}: {hq}");
+    }
     assert!(
         hq.contains("exten => _*7[0-4]X,hint,Stasis:callpark-${EXTEN}"),
         "{hq}"
@@ -93,8 +106,12 @@ pool = "branch"
     );
     let branch = callpark::pbx::asterisk::dialplan::generate(&cfg, "branch");
     assert!(branch.contains(
-        "exten => _*7[5-9]X,1,GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)"
+        " same => n(local),GotoIf($[\"${BLINDTRANSFER}${ATTENDEDTRANSFER}\" = \"\"]?retrieve)"
     ));
+    assert!(
+        !branch.contains("[callpark-trunk]"),
+        "no route to another pool, no handler"
+    );
     assert!(
         branch.contains("(pool hq sets no `reach` dial string"),
         "{branch}"
@@ -179,7 +196,7 @@ fn shipped_freeswitch_include_is_the_generator_output_for_the_example_config() {
                 };
                 match e.name().as_ref() {
                     b"condition" => conditions.push(attr(b"expression").unwrap()),
-                    b"action" => actions.push(format!(
+                    b"action" | b"anti-action" => actions.push(format!(
                         "{} {}",
                         attr(b"application").unwrap(),
                         attr(b"data").unwrap_or_default()
@@ -201,12 +218,21 @@ fn shipped_freeswitch_include_is_the_generator_output_for_the_example_config() {
             "missing {c}: {conditions:?}"
         );
     }
+    // Over the trunk with X-Callpark-Park, or transferred here: a park, not a retrieve.
+    assert!(
+        generated.contains(
+            r#"<condition field="${sip_h_X-Callpark-Park}${transfer_source}" expression="^$">"#
+        ),
+        "{generated}"
+    );
     for a in [
         "set callpark_action=park",
         "set callpark_action=retrieve",
         "set callpark_orbit=$1",
         "sched_transfer +3 callpark-down-park XML ${context}",
-        "bridge {sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/$1@127.0.0.1:5160",
+        "bridge {sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/${destination_number}@127.0.0.1:5160",
+        // Transferred to Asterisk's orbit: marked a park there, naming its transferer.
+        "bridge {sip_h_X-Callpark-Park=pbx-b/${bridge_channel},sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/${destination_number}@127.0.0.1:5160",
         "transfer 0 XML from-internal",
     ] {
         assert!(actions.iter().any(|x| x == a), "missing {a}: {actions:?}");
@@ -217,7 +243,7 @@ fn shipped_freeswitch_include_is_the_generator_output_for_the_example_config() {
 fn reach_per_kind_of_dialling_pbx() {
     let asterisk = generate("asterisk");
     assert!(
-        asterisk.contains("exten => _60[1-9],1,Dial(PJSIP/${EXTEN}@freeswitch)"),
+        asterisk.contains(" same => n(dial),Dial(PJSIP/${EXTEN}@freeswitch)"),
         "Asterisk dials FreeSWITCH's orbits with its own dial string: {asterisk}"
     );
     let freeswitch = generate("freeswitch");

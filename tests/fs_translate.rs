@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 
 use bytes::BytesMut;
+use callpark::config::PbxKind;
 use callpark::park::{
     ChannelId, Command, Destination, Event, LampState, LegPurpose, Moh, ParkRequest, Party, Target,
 };
 use callpark::pbx::freeswitch::codec::{EslCodec, Frame};
 use callpark::pbx::freeswitch::model::FsEvent;
 use callpark::pbx::freeswitch::translate::{FsSettings, FsTranslator, Reply, Request, Tag};
+use callpark::pbx::trunk::Trunks;
 use callpark::pbx::{Output, PbxEvent, Translator};
 use serde_json::json;
 use tokio_util::codec::Decoder;
@@ -40,6 +42,12 @@ fn tr() -> FsTranslator {
         pool: "pbx-b".into(),
         sip_profile: Some("internal".into()),
         domain: "example.net".into(),
+        // pbx-a, the Asterisk, as the example configuration reaches it.
+        trunks: Trunks::default().with_peer(
+            "pbx-a",
+            PbxKind::Asterisk,
+            "{sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/{orbit}@127.0.0.1:5160",
+        ),
     })
 }
 
@@ -477,6 +485,73 @@ fn a_reconnection_adopts_what_sits_in_callparks_hands() {
         &mut out,
     );
     assert!(out.is_empty());
+}
+
+#[test]
+fn a_call_transferred_to_this_orbit_on_the_other_pbx_parks_and_rings_its_transferer_back() {
+    let mut t = tr();
+    // What FreeSWITCH sends when the include starts the music of a call that Asterisk sent
+    // over the trunk with X-Callpark-Park: no transfer here, not answered yet.
+    let out = wire(
+        &mut t,
+        ev(json!({
+            "Event-Name": "CHANNEL_EXECUTE",
+            "Unique-ID": P,
+            "Application": "playback",
+            "Answer-State": "early",
+            "Caller-Caller-ID-Name": "Carol",
+            "Caller-Caller-ID-Number": "5551234",
+            "Caller-Context": "callpark-test",
+            "variable_callpark_action": "park",
+            "variable_callpark_orbit": "601",
+            "variable_sip_h_X-Callpark-Park": "pbx-a/Local/to-dev-alice@calls-00000003;2",
+        })),
+    );
+    let [
+        Event::Park(ParkRequest {
+            parker,
+            announce_to,
+            orbit,
+            ..
+        }),
+    ] = &calls(&out)[..]
+    else {
+        panic!("{:?}", out.events)
+    };
+    assert_eq!(orbit.map(|o| o.to_string()).as_deref(), Some("601"));
+    let back = "{sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}sofia/internal/to-dev-alice@127.0.0.1:5160";
+    assert_eq!(parker.endpoint.as_deref(), Some(back));
+    assert_eq!(
+        *announce_to, None,
+        "the caller parked nobody: not told the orbit"
+    );
+    // Not answered: callpark answers it.
+    let p = ChannelId::new(P);
+    assert_eq!(
+        lines(&cmd(&mut t, Command::Answer { channel: p.clone() })),
+        [format!("api uuid_answer {p}")]
+    );
+    // The ringback: the route's own variables join callpark's in one block.
+    let leg = p.leg("rb1");
+    let out = cmd(
+        &mut t,
+        Command::Originate {
+            channel: leg.clone(),
+            target: Target::Endpoint(back.into()),
+            caller_id: Party {
+                name: "Parked 601".into(),
+                number: "5551234".into(),
+            },
+            timeout_ms: 20_000,
+            purpose: LegPurpose::Ringback { attempt: 1 },
+        },
+    );
+    assert_eq!(
+        out.requests[0].out.line,
+        format!(
+            "bgapi originate {{origination_uuid={leg},callpark_leg={leg},origination_caller_id_name='Parked 601',origination_caller_id_number='5551234',originate_timeout=20,hangup_after_bridge=true,rdnis=callpark-return,sip_h_X-Callpark-Trunk=freeswitch,absolute_codec_string=PCMU\\,PCMA}}sofia/internal/to-dev-alice@127.0.0.1:5160 &park()"
+        )
+    );
 }
 
 #[test]

@@ -164,8 +164,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             };
         }
         match pbx.kind {
-            PbxKind::Asterisk => spawn_pool!(pbx::asterisk::adapter(pbx)?),
-            PbxKind::Freeswitch => spawn_pool!(pbx::freeswitch::adapter(pbx)?),
+            PbxKind::Asterisk => spawn_pool!(pbx::asterisk::adapter(pbx, &cfg.pbx)?),
+            PbxKind::Freeswitch => spawn_pool!(pbx::freeswitch::adapter(pbx, &cfg.pbx)?),
         };
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }

@@ -16,6 +16,7 @@ pub mod asterisk;
 mod driver;
 pub mod freeswitch;
 pub mod stamp;
+pub mod trunk;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -64,6 +64,9 @@ pub struct FsEvent {
     pub bridge_channel: Option<String>,
     /// `<time>:<uuid>:bl_xfer:<dest>` when the channel was transferred here.
     pub transfer_source: Option<String>,
+    /// `X-Callpark-Park` of the INVITE that brought the call: a call transferred to this
+    /// pool's orbit on another PBX, sent over the trunk to park here (`<pool>/<transferer>`).
+    pub trunk_park: Option<String>,
     /// A SIP REFER's Referred-By, when the phone sent one.
     pub referred_by: Option<String>,
     /// Whose presence a PRESENCE_PROBE asks for (`701@domain`): a phone subscribed to it.
@@ -121,6 +124,7 @@ impl FsEvent {
             "variable_callpark_parker" => &mut self.callpark_parker,
             "variable_bridge_channel" => &mut self.bridge_channel,
             "variable_transfer_source" => &mut self.transfer_source,
+            "variable_sip_h_X-Callpark-Park" => &mut self.trunk_park,
             "variable_sip_h_Referred-By" => &mut self.referred_by,
             "to" => &mut self.presence_to,
             "Application-Data" => &mut self.application_data,

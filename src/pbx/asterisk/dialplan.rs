@@ -7,6 +7,7 @@ use crate::lint::asterisk::Letters;
 use crate::orbit::{Orbit, Span};
 use crate::park::Destination;
 use crate::pbx::stamp;
+use crate::pbx::trunk::{ASTERISK_VAR as TRUNK_VAR, PARK_HEADER};
 
 /// The context of pages (park and page): callpark places `Local/page@callpark-page` with the
 /// page's dial string in `CALLPARK_PAGE_DIAL`; its far side dials it, this side runs `say`.
@@ -115,6 +116,7 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             park(&mut s, code, &lot.name);
         }
     }
+    let mut trunk_routes = false;
     for r in cfg.orbits.ranges() {
         let _ = writeln!(s, "; orbit range {} ({}), pool {}", r.name, r.span, r.pool);
         if r.pool == pool {
@@ -126,11 +128,28 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         let hold = hold_of(lot_park(r.lot.as_deref().unwrap_or("")));
         for p in span_patterns(&r.span) {
             if r.pool == pool {
+                // A call another pool's PBX sent over the trunk, where a phone transferred it
+                // to this orbit, carries `X-Callpark-Park` (see `trunk`): a directed park too,
+                // not the retrieve its plain INVITE would look like. Only PJSIP has the
+                // header (PJSIP_HEADER on another channel logs a warning at each retrieve).
+                let _ = writeln!(
+                    s,
+                    "exten => {p},1,GotoIf($[\"${{CHANNEL(channeltype)}}\" != \"PJSIP\"]?local)"
+                );
+                let _ = writeln!(
+                    s,
+                    " same => n,Set({TRUNK_VAR}=${{PJSIP_HEADER(read,{PARK_HEADER})}})"
+                );
+                // LEN, not a comparison with the value: a quote in a header cannot break it.
+                let _ = writeln!(
+                    s,
+                    " same => n,GotoIf($[${{LEN(${{{TRUNK_VAR}}})}} > 0]?trunk)"
+                );
                 // A call transferred to an orbit is parked there, never bridged to a call
                 // parked on it already (callpark gives it back if the orbit is in use).
                 let _ = writeln!(
                     s,
-                    "exten => {p},1,GotoIf($[\"${{BLINDTRANSFER}}${{ATTENDEDTRANSFER}}\" = \"\"]?retrieve)"
+                    " same => n(local),GotoIf($[\"${{BLINDTRANSFER}}${{ATTENDEDTRANSFER}}\" = \"\"]?retrieve)"
                 );
                 match &hold {
                     Some(moh) => {
@@ -150,6 +169,21 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 down(&mut s, "park");
                 let _ = writeln!(s, " same => n(retrieve),Stasis({app},retrieve,${{EXTEN}})");
                 down(&mut s, "retrieve");
+                // The trunk's park: answered here (the other PBX bridges the caller on the
+                // answer), on hold as a local transferred park, the header for callpark.
+                let _ = writeln!(s, " same => n(trunk),Answer()");
+                let music = match &hold {
+                    Some(moh) => {
+                        let _ = writeln!(s, " same => n,{moh}");
+                        "moh"
+                    }
+                    None => "",
+                };
+                let _ = writeln!(
+                    s,
+                    " same => n,Stasis({app},park,,${{EXTEN}},{music},${{{TRUNK_VAR}}})"
+                );
+                down(&mut s, "park");
             } else {
                 let reach = cfg
                     .pbx
@@ -158,12 +192,18 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                     .and_then(|x| x.reach_from(PbxKind::Asterisk));
                 match reach {
                     Some(dial) => {
+                        let dial = dial.replace("{orbit}", "${EXTEN}");
+                        // Transferred here: a park on that orbit, which the other PBX knows
+                        // by the header its include reads; dialled: a retrieve there.
                         let _ = writeln!(
                             s,
-                            "exten => {p},1,Dial({})",
-                            dial.replace("{orbit}", "${EXTEN}")
+                            "exten => {p},1,GotoIf($[\"${{BLINDTRANSFER}}${{ATTENDEDTRANSFER}}\" = \"\"]?dial)"
                         );
+                        let _ = writeln!(s, " same => n,Dial({})", marked_dial(&dial, pool));
                         let _ = writeln!(s, " same => n,Hangup()");
+                        let _ = writeln!(s, " same => n(dial),Dial({dial})");
+                        let _ = writeln!(s, " same => n,Hangup()");
+                        trunk_routes = true;
                     }
                     None => {
                         let _ = writeln!(
@@ -187,6 +227,18 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         }
     }
     page_context(&mut s);
+    if trunk_routes {
+        let _ = writeln!(s, "[{TRUNK_CONTEXT}]");
+        let _ = writeln!(
+            s,
+            "; Run on the trunk leg of a call transferred to another pool's orbit (Dial's b() option): the header that makes it a park there."
+        );
+        let _ = writeln!(
+            s,
+            "exten => park,1,Set(PJSIP_HEADER(add,{PARK_HEADER})=${{ARG1}})"
+        );
+        let _ = writeln!(s, " same => n,Return()");
+    }
     let _ = writeln!(s, "[callpark-down]");
     let _ = writeln!(
         s,
@@ -208,6 +260,22 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
         stamp::placeholder()
     );
     stamp::seal(&s)
+}
+
+/// The context of the pre-dial handler that marks a transferred call's trunk leg.
+const TRUNK_CONTEXT: &str = "callpark-trunk";
+
+/// `dial` (a `reach`, `Dial`'s arguments: dial string, then maybe timeout and options) with
+/// the pre-dial handler that adds `X-Callpark-Park: <pool>/<transferer>` to the trunk leg. The
+/// transferer is the channel name the transfer variable holds; the owning pool's callpark
+/// turns it into the user its ringbacks dial back through this pool's `reach`.
+fn marked_dial(dial: &str, pool: &str) -> String {
+    let mut parts = dial.splitn(3, ',');
+    let target = parts.next().unwrap_or_default();
+    let timeout = parts.next().unwrap_or_default();
+    let options = parts.next().unwrap_or_default();
+    let transferer = "${IF($[\"${BLINDTRANSFER}\" = \"\"]?${ATTENDEDTRANSFER}:${BLINDTRANSFER})}";
+    format!("{target},{timeout},{options}b({TRUNK_CONTEXT}^park^1({pool}/{transferer}))")
 }
 
 /// The dialplan step that reaches `on_timeout` when callpark itself cannot.

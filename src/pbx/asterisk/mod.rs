@@ -15,10 +15,15 @@ use crate::config::PbxConfig;
 use self::driver::AriTransport;
 use self::rest::Ari;
 use self::translate::{AriSettings, AriTranslator};
+use super::trunk::Trunks;
 use super::{Adapter, PbxError};
 
-/// The adapter for a `[[pbx]]` entry of `kind = "asterisk"`.
-pub(crate) fn adapter(pbx: &PbxConfig) -> Result<Adapter<AriTransport>, PbxError> {
+/// The adapter for a `[[pbx]]` entry of `kind = "asterisk"`; `all` are every `[[pbx]]`, whose
+/// `reach` rings back a parker who transferred a call here from another pool.
+pub(crate) fn adapter(
+    pbx: &PbxConfig,
+    all: &[PbxConfig],
+) -> Result<Adapter<AriTransport>, PbxError> {
     let err = |message: String| PbxError::Config {
         pbx: pbx.name.clone(),
         message,
@@ -44,6 +49,7 @@ pub(crate) fn adapter(pbx: &PbxConfig) -> Result<Adapter<AriTransport>, PbxError
             pool: pbx.name.clone(),
             app: pbx.app.clone(),
             sip_endpoint: pbx.sip_endpoint.clone(),
+            trunks: Trunks::of(pbx, all),
         }),
     ))
 }

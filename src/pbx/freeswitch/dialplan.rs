@@ -14,6 +14,7 @@ use crate::lint::pattern::regex_alternatives;
 use crate::orbit::Span;
 use crate::park::Destination;
 use crate::pbx::stamp;
+use crate::pbx::trunk::PARK_HEADER;
 
 /// Seconds a parked call waits for callpark before the include's fallback takes it. FreeSWITCH
 /// schedules in whole seconds, so `+3` fires 2 to 3 s later; callpark normally takes a call
@@ -194,12 +195,14 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
             );
             held(&mut s);
             let _ = writeln!(s, "    </condition>");
-            // Dialled: a retrieve. Transferred here (a busy-lamp key pressed during a call):
-            // a directed park onto this orbit, on hold at once like any transferred park;
-            // callpark never bridges it to a call already parked there.
+            // Dialled: a retrieve. Transferred here (a busy-lamp key pressed during a call),
+            // or transferred to it on another pool's PBX, which sent it over the trunk with
+            // `X-Callpark-Park` (see `trunk`): a directed park onto this orbit, on hold at
+            // once like any transferred park; callpark never bridges it to a call already
+            // parked there.
             let _ = writeln!(
                 s,
-                "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
+                "    <condition field=\"${{sip_h_{PARK_HEADER}}}${{transfer_source}}\" expression=\"^$\">"
             );
             let _ = writeln!(
                 s,
@@ -265,12 +268,28 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
                 );
                 let _ = writeln!(
                     s,
-                    "    <condition field=\"destination_number\" expression=\"{re}\">"
+                    "    <condition field=\"destination_number\" expression=\"{re}\"/>"
+                );
+                // Dialled: a retrieve there. Transferred here: a park on that orbit, which
+                // the owner's include knows by the header (the transferer, the channel this
+                // call was bridged to, for the owner's ringbacks).
+                let dial = dial.replace("{orbit}", "${destination_number}");
+                let _ = writeln!(
+                    s,
+                    "    <condition field=\"${{transfer_source}}\" expression=\"^$\">"
                 );
                 let _ = writeln!(
                     s,
                     "      <action application=\"bridge\" data=\"{}\"/>",
-                    xml_escape(&dial.replace("{orbit}", "$1"))
+                    xml_escape(&dial)
+                );
+                let _ = writeln!(
+                    s,
+                    "      <anti-action application=\"bridge\" data=\"{}\"/>",
+                    xml_escape(&with_var(
+                        &dial,
+                        &format!("sip_h_{PARK_HEADER}={pool}/${{bridge_channel}}")
+                    ))
                 );
                 let _ = writeln!(s, "    </condition>");
                 let _ = writeln!(s, "  </extension>");
@@ -356,6 +375,16 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     stamp::seal(&s)
 }
 
+/// `dial` with one more channel variable: in its leading `{…}` block when it has one (a dial
+/// string takes one such block; a second would be read as part of the address), else in one
+/// of its own.
+fn with_var(dial: &str, var: &str) -> String {
+    match dial.strip_prefix('{') {
+        Some(rest) => format!("{{{var},{rest}"),
+        None => format!("{{{var}}}{dial}"),
+    }
+}
+
 /// The application and argument that play the configured music on hold; `None` when off.
 /// The same media callpark's adapter plays (`translate`), from the configured file itself
 /// rather than callpark's kept copy, which the include cannot name before callpark runs.
@@ -408,5 +437,17 @@ mod tests {
             r"^(\*70\d{2})$"
         );
         assert_eq!(regex_literal("park-a.b"), r"park-a\.b");
+    }
+
+    #[test]
+    fn a_variable_joins_the_leading_block() {
+        assert_eq!(
+            with_var("{a=1,b=2}sofia/internal/x@h", "c=3"),
+            "{c=3,a=1,b=2}sofia/internal/x@h"
+        );
+        assert_eq!(
+            with_var("sofia/internal/x@h", "c=3"),
+            "{c=3}sofia/internal/x@h"
+        );
     }
 }

@@ -16,10 +16,15 @@ use crate::config::PbxConfig;
 use self::driver::EslTransport;
 pub(crate) use self::driver::{ConnectError, Reader, open as open_event_socket};
 use self::translate::{FsSettings, FsTranslator};
+use super::trunk::Trunks;
 use super::{Adapter, PbxError};
 
-/// The adapter for a `[[pbx]]` entry of `kind = "freeswitch"`.
-pub(crate) fn adapter(pbx: &PbxConfig) -> Result<Adapter<EslTransport>, PbxError> {
+/// The adapter for a `[[pbx]]` entry of `kind = "freeswitch"`; `all` are every `[[pbx]]`, whose
+/// `reach` rings back a parker who transferred a call here from another pool.
+pub(crate) fn adapter(
+    pbx: &PbxConfig,
+    all: &[PbxConfig],
+) -> Result<Adapter<EslTransport>, PbxError> {
     let err = |message: String| PbxError::Config {
         pbx: pbx.name.clone(),
         message,
@@ -46,6 +51,7 @@ pub(crate) fn adapter(pbx: &PbxConfig) -> Result<Adapter<EslTransport>, PbxError
                 .domain
                 .clone()
                 .unwrap_or_else(|| host.trim_matches(['[', ']']).to_string()),
+            trunks: Trunks::of(pbx, all),
         }),
     ))
 }

@@ -12,6 +12,7 @@ use crate::orbit::Orbit;
 use crate::park::{ChannelId, Event, ParkRequest, Party};
 use crate::pbx::Output;
 use crate::pbx::asterisk::model::{Channel, ChannelState};
+use crate::pbx::trunk::unreachable_parker;
 
 impl AriTranslator {
     /// A channel entered the Stasis application: with the include's arguments, or with none
@@ -97,6 +98,30 @@ impl AriTranslator {
                         return;
                     }
                 };
+                // Sent over the trunk by another pool's PBX, where a phone transferred it to
+                // this orbit: the include passes the call's `X-Callpark-Park`. The transferer
+                // is on that PBX, named by the header, and no transfer variable here knows it.
+                if let Some(h) = args.get(4).map(|h| h.trim()).filter(|h| !h.is_empty()) {
+                    let parker = self.s.trunks.parker(h).unwrap_or_else(|e| {
+                        warn!(pbx = %self.s.pool, channel = %ch.name, "{e}: the call is parked, with no parker to ring back");
+                        unreachable_parker(h)
+                    });
+                    let park = Event::Park(ParkRequest {
+                        channel: id,
+                        caller,
+                        parker,
+                        announce_to: None,
+                        lot,
+                        orbit,
+                        replaces,
+                    });
+                    if found {
+                        out.found(park);
+                    } else {
+                        out.event(park);
+                    }
+                    return;
+                }
                 let pending = PendingPark {
                     channel: ch,
                     caller,

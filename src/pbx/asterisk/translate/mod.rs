@@ -26,6 +26,7 @@ use super::model::{AriEvent, Bridge, Channel, ChannelState, Variable};
 pub use super::request::{Failure, PlaybackId, Reply, Request, Tag, TransferVar, Verb};
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Command, Event, Moh, Party};
+use crate::pbx::trunk::Trunks;
 use crate::pbx::{Output, PbxEvent, Translator};
 
 /// Sounds of Asterisk's core sound set that callpark plays.
@@ -41,6 +42,8 @@ pub struct AriSettings {
     pub app: String,
     /// The PJSIP endpoint through which `sip:` destinations are dialled.
     pub sip_endpoint: Option<String>,
+    /// The other pools whose transferred calls may arrive here to park (`X-Callpark-Park`).
+    pub trunks: Trunks,
 }
 
 /// What happens when a playback ends.

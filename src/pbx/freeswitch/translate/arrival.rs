@@ -9,6 +9,7 @@ use crate::orbit::Orbit;
 use crate::park::{ChannelId, Event, ParkRequest, Parker, Party};
 use crate::pbx::Output;
 use crate::pbx::freeswitch::model::FsEvent;
+use crate::pbx::trunk::unreachable_parker;
 
 impl FsTranslator {
     pub(super) fn on_park(&mut self, ev: &FsEvent, id: ChannelId, out: &mut Output<Request>) {
@@ -150,13 +151,21 @@ impl FsTranslator {
     }
 
     /// Who parked a call transferred here, as a dial string for its ringbacks. An explicit
-    /// `callpark_parker` wins; else the channel it was bridged to before the transfer (the
+    /// `callpark_parker` wins; else, for a call another pool's PBX sent over the trunk to park
+    /// here, the transferer its `X-Callpark-Park` names (rung back through that pool's
+    /// `reach`); else the channel it was bridged to before the transfer (the
     /// transferer); else, for a call a phone sent on with a 302 before answering (deflect,
     /// forward: sofia transfers the caller to the Contact's user), the directory user it had
     /// dialled. `None`: the caller dialled the park code itself.
     fn parker_of(&self, ev: &FsEvent, context: &str) -> Option<Parker> {
         if let Some(p) = ev.callpark_parker.as_deref().filter(|p| !p.is_empty()) {
             return Some(parker_at(p.to_string()));
+        }
+        if let Some(h) = ev.trunk_park.as_deref().filter(|h| !h.is_empty()) {
+            return Some(self.s.trunks.parker(h).unwrap_or_else(|e| {
+                warn!(pbx = %self.s.pool, "{e}: the call is parked, with no parker to ring back");
+                unreachable_parker(h)
+            }));
         }
         if !ev.blind_transferred() {
             return None;

@@ -108,11 +108,16 @@ impl FsTranslator {
                         originate_value(&caller_id.name)
                     ));
                 }
+                // A dial string's own leading `{…}` (a `reach` that sets a trunk header, for a
+                // parker on another pool's PBX) joins callpark's: an originate reads one block.
+                let line = match dial.strip_prefix('{') {
+                    Some(rest) => format!("bgapi originate {{{vars},{rest} &park()"),
+                    None => format!("bgapi originate {{{vars}}}{dial} &park()"),
+                };
                 // The job's id is the leg's: a failure is reported for the leg without any
                 // state here, even after a restart.
                 out.request(Request {
-                    out: Outgoing::new(format!("bgapi originate {{{vars}}}{dial} &park()"))
-                        .header("Job-UUID", channel.as_str()),
+                    out: Outgoing::new(line).header("Job-UUID", channel.as_str()),
                     tag: Tag::Originate(channel),
                 });
             }

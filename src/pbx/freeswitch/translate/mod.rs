@@ -25,10 +25,11 @@ use super::dialplan::RETURN_EXTEN;
 use super::model::{ChannelList, FsEvent};
 use crate::orbit::Orbit;
 use crate::park::{ChannelId, Command, Event, LampState, ParkRequest};
+use crate::pbx::trunk::Trunks;
 use crate::pbx::{Output, Translator};
 
 use names::parker_at;
-pub use names::{endpoint_of, originate_value, spoken};
+pub use names::{endpoint_of, originate_value, spoken, user_of};
 pub use request::{Reply, Request, Tag};
 
 /// Prompts, as paths under FreeSWITCH's `sound_prefix` (the names of the en-us-callie set).
@@ -63,6 +64,8 @@ pub struct FsSettings {
     pub sip_profile: Option<String>,
     /// The domain of busy-lamp presence and SIP MESSAGEs (`701@<domain>`).
     pub domain: String,
+    /// The other pools whose transferred calls may arrive here to park (`X-Callpark-Park`).
+    pub trunks: Trunks,
 }
 
 /// A channel in callpark's hands.

@@ -111,7 +111,7 @@ pub fn endpoint_of(channel_name: &str, context: &str) -> Option<String> {
 
 /// The user part of a dial string (`sofia/internal/alice@host` -> `alice`,
 /// `user/1000@domain` -> `1000`, `loopback/dev-alice/ctx` -> `dev-alice`).
-pub(super) fn user_of(endpoint: &str) -> Option<String> {
+pub fn user_of(endpoint: &str) -> Option<String> {
     let mut parts = endpoint.split('/');
     let tech = parts.next()?;
     let rest: Vec<&str> = parts.collect();
