@@ -177,6 +177,7 @@ async fn transferred_on_freeswitch_to_an_asterisk_orbit_parks_there_and_rings_ba
     let (ari, _ami) = testbed().await;
     let esl = fs_testbed().await;
     let cp = Callpark::start(&both_with_trunks()).await;
+    let mark = esl.mark();
 
     // A call on FreeSWITCH, blind-transferred by alice's phone to 701, Asterisk's orbit:
     // FreeSWITCH sends it over the trunk marked X-Callpark-Park, and Asterisk parks it there.
@@ -204,6 +205,26 @@ async fn transferred_on_freeswitch_to_an_asterisk_orbit_parks_there_and_rings_ba
         (ari.device_state("Stasis:callpark-701").await == "INUSE").then_some(())
     })
     .await;
+    // And on FreeSWITCH, whose phones may have a key for 701 too: callpark shows every pool's
+    // lamps on every PBX it drives.
+    let fs_lamp = |mark: usize, state: &'static str| {
+        let esl = &esl;
+        async move {
+            wait_for(
+                &format!("FreeSWITCH's lamp of 701 {state}"),
+                S(5),
+                || async {
+                    esl.events_since(mark)
+                        .iter()
+                        .rfind(|e| e.name() == "PRESENCE_IN" && e.get("from") == "701@127.0.0.1")
+                        .is_some_and(|e| e.get("answer-state") == state)
+                        .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    fs_lamp(mark, "confirmed").await;
     // The caller waits on FreeSWITCH, bridged to its leg towards Asterisk.
     wait_for("the caller bridged to the trunk", S(5), || async {
         let peer = esl.getvar(&caller, "bridge_channel").await;
@@ -234,6 +255,7 @@ async fn transferred_on_freeswitch_to_an_asterisk_orbit_parks_there_and_rings_ba
     .await;
     cp.wait_log(&parked, "reconnected", S(5)).await;
     assert!(cp.parked().await.is_empty());
+    fs_lamp(mark, "terminated").await;
 }
 
 #[tokio::test]
@@ -302,6 +324,11 @@ async fn transferred_on_asterisk_to_a_freeswitch_orbit_parks_there() {
             })
             .is_some_and(|e| e.get("answer-state") == "confirmed")
             .then_some(())
+    })
+    .await;
+    // And on Asterisk, behind the include's hint for FreeSWITCH's orbits.
+    wait_for("Asterisk's lamp of 601 in use", S(5), || async {
+        (ari.device_state("Stasis:callpark-601").await == "INUSE").then_some(())
     })
     .await;
     // The caller waits on Asterisk, in Dial towards FreeSWITCH.

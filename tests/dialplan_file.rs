@@ -95,13 +95,15 @@ pool = "branch"
         hq.contains("exten => _*7[0-4]X,hint,Stasis:callpark-${EXTEN}"),
         "{hq}"
     );
+    // The branch's orbits, routed from here, light here too (callpark shows every pool's
+    // lamps on every PBX).
     assert!(
-        !hq.contains("exten => _*7[5-9]X,hint"),
-        "no lamps for orbits of other pools"
+        hq.contains("; busy lamps of range branch (pool branch)\nexten => _*7[5-9]X,hint,Stasis:callpark-${EXTEN}"),
+        "{hq}"
     );
     assert_eq!(
         hq.matches(",hint,").count(),
-        1,
+        2,
         "one hint line per pattern, not per orbit"
     );
     let branch = callpark::pbx::asterisk::dialplan::generate(&cfg, "branch");

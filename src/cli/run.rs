@@ -144,6 +144,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                 });
             })?;
     }
+    // Each pool's busy lamps, shown on the other pools' PBXes too (their phones may have keys
+    // for orbits another PBX owns).
+    let lamps = service::lamps::LampBoard::default();
     for pbx in &cfg.pbx {
         // One clock per pool, from its restore on.
         let clock = service::Clock::system();
@@ -159,7 +162,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                     stop_rx.clone(),
                     health.pool(&pbx.name),
                     clock,
-                    control_rx.remove(&pbx.name),
+                    service::Links {
+                        control: control_rx.remove(&pbx.name),
+                        lamps: Some(lamps.clone()),
+                    },
                 ))
             };
         }

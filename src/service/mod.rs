@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod health;
+pub(crate) mod lamps;
 pub mod media;
 pub mod notify;
 pub(crate) mod sched;
@@ -11,7 +12,7 @@ pub(crate) mod sched;
 use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
@@ -198,7 +199,15 @@ pub async fn run_pool<P: Pbx>(
     beat: Beat,
     clock: Clock,
 ) -> Result<ParkCore, ServiceError> {
-    run_pool_controlled(core, store, pbx, shutdown, beat, clock, None).await
+    run_pool_controlled(core, store, pbx, shutdown, beat, clock, Links::default()).await
+}
+
+/// What links one pool's loop to the rest of `callpark run`: operators' requests, and the
+/// busy lamps of the other pools.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    pub control: Option<mpsc::Receiver<Control>>,
+    pub lamps: Option<lamps::LampBoard>,
 }
 
 /// [`run_pool`] that also takes operators' requests from `control`.
@@ -209,8 +218,13 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
     mut shutdown: watch::Receiver<bool>,
     beat: Beat,
     clock: Clock,
-    mut control: Option<mpsc::Receiver<Control>>,
+    links: Links,
 ) -> Result<ParkCore, ServiceError> {
+    let Links {
+        mut control,
+        lamps: board,
+    } = links;
+    let mut others = board.as_ref().map(|b| b.subscribe());
     let pool = pbx.name().to_string();
     let (ev_tx, mut ev_rx) = mpsc::channel::<PbxEvent>(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(4096);
@@ -227,6 +241,7 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
         clock: &clock,
         beat: &beat,
         held: &held,
+        board: board.as_ref(),
     };
     // Deadlines that passed while callpark was down fire at once.
     let cmds = core.handle_timeout(clock.now());
@@ -257,6 +272,7 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
                     info!(pool, channels = channels.len(), "PBX connected; reconciling");
                     run.reconcile(&mut core, &channels).await?;
                     run.relight(&core).await?;
+                    run.relight_others().await?;
                     beat.ready();
                     beat.connected();
                 }
@@ -298,6 +314,20 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
                     }
                 }
             }
+            shown = async {
+                match others.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match shown {
+                Ok(s) if s.pool != pool => {
+                    run.send_raw(vec![Command::Lamp { orbit: s.orbit, state: s.state }]).await?;
+                }
+                Ok(_) => {}
+                // Behind: what is lit now, whole (lamps only repeat a state).
+                Err(broadcast::error::RecvError::Lagged(_)) => run.relight_others().await?,
+                Err(broadcast::error::RecvError::Closed) => others = None,
+            },
             _ = heartbeat.tick() => beat.turned(Instant::now()),
             changed = shutdown.changed() => {
                 // Err: the sender is gone, so nobody can ask us to stop any more, and
@@ -318,6 +348,8 @@ struct PoolRun<'a> {
     clock: &'a Clock,
     beat: &'a Beat,
     held: &'a Held,
+    /// Where this pool shows its lamps to the others, when there are others.
+    board: Option<&'a lamps::LampBoard>,
 }
 
 /// Parked and nothing more: no leg of callpark's under way, nothing asked of the PBX.
@@ -357,6 +389,19 @@ impl PoolRun<'_> {
     }
 
     async fn send(&mut self, cmds: Vec<Command>) -> Result<(), ServiceError> {
+        if let Some(board) = self.board {
+            for c in &cmds {
+                if let Command::Lamp { orbit, state } = c {
+                    board.show(self.pool, *orbit, *state);
+                }
+            }
+        }
+        self.send_raw(cmds).await
+    }
+
+    /// Hands commands to the adapter as they are: another pool's lamps are not shown again
+    /// as this one's.
+    async fn send_raw(&mut self, cmds: Vec<Command>) -> Result<(), ServiceError> {
         for c in cmds {
             if self.commands.send(c).await.is_err() {
                 return Err(ServiceError::AdapterGone(self.pool.to_string()));
@@ -417,6 +462,20 @@ impl PoolRun<'_> {
             );
         }
         self.send(lamps).await
+    }
+
+    /// Sends the lamps other pools have lit, after a (re)connection or when this loop fell
+    /// behind their changes.
+    async fn relight_others(&mut self) -> Result<(), ServiceError> {
+        let Some(board) = self.board else {
+            return Ok(());
+        };
+        let lamps: Vec<Command> = board
+            .lit_elsewhere(self.pool)
+            .into_iter()
+            .map(|(orbit, state)| Command::Lamp { orbit, state })
+            .collect();
+        self.send_raw(lamps).await
     }
 
     /// Ends what vanished from the PBX while we were not looking.

@@ -220,8 +220,23 @@ pub fn generate(cfg: &Config, pool: &str) -> String {
     // first SUBSCRIBE to an orbit Asterisk adds that orbit's own hint, with `${EXTEN}`
     // expanded (a dynamic hint; seen on Asterisk 22 from PJSIP, and kept with its watchers
     // across `dialplan reload`), so a range of any size has lamps for a few lines.
-    for r in cfg.orbits.pool_ranges(pool) {
-        let _ = writeln!(s, "; busy lamps of range {}", r.name);
+    // The other pools' orbits routed from here light too: callpark shows every pool's lamps
+    // on every PBX it drives.
+    let routed = |r: &&crate::orbit::OrbitRange| {
+        r.pool == pool
+            || cfg
+                .pbx
+                .iter()
+                .find(|x| x.name == r.pool)
+                .and_then(|x| x.reach_from(PbxKind::Asterisk))
+                .is_some()
+    };
+    for r in cfg.orbits.ranges().iter().filter(routed) {
+        if r.pool == pool {
+            let _ = writeln!(s, "; busy lamps of range {}", r.name);
+        } else {
+            let _ = writeln!(s, "; busy lamps of range {} (pool {})", r.name, r.pool);
+        }
         for p in span_patterns(&r.span) {
             let _ = writeln!(s, "exten => {p},hint,{}", hint_device(&p));
         }
