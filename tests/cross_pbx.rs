@@ -339,3 +339,67 @@ async fn transferred_on_asterisk_to_a_freeswitch_orbit_parks_there() {
     assert_eq!(pj["state"], "Up");
     assert!(ari.channel_exists(&cid).await, "the caller is still there");
 }
+
+/// A SIP phone on FreeSWITCH (PJSIP's pjsua2) consults an Asterisk orbit over the trunk and
+/// completes an attended transfer (REFER with Replaces): the consultation is held on that
+/// orbit as a dialled free orbit, and the caller takes its place on FreeSWITCH, bridged to the
+/// trunk leg held there. It waits on the orbit, and dialling the orbit retrieves it.
+#[tokio::test]
+async fn attended_transfer_on_freeswitch_to_an_asterisk_orbit_parks_the_caller_there() {
+    use support::gesture::*;
+    use support::testbed::{FreeswitchTestbed, Testbed};
+    let fs = FreeswitchTestbed::take().await;
+    let (ari, _ami) = testbed().await;
+    let cp = Callpark::start(&both_with_trunks()).await;
+    let alice = alice(&fs).await;
+    alice.auto("answer").await;
+    let c1 = alice_talks_to_carol(&fs, &alice).await;
+    alice.hold(c1).await;
+    let mark = alice.mark();
+    let c2 = alice.call(&fs.sip_uri("705")).await;
+    alice.wait_state_since(mark, c2, "CONFIRMED", S(10)).await;
+    let held = cp.wait_parked_on("705").await;
+    let trunk_leg = held.channel.as_str().to_string();
+    let name = ari.get(&format!("/channels/{trunk_leg}")).await["name"].clone();
+    // (Asterisk names the trunk's call by its From user when it matches an endpoint of its
+    // own, as `alice` does on the testbed.)
+    assert!(
+        name.as_str().unwrap().starts_with("PJSIP/"),
+        "the consultation's trunk leg is held on 705: {name}"
+    );
+    alice.xfer_replaces(c1, c2).await;
+    for c in [c1, c2] {
+        alice.wait_state_since(mark, c, "DISCONNECTED", S(10)).await;
+    }
+    let carol = wait_for("Carol's channel on FreeSWITCH", S(5), || async {
+        fs.channels()
+            .await
+            .into_iter()
+            .find(|(_, name)| name == "loopback/to-user-alice-b")
+            .map(|(id, _)| id)
+    })
+    .await;
+    wait_for(
+        "Carol bridged to the trunk leg held on 705",
+        S(10),
+        || async {
+            let peer = fs.esl.getvar(&carol, "bridge_channel").await;
+            peer.starts_with("sofia/internal/705@127.0.0.1:5160")
+                .then_some(())
+        },
+    )
+    .await;
+    let parked = cp.parked().await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].channel.as_str(), trunk_leg);
+    assert_eq!(
+        parked[0].orbit.map(|o| o.to_string()).as_deref(),
+        Some("705")
+    );
+    // Dialled from FreeSWITCH, the orbit gives Carol back.
+    let r = fs.dial_orbit("705", "Dave", "202").await;
+    cp.wait_log(&trunk_leg, "retrieved", S(10)).await;
+    assert!(fs.exists(&carol).await, "Carol is there");
+    assert!(fs.exists(&r.id).await, "the retriever is there");
+    alice.quit().await;
+}
