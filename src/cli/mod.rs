@@ -169,7 +169,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Retrieve { orbit, to } => api_client::retrieve(&cfg, &orbit, &to).await,
         Cmd::Watch => api_client::watch(&cfg).await,
         Cmd::Log { limit } => {
-            let store = Store::open(&cfg.database_path()).await?;
+            let store = Store::open_at(&cfg.database()).await?;
             for r in store.log(limit).await? {
                 println!(
                     "{}  {:<8} {:<18} {:<10} {:<10} {:<24} {}",
@@ -185,7 +185,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Backup { dir } => {
-            let store = Store::open(&cfg.database_path()).await?;
+            let store = Store::open_at(&cfg.database()).await?;
             for p in media::backup(&store, &dir).await? {
                 println!("{}", p.display());
             }
@@ -292,7 +292,7 @@ fn check_config(cfg: &Config) {
 }
 
 async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.database_path()).await?;
+    let store = Store::open_at(&cfg.database()).await?;
     let used: Vec<crate::orbit::Orbit> = store
         .used_per_orbit()
         .await?
@@ -320,7 +320,7 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.database_path()).await?;
+    let store = Store::open_at(&cfg.database()).await?;
     if format == Format::Json {
         let calls = store.parked(None).await?;
         let calls: Vec<crate::api::CallView> = calls
