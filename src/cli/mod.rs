@@ -83,6 +83,10 @@ pub enum Cmd {
         #[command(subcommand)]
         from: import::ImportCmd,
     },
+    /// Copy an SQLite store (parked calls, event log, metric counters, music files' records,
+    /// orbit table) into an empty PostgreSQL database, in one transaction (no configuration
+    /// needed). Exit 0 when copied, 1 when not, 2 on bad input.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -140,6 +144,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Cmd::Import { from } = &cli.command {
         init_tracing(None);
         return Ok(import::run(from));
+    }
+    // And the migration: both stores are on its command line.
+    if let Cmd::Migrate(args) = &cli.command {
+        init_tracing(None);
+        return Ok(migrate::run(args).await);
     }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
@@ -203,7 +212,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Doctor(args) => Ok(doctor::run(&cfg, &args).await),
         Cmd::Setup { pbx } => Ok(setup::run(&cfg, &pbx).await),
-        Cmd::Lint(_) | Cmd::Import { .. } => {
+        Cmd::Lint(_) | Cmd::Import { .. } | Cmd::Migrate(_) => {
             unreachable!("dispatched before the configuration is loaded")
         }
         Cmd::Dialplan { kind } => {
@@ -240,6 +249,7 @@ mod api_client;
 mod doctor;
 pub mod import;
 pub mod lint;
+mod migrate;
 mod run;
 pub mod setup;
 

@@ -8,7 +8,7 @@
 //! case that matters for a controller), at one fsync per checkpoint rather than per event.
 //!
 //! One file per part: where the store is (`location.rs`), opening the database and keeping
-//! its file (`open.rs`), the atomic write
+//! its file (`open.rs`), copying an SQLite store into PostgreSQL (`migrate.rs`), the atomic write
 //! of a pool's step (`step.rs`), the parked calls (`calls.rs`), the event log and its pruning
 //! (`event_log.rs`), the metrics' counters (`counters.rs`), the orbit table as loaded
 //! (`orbit_table.rs`) and the media files (`media.rs`); the tests' fixtures in `tests.rs`.
@@ -18,6 +18,7 @@ mod counters;
 mod event_log;
 mod location;
 mod media;
+mod migrate;
 mod open;
 mod orbit_table;
 mod step;
@@ -37,6 +38,7 @@ pub use self::counters::WaitBucket;
 pub use self::event_log::LogRow;
 pub use self::location::{Location, PgUrl};
 pub use self::media::Media;
+pub use self::migrate::Copied;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -96,6 +98,17 @@ pub enum StoreError {
     NotSqlite {
         what: &'static str,
         instead: &'static str,
+    },
+    #[error("`callpark migrate --to` copies into PostgreSQL: name a postgres:// URL")]
+    NotPostgres,
+    #[error(
+        "{url} already holds {calls} parked calls and {entries} log entries (or metric counters): \
+         `callpark migrate` copies into an empty store only; point --to at a new database"
+    )]
+    TargetNotEmpty {
+        url: PgUrl,
+        calls: i64,
+        entries: i64,
     },
     #[error(
         "database: stored call {channel} cannot be read ({source}); was it written by a newer callpark?"
