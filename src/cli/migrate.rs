@@ -1,7 +1,7 @@
 //! `callpark migrate --from sqlite:PATH --to postgres://…`: a site's store moved from its SQLite
 //! file into PostgreSQL. Needs no configuration: both ends are on the command line.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::store::{Location, PgUrl, Store};
@@ -55,7 +55,7 @@ pub async fn run(args: &MigrateArgs) -> ExitCode {
     }
 }
 
-async fn copy(from: &PathBuf, to: &PgUrl) -> Result<(), crate::store::StoreError> {
+async fn copy(from: &Path, to: &PgUrl) -> Result<(), crate::store::StoreError> {
     let source = Store::open(from).await?;
     let target = Store::open_postgres(to).await?;
     let copied = source.copy_into(&target, to).await;
