@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of callpark, from a fresh Debian machine: installs what the tests need (the real
 # Asterisk testbed in a debootstrap chroot on first use; the FreeSWITCH testbed's libraries and
-# prompts; Chromium and playwright-core for the console's browser test), brings both testbeds up when they are not running, runs formatting, lints and every
+# prompts; Chromium and playwright-core for the console's browser test; PostgreSQL for the
+# store's tests on it), brings both testbeds up when they are not running, runs formatting, lints and every
 # cargo test, then brings down what it started. Among the tests, tests/package.rs builds the
 # Debian package around the debug binary and installs it into a Debian root of its own (made
 # with debootstrap on first use, kept in /var/tmp/callpark-deb-test).
@@ -81,6 +82,13 @@ if ! command -v ss >/dev/null; then
     echo "test-all: apt-get install iproute2 (ss, for the operator-side benchmark)"
     apt-get -q update >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get -q -y install iproute2 >/dev/null
+fi
+# The store on PostgreSQL (tests/store_postgres.rs): each test makes a throwaway cluster with
+# Debian's initdb and pg_ctl (under /usr/lib/postgresql/<version>/bin, not on PATH).
+if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    echo "test-all: apt-get install postgresql (for the store's PostgreSQL tests)"
+    apt-get -q update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y install postgresql >/dev/null
 fi
 npm install --prefix tests/console --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null
 # The tests' scriptable SIP phone (tests/phone/phone.py, driven by crates/testkit/src/phone.rs) runs on

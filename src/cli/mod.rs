@@ -83,6 +83,10 @@ pub enum Cmd {
         #[command(subcommand)]
         from: import::ImportCmd,
     },
+    /// Copy an SQLite store (parked calls, event log, metric counters, music files' records,
+    /// orbit table) into an empty PostgreSQL database, in one transaction (no configuration
+    /// needed). Exit 0 when copied, 1 when not, 2 on bad input.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -141,6 +145,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         init_tracing(None);
         return Ok(import::run(from));
     }
+    // And the migration: both stores are on its command line.
+    if let Cmd::Migrate(args) = &cli.command {
+        init_tracing(None);
+        return Ok(migrate::run(args).await);
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -169,7 +178,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Retrieve { orbit, to } => api_client::retrieve(&cfg, &orbit, &to).await,
         Cmd::Watch => api_client::watch(&cfg).await,
         Cmd::Log { limit } => {
-            let store = Store::open(&cfg.database_path()).await?;
+            let store = Store::open_at(&cfg.database()).await?;
             for r in store.log(limit).await? {
                 println!(
                     "{}  {:<8} {:<18} {:<10} {:<10} {:<24} {}",
@@ -185,7 +194,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Backup { dir } => {
-            let store = Store::open(&cfg.database_path()).await?;
+            let store = Store::open_at(&cfg.database()).await?;
             for p in media::backup(&store, &dir).await? {
                 println!("{}", p.display());
             }
@@ -203,7 +212,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Doctor(args) => Ok(doctor::run(&cfg, &args).await),
         Cmd::Setup { pbx } => Ok(setup::run(&cfg, &pbx).await),
-        Cmd::Lint(_) | Cmd::Import { .. } => {
+        Cmd::Lint(_) | Cmd::Import { .. } | Cmd::Migrate(_) => {
             unreachable!("dispatched before the configuration is loaded")
         }
         Cmd::Dialplan { kind } => {
@@ -240,6 +249,7 @@ mod api_client;
 mod doctor;
 pub mod import;
 pub mod lint;
+mod migrate;
 mod run;
 pub mod setup;
 
@@ -292,7 +302,7 @@ fn check_config(cfg: &Config) {
 }
 
 async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.database_path()).await?;
+    let store = Store::open_at(&cfg.database()).await?;
     let used: Vec<crate::orbit::Orbit> = store
         .used_per_orbit()
         .await?
@@ -320,7 +330,7 @@ async fn orbits(cfg: &Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn parked(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cfg.database_path()).await?;
+    let store = Store::open_at(&cfg.database()).await?;
     if format == Format::Json {
         let calls = store.parked(None).await?;
         let calls: Vec<crate::api::CallView> = calls

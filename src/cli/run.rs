@@ -30,7 +30,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map_or(service::health::TURN_EVERY, Notifier::turn_every),
     );
-    let store = Store::open(&cfg.database_path()).await?;
+    let store = Store::open_at(&cfg.database()).await?;
     debug!("store opened");
     store.save_orbit_table(&cfg.orbits).await?;
     let problems = service::media::verify_media(&store).await?;
@@ -83,7 +83,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
         let listener = crate::api::bind_std(a.listen)?;
         let (db, shared, health) = (
-            cfg.database_path(),
+            cfg.database(),
             std::sync::Arc::new(cfg.clone()),
             health.clone(),
         );
@@ -120,7 +120,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                 };
                 rt.block_on(async move {
                     let served = async {
-                        let store = Store::open(&db).await?;
+                        let store = Store::open_at(&db).await?;
                         let listener =
                             tokio::net::TcpListener::from_std(listener).map_err(|source| {
                                 crate::api::ApiError::Bind {

@@ -135,8 +135,9 @@ pub enum TokenError {
 pub struct ServiceConfig {
     /// Where the SQLite store and custom music-on-hold files live.
     pub data_dir: PathBuf,
-    /// SQLite file; defaults to `<data_dir>/callpark.db`.
-    pub database: Option<PathBuf>,
+    /// The store: an SQLite file (defaults to `<data_dir>/callpark.db`), or a PostgreSQL
+    /// database as a `postgres://` (or `postgresql://`) URL.
+    pub database: Option<String>,
     /// `tracing` filter, e.g. `info` or `callpark=debug`.
     pub log: String,
     /// How long event-log entries are kept (`"90d"`): older ones are pruned in the background.
@@ -544,11 +545,11 @@ impl Config {
         self.lots.iter().find(|l| l.name == name)
     }
 
-    /// The SQLite file.
-    pub(crate) fn database_path(&self) -> PathBuf {
-        self.service
-            .database
-            .clone()
-            .unwrap_or_else(|| self.service.data_dir.join("callpark.db"))
+    /// The store: `[service] database`, or the SQLite file in the data directory.
+    pub(crate) fn database(&self) -> crate::store::Location {
+        match &self.service.database {
+            Some(d) => crate::store::Location::from_setting(d),
+            None => crate::store::Location::Sqlite(self.service.data_dir.join("callpark.db")),
+        }
     }
 }

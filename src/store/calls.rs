@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use crate::park::ParkedCall;
 
-use super::{Store, StoreError};
+use super::{Db, Store, StoreError, decode_list, on_db};
 
 impl Store {
     /// Calls held now, of one pool or of all, ordered by orbit.
@@ -13,17 +13,29 @@ impl Store {
         &self,
         pool: Option<&str>,
     ) -> Result<Vec<(String, ParkedCall)>, StoreError> {
-        let rows: Vec<(String, String, String)> = self
-            .list(
-                "parked calls",
+        let json: String = match &self.db {
+            Db::Sqlite(db) => {
                 sqlx::query_scalar(
                     "SELECT json_group_array(json_array(pool, channel, record)
                         ORDER BY parked_at, channel)
                      FROM parked_call WHERE (?1 IS NULL OR pool = ?1)",
                 )
-                .bind(pool),
-            )
-            .await?;
+                .bind(pool)
+                .fetch_one(db)
+                .await?
+            }
+            Db::Postgres(db) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(json_agg(json_build_array(pool, channel, record)
+                        ORDER BY parked_at, channel)::text, '[]')
+                     FROM parked_call WHERE ($1::text IS NULL OR pool = $1)",
+                )
+                .bind(pool)
+                .fetch_one(db)
+                .await?
+            }
+        };
+        let rows: Vec<(String, String, String)> = decode_list("parked calls", &json)?;
         rows.into_iter()
             .map(|(pool, channel, record)| {
                 let call = serde_json::from_str(&record)
@@ -34,11 +46,15 @@ impl Store {
     }
 
     /// Number of calls held per orbit range name.
-    pub(crate) async fn used_per_orbit(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT orbit FROM parked_call WHERE orbit IS NOT NULL")
-            .fetch_all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get("orbit")).collect())
+    pub async fn used_per_orbit(&self) -> Result<Vec<String>, StoreError> {
+        Ok(on_db!(Db, &self.db, db => {
+            sqlx::query("SELECT orbit FROM parked_call WHERE orbit IS NOT NULL")
+                .fetch_all(db)
+                .await?
+                .into_iter()
+                .map(|r| r.get("orbit"))
+                .collect()
+        }))
     }
 }
 
@@ -84,8 +100,11 @@ mod tests {
         s.apply("ast", &[Change::Upsert(Box::new(c))], &[])
             .await
             .unwrap();
+        let Db::Sqlite(db) = &s.db else {
+            unreachable!("the fixture is SQLite")
+        };
         sqlx::query("UPDATE parked_call SET record = '{\"channel\": 1' WHERE channel = 'ch-9'")
-            .execute(&s.db)
+            .execute(db)
             .await
             .unwrap();
         let e = s.parked(None).await.unwrap_err();

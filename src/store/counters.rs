@@ -2,11 +2,9 @@
 //! [`Store::apply`] moves them in the same transaction as the entries they count, so a scrape
 //! never sees one without the other, and pruning entries later changes neither.
 
-use sqlx::SqliteConnection;
-
 use crate::park::{GENERAL_LOT, LogEvent, Millis};
 
-use super::{Store, StoreError};
+use super::{Db, Store, StoreError, Tx, on_db};
 
 /// The upper bounds (ms) of the time-to-retrieve histogram's buckets; a wait above the last
 /// is counted under [`WAIT_INF`].
@@ -27,7 +25,7 @@ fn wait_bucket(ms: i64) -> i64 {
 
 /// One bucket of the time-to-retrieve histogram as stored (not cumulative).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WaitBucket {
+pub struct WaitBucket {
     pub pool: String,
     /// The lot's name (`general` for the ranges without one).
     pub lot: String,
@@ -41,21 +39,23 @@ impl Store {
     /// How many log entries of each kind each pool wrote: `(pool, kind, count)`, from the
     /// counters [`Store::apply`] keeps (pruning the log does not lower them).
     pub async fn log_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        Ok(
+        Ok(on_db!(Db, &self.db, db => {
             sqlx::query_as("SELECT pool, kind, n FROM metric_counter ORDER BY pool, kind")
-                .fetch_all(&self.db)
-                .await?,
-        )
+                .fetch_all(db)
+                .await?
+        }))
     }
 
     /// The time-to-retrieve histogram as kept by [`Store::apply`]: each retrieve's wait, from
     /// the call's park to its retrieve, counted in its bucket per pool and lot.
-    pub(crate) async fn retrieve_waits(&self) -> Result<Vec<WaitBucket>, StoreError> {
-        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT pool, lot, le_ms, n, sum_ms FROM retrieve_wait ORDER BY pool, lot, le_ms",
-        )
-        .fetch_all(&self.db)
-        .await?;
+    pub async fn retrieve_waits(&self) -> Result<Vec<WaitBucket>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64)> = on_db!(Db, &self.db, db => {
+            sqlx::query_as(
+                "SELECT pool, lot, le_ms, n, sum_ms FROM retrieve_wait ORDER BY pool, lot, le_ms",
+            )
+            .fetch_all(db)
+            .await?
+        });
         Ok(rows
             .into_iter()
             .map(|(pool, lot, le_ms, n, sum_ms)| WaitBucket {
@@ -72,31 +72,36 @@ impl Store {
 /// Counts the wait of a retrieve (`e`, logged as `id`) in its bucket, from the call's newest
 /// park; a retrieve with no park logged is not counted. Run in [`Store::apply`]'s transaction.
 pub(super) async fn count_wait(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     pool: &str,
     e: &LogEvent,
     id: i64,
 ) -> Result<(), StoreError> {
     // How long it waited: from its newest park (one indexed look-up by channel).
-    let parked: Option<Millis> = sqlx::query_scalar(
-        "SELECT MAX(at) FROM event_log WHERE channel = ? AND kind = 'parked' AND id < ?",
-    )
-    .bind(e.channel.as_str())
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let parked: Option<Millis> = on_db!(Tx, &mut *tx, t => {
+        sqlx::query_scalar(
+            "SELECT MAX(at) FROM event_log WHERE channel = $1 AND kind = 'parked' AND id < $2",
+        )
+        .bind(e.channel.as_str())
+        .bind(id)
+        .fetch_one(&mut **t)
+        .await?
+    });
     if let Some(parked) = parked {
         let waited = e.at - parked;
-        sqlx::query(
-            "INSERT INTO retrieve_wait (pool, lot, le_ms, n, sum_ms) VALUES (?, ?, ?, 1, ?)
-             ON CONFLICT (pool, lot, le_ms) DO UPDATE SET n = n + 1, sum_ms = sum_ms + excluded.sum_ms",
-        )
-        .bind(pool)
-        .bind(e.lot.as_deref().unwrap_or(GENERAL_LOT))
-        .bind(wait_bucket(waited))
-        .bind(waited)
-        .execute(&mut *tx)
-        .await?;
+        on_db!(Tx, &mut *tx, t => {
+            sqlx::query(
+                "INSERT INTO retrieve_wait (pool, lot, le_ms, n, sum_ms) VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (pool, lot, le_ms) DO UPDATE SET n = retrieve_wait.n + 1,
+                   sum_ms = retrieve_wait.sum_ms + excluded.sum_ms",
+            )
+            .bind(pool)
+            .bind(e.lot.as_deref().unwrap_or(GENERAL_LOT))
+            .bind(wait_bucket(waited))
+            .bind(waited)
+            .execute(&mut **t)
+            .await?;
+        });
     }
     Ok(())
 }
@@ -104,20 +109,22 @@ pub(super) async fn count_wait(
 /// Adds a step's log entries, counted per kind, to the pool's counters. Run in
 /// [`Store::apply`]'s transaction.
 pub(super) async fn add_counts(
-    tx: &mut SqliteConnection,
+    tx: &mut Tx,
     pool: &str,
     counts: &[(&str, i64)],
 ) -> Result<(), StoreError> {
     for (kind, n) in counts {
-        sqlx::query(
-            "INSERT INTO metric_counter (pool, kind, n) VALUES (?, ?, ?)
-             ON CONFLICT (pool, kind) DO UPDATE SET n = n + excluded.n",
-        )
-        .bind(pool)
-        .bind(*kind)
-        .bind(*n)
-        .execute(&mut *tx)
-        .await?;
+        on_db!(Tx, &mut *tx, t => {
+            sqlx::query(
+                "INSERT INTO metric_counter (pool, kind, n) VALUES ($1, $2, $3)
+                 ON CONFLICT (pool, kind) DO UPDATE SET n = metric_counter.n + excluded.n",
+            )
+            .bind(pool)
+            .bind(*kind)
+            .bind(*n)
+            .execute(&mut **t)
+            .await?;
+        });
     }
     Ok(())
 }
@@ -256,7 +263,7 @@ mod tests {
             )
             .await
             .unwrap();
-            let mut before = sqlx::migrate!("./migrations");
+            let mut before = sqlx::migrate!("./migrations/sqlite");
             before.migrations = before.migrations[..2].to_vec().into();
             before.run(&db).await.unwrap();
             for (kind, ch, lot, at) in &entries {

@@ -1,11 +1,21 @@
 //! The event log: what happened to each call, read by the API's feed, the CLI and webhooks;
 //! and its pruning (`[service] keep_log`).
 
-use sqlx::Row;
-
 use crate::park::{ChannelId, Millis};
 
-use super::{Store, StoreError};
+use super::{Db, Store, StoreError, decode_list, on_db};
+
+/// An entry as read: id, at, pool, kind, channel, orbit, lot, detail.
+type Entry = (
+    i64,
+    Millis,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 /// One page of the event log, read in one statement so that the two agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +43,14 @@ pub struct LogRow {
 impl Store {
     /// Whether the event log says the park of `channel` ended (its newest entry is final).
     pub async fn ended(&self, channel: &ChannelId) -> Result<bool, StoreError> {
-        let kind: Option<String> = sqlx::query_scalar(
-            "SELECT kind FROM event_log WHERE channel = ? ORDER BY id DESC LIMIT 1",
-        )
-        .bind(channel.as_str())
-        .fetch_optional(&self.db)
-        .await?;
+        let kind: Option<String> = on_db!(Db, &self.db, db => {
+            sqlx::query_scalar(
+                "SELECT kind FROM event_log WHERE channel = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(channel.as_str())
+            .fetch_optional(db)
+            .await?
+        });
         Ok(kind.is_some_and(|k| {
             crate::park::LogKind::ALL
                 .iter()
@@ -48,13 +60,15 @@ impl Store {
 
     /// The newest `limit` log entries, oldest first.
     pub async fn log(&self, limit: i64) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, pool, kind, channel, orbit, lot, detail FROM
-               (SELECT * FROM event_log ORDER BY id DESC LIMIT ?) ORDER BY id",
-        )
-        .bind(limit)
-        .fetch_all(&self.db)
-        .await?;
+        let rows: Vec<Entry> = on_db!(Db, &self.db, db => {
+            sqlx::query_as(
+                "SELECT id, at, pool, kind, channel, orbit, lot, detail FROM
+                   (SELECT * FROM event_log ORDER BY id DESC LIMIT $1) AS newest ORDER BY id",
+            )
+            .bind(limit)
+            .fetch_all(db)
+            .await?
+        });
         Ok(rows.into_iter().map(log_row).collect())
     }
 
@@ -67,58 +81,68 @@ impl Store {
     /// keeps (the event stream's resume): when `id` is below `oldest - 1`, entries between
     /// them were pruned and the page does not follow on from `id`.
     pub(crate) async fn log_page(&self, id: i64, limit: i64) -> Result<LogPage, StoreError> {
-        type Row = (
-            i64,
-            Millis,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-        );
         // One statement, so one snapshot: a prune between reading the oldest id and the
-        // rows cannot make a gap look like none.
-        let (oldest, json): (i64, String) = sqlx::query_as(
-            "SELECT COALESCE((SELECT MIN(id) FROM event_log),
-                             (SELECT seq FROM sqlite_sequence WHERE name = 'event_log') + 1, 1),
-                    (SELECT json_group_array(
-                        json_array(id, at, pool, kind, channel, orbit, lot, detail) ORDER BY id)
-                     FROM (SELECT * FROM event_log WHERE id > ? ORDER BY id LIMIT ?))",
-        )
-        .bind(id)
-        .bind(limit)
-        .fetch_one(&self.db)
-        .await?;
-        let rows: Vec<Row> = serde_json::from_str(&json).map_err(|source| StoreError::List {
-            what: "event log",
-            source,
-        })?;
-        let rows = rows
-            .into_iter()
-            .map(|(id, at, pool, kind, channel, orbit, lot, detail)| LogRow {
-                id,
-                at,
-                pool,
-                kind,
-                channel,
-                orbit,
-                lot,
-                detail,
-            })
-            .collect();
+        // rows cannot make a gap look like none. The oldest id when none is kept: the one
+        // after the last given (SQLite's AUTOINCREMENT counter, PostgreSQL's sequence).
+        let (oldest, json): (i64, String) = match &self.db {
+            Db::Sqlite(db) => {
+                sqlx::query_as(
+                    "SELECT COALESCE((SELECT MIN(id) FROM event_log),
+                                     (SELECT seq FROM sqlite_sequence WHERE name = 'event_log') + 1, 1),
+                            (SELECT json_group_array(
+                                json_array(id, at, pool, kind, channel, orbit, lot, detail) ORDER BY id)
+                             FROM (SELECT * FROM event_log WHERE id > $1 ORDER BY id LIMIT $2))",
+                )
+                .bind(id)
+                .bind(limit)
+                .fetch_one(db)
+                .await?
+            }
+            Db::Postgres(db) => {
+                sqlx::query_as(
+                    "SELECT COALESCE((SELECT MIN(id) FROM event_log),
+                                     pg_sequence_last_value('event_log_id_seq') + 1, 1),
+                            COALESCE((SELECT json_agg(
+                                json_build_array(id, at, pool, kind, channel, orbit, lot, detail) ORDER BY id)
+                             FROM (SELECT * FROM event_log WHERE id > $1 ORDER BY id LIMIT $2) AS page)::text,
+                             '[]')",
+                )
+                .bind(id)
+                .bind(limit)
+                .fetch_one(db)
+                .await?
+            }
+        };
+        let rows: Vec<Entry> = decode_list("event log", &json)?;
+        let rows = rows.into_iter().map(log_row).collect();
         Ok(LogPage { oldest, rows })
     }
 
     /// The newest log entry's id (0 when nothing was ever logged). Ids are never reused
     /// (AUTOINCREMENT): after a prune that emptied the log this is still the last id given.
+    ///
+    /// On PostgreSQL the sequence counts only when the log is empty: it moves as entries are
+    /// inserted, before they are committed, and a reader starting after an id not committed
+    /// yet would miss it.
     pub async fn last_log_id(&self) -> Result<i64, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(COALESCE((SELECT MAX(id) FROM event_log), 0),
-                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0))",
-        )
-        .fetch_one(&self.db)
-        .await?;
+        let id: Option<i64> = match &self.db {
+            Db::Sqlite(db) => {
+                sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT MAX(id) FROM event_log), 0),
+                                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'event_log'), 0))",
+                )
+                .fetch_one(db)
+                .await?
+            }
+            Db::Postgres(db) => {
+                sqlx::query_scalar(
+                    "SELECT COALESCE((SELECT MAX(id) FROM event_log),
+                                     pg_sequence_last_value('event_log_id_seq'), 0)",
+                )
+                .fetch_one(db)
+                .await?
+            }
+        };
         Ok(id.unwrap_or(0))
     }
 
@@ -131,35 +155,40 @@ impl Store {
     /// oldest entries; a young one among them (a pool's clock stepped back) is kept, and the
     /// prune stops where a whole batch is young.
     pub async fn prune_log(&self, before: Millis, batch: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM event_log WHERE id IN
-               (SELECT id FROM (SELECT id, at FROM event_log ORDER BY id LIMIT ?) WHERE at < ?)",
-        )
-        .bind(batch)
-        .bind(before)
-        .execute(&self.db)
-        .await?;
-        Ok(done.rows_affected())
+        Ok(on_db!(Db, &self.db, db => {
+            sqlx::query(
+                "DELETE FROM event_log WHERE id IN
+                   (SELECT id FROM (SELECT id, at FROM event_log ORDER BY id LIMIT $1) AS oldest
+                     WHERE at < $2)",
+            )
+            .bind(batch)
+            .bind(before)
+            .execute(db)
+            .await?
+            .rows_affected()
+        }))
     }
 
     /// The oldest entry kept, if any (`callpark log` and tests).
     pub async fn oldest_log_id(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT MIN(id) FROM event_log")
-            .fetch_one(&self.db)
-            .await?)
+        Ok(on_db!(Db, &self.db, db => {
+            sqlx::query_scalar("SELECT MIN(id) FROM event_log")
+                .fetch_one(db)
+                .await?
+        }))
     }
 }
 
-fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
+fn log_row((id, at, pool, kind, channel, orbit, lot, detail): Entry) -> LogRow {
     LogRow {
-        id: r.get("id"),
-        at: r.get("at"),
-        pool: r.get("pool"),
-        kind: r.get("kind"),
-        channel: r.get("channel"),
-        orbit: r.get("orbit"),
-        lot: r.get("lot"),
-        detail: r.get("detail"),
+        id,
+        at,
+        pool,
+        kind,
+        channel,
+        orbit,
+        lot,
+        detail,
     }
 }
 

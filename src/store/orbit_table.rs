@@ -2,25 +2,29 @@
 
 use crate::orbit::OrbitTable;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx, on_db};
 
 impl Store {
     /// Records the orbit table as configured now.
-    pub(crate) async fn save_orbit_table(&self, table: &OrbitTable) -> Result<(), StoreError> {
+    pub async fn save_orbit_table(&self, table: &OrbitTable) -> Result<(), StoreError> {
         let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM orbit_range")
-            .execute(&mut *tx)
-            .await?;
-        for r in table.ranges() {
-            sqlx::query("INSERT INTO orbit_range (name, first, last, pool, lot, size) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(&r.name)
-                .bind(r.span.first.to_string())
-                .bind(r.span.last.to_string())
-                .bind(&r.pool)
-                .bind(&r.lot)
-                .bind(r.span.len() as i64)
-                .execute(&mut *tx)
+        on_db!(Tx, &mut tx, t => {
+            sqlx::query("DELETE FROM orbit_range")
+                .execute(&mut **t)
                 .await?;
+        });
+        for r in table.ranges() {
+            on_db!(Tx, &mut tx, t => {
+                sqlx::query("INSERT INTO orbit_range (name, first, last, pool, lot, size) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&r.name)
+                    .bind(r.span.first.to_string())
+                    .bind(r.span.last.to_string())
+                    .bind(&r.pool)
+                    .bind(&r.lot)
+                    .bind(r.span.len() as i64)
+                    .execute(&mut **t)
+                    .await?;
+            });
         }
         tx.commit().await?;
         Ok(())

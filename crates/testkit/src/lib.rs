@@ -11,7 +11,7 @@
 //! (`include`), `callpark run` as a process (`service`), outages (`cutter`), and the figures of
 //! the benchmarks (`stats`, `usage`); the `Testbed` trait that lets a scenario run on both
 //! PBXes (`testbed`), and what the SIP phone `alice` does on either (`gesture`); the seeded
-//! fault-injection run (`faults`).
+//! fault-injection run (`faults`); a throwaway PostgreSQL cluster (`postgres`).
 
 mod ami;
 mod ari;
@@ -28,6 +28,7 @@ pub mod faults;
 pub mod fs;
 pub mod gesture;
 pub mod phone;
+pub mod postgres;
 pub mod sip;
 pub mod stats;
 pub mod testbed;
