@@ -2002,6 +2002,23 @@ fn a_page_is_an_auto_answered_originate_that_speaks_the_orbit() {
         "no event of the page is callpark's"
     );
     assert!(out.events.is_empty());
+    // Its job failing is the log's, not the core's: the core knows no page leg. (The
+    // captured failed originate, its id made the page's.)
+    let mut job = captured_events()
+        .into_iter()
+        .find(|e| e.name == "BACKGROUND_JOB")
+        .unwrap();
+    job.job_uuid = Some(leg.to_string());
+    assert!(job.body.as_deref().unwrap().starts_with("-ERR"));
+    assert!(wire(&mut t, job.clone()).is_empty());
+    // A second answer for it (or any other job) is a leg's again.
+    assert_eq!(
+        calls(&wire(&mut t, job)),
+        [Event::OriginateFailed {
+            channel: leg.clone(),
+            reason: "NO_ANSWER".into()
+        }]
+    );
     let out = cmd(
         &mut t,
         Command::EndPage {

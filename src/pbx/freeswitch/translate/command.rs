@@ -211,6 +211,7 @@ impl FsTranslator {
                     originate_value(&caller_id.number),
                 );
                 info!(pbx = %self.s.pool, channel = %channel, %orbit, "page to {dial}");
+                self.pages.insert(channel.clone());
                 out.request(Request {
                     out: Outgoing::new(format!(
                         "bgapi originate {{{vars}}}{dial} &playback({})",

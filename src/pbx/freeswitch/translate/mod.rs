@@ -122,6 +122,9 @@ pub struct FsTranslator {
     /// A listing that left out calls the core holds parked, kept until each of them is read
     /// on its own (see [`FsTranslator::verify`]).
     listing: Option<(ChannelList, HashSet<ChannelId>)>,
+    /// Pages placed whose job has not answered yet, to tell a failed page in the log: the
+    /// core knows no page leg. Cleared with the connection (its jobs' answers go with it).
+    pages: HashSet<ChannelId>,
 }
 
 /// How many ended channels are remembered (see `FsTranslator::ended`).
@@ -140,6 +143,7 @@ impl FsTranslator {
             ended_set: HashSet::new(),
             held: HashSet::new(),
             listing: None,
+            pages: HashSet::new(),
         }
     }
 
@@ -160,6 +164,7 @@ impl FsTranslator {
     /// it have ended, however many there were.
     pub fn state_size(&self) -> usize {
         self.chans.len()
+            + self.pages.len()
             + self.placed_by.len()
             + self.replaced.len()
             + self.held.len()
@@ -266,6 +271,7 @@ impl Translator for FsTranslator {
         self.held.clear();
         self.listing = None;
         self.placed_by.clear();
+        self.pages.clear();
     }
 
     fn on_wire(&mut self, ev: FsEvent, out: &mut Output<Request>) {
@@ -276,6 +282,13 @@ impl Translator for FsTranslator {
         if ev.name == "BACKGROUND_JOB" {
             // A job's id is the leg's id (see Originate); other clients' jobs match no leg.
             if let (Some(job), Some(body)) = (&ev.job_uuid, &ev.body) {
+                let job_id = ChannelId::new(job.clone());
+                if self.pages.remove(&job_id) {
+                    if let Some(reason) = body.trim().strip_prefix("-ERR") {
+                        warn!(pbx = %self.s.pool, page = %job_id, "the page was not placed: {}", reason.trim());
+                    }
+                    return;
+                }
                 if let Some(reason) = body.trim().strip_prefix("-ERR") {
                     out.event(Event::OriginateFailed {
                         channel: ChannelId::new(job.clone()),
