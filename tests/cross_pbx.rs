@@ -21,14 +21,9 @@ fn both() -> Setup {
     }
 }
 
-#[tokio::test]
-async fn parked_on_asterisk_retrieved_from_a_freeswitch_phone() {
-    let _turn = exclusive().await;
-    let (ari, ami) = testbed().await;
-    let esl = fs_testbed().await;
-    let cp = Callpark::start(&both()).await;
-
-    // A call on Asterisk, blind-transferred to the park code there: orbit 701 of pbx-a.
+/// Carol's call to the simulated phone `dev-alice` on Asterisk, up and bridged: the phone's
+/// channel (the transferer) and Carol's id.
+async fn asterisk_call(ari: &Ari, ami: &Ami) -> (serde_json::Value, String) {
     ami.set_phone("alice", "answer").await;
     ari.originate_local(
         "to-dev-alice",
@@ -51,6 +46,18 @@ async fn parked_on_asterisk_retrieved_from_a_freeswitch_phone() {
         ari.bridge_with(&tid, &cid).await
     })
     .await;
+    (transferer, cid)
+}
+
+#[tokio::test]
+async fn parked_on_asterisk_retrieved_from_a_freeswitch_phone() {
+    let _turn = exclusive().await;
+    let (ari, ami) = testbed().await;
+    let esl = fs_testbed().await;
+    let cp = Callpark::start(&both()).await;
+
+    // A call on Asterisk, blind-transferred to the park code there: orbit 701 of pbx-a.
+    let (transferer, cid) = asterisk_call(&ari, &ami).await;
     ami.blind_transfer(transferer["name"].as_str().unwrap(), "park", "park-in")
         .await;
     let call = cp.wait_parked_on("701").await;
@@ -267,28 +274,7 @@ async fn transferred_on_asterisk_to_a_freeswitch_orbit_parks_there() {
 
     // A call on Asterisk, blind-transferred to 601, FreeSWITCH's orbit: Asterisk's pre-dial
     // handler marks the trunk leg X-Callpark-Park, and FreeSWITCH parks it there.
-    ami.set_phone("alice", "answer").await;
-    ari.originate_local(
-        "to-dev-alice",
-        "calls",
-        ("answer", "phones"),
-        "\"Carol\" <5551234>",
-    )
-    .await;
-    let (transferer, caller) = wait_for("the Asterisk call up", S(10), || async {
-        let t = ari.channel_named("Local/to-dev-alice@calls-", ";2").await?;
-        let c = ari.channel_named("Local/dev-alice@phones-", ";1").await?;
-        (t["state"] == "Up" && c["state"] == "Up").then_some((t, c))
-    })
-    .await;
-    let (tid, cid) = (
-        transferer["id"].as_str().unwrap().to_string(),
-        caller["id"].as_str().unwrap().to_string(),
-    );
-    wait_for("bridged", S(5), || async {
-        ari.bridge_with(&tid, &cid).await
-    })
-    .await;
+    let (transferer, cid) = asterisk_call(&ari, &ami).await;
     let mark = esl.mark();
     ami.blind_transfer(transferer["name"].as_str().unwrap(), "601", "park-in")
         .await;
