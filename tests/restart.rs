@@ -576,3 +576,77 @@ async fn pages_go_on_after_a_restart_at_their_stored_times() {
         "{paged:?}"
     );
 }
+
+/// A call the PBX parks on a new connection before its channel listing comes is live,
+/// whatever the listing says: the listing can be older than the park (FreeSWITCH's channel
+/// table lags its channels). One the PBX said hung up, or one held from before the
+/// connection that the listing leaves out, is ended. Once reconciled, later events are no
+/// longer noted (nothing grows while connected).
+#[tokio::test]
+async fn a_call_parked_before_the_listing_came_survives_the_reconciliation() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Store::open(&dir.path().join("callpark.db")).await.unwrap();
+    let mut svc = start(
+        ParkCore::new(settings(), policies(), orbits()),
+        store.clone(),
+        &clock,
+    );
+    for c in ["early", "gone"] {
+        svc.events.send(park(c)).await.unwrap();
+    }
+    svc.events
+        .send(PbxEvent::Call(Event::Hangup {
+            channel: ChannelId::new("gone"),
+        }))
+        .await
+        .unwrap();
+    // The listing, older than both parks, names neither.
+    svc.events
+        .send(PbxEvent::Connected {
+            channels: HashSet::new(),
+        })
+        .await
+        .unwrap();
+    drain(&mut svc).await;
+    let held: Vec<String> = store
+        .parked(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c.channel.to_string())
+        .collect();
+    assert_eq!(held, ["early"], "kept by the reconciliation");
+    svc.events
+        .send(PbxEvent::Disconnected {
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    // The next connection lists nothing and told of nothing: `early` vanished meanwhile.
+    svc.events
+        .send(PbxEvent::Connected {
+            channels: HashSet::new(),
+        })
+        .await
+        .unwrap();
+    drain(&mut svc).await;
+    svc.stop.send(true).unwrap();
+    svc.task.await.unwrap().unwrap();
+    let log = store.log(100).await.unwrap();
+    let kinds: Vec<(String, String)> = log
+        .iter()
+        .map(|r| (r.channel.clone(), r.kind.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("early".to_string(), "parked".to_string()),
+            ("gone".into(), "parked".into()),
+            ("gone".into(), "abandoned".into()),
+            ("early".into(), "abandoned".into()),
+        ],
+        "`early` ended by the second reconciliation"
+    );
+    assert!(store.parked(None).await.unwrap().is_empty());
+}

@@ -249,6 +249,14 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
     // The loop turns at least this often even with no event and no deadline, so that a loop
     // whose last turn is old is known to be stuck inside a step, not waiting for work. Delay:
     // after a long step one turn is enough, not a burst of catch-up ticks.
+    // Channels the PBX told of on the connection being reconciled, before its listing came:
+    // the listing may be older than their events (FreeSWITCH's channel table lags; an ARI
+    // listing can be answered before a StasisStart already on its way), so a call parked
+    // meanwhile is live whatever the listing says. Its end, if it ends, comes on this
+    // connection too.
+    let mut told: HashSet<ChannelId> = HashSet::new();
+    // Whether the connection was reconciled: only events before that are noted.
+    let mut reconciled = false;
     let mut heartbeat = tokio::time::interval(beat.turn_every());
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -264,12 +272,22 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
             ev = ev_rx.recv() => match ev {
                 Some(PbxEvent::Call(e)) => {
                     debug!(pool, event = ?e, "pbx event");
+                    if !reconciled {
+                        note_told(&mut told, &e);
+                    }
                     let cmds = core.handle(clock.now(), e);
                     run.step(&mut core, cmds).await?;
                 }
-                Some(PbxEvent::Found(e)) => run.found(&mut core, e).await?,
-                Some(PbxEvent::Connected { channels }) => {
+                Some(PbxEvent::Found(e)) => {
+                    if !reconciled {
+                        note_told(&mut told, &e);
+                    }
+                    run.found(&mut core, e).await?
+                }
+                Some(PbxEvent::Connected { mut channels }) => {
                     info!(pool, channels = channels.len(), "PBX connected; reconciling");
+                    channels.extend(std::mem::take(&mut told));
+                    reconciled = true;
                     run.reconcile(&mut core, &channels).await?;
                     run.relight(&core).await?;
                     run.relight_others().await?;
@@ -277,6 +295,8 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
                     beat.connected();
                 }
                 Some(PbxEvent::Disconnected { reason }) => {
+                    told.clear();
+                    reconciled = false;
                     beat.disconnected();
                     warn!(pool, %reason, "PBX connection lost; parked calls keep their timers");
                 }
@@ -350,6 +370,18 @@ struct PoolRun<'a> {
     held: &'a Held,
     /// Where this pool shows its lamps to the others, when there are others.
     board: Option<&'a lamps::LampBoard>,
+}
+
+/// Keeps `told` as the channels there by the events of the connection being reconciled.
+fn note_told(told: &mut HashSet<ChannelId>, e: &Event) {
+    match e.channel() {
+        (ch, true) => {
+            told.insert(ch.clone());
+        }
+        (ch, false) => {
+            told.remove(ch);
+        }
+    }
 }
 
 /// Parked and nothing more: no leg of callpark's under way, nothing asked of the PBX.

@@ -91,3 +91,19 @@ pub enum Event {
         channel: ChannelId,
     },
 }
+
+impl Event {
+    /// The channel the event is about, and whether the PBX still had it when it told: every
+    /// event but a hang-up or a replacement names a channel that was there.
+    pub fn channel(&self) -> (&ChannelId, bool) {
+        match self {
+            Event::Park(r) => (&r.channel, true),
+            Event::Retrieve { channel, .. }
+            | Event::Answered { channel }
+            | Event::Bridged { channel } => (channel, true),
+            Event::OriginateFailed { channel, .. }
+            | Event::Hangup { channel }
+            | Event::Replaced { channel } => (channel, false),
+        }
+    }
+}
