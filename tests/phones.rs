@@ -418,6 +418,7 @@ async fn hold_and_resume_after_a_retrieve(pbx: &impl Testbed) {
         .as_u64()
         .unwrap();
     alice.wait_state_since(mark, c1, "CONFIRMED", S(10)).await;
+    pbx.wait_phone_bridged().await;
     alice.xfer(c1, &pbx.sip_uri("park")).await;
     let call = carols_park(&cp).await;
     let orbit = call.orbit.unwrap().to_string();

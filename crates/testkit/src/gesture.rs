@@ -61,6 +61,7 @@ pub async fn alice_talks_to_carol(pbx: &impl Testbed, alice: &Phone) -> u64 {
     let inc = alice.wait_incoming(mark, S(10)).await;
     let c1 = inc["call"].as_u64().unwrap();
     alice.wait_state_since(mark, c1, "CONFIRMED", S(10)).await;
+    pbx.wait_phone_bridged().await;
     c1
 }
 

@@ -234,6 +234,23 @@ impl Testbed for AsteriskTestbed {
             .is_some_and(|br| br["channels"].as_array().map(Vec::len) == Some(2))
     }
 
+    async fn phone_bridged(&self) -> bool {
+        let alice: Vec<String> = self
+            .channels()
+            .await
+            .into_iter()
+            .filter(|(_, name)| name.starts_with("PJSIP/alice-"))
+            .map(|(id, _)| id)
+            .collect();
+        self.ari.bridges().await.iter().any(|br| {
+            let chs: Vec<&str> = br["channels"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            chs.len() >= 2 && chs.iter().any(|c| alice.iter().any(|a| a == c))
+        })
+    }
+
     async fn wait_leg(&self, _mark: usize, id: &str) -> Leg {
         let c = wait_for(&format!("the leg {id}"), S(15), || async {
             self.chan(id).await

@@ -235,6 +235,18 @@ impl Testbed for FreeswitchTestbed {
         self.esl.getvar(a, "bridge_uuid").await == b || self.esl.getvar(b, "bridge_uuid").await == a
     }
 
+    async fn phone_bridged(&self) -> bool {
+        for (id, name) in self.channels().await {
+            if self.is_alice(Some(&name)) {
+                let peer = self.esl.getvar(&id, "bridge_uuid").await;
+                if !peer.is_empty() && peer != "_undef_" && self.esl.exists(&peer).await {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// From its CHANNEL_CREATE: the caller id it was originated with.
     async fn wait_leg(&self, mark: usize, id: &str) -> Leg {
         let created = self

@@ -143,6 +143,10 @@ pub trait Testbed: Sync {
     fn exists(&self, id: &str) -> impl Future<Output = bool> + Send;
     /// Whether `a` and `b` are bridged to each other now.
     fn bridged(&self, a: &str, b: &str) -> impl Future<Output = bool> + Send;
+    /// Whether a channel of the SIP phone `alice` is bridged to another channel now: the
+    /// PBX has joined the call the phone answered, so a transfer from the phone has a peer
+    /// to move (a REFER sent before that is refused with a 400 NOTIFY by Asterisk).
+    fn phone_bridged(&self) -> impl Future<Output = bool> + Send;
     /// Waits (15 s) for the leg `id` callpark originates, created after `mark`.
     fn wait_leg(&self, mark: usize, id: &str) -> impl Future<Output = Leg> + Send;
     /// The leg `id` rings, not answered yet.
@@ -171,6 +175,17 @@ pub trait Testbed: Sync {
         async move {
             wait_for(what, S(10), || async {
                 self.bridged(a, b).await.then_some(())
+            })
+            .await
+        }
+    }
+
+    /// Waits (10 s) until the phone's answered call is bridged by the PBX: what a person
+    /// hears as the other side talking, before pressing a transfer key.
+    fn wait_phone_bridged(&self) -> impl Future<Output = ()> + Send {
+        async move {
+            wait_for("the phone's call bridged by the PBX", S(10), || async {
+                self.phone_bridged().await.then_some(())
             })
             .await
         }
