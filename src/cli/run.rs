@@ -147,31 +147,77 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     // Each pool's busy lamps, shown on the other pools' PBXes too (their phones may have keys
     // for orbits another PBX owns).
     let lamps = service::lamps::LampBoard::default();
+    // On PostgreSQL several nodes may share the store: each pool is driven under a lease, by
+    // one node at a time. An SQLite store has this node alone.
+    let leased = store.is_postgres();
+    let node = cfg.node();
+    let shared = std::sync::Arc::new(cfg.clone());
+    let alive = leased.then(|| {
+        info!(node, "pools are driven under leases (PostgreSQL store)");
+        tokio::spawn(service::lease::keep_node_alive(store.clone(), node.clone()))
+    });
     for pbx in &cfg.pbx {
         // One clock per pool, from its restore on.
         let clock = service::Clock::system();
-        let core = service::restore_core(&store, &cfg, &pbx.name, settings.clone(), &clock).await?;
+        let (stop_rx, beat, lamps) = (stop_rx.clone(), health.pool(&pbx.name), lamps.clone());
+        let mut control = control_rx.remove(&pbx.name);
         // Each kind of PBX has an adapter type of its own: the pool runs on that type. The
         // adapter is built (and may fail) before the pool's health and control are taken.
         macro_rules! spawn_pool {
-            ($adapter:expr) => {
-                tasks.spawn(service::run_pool_controlled(
-                    core,
-                    store.clone(),
-                    $adapter,
-                    stop_rx.clone(),
-                    health.pool(&pbx.name),
-                    clock,
-                    service::Links {
-                        control: control_rx.remove(&pbx.name),
-                        lamps: Some(lamps.clone()),
-                    },
-                ))
-            };
+            ($build:path) => {{
+                let adapter = $build(pbx, &cfg.pbx)?;
+                if leased {
+                    let (one, all) = (pbx.clone(), cfg.pbx.clone());
+                    let leased_pool = service::lease::LeasedPool {
+                        store: store.clone(),
+                        cfg: shared.clone(),
+                        pool: pbx.name.clone(),
+                        node: node.clone(),
+                        prefer: pbx.prefer.clone(),
+                        settings: settings.clone(),
+                        beat,
+                        clock,
+                        control,
+                        lamps: Some(lamps),
+                    };
+                    // The first term's adapter is the one checked above; later terms build
+                    // theirs the same way.
+                    let mut first = Some(adapter);
+                    tasks.spawn(service::lease::run_leased(
+                        leased_pool,
+                        move |fence| match first.take() {
+                            Some(a) => Ok(a.fenced(fence)),
+                            None => $build(&one, &all).map(|a| a.fenced(fence)),
+                        },
+                        stop_rx,
+                    ));
+                } else {
+                    let core =
+                        service::restore_core(&store, &cfg, &pbx.name, settings.clone(), &clock)
+                            .await?;
+                    let store = store.clone();
+                    tasks.spawn(async move {
+                        service::run_pool_controlled(
+                            core,
+                            store,
+                            adapter,
+                            stop_rx,
+                            beat,
+                            clock,
+                            service::Links {
+                                control: control.as_mut(),
+                                lamps: Some(lamps),
+                            },
+                        )
+                        .await
+                        .map(drop)
+                    });
+                }
+            }};
         }
         match pbx.kind {
-            PbxKind::Asterisk => spawn_pool!(pbx::asterisk::adapter(pbx, &cfg.pbx)?),
-            PbxKind::Freeswitch => spawn_pool!(pbx::freeswitch::adapter(pbx, &cfg.pbx)?),
+            PbxKind::Asterisk => spawn_pool!(pbx::asterisk::adapter),
+            PbxKind::Freeswitch => spawn_pool!(pbx::freeswitch::adapter),
         };
         info!(pool = %pbx.name, kind = ?pbx.kind, address = %pbx.address, "pool started");
     }
@@ -210,6 +256,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     while tasks.join_next().await.is_some() {}
     checkpoints.abort();
     pruning.abort();
+    if let Some(a) = alive {
+        a.abort();
+    }
     store.close().await;
     Ok(code)
 }

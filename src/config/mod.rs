@@ -140,6 +140,9 @@ pub struct ServiceConfig {
     pub database: Option<String>,
     /// `tracing` filter, e.g. `info` or `callpark=debug`.
     pub log: String,
+    /// This node's name among the nodes sharing one PostgreSQL store (`"node-a"`); the
+    /// machine's host name when unset. Each pool is driven by the node holding its lease.
+    pub node: Option<String>,
     /// How long event-log entries are kept (`"90d"`): older ones are pruned in the background.
     /// Text here, checked and parsed by `Config::validate` so that a bad value is an error
     /// naming `service.keep_log`; the parsed value is [`Config::keep_log`].
@@ -156,6 +159,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             data_dir: PathBuf::from("data"),
             database: None,
+            node: None,
             log: "info".into(),
             keep_log: KEEP_LOG_DEFAULT.into(),
         }
@@ -310,6 +314,10 @@ pub struct PbxConfig {
     /// Name of an environment variable holding the secret.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// With several nodes on one PostgreSQL store: the node that drives this pool whenever it
+    /// is alive (the pool returns to it after a takeover).
+    #[serde(default)]
+    pub prefer: Option<String>,
     /// Stasis application name (Asterisk).
     #[serde(default = "default_app")]
     pub app: String,
@@ -546,6 +554,17 @@ impl Config {
     }
 
     /// The store: `[service] database`, or the SQLite file in the data directory.
+    /// This node's name: `[service] node`, or the machine's host name.
+    pub(crate) fn node(&self) -> String {
+        self.service.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "callpark".into())
+        })
+    }
+
     pub(crate) fn database(&self) -> crate::store::Location {
         match &self.service.database {
             Some(d) => crate::store::Location::from_setting(d),

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::{Held, Output, PbxError, PbxEvent, Translator};
+use super::{Fence, Held, Output, PbxError, PbxEvent, Translator};
 use crate::park::Command;
 
 /// What a transport hands the loop.
@@ -79,16 +79,31 @@ pub async fn drive<T: Transport>(
     events: mpsc::Sender<PbxEvent>,
     mut commands: mpsc::Receiver<Command>,
     held: Held,
+    fence: Fence,
 ) -> Result<(), PbxError> {
     let mut backoff = BACKOFF_MIN;
+    let fenced = |tp: &mut T| {
+        tp.close();
+        warn!(
+            pbx = pool,
+            "lease lost: {} connection dropped, nothing more sent",
+            tp.kind()
+        );
+        Err(PbxError::Fenced { pbx: pool.into() })
+    };
     loop {
+        if !fence.valid() {
+            return fenced(&mut tp);
+        }
         match tp.connect().await {
             Ok(()) => {
                 backoff = BACKOFF_MIN;
                 let mut out = Output::default();
                 tr.on_connect(held.snapshot(), &mut out);
-                if !flush(pool, &mut tp, &events, out).await {
-                    return Ok(());
+                match flush(pool, &mut tp, &events, out, &fence).await {
+                    Flushed::Yes => {}
+                    Flushed::ServiceGone => return Ok(()),
+                    Flushed::Fenced => return fenced(&mut tp),
                 }
                 let mut heard = Instant::now();
                 let mut probing = false;
@@ -129,6 +144,7 @@ pub async fn drive<T: Transport>(
                             Some(c) => tr.on_command(c, &mut out),
                             None => return Ok(()),
                         },
+                        _ = fence.closed_now() => return fenced(&mut tp),
                         _ = tokio::time::sleep_until(check) => {
                             if probing {
                                 break format!(
@@ -141,8 +157,10 @@ pub async fn drive<T: Transport>(
                             probing = true;
                         }
                     }
-                    if !flush(pool, &mut tp, &events, out).await {
-                        return Ok(());
+                    match flush(pool, &mut tp, &events, out, &fence).await {
+                        Flushed::Yes => {}
+                        Flushed::ServiceGone => return Ok(()),
+                        Flushed::Fenced => return fenced(&mut tp),
                     }
                 };
                 tp.close();
@@ -172,6 +190,7 @@ pub async fn drive<T: Transport>(
             let mut out = Output::default();
             tokio::select! {
                 _ = &mut wait => break,
+                _ = fence.closed_now() => return fenced(&mut tp),
                 inc = tp.next() => match inc {
                     Incoming::Wire(w) => tr.on_wire(w, &mut out),
                     Incoming::Reply(req, rep) => tr.on_reply(req, rep, &mut out),
@@ -182,23 +201,38 @@ pub async fn drive<T: Transport>(
                     None => return Ok(()),
                 },
             }
-            if !flush(pool, &mut tp, &events, out).await {
-                return Ok(());
+            match flush(pool, &mut tp, &events, out, &fence).await {
+                Flushed::Yes => {}
+                Flushed::ServiceGone => return Ok(()),
+                Flushed::Fenced => return fenced(&mut tp),
             }
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
-/// Sends the requests first (they are on the latency path), then reports the events.
-/// False when the service is gone.
+/// What became of a flush.
+enum Flushed {
+    Yes,
+    /// The service is gone.
+    ServiceGone,
+    /// The lease ran out: nothing was sent.
+    Fenced,
+}
+
+/// Sends the requests first (they are on the latency path), then reports the events. Each
+/// request goes out only while the fence is open.
 async fn flush<T: Transport>(
     pool: &str,
     tp: &mut T,
     events: &mpsc::Sender<PbxEvent>,
     out: Output<<T::Tr as Translator>::Request>,
-) -> bool {
+    fence: &Fence,
+) -> Flushed {
     for r in out.requests {
+        if !fence.valid() {
+            return Flushed::Fenced;
+        }
         tp.send(r);
     }
     for e in out.events {
@@ -211,10 +245,10 @@ async fn flush<T: Transport>(
             );
         }
         if events.send(e).await.is_err() {
-            return false;
+            return Flushed::ServiceGone;
         }
     }
-    true
+    Flushed::Yes
 }
 
 #[cfg(test)]
@@ -233,6 +267,9 @@ mod tests {
         /// Replies handed to the translator: (request, ok).
         replies: Vec<(u32, bool)>,
         disconnects: u32,
+        /// Requests handed to the transport, in order.
+        sent: Vec<u32>,
+        closes: u32,
     }
 
     struct FakeTr(Arc<Mutex<Seen>>);
@@ -250,7 +287,9 @@ mod tests {
             self.0.lock().unwrap().disconnects += 1;
         }
         fn on_wire(&mut self, _: (), _: &mut Output<u32>) {}
-        fn on_command(&mut self, _: Command, _: &mut Output<u32>) {}
+        fn on_command(&mut self, _: Command, out: &mut Output<u32>) {
+            out.request(7);
+        }
         fn on_reply(&mut self, req: u32, ok: bool, _: &mut Output<u32>) {
             self.0.lock().unwrap().replies.push((req, ok));
         }
@@ -276,6 +315,7 @@ mod tests {
             Ok(())
         }
         fn send(&mut self, req: u32) {
+            self.seen.lock().unwrap().sent.push(req);
             self.unanswered.push(req);
         }
         async fn next(&mut self) -> Incoming<FakeTr> {
@@ -289,8 +329,83 @@ mod tests {
             self.seen.lock().unwrap().probes += 1;
         }
         fn close(&mut self) {
+            self.seen.lock().unwrap().closes += 1;
             self.failed.extend(self.unanswered.drain(..));
         }
+    }
+
+    /// A node whose lease runs out acts on the PBX no more: the connection is dropped when the
+    /// fence closes, whatever else is going on, and a command after that is never sent.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_fence_drops_the_connection_and_sends_nothing_more() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let tp = DeadStream::<true> {
+            seen: seen.clone(),
+            unanswered: vec![],
+            failed: VecDeque::new(),
+        };
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let fence = Fence::closed();
+        let t0 = Instant::now();
+        fence.extend_until(t0 + Duration::from_millis(2500));
+        let driving = tokio::spawn(drive(
+            "p",
+            tp,
+            FakeTr(seen.clone()),
+            ev_tx,
+            cmd_rx,
+            Held::default(),
+            fence.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        cmd_tx
+            .send(Command::Hangup {
+                channel: ChannelId::new("c1".to_string()),
+            })
+            .await
+            .unwrap();
+        let res = tokio::time::timeout(Duration::from_secs(10), driving)
+            .await
+            .expect("the driver stops when its fence closes")
+            .unwrap();
+        assert_eq!(t0.elapsed(), Duration::from_millis(2500));
+        assert!(matches!(res, Err(PbxError::Fenced { .. })), "{res:?}");
+        let _ = cmd_tx
+            .send(Command::Hangup {
+                channel: ChannelId::new("c2".to_string()),
+            })
+            .await;
+        let s = seen.lock().unwrap();
+        assert_eq!(s.sent, vec![1, 2, 7], "the command before the end only");
+        assert_eq!((s.connects, s.closes), (1, 1));
+    }
+
+    /// A driver whose fence is closed before it starts (a node woken from SIGSTOP after its
+    /// lease ran out) does not even connect.
+    #[tokio::test(start_paused = true)]
+    async fn a_driver_behind_a_closed_fence_never_connects() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let tp = DeadStream::<true> {
+            seen: seen.clone(),
+            unanswered: vec![],
+            failed: VecDeque::new(),
+        };
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (_cmd_tx, cmd_rx) = mpsc::channel(16);
+        let res = drive(
+            "p",
+            tp,
+            FakeTr(seen.clone()),
+            ev_tx,
+            cmd_rx,
+            Held::default(),
+            Fence::closed(),
+        )
+        .await;
+        assert!(matches!(res, Err(PbxError::Fenced { .. })), "{res:?}");
+        let s = seen.lock().unwrap();
+        assert_eq!((s.connects, s.sent.len()), (0, 0));
     }
 
     /// Replies keep coming, but only the event stream says the connection is alive: it is
@@ -314,6 +429,7 @@ mod tests {
             ev_tx,
             cmd_rx,
             Held::default(),
+            Fence::open(),
         ));
         let Ok(Some(PbxEvent::Disconnected { reason })) =
             tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await
@@ -357,6 +473,7 @@ mod tests {
             ev_tx,
             cmd_rx,
             Held::default(),
+            Fence::open(),
         ));
         let got = tokio::time::timeout(Duration::from_secs(60), ev_rx.recv()).await;
         assert!(got.is_err(), "given up while it answered: {got:?}");

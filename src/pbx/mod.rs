@@ -14,6 +14,7 @@
 
 pub mod asterisk;
 mod driver;
+mod fence;
 pub mod freeswitch;
 pub mod stamp;
 pub mod trunk;
@@ -29,6 +30,7 @@ use crate::park::{ChannelId, Command, Event};
 
 pub(crate) use driver::{Incoming, Transport, drive};
 pub use driver::{PROBE_TIMEOUT, QUIET};
+pub use fence::Fence;
 
 /// What an adapter reports to the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,8 @@ impl Held {
 pub enum PbxError {
     #[error("pbx `{pbx}`: {message}")]
     Config { pbx: String, message: String },
+    #[error("pbx `{pbx}`: this node's lease on the pool ran out; it no longer acts on the PBX")]
+    Fenced { pbx: String },
 }
 
 /// What a translator gives back for one input, in order.
@@ -186,6 +190,7 @@ pub(crate) struct Adapter<T: Transport> {
     name: String,
     transport: T,
     translator: T::Tr,
+    fence: Fence,
 }
 
 impl<T: Transport> Adapter<T> {
@@ -194,7 +199,15 @@ impl<T: Transport> Adapter<T> {
             name,
             transport,
             translator,
+            fence: Fence::open(),
         }
+    }
+
+    /// The adapter acts on the PBX only while `fence` is open (the node holds the pool's
+    /// lease).
+    pub(crate) fn fenced(mut self, fence: Fence) -> Adapter<T> {
+        self.fence = fence;
+        self
     }
 }
 
@@ -216,6 +229,7 @@ impl<T: Transport> Pbx for Adapter<T> {
             events,
             commands,
             held,
+            self.fence,
         )
         .await
     }

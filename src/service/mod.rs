@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod health;
 pub(crate) mod lamps;
+pub(crate) mod lease;
 pub mod media;
 pub mod notify;
 pub(crate) mod sched;
@@ -203,10 +204,11 @@ pub async fn run_pool<P: Pbx>(
 }
 
 /// What links one pool's loop to the rest of `callpark run`: operators' requests, and the
-/// busy lamps of the other pools.
+/// busy lamps of the other pools. The requests' receiver is lent: a pool driven under a lease
+/// keeps it across its terms.
 #[derive(Debug, Default)]
-pub(crate) struct Links {
-    pub control: Option<mpsc::Receiver<Control>>,
+pub(crate) struct Links<'a> {
+    pub control: Option<&'a mut mpsc::Receiver<Control>>,
     pub lamps: Option<lamps::LampBoard>,
 }
 
@@ -218,7 +220,7 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
     mut shutdown: watch::Receiver<bool>,
     beat: Beat,
     clock: Clock,
-    links: Links,
+    links: Links<'_>,
 ) -> Result<ParkCore, ServiceError> {
     let Links {
         mut control,

@@ -16,6 +16,7 @@
 mod calls;
 mod counters;
 mod event_log;
+mod lease;
 mod location;
 mod media;
 mod migrate;
@@ -36,6 +37,7 @@ pub(crate) use self::counters::WAIT_BUCKETS_MS;
 pub(crate) use self::counters::WAIT_INF;
 pub use self::counters::WaitBucket;
 pub use self::event_log::LogRow;
+pub use self::lease::{Lease, LeaseRow};
 pub use self::location::{Location, PgUrl};
 pub use self::media::Media;
 pub use self::migrate::Copied;
@@ -99,6 +101,20 @@ pub enum StoreError {
         what: &'static str,
         instead: &'static str,
     },
+    #[error(
+        "{what} need a PostgreSQL store: set `[service] database = \"postgres://…\"` (an \
+         SQLite store serves one node)"
+    )]
+    NotPostgresFor { what: &'static str },
+    #[error(
+        "pool {pool}: this node ({holder}) lost its lease (epoch {epoch}); another node drives \
+         the pool now, so this write was refused"
+    )]
+    Fenced {
+        pool: String,
+        holder: String,
+        epoch: i64,
+    },
     #[error("`callpark migrate --to` copies into PostgreSQL: name a postgres:// URL")]
     NotPostgres,
     #[error(
@@ -132,6 +148,8 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    /// The lease every write must still hold ([`Store::fenced`]); none for a single node.
+    fence: Option<std::sync::Arc<Lease>>,
 }
 
 /// The pool of the back end the store runs on.

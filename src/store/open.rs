@@ -78,7 +78,10 @@ impl Store {
                 path: path.into(),
                 source,
             })?;
-        Ok(Store { db: Db::Sqlite(db) })
+        Ok(Store {
+            db: Db::Sqlite(db),
+            fence: None,
+        })
     }
 
     /// Opens the PostgreSQL database `url` names (it must exist) and applies the migrations
@@ -118,6 +121,7 @@ impl Store {
             })?;
         Ok(Store {
             db: Db::Postgres(db),
+            fence: None,
         })
     }
 

@@ -17,6 +17,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.db.begin().await?;
+        self.check_fence(&mut tx, pool).await?;
         // First, so that on PostgreSQL the row's lock orders the commits: log ids are taken
         // from a sequence as entries are inserted, and a later commit of a lower id would be
         // missed by a reader already past it (the event stream reads `id > last`). SQLite has

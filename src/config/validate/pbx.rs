@@ -17,6 +17,17 @@ pub(super) fn check(pbx_list: &[PbxConfig], bad: Bad) -> Result<(), ConfigError>
                 ),
             ));
         }
+        if let Some(p) = &pbx.prefer
+            && !pool_name.is_match(p)
+        {
+            return Err(bad(
+                format!("pbx[{i}].prefer"),
+                format!(
+                    "`{}` is not a node name: name a node's `[service] node` (e.g. \"node-a\")",
+                    p.escape_debug()
+                ),
+            ));
+        }
         if !names.insert(pbx.name.as_str()) {
             return Err(bad(
                 format!("pbx[{i}].name"),

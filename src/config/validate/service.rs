@@ -14,6 +14,18 @@ pub(super) fn check(service: &ServiceConfig, bad: Bad) -> Result<Duration, Confi
             format!("`{}` is not a log filter: {e}", service.log),
         ));
     }
+    if let Some(node) = &service.node {
+        let name = regex::Regex::new(crate::config::POOL_NAME).expect("a valid pattern");
+        if !name.is_match(node) {
+            return Err(bad(
+                "service.node".into(),
+                format!(
+                    "`{}` is not a node name: use 1 to 63 letters, digits, `_`, `.` or `-`, starting with a letter or digit (e.g. \"node-a\")",
+                    node.escape_debug()
+                ),
+            ));
+        }
+    }
     let keep_log = humantime::parse_duration(service.keep_log.trim()).map_err(|e| {
         bad(
             "service.keep_log".into(),

@@ -1,0 +1,274 @@
+//! Several nodes on one PostgreSQL store: each pool is driven by the node that holds its
+//! lease (`store::Lease`), and the others stand by.
+//!
+//! A node's pool goes through terms. It stands by until it takes the lease (nobody holds it,
+//! or the holder stopped renewing it), then restores the pool from the store, connects to the
+//! PBX and adopts what it finds, exactly as a restarted single node does. While it drives the
+//! pool a keeper renews the lease every [`RENEW_EVERY`]. The term ends when:
+//! - the lease is lost (a renewal finds another epoch, or no renewal succeeded in time): the
+//!   fence closes, so the adapter drops its PBX connection and sends nothing more, and the
+//!   store refuses the loop's writes (they carry the epoch);
+//! - the pool's preferred node is alive again: the loop stops in order and the lease is given
+//!   back at once;
+//! - the service stops: the same, and the lease is given back so a standby takes over now.
+//!
+//! The fence runs out by this node's monotonic clock, [`TRUSTED`] after a renewal was *sent*,
+//! while the database lets the lease run [`TTL`] after it *ran*: a node always stops acting
+//! before anyone else may start, even when frozen (SIGSTOP) between renewals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::health::Beat;
+use super::{Clock, Control, CoreSettings, Links, ServiceError, lamps, restore_core};
+use crate::config::Config;
+use crate::pbx::{Fence, Pbx, PbxError};
+use crate::store::{Lease, Store, StoreError};
+
+/// How long a lease lasts after its last renewal, by the database's clock. A dead node's
+/// pools are taken over within this plus [`STANDBY_POLL`].
+pub(crate) const TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long after sending a renewal the holder trusts it: less than [`TTL`] by a margin for
+/// the renewal's own trip and the clocks' rates.
+pub(crate) const TRUSTED: Duration = Duration::from_millis(2500);
+/// How often a standing-by node tries to take the lease.
+pub(crate) const STANDBY_POLL: Duration = Duration::from_millis(500);
+/// A node not seen for this long is not alive, for `prefer`.
+const ALIVE_WITHIN_MS: i64 = 3000;
+
+/// What a node needs to drive one pool under a lease.
+pub(crate) struct LeasedPool {
+    pub store: Store,
+    pub cfg: Arc<Config>,
+    pub pool: String,
+    /// This node.
+    pub node: String,
+    /// The node this pool goes home to.
+    pub prefer: Option<String>,
+    pub settings: CoreSettings,
+    pub beat: Beat,
+    pub clock: Clock,
+    pub control: Option<mpsc::Receiver<Control>>,
+    pub lamps: Option<lamps::LampBoard>,
+}
+
+/// How a term ended.
+enum TermEnd {
+    /// The lease is gone; why.
+    Lost(String),
+    /// The pool went home to its preferred node.
+    Home,
+    /// The service stops.
+    Stop,
+}
+
+/// Keeps `node` alive in the store (for the other nodes' `prefer`), every [`RENEW_EVERY`].
+pub(crate) async fn keep_node_alive(store: Store, node: String) {
+    let mut every = tokio::time::interval(RENEW_EVERY);
+    loop {
+        every.tick().await;
+        if let Err(e) = store.node_seen(&node).await {
+            warn!(node, "cannot record this node alive in the store: {e}");
+        }
+    }
+}
+
+/// Drives the pool whenever this node holds its lease, until `shutdown`. `adapter` builds the
+/// PBX adapter of each term, acting only while the term's fence is open.
+pub(crate) async fn run_leased<P: Pbx>(
+    mut p: LeasedPool,
+    mut adapter: impl FnMut(Fence) -> Result<P, PbxError> + Send,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServiceError> {
+    let ttl_ms = TTL.as_millis() as i64;
+    // Standing by is a healthy state: the node is ready to take over.
+    p.beat.ready();
+    loop {
+        // Stand by until the lease is ours.
+        let (lease, sent) = loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            if !home_elsewhere(&p).await {
+                let sent = Instant::now();
+                match p.store.take_lease(&p.pool, &p.node, ttl_ms).await {
+                    Ok(Some(l)) => break (l, sent),
+                    Ok(None) => {}
+                    Err(e) => warn!(pool = p.pool, "cannot take the pool's lease: {e}"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STANDBY_POLL) => {}
+                changed = shutdown.changed() => if changed.is_err() { return Ok(()); },
+            }
+        };
+        info!(
+            pool = p.pool,
+            node = p.node,
+            epoch = lease.epoch,
+            "lease taken: this node drives the pool"
+        );
+        let fence = Fence::closed();
+        fence.extend_until(sent + TRUSTED);
+        let end = term(&mut p, &lease, &fence, &mut adapter, &mut shutdown).await;
+        fence.revoke();
+        match end {
+            Ok(TermEnd::Stop) => {
+                give_back(&p.store, &lease).await;
+                return Ok(());
+            }
+            Ok(TermEnd::Home) => {
+                give_back(&p.store, &lease).await;
+                info!(
+                    pool = p.pool,
+                    epoch = lease.epoch,
+                    "pool handed to its preferred node"
+                );
+            }
+            Ok(TermEnd::Lost(why)) => {
+                p.beat.disconnected();
+                warn!(
+                    pool = p.pool,
+                    epoch = lease.epoch,
+                    "lease lost ({why}); standing by"
+                );
+            }
+            Err(e) => {
+                // Whatever stopped the loop (the store unreachable, most likely), another
+                // node may do better: give the pool back and stand by.
+                p.beat.disconnected();
+                give_back(&p.store, &lease).await;
+                warn!(
+                    pool = p.pool,
+                    epoch = lease.epoch,
+                    "pool stopped ({e}); lease given back, standing by"
+                );
+                tokio::time::sleep(RENEW_EVERY).await;
+            }
+        }
+    }
+}
+
+/// One term: restore, drive, renew, until the lease is lost, the pool goes home or the
+/// service stops.
+async fn term<P: Pbx>(
+    p: &mut LeasedPool,
+    lease: &Lease,
+    fence: &Fence,
+    adapter: &mut impl FnMut(Fence) -> Result<P, PbxError>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<TermEnd, ServiceError> {
+    let store = p.store.fenced(lease.clone());
+    let core = restore_core(&store, &p.cfg, &p.pool, p.settings.clone(), &p.clock).await?;
+    let pbx = adapter(fence.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // The keeper renews on its own task: a slow renewal never holds up the pool's loop.
+    let (home_tx, mut home_rx) = watch::channel(false);
+    let mut keeper = tokio::spawn(keep(
+        p.store.clone(),
+        lease.clone(),
+        fence.clone(),
+        p.prefer.clone().filter(|n| *n != p.node),
+        home_tx,
+    ));
+    let run = super::run_pool_controlled(
+        core,
+        store,
+        pbx,
+        stop_rx,
+        p.beat.clone(),
+        p.clock.clone(),
+        Links {
+            control: p.control.as_mut(),
+            lamps: p.lamps.clone(),
+        },
+    );
+    tokio::pin!(run);
+    let end = tokio::select! {
+        r = &mut run => match r {
+            Err(ServiceError::Store(StoreError::Fenced { .. }))
+            | Err(ServiceError::Pbx(PbxError::Fenced { .. })) => {
+                TermEnd::Lost("a newer epoch holds it".into())
+            }
+            Err(e) => {
+                keeper.abort();
+                return Err(e);
+            }
+            Ok(_) => TermEnd::Stop,
+        },
+        why = &mut keeper => TermEnd::Lost(why.unwrap_or_else(|e| format!("its keeper failed: {e}"))),
+        _ = fence.closed_now() => TermEnd::Lost("not renewed in time".into()),
+        true = async { home_rx.wait_for(|home| *home).await.is_ok() } => {
+            let _ = stop_tx.send(true);
+            let _ = (&mut run).await;
+            TermEnd::Home
+        }
+        true = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
+            let _ = stop_tx.send(true);
+            let _ = (&mut run).await;
+            TermEnd::Stop
+        }
+    };
+    keeper.abort();
+    Ok(end)
+}
+
+/// Renews `lease` every [`RENEW_EVERY`], extending `fence` after each success; returns why the
+/// lease is lost. Tells `home` when the pool's preferred node is alive.
+async fn keep(
+    store: Store,
+    lease: Lease,
+    fence: Fence,
+    prefer: Option<String>,
+    home: watch::Sender<bool>,
+) -> String {
+    let ttl_ms = TTL.as_millis() as i64;
+    let mut every = tokio::time::interval(RENEW_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let sent = Instant::now();
+        match tokio::time::timeout(TRUSTED, store.renew_lease(&lease, ttl_ms)).await {
+            Ok(Ok(true)) => fence.extend_until(sent + TRUSTED),
+            Ok(Ok(false)) => {
+                fence.revoke();
+                return "a renewal found it ran out or taken".into();
+            }
+            Ok(Err(e)) => warn!(pool = lease.pool, "lease renewal failed: {e}"),
+            Err(_) => warn!(pool = lease.pool, "lease renewal took over {TRUSTED:?}"),
+        }
+        if let Some(n) = &prefer
+            && store.node_alive(n, ALIVE_WITHIN_MS).await.unwrap_or(false)
+        {
+            let _ = home.send(true);
+        }
+    }
+}
+
+/// Whether the pool's preferred node is another one, alive: then it takes the pool.
+async fn home_elsewhere(p: &LeasedPool) -> bool {
+    match &p.prefer {
+        Some(n) if *n != p.node => p
+            .store
+            .node_alive(n, ALIVE_WITHIN_MS)
+            .await
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+async fn give_back(store: &Store, lease: &Lease) {
+    if let Err(e) = store.release_lease(lease).await {
+        warn!(
+            pool = lease.pool,
+            "cannot give the lease back ({e}); it runs out by itself"
+        );
+    }
+}
