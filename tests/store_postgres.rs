@@ -703,3 +703,115 @@ async fn a_wrong_database_or_url_is_named() {
     assert!(matches!(e, StoreError::PgUrl { .. }), "{e}");
     assert!(!e.to_string().contains("s3cret"), "{e}");
 }
+
+/// Pool leases (several nodes on one PostgreSQL): one holder at a time; a lease that runs out
+/// is taken with the next epoch; the old holder can neither renew it nor write through its
+/// fenced store, and the new holder can.
+#[tokio::test]
+async fn a_lease_has_one_holder_and_a_takeover_fences_the_old_one_out() {
+    let site = Site::postgres();
+    let (a, b) = (site.open().await, site.open().await);
+    let ttl = 400;
+    let la = a
+        .take_lease("pbx-a", "node-a", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(la.epoch, 1);
+    assert_eq!(
+        b.take_lease("pbx-a", "node-b", ttl).await.unwrap(),
+        None,
+        "held"
+    );
+    assert!(a.renew_lease(&la, ttl).await.unwrap());
+    // Another pool is leased on its own.
+    let other = b
+        .take_lease("pbx-b", "node-b", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(other.epoch, 1);
+
+    let fenced_a = a.fenced(la.clone());
+    let c1 = call("c1", "701", 1_000);
+    fenced_a.apply("pbx-a", &[up(&c1)], &[]).await.unwrap();
+
+    // A stops renewing: B takes it once it runs out, with the next epoch.
+    tokio::time::sleep(std::time::Duration::from_millis(ttl as u64 + 100)).await;
+    let lb = b
+        .take_lease("pbx-a", "node-b", ttl)
+        .await
+        .unwrap()
+        .expect("ran out");
+    assert_eq!((lb.holder.as_str(), lb.epoch), ("node-b", 2));
+    assert!(!a.renew_lease(&la, ttl).await.unwrap(), "A's epoch is over");
+    let c2 = call("c2", "702", 2_000);
+    match fenced_a.apply("pbx-a", &[up(&c2)], &[]).await {
+        Err(StoreError::Fenced {
+            pool,
+            holder,
+            epoch,
+        }) => {
+            assert_eq!(
+                (pool.as_str(), holder.as_str(), epoch),
+                ("pbx-a", "node-a", 1)
+            )
+        }
+        other => panic!("A's write after the takeover: {other:?}"),
+    }
+    let fenced_b = b.fenced(lb.clone());
+    fenced_b
+        .apply("pbx-a", &[Change::Remove(c1.channel.clone())], &[])
+        .await
+        .unwrap();
+    assert!(
+        b.parked(Some("pbx-a")).await.unwrap().is_empty(),
+        "B's write landed, A's did not"
+    );
+    let rows = b.leases().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].pool.as_str(),
+            rows[0].holder.as_str(),
+            rows[0].epoch
+        ),
+        ("pbx-a", "node-b", 2)
+    );
+    assert!(rows[0].left_ms > 0 && rows[0].left_ms <= ttl, "{rows:?}");
+
+    // Given back, it is taken at once, by anyone.
+    b.release_lease(&lb).await.unwrap();
+    let again = a
+        .take_lease("pbx-a", "node-a", ttl)
+        .await
+        .unwrap()
+        .expect("given back");
+    assert_eq!(again.epoch, 3);
+}
+
+/// A node's sign of life, for `prefer`; and an SQLite store has no leases (one node).
+#[tokio::test]
+async fn nodes_are_seen_alive_and_sqlite_has_no_leases() {
+    let site = Site::postgres();
+    let s = site.open().await;
+    assert!(!s.node_alive("node-a", 1000).await.unwrap(), "never seen");
+    s.node_seen("node-a").await.unwrap();
+    assert!(s.node_alive("node-a", 1000).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !s.node_alive("node-a", 200).await.unwrap(),
+        "seen too long ago"
+    );
+    assert!(s.is_postgres());
+
+    let file = Site::sqlite();
+    let f = file.open().await;
+    assert!(!f.is_postgres());
+    match f.take_lease("pbx-a", "node-a", 1000).await {
+        Err(e @ StoreError::NotPostgresFor { .. }) => {
+            assert!(e.to_string().contains("postgres://"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
