@@ -142,7 +142,8 @@ pub async fn drive<T: Transport>(
                         },
                         cmd = commands.recv() => match cmd {
                             Some(c) => tr.on_command(c, &mut out),
-                            None => return Ok(()),
+                            None if fence.valid() => return Ok(()),
+                            None => return fenced(&mut tp),
                         },
                         _ = fence.closed_now() => return fenced(&mut tp),
                         _ = tokio::time::sleep_until(check) => {
@@ -198,7 +199,8 @@ pub async fn drive<T: Transport>(
                 },
                 cmd = commands.recv() => match cmd {
                     Some(c) => tr.on_command(c, &mut out),
-                    None => return Ok(()),
+                    None if fence.valid() => return Ok(()),
+                    None => return fenced(&mut tp),
                 },
             }
             match flush(pool, &mut tp, &events, out, &fence).await {

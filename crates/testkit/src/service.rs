@@ -22,6 +22,20 @@ pub struct Callpark {
     pub config: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// `[service] database` when the configuration sets one (a PostgreSQL URL).
+    database: Option<String>,
+}
+
+/// `[service] database = "…"` of a configuration's text.
+fn database_of(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l
+            .trim()
+            .strip_prefix("database")?
+            .trim_start()
+            .strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })
 }
 
 /// The `[park]` and `[[policy]]` part of a test's configuration; the rest is the testbed's.
@@ -102,6 +116,22 @@ impl Callpark {
     /// Writes the configuration into a data directory under the chroot (so the chrooted
     /// Asterisk can read files callpark keeps there) and starts the service.
     pub async fn start(setup: &Setup) -> Callpark {
+        let mut cp = Callpark::prepare(setup).await;
+        cp.spawn().await;
+        cp
+    }
+
+    /// A node of several sharing one PostgreSQL store (`[service] database` and `node` in
+    /// `setup.service`), started without waiting for any PBX: it may stand by. Waits until it
+    /// drives its pools under leases.
+    pub async fn start_node(setup: &Setup) -> Callpark {
+        let mut cp = Callpark::prepare(setup).await;
+        cp.spawn_until_logged("pools are driven under leases").await;
+        cp
+    }
+
+    /// The configuration and includes of `setup` written and installed; not started.
+    async fn prepare(setup: &Setup) -> Callpark {
         let dir = run_dir();
         let mut text = format!(
             "[service]\ndata_dir = \"{}\"\n{}\n\n[park]\n{}\n{}\n",
@@ -167,7 +197,7 @@ impl Callpark {
             fs::install_include(&fs::Esl::connect().await, &include).await;
         }
         let log = dir.path().join("callpark.log");
-        let mut cp = Callpark {
+        Callpark {
             log_filter: setup.log,
             env: setup.env.clone(),
             markers,
@@ -175,9 +205,8 @@ impl Callpark {
             config,
             log,
             child: None,
-        };
-        cp.spawn().await;
-        cp
+            database: database_of(&setup.service),
+        }
     }
 
     /// `callpark run` with a whole configuration of the test's own (an import's output, say):
@@ -207,9 +236,27 @@ impl Callpark {
             config,
             log,
             child: None,
+            database: database_of(&text),
         };
         cp.spawn().await;
         cp
+    }
+
+    /// Starts (again) the process and waits until its log says `what` once more.
+    pub async fn spawn_until_logged(&mut self, what: &str) {
+        let before = self.log_text().matches(what).count();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(self.command(log).spawn().expect("start callpark"));
+        wait_for(
+            &format!("callpark to log `{what}`"),
+            Duration::from_secs(20),
+            || async { (self.log_text().matches(what).count() > before).then_some(()) },
+        )
+        .await;
     }
 
     /// Starts (again) the process and waits until every pool is connected.
@@ -415,7 +462,12 @@ impl Callpark {
     }
 
     async fn store(&self) -> Store {
-        Store::open(&self.db()).await.expect("open the store")
+        match &self.database {
+            Some(url) => Store::open_at(&callpark::store::Location::from_setting(url))
+                .await
+                .expect("open the store"),
+            None => Store::open(&self.db()).await.expect("open the store"),
+        }
     }
 
     pub async fn parked(&self) -> Vec<ParkedCall> {

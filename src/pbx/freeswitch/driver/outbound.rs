@@ -43,20 +43,21 @@ pub(super) async fn listen(addr: &str) -> Option<mpsc::Receiver<Door>> {
     Some(rx)
 }
 
-/// Accepts the include's outbound connections; each is served by [`door`].
+/// Accepts the include's outbound connections; each is served by [`door`]. Stops, freeing the
+/// port, when the driver is gone (a node whose lease ran out leaves it to the next holder).
 async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>) {
     loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                tokio::spawn(door(sock, tx.clone()));
-            }
-            Err(e) => {
-                if tx.is_closed() {
-                    return;
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((sock, _)) => {
+                    tokio::spawn(door(sock, tx.clone()));
                 }
-                debug!("outbound accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+                Err(e) => {
+                    debug!("outbound accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = tx.closed() => return,
         }
     }
 }

@@ -1,0 +1,295 @@
+//! Several callpark nodes on one real PostgreSQL (a throwaway cluster), end to end on both
+//! testbeds: each scenario is written once against [`Testbed`] and run on Asterisk and on
+//! FreeSWITCH. One node drives the pool under its lease while the other stands by; when the
+//! holder is killed or frozen, the standby takes the lease with the next epoch, adopts every
+//! parked call, and fires each stored deadline once. A frozen holder that wakes after the
+//! takeover acts on the PBX no more.
+
+use callpark_testkit as support;
+
+use std::time::Duration;
+
+use callpark::store::{LeaseRow, Location, Store};
+use support::postgres::PgCluster;
+use support::testbed::*;
+use support::*;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+async fn asterisk() -> AsteriskTestbed {
+    AsteriskTestbed::take().await
+}
+
+async fn freeswitch() -> FreeswitchTestbed {
+    FreeswitchTestbed::take().await
+}
+
+/// The pool each testbed's setup configures.
+fn pool_of(pbx: &impl Testbed) -> &'static str {
+    match pbx.link() {
+        "ARI" => "pbx-a",
+        _ => "pbx-b",
+    }
+}
+
+/// Two nodes of one site: `node-a` drives the pool, `node-b` stands by.
+struct Site {
+    _pg: PgCluster,
+    url: String,
+    a: Callpark,
+    b: Callpark,
+}
+
+async fn site(pbx: &impl Testbed, park: &str) -> Site {
+    let pg = PgCluster::start();
+    let url = pg.create_db("callpark");
+    let node = |name: &str| {
+        let mut s = pbx.setup(park);
+        s.service = format!("database = \"{url}\"\nnode = \"{name}\"\n");
+        s
+    };
+    let a = Callpark::start_node(&node("node-a")).await;
+    wait_for("node-a to drive the pool", S(20), || async {
+        let t = a.log_text();
+        (t.contains("lease taken") && t.contains(&format!("connected to {}", pbx.link())))
+            .then_some(())
+    })
+    .await;
+    let b = Callpark::start_node(&node("node-b")).await;
+    Site { _pg: pg, url, a, b }
+}
+
+impl Site {
+    async fn leases(&self) -> Vec<LeaseRow> {
+        let s = Store::open_at(&Location::from_setting(&self.url))
+            .await
+            .unwrap();
+        let l = s.leases().await.unwrap();
+        s.close().await;
+        l
+    }
+
+    async fn lease(&self, pool: &str) -> LeaseRow {
+        self.leases()
+            .await
+            .into_iter()
+            .find(|l| l.pool == pool)
+            .unwrap_or_else(|| panic!("no lease row for {pool}"))
+    }
+}
+
+/// Waits until `node`'s log shows it took the lease and connected `times` times in all.
+async fn wait_drives(node: &Callpark, link: &str, times: usize, timeout: Duration) {
+    let connected = format!("connected to {link}");
+    wait_for(
+        "the node to take the lease and connect",
+        timeout,
+        || async {
+            let t = node.log_text();
+            (t.matches("lease taken").count() >= times && t.matches(&connected).count() >= times)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The standby takes over a killed holder's pool: the same calls with the same deadlines, a
+/// retrieve through it, and every other call rung back once, at its stored deadline.
+async fn a_killed_holder_is_taken_over(pbx: &impl Testbed) {
+    let mut site = site(
+        pbx,
+        "pickup_timeout = \"20s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+    )
+    .await;
+    let pool = pool_of(pbx);
+    tokio::time::sleep(S(2)).await;
+    assert!(
+        !site.b.log_text().contains("lease taken"),
+        "node-b stands by while node-a renews"
+    );
+    let first = site.lease(pool).await;
+    assert_eq!((first.holder.as_str(), first.epoch), ("node-a", 1));
+
+    let mut callers = Vec::new();
+    for i in 1..=4 {
+        let caller = pbx
+            .park_by_transfer(&format!("p{i}"), &format!("C{i}"), &format!("55501{i:02}"))
+            .await;
+        site.a.wait_parked_on(&pbx.orbit(i)).await;
+        callers.push(caller);
+    }
+    let mut before = site.a.parked().await;
+    before.sort_by_key(|c| c.orbit);
+
+    site.a.kill();
+    let killed = std::time::Instant::now();
+    wait_drives(&site.b, pbx.link(), 1, S(15)).await;
+    let took = killed.elapsed();
+    // The lease lasts 3 s after its last renewal; the standby polls every 0.5 s.
+    assert!(took < S(8), "takeover took {took:?}");
+    let now = site.lease(pool).await;
+    assert_eq!((now.holder.as_str(), now.epoch), ("node-b", 2));
+
+    let mut after = site.b.parked().await;
+    after.sort_by_key(|c| c.orbit);
+    assert_eq!(
+        before, after,
+        "same calls, orbits and deadlines after the takeover"
+    );
+    for c in &callers {
+        assert!(pbx.exists(&c.id).await, "the parked channel is still there");
+    }
+
+    let retriever = pbx.dial_orbit(&pbx.orbit(2), "Dave", "202").await;
+    pbx.wait_bridged(
+        "orbit 2 retrieved through node-b",
+        &callers[1].id,
+        &retriever.id,
+    )
+    .await;
+
+    let pending: Vec<_> = before
+        .iter()
+        .filter(|c| c.channel.as_str() != callers[1].id)
+        .collect();
+    let last = pending.iter().map(|c| c.deadline).max().unwrap();
+    let wait = (last - callpark::service::now_ms()).max(0) as u64 + 5_000;
+    for c in &pending {
+        site.b
+            .wait_log(
+                c.channel.as_str(),
+                "ringback_started",
+                Duration::from_millis(wait),
+            )
+            .await;
+    }
+    let rows = site.b.log_rows().await;
+    for c in &pending {
+        let rings: Vec<_> = rows
+            .iter()
+            .filter(|r| r.kind == "ringback_started" && r.channel == c.channel.as_str())
+            .collect();
+        assert_eq!(rings.len(), 1, "one ringback for {}: {rings:?}", c.channel);
+        assert!(
+            (rings[0].at - c.deadline).abs() < 1_500,
+            "ringback of {} at {}, deadline {}",
+            c.channel,
+            rings[0].at,
+            c.deadline
+        );
+    }
+    for c in &pending {
+        site.b
+            .wait_log(c.channel.as_str(), "reconnected", S(15))
+            .await;
+    }
+    assert!(site.b.parked().await.is_empty());
+}
+
+#[tokio::test]
+async fn asterisk_a_killed_holder_is_taken_over_and_each_deadline_fires_once() {
+    a_killed_holder_is_taken_over(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_a_killed_holder_is_taken_over_and_each_deadline_fires_once() {
+    a_killed_holder_is_taken_over(&freeswitch().await).await;
+}
+
+/// The holder frozen (SIGSTOP) past its lease: the standby takes over; woken (SIGCONT), the
+/// old holder finds its lease gone and drops its PBX connection without a command. The calls
+/// stay parked as the new holder keeps them, a retrieve works, and the one ringback due comes
+/// once. Given back in order (SIGTERM), the pool returns to the other node at once.
+async fn a_frozen_holder_wakes_fenced(pbx: &impl Testbed) {
+    let mut site = site(
+        pbx,
+        "pickup_timeout = \"25s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+    )
+    .await;
+    let pool = pool_of(pbx);
+    let mut callers = Vec::new();
+    for i in 1..=2 {
+        let caller = pbx
+            .park_by_transfer(&format!("p{i}"), &format!("F{i}"), &format!("55502{i:02}"))
+            .await;
+        site.a.wait_parked_on(&pbx.orbit(i)).await;
+        callers.push(caller);
+    }
+    let before = site.a.parked().await;
+
+    site.a.freeze();
+    wait_drives(&site.b, pbx.link(), 1, S(15)).await;
+    assert_eq!(site.lease(pool).await.epoch, 2);
+    site.a.thaw();
+    wait_for("node-a to find its lease lost", S(10), || async {
+        site.a.log_text().contains("lease lost").then_some(())
+    })
+    .await;
+    wait_for("node-a to drop its PBX connection", S(10), || async {
+        site.a
+            .log_text()
+            .contains("connection dropped, nothing more sent")
+            .then_some(())
+    })
+    .await;
+    // A moment for anything node-a might still do, then the calls are as node-b keeps them.
+    tokio::time::sleep(S(2)).await;
+    for c in &callers {
+        assert!(pbx.exists(&c.id).await, "{} still there", c.id);
+    }
+    let mut now = site.b.parked().await;
+    now.sort_by_key(|c| c.orbit);
+    assert_eq!(now.len(), 2);
+    for (n, b) in now.iter().zip(before.iter()) {
+        assert_eq!(
+            (n.channel.clone(), n.orbit, n.deadline),
+            (b.channel.clone(), b.orbit, b.deadline)
+        );
+    }
+    let retriever = pbx.dial_orbit(&pbx.orbit(1), "Dave", "202").await;
+    pbx.wait_bridged(
+        "orbit 1 retrieved through node-b",
+        &callers[0].id,
+        &retriever.id,
+    )
+    .await;
+    let other = &callers[1].id;
+    let deadline = now
+        .iter()
+        .find(|c| c.channel.as_str() == other)
+        .unwrap()
+        .deadline;
+    let wait = (deadline - callpark::service::now_ms()).max(0) as u64 + 5_000;
+    site.b
+        .wait_log(other, "ringback_started", Duration::from_millis(wait))
+        .await;
+    let rows = site.b.log_rows().await;
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.kind == "ringback_started" && r.channel == *other)
+            .count(),
+        1,
+        "one ringback"
+    );
+    // node-a, still running, stands by: node-b stopping in order hands the pool back at once.
+    site.b.signal("TERM");
+    site.b.wait_exit(S(15)).await;
+    let handed = std::time::Instant::now();
+    wait_drives(&site.a, pbx.link(), 2, S(10)).await;
+    assert!(
+        handed.elapsed() < S(3),
+        "given back: {:?}",
+        handed.elapsed()
+    );
+    assert_eq!(site.lease(pool).await.epoch, 3);
+}
+
+#[tokio::test]
+async fn asterisk_a_frozen_holder_wakes_fenced_and_sends_nothing() {
+    a_frozen_holder_wakes_fenced(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_a_frozen_holder_wakes_fenced_and_sends_nothing() {
+    a_frozen_holder_wakes_fenced(&freeswitch().await).await;
+}
