@@ -19,6 +19,14 @@
 //! | `callpark_pbx_connects_total` | counter | pool |
 //! | `callpark_store_commit_seconds` | histogram | pool |
 //! | `callpark_time_to_retrieve_seconds` | histogram | pool, lot |
+//! | `callpark_pool_lease_holder` | gauge | pool, node |
+//! | `callpark_pool_lease_epoch` | gauge | pool |
+//! | `callpark_pool_lease_takeovers_total` | counter | pool |
+//!
+//! The lease families are there on a PostgreSQL store only (several nodes): the holder of each
+//! pool's live lease (1), the lease's epoch, and the takeovers so far (every epoch after the
+//! first: a node that took over a lease that ran out, or was handed one). Every node shows them
+//! for every pool.
 //!
 //! The counters are named without `_total` (`callpark_events`): the encoder adds it to the
 //! names it writes, `# HELP` and `# TYPE` lines included.
@@ -50,6 +58,8 @@ struct Scrape {
     events: Vec<(String, String, u64)>,
     /// The pools' PBX connections and store commits, where the API has the pools' health.
     pools: Option<Pools>,
+    /// The pools' leases (PostgreSQL store).
+    leases: Vec<crate::store::LeaseRow>,
 }
 
 /// One pool's lot.
@@ -198,10 +208,16 @@ impl Scrape {
                 .map(|(pool, c)| (pool.clone(), commit_histogram(c)))
                 .collect(),
         });
+        let leases = if s.store.is_postgres() {
+            s.store.leases().await?
+        } else {
+            Vec::new()
+        };
         Ok(Scrape {
             lots,
             events,
             pools,
+            leases,
         })
     }
 
@@ -321,6 +337,38 @@ impl Collector for Scrape {
                     .map(|(pool, h)| ([("pool", pool.as_str())], h)),
             )?;
         }
+        if !self.leases.is_empty() {
+            family(
+                &mut e,
+                "callpark_pool_lease_holder",
+                "The node holding the pool's live lease (1); none while it has run out.",
+                self.leases.iter().filter(|l| l.left_ms > 0).map(|l| {
+                    (
+                        [("pool", l.pool.as_str()), ("node", l.holder.as_str())],
+                        ConstGauge::new(1),
+                    )
+                }),
+            )?;
+            family(
+                &mut e,
+                "callpark_pool_lease_epoch",
+                "The epoch of the pool's lease: one more at every takeover.",
+                self.leases
+                    .iter()
+                    .map(|l| ([("pool", l.pool.as_str())], ConstGauge::new(l.epoch))),
+            )?;
+            family(
+                &mut e,
+                "callpark_pool_lease_takeovers",
+                "Times another lease was taken on the pool after its first.",
+                self.leases.iter().map(|l| {
+                    (
+                        [("pool", l.pool.as_str())],
+                        ConstCounter::new((l.epoch - 1).max(0) as u64),
+                    )
+                }),
+            )?;
+        }
         histograms(
             &mut e,
             "callpark_time_to_retrieve_seconds",
@@ -400,6 +448,7 @@ mod tests {
                 connections: vec![("pbx-a".into(), true, 2)],
                 commits: vec![("pbx-a".into(), commit_histogram(&commits))],
             }),
+            leases: vec![],
         }
         .render();
         let want = r#"# HELP callpark_parked Calls in callpark's hands now, per pool and lot.
@@ -478,10 +527,34 @@ callpark_time_to_retrieve_seconds_count{pool="pbx-a",lot="sales"} 0
                 connections: vec![(odd.into(), false, 0)],
                 commits: vec![],
             }),
+            leases: vec![
+                crate::store::LeaseRow {
+                    pool: odd.into(),
+                    holder: "node-b".into(),
+                    epoch: 3,
+                    left_ms: 2400,
+                },
+                // Run out: no holder shown, its epoch and takeovers still are.
+                crate::store::LeaseRow {
+                    pool: "pbx-c".into(),
+                    holder: "node-a".into(),
+                    epoch: 1,
+                    left_ms: -5,
+                },
+            ],
         }
         .render();
+        assert!(
+            !text.contains(r#"callpark_pool_lease_holder{pool="pbx-c""#),
+            "{text}"
+        );
         let pool = r#"pool="pool \"x\"\\y\nnext""#;
         for line in [
+            format!(r#"callpark_pool_lease_holder{{{pool},node="node-b"}} 1"#),
+            format!(r#"callpark_pool_lease_epoch{{{pool}}} 3"#),
+            format!(r#"callpark_pool_lease_takeovers_total{{{pool}}} 2"#),
+            r#"callpark_pool_lease_epoch{pool="pbx-c"} 1"#.to_string(),
+            r#"callpark_pool_lease_takeovers_total{pool="pbx-c"} 0"#.to_string(),
             format!(r#"callpark_parked{{{pool},lot="a\\b"}} 1"#),
             format!(r#"callpark_events_total{{{pool},kind="parked"}} 1"#),
             format!(r#"callpark_pbx_connected{{{pool}}} 0"#),
