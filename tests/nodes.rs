@@ -32,31 +32,49 @@ fn pool_of(pbx: &impl Testbed) -> &'static str {
     }
 }
 
-/// Two nodes of one site: `node-a` drives the pool, `node-b` stands by.
+/// Two nodes of one site: `node-a` drives the pool, `node-b` stands by. Each has its admin
+/// API, on `api[0]` and `api[1]`.
 struct Site {
     _pg: PgCluster,
     url: String,
     a: Callpark,
     b: Callpark,
+    api: [u16; 2],
+    _tokens: Vec<tempfile::TempDir>,
 }
+
+const TOKEN: &str = "nodes-test-token-0123456789";
 
 async fn site(pbx: &impl Testbed, park: &str) -> Site {
     let pg = PgCluster::start();
     let url = pg.create_db("callpark");
-    let node = |name: &str| {
+    let (mut api, mut tokens) = ([0u16; 2], Vec::new());
+    let mut node = |i: usize, name: &str| {
         let mut s = pbx.setup(park);
         s.service = format!("database = \"{url}\"\nnode = \"{name}\"\n");
+        let (toml, port, dir) = api_table(TOKEN);
+        s.extra.push_str(&toml);
+        api[i] = port;
+        tokens.push(dir);
         s
     };
-    let a = Callpark::start_node(&node("node-a")).await;
+    let (sa, sb) = (node(0, "node-a"), node(1, "node-b"));
+    let a = Callpark::start_node(&sa).await;
     wait_for("node-a to drive the pool", S(20), || async {
         let t = a.log_text();
         (t.contains("lease taken") && t.contains(&format!("connected to {}", pbx.link())))
             .then_some(())
     })
     .await;
-    let b = Callpark::start_node(&node("node-b")).await;
-    Site { _pg: pg, url, a, b }
+    let b = Callpark::start_node(&sb).await;
+    Site {
+        _pg: pg,
+        url,
+        a,
+        b,
+        api,
+        _tokens: tokens,
+    }
 }
 
 impl Site {
@@ -292,4 +310,84 @@ async fn asterisk_a_frozen_holder_wakes_fenced_and_sends_nothing() {
 #[tokio::test]
 async fn freeswitch_a_frozen_holder_wakes_fenced_and_sends_nothing() {
     a_frozen_holder_wakes_fenced(&freeswitch().await).await;
+}
+
+/// Any node answers: the standby's API lists the calls the holder parked, carries out a
+/// hang-up through the holder, says 404 for an empty orbit as the holder would, and its
+/// metrics name the holder.
+async fn any_node_answers(pbx: &impl Testbed) {
+    let site = site(pbx, "pickup_timeout = \"60s\"\n").await;
+    let pool = pool_of(pbx);
+    let mut callers = Vec::new();
+    for i in 1..=2 {
+        let caller = pbx
+            .park_by_transfer(&format!("p{i}"), &format!("O{i}"), &format!("55503{i:02}"))
+            .await;
+        site.a.wait_parked_on(&pbx.orbit(i)).await;
+        callers.push(caller);
+    }
+    let http = reqwest::Client::new();
+    let on_b = |path: &str| format!("http://127.0.0.1:{}{path}", site.api[1]);
+    let listed: serde_json::Value = http
+        .get(on_b("/api/v1/parked"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let orbits: Vec<&str> = listed
+        .as_array()
+        .unwrap_or_else(|| listed["calls"].as_array().expect("a list of calls"))
+        .iter()
+        .filter_map(|c| c["orbit"].as_str())
+        .collect();
+    assert_eq!(orbits, [pbx.orbit(1), pbx.orbit(2)], "{listed}");
+
+    let r = http
+        .delete(on_b(&format!("/api/v1/parked/{}", pbx.orbit(1))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "{:?}", r.text().await);
+    pbx.wait_gone("the call hung up through node-a", &callers[0].id, S(10))
+        .await;
+    assert!(pbx.exists(&callers[1].id).await, "the other call stays");
+    let r = http
+        .delete(on_b(&format!("/api/v1/parked/{}", pbx.orbit(9))))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "an empty orbit, as the holder says");
+
+    let metrics = http
+        .get(on_b("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let holder = format!("callpark_pool_lease_holder{{pool=\"{pool}\",node=\"node-a\"}} 1");
+    assert!(metrics.lines().any(|l| l == holder), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("callpark_pool_lease_takeovers_total{{pool=\"{pool}\"}} 0")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn asterisk_any_node_answers_for_every_pool() {
+    any_node_answers(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_any_node_answers_for_every_pool() {
+    any_node_answers(&freeswitch().await).await;
 }

@@ -17,3 +17,15 @@ CREATE TABLE node (
     name TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     seen BIGINT NOT NULL
 );
+
+-- Operators' requests (the admin API's retrieve and hang-up) made on a node that does not hold
+-- the pool: the holder carries each out and writes its answer (`ok`, `no_call`, `busy`); the
+-- asking node waits for it. Old rows are deleted as new ones come.
+CREATE TABLE operator_request (
+    id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    pool    TEXT COLLATE "C" NOT NULL,
+    request TEXT NOT NULL,
+    asked   BIGINT NOT NULL,
+    answer  TEXT
+);
+CREATE INDEX operator_request_open ON operator_request (pool, id) WHERE answer IS NULL;

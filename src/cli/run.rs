@@ -79,6 +79,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     // sender, dropped unsent when the thread panics, stops the service below.
     let (api_tx, mut api_rx) = tokio::sync::oneshot::channel::<String>();
     let api_on = cfg.api.is_some();
+    // Senders into each pool's requests, kept for the lease keeper's inbox (requests other
+    // nodes forward).
+    let control_tx: std::collections::HashMap<_, _> = controls
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if let Some(a) = &cfg.api {
         let token = a.token().map_err(|m| anyhow::anyhow!("[api]: {m}"))?;
         let listener = crate::api::bind_std(a.listen)?;
@@ -178,6 +184,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
                         beat,
                         clock,
                         control,
+                        control_tx: control_tx.get(&pbx.name).cloned(),
                         lamps: Some(lamps),
                     };
                     // The first term's adapter is the one checked above; later terms build

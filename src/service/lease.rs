@@ -26,8 +26,10 @@ use tracing::{info, warn};
 use super::health::Beat;
 use super::{Clock, Control, CoreSettings, Links, ServiceError, lamps, restore_core};
 use crate::config::Config;
+use crate::orbit::Orbit;
+use crate::park::{Destination, OperatorError, Target};
 use crate::pbx::{Fence, Pbx, PbxError};
-use crate::store::{Lease, Store, StoreError};
+use crate::store::{Lease, REQUEST_TTL_MS, Store, StoreError};
 
 /// How long a lease lasts after its last renewal, by the database's clock. A dead node's
 /// pools are taken over within this plus [`STANDBY_POLL`].
@@ -55,6 +57,8 @@ pub(crate) struct LeasedPool {
     pub beat: Beat,
     pub clock: Clock,
     pub control: Option<mpsc::Receiver<Control>>,
+    /// A sender into `control`: the holder's inbox hands it requests other nodes forwarded.
+    pub control_tx: Option<mpsc::Sender<Control>>,
     pub lamps: Option<lamps::LampBoard>,
 }
 
@@ -103,9 +107,26 @@ pub(crate) async fn run_leased<P: Pbx>(
                     Err(e) => warn!(pool = p.pool, "cannot take the pool's lease: {e}"),
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(STANDBY_POLL) => {}
-                changed = shutdown.changed() => if changed.is_err() { return Ok(()); },
+            let poll = tokio::time::sleep(STANDBY_POLL);
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    _ = &mut poll => break,
+                    changed = shutdown.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        break;
+                    }
+                    // An operator's request on a node that does not hold the pool goes to
+                    // the holder through the store.
+                    Some(c) = async {
+                        match p.control.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        tokio::spawn(forward(p.store.clone(), p.pool.clone(), c));
+                    }
+                }
             }
         };
         info!(
@@ -177,6 +198,10 @@ async fn term<P: Pbx>(
         p.prefer.clone().filter(|n| *n != p.node),
         home_tx,
     ));
+    let inbox = p
+        .control_tx
+        .clone()
+        .map(|tx| tokio::spawn(inbox(p.store.clone(), p.pool.clone(), tx)));
     let run = super::run_pool_controlled(
         core,
         store,
@@ -198,6 +223,9 @@ async fn term<P: Pbx>(
             }
             Err(e) => {
                 keeper.abort();
+                if let Some(i) = &inbox {
+                    i.abort();
+                }
                 return Err(e);
             }
             Ok(_) => TermEnd::Stop,
@@ -216,6 +244,9 @@ async fn term<P: Pbx>(
         }
     };
     keeper.abort();
+    if let Some(i) = inbox {
+        i.abort();
+    }
     Ok(end)
 }
 
@@ -270,5 +301,181 @@ async fn give_back(store: &Store, lease: &Lease) {
             pool = lease.pool,
             "cannot give the lease back ({e}); it runs out by itself"
         );
+    }
+}
+
+/// An operator's request as filed in the store for the pool's holder.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Filed {
+    Deliver {
+        orbit: String,
+        to: String,
+        /// `to` is a parker's endpoint, not a destination.
+        endpoint: bool,
+        label: String,
+    },
+    HangUp {
+        orbit: String,
+    },
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), OperatorError>>;
+
+impl Filed {
+    fn of(c: Control) -> (Filed, Orbit, Reply) {
+        match c {
+            Control::Deliver {
+                orbit,
+                to,
+                label,
+                reply,
+            } => {
+                let (to, endpoint) = match to {
+                    Target::Endpoint(e) => (e, true),
+                    Target::Destination(d) => (d.to_string(), false),
+                };
+                let f = Filed::Deliver {
+                    orbit: orbit.to_string(),
+                    to,
+                    endpoint,
+                    label,
+                };
+                (f, orbit, reply)
+            }
+            Control::HangUp { orbit, reply } => (
+                Filed::HangUp {
+                    orbit: orbit.to_string(),
+                },
+                orbit,
+                reply,
+            ),
+        }
+    }
+
+    /// The request again, answered through `reply`; why not when it cannot be read.
+    fn control(self, reply: Reply) -> Result<Control, String> {
+        let orbit = |o: &str| o.parse::<Orbit>().map_err(|e| format!("orbit {o}: {e}"));
+        Ok(match self {
+            Filed::Deliver {
+                orbit: o,
+                to,
+                endpoint,
+                label,
+            } => Control::Deliver {
+                orbit: orbit(&o)?,
+                to: if endpoint {
+                    Target::Endpoint(to)
+                } else {
+                    Target::Destination(Destination::parse(&to).map_err(|e| e.to_string())?)
+                },
+                label,
+                reply,
+            },
+            Filed::HangUp { orbit: o } => Control::HangUp {
+                orbit: orbit(&o)?,
+                reply,
+            },
+        })
+    }
+}
+
+/// How often a forwarded request's answer is looked for, and the holder looks for requests.
+const ASK_POLL: Duration = Duration::from_millis(50);
+const INBOX_POLL: Duration = Duration::from_millis(100);
+
+/// Carries `c` to the pool's holder through the store, and its answer back. No answer in
+/// [`REQUEST_TTL_MS`] (no holder, or it went away) drops the reply: the API says the pool is
+/// not available.
+async fn forward(store: Store, pool: String, c: Control) {
+    let (filed, orbit, reply) = Filed::of(c);
+    let text = serde_json::to_string(&filed).expect("a request serializes");
+    let id = match store.file_request(&pool, &text).await {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(
+                pool,
+                "cannot forward an operator's request to the pool's holder: {e}"
+            );
+            return;
+        }
+    };
+    let until = Instant::now() + Duration::from_millis(REQUEST_TTL_MS as u64);
+    while Instant::now() < until {
+        match store.request_answer(id).await {
+            Ok(Some(a)) => {
+                let _ = reply.send(match a.as_str() {
+                    "ok" => Ok(()),
+                    "no_call" => Err(OperatorError::NoCall(orbit)),
+                    "busy" => Err(OperatorError::Busy(orbit)),
+                    other => {
+                        warn!(pool, "the holder could not carry out the request: {other}");
+                        return;
+                    }
+                });
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(pool, "waiting for the holder's answer: {e}"),
+        }
+        tokio::time::sleep(ASK_POLL).await;
+    }
+    warn!(
+        pool,
+        "no node holding the pool answered an operator's request"
+    );
+}
+
+/// The holder's side: requests other nodes filed for `pool` are handed to its loop through
+/// `tx`, and their answers written back.
+async fn inbox(store: Store, pool: String, tx: mpsc::Sender<Control>) {
+    let mut under_way = std::collections::HashSet::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+    loop {
+        while let Ok(id) = done_rx.try_recv() {
+            under_way.remove(&id);
+        }
+        match store.open_requests(&pool).await {
+            Ok(open) => {
+                for (id, text) in open {
+                    if !under_way.insert(id) {
+                        continue;
+                    }
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let control = serde_json::from_str::<Filed>(&text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|f| f.control(reply));
+                    let (store, done) = (store.clone(), done_tx.clone());
+                    match control {
+                        Ok(c) => {
+                            if tx.send(c).await.is_err() {
+                                return;
+                            }
+                            tokio::spawn(async move {
+                                let a = match answer.await {
+                                    Ok(Ok(())) => "ok",
+                                    Ok(Err(OperatorError::NoCall(_))) => "no_call",
+                                    Ok(Err(OperatorError::Busy(_))) => "busy",
+                                    // The loop stopped first: the asker's wait runs out.
+                                    Err(_) => return,
+                                };
+                                if let Err(e) = store.answer_request(id, a).await {
+                                    warn!("cannot answer a forwarded request: {e}");
+                                }
+                                let _ = done.send(id);
+                            });
+                        }
+                        Err(why) => {
+                            let _ = store
+                                .answer_request(id, &format!("unreadable: {why}"))
+                                .await;
+                            let _ = done.send(id);
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(pool, "cannot read forwarded operator requests: {e}"),
+        }
+        tokio::time::sleep(INBOX_POLL).await;
     }
 }

@@ -185,3 +185,65 @@ impl Store {
         }
     }
 }
+
+/// How long a forwarded operator request waits for the holder's answer, and is kept.
+pub const REQUEST_TTL_MS: i64 = 15_000;
+
+impl Store {
+    /// Files an operator's request (`request`, JSON) for the holder of `pool`; its id.
+    pub async fn file_request(&self, pool: &str, request: &str) -> Result<i64, StoreError> {
+        let db = self.postgres("forwarded operator requests")?;
+        // Old rows go as new ones come: the table holds the last minutes only.
+        sqlx::query(&format!(
+            "DELETE FROM operator_request WHERE asked < {DB_NOW} - 4 * $1"
+        ))
+        .bind(REQUEST_TTL_MS)
+        .execute(db)
+        .await?;
+        Ok(sqlx::query_scalar(&format!(
+            "INSERT INTO operator_request (pool, request, asked) VALUES ($1, $2, {DB_NOW})
+             RETURNING id"
+        ))
+        .bind(pool)
+        .bind(request)
+        .fetch_one(db)
+        .await?)
+    }
+
+    /// The requests for `pool` nobody answered yet, recent enough that someone still waits,
+    /// oldest first: (id, request).
+    pub async fn open_requests(&self, pool: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let db = self.postgres("forwarded operator requests")?;
+        Ok(sqlx::query_as(&format!(
+            "SELECT id, request FROM operator_request
+             WHERE pool = $1 AND answer IS NULL AND asked >= {DB_NOW} - $2 ORDER BY id"
+        ))
+        .bind(pool)
+        .bind(REQUEST_TTL_MS)
+        .fetch_all(db)
+        .await?)
+    }
+
+    /// Answers request `id` (once: a second answer changes nothing).
+    pub async fn answer_request(&self, id: i64, answer: &str) -> Result<(), StoreError> {
+        let db = self.postgres("forwarded operator requests")?;
+        sqlx::query("UPDATE operator_request SET answer = $2 WHERE id = $1 AND answer IS NULL")
+            .bind(id)
+            .bind(answer)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    /// Request `id`'s answer, once there is one.
+    pub async fn request_answer(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let db = self.postgres("forwarded operator requests")?;
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT answer FROM operator_request WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .flatten())
+    }
+}

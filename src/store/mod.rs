@@ -37,7 +37,7 @@ pub(crate) use self::counters::WAIT_BUCKETS_MS;
 pub(crate) use self::counters::WAIT_INF;
 pub use self::counters::WaitBucket;
 pub use self::event_log::LogRow;
-pub use self::lease::{Lease, LeaseRow};
+pub use self::lease::{Lease, LeaseRow, REQUEST_TTL_MS};
 pub use self::location::{Location, PgUrl};
 pub use self::media::Media;
 pub use self::migrate::Copied;
