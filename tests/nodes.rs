@@ -35,7 +35,7 @@ fn pool_of(pbx: &impl Testbed) -> &'static str {
 /// Two nodes of one site: `node-a` drives the pool, `node-b` stands by. Each has its admin
 /// API, on `api[0]` and `api[1]`.
 struct Site {
-    _pg: PgCluster,
+    pg: PgCluster,
     url: String,
     a: Callpark,
     b: Callpark,
@@ -68,7 +68,7 @@ async fn site(pbx: &impl Testbed, park: &str) -> Site {
     .await;
     let b = Callpark::start_node(&sb).await;
     Site {
-        _pg: pg,
+        pg,
         url,
         a,
         b,
@@ -390,4 +390,80 @@ async fn asterisk_any_node_answers_for_every_pool() {
 #[tokio::test]
 async fn freeswitch_any_node_answers_for_every_pool() {
     any_node_answers(&freeswitch().await).await;
+}
+
+/// PostgreSQL stopped for longer than a lease while calls are parked and their deadlines pass:
+/// the holder stops acting on the PBX (it cannot renew), the calls stay parked there, and once
+/// PostgreSQL is back a node takes the lease, adopts them and rings each back once.
+async fn a_postgresql_outage_loses_nothing(pbx: &impl Testbed) {
+    let site = site(
+        pbx,
+        "pickup_timeout = \"10s\"\nmax_pickup_attempts = 1\nringback_ring_time = \"10s\"\n",
+    )
+    .await;
+    let pool = pool_of(pbx);
+    let mut callers = Vec::new();
+    for i in 1..=2 {
+        let caller = pbx
+            .park_by_transfer(&format!("p{i}"), &format!("Q{i}"), &format!("55504{i:02}"))
+            .await;
+        site.a.wait_parked_on(&pbx.orbit(i)).await;
+        callers.push(caller);
+    }
+    let before = site.a.parked().await;
+    let last = before.iter().map(|c| c.deadline).max().unwrap();
+    site.pg.stop();
+    wait_for("node-a to stop acting without its lease", S(10), || async {
+        site.a
+            .log_text()
+            .contains("connection dropped, nothing more sent")
+            .then_some(())
+    })
+    .await;
+    // Past every deadline, with nobody able to commit a ringback.
+    let until_last = (last - callpark::service::now_ms()).max(0) as u64 + 2_000;
+    tokio::time::sleep(Duration::from_millis(until_last)).await;
+    for c in &callers {
+        assert!(pbx.exists(&c.id).await, "{} stays parked on the PBX", c.id);
+    }
+    site.pg.start_again();
+    let back = std::time::Instant::now();
+    wait_for("a node to drive the pool again", S(20), || async {
+        let l = site.leases().await;
+        l.iter()
+            .find(|l| l.pool == pool && l.epoch >= 2 && l.left_ms > 0)
+            .map(|_| ())
+    })
+    .await;
+    for c in &before {
+        site.a
+            .wait_log(c.channel.as_str(), "ringback_started", S(20))
+            .await;
+    }
+    let took = back.elapsed();
+    assert!(
+        took < S(15),
+        "ringbacks {took:?} after PostgreSQL came back"
+    );
+    let rows = site.a.log_rows().await;
+    for c in &before {
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.kind == "ringback_started" && r.channel == c.channel.as_str())
+                .count(),
+            1,
+            "one ringback for {}",
+            c.channel
+        );
+    }
+}
+
+#[tokio::test]
+async fn asterisk_a_postgresql_outage_loses_nothing() {
+    a_postgresql_outage_loses_nothing(&asterisk().await).await;
+}
+
+#[tokio::test]
+async fn freeswitch_a_postgresql_outage_loses_nothing() {
+    a_postgresql_outage_loses_nothing(&freeswitch().await).await;
 }

@@ -116,6 +116,13 @@ impl PgCluster {
         }
     }
 
+    /// Starts the server again after [`PgCluster::stop`], on its port.
+    pub fn start_again(&self) {
+        if let Err(e) = self.try_start() {
+            panic!("PostgreSQL did not start again: {e}");
+        }
+    }
+
     /// Stops the server; [`PgCluster::restart`] starts it again.
     pub fn stop(&self) {
         let data = self.data().display().to_string();
