@@ -467,3 +467,115 @@ async fn asterisk_a_postgresql_outage_loses_nothing() {
 async fn freeswitch_a_postgresql_outage_loses_nothing() {
     a_postgresql_outage_loses_nothing(&freeswitch().await).await;
 }
+
+/// Three nodes, two pools on both PBXes, each pool with a home (`prefer`). The one node
+/// running at first drives both; each goes home as its node comes up; a killed home's pool
+/// moves to another node and comes back when the home is up again. Calls parked all along
+/// stay parked, each once in the log, and are retrieved at the end.
+#[tokio::test]
+async fn three_nodes_two_pools_go_home_and_move_when_their_home_dies() {
+    let ast = asterisk().await;
+    let fs = FreeswitchTestbed::beside(&ast).await;
+    let pg = PgCluster::start();
+    let url = pg.create_db("callpark");
+    let node = |name: &str| Setup {
+        asterisk: true,
+        ranges: vec![("701", "799")],
+        fs_ranges: vec![("601", "699")],
+        pbx_extra: "prefer = \"node-a\"\n",
+        fs_extra: "prefer = \"node-b\"\n",
+        park: "pickup_timeout = \"120s\"\n".into(),
+        service: format!("database = \"{url}\"\nnode = \"{name}\"\n"),
+        ..Setup::default()
+    };
+    let leases = || async {
+        let s = Store::open_at(&Location::from_setting(&url)).await.unwrap();
+        let l: Vec<(String, String, i64)> = s
+            .leases()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.left_ms > 0)
+            .map(|l| (l.pool, l.holder, l.epoch))
+            .collect();
+        s.close().await;
+        l
+    };
+    let holders = |want: [&'static str; 2]| {
+        let leases = &leases;
+        async move {
+            wait_for(
+                &format!("pbx-a and pbx-b held by {want:?}"),
+                S(15),
+                || async {
+                    let l = leases().await;
+                    let by = |pool: &str| {
+                        l.iter()
+                            .find(|(p, _, _)| p == pool)
+                            .map(|(_, h, _)| h.clone())
+                    };
+                    (by("pbx-a").as_deref() == Some(want[0])
+                        && by("pbx-b").as_deref() == Some(want[1]))
+                    .then_some(())
+                },
+            )
+            .await
+        }
+    };
+
+    let c = Callpark::start_node(&node("node-c")).await;
+    holders(["node-c", "node-c"]).await;
+    wait_drives(&c, "ARI", 1, S(15)).await;
+    wait_drives(&c, "FreeSWITCH", 1, S(15)).await;
+    let on_ast = ast.park_by_transfer("p1", "Ann", "5550501").await;
+    c.wait_parked_on("701").await;
+    let on_fs = fs.park_by_transfer("p1", "Fay", "5550502").await;
+    c.wait_parked_on("601").await;
+
+    // Each pool goes home as its node comes up.
+    let mut a = Callpark::start_node(&node("node-a")).await;
+    let b = Callpark::start_node(&node("node-b")).await;
+    holders(["node-a", "node-b"]).await;
+    assert_eq!(
+        c.log_text()
+            .matches("pool handed to its preferred node")
+            .count(),
+        2,
+        "node-c handed both pools over"
+    );
+    wait_drives(&a, "ARI", 1, S(15)).await;
+    wait_drives(&b, "FreeSWITCH", 1, S(15)).await;
+
+    // node-a dies: its pool moves (to node-b or node-c), and comes home when it is back.
+    a.kill();
+    wait_for("pbx-a taken over", S(15), || async {
+        let l = leases().await;
+        l.iter()
+            .find(|(p, h, e)| p == "pbx-a" && h != "node-a" && *e == 3)
+            .map(|_| ())
+    })
+    .await;
+    a.spawn_until_logged("pools are driven under leases").await;
+    holders(["node-a", "node-b"]).await;
+    let l = leases().await;
+    assert!(l.contains(&("pbx-a".into(), "node-a".into(), 4)), "{l:?}");
+    assert!(l.contains(&("pbx-b".into(), "node-b".into(), 2)), "{l:?}");
+    wait_drives(&a, "ARI", 2, S(15)).await;
+
+    // Both calls were parked all along, once each, and are retrieved now.
+    assert!(ast.exists(&on_ast.id).await && fs.exists(&on_fs.id).await);
+    let r1 = ast.dial_orbit("701", "Dave", "202").await;
+    ast.wait_bridged("701 retrieved", &on_ast.id, &r1.id).await;
+    let r2 = fs.dial_orbit("601", "Dave", "202").await;
+    fs.wait_bridged("601 retrieved", &on_fs.id, &r2.id).await;
+    for ch in [&on_ast.id, &on_fs.id] {
+        c.wait_log(ch, "retrieved", S(10)).await;
+        let kinds = c.kinds_of(ch).await;
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "parked").count(),
+            1,
+            "{ch}: {kinds:?}"
+        );
+    }
+    drop(b);
+}

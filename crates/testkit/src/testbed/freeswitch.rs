@@ -16,7 +16,8 @@ const S: fn(u64) -> Duration = Duration::from_secs;
 /// The FreeSWITCH testbed (contrib/testbed/freeswitch), held for one test.
 pub struct FreeswitchTestbed {
     pub esl: Esl,
-    _turn: Turn,
+    /// None when another testbed of the same test holds the turn ([`FreeswitchTestbed::beside`]).
+    _turn: Option<Turn>,
 }
 
 impl FreeswitchTestbed {
@@ -25,7 +26,16 @@ impl FreeswitchTestbed {
         let turn = exclusive().await;
         FreeswitchTestbed {
             esl: fs_testbed().await,
-            _turn: turn,
+            _turn: Some(turn),
+        }
+    }
+
+    /// The testbed for a test that holds the testbeds' turn already (through
+    /// [`AsteriskTestbed::take`](super::AsteriskTestbed::take)): both PBXes in one scenario.
+    pub async fn beside(_asterisk: &super::AsteriskTestbed) -> FreeswitchTestbed {
+        FreeswitchTestbed {
+            esl: fs_testbed().await,
+            _turn: None,
         }
     }
 
@@ -36,7 +46,7 @@ impl FreeswitchTestbed {
         let turn = exclusive().await;
         FreeswitchTestbed {
             esl: fs_testbed_for("BACKGROUND_JOB").await,
-            _turn: turn,
+            _turn: Some(turn),
         }
     }
 
