@@ -489,3 +489,27 @@ fn park_and_page_settings_and_their_bounds() {
     );
     assert_eq!(key, "lot[0].page_repeat");
 }
+
+/// Several nodes: `[service] node` names this node, `[[pbx]] prefer` a pool's home; both are
+/// names like a pool's, and a bad one is named with its key and line.
+#[test]
+fn node_names_and_a_pools_home() {
+    let c = load("[service]\nnode = \"node-a\"\n\n[[pbx]]\nname = \"pbx-c\"\nkind = \"asterisk\"\naddress = \"x\"\nprefer = \"node-b\"\n").unwrap();
+    assert_eq!(c.service.node.as_deref(), Some("node-a"));
+    let c3 = c.pbx.iter().find(|p| p.name == "pbx-c").unwrap();
+    assert_eq!(c3.prefer.as_deref(), Some("node-b"));
+    assert!(
+        c.pbx
+            .iter()
+            .filter(|p| p.name != "pbx-c")
+            .all(|p| p.prefer.is_none())
+    );
+
+    let (key, line, msg) = invalid("[service]\nnode = \"node a\"");
+    assert_eq!((key.as_str(), line), ("service.node", Some(2)));
+    assert!(msg.contains("`node a` is not a node name"), "{msg}");
+    let (key, line, msg) =
+        invalid("[[pbx]]\nname = \"pbx-c\"\nkind = \"asterisk\"\naddress = \"x\"\nprefer = \"\"\n");
+    assert_eq!((key.as_str(), line), ("pbx[0].prefer", Some(5)));
+    assert!(msg.contains("not a node name"), "{msg}");
+}

@@ -579,3 +579,64 @@ async fn three_nodes_two_pools_go_home_and_move_when_their_home_dies() {
     }
     drop(b);
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec`), a node standing by is ready and alive: it
+/// says READY=1 without driving any pool and keeps pinging the watchdog, so systemd never
+/// restarts a healthy standby.
+#[tokio::test]
+async fn a_standby_node_is_ready_and_pings_the_watchdog() {
+    let ast = asterisk().await;
+    let pg = PgCluster::start();
+    let url = pg.create_db("callpark");
+    let mut sa = ast.setup("pickup_timeout = \"60s\"\n");
+    sa.service = format!("database = \"{url}\"\nnode = \"node-a\"\n");
+    let a = Callpark::start_node(&sa).await;
+    wait_drives(&a, "ARI", 1, S(15)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let sock = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>> =
+        Default::default();
+    {
+        let got = got.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = sock.recv(&mut buf).await {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.lock().unwrap().push((std::time::Instant::now(), msg));
+            }
+        });
+    }
+    let watchdog = S(2);
+    let mut sb = ast.setup("pickup_timeout = \"60s\"\n");
+    sb.service = format!("database = \"{url}\"\nnode = \"node-b\"\n");
+    sb.env = vec![
+        ("NOTIFY_SOCKET".into(), path.display().to_string()),
+        ("WATCHDOG_USEC".into(), watchdog.as_micros().to_string()),
+    ];
+    let b = Callpark::start_node(&sb).await;
+    let lines = |line: &str| -> Vec<std::time::Instant> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.lines().any(|l| l == line))
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    wait_for("READY=1 from the standby", S(10), || async {
+        (!lines("READY=1").is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(S(6)).await;
+    let pings = lines("WATCHDOG=1");
+    assert!(pings.len() >= 4, "{} pings in 6 s", pings.len());
+    for w in pings.windows(2) {
+        assert!(w[1] - w[0] < watchdog, "pings {:?} apart", w[1] - w[0]);
+    }
+    assert!(
+        !b.log_text().contains("lease taken"),
+        "node-b stood by all along"
+    );
+    drop(a);
+}

@@ -96,6 +96,8 @@ pub(crate) async fn run_leased<P: Pbx>(
     loop {
         // Stand by until the lease is ours.
         let (lease, sent) = loop {
+            // A node standing by turns as a pool's loop does: the watchdog sees it alive.
+            p.beat.turned(Instant::now());
             if *shutdown.borrow() {
                 return Ok(());
             }
