@@ -6,6 +6,8 @@
 //! Under `cargo test` it runs a few cycles of each only, so the code cannot rot.
 //! `-- --concurrent N` sets how many calls are parked at once (and restarted with);
 //! `-- --dialled` parks those as single channels dialling the park code (see `main`).
+//! `-- --postgres` runs callpark on a PostgreSQL store (a throwaway cluster, as the tests make)
+//! instead of its embedded SQLite: "in a slot" is then park -> committed to PostgreSQL.
 //!
 //! Both systems park the same call the same way: a bridged loopback pair whose caller is
 //! blind-transferred (`uuid_transfer`) to `park` (callpark's include) or to `valet`
@@ -254,9 +256,23 @@ async fn main() {
         Ok(_) => "callpark=debug",
         Err(_) => "info",
     };
+    // `--postgres`: the store in a throwaway PostgreSQL cluster, kept until the end.
+    let pg = args
+        .iter()
+        .any(|a| a == "--postgres")
+        .then(support::postgres::PgCluster::start);
+    let service = pg
+        .as_ref()
+        .map(|c| format!("database = \"{}\"\n", c.create_db("callpark")))
+        .unwrap_or_default();
+    println!(
+        "store: {}",
+        if pg.is_some() { "PostgreSQL" } else { "SQLite" }
+    );
     let cp = Callpark::start(&Setup {
         park: "pickup_timeout = \"10m\"\n".into(),
         log,
+        service,
         ..Setup::freeswitch()
     })
     .await;
