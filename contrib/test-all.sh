@@ -18,7 +18,7 @@ FS=contrib/testbed/freeswitch/testbed.sh
 # The targets that need the FreeSWITCH testbed: tests, and the benchmarks run once in test mode
 # (the fault run's benchmark drives both PBXes).
 FS_TESTS=(--test flows --test console --test sip_flows --test recovery --test freeswitch --test phones --test music --test cross_pbx --test api --test lots --test caller_id --test lamps --test faults_freeswitch --test lint_freeswitch_order --test doctor --test setup --test import_lync_e2e --test nodes)
-FS_TARGETS=("${FS_TESTS[@]}" --bench freeswitch_park --bench faults --bench volume)
+FS_TARGETS=("${FS_TESTS[@]}" --bench freeswitch_park --bench faults --bench volume --bench takeover)
 started_ast=0
 started_fs=0
 out=$(mktemp)

@@ -91,8 +91,6 @@ pub(crate) async fn run_leased<P: Pbx>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ServiceError> {
     let ttl_ms = TTL.as_millis() as i64;
-    // Standing by is a healthy state: the node is ready to take over.
-    p.beat.ready();
     loop {
         // Stand by until the lease is ours.
         let (lease, sent) = loop {
@@ -101,11 +99,16 @@ pub(crate) async fn run_leased<P: Pbx>(
             if *shutdown.borrow() {
                 return Ok(());
             }
-            if !home_elsewhere(&p).await {
+            if home_elsewhere(&p).await {
+                p.beat.ready();
+            } else {
                 let sent = Instant::now();
                 match p.store.take_lease(&p.pool, &p.node, ttl_ms).await {
                     Ok(Some(l)) => break (l, sent),
-                    Ok(None) => {}
+                    // Another node drives the pool: standing by is this node's healthy
+                    // state, so it is ready (a pool it takes is ready once connected and
+                    // reconciled, as a single node's).
+                    Ok(None) => p.beat.ready(),
                     Err(e) => warn!(pool = p.pool, "cannot take the pool's lease: {e}"),
                 }
             }

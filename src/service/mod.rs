@@ -295,6 +295,7 @@ pub(crate) async fn run_pool_controlled<P: Pbx>(
                     run.relight_others().await?;
                     beat.ready();
                     beat.connected();
+                    info!(pool, calls = core.calls().count(), "reconciled: every call held is adopted");
                 }
                 Some(PbxEvent::Disconnected { reason }) => {
                     told.clear();
