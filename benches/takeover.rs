@@ -11,7 +11,7 @@
 //! store must still hold every parked call, and the lease's epoch must be one more; at the end
 //! every parked channel must still be alive in FreeSWITCH.
 //!
-//! Run: `cargo bench --bench takeover` (100 takeovers per kind, 100 calls parked; `--kinds
+//! Run: `cargo bench --bench takeover` (100 takeovers per kind, 99 calls parked: every orbit of the testbed's 601-699; `--kinds
 //! kill,stop`, `--takeovers N`, `--calls N` change that). Under `cargo test` it runs 2 takeovers
 //! per kind with 5 calls, so the code cannot rot.
 
@@ -57,7 +57,7 @@ async fn main() {
         .unwrap_or(if full { 100 } else { 2 });
     let calls: u32 = arg(&args, "--calls")
         .map(|v| v.parse().expect("--calls N"))
-        .unwrap_or(if full { 100 } else { 5 });
+        .unwrap_or(if full { 99 } else { 5 });
     let kinds: Vec<String> = arg(&args, "--kinds")
         .unwrap_or_else(|| "kill,stop,cut,silence".into())
         .split(',')

@@ -484,3 +484,48 @@ async fn inbox(store: Store, pool: String, tx: mpsc::Sender<Control>) {
         tokio::time::sleep(INBOX_POLL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request filed by one node is the same request when the holder reads it back.
+    #[test]
+    fn a_filed_request_reads_back_as_it_was_asked() {
+        let orbit: Orbit = "701".parse().unwrap();
+        let dest = Destination::parse("exten:201@phones").unwrap();
+        let cases = [
+            Control::Deliver {
+                orbit,
+                to: Target::Destination(dest.clone()),
+                label: "exten:201@phones".into(),
+                reply: tokio::sync::oneshot::channel().0,
+            },
+            Control::Deliver {
+                orbit,
+                to: Target::Endpoint("PJSIP/alice".into()),
+                label: "alice".into(),
+                reply: tokio::sync::oneshot::channel().0,
+            },
+            Control::HangUp {
+                orbit,
+                reply: tokio::sync::oneshot::channel().0,
+            },
+        ];
+        for c in cases {
+            let shown = format!("{c:?}");
+            let (filed, o, _reply) = Filed::of(c);
+            assert_eq!(o, orbit);
+            let text = serde_json::to_string(&filed).unwrap();
+            let back: Filed = serde_json::from_str(&text).unwrap();
+            let again = back.control(tokio::sync::oneshot::channel().0).unwrap();
+            // The reply senders differ; everything else is the same.
+            let strip = |s: &str| s.split("reply").next().unwrap().to_string();
+            assert_eq!(strip(&format!("{again:?}")), strip(&shown), "{text}");
+        }
+        let bad: Filed =
+            serde_json::from_str(r#"{"kind":"hang_up","orbit":"not an orbit"}"#).unwrap();
+        let why = bad.control(tokio::sync::oneshot::channel().0).unwrap_err();
+        assert!(why.contains("not an orbit"), "{why}");
+    }
+}
