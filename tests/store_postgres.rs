@@ -262,8 +262,9 @@ async fn the_log_is_appended_read_by_id_and_pruned(site: Site) {
     assert_eq!(s.log_after(ids[0], 1).await.unwrap(), rows[1..2].to_vec());
     assert!(s.log_after(ids[2], 10).await.unwrap().is_empty());
     assert_eq!(s.last_log_id().await.unwrap(), ids[2]);
-    assert!(s.ended(&ChannelId::new("c1")).await.unwrap());
-    assert!(!s.ended(&ChannelId::new("c2")).await.unwrap());
+    // Retrieved (bridged: a later park of c1 is a new one) or still parked: not hung up.
+    assert!(!s.hung_up(&ChannelId::new("c1")).await.unwrap());
+    assert!(!s.hung_up(&ChannelId::new("c2")).await.unwrap());
     // Pruned oldest first, only what is older than asked, in batches.
     assert_eq!(s.prune_log(2_500, 1).await.unwrap(), 1);
     assert_eq!(s.prune_log(2_500, 10).await.unwrap(), 1);
@@ -277,6 +278,10 @@ async fn the_log_is_appended_read_by_id_and_pruned(site: Site) {
     let next = s.log_after(0, 10).await.unwrap();
     assert_eq!(next.len(), 1);
     assert!(next[0].id > ids[2], "{} after {}", next[0].id, ids[2]);
+    // Disconnected: callpark hung c2 up, whatever came before.
+    let gone = entry(LogKind::Disconnected, "c2", None, None, 4_000);
+    s.apply("ast", &[], &[gone]).await.unwrap();
+    assert!(s.hung_up(&ChannelId::new("c2")).await.unwrap());
     s.close().await;
 }
 

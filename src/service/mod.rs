@@ -447,12 +447,14 @@ impl PoolRun<'_> {
 
     /// A channel found in callpark's hands on (re)connecting. The core takes it as the event
     /// it is (a repeat of what it knows changes nothing, or asks again for a bridge that never
-    /// came). A park the store says ended already (callpark stopped between writing the end
-    /// and hanging up) is hung up instead of parked a second time.
+    /// came). A call the store says callpark hung up (the hang-up was written, then the
+    /// connection or the process went before the PBX had it) is hung up again instead of
+    /// parked a second time, with a second round of timers: whether it came as a park or, a
+    /// free orbit dialled, as a retrieve.
     async fn found(&mut self, core: &mut ParkCore, e: Event) -> Result<(), ServiceError> {
-        if let Event::Park(ParkRequest { channel, .. }) = &e {
-            if !core.knows(channel) && self.store.ended(channel).await? {
-                warn!(pool = self.pool, channel = %channel, "found a call whose park had ended; hanging it up");
+        if let Event::Park(ParkRequest { channel, .. }) | Event::Retrieve { channel, .. } = &e {
+            if !core.knows(channel) && self.store.hung_up(channel).await? {
+                warn!(pool = self.pool, channel = %channel, "found a call callpark had hung up; hanging it up again");
                 return self
                     .send(vec![Command::Hangup {
                         channel: channel.clone(),

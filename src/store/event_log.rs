@@ -41,8 +41,11 @@ pub struct LogRow {
 }
 
 impl Store {
-    /// Whether the event log says the park of `channel` ended (its newest entry is final).
-    pub async fn ended(&self, channel: &ChannelId) -> Result<bool, StoreError> {
+    /// Whether callpark hung `channel` up: its newest entry is `disconnected` (nobody answered
+    /// anywhere). The other ends are outcomes the PBX confirmed (a bridge, a caller gone), so
+    /// a channel found parked after them was parked anew; after this one it is a hang-up
+    /// that did not reach the PBX.
+    pub async fn hung_up(&self, channel: &ChannelId) -> Result<bool, StoreError> {
         let kind: Option<String> = on_db!(Db, &self.db, db => {
             sqlx::query_scalar(
                 "SELECT kind FROM event_log WHERE channel = $1 ORDER BY id DESC LIMIT 1",
@@ -51,11 +54,7 @@ impl Store {
             .fetch_optional(db)
             .await?
         });
-        Ok(kind.is_some_and(|k| {
-            crate::park::LogKind::ALL
-                .iter()
-                .any(|l| l.is_final() && l.as_str() == k)
-        }))
+        Ok(kind.as_deref() == Some(crate::park::LogKind::Disconnected.as_str()))
     }
 
     /// The newest `limit` log entries, oldest first.

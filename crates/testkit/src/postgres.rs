@@ -108,6 +108,40 @@ impl PgCluster {
         self.url(name)
     }
 
+    /// Runs `sql` with `psql` on database `db` as the superuser: its rows, one per line, the
+    /// columns split by `|`; an error (psql's message) when the server does not answer.
+    pub async fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let path = self.bin.join("psql");
+        let out = tokio::process::Command::new(&path)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+            ])
+            .args([
+                "-d",
+                db,
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
     /// Stops the server (fast: open connections are ended) and starts it again on its port.
     pub fn restart(&self) {
         self.stop();

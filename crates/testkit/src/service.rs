@@ -58,6 +58,9 @@ pub struct Setup {
     pub fs_ranges: Vec<(&'static str, &'static str)>,
     /// More keys for pbx-b.
     pub fs_extra: &'static str,
+    /// Whether pbx-b listens for the include's outbound connections on the shipped include's
+    /// address (127.0.0.1:8041). Several nodes leave it unset, as README says.
+    pub fs_outbound: bool,
     /// The event socket's address when not the testbed's own (a [`Cutter`](crate::Cutter) in
     /// front of it).
     pub esl_addr: Option<String>,
@@ -102,6 +105,7 @@ impl Default for Setup {
             asterisk: true,
             fs_ranges: vec![],
             fs_extra: "",
+            fs_outbound: true,
             esl_addr: None,
             fs_include_from_config: false,
             ast_include_from_config: false,
@@ -160,7 +164,7 @@ impl Callpark {
                 fs::fb("ESL_PASSWORD"),
             ));
             // The shipped include's outbound address (the example configuration's).
-            if !setup.fs_extra.contains("outbound") {
+            if setup.fs_outbound && !setup.fs_extra.contains("outbound") {
                 text.push_str("outbound = \"127.0.0.1:8041\"\n");
             }
             text.push_str(setup.fs_extra);

@@ -11,23 +11,55 @@ use super::rng::Rng;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Fault {
     None,
-    /// SIGKILL, then a new process.
+    /// SIGKILL, then a new process. With several nodes: the pool's holder.
     Kill,
-    /// SIGSTOP for a while, then SIGCONT: a hung process.
+    /// SIGSTOP for a while, then SIGCONT: a hung process. With several nodes: the holder.
     Stop,
-    /// Every connection to the PBX closed, new ones refused for a while.
+    /// Every connection to the PBX closed, new ones refused for a while (the holder's).
     Cut,
     /// Connections open, nothing passes: a hung PBX or a path that drops everything.
     Silence,
+    /// Several nodes: the holder's PostgreSQL connections closed, new ones refused.
+    DbCut,
+    /// Several nodes: the holder's PostgreSQL connections open, nothing passes.
+    DbSilence,
+    /// Several nodes: PostgreSQL stopped (fast), then started again.
+    DbRestart,
 }
 
-const FAULTS: [Fault; 5] = [
-    Fault::None,
-    Fault::Kill,
-    Fault::Stop,
-    Fault::Cut,
-    Fault::Silence,
-];
+/// The faults a run draws from, and the longest a fault lasts.
+pub struct Faults {
+    pub kinds: &'static [Fault],
+    pub longest_ms: u64,
+}
+
+/// One callpark process: the faults of issue 9, up to 3 s each.
+pub const ONE_NODE: Faults = Faults {
+    kinds: &[
+        Fault::None,
+        Fault::Kill,
+        Fault::Stop,
+        Fault::Cut,
+        Fault::Silence,
+    ],
+    longest_ms: 3000,
+};
+
+/// Several nodes on PostgreSQL: the same, and PostgreSQL's. Up to 5 s, so that some outlast a
+/// lease (3 s) and the pool is taken over, and some do not.
+pub const NODES: Faults = Faults {
+    kinds: &[
+        Fault::None,
+        Fault::Kill,
+        Fault::Stop,
+        Fault::Cut,
+        Fault::Silence,
+        Fault::DbCut,
+        Fault::DbSilence,
+        Fault::DbRestart,
+    ],
+    longest_ms: 5000,
+};
 
 const PARKER_MODES: [&str; 4] = ["answer", "answer", "noanswer", "busy"];
 
@@ -45,12 +77,13 @@ impl Cycle {
     /// sometimes a parked call hung up, and a fault. `n` numbers the calls of the run.
     pub(super) fn decide(
         rng: &mut Rng,
+        faults: &Faults,
         store: &[ParkedCall],
         n: &mut u32,
         orbit_base: u64,
     ) -> Cycle {
         // The draws are made in this order, always: a seed replays the same cycles.
-        let fault = *rng.pick(&FAULTS).unwrap();
+        let fault = *rng.pick(faults.kinds).unwrap();
         let parks = 1 + rng.below(2) as u32;
         let mut actions: Vec<(Duration, Action)> = Vec::new();
         for _ in 0..parks {
@@ -76,7 +109,7 @@ impl Cycle {
             ));
         }
         let fault_at = rng.ms(0, 1500);
-        let fault_for = rng.ms(300, 3000);
+        let fault_for = rng.ms(300, faults.longest_ms);
         Cycle {
             fault,
             actions,
@@ -189,7 +222,7 @@ mod tests {
         let mut rng = Rng::new(9);
         let mut n = 0;
         let cycles: Vec<String> = (0..8)
-            .map(|_| line(&Cycle::decide(&mut rng, &store(), &mut n, 701)))
+            .map(|_| line(&Cycle::decide(&mut rng, &ONE_NODE, &store(), &mut n, 701)))
             .collect();
         assert_eq!(
             cycles,
@@ -214,7 +247,7 @@ mod tests {
         let mut rng = Rng::new(1);
         let mut n = 0;
         for _ in 0..500 {
-            let c = Cycle::decide(&mut rng, &[], &mut n, 601);
+            let c = Cycle::decide(&mut rng, &ONE_NODE, &[], &mut n, 601);
             assert!(c.fault_at <= Duration::from_millis(1500));
             assert!((300..=3000).contains(&c.fault_for.as_millis()));
             let parks = c

@@ -6,12 +6,14 @@ use std::fmt;
 use std::time::Duration;
 
 use super::invariants::problem_id;
+use super::site::{Commands, Layout};
 use crate::stats::Slowest;
 
 /// What a run did and found.
 #[derive(Debug, Default)]
 pub struct Report {
     pub seed: u64,
+    pub layout: Option<Layout>,
     pub cycles: u32,
     pub faults: BTreeMap<String, u32>,
     pub parks: u32,
@@ -20,17 +22,33 @@ pub struct Report {
     /// Calls lost: in callpark's hands and unknown to the store, in the store without a live
     /// channel, or logged parked and gone without a final log entry. Must be 0.
     pub lost: u32,
+    /// Of those, orbits found held by two calls at once. Must be 0.
+    pub double_held: u32,
+    /// Deadlines fired twice: a second ringback or fallback in one park, or a call parked
+    /// again after callpark hung it up. Must be 0.
+    pub fired_twice: u32,
+    /// Every problem: the calls lost, and (several nodes) each node that wrote to the PBX in
+    /// an epoch it did not hold.
     pub problems: Vec<String>,
+    /// Several nodes: who sent the PBX what, epoch by epoch.
+    pub commands: Option<Commands>,
     /// The slowest recovery, and its cycle.
     pub slowest_recovery: Slowest<u32>,
     pub elapsed: Duration,
+}
+
+impl Report {
+    /// Nothing lost, nothing held twice, no write to the PBX out of its epoch.
+    pub fn sound(&self) -> bool {
+        self.lost == 0 && self.problems.is_empty()
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "seed {}: {} cycles in {:.0?}; faults {:?}; parks {}, retrieves {}, hang-ups {}; calls lost {}; slowest recovery {:.1?} (cycle {})",
+            "seed {}: {} cycles in {:.0?}; faults {:?}; parks {}, retrieves {}, hang-ups {}; calls lost {}, orbits held twice {}, deadlines fired twice {}; slowest recovery {:.1?} (cycle {})",
             self.seed,
             self.cycles,
             self.elapsed,
@@ -39,9 +57,19 @@ impl fmt::Display for Report {
             self.retrieves,
             self.hangups,
             self.lost,
+            self.double_held,
+            self.fired_twice,
             self.slowest_recovery.time,
             self.slowest_recovery.of
-        )
+        )?;
+        if let Some(c) = &self.commands {
+            write!(
+                f,
+                "; {} epochs, {} writes to the PBX checked, epochs written by a node not holding them {}",
+                c.epochs, c.writes, c.shared
+            )?;
+        }
+        Ok(())
     }
 }
 
