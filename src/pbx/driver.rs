@@ -52,6 +52,11 @@ pub(crate) trait Transport: Send + 'static {
     /// command); the answer comes back as [`Incoming::Alive`].
     fn probe(&mut self);
 
+    /// Writes to the PBX only while `fence` is open. Checked where the bytes are written (a
+    /// writer task, a request's own future, a wake-up connection), not only where a request
+    /// is handed over: a process frozen between the two would write after its lease ran out.
+    fn fence(&mut self, fence: Fence);
+
     /// Drops the connection, and fails every request sent over it or waiting to be: their
     /// failures come back through [`Transport::next`] (a request the PBX may have carried out
     /// is reconciled by the next connection's listing, not retried).
@@ -82,6 +87,7 @@ pub async fn drive<T: Transport>(
     fence: Fence,
 ) -> Result<(), PbxError> {
     let mut backoff = BACKOFF_MIN;
+    tp.fence(fence.clone());
     let fenced = |tp: &mut T| {
         tp.close();
         warn!(
@@ -147,6 +153,11 @@ pub async fn drive<T: Transport>(
                         },
                         _ = fence.closed_now() => return fenced(&mut tp),
                         _ = tokio::time::sleep_until(check) => {
+                            // Woken from a freeze, this and the fence's end are both due, in
+                            // either order: no probe goes out past the end.
+                            if !fence.valid() {
+                                return fenced(&mut tp);
+                            }
                             if probing {
                                 break format!(
                                     "{} did not answer for {:?}",
@@ -330,6 +341,8 @@ mod tests {
         fn probe(&mut self) {
             self.seen.lock().unwrap().probes += 1;
         }
+        // The fake has no socket: what it is asked to send is what the tests check.
+        fn fence(&mut self, _: Fence) {}
         fn close(&mut self) {
             self.seen.lock().unwrap().closes += 1;
             self.failed.extend(self.unanswered.drain(..));
@@ -408,6 +421,40 @@ mod tests {
         assert!(matches!(res, Err(PbxError::Fenced { .. })), "{res:?}");
         let s = seen.lock().unwrap();
         assert_eq!((s.connects, s.sent.len()), (0, 0));
+    }
+
+    /// A node frozen past both its fence's end and its next probe wakes with both due; the
+    /// probe never goes out, whichever the driver sees first (each run of `select!` tries its
+    /// branches in a random order, hence the 32 runs).
+    #[tokio::test(start_paused = true)]
+    async fn a_node_woken_past_its_fence_sends_no_probe() {
+        for _ in 0..32 {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let tp = DeadStream::<false> {
+                seen: seen.clone(),
+                unanswered: vec![],
+                failed: VecDeque::new(),
+            };
+            let (ev_tx, _ev_rx) = mpsc::channel(16);
+            let (_cmd_tx, cmd_rx) = mpsc::channel(16);
+            let fence = Fence::closed();
+            fence.extend_until(Instant::now() + Duration::from_millis(2500));
+            let driving = tokio::spawn(drive(
+                "p",
+                tp,
+                FakeTr(seen.clone()),
+                ev_tx,
+                cmd_rx,
+                Held::default(),
+                fence,
+            ));
+            tokio::task::yield_now().await;
+            // The freeze: the clock jumps past both deadlines while nothing runs.
+            tokio::time::advance(QUIET + Duration::from_secs(1)).await;
+            let res = driving.await.unwrap();
+            assert!(matches!(res, Err(PbxError::Fenced { .. })), "{res:?}");
+            assert_eq!(seen.lock().unwrap().probes, 0, "a probe past the fence");
+        }
     }
 
     /// Replies keep coming, but only the event stream says the connection is alive: it is

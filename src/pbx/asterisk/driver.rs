@@ -18,7 +18,7 @@ use super::model::decode_event;
 use super::rest::{Ari, AriError};
 use super::translate::{AriTranslator, Reply, Request};
 use super::translate::{Failure, Verb};
-use crate::pbx::{Incoming, Transport};
+use crate::pbx::{Fence, Incoming, Transport};
 
 /// How long opening the events websocket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -41,6 +41,8 @@ pub(crate) struct AriTransport {
     /// A REST request timed out: Asterisk stopped answering; the connection is given up
     /// (after that reply is handed on) so the reconnection reconciles.
     failing: Option<String>,
+    /// Nothing is sent to Asterisk once it is closed ([`Transport::fence`]).
+    fence: Fence,
 }
 
 impl AriTransport {
@@ -56,6 +58,7 @@ impl AriTransport {
             queues: HashMap::new(),
             ping_due: false,
             failing: None,
+            fence: Fence::open(),
         }
     }
 
@@ -66,7 +69,13 @@ impl AriTransport {
         let (method, path, query) = (http_method(req.method), req.path.clone(), req.query.clone());
         let variables = req.variables.clone();
         self.sent.insert(n, req);
+        let fence = self.fence.clone();
         self.inflight.push(Box::pin(async move {
+            // Checked as the request is written, not when it was queued: a request started
+            // behind another of its key, or before a freeze, must not go out after the lease.
+            if !fence.valid() {
+                return (n, Err(AriError::Fenced { method, path }));
+            }
             let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let reply = ari.call_with(method, &path, &query, &variables).await;
             (n, reply)
@@ -165,7 +174,7 @@ impl Transport for AriTransport {
             self.ws = None;
             return Incoming::Closed(why);
         }
-        if std::mem::take(&mut self.ping_due) {
+        if std::mem::take(&mut self.ping_due) && self.fence.valid() {
             if let Some(ws) = self.ws.as_mut() {
                 if let Err(e) = ws
                     .send(Message::Ping(Bytes::from_static(b"callpark")))
@@ -240,6 +249,10 @@ impl Transport for AriTransport {
         self.ping_due = true;
     }
 
+    fn fence(&mut self, fence: Fence) {
+        self.fence = fence;
+    }
+
     /// Also fails every request under way or waiting its turn: on a silenced connection each
     /// would otherwise wait out the client's timeout, and those queued behind it (the
     /// reconnection's own listing among them) after it.
@@ -279,6 +292,11 @@ fn failure(e: AriError) -> Failure {
         } => Failure::Status {
             status: status.as_u16(),
             message: message.clone(),
+            text: e.to_string(),
+        },
+        // Not sent at all: like a request abandoned with its connection, which the fence
+        // drops next.
+        AriError::Fenced { .. } => Failure::Lost {
             text: e.to_string(),
         },
         _ => Failure::Other {

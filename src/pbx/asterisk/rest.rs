@@ -29,6 +29,9 @@ pub enum AriError {
         path: String,
         source: reqwest::Error,
     },
+    /// Not sent: this node's lease on the pool ran out before the request's turn came.
+    #[error("ARI {method} {path}: not sent: this node's lease on the pool ran out")]
+    Fenced { method: Method, path: String },
 }
 
 impl AriError {

@@ -25,7 +25,7 @@ use self::outbound::Door;
 use super::codec::{EslCodec, Outgoing};
 use super::model::FsEvent;
 use super::translate::{FsTranslator, Reply, Request, Tag};
-use crate::pbx::{Incoming, Transport};
+use crate::pbx::{Fence, Incoming, Transport};
 
 /// Requests kept while disconnected, sent after the next connect; older ones are dropped.
 const HELD_MAX: usize = 10_000;
@@ -71,6 +71,8 @@ pub(crate) struct EslTransport {
     doors_in: Option<mpsc::Receiver<Door>>,
     /// Open outbound connections by channel uuid; dropping the sender closes one.
     doors: HashMap<String, oneshot::Sender<()>>,
+    /// Nothing is written to FreeSWITCH once it is closed ([`Transport::fence`]).
+    fence: Fence,
 }
 
 impl EslTransport {
@@ -85,6 +87,7 @@ impl EslTransport {
             outbound: outbound.map(str::to_string),
             doors_in: None,
             doors: HashMap::new(),
+            fence: Fence::open(),
         }
     }
 
@@ -94,7 +97,7 @@ impl EslTransport {
         let Some(addr) = self.outbound.as_deref().filter(|_| self.doors_in.is_none()) else {
             return;
         };
-        self.doors_in = outbound::listen(addr).await;
+        self.doors_in = outbound::listen(addr, self.fence.clone()).await;
     }
 
     fn write(&mut self, req: Request) {
@@ -162,11 +165,18 @@ impl Transport for EslTransport {
         self.listen_outbound().await;
         let (reader, mut w) = open(&self.addr, &self.password).await?;
         let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
+        let fence = self.fence.clone();
         tokio::spawn(async move {
             while let Some(mut buf) = rx.recv().await {
                 // Everything queued meanwhile goes out in one write.
                 while let Ok(more) = rx.try_recv() {
                     buf.extend_from_slice(&more);
+                }
+                // The lease ran out (the process may have been frozen since the request was
+                // handed over): the write half closes with this task, unwritten.
+                if !fence.valid() {
+                    debug!("event socket write dropped: the lease ran out");
+                    return;
                 }
                 if let Err(e) = w.write_all(&buf).await {
                     debug!("event socket write: {e}");
@@ -174,7 +184,7 @@ impl Transport for EslTransport {
                 }
             }
         });
-        let wakers = waker::start(&self.addr, &self.password, &tx);
+        let wakers = waker::start(&self.addr, &self.password, &tx, &self.fence);
         self.conn = Some(Conn {
             reader,
             writer: tx,
@@ -273,6 +283,10 @@ impl Transport for EslTransport {
         }
     }
 
+    fn fence(&mut self, fence: Fence) {
+        self.fence = fence;
+    }
+
     fn probe(&mut self) {
         // `api uptime`: answered by the event socket's own thread, costs FreeSWITCH nothing.
         let Some(conn) = self.conn.as_mut().filter(|c| !c.closed) else {
@@ -330,6 +344,10 @@ mod tests {
     struct Seen {
         wakers: usize,
         nudges: usize,
+        /// The first line of each command the main connection sent.
+        commands: Vec<String>,
+        /// Main connections whose writing side callpark closed.
+        ends: usize,
     }
 
     /// An event socket that behaves as mod_event_socket does when its connection threads
@@ -357,7 +375,12 @@ mod tests {
                     loop {
                         tokio::select! {
                             line = lines.next_line() => {
-                                let Ok(Some(line)) = line else { return };
+                                let Ok(Some(line)) = line else {
+                                    if !waker {
+                                        seen.lock().unwrap().ends += 1;
+                                    }
+                                    return;
+                                };
                                 if !line.is_empty() {
                                     command.push(line);
                                     continue;
@@ -381,6 +404,9 @@ mod tests {
                                 if command[0].starts_with("event plain") {
                                     waker = true;
                                     seen.lock().unwrap().wakers += 1;
+                                }
+                                if !waker && !command[0].starts_with("auth") {
+                                    seen.lock().unwrap().commands.push(command[0].clone());
                                 }
                                 command.clear();
                                 w.write_all(b"Content-Type: command/reply\nReply-Text: +OK\n\n")
@@ -452,6 +478,50 @@ mod tests {
         }
         assert!(seen.lock().unwrap().nudges >= 1);
         // The wake-up connections end with the main connection.
+        esl.close();
+    }
+
+    /// A request handed over while the lease lasted but written after it ran out (the
+    /// process frozen in between) is never written, and neither is a probe: the connection's
+    /// writing side closes unwritten.
+    #[tokio::test]
+    async fn nothing_is_written_to_the_event_socket_once_the_fence_is_closed() {
+        let (events, _) = broadcast::channel(16);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let addr = fake_event_socket(events, seen.clone()).await;
+        let mut esl = EslTransport::new(&addr, "ClueCon", None);
+        let fence = Fence::closed();
+        fence.extend_until(tokio::time::Instant::now() + Duration::from_secs(3600));
+        esl.fence(fence.clone());
+        esl.connect()
+            .await
+            .expect("connects to the fake event socket");
+        esl.send(Request {
+            out: Outgoing::new("api status"),
+            tag: Tag::Setup,
+        });
+        let guard = Duration::from_secs(10);
+        match tokio::time::timeout(guard, esl.next()).await.unwrap() {
+            Incoming::Reply(req, Reply::Text(t)) => {
+                assert_eq!(req.out, Outgoing::new("api status"));
+                assert!(t.starts_with("+OK"), "{t}");
+            }
+            _ => panic!("the reply to the request made while the lease lasted"),
+        }
+        fence.revoke();
+        esl.send(Request {
+            out: Outgoing::new("api uuid_kill u-1"),
+            tag: Tag::Setup,
+        });
+        esl.probe();
+        tokio::time::timeout(guard, async {
+            while seen.lock().unwrap().ends == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the writing side closes once the fence is");
+        assert_eq!(seen.lock().unwrap().commands, ["api status"]);
         esl.close();
     }
 

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, warn};
 
+use crate::pbx::Fence;
 use crate::pbx::freeswitch::codec::EslCodec;
 use crate::pbx::freeswitch::model::FsEvent;
 
@@ -27,8 +28,10 @@ const DOOR_MAX: Duration = Duration::from_secs(2);
 pub(super) type Door = (FsEvent, oneshot::Sender<()>);
 
 /// Starts listening for outbound connections on `addr`: the channels come through the
-/// receiver. None (and a warning) where the address cannot be had.
-pub(super) async fn listen(addr: &str) -> Option<mpsc::Receiver<Door>> {
+/// receiver. None (and a warning) where the address cannot be had. Once `fence` is closed a
+/// connection is closed unanswered: FreeSWITCH's `socket` fails and the include goes on into
+/// `park`, where the pool's next holder finds the channel.
+pub(super) async fn listen(addr: &str, fence: Fence) -> Option<mpsc::Receiver<Door>> {
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -39,18 +42,18 @@ pub(super) async fn listen(addr: &str) -> Option<mpsc::Receiver<Door>> {
         }
     };
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(accept_doors(listener, tx));
+    tokio::spawn(accept_doors(listener, tx, fence));
     Some(rx)
 }
 
 /// Accepts the include's outbound connections; each is served by [`door`]. Stops, freeing the
 /// port, when the driver is gone (a node whose lease ran out leaves it to the next holder).
-async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>) {
+async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>, fence: Fence) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((sock, _)) => {
-                    tokio::spawn(door(sock, tx.clone()));
+                    tokio::spawn(door(sock, tx.clone(), fence.clone()));
                 }
                 Err(e) => {
                     debug!("outbound accept: {e}");
@@ -64,7 +67,10 @@ async fn accept_doors(listener: TcpListener, tx: mpsc::Sender<Door>) {
 
 /// One outbound connection: `connect`, the channel from its reply, then held open until
 /// released (or [`DOOR_MAX`], or FreeSWITCH closes it).
-async fn door(sock: TcpStream, tx: mpsc::Sender<Door>) {
+async fn door(sock: TcpStream, tx: mpsc::Sender<Door>, fence: Fence) {
+    if !fence.valid() {
+        return;
+    }
     let _ = sock.set_nodelay(true);
     let (r, mut w) = sock.into_split();
     let mut reader = FramedRead::new(r, EslCodec::default());

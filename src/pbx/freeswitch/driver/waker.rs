@@ -20,6 +20,7 @@ use tokio_util::codec::Encoder;
 use tracing::warn;
 
 use super::open::open;
+use crate::pbx::Fence;
 use crate::pbx::freeswitch::codec::{EslCodec, Outgoing};
 use crate::pbx::freeswitch::translate::{FILTERS, WAKE_EVENTS};
 
@@ -32,11 +33,12 @@ const ESL_IDLE_POLL: Duration = Duration::from_millis(20);
 const RESPREAD_EVERY: Duration = Duration::from_secs(10);
 
 /// Starts the wake-up connections of a main connection whose writer is `main`; they end when
-/// their handles are aborted.
+/// their handles are aborted, or write nothing more once `fence` is closed.
 pub(super) fn start(
     addr: &str,
     password: &str,
     main: &mpsc::UnboundedSender<BytesMut>,
+    fence: &Fence,
 ) -> Vec<JoinHandle<()>> {
     // Far enough ahead for the wake-up connections to be up by their first turn.
     let base = Instant::now() + Duration::from_millis(300);
@@ -47,6 +49,7 @@ pub(super) fn start(
                 password.to_string(),
                 base + ESL_IDLE_POLL * i / WAKERS,
                 main.clone(),
+                fence.clone(),
             ))
         })
         .collect()
@@ -66,6 +69,7 @@ async fn waker(
     password: String,
     phase: Instant,
     main: mpsc::UnboundedSender<BytesMut>,
+    fence: Fence,
 ) {
     let (mut reader, mut w) = match open(&addr, &password).await {
         Ok(c) => c,
@@ -102,6 +106,10 @@ async fn waker(
                 None => return fail("the event socket closed it"),
             },
             _ = spread.tick() => {
+                // A node whose lease ran out writes no more, not even a newline.
+                if !fence.valid() {
+                    return;
+                }
                 if let Err(e) = w.write_all(b"\n").await {
                     return fail(e);
                 }
